@@ -79,7 +79,9 @@ fn parse_duration(input: &str) -> Result<f64, String> {
 }
 
 fn parse_bitrate(input: &str) -> Result<u32, String> {
-    const MP3_BITRATES: [u32; 14] = [32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
+    const MP3_BITRATES: [u32; 14] = [
+        32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
     let kbps: u32 = input
         .trim_end_matches(['k', 'K'])
         .parse()
@@ -87,7 +89,9 @@ fn parse_bitrate(input: &str) -> Result<u32, String> {
     if MP3_BITRATES.contains(&kbps) {
         Ok(kbps)
     } else {
-        Err(format!("{kbps} kb/s is not an MP3 bitrate; use one of {MP3_BITRATES:?}"))
+        Err(format!(
+            "{kbps} kb/s is not an MP3 bitrate; use one of {MP3_BITRATES:?}"
+        ))
     }
 }
 
@@ -102,7 +106,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 Status::Ok => println!("ok       {}", path.display()),
                 Status::Missing => {
                     all_ok = false;
-                    println!("MISSING  {} (run `fixtures-gen` to make it)", path.display());
+                    println!(
+                        "MISSING  {} (run `fixtures-gen` to make it)",
+                        path.display()
+                    );
                 }
                 Status::Wrong(reasons) => {
                     all_ok = false;
@@ -113,7 +120,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        return Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        return Ok(if all_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     let (manifest, outcomes) = fixtures.generate(cli.force)?;
     for ((path, outcome), entry) in outcomes.iter().zip(&manifest.files) {

@@ -72,7 +72,6 @@ impl Tools {
     {
         run(&self.ffprobe, args)
     }
-
 }
 
 fn run<I, S>(program: &Path, args: I) -> Result<Output, Error>
@@ -81,18 +80,21 @@ where
     S: AsRef<OsStr>,
 {
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-    let output = Command::new(program).args(&args).output().map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            Error::ToolNotFound {
-                program: program.to_owned(),
+    let output = Command::new(program)
+        .args(&args)
+        .output()
+        .map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                Error::ToolNotFound {
+                    program: program.to_owned(),
+                }
+            } else {
+                Error::ToolStart {
+                    program: program.to_owned(),
+                    cause: source,
+                }
             }
-        } else {
-            Error::ToolStart {
-                program: program.to_owned(),
-                cause: source,
-            }
-        }
-    })?;
+        })?;
     if output.status.success() {
         Ok(output)
     } else {

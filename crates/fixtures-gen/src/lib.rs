@@ -155,8 +155,14 @@ impl Fixtures {
     pub fn check(&self) -> Result<[(PathBuf, Status); 2], Error> {
         self.tools.require_encoders(&[])?;
         Ok([
-            (self.video_path(), self.status(&self.video_path(), Kind::Video)?),
-            (self.audio_path(), self.status(&self.audio_path(), Kind::Audio)?),
+            (
+                self.video_path(),
+                self.status(&self.video_path(), Kind::Video)?,
+            ),
+            (
+                self.audio_path(),
+                self.status(&self.audio_path(), Kind::Audio)?,
+            ),
         ])
     }
 
@@ -175,7 +181,10 @@ impl Fixtures {
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         write_atomically(&self.manifest_path(), &json)?;
-        Ok((manifest, [(self.video_path(), video), (self.audio_path(), audio)]))
+        Ok((
+            manifest,
+            [(self.video_path(), video), (self.audio_path(), audio)],
+        ))
     }
 
     fn ensure(&self, kind: Kind, force: bool) -> Result<Outcome, Error> {
@@ -202,7 +211,10 @@ impl Fixtures {
             Status::Missing => unreachable!("the file was just renamed into place"),
             Status::Wrong(reasons) => Err(Error::Damaged {
                 path,
-                detail: format!("ffmpeg wrote a file that does not match: {}", reasons.join("; ")),
+                detail: format!(
+                    "ffmpeg wrote a file that does not match: {}",
+                    reasons.join("; ")
+                ),
             }),
         }
     }
@@ -249,7 +261,10 @@ impl Fixtures {
         if manifest.spec != self.spec {
             return None;
         }
-        manifest.files.into_iter().find(|f| f.name == file_name(kind))
+        manifest
+            .files
+            .into_iter()
+            .find(|f| f.name == file_name(kind))
     }
 
     fn entry(&self, kind: Kind) -> Result<FileEntry, Error> {
@@ -284,7 +299,10 @@ impl Fixtures {
         let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
             .map(String::from)
             .to_vec();
-        let sine = format!("sine=frequency={}:sample_rate=44100:duration={duration}", s.tone_hz);
+        let sine = format!(
+            "sine=frequency={}:sample_rate=44100:duration={duration}",
+            s.tone_hz
+        );
         match kind {
             Kind::Video => {
                 let testsrc = format!("testsrc=size={}:rate={}:duration={duration}", s.size, s.fps);
@@ -293,11 +311,30 @@ impl Fixtures {
                     args.extend(["-f", "lavfi", "-i", &sine].map(String::from));
                     args.extend(["-c:a", "aac", "-b:a", "128k"].map(String::from));
                 }
-                args.extend(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-t", &duration, "-f", "mp4"].map(String::from));
+                args.extend(
+                    [
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-t", &duration, "-f", "mp4",
+                    ]
+                    .map(String::from),
+                );
             }
             Kind::Audio => {
                 let bitrate = format!("{}k", s.audio_kbps);
-                args.extend(["-f", "lavfi", "-i", &sine, "-c:a", "libmp3lame", "-b:a", &bitrate, "-f", "mp3"].map(String::from));
+                args.extend(
+                    [
+                        "-f",
+                        "lavfi",
+                        "-i",
+                        &sine,
+                        "-c:a",
+                        "libmp3lame",
+                        "-b:a",
+                        &bitrate,
+                        "-f",
+                        "mp3",
+                    ]
+                    .map(String::from),
+                );
             }
         }
         args.push(out.to_string_lossy().into_owned());

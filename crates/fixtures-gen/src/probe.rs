@@ -78,17 +78,33 @@ pub fn probe(tools: &Tools, path: &Path) -> Result<Probe, Error> {
 /// What is wrong with the video compared with `spec`; empty when it matches.
 pub fn video_mismatches(probe: &Probe, spec: &FixtureSpec) -> Vec<String> {
     let mut wrong = Vec::new();
-    let videos: Vec<&Stream> = probe.streams.iter().filter(|s| s.codec_type == "video").collect();
-    let audios: Vec<&Stream> = probe.streams.iter().filter(|s| s.codec_type == "audio").collect();
+    let videos: Vec<&Stream> = probe
+        .streams
+        .iter()
+        .filter(|s| s.codec_type == "video")
+        .collect();
+    let audios: Vec<&Stream> = probe
+        .streams
+        .iter()
+        .filter(|s| s.codec_type == "audio")
+        .collect();
     let [video] = videos.as_slice() else {
         wrong.push(format!("expected 1 video stream, found {}", videos.len()));
         return wrong;
     };
     expect_eq(&mut wrong, "video codec", video.codec_name.as_str(), "h264");
-    expect_eq(&mut wrong, "pixel format", video.pix_fmt.as_deref().unwrap_or("?"), "yuv420p");
+    expect_eq(
+        &mut wrong,
+        "pixel format",
+        video.pix_fmt.as_deref().unwrap_or("?"),
+        "yuv420p",
+    );
     let size = (video.width.unwrap_or(0), video.height.unwrap_or(0));
     if size != (spec.size.width, spec.size.height) {
-        wrong.push(format!("size is {}x{}, expected {}", size.0, size.1, spec.size));
+        wrong.push(format!(
+            "size is {}x{}, expected {}",
+            size.0, size.1, spec.size
+        ));
     }
     match video.frame_rate() {
         Some(fps) if (fps - f64::from(spec.fps)).abs() < 0.01 => {}
@@ -96,7 +112,13 @@ pub fn video_mismatches(probe: &Probe, spec: &FixtureSpec) -> Vec<String> {
     }
     // "Within a frame": one frame at the requested rate.
     let frame = 1.0 / f64::from(spec.fps.max(1));
-    check_duration(&mut wrong, "video", video.duration_secs(), spec.duration_secs, frame);
+    check_duration(
+        &mut wrong,
+        "video",
+        video.duration_secs(),
+        spec.duration_secs,
+        frame,
+    );
     match (spec.video_has_audio, audios.as_slice()) {
         (true, [audio]) => expect_eq(&mut wrong, "video's audio codec", &audio.codec_name, "aac"),
         (true, found) => wrong.push(format!("expected 1 audio track, found {}", found.len())),
@@ -113,14 +135,20 @@ pub fn video_mismatches(probe: &Probe, spec: &FixtureSpec) -> Vec<String> {
 pub fn audio_mismatches(probe: &Probe, spec: &FixtureSpec) -> Vec<String> {
     let mut wrong = Vec::new();
     let [audio] = probe.streams.as_slice() else {
-        wrong.push(format!("expected 1 audio stream, found {} streams", probe.streams.len()));
+        wrong.push(format!(
+            "expected 1 audio stream, found {} streams",
+            probe.streams.len()
+        ));
         return wrong;
     };
     expect_eq(&mut wrong, "stream type", &audio.codec_type, "audio");
     expect_eq(&mut wrong, "audio codec", &audio.codec_name, "mp3");
     let bitrate: Option<u32> = audio.bit_rate.as_deref().and_then(|b| b.parse().ok());
     if bitrate != Some(spec.audio_kbps * 1000) {
-        wrong.push(format!("bitrate is {bitrate:?} b/s, expected {}", spec.audio_kbps * 1000));
+        wrong.push(format!(
+            "bitrate is {bitrate:?} b/s, expected {}",
+            spec.audio_kbps * 1000
+        ));
     }
     // An MP3 frame is 1152 samples; the encoder adds up to about two frames of delay and padding.
     let sample_rate: f64 = audio
@@ -129,7 +157,13 @@ pub fn audio_mismatches(probe: &Probe, spec: &FixtureSpec) -> Vec<String> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(44_100.0);
     let tolerance = 2.0 * 1152.0 / sample_rate;
-    check_duration(&mut wrong, "audio", audio.duration_secs(), spec.duration_secs, tolerance);
+    check_duration(
+        &mut wrong,
+        "audio",
+        audio.duration_secs(),
+        spec.duration_secs,
+        tolerance,
+    );
     wrong
 }
 

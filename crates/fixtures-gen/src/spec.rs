@@ -45,8 +45,14 @@ impl FromStr for FrameSize {
         let (w, h) = input
             .split_once(['x', 'X'])
             .ok_or_else(|| error("no 'x' between width and height"))?;
-        let width: u32 = w.trim().parse().map_err(|_| error("width is not a whole number"))?;
-        let height: u32 = h.trim().parse().map_err(|_| error("height is not a whole number"))?;
+        let width: u32 = w
+            .trim()
+            .parse()
+            .map_err(|_| error("width is not a whole number"))?;
+        let height: u32 = h
+            .trim()
+            .parse()
+            .map_err(|_| error("height is not a whole number"))?;
         if width == 0 || height == 0 {
             return Err(error("width and height must be positive"));
         }
@@ -113,7 +119,10 @@ mod tests {
                 height: 480
             })
         );
-        assert_eq!("1280X720".parse::<FrameSize>().map(|s| s.to_string()), Ok("1280x720".into()));
+        assert_eq!(
+            "1280X720".parse::<FrameSize>().map(|s| s.to_string()),
+            Ok("1280x720".into())
+        );
     }
 
     #[test]

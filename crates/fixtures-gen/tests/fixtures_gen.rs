@@ -1,5 +1,7 @@
 //! End-to-end tests of fixtures-gen with the real ffmpeg and ffprobe.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::process::{Command, ExitCode};
 
@@ -10,12 +12,21 @@ use fixtures_gen::{Error, Fixtures, Outcome, Status, Tools};
 
 fn ffprobe_streams(path: &std::path::Path) -> String {
     let output = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name,width,height,r_frame_rate"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height,r_frame_rate",
+        ])
         .args(["-of", "csv=p=0"])
         .arg(path)
         .output()
         .expect("ffprobe runs (install Debian's ffmpeg package)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -26,10 +37,20 @@ fn generates_files_that_pass_ffprobe_checks_and_are_kept_the_second_time() {
 
     let (manifest, outcomes) = fixtures.generate(false).unwrap();
     for (path, outcome) in &outcomes {
-        assert_eq!(outcome, &Outcome::Written { replaced_because: vec![] }, "{}", path.display());
+        assert_eq!(
+            outcome,
+            &Outcome::Written {
+                replaced_because: vec![]
+            },
+            "{}",
+            path.display()
+        );
     }
     // Independent look with ffprobe: h264 320x240 30 fps plus an AAC track; an MP3.
-    assert_eq!(ffprobe_streams(&fixtures.video_path()), "h264,320,240,30/1\naac,0/0\n");
+    assert_eq!(
+        ffprobe_streams(&fixtures.video_path()),
+        "h264,320,240,30/1\naac,0/0\n"
+    );
     assert_eq!(ffprobe_streams(&fixtures.audio_path()), "mp3,0/0\n");
     for entry in &manifest.files {
         let bytes = fs::read(dir.path().join(&entry.name)).unwrap();
@@ -42,9 +63,16 @@ fn generates_files_that_pass_ffprobe_checks_and_are_kept_the_second_time() {
     assert_eq!(written, manifest);
 
     let (_, again) = fixtures.generate(false).unwrap();
-    assert!(again.iter().all(|(_, outcome)| *outcome == Outcome::Kept), "{again:?}");
+    assert!(
+        again.iter().all(|(_, outcome)| *outcome == Outcome::Kept),
+        "{again:?}"
+    );
     let (_, forced) = fixtures.generate(true).unwrap();
-    assert!(forced.iter().all(|(_, o)| matches!(o, Outcome::Written { .. })));
+    assert!(
+        forced
+            .iter()
+            .all(|(_, o)| matches!(o, Outcome::Written { .. }))
+    );
 }
 
 #[test]
@@ -73,7 +101,12 @@ fn check_catches_a_truncated_file_and_generate_repairs_it() {
     let Status::Wrong(reasons) = audio_status else {
         panic!("truncated mp3 passed: {audio_status:?}")
     };
-    assert!(reasons.iter().any(|r| r.contains("contents changed since manifest.json")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("contents changed since manifest.json")),
+        "{reasons:?}"
+    );
 
     let (_, outcomes) = fixtures.generate(false).unwrap();
     for (path, outcome) in outcomes {
@@ -90,7 +123,13 @@ fn check_reports_missing_files_and_mismatched_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let spec = FixtureSpec::default();
     let fixtures = Fixtures::new(dir.path(), spec.clone(), Tools::default());
-    assert!(fixtures.check().unwrap().iter().all(|(_, s)| *s == Status::Missing));
+    assert!(
+        fixtures
+            .check()
+            .unwrap()
+            .iter()
+            .all(|(_, s)| *s == Status::Missing)
+    );
 
     fixtures.generate(false).unwrap();
     let longer = FixtureSpec {
@@ -101,9 +140,19 @@ fn check_reports_missing_files_and_mismatched_parameters() {
     let [(_, video), (_, audio)] = Fixtures::new(dir.path(), longer, Tools::default())
         .check()
         .unwrap();
-    let Status::Wrong(reasons) = video else { panic!("{video:?}") };
-    assert!(reasons.iter().any(|r| r.contains("size is 320x240, expected 640x480")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("video lasts 5.000 s")), "{reasons:?}");
+    let Status::Wrong(reasons) = video else {
+        panic!("{video:?}")
+    };
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("size is 320x240, expected 640x480")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("video lasts 5.000 s")),
+        "{reasons:?}"
+    );
     assert!(matches!(audio, Status::Wrong(_)));
 }
 
@@ -111,13 +160,23 @@ fn check_reports_missing_files_and_mismatched_parameters() {
 fn silent_video_reproduces_the_seed_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    let cli = Cli::try_parse_from(["fixtures-gen", "--out", out, "--silent-video", "--duration", "2"])
-        .unwrap();
+    let cli = Cli::try_parse_from([
+        "fixtures-gen",
+        "--out",
+        out,
+        "--silent-video",
+        "--duration",
+        "2",
+    ])
+    .unwrap();
     assert_eq!(run(&cli).unwrap(), ExitCode::SUCCESS);
-    assert_eq!(ffprobe_streams(&dir.path().join("test_video.mp4")), "h264,320,240,30/1\n");
+    assert_eq!(
+        ffprobe_streams(&dir.path().join("test_video.mp4")),
+        "h264,320,240,30/1\n"
+    );
     // The same folder checked against the default (with audio) is a mismatch.
-    let default = Cli::try_parse_from(["fixtures-gen", "--out", out, "--duration", "2", "--check"])
-        .unwrap();
+    let default =
+        Cli::try_parse_from(["fixtures-gen", "--out", out, "--duration", "2", "--check"]).unwrap();
     assert_eq!(run(&default).unwrap(), ExitCode::from(1));
 }
 
@@ -129,24 +188,41 @@ fn errors_say_what_to_do() {
         .generate(false)
         .unwrap_err();
     assert!(matches!(error, Error::ToolNotFound { .. }), "{error:?}");
-    assert!(error.to_string().contains("apt-get install ffmpeg"), "{error}");
+    assert!(
+        error.to_string().contains("apt-get install ffmpeg"),
+        "{error}"
+    );
 
     let blocker = dir.path().join("a-file");
     fs::write(&blocker, "not a folder").unwrap();
-    let error = Fixtures::new(blocker.join("fixtures"), FixtureSpec::default(), Tools::default())
-        .generate(false)
-        .unwrap_err();
-    assert!(error.to_string().contains("choose another folder with --out"), "{error}");
+    let error = Fixtures::new(
+        blocker.join("fixtures"),
+        FixtureSpec::default(),
+        Tools::default(),
+    )
+    .generate(false)
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("choose another folder with --out"),
+        "{error}"
+    );
 
     let bad_size = Cli::try_parse_from(["fixtures-gen", "--size", "320by240"]).unwrap_err();
     assert!(bad_size.to_string().contains("WIDTHxHEIGHT"), "{bad_size}");
     let bad_bitrate = Cli::try_parse_from(["fixtures-gen", "--bitrate", "100"]).unwrap_err();
-    assert!(bad_bitrate.to_string().contains("not an MP3 bitrate"), "{bad_bitrate}");
+    assert!(
+        bad_bitrate.to_string().contains("not an MP3 bitrate"),
+        "{bad_bitrate}"
+    );
 }
 
 #[test]
 fn help_explains_the_audio_track() {
-    let help = Cli::try_parse_from(["fixtures-gen", "--help"]).unwrap_err().to_string();
+    let help = Cli::try_parse_from(["fixtures-gen", "--help"])
+        .unwrap_err()
+        .to_string();
     assert!(help.contains("--silent-video"), "{help}");
     assert!(help.contains("audio-overlay `mix`"), "{help}");
 }

@@ -1,14 +1,3 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+//! `loadgen`: drives virtual users against the FFmpeg API, measures, reports, judges against
+//! targets and diagnoses (see `shared/DESIGN.md`). The engine is built in issue #3; this crate
+//! holds its place in the workspace.

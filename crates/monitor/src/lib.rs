@@ -1,14 +1,3 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+//! `monitor`: samples Docker, PostgreSQL, Redis and the host at the same instant (see
+//! `shared/DESIGN.md`). The sources are built in issue #4; this crate holds its place in the
+//! workspace.

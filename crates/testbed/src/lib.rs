@@ -1,14 +1,234 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! `testbed`: a reference FFmpeg API that follows `shared/ffmpeg-api-contract.md`, backed by real
+//! PostgreSQL and Redis (or memory), with knobs that plant known bottlenecks. It is the target of
+//! our tests, the realistic case of our benchmarks and the demo's API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), testbed::StartError> {
+//! let running = testbed::start(testbed::Config::for_tests()).await?;
+//! println!("{}", running.base_url());
+//! running.stop().await;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod knobs;
+pub mod queue;
+pub mod store;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use config::redact_url;
+use queue::{JobQueue, MemoryQueue, RedisQueue};
+use store::{MemoryStore, PostgresStore, Store};
+
+/// Why the testbed could not start. URLs in messages have their passwords masked.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// PostgreSQL did not answer or the migrations failed.
+    #[error("cannot use PostgreSQL at {url}: {cause} (check --database-url / DATABASE_URL)")]
+    Database {
+        /// The URL, password masked.
+        url: String,
+        /// Why.
+        cause: store::StoreError,
+    },
+    /// Redis did not answer.
+    #[error("cannot use Redis at {url}: {cause} (check --redis-url / REDIS_URL)")]
+    Redis {
+        /// The URL, password masked.
+        url: String,
+        /// Why.
+        cause: queue::QueueError,
+    },
+    /// The listen address is taken or not allowed.
+    #[error("cannot listen on {addr}: {cause} (choose another --listen / TESTBED_LISTEN)")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The JWT secret is not usable.
+    #[error("unusable JWT secret (--jwt-secret / TESTBED_JWT_SECRET): {0}")]
+    Secret(String),
+    /// The storage folder cannot be made.
+    #[error("cannot use storage folder {}: {cause}", path.display())]
+    Storage {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A running testbed; stops when [`Testbed::stop`] is called or when dropped.
+pub struct Testbed {
+    addr: SocketAddr,
+    store_description: String,
+    queue_description: String,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    _temporary_storage: Option<tempfile::TempDir>,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Testbed {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
+
+    /// `http://ADDR`, the host a load test points at.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The one line that says where it listens and what it stores in (no secrets).
+    pub fn startup_line(&self) -> String {
+        format!(
+            "testbed listening on {} (store: {}; queue: {})",
+            self.base_url(),
+            self.store_description,
+            self.queue_description
+        )
+    }
+
+    /// Stops serving and the workers, and waits for them.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+
+    /// Serves until `signal` completes, then stops.
+    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.stop().await;
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts the API and its workers; returns once it accepts connections.
+pub async fn start(config: Config) -> Result<Testbed, StartError> {
+    let store: Arc<dyn Store> = match &config.database_url {
+        Some(url) => {
+            let shown = redact_url(url);
+            Arc::new(
+                PostgresStore::connect(url, &shown, config.db_pool)
+                    .await
+                    .map_err(|cause| StartError::Database { url: shown, cause })?,
+            )
+        }
+        None => Arc::new(MemoryStore::new(config.db_pool)),
+    };
+    let queue: Arc<dyn JobQueue> = match &config.redis_url {
+        Some(url) => {
+            let shown = redact_url(url);
+            Arc::new(
+                RedisQueue::connect(url, &shown, &config.queue_name)
+                    .await
+                    .map_err(|cause| StartError::Redis { url: shown, cause })?,
+            )
+        }
+        None => Arc::new(MemoryQueue::default()),
+    };
+    let (storage_dir, temporary_storage) = match &config.storage_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("testbed-storage-")
+                .tempdir()
+                .map_err(|cause| StartError::Storage {
+                    path: std::env::temp_dir(),
+                    cause,
+                })?;
+            (temp.path().to_owned(), Some(temp))
+        }
+    };
+    let upload_dir = storage_dir.join("uploads");
+    let output_dir = storage_dir.join("outputs");
+    for dir in [&upload_dir, &output_dir] {
+        std::fs::create_dir_all(dir).map_err(|cause| StartError::Storage {
+            path: dir.clone(),
+            cause,
+        })?;
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|cause| StartError::Listen {
+            addr: config.listen,
+            cause,
+        })?;
+    let addr = listener.local_addr().map_err(|cause| StartError::Listen {
+        addr: config.listen,
+        cause,
+    })?;
+
+    let secret = config
+        .jwt_secret
+        .clone()
+        .unwrap_or_else(|| format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()));
+    let knobs = knobs::Knobs::new(
+        config.rate_limit_per_minute,
+        config.slow.clone(),
+        config.fail.clone(),
+        store.clone(),
+    );
+    let state = api::AppState {
+        store: store.clone(),
+        queue: queue.clone(),
+        tokens: auth::TokenKeys::new(secret.as_bytes(), config.token_ttl)
+            .map_err(|cause| StartError::Secret(cause.to_string()))?,
+        upload_dir,
+        workers: config.workers,
+        config: Arc::new(config.clone()),
+    };
+    let app = api::router(state, knobs);
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let server_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "server stopped");
+        }
+    }));
+    for _ in 0..config.workers {
+        let worker = worker::Worker {
+            store: store.clone(),
+            queue: queue.clone(),
+            job_time: config.job_seconds,
+            mode: config.job_mode,
+            run_ffmpeg: config.ffmpeg,
+            output_dir: output_dir.clone(),
+        };
+        tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+    Ok(Testbed {
+        addr,
+        store_description: store.describe(),
+        queue_description: queue.describe(),
+        shutdown,
+        tasks,
+        _temporary_storage: temporary_storage,
+    })
 }

@@ -1,0 +1,157 @@
+//! Register, login (form), refresh.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::extract::{ApiForm, ApiJson};
+use super::{ApiError, AppState};
+use crate::auth::{TokenPair, hash_password, verify_password};
+use crate::store::{NewUser, User};
+
+#[derive(Deserialize)]
+pub struct Register {
+    username: String,
+    email: String,
+    password: String,
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Register>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let name_ok = (3..=50).contains(&body.username.chars().count())
+        && body
+            .username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !name_ok {
+        return Err(ApiError::validation(
+            &["body", "username"],
+            "string_pattern_mismatch",
+            "username must be 3 to 50 characters of letters, digits, '_' or '-'",
+        ));
+    }
+    if !is_valid_email(&body.email) {
+        return Err(ApiError::validation(
+            &["body", "email"],
+            "value_error",
+            "value is not a valid email address",
+        ));
+    }
+    if let Some(problem) = password_weakness(&body.password) {
+        return Err(ApiError::bad_request(problem));
+    }
+    let password_hash = hash_password(body.password, state.config.hash_cost).await?;
+    let is_admin = state.config.admins.contains(&body.username);
+    let user = state
+        .store
+        .create_user(NewUser {
+            username: body.username,
+            email: body.email,
+            password_hash,
+            is_admin,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ApiForm(form): ApiForm<Login>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let user = state.store.user_by_login(&form.username).await?;
+    let bad_credentials = || ApiError::unauthorized("Incorrect username or password");
+    let Some(user) = user else {
+        // Hash anyway, so that an unknown user costs what a known one does (as the real API's
+        // timing-safe check does) and the load profile does not depend on who exists.
+        let _ = hash_password(form.password, state.config.hash_cost).await?;
+        return Err(bad_credentials());
+    };
+    if !verify_password(form.password, user.password_hash.clone()).await? {
+        return Err(bad_credentials());
+    }
+    if !user.is_active {
+        return Err(ApiError::forbidden("Inactive user"));
+    }
+    Ok(Json(state.tokens.issue(user.id)?))
+}
+
+#[derive(Deserialize)]
+pub struct Refresh {
+    refresh_token: String,
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Refresh>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let invalid = || ApiError::unauthorized("Invalid refresh token");
+    let user_id = state
+        .tokens
+        .verify(&body.refresh_token, "refresh")
+        .ok_or_else(invalid)?;
+    let user = state.store.user(user_id).await?.ok_or_else(invalid)?;
+    Ok(Json(state.tokens.issue(user.id)?))
+}
+
+fn is_valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let labels_ok = domain.split('.').count() >= 2
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    !local.is_empty() && !email.contains(char::is_whitespace) && !domain.contains('@') && labels_ok
+}
+
+fn password_weakness(password: &str) -> Option<&'static str> {
+    if password.chars().count() < 8 {
+        Some("Password must be at least 8 characters long")
+    } else if !password.chars().any(|c| c.is_ascii_uppercase()) {
+        Some("Password must contain at least one uppercase letter")
+    } else if !password.chars().any(|c| c.is_ascii_lowercase()) {
+        Some("Password must contain at least one lowercase letter")
+    } else if !password.chars().any(|c| c.is_ascii_digit()) {
+        Some("Password must contain at least one digit")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert!(is_valid_email("lt_user_1@example.com"));
+        for bad in [
+            "no-at",
+            "@example.com",
+            "a@b",
+            "a b@example.com",
+            "a@@example.com",
+            "a@ex..com",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert_eq!(password_weakness("TestPass123"), None);
+        assert!(password_weakness("Sh0rt").is_some());
+        assert!(password_weakness("alllower123").is_some());
+        assert!(password_weakness("ALLUPPER123").is_some());
+        assert!(password_weakness("NoDigitsHere").is_some());
+    }
+}

@@ -1,0 +1,31 @@
+//! `testbed`: see the library's documentation.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "testbed=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = testbed::Config::parse();
+    let running = match testbed::start(config).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("testbed: error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}", running.startup_line());
+    running
+        .serve_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    ExitCode::SUCCESS
+}

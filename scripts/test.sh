@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): installs what the tests need, starts a private PostgreSQL
+# cluster and Redis server on free loopback ports (data in a temporary folder, stopped at the
+# end), checks that the Docker engine answers, then runs fmt, clippy and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+# Debian packages the tests use, each with a file that shows it is installed.
+missing=()
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+command -v python3 >/dev/null || missing+=(python3)
+command -v docker >/dev/null || missing+=(docker.io)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+
+if ! docker info >/dev/null 2>&1; then
+  echo "the Docker engine does not answer (docker info failed): start it (e.g. 'sudo service docker start')" >&2
+  exit 1
+fi
+
+services=$(mktemp -d "${TMPDIR:-/tmp}/loadtest-services.XXXXXX")
+chmod 755 "$services"
+trap 'scripts/services.sh stop "$services"; rm -rf "$services"' EXIT
+say "starting PostgreSQL and Redis in $services"
+eval "$(scripts/services.sh start "$services")"
+export TEST_DATABASE_URL TEST_REDIS_URL
+
+say "cargo fmt --check"
+cargo fmt --all --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "cargo test"
+cargo test --workspace --locked
