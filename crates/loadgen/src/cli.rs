@@ -1,0 +1,201 @@
+//! The command line, compatible with Locust's where it makes sense: replace
+//! `locust -f locustfile.py` with `loadgen` and the seed's commands work. Every flag is also a
+//! `LOADGEN_*` variable; `LOCUST_HOST` and `LOCUST_BASE_URL` are honoured. Flags beat the
+//! environment, which beats `--profile`, which beats the defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::report::analysis::TargetOverride;
+
+/// Load tests for the FFmpeg API, with Locust's command line.
+///
+/// Runs headless: the users, the spawn rate and the run time come from flags, LOADGEN_*
+/// variables or a --profile. Without -f it runs the built-in FFmpeg API scenario (print it with
+/// `loadgen scenario show`). Exit codes: 0 every target met, 1 a target missed, 2 an error in the
+/// tool or its input.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do instead of a load test.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Scenario file (TOML); default: the built-in FFmpeg API scenario.
+    #[arg(
+        short = 'f',
+        long = "scenario",
+        visible_alias = "locustfile",
+        env = "LOADGEN_SCENARIO"
+    )]
+    pub scenario: Option<PathBuf>,
+    /// Host to load, e.g. http://127.0.0.1:8000 (also LOCUST_HOST or LOCUST_BASE_URL).
+    #[arg(short = 'H', long, env = "LOADGEN_HOST")]
+    pub host: Option<String>,
+    /// Peak number of concurrent users.
+    #[arg(short = 'u', long, env = "LOADGEN_USERS")]
+    pub users: Option<u64>,
+    /// Users started per second.
+    #[arg(short = 'r', long, env = "LOADGEN_SPAWN_RATE")]
+    pub spawn_rate: Option<f64>,
+    /// Stop after this long, e.g. 30s, 2m, 1h (default: until Ctrl-C).
+    #[arg(short = 't', long, env = "LOADGEN_RUN_TIME", value_parser = parse_run_time)]
+    pub run_time: Option<Duration>,
+    /// One of the seed's profiles: smoke (10 users, 1/s, 30s), medium (100, 10/s, 5m),
+    /// stress (500, 50/s, 10m), endurance (100, 5/s, 1h).
+    #[arg(long, env = "LOADGEN_PROFILE", value_enum)]
+    pub profile: Option<Profile>,
+    /// Accepted for Locust compatibility: loadgen always runs headless.
+    #[arg(long, env = "LOADGEN_HEADLESS")]
+    pub headless: bool,
+    /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv, PREFIX_exceptions.csv.
+    #[arg(long = "csv", env = "LOADGEN_CSV", value_name = "PREFIX")]
+    pub csv: Option<String>,
+    /// Write an HTML report.
+    #[arg(long, env = "LOADGEN_HTML", value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write every figure as JSON.
+    #[arg(long, env = "LOADGEN_JSON", value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(short = 'L', long, env = "LOADGEN_LOGLEVEL", default_value = "warn")]
+    pub loglevel: String,
+    /// Print only the end-of-run summary, no live view.
+    #[arg(long, env = "LOADGEN_ONLY_SUMMARY")]
+    pub only_summary: bool,
+    /// Folder of the files the scenario uploads (make them with `fixtures-gen`).
+    #[arg(long, env = "LOADGEN_FIXTURES", default_value = "tests/fixtures")]
+    pub fixtures: PathBuf,
+    /// Run only these user types (names from the scenario).
+    #[arg(long, env = "LOADGEN_USER_CLASSES", num_args = 1.., value_delimiter = ',')]
+    pub user_classes: Vec<String>,
+    /// Run only tasks with one of these tags (or whose user type has one).
+    #[arg(short = 'T', long, env = "LOADGEN_TAGS", num_args = 1.., value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Override a target: failure=5%, p95=500ms, p99=1000ms, avg=200ms, users=100 (repeatable).
+    #[arg(
+        long = "target",
+        env = "LOADGEN_TARGET",
+        value_delimiter = ',',
+        value_name = "NAME=VALUE"
+    )]
+    pub targets: Vec<TargetOverride>,
+    /// OS threads that run users (default: one per available core).
+    #[arg(long, env = "LOADGEN_THREADS")]
+    pub threads: Option<usize>,
+    /// A request with no complete answer within this time fails.
+    #[arg(long, env = "LOADGEN_TIMEOUT", default_value = "60s", value_parser = parse_run_time)]
+    pub timeout: Duration,
+    /// Follow this share of created jobs (overrides the scenario's `track.sample`).
+    #[arg(long, env = "LOADGEN_JOB_SAMPLE", value_parser = parse_ratio)]
+    pub job_sample: Option<f64>,
+    /// How often the live view prints.
+    #[arg(long, env = "LOADGEN_STATS_INTERVAL", default_value = "5s", value_parser = parse_run_time)]
+    pub stats_interval: Duration,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print or check scenario files.
+    Scenario {
+        /// What to do.
+        #[command(subcommand)]
+        action: ScenarioAction,
+    },
+}
+
+/// `loadgen scenario ...`.
+#[derive(Debug, Subcommand)]
+pub enum ScenarioAction {
+    /// Print the built-in FFmpeg API scenario (copy it, edit it, run it with -f).
+    Show,
+    /// Check a scenario file; errors name the line and the key.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// The seed's four profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Profile {
+    /// 10 users, 1 per second, 30 s.
+    Smoke,
+    /// 100 users, 10 per second, 5 min.
+    Medium,
+    /// 500 users, 50 per second, 10 min.
+    Stress,
+    /// 100 users, 5 per second, 1 h.
+    Endurance,
+}
+
+impl Profile {
+    /// (users, spawn rate, run time).
+    pub fn settings(self) -> (u64, f64, Duration) {
+        match self {
+            Self::Smoke => (10, 1.0, Duration::from_secs(30)),
+            Self::Medium => (100, 10.0, Duration::from_secs(300)),
+            Self::Stress => (500, 50.0, Duration::from_secs(600)),
+            Self::Endurance => (100, 5.0, Duration::from_secs(3600)),
+        }
+    }
+}
+
+fn parse_run_time(input: &str) -> Result<Duration, String> {
+    if let Ok(secs) = input.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(input).map_err(|e| format!("{input:?}: {e} (write e.g. 30s, 2m, 1h)"))
+}
+
+fn parse_ratio(input: &str) -> Result<f64, String> {
+    input
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("{input:?} is not a ratio from 0 to 1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_seeds_commands() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--headless",
+            "-u",
+            "100",
+            "-r",
+            "10",
+            "-t",
+            "2m",
+            "--host",
+            "http://localhost:8000",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cli.users, cli.spawn_rate, cli.run_time),
+            (Some(100), Some(10.0), Some(Duration::from_secs(120)))
+        );
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--profile",
+            "smoke",
+            "--csv",
+            "out/run",
+            "--target",
+            "p95=800ms",
+        ])
+        .unwrap();
+        assert_eq!(cli.profile, Some(Profile::Smoke));
+        assert_eq!(cli.targets.len(), 1);
+        let error = Cli::try_parse_from(["loadgen", "-t", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("write e.g. 30s"), "{error}");
+    }
+}

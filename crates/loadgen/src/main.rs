@@ -1,0 +1,28 @@
+//! `loadgen`: see the library's documentation.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = loadgen::cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("loadgen={}", cli.loglevel))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("loadgen=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    // A small runtime for the controller; the users run on their own threads.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("loadgen: error: cannot start the runtime: {error}");
+            return ExitCode::from(loadgen::EXIT_ERROR);
+        }
+    };
+    runtime.block_on(loadgen::run(cli))
+}

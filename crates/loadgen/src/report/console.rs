@@ -1,0 +1,293 @@
+//! The console: Locust's requests and percentiles tables, then LOAD TEST SUMMARY, TARGET
+//! ANALYSIS, ENDPOINT ANALYSIS and OPTIMIZATION RECOMMENDATIONS.
+
+use std::fmt::Write;
+
+use super::{PERCENTILES, Report, Row};
+use crate::stats::Phase;
+
+const RULE: &str =
+    "================================================================================";
+
+fn name_width(rows: &[&Row]) -> usize {
+    rows.iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(10)
+        .clamp(30, 80)
+}
+
+/// Locust's requests table for `rows` and their aggregate.
+pub fn requests_table(rows: &[Row], total: &Row) -> String {
+    let all: Vec<&Row> = rows.iter().chain(std::iter::once(total)).collect();
+    let w = name_width(&all);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<w$} {:>7} {:>12} | {:>7} {:>7} {:>7} {:>7} | {:>7} {:>11}",
+        "Type", "Name", "# reqs", "# fails", "Avg", "Min", "Max", "Med", "req/s", "failures/s"
+    );
+    let rule = format!(
+        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+        "-".repeat(8),
+        "-".repeat(w + 2),
+        "-".repeat(7),
+        "-".repeat(13),
+        "-".repeat(8),
+        "-".repeat(7),
+        "-".repeat(7),
+        "-".repeat(7),
+        "-".repeat(8),
+        "-".repeat(11)
+    );
+    let _ = writeln!(out, "{rule}");
+    let line = |out: &mut String, row: &Row| {
+        let fails = format!(
+            "{}({:.2}%)",
+            row.failures,
+            if row.requests == 0 {
+                0.0
+            } else {
+                row.failures as f64 * 100.0 / row.requests as f64
+            }
+        );
+        let _ = writeln!(
+            out,
+            "{:<8} {:<w$} {:>7} {:>12} | {:>7.0} {:>7.0} {:>7.0} {:>7.0} | {:>7.2} {:>11.2}",
+            row.method,
+            row.name,
+            row.requests,
+            fails,
+            row.average_ms,
+            row.min_ms,
+            row.max_ms,
+            row.median_ms,
+            row.rps,
+            row.failures_per_sec
+        );
+    };
+    for row in rows {
+        line(&mut out, row);
+    }
+    let _ = writeln!(out, "{rule}");
+    line(&mut out, total);
+    out
+}
+
+/// Locust's response time percentiles table.
+pub fn percentiles_table(rows: &[Row], total: &Row) -> String {
+    let all: Vec<&Row> = rows.iter().chain(std::iter::once(total)).collect();
+    let w = name_width(&all);
+    let mut out = String::new();
+    let _ = writeln!(out, "Response time percentiles (approximated)");
+    let mut header = format!("{:<8} {:<w$}", "Type", "Name");
+    for p in PERCENTILES {
+        let label = if p == 100.0 {
+            "100%".to_owned()
+        } else {
+            format!("{p}%")
+        };
+        let _ = write!(header, " {label:>6}");
+    }
+    let _ = writeln!(out, "{header} {:>6}", "# reqs");
+    let rule = format!(
+        "{}|{}|{}",
+        "-".repeat(8),
+        "-".repeat(w + 2),
+        vec!["------"; PERCENTILES.len() + 1].join("|")
+    );
+    let _ = writeln!(out, "{rule}");
+    let line = |out: &mut String, row: &Row| {
+        let mut text = format!("{:<8} {:<w$}", row.method, row.name);
+        for value in &row.percentiles_ms {
+            let _ = write!(text, " {value:>6.0}");
+        }
+        let _ = writeln!(out, "{text} {:>6}", row.requests);
+    };
+    for row in rows {
+        line(&mut out, row);
+    }
+    let _ = writeln!(out, "{rule}");
+    line(&mut out, total);
+    out
+}
+
+/// The whole end-of-run text.
+pub fn summary(report: &Report) -> String {
+    let mut out = String::new();
+    out.push_str(&requests_table(&report.steady, &report.steady_total));
+    out.push('\n');
+    out.push_str(&percentiles_table(&report.steady, &report.steady_total));
+    if !report.startup.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nSTART-UP REQUESTS (on_start: reported apart from the steady state)"
+        );
+        out.push_str(&requests_table(&report.startup, &report.startup_total));
+    }
+    if !report.failures.is_empty() {
+        let _ = writeln!(out, "\nError report");
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<60} {:>8} {:>8}",
+            "# occ", "Error", "first s", "last s"
+        );
+        for f in &report.failures {
+            let _ = writeln!(
+                out,
+                "{:>8}  {:<60} {:>8.0} {:>8.0}",
+                f.occurrences,
+                format!("{} {}: {}", f.method, f.name, f.error),
+                f.first_seen_secs,
+                f.last_seen_secs
+            );
+        }
+    }
+    if !report.exceptions.is_empty() {
+        let _ = writeln!(out, "\nScenario errors");
+        for (message, count) in &report.exceptions {
+            let _ = writeln!(out, "{count:>8}  {message}");
+        }
+    }
+
+    let steady = &report.steady_total;
+    let _ = writeln!(out, "\n{RULE}\nLOAD TEST SUMMARY\n{RULE}");
+    let _ = writeln!(out, "Host:            {}", report.host);
+    let ran =
+        super::analysis::human_duration(std::time::Duration::from_secs_f64(report.duration_secs));
+    let _ = writeln!(
+        out,
+        "Duration:        {ran}{}",
+        if report.interrupted {
+            " (stopped with Ctrl-C)"
+        } else {
+            ""
+        }
+    );
+    let types: Vec<String> = report
+        .users_by_type
+        .iter()
+        .map(|(t, n)| format!("{t} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Users:           {} at peak ({})",
+        report.peak_users,
+        types.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "Requests:        {} steady state, {} start-up",
+        steady.requests, report.startup_total.requests
+    );
+    let _ = writeln!(
+        out,
+        "Failures:        {} ({:.2}%)",
+        steady.failures,
+        if steady.requests == 0 {
+            0.0
+        } else {
+            steady.failures as f64 * 100.0 / steady.requests as f64
+        }
+    );
+    let _ = writeln!(out, "Throughput:      {:.2} req/s", steady.rps);
+    let _ = writeln!(
+        out,
+        "Response times:  avg {:.0} ms, median {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        steady.average_ms,
+        steady.median_ms,
+        steady.percentiles_ms[5],
+        steady.percentiles_ms[7],
+        steady.max_ms
+    );
+    if report.startup_total.requests > 0 {
+        let s = &report.startup_total;
+        let _ = writeln!(
+            out,
+            "Start-up:        avg {:.0} ms, p95 {:.0} ms over {} requests",
+            s.average_ms, s.percentiles_ms[5], s.requests
+        );
+    }
+    for job in &report.jobs {
+        let times = if job.completion_secs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; completion p50 {:.1} s, p95 {:.1} s, max {:.1} s",
+                job.completion_secs.get("p50").copied().unwrap_or(0.0),
+                job.completion_secs.get("p95").copied().unwrap_or(0.0),
+                job.completion_secs.get("p100").copied().unwrap_or(0.0)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "Jobs {:<11} {} completed, {} failed, {} unfinished{times}",
+            format!("{}:", job.job),
+            job.completed,
+            job.failed,
+            job.unfinished
+        );
+    }
+    for (name, status, count) in &report.handled {
+        let _ = writeln!(
+            out,
+            "Handled:         {count} x {status} on {name} (handler step ran, request retried)"
+        );
+    }
+
+    let _ = writeln!(out, "\n{RULE}\nTARGET ANALYSIS\n{RULE}");
+    for v in &report.analysis.verdicts {
+        let _ = writeln!(
+            out,
+            "{} {:<24} {:>12}  (target {})",
+            if v.met { "[PASS]" } else { "[FAIL]" },
+            v.name,
+            v.measured,
+            v.threshold
+        );
+    }
+    let met = report.analysis.verdicts.iter().filter(|v| v.met).count();
+    let _ = writeln!(
+        out,
+        "{met} of {} targets met",
+        report.analysis.verdicts.len()
+    );
+
+    let _ = writeln!(out, "\n{RULE}\nENDPOINT ANALYSIS\n{RULE}");
+    let mut by_p95: Vec<&Row> = report.steady.iter().chain(&report.startup).collect();
+    by_p95.sort_by(|a, b| b.percentiles_ms[5].total_cmp(&a.percentiles_ms[5]));
+    for row in by_p95 {
+        let statuses: Vec<String> = row
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}x{n}"))
+            .collect();
+        let phase = if row.phase == Phase::Startup {
+            " (start-up)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:<6} {:<40} p95 {:>6.0} ms  avg {:>6.0} ms  {:>6.2}% failed  [{}]{phase}",
+            row.method,
+            row.name,
+            row.percentiles_ms[5],
+            row.average_ms,
+            if row.requests == 0 {
+                0.0
+            } else {
+                row.failures as f64 * 100.0 / row.requests as f64
+            },
+            statuses.join(" ")
+        );
+    }
+
+    let _ = writeln!(out, "\n{RULE}\nOPTIMIZATION RECOMMENDATIONS\n{RULE}");
+    for (i, finding) in report.analysis.findings.iter().enumerate() {
+        let _ = writeln!(out, "{}. [{}] {}", i + 1, finding.severity, finding.title);
+        let _ = writeln!(out, "   Evidence: {}", finding.evidence);
+        let _ = writeln!(out, "   Action:   {}", finding.action);
+    }
+    out
+}

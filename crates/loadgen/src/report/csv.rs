@@ -1,0 +1,187 @@
+//! CSV files with Locust's names and columns (`PREFIX_stats.csv`, `_stats_history.csv`,
+//! `_failures.csv`, `_exceptions.csv`, as Locust 2.x writes them), so existing tooling reads them.
+//! Start-up rows are in `_stats.csv` too, their names suffixed ` (start-up)`.
+
+use std::path::{Path, PathBuf};
+
+use super::{PERCENTILES, Report, Row};
+
+/// Locust's percentile column labels.
+fn percentile_labels() -> Vec<String> {
+    PERCENTILES
+        .iter()
+        .map(|p| {
+            if *p == 100.0 {
+                "100%".to_owned()
+            } else {
+                format!("{p}%")
+            }
+        })
+        .collect()
+}
+
+/// The `_stats.csv` header.
+pub fn stats_header() -> Vec<String> {
+    let mut header: Vec<String> = [
+        "Type",
+        "Name",
+        "Request Count",
+        "Failure Count",
+        "Median Response Time",
+        "Average Response Time",
+        "Min Response Time",
+        "Max Response Time",
+        "Average Content Size",
+        "Requests/s",
+        "Failures/s",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(percentile_labels());
+    header
+}
+
+/// The `_stats_history.csv` header.
+pub fn history_header() -> Vec<String> {
+    let mut header: Vec<String> = [
+        "Timestamp",
+        "User Count",
+        "Type",
+        "Name",
+        "Requests/s",
+        "Failures/s",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(percentile_labels());
+    header.extend(
+        [
+            "Total Request Count",
+            "Total Failure Count",
+            "Total Median Response Time",
+            "Total Average Response Time",
+            "Total Min Response Time",
+            "Total Max Response Time",
+            "Total Average Content Size",
+        ]
+        .map(String::from),
+    );
+    header
+}
+
+fn stats_record(row: &Row, suffix: &str) -> Vec<String> {
+    let mut record = vec![
+        row.method.clone(),
+        format!("{}{suffix}", row.name),
+        row.requests.to_string(),
+        row.failures.to_string(),
+        format!("{:.0}", row.median_ms),
+        format!("{}", row.average_ms),
+        format!("{}", row.min_ms),
+        format!("{}", row.max_ms),
+        format!("{}", row.average_bytes),
+        format!("{}", row.rps),
+        format!("{}", row.failures_per_sec),
+    ];
+    record.extend(row.percentiles_ms.iter().map(|p| format!("{p:.0}")));
+    record
+}
+
+/// Writes the four files; returns their paths.
+pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> {
+    let path = |suffix: &str| PathBuf::from(format!("{prefix}_{suffix}.csv"));
+    let stats = path("stats");
+    let mut w = writer(&stats)?;
+    w.write_record(stats_header())?;
+    for row in &report.steady {
+        w.write_record(stats_record(row, ""))?;
+    }
+    for row in &report.startup {
+        w.write_record(stats_record(row, " (start-up)"))?;
+    }
+    w.write_record(stats_record(&report.steady_total, ""))?;
+    w.flush()?;
+
+    let history = path("stats_history");
+    let mut w = writer(&history)?;
+    w.write_record(history_header())?;
+    let mut cumulative = (0u64, 0u64, 0f64, f64::MAX, 0f64);
+    for point in &report.history {
+        // Totals so far: request and failure counts, and the running min/max/average.
+        cumulative.0 += point.requests;
+        cumulative.1 += point.failures;
+        cumulative.2 += point.average_ms * point.requests as f64;
+        if point.requests > 0 {
+            cumulative.3 = cumulative
+                .3
+                .min(point.percentiles_ms[0].min(point.average_ms));
+            cumulative.4 = cumulative.4.max(point.percentiles_ms[10]);
+        }
+        let mut record = vec![
+            point.timestamp.to_string(),
+            point.users.to_string(),
+            String::new(),
+            "Aggregated".to_owned(),
+            format!("{}", point.requests),
+            format!("{}", point.failures),
+        ];
+        record.extend(point.percentiles_ms.iter().map(|p| {
+            if point.requests == 0 {
+                "N/A".to_owned()
+            } else {
+                format!("{p:.0}")
+            }
+        }));
+        record.extend([
+            cumulative.0.to_string(),
+            cumulative.1.to_string(),
+            format!("{:.0}", point.percentiles_ms[0]),
+            format!(
+                "{}",
+                if cumulative.0 == 0 {
+                    0.0
+                } else {
+                    cumulative.2 / cumulative.0 as f64
+                }
+            ),
+            format!(
+                "{}",
+                if cumulative.3 == f64::MAX {
+                    0.0
+                } else {
+                    cumulative.3
+                }
+            ),
+            format!("{}", cumulative.4),
+            "0".to_owned(),
+        ]);
+        w.write_record(record)?;
+    }
+    w.flush()?;
+
+    let failures = path("failures");
+    let mut w = writer(&failures)?;
+    w.write_record(["Method", "Name", "Error", "Occurrences"])?;
+    for f in &report.failures {
+        w.write_record([
+            f.method.as_str(),
+            f.name.as_str(),
+            f.error.as_str(),
+            &f.occurrences.to_string(),
+        ])?;
+    }
+    w.flush()?;
+
+    let exceptions = path("exceptions");
+    let mut w = writer(&exceptions)?;
+    w.write_record(["Count", "Message", "Traceback", "Nodes"])?;
+    for (message, count) in &report.exceptions {
+        w.write_record([count.to_string().as_str(), message.as_str(), "", "local"])?;
+    }
+    w.flush()?;
+    Ok(vec![stats, history, failures, exceptions])
+}
+
+fn writer(path: &Path) -> Result<csv::Writer<std::fs::File>, csv::Error> {
+    csv::Writer::from_path(path)
+}

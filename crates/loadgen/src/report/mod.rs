@@ -1,0 +1,294 @@
+//! Reports read a finished run (never the engine): one [`Report`] snapshot, then pure functions
+//! that print it to the console or write CSV, JSON and HTML.
+
+pub mod analysis;
+pub mod console;
+pub mod csv;
+pub mod html;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::runner::RunOutcome;
+use crate::stats::{EndpointStats, Phase};
+use analysis::Analysis;
+
+/// The percentiles of Locust's tables and CSV files.
+pub const PERCENTILES: [f64; 11] = [
+    50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 99.99, 100.0,
+];
+
+/// One row of figures, in Locust's units (ms, req/s).
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// `startup` or `steady`.
+    pub phase: Phase,
+    /// HTTP method (empty for the aggregated row).
+    pub method: String,
+    /// Name, or `Aggregated`.
+    pub name: String,
+    /// Requests.
+    pub requests: u64,
+    /// Failures.
+    pub failures: u64,
+    /// Median, ms.
+    pub median_ms: f64,
+    /// Mean, ms.
+    pub average_ms: f64,
+    /// Fastest, ms.
+    pub min_ms: f64,
+    /// Slowest, ms.
+    pub max_ms: f64,
+    /// Mean body size, bytes.
+    pub average_bytes: f64,
+    /// Requests per second over the run.
+    pub rps: f64,
+    /// Failures per second over the run.
+    pub failures_per_sec: f64,
+    /// [`PERCENTILES`], ms.
+    pub percentiles_ms: Vec<f64>,
+    /// Answers by status code.
+    pub statuses: BTreeMap<u16, u64>,
+}
+
+impl Row {
+    /// A steady-state row for the live view.
+    pub fn live(method: &str, name: &str, stats: &EndpointStats, secs: f64) -> Self {
+        Self::new(Phase::Steady, method, name, stats, secs)
+    }
+
+    fn new(phase: Phase, method: &str, name: &str, stats: &EndpointStats, secs: f64) -> Self {
+        Self {
+            phase,
+            method: method.to_owned(),
+            name: name.to_owned(),
+            requests: stats.count,
+            failures: stats.failures,
+            median_ms: stats.percentile_ms(50.0),
+            average_ms: stats.average_ms(),
+            min_ms: stats.min_ms(),
+            max_ms: stats.max_ms(),
+            average_bytes: stats.average_bytes(),
+            rps: stats.count as f64 / secs,
+            failures_per_sec: stats.failures as f64 / secs,
+            percentiles_ms: PERCENTILES
+                .iter()
+                .map(|p| stats.percentile_ms(*p))
+                .collect(),
+            statuses: stats.statuses.clone(),
+        }
+    }
+}
+
+/// A failure kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureRow {
+    /// HTTP method.
+    pub method: String,
+    /// Name.
+    pub name: String,
+    /// Error.
+    pub error: String,
+    /// Occurrences.
+    pub occurrences: u64,
+    /// First seen, s into the run.
+    pub first_seen_secs: f64,
+    /// Last seen, s into the run.
+    pub last_seen_secs: f64,
+}
+
+/// Followed jobs of one kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRow {
+    /// Kind.
+    pub job: String,
+    /// Completed.
+    pub completed: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Never finished.
+    pub unfinished: u64,
+    /// Completion time percentiles (50, 95, 99, 100), s.
+    pub completion_secs: BTreeMap<String, f64>,
+    /// Failure messages seen.
+    pub failure_messages: Vec<String>,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryPoint {
+    /// Unix time, s.
+    pub timestamp: u64,
+    /// Seconds since the start.
+    pub at_secs: u64,
+    /// Users running.
+    pub users: u64,
+    /// Requests finished in this second.
+    pub requests: u64,
+    /// Failures in this second.
+    pub failures: u64,
+    /// Percentiles of this second, ms ([`PERCENTILES`]).
+    pub percentiles_ms: Vec<f64>,
+    /// Mean of this second, ms.
+    pub average_ms: f64,
+    /// Statuses in this second.
+    pub statuses: BTreeMap<u16, u64>,
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The host.
+    pub host: String,
+    /// Unix time of the start, s.
+    pub started_at: u64,
+    /// Run length, s.
+    pub duration_secs: f64,
+    /// Whether Ctrl-C ended it.
+    pub interrupted: bool,
+    /// Run id.
+    pub run_id: String,
+    /// Most users at once.
+    pub peak_users: u64,
+    /// Users started, by type.
+    pub users_by_type: BTreeMap<String, u64>,
+    /// Steady-state rows, then their aggregate.
+    pub steady: Vec<Row>,
+    /// Steady-state aggregate.
+    pub steady_total: Row,
+    /// Start-up rows.
+    pub startup: Vec<Row>,
+    /// Start-up aggregate.
+    pub startup_total: Row,
+    /// Failures.
+    pub failures: Vec<FailureRow>,
+    /// Scenario errors: message and count.
+    pub exceptions: Vec<(String, u64)>,
+    /// Followed jobs.
+    pub jobs: Vec<JobRow>,
+    /// Status handlers run: (step name, status, count).
+    pub handled: Vec<(String, u16, u64)>,
+    /// Per second.
+    pub history: Vec<HistoryPoint>,
+    /// Targets and findings.
+    pub analysis: Analysis,
+}
+
+fn unix(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Report {
+    /// The snapshot of a finished run.
+    pub fn new(host: &str, outcome: &RunOutcome, analysis: Analysis) -> Self {
+        let secs = outcome.duration.as_secs_f64().max(1e-9);
+        let rows = |phase| -> Vec<Row> {
+            outcome
+                .stats
+                .endpoints
+                .iter()
+                .filter(|(k, _)| k.phase == phase)
+                .map(|(k, e)| Row::new(phase, &k.method, &k.name, e, secs))
+                .collect()
+        };
+        let total = |phase| {
+            Row::new(
+                phase,
+                "",
+                "Aggregated",
+                &outcome.stats.aggregated(phase),
+                secs,
+            )
+        };
+        Self {
+            host: host.to_owned(),
+            started_at: unix(outcome.started_at),
+            duration_secs: secs,
+            interrupted: outcome.interrupted,
+            run_id: outcome.run_id.clone(),
+            peak_users: outcome.peak_users,
+            users_by_type: outcome.users_by_type.clone(),
+            steady: rows(Phase::Steady),
+            steady_total: total(Phase::Steady),
+            startup: rows(Phase::Startup),
+            startup_total: total(Phase::Startup),
+            failures: outcome
+                .stats
+                .failures
+                .iter()
+                .map(|(k, f)| FailureRow {
+                    method: k.method.to_string(),
+                    name: k.name.to_string(),
+                    error: k.error.clone(),
+                    occurrences: f.count,
+                    first_seen_secs: f.first_seen_secs,
+                    last_seen_secs: f.last_seen_secs,
+                })
+                .collect(),
+            exceptions: outcome
+                .stats
+                .exceptions
+                .iter()
+                .map(|(m, n)| (m.clone(), *n))
+                .collect(),
+            jobs: outcome
+                .stats
+                .jobs
+                .iter()
+                .map(|(kind, job)| JobRow {
+                    job: kind.to_string(),
+                    completed: job.completed,
+                    failed: job.failed,
+                    unfinished: job.unfinished,
+                    completion_secs: if job.completed == 0 {
+                        BTreeMap::new()
+                    } else {
+                        [50.0, 95.0, 99.0, 100.0]
+                            .iter()
+                            .map(|p| {
+                                (
+                                    format!("p{p}"),
+                                    job.completion.value_at_percentile(*p) as f64 / 1e6,
+                                )
+                            })
+                            .collect()
+                    },
+                    failure_messages: job.failure_messages.clone(),
+                })
+                .collect(),
+            handled: outcome
+                .stats
+                .handled
+                .iter()
+                .map(|((name, status), n)| (name.to_string(), *status, *n))
+                .collect(),
+            history: outcome
+                .history
+                .iter()
+                .map(|h| HistoryPoint {
+                    timestamp: unix(h.timestamp),
+                    at_secs: h.at_secs,
+                    users: h.users,
+                    requests: h.interval.count,
+                    failures: h.interval.failures,
+                    percentiles_ms: PERCENTILES
+                        .iter()
+                        .map(|p| h.interval.percentile_ms(*p))
+                        .collect(),
+                    average_ms: h.interval.average_ms(),
+                    statuses: h.interval.statuses.clone(),
+                })
+                .collect(),
+            analysis,
+        }
+    }
+
+    /// Writes the JSON report.
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        serde_json::to_writer_pretty(file, self).map_err(std::io::Error::other)
+    }
+}

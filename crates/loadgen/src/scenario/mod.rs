@@ -1,0 +1,720 @@
+//! Scenarios are data: a TOML file declares user types (weight or fixed count, wait time),
+//! `on_start` steps and weighted tasks; a step is one HTTP request with its templates, expected
+//! statuses, extractions and status handlers. This module turns the file into the checked model
+//! the runner executes, and points at the line of anything wrong.
+
+mod raw;
+pub mod template;
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use toml::Spanned;
+
+pub use template::Template;
+
+/// The built-in FFmpeg API scenario, printable with `loadgen scenario show`.
+pub const BUILTIN: &str = include_str!("ffmpeg_api.toml");
+/// Name shown for the built-in scenario in messages.
+pub const BUILTIN_NAME: &str = "<built-in ffmpeg_api.toml>";
+
+/// A scenario file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ScenarioError {
+    /// The file name.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// A checked scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Path probed before the run.
+    pub health: Option<String>,
+    /// The user types.
+    pub users: Vec<UserType>,
+}
+
+/// One kind of virtual user.
+#[derive(Debug, Clone)]
+pub struct UserType {
+    /// Name, e.g. `FFmpegAPIUser`.
+    pub name: String,
+    /// Share of the users (ignored with `fixed_count`).
+    pub weight: u32,
+    /// Exactly this many users, taken before the weighted share.
+    pub fixed_count: Option<u32>,
+    /// Wait between tasks.
+    pub wait: Wait,
+    /// Tags for `--tags`.
+    pub tags: Vec<String>,
+    /// Variables set when the user starts.
+    pub vars: Vec<(String, ValueTemplate)>,
+    /// Headers on every request whose variables are all set.
+    pub headers: Vec<(String, Template)>,
+    /// Steps run once when the user starts.
+    pub on_start: Vec<StepRef>,
+    /// Weighted tasks run in a loop.
+    pub tasks: Vec<Task>,
+    /// The steps, referenced by index.
+    pub steps: Vec<Step>,
+}
+
+/// How long a user waits between tasks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Wait {
+    /// Uniformly random in [min, max].
+    Between(Duration, Duration),
+    /// Always the same.
+    Constant(Duration),
+    /// So that each task starts this long after the previous one started.
+    Pacing(Duration),
+}
+
+/// A reference to a step, run `repeat` times.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRef {
+    /// Index into [`UserType::steps`].
+    pub step: usize,
+    /// How many times in a row.
+    pub repeat: u32,
+}
+
+/// A weighted sequence of steps.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Relative weight.
+    pub weight: u32,
+    /// Tags for `--tags`.
+    pub tags: Vec<String>,
+    /// The steps, in order.
+    pub run: Vec<StepRef>,
+}
+
+/// One HTTP request and what to do with its answer.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The key in the file.
+    pub key: String,
+    /// HTTP method.
+    pub method: hyper::Method,
+    /// Path and query.
+    pub path: Template,
+    /// Name in the statistics.
+    pub name: Arc<str>,
+    /// Extra headers.
+    pub headers: Vec<(String, Template)>,
+    /// The body.
+    pub body: Body,
+    /// Statuses that count as success.
+    pub expect: Vec<u16>,
+    /// Variables set from the JSON answer: (variable, field path).
+    pub extract: Vec<(String, Vec<String>)>,
+    /// List variables appended from the JSON answer.
+    pub append: Vec<(String, Vec<String>)>,
+    /// On this status, run that step, then retry this one once.
+    pub on_status: Vec<(u16, usize)>,
+    /// Follow the created job.
+    pub track: Option<Track>,
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// None.
+    Empty,
+    /// `application/json`.
+    Json(ValueTemplate),
+    /// `application/x-www-form-urlencoded`.
+    Form(Vec<(String, Template)>),
+    /// `multipart/form-data`.
+    Multipart(Vec<(String, MultipartPart)>),
+}
+
+/// One part of a multipart body.
+#[derive(Debug, Clone)]
+pub enum MultipartPart {
+    /// A text field.
+    Text(Template),
+    /// A file from the fixtures folder, loaded once.
+    File {
+        /// File name sent.
+        filename: String,
+        /// Content type sent.
+        content_type: String,
+        /// The bytes.
+        bytes: Bytes,
+    },
+}
+
+/// Job tracking of a step that creates a job.
+#[derive(Debug, Clone)]
+pub struct Track {
+    /// Job kind in the report.
+    pub job: Arc<str>,
+    /// Status URL template; `${id}` is the job id.
+    pub poll: Template,
+    /// Name of the polls in the statistics.
+    pub name: Arc<str>,
+    /// Field path of the id in the creation answer.
+    pub id: Vec<String>,
+    /// Field path of the status in the status answer.
+    pub field: Vec<String>,
+    /// Statuses meaning done.
+    pub done: Vec<String>,
+    /// Statuses meaning failed.
+    pub failed: Vec<String>,
+    /// Poll interval.
+    pub every: Duration,
+    /// Give up after.
+    pub timeout: Duration,
+    /// Share of jobs followed.
+    pub sample: f64,
+}
+
+/// A JSON value whose strings are templates.
+#[derive(Debug, Clone)]
+pub enum ValueTemplate {
+    /// A string with `${...}`.
+    Template(Template),
+    /// A literal.
+    Literal(Value),
+    /// An array.
+    Array(Vec<ValueTemplate>),
+    /// An object.
+    Object(Vec<(String, ValueTemplate)>),
+}
+
+impl ValueTemplate {
+    fn from_toml(value: &toml::Value) -> Result<Self, String> {
+        Ok(match value {
+            toml::Value::String(s) => {
+                let template = Template::parse(s)?;
+                if template.is_literal() {
+                    Self::Literal(Value::String(s.clone()))
+                } else {
+                    Self::Template(template)
+                }
+            }
+            toml::Value::Array(items) => Self::Array(
+                items
+                    .iter()
+                    .map(Self::from_toml)
+                    .collect::<Result<_, _>>()?,
+            ),
+            toml::Value::Table(table) => Self::Object(
+                table
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), Self::from_toml(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => Self::Literal(serde_json::to_value(other).map_err(|e| e.to_string())?),
+        })
+    }
+
+    /// Evaluates every template in the tree.
+    pub fn eval(&self, cx: &mut template::Context<'_>) -> Result<Value, template::EvalError> {
+        Ok(match self {
+            Self::Template(t) => t.value(cx)?,
+            Self::Literal(v) => v.clone(),
+            Self::Array(items) => {
+                Value::Array(items.iter().map(|i| i.eval(cx)).collect::<Result<_, _>>()?)
+            }
+            Self::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), v.eval(cx)?)))
+                    .collect::<Result<_, template::EvalError>>()?,
+            ),
+        })
+    }
+}
+
+/// Where scenario files find the fixtures their uploads name.
+#[derive(Debug, Clone)]
+pub struct FixtureDir(pub PathBuf);
+
+struct Checker<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        ScenarioError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which fixture files a scenario uploads (checked before the run).
+pub fn fixtures_needed(text: &str) -> Vec<String> {
+    let Ok(file) = toml::from_str::<raw::File>(text) else {
+        return Vec::new();
+    };
+    let mut names = BTreeSet::new();
+    for user in &file.users {
+        for step in user.get_ref().steps.values() {
+            for part in step.get_ref().multipart.iter().flat_map(|m| m.values()) {
+                if let raw::Part::File { fixture, .. } = part.get_ref() {
+                    names.insert(fixture.clone());
+                }
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// Parses and checks a scenario; `file` names it in errors; uploads are read from `fixtures`.
+pub fn parse(text: &str, file: &str, fixtures: &Path) -> Result<Scenario, ScenarioError> {
+    let checker = Checker { file, text };
+    let raw: raw::File = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        checker.error(span, e.message().trim().to_owned())
+    })?;
+    if raw.users.is_empty() {
+        return Err(checker.error(0..0, "no [[users]]: declare at least one user type"));
+    }
+    let mut users = Vec::new();
+    let mut fixture_cache: HashMap<String, Bytes> = HashMap::new();
+    for user in &raw.users {
+        users.push(compile_user(&checker, user, fixtures, &mut fixture_cache)?);
+    }
+    let mut names = BTreeSet::new();
+    for (user, raw_user) in users.iter().zip(&raw.users) {
+        if !names.insert(user.name.clone()) {
+            return Err(checker.error(
+                raw_user.span(),
+                format!("user type `{}` declared twice", user.name),
+            ));
+        }
+    }
+    Ok(Scenario {
+        health: raw.health,
+        users,
+    })
+}
+
+fn parse_duration(
+    checker: &Checker<'_>,
+    span: Range<usize>,
+    text: &str,
+) -> Result<Duration, ScenarioError> {
+    if let Ok(secs) = text.parse::<f64>()
+        && let Ok(d) = Duration::try_from_secs_f64(secs)
+    {
+        return Ok(d);
+    }
+    humantime::parse_duration(text).map_err(|e| {
+        checker.error(
+            span,
+            format!("{text:?} is not a duration ({e}); write e.g. \"1s\", \"500ms\""),
+        )
+    })
+}
+
+fn compile_user(
+    checker: &Checker<'_>,
+    spanned: &Spanned<raw::User>,
+    fixtures: &Path,
+    fixture_cache: &mut HashMap<String, Bytes>,
+) -> Result<UserType, ScenarioError> {
+    let user = spanned.get_ref();
+    let span = spanned.span();
+    if user.tasks.is_empty() {
+        return Err(checker.error(
+            span,
+            format!("user type `{}` has no [[users.tasks]]", user.name),
+        ));
+    }
+    let wait = match &user.wait {
+        None => Wait::Constant(Duration::ZERO),
+        Some(w) => {
+            let s = w.span();
+            match (
+                &w.get_ref().between,
+                &w.get_ref().constant,
+                &w.get_ref().pacing,
+            ) {
+                (Some([lo, hi]), None, None) => {
+                    let (lo, hi) = (
+                        parse_duration(checker, s.clone(), lo)?,
+                        parse_duration(checker, s.clone(), hi)?,
+                    );
+                    if lo > hi {
+                        return Err(checker.error(
+                            s,
+                            "wait.between: the first duration must not exceed the second",
+                        ));
+                    }
+                    Wait::Between(lo, hi)
+                }
+                (None, Some(c), None) => Wait::Constant(parse_duration(checker, s, c)?),
+                (None, None, Some(p)) => Wait::Pacing(parse_duration(checker, s, p)?),
+                _ => {
+                    return Err(checker.error(s, "wait takes exactly one of between = [\"1s\", \"3s\"], constant = \"1s\" or pacing = \"2s\""));
+                }
+            }
+        }
+    };
+    let keys: Vec<&String> = user.steps.keys().collect();
+    let resolve = |r: &Spanned<raw::StepRef>| -> Result<StepRef, ScenarioError> {
+        let (name, repeat) = match r.get_ref() {
+            raw::StepRef::Name(n) => (n, 1),
+            raw::StepRef::Repeated { step, repeat } => (step, *repeat),
+        };
+        let step = keys.iter().position(|k| *k == name).ok_or_else(|| {
+            let known: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+            checker.error(
+                r.span(),
+                format!(
+                    "no step `{name}` in user type `{}` (steps: {})",
+                    user.name,
+                    known.join(", ")
+                ),
+            )
+        })?;
+        Ok(StepRef { step, repeat })
+    };
+    let on_start = user
+        .on_start
+        .iter()
+        .map(&resolve)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tasks = Vec::new();
+    for task in &user.tasks {
+        let t = task.get_ref();
+        if t.run.is_empty() {
+            return Err(checker.error(task.span(), "a task needs at least one step in `run`"));
+        }
+        tasks.push(Task {
+            weight: t.weight,
+            tags: t.tags.clone(),
+            run: t.run.iter().map(&resolve).collect::<Result<_, _>>()?,
+        });
+    }
+    if tasks.iter().all(|t| t.weight == 0) {
+        return Err(checker.error(span, "every task has weight 0"));
+    }
+    let mut steps = Vec::new();
+    for (key, step) in &user.steps {
+        steps.push(compile_step(
+            checker,
+            key,
+            step,
+            &keys,
+            fixtures,
+            fixture_cache,
+        )?);
+    }
+    let mut vars = Vec::new();
+    for (name, value) in &user.vars {
+        let template = ValueTemplate::from_toml(value.get_ref())
+            .map_err(|e| checker.error(value.span(), e))?;
+        vars.push((name.clone(), template));
+    }
+    Ok(UserType {
+        name: user.name.clone(),
+        weight: user.weight.unwrap_or(1),
+        fixed_count: user.fixed_count,
+        wait,
+        tags: user.tags.clone(),
+        vars,
+        headers: templates(checker, &user.headers)?,
+        on_start,
+        tasks,
+        steps,
+    })
+}
+
+fn templates(
+    checker: &Checker<'_>,
+    map: &std::collections::BTreeMap<String, Spanned<String>>,
+) -> Result<Vec<(String, Template)>, ScenarioError> {
+    map.iter()
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                Template::parse(v.get_ref()).map_err(|e| checker.error(v.span(), e))?,
+            ))
+        })
+        .collect()
+}
+
+fn field_path(path: &str) -> Vec<String> {
+    path.split('.').map(str::to_owned).collect()
+}
+
+fn compile_step(
+    checker: &Checker<'_>,
+    key: &str,
+    spanned: &Spanned<raw::Step>,
+    keys: &[&String],
+    fixtures: &Path,
+    fixture_cache: &mut HashMap<String, Bytes>,
+) -> Result<Step, ScenarioError> {
+    let step = spanned.get_ref();
+    let span = spanned.span();
+    let method = step
+        .method
+        .to_ascii_uppercase()
+        .parse::<hyper::Method>()
+        .map_err(|_| {
+            checker.error(
+                span.clone(),
+                format!("step `{key}`: {:?} is not an HTTP method", step.method),
+            )
+        })?;
+    let path =
+        Template::parse(step.path.get_ref()).map_err(|e| checker.error(step.path.span(), e))?;
+    if !step.path.get_ref().starts_with('/') {
+        return Err(checker.error(
+            step.path.span(),
+            format!("step `{key}`: the path must start with '/' (the host comes from --host)"),
+        ));
+    }
+    let bodies = [
+        step.json.is_some(),
+        step.form.is_some(),
+        step.multipart.is_some(),
+    ];
+    if bodies.iter().filter(|b| **b).count() > 1 {
+        return Err(checker.error(
+            span,
+            format!("step `{key}`: use only one of json, form and multipart"),
+        ));
+    }
+    let body = if let Some(json) = &step.json {
+        Body::Json(
+            ValueTemplate::from_toml(json.get_ref()).map_err(|e| checker.error(json.span(), e))?,
+        )
+    } else if let Some(form) = &step.form {
+        Body::Form(templates(checker, form)?)
+    } else if let Some(parts) = &step.multipart {
+        let mut compiled = Vec::new();
+        for (field, part) in parts {
+            let part_value = match part.get_ref() {
+                raw::Part::Text(text) => MultipartPart::Text(
+                    Template::parse(text).map_err(|e| checker.error(part.span(), e))?,
+                ),
+                raw::Part::File {
+                    fixture,
+                    content_type,
+                    filename,
+                } => {
+                    let bytes = match fixture_cache.get(fixture) {
+                        Some(bytes) => bytes.clone(),
+                        None => {
+                            let path = fixtures.join(fixture);
+                            let bytes = Bytes::from(std::fs::read(&path).map_err(|e| {
+                                checker.error(part.span(), format!("fixture {} cannot be read ({e}): run `fixtures-gen --out {}` or pass --fixtures DIR", path.display(), fixtures.display()))
+                            })?);
+                            fixture_cache.insert(fixture.clone(), bytes.clone());
+                            bytes
+                        }
+                    };
+                    MultipartPart::File {
+                        filename: filename.clone().unwrap_or_else(|| fixture.clone()),
+                        content_type: content_type.clone(),
+                        bytes,
+                    }
+                }
+            };
+            compiled.push((field.clone(), part_value));
+        }
+        Body::Multipart(compiled)
+    } else {
+        Body::Empty
+    };
+    let mut on_status = Vec::new();
+    for (status, target) in &step.on_status {
+        let code: u16 = status
+            .parse()
+            .ok()
+            .filter(|c| (100..600).contains(c))
+            .ok_or_else(|| {
+                checker.error(
+                    target.span(),
+                    format!("step `{key}`: on_status key {status:?} is not an HTTP status"),
+                )
+            })?;
+        let index = keys
+            .iter()
+            .position(|k| *k == target.get_ref())
+            .ok_or_else(|| {
+                checker.error(
+                    target.span(),
+                    format!(
+                        "step `{key}`: on_status names no step `{}`",
+                        target.get_ref()
+                    ),
+                )
+            })?;
+        if keys[index] == key {
+            return Err(checker.error(
+                target.span(),
+                format!("step `{key}`: on_status cannot call the step itself"),
+            ));
+        }
+        on_status.push((code, index));
+    }
+    let track = match &step.track {
+        None => None,
+        Some(t) => {
+            let s = t.span();
+            let raw = t.get_ref();
+            if !(0.0..=1.0).contains(&raw.sample) {
+                return Err(
+                    checker.error(s, format!("step `{key}`: track.sample must be from 0 to 1"))
+                );
+            }
+            Some(Track {
+                job: raw.job.as_str().into(),
+                poll: Template::parse(&raw.poll).map_err(|e| checker.error(s.clone(), e))?,
+                name: raw
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| raw.poll.replace("${id}", "[id]"))
+                    .into(),
+                id: field_path(&raw.id),
+                field: field_path(&raw.field),
+                done: raw.done.clone(),
+                failed: raw.failed.clone(),
+                every: parse_duration(checker, s.clone(), &raw.every)?,
+                timeout: parse_duration(checker, s, &raw.timeout)?,
+                sample: raw.sample,
+            })
+        }
+    };
+    Ok(Step {
+        key: key.to_owned(),
+        method,
+        name: step
+            .name
+            .clone()
+            .unwrap_or_else(|| step.path.get_ref().clone())
+            .into(),
+        path,
+        headers: templates(checker, &step.headers)?,
+        body,
+        expect: step.expect.clone().unwrap_or_else(|| (200..300).collect()),
+        extract: step
+            .extract
+            .iter()
+            .map(|(k, v)| (k.clone(), field_path(v)))
+            .collect(),
+        append: step
+            .append
+            .iter()
+            .map(|(k, v)| (k.clone(), field_path(v)))
+            .collect(),
+        on_status,
+        track,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("test_video.mp4"), b"video").unwrap();
+        std::fs::write(dir.path().join("test_audio.mp3"), b"audio").unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_builtin_scenario_parses() {
+        let dir = fixtures();
+        let scenario = parse(BUILTIN, BUILTIN_NAME, dir.path()).unwrap();
+        let names: Vec<&str> = scenario.users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["FFmpegAPIUser", "CreateTaskUser"]);
+        assert_eq!(
+            fixtures_needed(BUILTIN),
+            ["test_audio.mp3", "test_video.mp4"]
+        );
+    }
+
+    #[test]
+    fn the_example_scenarios_parse() {
+        let dir = fixtures();
+        for (name, text) in [
+            (
+                "power_burst.toml",
+                include_str!("../../examples/power_burst.toml"),
+            ),
+            (
+                "saturate.toml",
+                include_str!("../../../../bench/saturate.toml"),
+            ),
+            ("idle.toml", include_str!("../../../../bench/idle.toml")),
+        ] {
+            parse(text, name, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn errors_point_at_the_line() {
+        let dir = fixtures();
+        let cases = [
+            (
+                "[[users]]\nname = \"A\"\n[[users.tasks]]\nrun = [\"nope\"]\n",
+                4,
+                "no step `nope`",
+            ),
+            (
+                "[[users]]\nname = \"A\"\nwieght = 3\n",
+                3,
+                "unknown field `wieght`",
+            ),
+            (
+                "[[users]]\nname = \"A\"\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\npath = \"x\"\n",
+                6,
+                "must start with '/'",
+            ),
+            (
+                "[[users]]\nname = \"A\"\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\npath = \"/${oops\"\n",
+                6,
+                "closing",
+            ),
+            (
+                "[[users]]\nname = \"A\"\nwait = { between = [\"3s\", \"x\"] }\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\npath = \"/\"\n",
+                3,
+                "not a duration",
+            ),
+            (
+                "[[users]]\nname = \"A\"\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\npath = \"/\"\nmultipart = { file = { fixture = \"missing.mp4\", content_type = \"video/mp4\" } }\n",
+                7,
+                "fixtures-gen",
+            ),
+            ("[[users]\n", 1, ""),
+        ];
+        for (text, line, message) in cases {
+            let error = parse(text, "s.toml", dir.path()).unwrap_err();
+            assert_eq!(error.line, line, "{error}");
+            assert!(error.message.contains(message), "{error}");
+            assert!(
+                error.to_string().starts_with(&format!("s.toml:{line}:")),
+                "{error}"
+            );
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The scenario file as written: serde structures that mirror the TOML, with spans kept where a
+//! later check needs to point at a line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Path probed before the run (`GET`, must answer 2xx).
+    #[serde(default)]
+    pub health: Option<String>,
+    #[serde(default, rename = "users")]
+    pub users: Vec<Spanned<User>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    #[serde(default)]
+    pub weight: Option<u32>,
+    #[serde(default)]
+    pub fixed_count: Option<u32>,
+    #[serde(default)]
+    pub wait: Option<Spanned<Wait>>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub on_start: Vec<Spanned<StepRef>>,
+    #[serde(default)]
+    pub tasks: Vec<Spanned<Task>>,
+    #[serde(default)]
+    pub steps: BTreeMap<String, Spanned<Step>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    #[serde(default)]
+    pub between: Option<[String; 2]>,
+    #[serde(default)]
+    pub constant: Option<String>,
+    #[serde(default)]
+    pub pacing: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StepRef {
+    Name(String),
+    Repeated {
+        step: String,
+        #[serde(default = "one")]
+        repeat: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub run: Vec<Spanned<StepRef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(default = "get")]
+    pub method: String,
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub json: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub form: Option<BTreeMap<String, Spanned<String>>>,
+    #[serde(default)]
+    pub multipart: Option<BTreeMap<String, Spanned<Part>>>,
+    #[serde(default)]
+    pub expect: Option<Vec<u16>>,
+    #[serde(default)]
+    pub extract: BTreeMap<String, String>,
+    #[serde(default)]
+    pub append: BTreeMap<String, String>,
+    #[serde(default)]
+    pub on_status: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub track: Option<Spanned<Track>>,
+}
+
+fn get() -> String {
+    "GET".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Part {
+    Text(String),
+    File {
+        fixture: String,
+        content_type: String,
+        #[serde(default)]
+        filename: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Track {
+    /// Job kind in the report, e.g. `join`.
+    pub job: String,
+    /// Status URL, e.g. `/api/v1/tasks/${id}`; `${id}` is the created job's id field.
+    pub poll: String,
+    /// Display name of the polls.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Field of the creation answer that holds the id.
+    #[serde(default = "id")]
+    pub id: String,
+    /// Field of the status answer that holds the status.
+    #[serde(default = "status")]
+    pub field: String,
+    #[serde(default = "completed")]
+    pub done: Vec<String>,
+    #[serde(default = "failed")]
+    pub failed: Vec<String>,
+    #[serde(default = "every")]
+    pub every: String,
+    #[serde(default = "timeout")]
+    pub timeout: String,
+    /// Share of created jobs that are followed, 0 to 1.
+    #[serde(default = "all")]
+    pub sample: f64,
+}
+
+fn id() -> String {
+    "id".into()
+}
+fn status() -> String {
+    "status".into()
+}
+fn completed() -> Vec<String> {
+    vec!["completed".into()]
+}
+fn failed() -> Vec<String> {
+    vec!["failed".into(), "cancelled".into()]
+}
+fn every() -> String {
+    "1s".into()
+}
+fn timeout() -> String {
+    "120s".into()
+}
+fn all() -> f64 {
+    1.0
+}

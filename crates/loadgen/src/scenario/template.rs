@@ -1,0 +1,303 @@
+//! Values that change per user and per request: `${name}` in any string of a step.
+//!
+//! - `${name}`: a variable of the user (set by `vars`, `extract` or `append`);
+//! - `${user}`: the user's number, unique in the run; `${run}`: the run's id; `${seq}`: a counter
+//!   that grows by one each time it is read, per user;
+//! - `${pick LIST}`: a random element of a list variable; `${pick LIST N}`: N distinct ones, as
+//!   a JSON array.
+//!
+//! A string that is exactly one `${...}` keeps the value's JSON type (a number stays a number,
+//! `${pick videos 2}` is an array); anywhere else the value is spliced in as text.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use rand::seq::IndexedRandom;
+use serde_json::Value;
+
+/// One `${...}` expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// A user variable.
+    Var(String),
+    /// The user's number.
+    User,
+    /// The run id.
+    Run,
+    /// A per-user counter.
+    Seq,
+    /// Random element(s) of a list variable.
+    Pick {
+        /// The list variable.
+        list: String,
+        /// `None`: one element; `Some(n)`: an array of n distinct elements.
+        count: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Literal(String),
+    Expr(Expr),
+}
+
+/// A parsed string with `${...}` expressions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pieces: Vec<Piece>,
+}
+
+/// What a template could not evaluate.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// The variable has not been set yet.
+    #[error("variable `{0}` is not set")]
+    Unset(String),
+    /// `pick` on something that is not a list, or a list too short.
+    #[error("cannot pick {wanted} from `{list}`: it holds {held}")]
+    Pick {
+        /// The list.
+        list: String,
+        /// How many were wanted.
+        wanted: usize,
+        /// What it holds.
+        held: String,
+    },
+}
+
+/// The per-user state templates read.
+pub struct Context<'a> {
+    /// User variables.
+    pub vars: &'a HashMap<String, Value>,
+    /// The user's number.
+    pub user: &'a str,
+    /// The run id.
+    pub run: &'a str,
+    /// The per-user counter, incremented by `${seq}`.
+    pub seq: &'a mut u64,
+}
+
+impl Template {
+    /// Parses `text`; the error says which expression is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut pieces = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            if start > 0 {
+                pieces.push(Piece::Literal(rest[..start].to_owned()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("`${{` without a closing `}}` in {text:?}"))?;
+            pieces.push(Piece::Expr(parse_expr(after[..end].trim())?));
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Literal(rest.to_owned()));
+        }
+        Ok(Self { pieces })
+    }
+
+    /// The variables this template reads.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Expr(Expr::Var(name)) | Piece::Expr(Expr::Pick { list: name, .. }) => {
+                Some(name.as_str())
+            }
+            _ => None,
+        })
+    }
+
+    /// Whether it has no expressions.
+    pub fn is_literal(&self) -> bool {
+        self.pieces.iter().all(|p| matches!(p, Piece::Literal(_)))
+    }
+
+    /// Evaluates to a string.
+    pub fn render(&self, cx: &mut Context<'_>) -> Result<String, EvalError> {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) => out.push_str(text),
+                Piece::Expr(expr) => match eval(expr, cx)? {
+                    Value::String(s) => out.push_str(&s),
+                    other => out.push_str(&other.to_string()),
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates to a JSON value: typed when the template is one expression, a string otherwise.
+    pub fn value(&self, cx: &mut Context<'_>) -> Result<Value, EvalError> {
+        match self.pieces.as_slice() {
+            [Piece::Expr(expr)] => eval(expr, cx),
+            _ => self.render(cx).map(Value::String),
+        }
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) => f.write_str(text)?,
+                Piece::Expr(Expr::Var(name)) => write!(f, "${{{name}}}")?,
+                Piece::Expr(Expr::User) => f.write_str("${user}")?,
+                Piece::Expr(Expr::Run) => f.write_str("${run}")?,
+                Piece::Expr(Expr::Seq) => f.write_str("${seq}")?,
+                Piece::Expr(Expr::Pick { list, count: None }) => write!(f, "${{pick {list}}}")?,
+                Piece::Expr(Expr::Pick {
+                    list,
+                    count: Some(n),
+                }) => write!(f, "${{pick {list} {n}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_expr(expr: &str) -> Result<Expr, String> {
+    let words: Vec<&str> = expr.split_whitespace().collect();
+    let valid_name = |name: &str| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    match words.as_slice() {
+        ["user"] => Ok(Expr::User),
+        ["run"] => Ok(Expr::Run),
+        ["seq"] => Ok(Expr::Seq),
+        ["pick", list] if valid_name(list) => Ok(Expr::Pick {
+            list: (*list).to_owned(),
+            count: None,
+        }),
+        ["pick", list, n] if valid_name(list) => {
+            let count = n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`${{{expr}}}`: {n:?} is not a positive count"))?;
+            Ok(Expr::Pick {
+                list: (*list).to_owned(),
+                count: Some(count),
+            })
+        }
+        [name] if valid_name(name) && *name != "pick" => Ok(Expr::Var((*name).to_owned())),
+        _ => Err(format!(
+            "`${{{expr}}}` is not a variable, user, run, seq, `pick LIST` or `pick LIST N`"
+        )),
+    }
+}
+
+fn eval(expr: &Expr, cx: &mut Context<'_>) -> Result<Value, EvalError> {
+    match expr {
+        Expr::Var(name) => cx
+            .vars
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EvalError::Unset(name.clone())),
+        Expr::User => Ok(Value::String(cx.user.to_owned())),
+        Expr::Run => Ok(Value::String(cx.run.to_owned())),
+        Expr::Seq => {
+            *cx.seq += 1;
+            Ok(Value::from(*cx.seq))
+        }
+        Expr::Pick { list, count } => {
+            let items = match cx.vars.get(list) {
+                Some(Value::Array(items)) => items,
+                Some(other) => {
+                    return Err(EvalError::Pick {
+                        list: list.clone(),
+                        wanted: count.unwrap_or(1),
+                        held: format!("{other}, not a list"),
+                    });
+                }
+                None => return Err(EvalError::Unset(list.clone())),
+            };
+            let wanted = count.unwrap_or(1);
+            if items.len() < wanted {
+                return Err(EvalError::Pick {
+                    list: list.clone(),
+                    wanted,
+                    held: format!("{} element(s)", items.len()),
+                });
+            }
+            let mut rng = rand::rng();
+            Ok(match count {
+                None => items.choose(&mut rng).cloned().unwrap_or(Value::Null),
+                Some(n) => Value::Array(items.sample(&mut rng, *n).cloned().collect()),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with<T>(vars: &HashMap<String, Value>, f: impl FnOnce(&mut Context<'_>) -> T) -> T {
+        let mut seq = 0;
+        let mut cx = Context {
+            vars,
+            user: "7",
+            run: "r1",
+            seq: &mut seq,
+        };
+        f(&mut cx)
+    }
+
+    #[test]
+    fn renders_and_keeps_types() {
+        let vars = HashMap::from([
+            ("token".to_owned(), json!("abc")),
+            ("videos".to_owned(), json!([1, 2, 3])),
+        ]);
+        with(&vars, |cx| {
+            let t = Template::parse("Bearer ${token}").unwrap();
+            assert_eq!(t.render(cx).unwrap(), "Bearer abc");
+            let user = Template::parse("lt_${run}_${user}").unwrap();
+            assert_eq!(user.render(cx).unwrap(), "lt_r1_7");
+            let pick = Template::parse("${pick videos 2}").unwrap();
+            let picked = pick.value(cx).unwrap();
+            let picked = picked.as_array().unwrap();
+            assert_eq!(picked.len(), 2);
+            assert_ne!(picked[0], picked[1], "distinct");
+            assert!(
+                Template::parse("${pick videos}")
+                    .unwrap()
+                    .value(cx)
+                    .unwrap()
+                    .is_number()
+            );
+            let seq = Template::parse("joined_${seq}.mp4").unwrap();
+            assert_eq!(seq.render(cx).unwrap(), "joined_1.mp4");
+            assert_eq!(seq.render(cx).unwrap(), "joined_2.mp4");
+        });
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert!(Template::parse("${oops").unwrap_err().contains("closing"));
+        assert!(
+            Template::parse("${pick}")
+                .unwrap_err()
+                .contains("pick LIST")
+        );
+        assert!(
+            Template::parse("${pick v zero}")
+                .unwrap_err()
+                .contains("positive count")
+        );
+        let vars = HashMap::from([("one".to_owned(), json!([1]))]);
+        with(&vars, |cx| {
+            let missing = Template::parse("${token}").unwrap().render(cx).unwrap_err();
+            assert_eq!(missing.to_string(), "variable `token` is not set");
+            let short = Template::parse("${pick one 2}")
+                .unwrap()
+                .value(cx)
+                .unwrap_err();
+            assert!(short.to_string().contains("1 element"), "{short}");
+        });
+    }
+}

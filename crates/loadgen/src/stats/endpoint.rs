@@ -1,0 +1,135 @@
+//! The figures of one row (an endpoint, or all of them): counts, a latency histogram, bytes and
+//! status codes, in the units Locust's tables use when printed.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+/// A microsecond histogram with 3 significant figures that grows as needed.
+pub fn new_histogram() -> Histogram<u64> {
+    // new(3) auto-resizes, so no latency is ever out of range.
+    Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
+}
+
+/// One row.
+#[derive(Debug, Clone)]
+pub struct EndpointStats {
+    /// Latencies, µs.
+    pub histogram: Histogram<u64>,
+    /// Requests.
+    pub count: u64,
+    /// Failed requests.
+    pub failures: u64,
+    /// Sum of latencies, µs (for an exact average).
+    pub total_us: u64,
+    /// Fastest, µs.
+    pub min_us: u64,
+    /// Slowest, µs.
+    pub max_us: u64,
+    /// Body bytes received.
+    pub bytes: u64,
+    /// Answers by status code.
+    pub statuses: BTreeMap<u16, u64>,
+}
+
+impl Default for EndpointStats {
+    fn default() -> Self {
+        Self {
+            histogram: new_histogram(),
+            count: 0,
+            failures: 0,
+            total_us: 0,
+            min_us: u64::MAX,
+            max_us: 0,
+            bytes: 0,
+            statuses: BTreeMap::new(),
+        }
+    }
+}
+
+impl EndpointStats {
+    /// Counts one request.
+    pub fn record(&mut self, latency_us: u64, bytes: u64, status: Option<u16>, failed: bool) {
+        let latency_us = latency_us.max(1);
+        // `record` grows the auto-resizing histogram; `saturating_record` would clamp instead.
+        let _ = self.histogram.record(latency_us);
+        self.count += 1;
+        self.failures += u64::from(failed);
+        self.total_us += latency_us;
+        self.min_us = self.min_us.min(latency_us);
+        self.max_us = self.max_us.max(latency_us);
+        self.bytes += bytes;
+        if let Some(status) = status {
+            *self.statuses.entry(status).or_default() += 1;
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Self) {
+        let _ = self.histogram.add(&other.histogram);
+        self.count += other.count;
+        self.failures += other.failures;
+        self.total_us += other.total_us;
+        self.min_us = self.min_us.min(other.min_us);
+        self.max_us = self.max_us.max(other.max_us);
+        self.bytes += other.bytes;
+        for (status, count) in &other.statuses {
+            *self.statuses.entry(*status).or_default() += count;
+        }
+    }
+
+    /// Mean latency, ms.
+    pub fn average_ms(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.total_us as f64 / self.count as f64 / 1000.0
+        }
+    }
+
+    /// Fastest, ms (0 when empty).
+    pub fn min_ms(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.min_us as f64 / 1000.0
+        }
+    }
+
+    /// Slowest, ms.
+    pub fn max_ms(&self) -> f64 {
+        self.max_us as f64 / 1000.0
+    }
+
+    /// A percentile, ms (0 when empty).
+    pub fn percentile_ms(&self, percentile: f64) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.histogram.value_at_percentile(percentile) as f64 / 1000.0
+        }
+    }
+
+    /// Share of failed requests, 0 to 1.
+    pub fn failure_ratio(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.failures as f64 / self.count as f64
+        }
+    }
+
+    /// Mean body size, bytes.
+    pub fn average_bytes(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.bytes as f64 / self.count as f64
+        }
+    }
+
+    /// Answers with this status.
+    pub fn status_count(&self, status: u16) -> u64 {
+        self.statuses.get(&status).copied().unwrap_or(0)
+    }
+}

@@ -1,0 +1,400 @@
+//! Measurement. Every request is recorded into the shard of the thread that made it (a
+//! thread-local, so no lock and no channel message per request); once a second each thread
+//! hands its shard to the aggregator, which merges it into the run's totals and its per-second
+//! history. Latencies are microseconds in HdrHistograms (3 significant figures), which merge
+//! exactly, so totals are the same whether one thread or many, one process or many, made them.
+
+mod endpoint;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use endpoint::{EndpointStats, new_histogram};
+
+/// Whether a request belongs to a user's start-up (`on_start`) or to the steady state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// `on_start` steps: reported apart, never in the steady-state percentiles.
+    Startup,
+    /// Tasks and job polls.
+    Steady,
+}
+
+/// What a row of the statistics is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// Start-up or steady state.
+    pub phase: Phase,
+    /// HTTP method.
+    pub method: Arc<str>,
+    /// Display name.
+    pub name: Arc<str>,
+}
+
+/// Failures grouped by method, name and error.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FailureKey {
+    /// HTTP method.
+    pub method: Arc<str>,
+    /// Display name.
+    pub name: Arc<str>,
+    /// The error, e.g. `HTTP 429: Too many requests...`.
+    pub error: String,
+}
+
+/// Count and time span of one kind of failure.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FailureStats {
+    /// Occurrences.
+    pub count: u64,
+    /// Seconds from the run's start to the first one.
+    pub first_seen_secs: f64,
+    /// Seconds from the run's start to the last one.
+    pub last_seen_secs: f64,
+}
+
+impl FailureStats {
+    fn merge(&mut self, other: &Self) {
+        self.count += other.count;
+        self.first_seen_secs = self.first_seen_secs.min(other.first_seen_secs);
+        self.last_seen_secs = self.last_seen_secs.max(other.last_seen_secs);
+    }
+}
+
+/// How a followed job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Reached a done status.
+    Completed,
+    /// Reached a failed status.
+    Failed,
+    /// Timed out, or the run ended first.
+    Unfinished,
+}
+
+/// Followed jobs of one kind.
+#[derive(Debug, Clone)]
+pub struct JobStats {
+    /// Creation to final status, µs, completed jobs only.
+    pub completion: hdrhistogram::Histogram<u64>,
+    /// Completed jobs.
+    pub completed: u64,
+    /// Failed jobs.
+    pub failed: u64,
+    /// Jobs that never reached a final status.
+    pub unfinished: u64,
+    /// The first failure messages seen (at most 5).
+    pub failure_messages: Vec<String>,
+}
+
+impl Default for JobStats {
+    fn default() -> Self {
+        Self {
+            completion: new_histogram(),
+            completed: 0,
+            failed: 0,
+            unfinished: 0,
+            failure_messages: Vec::new(),
+        }
+    }
+}
+
+impl JobStats {
+    fn merge(&mut self, other: &Self) {
+        // Both histograms auto-resize, so adding cannot fail on range.
+        let _ = self.completion.add(&other.completion);
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.unfinished += other.unfinished;
+        for message in &other.failure_messages {
+            if self.failure_messages.len() < 5 && !self.failure_messages.contains(message) {
+                self.failure_messages.push(message.clone());
+            }
+        }
+    }
+}
+
+/// Everything recorded: a thread's shard, or the merged totals.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Per endpoint and phase.
+    pub endpoints: BTreeMap<Key, EndpointStats>,
+    /// Failures by kind.
+    pub failures: BTreeMap<FailureKey, FailureStats>,
+    /// Followed jobs by kind.
+    pub jobs: BTreeMap<Arc<str>, JobStats>,
+    /// Times a status handler ran (e.g. a re-login on 401), by step name and status.
+    pub handled: BTreeMap<(Arc<str>, u16), u64>,
+    /// Errors of the scenario itself (not of the target), by message.
+    pub exceptions: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// Adds `other` into `self`; exact for every figure.
+    pub fn merge(&mut self, other: &Stats) {
+        for (key, stats) in &other.endpoints {
+            self.endpoints.entry(key.clone()).or_default().merge(stats);
+        }
+        for (key, stats) in &other.failures {
+            match self.failures.get_mut(key) {
+                Some(existing) => existing.merge(stats),
+                None => {
+                    self.failures.insert(key.clone(), *stats);
+                }
+            }
+        }
+        for (kind, stats) in &other.jobs {
+            self.jobs.entry(kind.clone()).or_default().merge(stats);
+        }
+        for (key, count) in &other.handled {
+            *self.handled.entry(key.clone()).or_default() += count;
+        }
+        for (message, count) in &other.exceptions {
+            *self.exceptions.entry(message.clone()).or_default() += count;
+        }
+    }
+
+    /// All endpoints of one phase merged into one row.
+    pub fn aggregated(&self, phase: Phase) -> EndpointStats {
+        let mut total = EndpointStats::default();
+        for (_, stats) in self.endpoints.iter().filter(|(k, _)| k.phase == phase) {
+            total.merge(stats);
+        }
+        total
+    }
+}
+
+/// One second of the run, steady state and start-up together.
+#[derive(Debug, Clone, Default)]
+pub struct Interval {
+    /// All requests of the second.
+    pub all: EndpointStats,
+}
+
+/// A shard handed over by a thread: what it recorded since its last flush.
+#[derive(Debug, Default)]
+pub struct Shard {
+    /// Totals since the last flush.
+    pub stats: Stats,
+    /// Requests since the last flush, for the per-second history.
+    pub interval: Interval,
+}
+
+thread_local! {
+    static SHARD: RefCell<Shard> = RefCell::new(Shard::default());
+}
+
+/// The clock every recording is measured against.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    /// When the run started.
+    pub start: Instant,
+}
+
+impl RunClock {
+    /// Seconds since the start.
+    pub fn secs(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// One finished request, as the user saw it.
+#[derive(Debug)]
+pub struct Sample<'a> {
+    /// Which row.
+    pub key: &'a Key,
+    /// Time to the last byte of the answer, µs.
+    pub latency_us: u64,
+    /// Body bytes received.
+    pub bytes: u64,
+    /// The status, if an answer came.
+    pub status: Option<u16>,
+    /// The failure, if it failed.
+    pub error: Option<String>,
+}
+
+/// Records one request into this thread's shard.
+pub fn record(clock: &RunClock, sample: Sample<'_>) {
+    SHARD.with(|shard| {
+        let mut shard = shard.borrow_mut();
+        let endpoint = match shard.stats.endpoints.get_mut(sample.key) {
+            Some(endpoint) => endpoint,
+            None => shard.stats.endpoints.entry(sample.key.clone()).or_default(),
+        };
+        let failed = sample.error.is_some();
+        endpoint.record(sample.latency_us, sample.bytes, sample.status, failed);
+        shard
+            .interval
+            .all
+            .record(sample.latency_us, sample.bytes, sample.status, failed);
+        if let Some(error) = sample.error {
+            let now = clock.secs();
+            let key = FailureKey {
+                method: sample.key.method.clone(),
+                name: sample.key.name.clone(),
+                error,
+            };
+            shard
+                .stats
+                .failures
+                .entry(key)
+                .and_modify(|f| {
+                    f.count += 1;
+                    f.last_seen_secs = now;
+                })
+                .or_insert(FailureStats {
+                    count: 1,
+                    first_seen_secs: now,
+                    last_seen_secs: now,
+                });
+        }
+    });
+}
+
+/// Records that a status handler ran for `name` on `status`.
+pub fn record_handled(name: &Arc<str>, status: u16) {
+    SHARD.with(|shard| {
+        *shard
+            .borrow_mut()
+            .stats
+            .handled
+            .entry((name.clone(), status))
+            .or_default() += 1;
+    });
+}
+
+/// Records an error of the scenario (a variable not set, a field missing from an answer).
+pub fn record_exception(message: String) {
+    SHARD.with(|shard| {
+        *shard
+            .borrow_mut()
+            .stats
+            .exceptions
+            .entry(message)
+            .or_default() += 1
+    });
+}
+
+/// Records how a followed job ended.
+pub fn record_job(
+    kind: &Arc<str>,
+    outcome: JobOutcome,
+    completion_us: u64,
+    message: Option<String>,
+) {
+    SHARD.with(|shard| {
+        let mut shard = shard.borrow_mut();
+        let job = shard.stats.jobs.entry(kind.clone()).or_default();
+        match outcome {
+            JobOutcome::Completed => {
+                job.completed += 1;
+                let _ = job.completion.record(completion_us.max(1));
+            }
+            JobOutcome::Failed => job.failed += 1,
+            JobOutcome::Unfinished => job.unfinished += 1,
+        }
+        if let Some(message) = message
+            && job.failure_messages.len() < 5
+            && !job.failure_messages.contains(&message)
+        {
+            job.failure_messages.push(message);
+        }
+    });
+}
+
+/// Takes this thread's shard, leaving an empty one.
+pub fn take_shard() -> Shard {
+    SHARD.with(|shard| std::mem::take(&mut *shard.borrow_mut()))
+}
+
+/// Interns names so that keys share their strings.
+#[derive(Debug, Default)]
+pub struct Names(HashMap<String, Arc<str>>);
+
+impl Names {
+    /// The shared string for `name`.
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(found) = self.0.get(name) {
+            return found.clone();
+        }
+        let shared: Arc<str> = name.into();
+        self.0.insert(name.to_owned(), shared.clone());
+        shared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Key {
+        Key {
+            phase: Phase::Steady,
+            method: "GET".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn shards_from_threads_merge_exactly() {
+        let clock = RunClock {
+            start: Instant::now(),
+        };
+        let shards: Vec<Shard> = (0..4u64)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let clock = RunClock {
+                        start: Instant::now(),
+                    };
+                    for i in 0..1000u64 {
+                        let error = (i % 10 == 0).then(|| "HTTP 500".to_owned());
+                        record(
+                            &clock,
+                            Sample {
+                                key: &key("/a"),
+                                latency_us: 1000 * (t + 1) + i,
+                                bytes: 10,
+                                status: Some(if error.is_some() { 500 } else { 200 }),
+                                error,
+                            },
+                        );
+                    }
+                    take_shard()
+                })
+                .join()
+                .unwrap()
+            })
+            .collect();
+        let _ = clock;
+        let mut total = Stats::default();
+        for shard in &shards {
+            total.merge(&shard.stats);
+        }
+        let a = &total.endpoints[&key("/a")];
+        assert_eq!((a.count, a.failures, a.bytes), (4000, 400, 40_000));
+        assert_eq!(a.min_us, 1000);
+        assert_eq!(a.max_us, 4999);
+        assert_eq!(a.histogram.len(), 4000);
+        assert_eq!(a.statuses[&500], 400);
+        let failure = &total.failures[&FailureKey {
+            method: "GET".into(),
+            name: "/a".into(),
+            error: "HTTP 500".into(),
+        }];
+        assert_eq!(failure.count, 400);
+        // The same samples recorded on one thread give the same histogram.
+        let mut single = EndpointStats::default();
+        for t in 0..4u64 {
+            for i in 0..1000u64 {
+                single.record(1000 * (t + 1) + i, 10, Some(200), i % 10 == 0);
+            }
+        }
+        assert_eq!(single.histogram, a.histogram);
+        assert_eq!(single.percentile_ms(95.0), a.percentile_ms(95.0));
+    }
+}

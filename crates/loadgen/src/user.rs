@@ -1,0 +1,571 @@
+//! A virtual user: runs its type's `on_start` steps once, then picks weighted tasks forever,
+//! waiting between them, on its own connection. Everything it measures goes to its thread's
+//! stats shard.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::header::{HeaderName, HeaderValue};
+use rand::RngExt;
+use serde_json::Value;
+
+use crate::http::{Connection, HttpError, MultipartField, Payload, Target};
+use crate::scenario::template::{Context, EvalError};
+use crate::scenario::{Body, MultipartPart, Step, StepRef, Track, UserType, Wait};
+use crate::stats::{self, JobOutcome, Key, Phase, RunClock, Sample};
+
+/// What every user of a run shares.
+pub struct Shared {
+    /// The host.
+    pub target: Rc<Target>,
+    /// The run's clock.
+    pub clock: RunClock,
+    /// The run id for `${run}`.
+    pub run_id: Arc<str>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Overrides every track's `sample`.
+    pub job_sample: Option<f64>,
+}
+
+/// The keys of one user type's steps, built once per thread so recording never formats a string.
+pub struct StepKeys {
+    startup: Vec<Key>,
+    steady: Vec<Key>,
+    polls: Vec<Option<Key>>,
+}
+
+impl StepKeys {
+    /// Keys for every step of `user_type`.
+    pub fn new(user_type: &UserType) -> Self {
+        let key = |phase, step: &Step| Key {
+            phase,
+            method: step.method.as_str().into(),
+            name: step.name.clone(),
+        };
+        Self {
+            startup: user_type
+                .steps
+                .iter()
+                .map(|s| key(Phase::Startup, s))
+                .collect(),
+            steady: user_type
+                .steps
+                .iter()
+                .map(|s| key(Phase::Steady, s))
+                .collect(),
+            polls: user_type
+                .steps
+                .iter()
+                .map(|s| {
+                    s.track.as_ref().map(|t| Key {
+                        phase: Phase::Steady,
+                        method: "GET".into(),
+                        name: t.name.clone(),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One virtual user.
+pub struct VirtualUser {
+    user_type: Arc<UserType>,
+    keys: Rc<StepKeys>,
+    shared: Rc<Shared>,
+    number: String,
+    vars: HashMap<String, Value>,
+    seq: u64,
+    connection: Connection,
+}
+
+enum Outcome {
+    Passed,
+    Failed,
+    Handled(usize),
+}
+
+impl VirtualUser {
+    /// User number `number` (unique in the run) of `user_type`.
+    pub fn new(
+        user_type: Arc<UserType>,
+        keys: Rc<StepKeys>,
+        shared: Rc<Shared>,
+        number: u64,
+    ) -> Self {
+        let connection = Connection::new(shared.target.clone(), shared.timeout);
+        Self {
+            user_type,
+            keys,
+            shared,
+            number: number.to_string(),
+            vars: HashMap::new(),
+            seq: 0,
+            connection,
+        }
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(mut self) {
+        let user_type = self.user_type.clone();
+        for (name, template) in &user_type.vars {
+            let mut cx = Context {
+                vars: &self.vars,
+                user: &self.number,
+                run: &self.shared.run_id,
+                seq: &mut self.seq,
+            };
+            match template.eval(&mut cx) {
+                Ok(value) => {
+                    self.vars.insert(name.clone(), value);
+                }
+                Err(error) => {
+                    stats::record_exception(format!("{}: vars.{name}: {error}", user_type.name))
+                }
+            }
+        }
+        for step_ref in &user_type.on_start {
+            self.run_ref(*step_ref, Phase::Startup).await;
+        }
+        let total_weight: u32 = user_type.tasks.iter().map(|t| t.weight).sum();
+        loop {
+            let started = Instant::now();
+            let mut pick = rand::rng().random_range(0..total_weight.max(1));
+            let task = user_type
+                .tasks
+                .iter()
+                .find(|t| {
+                    if pick < t.weight {
+                        true
+                    } else {
+                        pick -= t.weight;
+                        false
+                    }
+                })
+                .unwrap_or(&user_type.tasks[0]);
+            for step_ref in &task.run {
+                self.run_ref(*step_ref, Phase::Steady).await;
+            }
+            let wait = match user_type.wait {
+                Wait::Constant(d) => d,
+                Wait::Between(lo, hi) if hi > lo => rand::rng().random_range(lo..=hi),
+                Wait::Between(lo, _) => lo,
+                Wait::Pacing(period) => period.saturating_sub(started.elapsed()),
+            };
+            if wait.is_zero() {
+                // Let the other users of this thread run even when no one waits.
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    async fn run_ref(&mut self, step_ref: StepRef, phase: Phase) {
+        for _ in 0..step_ref.repeat {
+            if let Outcome::Handled(handler) = self.run_step(step_ref.step, phase, true).await {
+                // e.g. log in again on 401, then retry the step once.
+                Box::pin(self.run_step(handler, phase, false)).await;
+                Box::pin(self.run_step(step_ref.step, phase, false)).await;
+            }
+        }
+    }
+
+    async fn run_step(&mut self, index: usize, phase: Phase, may_handle: bool) -> Outcome {
+        let user_type = self.user_type.clone();
+        let keys = self.keys.clone();
+        let step = &user_type.steps[index];
+        let key = match phase {
+            Phase::Startup => &keys.startup[index],
+            Phase::Steady => &keys.steady[index],
+        };
+        let request = match self.build(step) {
+            Ok(request) => request,
+            Err(error) => {
+                stats::record_exception(format!("{} step `{}`: {error}", user_type.name, step.key));
+                return Outcome::Failed;
+            }
+        };
+        let started = Instant::now();
+        let answer = self
+            .connection
+            .send(
+                &step.method,
+                &request.path,
+                &request.headers,
+                &request.payload,
+            )
+            .await;
+        let latency_us = started.elapsed().as_micros() as u64;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                let error = error_text(&error);
+                stats::record(
+                    &self.shared.clock,
+                    Sample {
+                        key,
+                        latency_us,
+                        bytes: 0,
+                        status: None,
+                        error: Some(error),
+                    },
+                );
+                return Outcome::Failed;
+            }
+        };
+        let handler = step
+            .on_status
+            .iter()
+            .find(|(s, _)| *s == answer.status)
+            .map(|(_, h)| *h);
+        let expected = step.expect.contains(&answer.status);
+        let mut error = None;
+        if expected {
+            if let Err(missing) = self.extract(step, &answer.body) {
+                error = Some(missing);
+            }
+        } else if handler.is_none() || !may_handle {
+            error = Some(status_error(answer.status, &answer.body));
+        }
+        let failed = error.is_some();
+        stats::record(
+            &self.shared.clock,
+            Sample {
+                key,
+                latency_us,
+                bytes: answer.body.len() as u64,
+                status: Some(answer.status),
+                error,
+            },
+        );
+        if let (Some(handler), false, true) = (handler, expected, may_handle) {
+            stats::record_handled(&step.name, answer.status);
+            return Outcome::Handled(handler);
+        }
+        if failed {
+            return Outcome::Failed;
+        }
+        if let Some(track) = &step.track {
+            let sample = self.shared.job_sample.unwrap_or(track.sample);
+            if sample > 0.0 && rand::rng().random::<f64>() < sample {
+                self.follow_job(index, track, &answer.body);
+            }
+        }
+        Outcome::Passed
+    }
+
+    fn context(&mut self) -> Context<'_> {
+        Context {
+            vars: &self.vars,
+            user: &self.number,
+            run: &self.shared.run_id,
+            seq: &mut self.seq,
+        }
+    }
+
+    fn build(&mut self, step: &Step) -> Result<Built, String> {
+        let user_type = self.user_type.clone();
+        let mut cx = self.context();
+        let path = step.path.render(&mut cx).map_err(|e| e.to_string())?;
+        let mut headers = Vec::new();
+        for (name, template) in user_type.headers.iter().chain(&step.headers) {
+            match template.render(&mut cx) {
+                Ok(value) => headers.push(header(name, &value)?),
+                // A user-level header waits until its variables exist (no token before login).
+                Err(EvalError::Unset(_)) if !step.headers.iter().any(|(n, _)| n == name) => {}
+                Err(error) => return Err(format!("header {name}: {error}")),
+            }
+        }
+        let payload = match &step.body {
+            Body::Empty => Payload::default(),
+            Body::Json(template) => {
+                Payload::json(&template.eval(&mut cx).map_err(|e| e.to_string())?)
+            }
+            Body::Form(fields) => {
+                let mut values = Vec::new();
+                for (name, template) in fields {
+                    values.push((
+                        name.as_str(),
+                        template
+                            .render(&mut cx)
+                            .map_err(|e| format!("form.{name}: {e}"))?,
+                    ));
+                }
+                Payload::form(values.iter().map(|(k, v)| (*k, v.as_str())))
+            }
+            Body::Multipart(parts) => {
+                let mut texts = Vec::new();
+                for (name, part) in parts {
+                    if let MultipartPart::Text(template) = part {
+                        texts.push((
+                            name,
+                            template
+                                .render(&mut cx)
+                                .map_err(|e| format!("multipart.{name}: {e}"))?,
+                        ));
+                    }
+                }
+                let fields: Vec<MultipartField<'_>> = parts
+                    .iter()
+                    .filter_map(|(name, part)| match part {
+                        MultipartPart::File {
+                            filename,
+                            content_type,
+                            bytes,
+                        } => Some(MultipartField {
+                            name,
+                            filename: Some(filename),
+                            content_type: Some(content_type),
+                            bytes,
+                        }),
+                        MultipartPart::Text(_) => None,
+                    })
+                    .chain(texts.iter().map(|(name, text)| MultipartField {
+                        name,
+                        filename: None,
+                        content_type: None,
+                        bytes: text.as_bytes(),
+                    }))
+                    .collect();
+                Payload::multipart(&fields)
+            }
+        };
+        Ok(Built {
+            path,
+            headers,
+            payload,
+        })
+    }
+
+    fn extract(&mut self, step: &Step, body: &[u8]) -> Result<(), String> {
+        if step.extract.is_empty() && step.append.is_empty() {
+            return Ok(());
+        }
+        let json: Value =
+            serde_json::from_slice(body).map_err(|_| "answer is not JSON".to_owned())?;
+        for (var, path) in &step.extract {
+            let value =
+                lookup(&json, path).ok_or_else(|| format!("answer has no `{}`", path.join(".")))?;
+            self.vars.insert(var.clone(), value.clone());
+        }
+        for (var, path) in &step.append {
+            let value =
+                lookup(&json, path).ok_or_else(|| format!("answer has no `{}`", path.join(".")))?;
+            match self
+                .vars
+                .entry(var.clone())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                Value::Array(items) => items.push(value.clone()),
+                other => *other = Value::Array(vec![value.clone()]),
+            }
+        }
+        Ok(())
+    }
+
+    fn follow_job(&mut self, index: usize, track: &Track, body: &[u8]) {
+        let Some(poll_key) = self.keys.polls[index].clone() else {
+            return;
+        };
+        let id = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|json| lookup(&json, &track.id).cloned());
+        let Some(id) = id else {
+            stats::record_exception(format!(
+                "track {}: the answer has no `{}`",
+                track.job,
+                track.id.join(".")
+            ));
+            return;
+        };
+        let mut vars = self.vars.clone();
+        vars.insert("id".into(), id);
+        let mut seq = self.seq;
+        let mut cx = Context {
+            vars: &vars,
+            user: &self.number,
+            run: &self.shared.run_id,
+            seq: &mut seq,
+        };
+        let path = match track.poll.render(&mut cx) {
+            Ok(path) => path,
+            Err(error) => {
+                stats::record_exception(format!("track {}: {error}", track.job));
+                return;
+            }
+        };
+        let headers: Vec<_> = self
+            .user_type
+            .headers
+            .iter()
+            .filter_map(|(name, template)| header(name, &template.render(&mut cx).ok()?).ok())
+            .collect();
+        let poller = JobPoller {
+            track: track.clone(),
+            key: poll_key,
+            path,
+            headers,
+            connection: Connection::new(self.shared.target.clone(), self.shared.timeout),
+            clock: self.shared.clock,
+            created: Instant::now(),
+            finished: false,
+        };
+        tokio::task::spawn_local(poller.run());
+    }
+}
+
+struct Built {
+    path: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    payload: Payload,
+}
+
+fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a header name"))?;
+    let value =
+        HeaderValue::from_str(value).map_err(|_| format!("{value:?} is not a header value"))?;
+    Ok((name, value))
+}
+
+fn lookup<'a>(json: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(json, |value, part| match value {
+        Value::Array(items) => items.get(part.parse::<usize>().ok()?),
+        other => other.get(part),
+    })
+}
+
+fn error_text(error: &HttpError) -> String {
+    error.to_string()
+}
+
+/// `HTTP 429: Too many requests. Please try again later.`: the status and what the API said.
+fn status_error(status: u16, body: &[u8]) -> String {
+    let detail = serde_json::from_slice::<Value>(body).ok().and_then(|json| {
+        match (&json["detail"], &json["error"]["message"]) {
+            (Value::String(s), _) => Some(s.clone()),
+            (Value::Array(items), _) => items
+                .first()
+                .and_then(|i| i["msg"].as_str())
+                .map(str::to_owned),
+            (_, Value::String(s)) => Some(s.clone()),
+            _ => None,
+        }
+    });
+    match detail {
+        Some(detail) => {
+            let detail: String = detail.chars().take(120).collect();
+            format!("HTTP {status}: {detail}")
+        }
+        None => format!("HTTP {status}"),
+    }
+}
+
+/// Polls one created job until it reaches a final status or times out.
+struct JobPoller {
+    track: Track,
+    key: Key,
+    path: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    connection: Connection,
+    clock: RunClock,
+    created: Instant,
+    finished: bool,
+}
+
+impl JobPoller {
+    async fn run(mut self) {
+        let deadline = self.created + self.track.timeout;
+        loop {
+            tokio::time::sleep(self.track.every).await;
+            let started = Instant::now();
+            let answer = self
+                .connection
+                .send(
+                    &hyper::Method::GET,
+                    &self.path,
+                    &self.headers,
+                    &Payload::default(),
+                )
+                .await;
+            let latency_us = started.elapsed().as_micros() as u64;
+            match answer {
+                Ok(answer) => {
+                    let ok = answer.status == 200;
+                    let error = (!ok).then(|| status_error(answer.status, &answer.body));
+                    stats::record(
+                        &self.clock,
+                        Sample {
+                            key: &self.key,
+                            latency_us,
+                            bytes: answer.body.len() as u64,
+                            status: Some(answer.status),
+                            error,
+                        },
+                    );
+                    if ok && let Ok(json) = serde_json::from_slice::<Value>(&answer.body) {
+                        let status = lookup(&json, &self.track.field)
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        let elapsed = self.created.elapsed().as_micros() as u64;
+                        if self.track.done.iter().any(|d| d == status) {
+                            self.finish(JobOutcome::Completed, elapsed, None);
+                            return;
+                        }
+                        if self.track.failed.iter().any(|f| f == status) {
+                            let message = json["error_message"]
+                                .as_str()
+                                .map(|m| format!("{status}: {m}"));
+                            self.finish(
+                                JobOutcome::Failed,
+                                elapsed,
+                                message.or(Some(status.to_owned())),
+                            );
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    stats::record(
+                        &self.clock,
+                        Sample {
+                            key: &self.key,
+                            latency_us,
+                            bytes: 0,
+                            status: None,
+                            error: Some(error_text(&error)),
+                        },
+                    );
+                }
+            }
+            if Instant::now() >= deadline {
+                let message = format!("no final status within {:?}", self.track.timeout);
+                self.finish(JobOutcome::Unfinished, 0, Some(message));
+                return;
+            }
+        }
+    }
+
+    fn finish(&mut self, outcome: JobOutcome, elapsed_us: u64, message: Option<String>) {
+        self.finished = true;
+        stats::record_job(&self.track.job, outcome, elapsed_us, message);
+    }
+}
+
+impl Drop for JobPoller {
+    fn drop(&mut self) {
+        // The run ended while the job was still going: it counts as unfinished.
+        if !self.finished {
+            stats::record_job(
+                &self.track.job,
+                JobOutcome::Unfinished,
+                0,
+                Some("still running when the run ended".into()),
+            );
+        }
+    }
+}
