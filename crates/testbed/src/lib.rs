@@ -16,6 +16,7 @@ pub mod config;
 pub mod knobs;
 pub mod queue;
 pub mod store;
+pub mod testing;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -10,56 +10,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use testbed::{Config, Testbed};
+use testbed::Testbed;
 
-/// The PostgreSQL server `scripts/test.sh` started (an admin URL on its `postgres` database).
-pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").expect(
-        "TEST_DATABASE_URL is not set: these tests need a real PostgreSQL; run them with scripts/test.sh",
-    )
-}
-
-/// The Redis server `scripts/test.sh` started.
-pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").expect(
-        "TEST_REDIS_URL is not set: these tests need a real Redis; run them with scripts/test.sh",
-    )
-}
-
-/// A new, empty database on the test server; returns its URL.
-pub async fn fresh_database() -> String {
-    let admin = postgres_admin_url();
-    let name = format!("testbed_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::PgPool::connect(&admin)
-        .await
-        .expect("PostgreSQL answers at TEST_DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
-
-/// A testbed on real PostgreSQL and Redis (its own database and queue), after `tweak`.
-pub async fn start_on_services(tweak: impl FnOnce(&mut Config)) -> Testbed {
-    let mut config = Config::for_tests();
-    config.database_url = Some(fresh_database().await);
-    config.redis_url = Some(format!("{}/1", redis_url()));
-    config.queue_name = format!("celery-test-{}", uuid::Uuid::new_v4().simple());
-    config.job_seconds = Duration::from_millis(200);
-    tweak(&mut config);
-    testbed::start(config).await.unwrap()
-}
-
-/// A testbed on the in-memory store, after `tweak`.
-pub async fn start_in_memory(tweak: impl FnOnce(&mut Config)) -> Testbed {
-    let mut config = Config::for_tests();
-    config.job_seconds = Duration::from_millis(200);
-    tweak(&mut config);
-    testbed::start(config).await.unwrap()
-}
+pub use testbed::testing::{postgres_admin_url, redis_url, start_in_memory, start_on_services};
 
 /// Real media made once per test binary by fixtures-gen (1 s, to keep it quick).
 pub fn media() -> &'static Path {

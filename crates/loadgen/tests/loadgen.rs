@@ -1,0 +1,500 @@
+//! loadgen against the testbed (real PostgreSQL, Redis, HTTP over loopback), through the same
+//! `run` the binary calls, and the binary itself where signals and exit codes matter.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::Value;
+use testbed::testing::{start_in_memory, start_on_services};
+
+/// Fixtures made once per test binary (1 s media: quick to make and upload).
+fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("loadgen-fixtures-{}", std::process::id()));
+        let spec = fixtures_gen::spec::FixtureSpec {
+            duration_secs: 1.0,
+            ..Default::default()
+        };
+        fixtures_gen::Fixtures::new(&dir, spec, fixtures_gen::Tools::default())
+            .generate(false)
+            .expect("ffmpeg makes the fixtures (apt-get install ffmpeg)");
+        dir
+    })
+}
+
+/// Runs loadgen with `args` (after the host) and returns its exit code and JSON report.
+async fn loadgen(host: &str, args: &[&str]) -> (ExitCode, Value, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("report.json");
+    let csv = out.path().join("run");
+    let mut argv = vec![
+        "loadgen".to_owned(),
+        "--headless".into(),
+        "-H".into(),
+        host.to_owned(),
+        "--fixtures".into(),
+        fixtures().display().to_string(),
+        "--json".into(),
+        json.display().to_string(),
+        "--csv".into(),
+        csv.display().to_string(),
+        "--only-summary".into(),
+        "--threads".into(),
+        "2".into(),
+    ];
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    let cli = loadgen::cli::Cli::try_parse_from(argv).unwrap();
+    let code = loadgen::run(cli).await;
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (code, report, out)
+}
+
+fn rows<'a>(report: &'a Value, phase: &str) -> &'a Vec<Value> {
+    report[phase].as_array().unwrap()
+}
+
+fn names(report: &Value, phase: &str) -> Vec<String> {
+    rows(report, phase)
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_scenario_runs_clean_against_the_testbed() {
+    let testbed = start_on_services(|c| c.job_seconds = Duration::from_millis(300)).await;
+    let (code, report, _out) = loadgen(
+        &testbed.base_url(),
+        // 20 users for 15 s make every task appear: the rarest (stats, 1 in 6 of FFmpegAPIUser's
+        // picks) is missed with a chance of about (5/6)^70.
+        &[
+            "-u",
+            "20",
+            "-r",
+            "20",
+            "-t",
+            "15s",
+            "--job-sample",
+            "1",
+            "--target",
+            "users=20",
+        ],
+    )
+    .await;
+
+    let steady = names(&report, "steady");
+    for expected in [
+        "GET /api/v1/tasks",
+        "GET /api/v1/files",
+        "GET /api/v1/users/me/stats",
+        "POST /api/v1/tasks/join",
+        "POST /api/v1/tasks/audio-overlay",
+        "GET /api/v1/tasks/[id]",
+    ] {
+        assert!(
+            steady.contains(&expected.to_owned()),
+            "{expected} missing from {steady:?}"
+        );
+    }
+    let startup = names(&report, "startup");
+    for expected in [
+        "POST /api/v1/auth/register",
+        "POST /api/v1/auth/login",
+        "POST /api/v1/files/upload",
+    ] {
+        assert!(
+            startup.contains(&expected.to_owned()),
+            "{expected} missing from {startup:?}"
+        );
+    }
+    assert_eq!(
+        report["steady_total"]["failures"], 0,
+        "{:#}",
+        report["failures"]
+    );
+    assert_eq!(
+        report["startup_total"]["failures"], 0,
+        "{:#}",
+        report["failures"]
+    );
+    assert_eq!(report["peak_users"], 20);
+    // 10 users of each type, each registered once under its own name.
+    assert_eq!(report["users_by_type"]["FFmpegAPIUser"], 10);
+    assert_eq!(report["users_by_type"]["CreateTaskUser"], 10);
+    let register = rows(&report, "startup")
+        .iter()
+        .find(|r| r["name"] == "/api/v1/auth/register")
+        .unwrap();
+    assert_eq!(register["requests"], 20);
+    assert_eq!(register["statuses"]["201"], 20);
+    // Uploads: 2 per FFmpegAPIUser, 3 videos + 1 audio per CreateTaskUser.
+    let uploads = rows(&report, "startup")
+        .iter()
+        .find(|r| r["name"] == "/api/v1/files/upload")
+        .unwrap();
+    assert_eq!(uploads["requests"], 10 * 2 + 10 * 4);
+    // Jobs were followed to completion.
+    let jobs = report["jobs"].as_array().unwrap();
+    let completed: u64 = jobs.iter().map(|j| j["completed"].as_u64().unwrap()).sum();
+    let failed: u64 = jobs.iter().map(|j| j["failed"].as_u64().unwrap()).sum();
+    assert!(completed > 0, "{jobs:?}");
+    assert_eq!(failed, 0, "{jobs:?}");
+    assert_eq!(code, ExitCode::SUCCESS, "{:#}", report["analysis"]);
+
+    // In the database: exactly twenty distinct users, one per virtual user.
+    let line = testbed.startup_line();
+    let database = line
+        .split('/')
+        .find(|p| p.starts_with("testbed_"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let admin = testbed::testing::postgres_admin_url();
+    let url = format!("{}/{database}", admin.rsplit_once('/').unwrap().0);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (count, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT username) FROM users")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((count, distinct), (20, 20));
+    testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_rate_limit_gives_429s_and_a_rate_limit_finding() {
+    let testbed = start_in_memory(|c| c.rate_limit_per_minute = 40).await;
+    let (code, report, _out) = loadgen(
+        &testbed.base_url(),
+        &[
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "-t",
+            "5s",
+            "-f",
+            &scenario("reads.toml"),
+            "--target",
+            "users=4",
+        ],
+    )
+    .await;
+    let statuses = &report["steady_total"]["statuses"];
+    assert!(statuses["429"].as_u64().unwrap_or(0) > 0, "{statuses}");
+    let first = &report["analysis"]["findings"][0];
+    assert_eq!(
+        first["title"], "Rate limiting",
+        "{:#}",
+        report["analysis"]["findings"]
+    );
+    assert!(
+        first["evidence"].as_str().unwrap().contains("429"),
+        "{first}"
+    );
+    assert_eq!(code, ExitCode::from(1), "failures above 5% miss a target");
+    testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_token_lifetime_gives_relogins_not_a_stuck_run() {
+    let testbed = start_in_memory(|c| c.token_ttl = Duration::from_secs(2)).await;
+    let (_, report, _out) = loadgen(
+        &testbed.base_url(),
+        &[
+            "-u",
+            "3",
+            "-r",
+            "3",
+            "-t",
+            "7s",
+            "-f",
+            &scenario("reads.toml"),
+        ],
+    )
+    .await;
+    let relogins: u64 = report["handled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[1] == 401)
+        .map(|h| h[2].as_u64().unwrap())
+        .sum();
+    assert!(
+        relogins >= 3,
+        "each user re-logged in at least once: {:#}",
+        report["handled"]
+    );
+    assert_eq!(
+        report["steady_total"]["failures"], 0,
+        "{:#}",
+        report["failures"]
+    );
+    // Requests kept flowing after the first expiry.
+    let late: u64 = report["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["at_secs"].as_u64().unwrap() >= 5)
+        .map(|h| h["requests"].as_u64().unwrap())
+        .sum();
+    assert!(late > 10, "{:#}", report["history"]);
+    let login = rows(&report, "steady")
+        .iter()
+        .find(|r| r["name"] == "/api/v1/auth/login")
+        .unwrap();
+    assert!(login["requests"].as_u64().unwrap() >= 3);
+    testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_decide_the_exit_code_and_csv_files_have_locusts_headers() {
+    let testbed = start_in_memory(|_| {}).await;
+    let reads = scenario("reads.toml");
+    let (met, _, _out) = loadgen(
+        &testbed.base_url(),
+        &[
+            "-u", "2", "-r", "2", "-t", "2s", "-f", &reads, "--target", "users=2",
+        ],
+    )
+    .await;
+    assert_eq!(met, ExitCode::SUCCESS);
+    let (missed, report, out) = loadgen(
+        &testbed.base_url(),
+        &[
+            "-u",
+            "2",
+            "-r",
+            "2",
+            "-t",
+            "2s",
+            "-f",
+            &reads,
+            "--target",
+            "users=2,avg=0ms",
+        ],
+    )
+    .await;
+    assert_eq!(missed, ExitCode::from(1));
+    let failed: Vec<&Value> = report["analysis"]["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["met"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["name"], "Average response time");
+
+    let header = |file: &str| -> Vec<String> {
+        let mut reader = csv::Reader::from_path(out.path().join(file)).unwrap();
+        let header = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        for record in reader.records() {
+            record.unwrap();
+        }
+        header
+    };
+    // Locust 2.x's columns, written out here independently of loadgen's own constants.
+    let percentiles = "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%";
+    assert_eq!(
+        header("run_stats.csv").join(","),
+        format!(
+            "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,{percentiles}"
+        )
+    );
+    assert_eq!(
+        header("run_stats_history.csv").join(","),
+        format!(
+            "Timestamp,User Count,Type,Name,Requests/s,Failures/s,{percentiles},Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,Total Min Response Time,Total Max Response Time,Total Average Content Size"
+        )
+    );
+    assert_eq!(
+        header("run_failures.csv").join(","),
+        "Method,Name,Error,Occurrences"
+    );
+    assert_eq!(
+        header("run_exceptions.csv").join(","),
+        "Count,Message,Traceback,Nodes"
+    );
+    let mut stats = csv::Reader::from_path(out.path().join("run_stats.csv")).unwrap();
+    let last = stats.records().last().unwrap().unwrap();
+    assert_eq!(&last[1], "Aggregated");
+    assert!(last[2].parse::<u64>().unwrap() > 0);
+    testbed.stop().await;
+}
+
+/// A scenario from `tests/scenarios/`.
+fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_broken_scenario_is_reported_with_its_line() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["scenario", "check", &scenario("broken.toml")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("broken.toml:9:"), "{stderr}");
+    assert!(stderr.contains("no step `list_filez`"), "{stderr}");
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["scenario", "check", &scenario("reads.toml")])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let show = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["scenario", "show"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&show.stdout).contains("name = \"CreateTaskUser\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_run_still_writes_the_reports() {
+    let testbed = start_in_memory(|_| {}).await;
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("report.json");
+    let csv = out.path().join("run");
+    let html = out.path().join("report.html");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--headless",
+            "-H",
+            &testbed.base_url(),
+            "-u",
+            "3",
+            "-r",
+            "3",
+            "-t",
+            "60s",
+            "--only-summary",
+        ])
+        .args([
+            "-f",
+            &scenario("reads.toml"),
+            "--fixtures",
+            &fixtures().display().to_string(),
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--html")
+        .arg(&html)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("LOAD TEST SUMMARY"), "{stdout}");
+    assert!(stdout.contains("stopped with Ctrl-C"), "{stdout}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], true);
+    assert!(report["steady_total"]["requests"].as_u64().unwrap() > 0);
+    assert!(report["duration_secs"].as_f64().unwrap() < 30.0);
+    assert!(out.path().join("run_stats.csv").exists());
+    assert!(
+        std::fs::read_to_string(&html)
+            .unwrap()
+            .contains("LOAD TEST")
+            || html.exists()
+    );
+    testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_failures_are_one_clear_line() {
+    // Nothing listens on this port: the health check says so before any user starts.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let cli = loadgen::cli::Cli::try_parse_from([
+        "loadgen",
+        "-H",
+        &format!("http://127.0.0.1:{port}"),
+        "--fixtures",
+        &fixtures().display().to_string(),
+        "-t",
+        "1s",
+    ])
+    .unwrap();
+    let plan_error = loadgen::plan(&cli).map(|_| ()).err();
+    assert!(plan_error.is_none(), "{plan_error:?}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "-H",
+            &format!("http://127.0.0.1:{port}"),
+            "--fixtures",
+            &fixtures().display().to_string(),
+            "-t",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("health check GET") && stderr.contains("is the API running?"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "-H",
+            "http://127.0.0.1:9",
+            "--fixtures",
+            &empty.path().display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is missing: run `fixtures-gen"), "{stderr}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .env_remove("LOCUST_HOST")
+        .env_remove("LOADGEN_HOST")
+        .env_remove("LOCUST_BASE_URL")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no host to load"));
+}

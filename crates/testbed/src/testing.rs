@@ -1,0 +1,58 @@
+//! Helpers for tests of this workspace that need a testbed on the real services started by
+//! `scripts/test.sh` (`TEST_DATABASE_URL`, `TEST_REDIS_URL`). They panic, saying what to do, when
+//! a service is missing: a test that needs PostgreSQL must fail without it, never skip.
+
+use std::time::Duration;
+
+use crate::{Config, Testbed};
+
+/// The PostgreSQL server `scripts/test.sh` started (an admin URL on its `postgres` database).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL is not set: these tests need a real PostgreSQL; run them with scripts/test.sh",
+    )
+}
+
+/// The Redis server `scripts/test.sh` started.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").expect(
+        "TEST_REDIS_URL is not set: these tests need a real Redis; run them with scripts/test.sh",
+    )
+}
+
+/// A new, empty database on the test server; returns its URL.
+pub async fn fresh_database() -> String {
+    let admin = postgres_admin_url();
+    let name = format!("testbed_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("PostgreSQL answers at TEST_DATABASE_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("CREATE DATABASE works on the test server");
+    pool.close().await;
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// A testbed on real PostgreSQL and Redis (its own database and queue), after `tweak`.
+pub async fn start_on_services(tweak: impl FnOnce(&mut Config)) -> Testbed {
+    let mut config = Config::for_tests();
+    config.database_url = Some(fresh_database().await);
+    config.redis_url = Some(format!("{}/1", redis_url()));
+    config.queue_name = format!("celery-test-{}", uuid::Uuid::new_v4().simple());
+    config.job_seconds = Duration::from_millis(200);
+    tweak(&mut config);
+    crate::start(config).await.expect("the testbed starts")
+}
+
+/// A testbed on the in-memory store, after `tweak`.
+pub async fn start_in_memory(tweak: impl FnOnce(&mut Config)) -> Testbed {
+    let mut config = Config::for_tests();
+    config.job_seconds = Duration::from_millis(200);
+    tweak(&mut config);
+    crate::start(config).await.expect("the testbed starts")
+}
