@@ -14,7 +14,7 @@ pub async fn check_health(target: &Target, path: &str) -> Result<(), String> {
     local
         .run_until(async move {
             let mut connection = Connection::new(target, Duration::from_secs(10));
-            match connection.send(&hyper::Method::GET, path, &[], &Payload::default()).await {
+            match connection.send(&http::Method::GET, path, &[], &Payload::default()).await {
                 Ok(answer) if (200..300).contains(&answer.status) => Ok(()),
                 Ok(answer) => Err(format!("health check GET {url} answered {}: is this the FFmpeg API?", answer.status)),
                 Err(error) => Err(format!("health check GET {url} failed: {error}; is the API running? (try `testbed --listen 127.0.0.1:8000`)")),
@@ -38,10 +38,10 @@ pub fn check_fixtures(dir: &Path, names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Raises the soft open-file limit to what `users` need (one connection each, plus job polls
-/// and slack); fails when the hard limit is too low.
+/// Raises the soft open-file limit to what `users` need (one connection each, plus room
+/// for job polls and the process itself); fails when the hard limit is too low.
 pub fn raise_open_files(users: u64) -> Result<u64, String> {
-    let needed = users.saturating_mul(2).saturating_add(256);
+    let needed = users.saturating_add(1024);
     let (soft, hard) = rlimit::Resource::NOFILE
         .get()
         .map_err(|e| format!("cannot read the open-file limit: {e}"))?;

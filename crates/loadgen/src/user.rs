@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use rand::RngExt;
 use serde_json::Value;
 
@@ -486,7 +486,7 @@ impl JobPoller {
             let answer = self
                 .connection
                 .send(
-                    &hyper::Method::GET,
+                    &http::Method::GET,
                     &self.path,
                     &self.headers,
                     &Payload::default(),

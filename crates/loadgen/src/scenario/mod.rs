@@ -108,7 +108,7 @@ pub struct Step {
     /// The key in the file.
     pub key: String,
     /// HTTP method.
-    pub method: hyper::Method,
+    pub method: http::Method,
     /// Path and query.
     pub path: Template,
     /// Name in the statistics.
@@ -475,7 +475,7 @@ fn compile_step(
     let method = step
         .method
         .to_ascii_uppercase()
-        .parse::<hyper::Method>()
+        .parse::<http::Method>()
         .map_err(|_| {
             checker.error(
                 span.clone(),

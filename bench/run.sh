@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Benchmark: loadgen against wrk on the same local nginx, each generator pinned to core 0 and
+# nginx to core 1, several rounds; prints requests/s, CPU seconds per 10,000 requests, the
+# median ratio, and loadgen's peak RSS with 10,000 mostly idle users.
+#
+#   bench/run.sh [ROUNDS] [SECONDS] [CONNECTIONS]      (defaults: 5 10 50)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5} secs=${2:-10} conns=${3:-50} idle_users=${IDLE_USERS:-10000}
+
+missing=()
+command -v nginx >/dev/null || missing+=(nginx)
+command -v wrk >/dev/null || missing+=(wrk)
+[ -x /usr/bin/time ] || missing+=(time)
+command -v taskset >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ "$(nproc)" -ge 2 ] || { echo "bench needs 2 cores (generator on one, nginx on the other)" >&2; exit 1; }
+cargo build -q --release -p loadgen
+loadgen=$PWD/target/release/loadgen
+
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile 40000;
+pid $work/nginx.pid;
+error_log $work/error.log;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+  client_body_temp_path $work;
+  server {
+    listen 127.0.0.1:$port backlog=16384;
+    location / { default_type application/json; return 200 '{"status":"ok"}'; }
+  }
+}
+CONF
+ulimit -n 65536 2>/dev/null || true
+taskset -c 1 nginx -c "$work/nginx.conf" -p "$work"
+trap 'kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+sleep 0.5
+url=http://127.0.0.1:$port
+
+# cpu_and_rss FILE: "user+sys seconds" and "max RSS KB" from /usr/bin/time's output.
+timed() { /usr/bin/time -f '%U %S %M' -o "$work/time" "$@"; }
+cpu() { awk '{print $1 + $2}' "$work/time"; }
+rss_kb() { awk '{print $3}' "$work/time"; }
+
+printf '%-6s %14s %14s %16s %16s %8s\n' round "wrk req/s" "loadgen req/s" "wrk cpu/10k" "loadgen cpu/10k" ratio
+ratios=() wrk_rates=() lg_rates=() wrk_cpus=() lg_cpus=()
+for round in $(seq "$rounds"); do
+  timed taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" "$url/" > "$work/wrk.out"
+  wrk_rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
+  wrk_total=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+  wrk_cpu=$(awk -v c="$(cpu)" -v n="$wrk_total" 'BEGIN {printf "%.3f", c / n * 10000}')
+
+  timed taskset -c 0 "$loadgen" -f bench/saturate.toml -H "$url" -u "$conns" -r 100000 -t "${secs}s" \
+    --only-summary --json "$work/lg.json" --target users=1 > /dev/null 2>&1 || true
+  read -r lg_total lg_secs < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["steady_total"]["requests"], r["duration_secs"])' "$work/lg.json")
+  lg_rps=$(awk -v n="$lg_total" -v s="$lg_secs" 'BEGIN {printf "%.0f", n / s}')
+  lg_cpu=$(awk -v c="$(cpu)" -v n="$lg_total" 'BEGIN {printf "%.3f", c / n * 10000}')
+  ratio=$(awk -v a="$lg_rps" -v b="$wrk_rps" 'BEGIN {printf "%.2f", a / b}')
+  printf '%-6s %14.0f %14.0f %16s %16s %8s\n' "$round" "$wrk_rps" "$lg_rps" "$wrk_cpu" "$lg_cpu" "$ratio"
+  ratios+=("$ratio") wrk_rates+=("$wrk_rps") lg_rates+=("$lg_rps") wrk_cpus+=("$wrk_cpu") lg_cpus+=("$lg_cpu")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+printf '%-6s %14.0f %14.0f %16s %16s %8s\n' median "$(median "${wrk_rates[@]}")" "$(median "${lg_rates[@]}")" \
+  "$(median "${wrk_cpus[@]}")" "$(median "${lg_cpus[@]}")" "$(median "${ratios[@]}")"
+echo "ratio = loadgen req/s / wrk req/s (goal >= 0.9); cpu/10k = CPU seconds per 10,000 requests (goal <= 0.10)"
+
+timed taskset -c 0 "$loadgen" -f bench/idle.toml -H "$url" -u "$idle_users" -r 5000 -t 20s --only-summary \
+  --json "$work/idle.json" --target users=1 > /dev/null 2>&1 || true
+idle_requests=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["steady_total"]["requests"])' "$work/idle.json")
+echo "idle: $idle_users users waiting 1-3 s: peak RSS $(( $(rss_kb) / 1024 )) MB, $idle_requests requests in 20 s (goal < 100 MB)"
