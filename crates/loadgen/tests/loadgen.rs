@@ -498,3 +498,47 @@ async fn preflight_failures_are_one_clear_line() {
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("no host to load"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_count_changes_while_running() {
+    let testbed = start_in_memory(|_| {}).await;
+    let cli = loadgen::cli::Cli::try_parse_from([
+        "loadgen",
+        "-H",
+        &testbed.base_url(),
+        "-f",
+        &scenario("reads.toml"),
+        "--fixtures",
+        &fixtures().display().to_string(),
+        "-u",
+        "2",
+        "-r",
+        "20",
+        "-t",
+        "4s",
+    ])
+    .unwrap();
+    let plan = loadgen::plan(&cli).unwrap();
+    let target = loadgen::http::Target::resolve(&plan.host).await.unwrap();
+    let runner = loadgen::runner::Runner::new(plan.settings, plan.scenario, target);
+    let handle = runner.handle();
+    let mut users_seen = Vec::new();
+    let outcome = runner
+        .run(|progress| {
+            users_seen.push(progress.users);
+            // Once a second: after the first, ramp up to 5; after the second, down to 1.
+            match users_seen.len() {
+                1 => handle.set_users(5),
+                2 => handle.set_users(1),
+                _ => {}
+            }
+        })
+        .await;
+    assert_eq!(outcome.peak_users, 5, "{users_seen:?}");
+    assert_eq!(users_seen.last(), Some(&1), "{users_seen:?}");
+    assert_eq!(
+        outcome.users_by_type["Reader"], 5,
+        "five users were started in all"
+    );
+    testbed.stop().await;
+}
