@@ -179,19 +179,19 @@ pub fn analyse(outcome: &RunOutcome, targets: Targets) -> Analysis {
         },
         Verdict {
             name: "95th percentile".into(),
-            measured: format!("{:.0} ms", steady.percentile_ms(95.0)),
+            measured: ms(steady.percentile_ms(95.0)),
             threshold: format!("< {} ms", targets.p95_ms),
             met: steady.count > 0 && steady.percentile_ms(95.0) < targets.p95_ms,
         },
         Verdict {
             name: "99th percentile".into(),
-            measured: format!("{:.0} ms", steady.percentile_ms(99.0)),
+            measured: ms(steady.percentile_ms(99.0)),
             threshold: format!("< {} ms", targets.p99_ms),
             met: steady.count > 0 && steady.percentile_ms(99.0) < targets.p99_ms,
         },
         Verdict {
             name: "Average response time".into(),
-            measured: format!("{:.0} ms", steady.average_ms()),
+            measured: ms(steady.average_ms()),
             threshold: format!("< {} ms", targets.avg_ms),
             met: steady.count > 0 && steady.average_ms() < targets.avg_ms,
         },
@@ -215,6 +215,17 @@ fn status_total(outcome: &RunOutcome, status: u16) -> (u64, u64) {
     outcome.stats.endpoints.values().fold((0, 0), |(s, t), e| {
         (s + e.status_count(status), t + e.count)
     })
+}
+
+/// When (seconds into the run) a failure whose message starts with `prefix` first happened.
+fn first_failure_secs(outcome: &RunOutcome, prefix: &str) -> Option<f64> {
+    outcome
+        .stats
+        .failures
+        .iter()
+        .filter(|(k, _)| k.error.starts_with(prefix))
+        .map(|(_, f)| f.first_seen_secs)
+        .reduce(f64::min)
 }
 
 /// When (seconds into the run) a status first appeared, from the per-second history.
@@ -264,8 +275,8 @@ fn findings(outcome: &RunOutcome, steady: &EndpointStats, targets: Targets) -> V
 
     let (rate_limited, _) = status_total(outcome, 429);
     if rate_limited > 0 {
-        let since = first_second_with(outcome, 429)
-            .map_or(String::new(), |s| format!(", from {s} s into the run"));
+        let since = first_failure_secs(outcome, "HTTP 429")
+            .map_or(String::new(), |s| format!(", from {s:.0} s into the run"));
         found.push(Finding {
             severity: Severity::Critical,
             title: "Rate limiting".into(),
@@ -339,24 +350,25 @@ fn findings(outcome: &RunOutcome, steady: &EndpointStats, targets: Targets) -> V
     }
 
     let startup = stats.aggregated(Phase::Startup);
-    if startup.count > 0 && startup.average_ms() > targets.avg_ms {
-        let slowest = stats
-            .endpoints
-            .iter()
-            .filter(|(k, _)| k.phase == Phase::Startup)
-            .max_by(|a, b| a.1.average_ms().total_cmp(&b.1.average_ms()));
-        let slowest = slowest.map_or(String::new(), |(k, e)| {
+    let slow_startup: Vec<String> = stats
+        .endpoints
+        .iter()
+        .filter(|(k, e)| k.phase == Phase::Startup && e.average_ms() > targets.avg_ms)
+        .map(|(k, e)| {
             format!(
-                "; slowest {} {} at {:.0} ms average",
+                "{} {} averaged {:.0} ms (p95 {:.0} ms)",
                 k.method,
                 k.name,
-                e.average_ms()
+                e.average_ms(),
+                e.percentile_ms(95.0)
             )
-        });
+        })
+        .collect();
+    if !slow_startup.is_empty() {
         found.push(Finding {
             severity: Severity::Warning,
             title: "Costly start-up (authentication, uploads)".into(),
-            evidence: format!("{} start-up requests averaged {:.0} ms{slowest}", startup.count, startup.average_ms()),
+            evidence: format!("of {} start-up requests, {}", startup.count, slow_startup.join("; ")),
             action: "register/login hash passwords with bcrypt inside the request: lower the cost for tests, move hashing off the event loop, or add API workers; reported apart so the steady state is not skewed".into(),
         });
     }
@@ -410,11 +422,26 @@ fn findings(outcome: &RunOutcome, steady: &EndpointStats, targets: Targets) -> V
     if !stats.exceptions.is_empty() {
         let count: u64 = stats.exceptions.values().sum();
         let first = stats.exceptions.keys().next().cloned().unwrap_or_default();
-        found.push(Finding {
-            severity: Severity::Warning,
-            title: "Scenario errors".into(),
-            evidence: format!("{count} steps could not be built, e.g. {first}"),
-            action: "Fix the scenario (see the exceptions table)".into(),
+        // A variable that is never set usually means the step that sets it failed (a 429 on an
+        // upload leaves no file ids to pick): a consequence, not a fault of the scenario.
+        let only_unset = stats
+            .exceptions
+            .keys()
+            .all(|m| m.contains("is not set") || m.contains("cannot pick"));
+        found.push(if only_unset && !stats.failures.is_empty() {
+            Finding {
+                severity: Severity::Info,
+                title: "Steps skipped after earlier failures".into(),
+                evidence: format!("{count} steps skipped because a value they use was never received, e.g. {first}"),
+                action: "Fix the failures above first; the steps that set these values failed".into(),
+            }
+        } else {
+            Finding {
+                severity: Severity::Warning,
+                title: "Scenario errors".into(),
+                evidence: format!("{count} steps could not be built, e.g. {first}"),
+                action: "Fix the scenario (see the scenario errors table)".into(),
+            }
         });
     }
 
@@ -433,6 +460,17 @@ fn findings(outcome: &RunOutcome, steady: &EndpointStats, targets: Targets) -> V
         });
     }
     found
+}
+
+/// Milliseconds as people read them: `0.42 ms`, `7.1 ms`, `230 ms`.
+pub fn ms(value: f64) -> String {
+    if value < 1.0 {
+        format!("{value:.2} ms")
+    } else if value < 10.0 {
+        format!("{value:.1} ms")
+    } else {
+        format!("{value:.0} ms")
+    }
 }
 
 /// `1h 2m 3s` style.

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::analysis::ms;
 use super::{PERCENTILES, Report, Row};
 use crate::stats::Phase;
 
@@ -193,12 +194,12 @@ pub fn summary(report: &Report) -> String {
     let _ = writeln!(out, "Throughput:      {:.2} req/s", steady.rps);
     let _ = writeln!(
         out,
-        "Response times:  avg {:.0} ms, median {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        steady.average_ms,
-        steady.median_ms,
-        steady.percentiles_ms[5],
-        steady.percentiles_ms[7],
-        steady.max_ms
+        "Response times:  avg {}, median {}, p95 {}, p99 {}, max {}",
+        ms(steady.average_ms),
+        ms(steady.median_ms),
+        ms(steady.percentiles_ms[5]),
+        ms(steady.percentiles_ms[7]),
+        ms(steady.max_ms)
     );
     if report.startup_total.requests > 0 {
         let s = &report.startup_total;
