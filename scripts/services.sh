@@ -4,9 +4,10 @@
 #
 #   eval "$(scripts/services.sh start DIR)"   # exports TEST_DATABASE_URL and TEST_REDIS_URL
 #   scripts/services.sh stop DIR
+#   scripts/services.sh pg-stop DIR | pg-start DIR   # stop or restart PostgreSQL alone (same port)
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|pg-stop|pg-start DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 action=$1 dir=$2
 
@@ -41,8 +42,8 @@ start)
   as_pg "$bin/initdb" -D "$dir/pg" -U postgres_user --pwfile="$dir/pwfile" \
     --auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; exit 1; }
-  as_pg "$bin/pg_ctl" -D "$dir/pg" -l "$dir/postgres.log" -w -t 60 start \
-    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" \
+  echo "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" > "$dir/pg_options"
+  as_pg "$bin/pg_ctl" -D "$dir/pg" -l "$dir/postgres.log" -w -t 60 start -o "$(cat "$dir/pg_options")" \
     >/dev/null || { cat "$dir/postgres.log" >&2; exit 1; }
   redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null
@@ -62,6 +63,12 @@ stop)
   if [ -f "$dir/redis.pid" ]; then
     kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
   fi
+  ;;
+pg-stop)
+  as_pg "$(pg_bin)/pg_ctl" -D "$dir/pg" -m fast -w stop >/dev/null
+  ;;
+pg-start)
+  as_pg "$(pg_bin)/pg_ctl" -D "$dir/pg" -l "$dir/postgres.log" -w -t 60 start -o "$(cat "$dir/pg_options")" >/dev/null
   ;;
 *) usage ;;
 esac

@@ -1,0 +1,83 @@
+//! The command line; every flag is also a `MONITOR_*` variable, so the compose sidecar is
+//! configured by environment alone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::sources::docker::Selector;
+use crate::sources::redis::Queue;
+
+/// Sample Docker containers, PostgreSQL, Redis and the host at the same instant, every tick.
+///
+/// Any subset of sources; the host is on unless --no-host. A source that fails is marked down,
+/// retried with backoff, and never stops the others (unless --strict at start-up).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "monitor", version)]
+pub struct Cli {
+    /// Watch containers: all (default when given without a value), name=A,B, label=K[=V],
+    /// compose=PROJECT, or bare names.
+    #[arg(long, env = "MONITOR_DOCKER", num_args = 0..=1, default_missing_value = "all", value_name = "SELECTOR")]
+    pub docker: Option<Selector>,
+    /// PostgreSQL to watch (the password never appears in output).
+    #[arg(long, env = "MONITOR_POSTGRES_URL", hide_env_values = true)]
+    pub postgres_url: Option<String>,
+    /// Count backends of the URL's database only, or of the whole server.
+    #[arg(long, env = "MONITOR_POSTGRES_SCOPE", value_enum, default_value_t = Scope::Database)]
+    pub postgres_scope: Scope,
+    /// Redis to watch.
+    #[arg(long, env = "MONITOR_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Lists whose length to watch, [DB/]NAME (the Celery queue: 1/celery); repeatable.
+    #[arg(long, env = "MONITOR_REDIS_QUEUE", value_delimiter = ',')]
+    pub redis_queue: Vec<Queue>,
+    /// Do not sample the host.
+    #[arg(long, env = "MONITOR_NO_HOST")]
+    pub no_host: bool,
+    /// Time between ticks.
+    #[arg(long, env = "MONITOR_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub interval: Duration,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, env = "MONITOR_DURATION", value_parser = duration)]
+    pub duration: Option<Duration>,
+    /// Write every tick as JSON Lines.
+    #[arg(long, env = "MONITOR_OUT")]
+    pub out: Option<PathBuf>,
+    /// Write every figure as CSV rows.
+    #[arg(long, env = "MONITOR_CSV")]
+    pub csv: Option<PathBuf>,
+    /// Serve /latest, /samples?since= and /metrics on this address (e.g. 127.0.0.1:9187).
+    #[arg(long, env = "MONITOR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Disk throughput that counts as 100%, MB/s.
+    #[arg(long, env = "MONITOR_DISK_CAPACITY", default_value_t = 500.0)]
+    pub disk_capacity: f64,
+    /// Network throughput that counts as 100%, Mbit/s.
+    #[arg(long, env = "MONITOR_NETWORK_CAPACITY", default_value_t = 1000.0)]
+    pub network_capacity: f64,
+    /// Exit at start-up if any source is down.
+    #[arg(long, env = "MONITOR_STRICT")]
+    pub strict: bool,
+    /// No console line per tick (the summary still prints).
+    #[arg(short, long, env = "MONITOR_QUIET")]
+    pub quiet: bool,
+}
+
+/// `--postgres-scope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scope {
+    /// The URL's database.
+    Database,
+    /// Every database.
+    Server,
+}
+
+fn duration(input: &str) -> Result<Duration, String> {
+    if let Ok(secs) = input.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{input:?}: {e}"));
+    }
+    humantime::parse_duration(input)
+        .map_err(|e| format!("{input:?}: {e} (write e.g. 1s, 500ms, 10m)"))
+}

@@ -1,0 +1,89 @@
+//! One line per tick, with `!` after any value over its warning threshold.
+
+use std::fmt::Write;
+
+use crate::sample::{Tick, Values};
+use crate::thresholds::{Level, Thresholds};
+
+/// The line for `tick`.
+pub fn line(tick: &Tick, thresholds: &Thresholds) -> String {
+    let mut out = format!("{} #{:<4}", tick.timestamp.format("%H:%M:%S"), tick.tick);
+    for (source, reading) in &tick.sources {
+        let _ = write!(out, " | {source}: ");
+        let Some(values) = &reading.values else {
+            let _ = write!(out, "DOWN ({})", reading.error.as_deref().unwrap_or("?"));
+            continue;
+        };
+        match values {
+            Values::Docker(d) => {
+                if d.containers.is_empty() {
+                    out.push_str("no containers");
+                }
+                let parts: Vec<String> = d
+                    .containers
+                    .iter()
+                    .map(|(name, c)| {
+                        if c.state == "running" {
+                            format!(
+                                "{name} {:.0}% cpu {:.0} MB",
+                                c.cpu_pct,
+                                c.memory_bytes as f64 / 1e6
+                            )
+                        } else {
+                            format!("{name} {}!", c.state)
+                        }
+                    })
+                    .collect();
+                out.push_str(&parts.join(", "));
+            }
+            Values::Postgres(p) => {
+                let mark = if p.connections_pct >= 90.0 { "!" } else { "" };
+                let _ = write!(
+                    out,
+                    "{}/{}{mark} conn, {} active, {} idle, {} idle-in-tx, {} blocked",
+                    p.connections,
+                    p.max_connections,
+                    p.active,
+                    p.idle,
+                    p.idle_in_transaction,
+                    p.blocked
+                );
+                for (kind, n) in &p.waiting {
+                    let _ = write!(out, ", {n} wait {kind}");
+                }
+            }
+            Values::Redis(r) => {
+                let _ = write!(
+                    out,
+                    "{} clients, {} blocked, {:.0} ops/s",
+                    r.connected_clients, r.blocked_clients, r.ops_per_sec
+                );
+                for (list, length) in &r.lists {
+                    let _ = write!(out, ", {list}={length}");
+                }
+            }
+            Values::Host(h) => {
+                let mark =
+                    |value, check: fn(&Thresholds, f64) -> Level| match check(thresholds, value) {
+                        Level::Ok => "",
+                        Level::OverTarget => "+",
+                        Level::Warning => "!",
+                    };
+                let _ = write!(
+                    out,
+                    "cpu {:.0}%{} mem {:.0}%{} disk {:.0}%{} net {:.0}%{}",
+                    h.cpu_pct,
+                    mark(h.cpu_pct, Thresholds::cpu),
+                    h.memory_pct,
+                    mark(h.memory_pct, Thresholds::memory),
+                    h.disk_pct,
+                    mark(h.disk_pct, Thresholds::disk),
+                    h.net_pct,
+                    mark(h.net_pct, Thresholds::network)
+                );
+            }
+        }
+    }
+    let _ = write!(out, " | spread {:.1} ms", tick.spread_ms);
+    out
+}

@@ -1,0 +1,123 @@
+//! The HTTP endpoint for loadgen and scrapers: `/latest` (the last tick), `/samples?since=`
+//! (ticks after a time, RFC 3339 or Unix seconds) and `/metrics` (Prometheus text).
+
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::sample::Tick;
+
+/// An hour of 1 s ticks.
+const KEEP: usize = 3600;
+
+/// The ticks the endpoint serves.
+#[derive(Clone, Default)]
+pub struct Recent(Arc<RwLock<VecDeque<Tick>>>);
+
+impl Recent {
+    /// Adds a tick, forgetting the oldest beyond an hour's worth.
+    pub fn push(&self, tick: Tick) {
+        let mut ticks = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if ticks.len() == KEEP {
+            ticks.pop_front();
+        }
+        ticks.push_back(tick);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, VecDeque<Tick>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Deserialize)]
+struct Since {
+    since: Option<String>,
+}
+
+fn parse_since(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return DateTime::from_timestamp_micros((secs * 1e6).round() as i64);
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+async fn latest(State(recent): State<Recent>) -> Response {
+    match recent.read().back() {
+        Some(tick) => Json(tick.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, "no sample yet").into_response(),
+    }
+}
+
+async fn samples(State(recent): State<Recent>, Query(query): Query<Since>) -> Response {
+    let since = match query.since.as_deref().map(parse_since) {
+        Some(None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "since: use RFC 3339 or Unix seconds",
+            )
+                .into_response();
+        }
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    let ticks: Vec<Tick> = recent
+        .read()
+        .iter()
+        .filter(|t| since.is_none_or(|s| t.timestamp > s))
+        .cloned()
+        .collect();
+    Json(ticks).into_response()
+}
+
+async fn metrics(State(recent): State<Recent>) -> Response {
+    let mut out = String::new();
+    if let Some(tick) = recent.read().back() {
+        for metric in tick.metrics() {
+            let labels: Vec<String> = metric
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+                .collect();
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            let _ = writeln!(out, "monitor_{}{labels} {}", metric.name, metric.value);
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Serves `recent` on `addr` until `stop`; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    recent: Recent,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/latest", get(latest))
+        .route("/samples", get(samples))
+        .route("/metrics", get(metrics))
+        .with_state(recent);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Ok(bound)
+}

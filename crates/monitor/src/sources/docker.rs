@@ -1,0 +1,414 @@
+//! Docker containers through bollard: CPU, memory, network and block I/O computed the way
+//! `docker stats` does, restart count and state; containers chosen by name, label or compose
+//! project; those that vanish are marked `gone`. Recent log lines on request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bollard::Docker as Client;
+use bollard::models::ContainerStatsResponse;
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder, StatsOptionsBuilder,
+};
+use futures::StreamExt;
+
+use crate::sample::{ContainerValues, DockerValues, Values};
+use crate::source::{Source, SourceError};
+
+/// Which containers to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// Every running container.
+    All,
+    /// Containers whose name contains one of these.
+    Names(Vec<String>),
+    /// Containers with this label (`key` or `key=value`).
+    Label(String),
+    /// Containers of this compose project.
+    Compose(String),
+}
+
+impl std::str::FromStr for Selector {
+    type Err = String;
+
+    /// `all`, `name=api,worker`, `label=KEY[=VALUE]`, `compose=PROJECT`, or bare names.
+    fn from_str(input: &str) -> Result<Self, String> {
+        let input = input.trim();
+        if input.is_empty() || input == "all" {
+            return Ok(Self::All);
+        }
+        let names = |list: &str| {
+            Self::Names(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        };
+        match input.split_once('=') {
+            Some(("name", list)) => Ok(names(list)),
+            Some(("label", label)) if !label.is_empty() => Ok(Self::Label(label.to_owned())),
+            Some(("compose", project)) if !project.is_empty() => {
+                Ok(Self::Compose(project.to_owned()))
+            }
+            Some((other, _)) => Err(format!(
+                "docker selector {other:?}: use all, name=A,B, label=KEY[=VALUE] or compose=PROJECT"
+            )),
+            None => Ok(names(input)),
+        }
+    }
+}
+
+struct Previous {
+    at: Instant,
+    stamp: Option<String>,
+    rates: [f64; 4],
+    rx: u64,
+    tx: u64,
+    read: u64,
+    write: u64,
+}
+
+/// The latest stats a container's stream delivered.
+type Latest = Arc<Mutex<Option<ContainerStatsResponse>>>;
+
+/// A background subscription to one container's stats stream. A one-shot stats request waits
+/// for the engine's next collection (up to a second), which would make every tick late; the
+/// stream delivers each collection as it happens, and a tick reads the latest at once.
+struct Watcher {
+    latest: Latest,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The Docker source.
+pub struct Docker {
+    selector: Selector,
+    client: Option<Client>,
+    previous: HashMap<String, Previous>,
+    watchers: HashMap<String, Watcher>,
+    known: BTreeMap<String, String>,
+}
+
+impl Docker {
+    /// Watches the containers `selector` picks, on the local engine.
+    pub fn new(selector: Selector) -> Self {
+        Self {
+            selector,
+            client: None,
+            previous: HashMap::new(),
+            watchers: HashMap::new(),
+            known: BTreeMap::new(),
+        }
+    }
+
+    fn watch(client: &Client, id: &str) -> Watcher {
+        let latest: Latest = Arc::default();
+        let sink = latest.clone();
+        let options = StatsOptionsBuilder::default().stream(true).build();
+        let mut stream = client.stats(id, Some(options)).boxed();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(stats)) = stream.next().await {
+                *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
+            }
+        });
+        Watcher { latest, task }
+    }
+
+    async fn client(&mut self) -> Result<&Client, SourceError> {
+        if self.client.is_none() {
+            let client = Client::connect_with_local_defaults()
+                .map_err(|e| SourceError(format!("cannot reach the Docker engine: {e}")))?
+                .negotiate_version()
+                .await
+                .map_err(|e| SourceError(format!("cannot reach the Docker engine: {e}")))?;
+            self.client = Some(client);
+        }
+        self.client
+            .as_ref()
+            .ok_or_else(|| SourceError("no Docker client".into()))
+    }
+
+    async fn sample(&mut self) -> Result<DockerValues, bollard::errors::Error> {
+        let Some(client) = self.client.clone() else {
+            return Ok(DockerValues::default());
+        };
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        match &self.selector {
+            Selector::Label(label) => {
+                filters.insert("label".into(), vec![label.clone()]);
+            }
+            Selector::Compose(project) => {
+                filters.insert(
+                    "label".into(),
+                    vec![format!("com.docker.compose.project={project}")],
+                );
+            }
+            Selector::All | Selector::Names(_) => {}
+        }
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let listed = client.list_containers(Some(options)).await?;
+        let mut values = DockerValues::default();
+        let mut present = Vec::new();
+        for summary in listed {
+            let Some(id) = summary.id.clone() else {
+                continue;
+            };
+            let name = summary
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .unwrap_or_else(|| id.chars().take(12).collect());
+            if let Selector::Names(wanted) = &self.selector
+                && !wanted.iter().any(|w| name.contains(w.as_str()))
+            {
+                continue;
+            }
+            let state = summary
+                .state
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            // Exited containers stay listed (all=true) only if they were watched before.
+            if state != "running" && !self.known.contains_key(&name) {
+                continue;
+            }
+            present.push(name.clone());
+            self.known.insert(name.clone(), id.clone());
+            let inspect = client
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .ok();
+            let restart_count = inspect.as_ref().and_then(|i| i.restart_count).unwrap_or(0);
+            let mut container = ContainerValues {
+                state: state.clone(),
+                restart_count,
+                ..Default::default()
+            };
+            if state == "running" {
+                let watcher = self
+                    .watchers
+                    .entry(id.clone())
+                    .or_insert_with(|| Self::watch(&client, &id));
+                let latest = watcher
+                    .latest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Some(stats) = latest {
+                    self.fill(&name, &stats, &mut container);
+                }
+            } else {
+                self.watchers.remove(&id);
+                self.previous.remove(&name);
+            }
+            values.containers.insert(name, container);
+        }
+        // Watched before and no longer listed: removed.
+        let listed_ids: Vec<&String> = present.iter().filter_map(|n| self.known.get(n)).collect();
+        let stale: Vec<String> = self
+            .watchers
+            .keys()
+            .filter(|id| !listed_ids.contains(id))
+            .cloned()
+            .collect();
+        for id in stale {
+            self.watchers.remove(&id);
+        }
+        for name in self.known.keys() {
+            if !present.contains(name) {
+                values.containers.insert(
+                    name.clone(),
+                    ContainerValues {
+                        state: "gone".into(),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        Ok(values)
+    }
+
+    /// CPU % from the delta between the stream's two last collections (`cpu_stats` and
+    /// `precpu_stats`) of container and system CPU time, times the online CPUs, as `docker stats`
+    /// computes it; memory minus the inactive file cache (`inactive_file` on cgroup v2,
+    /// `total_inactive_file` on v1), as `docker stats` does.
+    fn fill(&mut self, name: &str, stats: &ContainerStatsResponse, out: &mut ContainerValues) {
+        let cpu = stats.cpu_stats.as_ref();
+        let precpu = stats.precpu_stats.as_ref();
+        let total = |c: Option<&bollard::models::ContainerCpuStats>| {
+            c.and_then(|c| c.cpu_usage.as_ref())
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0)
+        };
+        let system = |c: Option<&bollard::models::ContainerCpuStats>| {
+            c.and_then(|c| c.system_cpu_usage).unwrap_or(0)
+        };
+        let cpu_delta = total(cpu).saturating_sub(total(precpu)) as f64;
+        let system_delta = system(cpu).saturating_sub(system(precpu)) as f64;
+        let online = cpu
+            .and_then(|c| c.online_cpus)
+            .filter(|n| *n > 0)
+            .or_else(|| {
+                cpu.and_then(|c| c.cpu_usage.as_ref())
+                    .and_then(|u| u.percpu_usage.as_ref())
+                    .map(|p| p.len() as u32)
+            })
+            .unwrap_or(1);
+        if let Some(memory) = &stats.memory_stats {
+            let usage = memory.usage.unwrap_or(0);
+            let inactive = memory
+                .stats
+                .as_ref()
+                .and_then(|s| {
+                    s.get("inactive_file")
+                        .or_else(|| s.get("total_inactive_file"))
+                        .copied()
+                })
+                .unwrap_or(0);
+            out.memory_bytes = usage.saturating_sub(inactive);
+            out.memory_limit_bytes = memory.limit.unwrap_or(0);
+            if out.memory_limit_bytes > 0 {
+                out.memory_pct = out.memory_bytes as f64 * 100.0 / out.memory_limit_bytes as f64;
+            }
+        }
+        let (mut rx, mut tx) = (0, 0);
+        for network in stats.networks.iter().flat_map(|n| n.values()) {
+            rx += network.rx_bytes.unwrap_or(0);
+            tx += network.tx_bytes.unwrap_or(0);
+        }
+        let (mut read, mut write) = (0, 0);
+        for entry in stats
+            .blkio_stats
+            .iter()
+            .flat_map(|b| b.io_service_bytes_recursive.iter().flatten())
+        {
+            match entry.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("read") => read += entry.value.unwrap_or(0),
+                Some("write") => write += entry.value.unwrap_or(0),
+                _ => {}
+            }
+        }
+        if system_delta > 0.0 {
+            out.cpu_pct = cpu_delta / system_delta * f64::from(online) * 100.0;
+        }
+        // Rates between two collections of the engine: a tick that finds the same collection as
+        // the last one keeps the last rates instead of reporting zero.
+        let stamp = stats.read.as_ref().map(|r| format!("{r:?}"));
+        let mut now = Previous {
+            at: Instant::now(),
+            stamp,
+            rx,
+            tx,
+            read,
+            write,
+            rates: [0.0; 4],
+        };
+        if let Some(before) = self.previous.get(name) {
+            if before.stamp.is_some() && before.stamp == now.stamp {
+                now = Previous {
+                    at: before.at,
+                    stamp: before.stamp.clone(),
+                    ..*before
+                };
+            } else {
+                let secs = now.at.duration_since(before.at).as_secs_f64().max(1e-3);
+                now.rates = [
+                    now.rx.saturating_sub(before.rx) as f64 / secs,
+                    now.tx.saturating_sub(before.tx) as f64 / secs,
+                    now.read.saturating_sub(before.read) as f64 / secs,
+                    now.write.saturating_sub(before.write) as f64 / secs,
+                ];
+            }
+        }
+        [
+            out.net_rx_bps,
+            out.net_tx_bps,
+            out.block_read_bps,
+            out.block_write_bps,
+        ] = now.rates;
+        self.previous.insert(name.to_owned(), now);
+    }
+}
+
+/// The last `lines` log lines of a container (stdout and stderr), as
+/// `docker compose logs api | tail -100` shows them.
+pub async fn recent_logs(container: &str, lines: usize) -> Result<Vec<String>, SourceError> {
+    let client = Client::connect_with_local_defaults()
+        .map_err(|e| SourceError(format!("cannot reach the Docker engine: {e}")))?
+        .negotiate_version()
+        .await
+        .map_err(|e| SourceError(format!("cannot reach the Docker engine: {e}")))?;
+    let options = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(&lines.to_string())
+        .build();
+    let mut stream = client.logs(container, Some(options));
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| SourceError(format!("logs of {container}: {e}")))?;
+        out.extend(
+            String::from_utf8_lossy(&chunk.into_bytes())
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Source for Docker {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn read(&mut self) -> Result<Values, SourceError> {
+        self.client().await?;
+        match self.sample().await {
+            Ok(values) => Ok(Values::Docker(values)),
+            Err(e) => {
+                self.client = None;
+                Err(SourceError(format!("Docker engine: {e}")))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_selectors() {
+        assert_eq!("".parse::<Selector>(), Ok(Selector::All));
+        assert_eq!(
+            "api,worker".parse::<Selector>(),
+            Ok(Selector::Names(vec!["api".into(), "worker".into()]))
+        );
+        assert_eq!(
+            "label=app=ffmpeg".parse::<Selector>(),
+            Ok(Selector::Label("app=ffmpeg".into()))
+        );
+        assert_eq!(
+            "compose=ffmpeg-api".parse::<Selector>(),
+            Ok(Selector::Compose("ffmpeg-api".into()))
+        );
+        assert!(
+            "kind=x"
+                .parse::<Selector>()
+                .unwrap_err()
+                .contains("compose=PROJECT")
+        );
+    }
+}

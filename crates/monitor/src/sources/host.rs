@@ -1,0 +1,100 @@
+//! The machine, through sysinfo: CPU, memory, disk and network rates, with disk and network as
+//! a share of a capacity the user sets (no portable way to read a link's or a disk's speed).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use sysinfo::{Disks, Networks, System};
+
+use crate::sample::{HostValues, Values};
+use crate::source::{Source, SourceError};
+
+/// Capacities that disk and network rates are judged against.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Disk throughput, bytes/s.
+    pub disk_bps: f64,
+    /// Network throughput per direction, bytes/s.
+    pub net_bps: f64,
+}
+
+/// The host source.
+pub struct Host {
+    system: System,
+    disks: Disks,
+    networks: Networks,
+    capacity: Capacity,
+    last: Instant,
+}
+
+impl Host {
+    /// Starts measuring (rates need a first reading to compare with).
+    pub fn new(capacity: Capacity) -> Self {
+        let mut system = System::new();
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        Self {
+            system,
+            disks: Disks::new_with_refreshed_list(),
+            networks: Networks::new_with_refreshed_list(),
+            capacity,
+            last: Instant::now(),
+        }
+    }
+}
+
+/// Virtual interfaces that would count the same bytes twice.
+fn counted_interface(name: &str) -> bool {
+    !(name == "lo"
+        || name.starts_with("veth")
+        || name.starts_with("docker")
+        || name.starts_with("br-"))
+}
+
+#[async_trait::async_trait]
+impl Source for Host {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+
+    async fn read(&mut self) -> Result<Values, SourceError> {
+        let secs = self.last.elapsed().as_secs_f64().max(1e-3);
+        self.last = Instant::now();
+        self.system.refresh_cpu_usage();
+        self.system.refresh_memory();
+        self.disks.refresh(true);
+        self.networks.refresh(true);
+        let total = self.system.total_memory().max(1);
+        let used = self.system.used_memory();
+        let mut seen = HashSet::new();
+        let (mut read, mut written) = (0u64, 0u64);
+        for disk in self.disks.list() {
+            // The same device can be mounted at several places.
+            if seen.insert(disk.name().to_owned()) {
+                let usage = disk.usage();
+                read += usage.read_bytes;
+                written += usage.written_bytes;
+            }
+        }
+        let (mut rx, mut tx) = (0u64, 0u64);
+        for (name, data) in self.networks.iter() {
+            if counted_interface(name) {
+                rx += data.received();
+                tx += data.transmitted();
+            }
+        }
+        let (disk_read_bps, disk_write_bps) = (read as f64 / secs, written as f64 / secs);
+        let (net_rx_bps, net_tx_bps) = (rx as f64 / secs, tx as f64 / secs);
+        Ok(Values::Host(HostValues {
+            cpu_pct: f64::from(self.system.global_cpu_usage()),
+            memory_pct: used as f64 * 100.0 / total as f64,
+            memory_used_bytes: used,
+            disk_read_bps,
+            disk_write_bps,
+            disk_pct: (disk_read_bps + disk_write_bps) * 100.0 / self.capacity.disk_bps.max(1.0),
+            net_rx_bps,
+            net_tx_bps,
+            net_pct: net_rx_bps.max(net_tx_bps) * 100.0 / self.capacity.net_bps.max(1.0),
+        }))
+    }
+}

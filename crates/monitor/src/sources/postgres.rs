@@ -1,0 +1,168 @@
+//! PostgreSQL on one connection: client backends by state, waits by type, blocked backends,
+//! the longest query and transactions (from `pg_stat_activity`, the monitor's own backend
+//! excluded), against `max_connections`; and `pg_stat_database` deltas.
+
+use std::time::Instant;
+
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::redact;
+use crate::sample::{PostgresValues, Values};
+use crate::source::{Source, SourceError};
+
+/// Which backends count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only those connected to the URL's database (the API's).
+    Database,
+    /// Every database of the server.
+    Server,
+}
+
+struct Totals {
+    at: Instant,
+    commits: i64,
+    rollbacks: i64,
+    hits: i64,
+    reads: i64,
+    deadlocks: i64,
+}
+
+/// The PostgreSQL source.
+pub struct Postgres {
+    url: String,
+    scope: Scope,
+    connection: Option<(PgConnection, i64)>,
+    previous: Option<Totals>,
+}
+
+impl Postgres {
+    /// Watches the server at `url`.
+    pub fn new(url: &str, scope: Scope) -> Self {
+        Self {
+            url: url.to_owned(),
+            scope,
+            connection: None,
+            previous: None,
+        }
+    }
+
+    fn error(&self, what: &str, e: sqlx::Error) -> SourceError {
+        SourceError(redact::scrub(
+            &format!("{what} {}: {e}", redact::url(&self.url)),
+            &self.url,
+        ))
+    }
+
+    async fn query(&mut self) -> Result<PostgresValues, sqlx::Error> {
+        let all = self.scope == Scope::Server;
+        let Some((connection, max_connections)) = self.connection.as_mut() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        let max_connections = *max_connections;
+        let row = sqlx::query(
+            "SELECT
+                count(*) AS connections,
+                count(*) FILTER (WHERE state = 'active') AS active,
+                count(*) FILTER (WHERE state = 'idle') AS idle,
+                count(*) FILTER (WHERE state = 'idle in transaction') AS iit,
+                count(*) FILTER (WHERE state = 'idle in transaction (aborted)') AS iit_aborted,
+                count(*) FILTER (WHERE cardinality(pg_blocking_pids(pid)) > 0) AS blocked,
+                COALESCE(EXTRACT(EPOCH FROM max(now() - query_start) FILTER (WHERE state = 'active')), 0)::float8 AS longest_query,
+                COALESCE(EXTRACT(EPOCH FROM max(now() - xact_start)), 0)::float8 AS longest_xact,
+                COALESCE(EXTRACT(EPOCH FROM max(now() - state_change) FILTER (WHERE state LIKE 'idle in transaction%')), 0)::float8 AS longest_iit
+             FROM pg_stat_activity
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+               AND ($1 OR datname = current_database())",
+        )
+        .bind(all)
+        .fetch_one(&mut *connection)
+        .await?;
+        // Idle backends wait on Client/Activity events: those are not waits that matter.
+        let waits: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT wait_event_type, count(*) FROM pg_stat_activity
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+               AND ($1 OR datname = current_database())
+               AND state <> 'idle' AND wait_event_type IS NOT NULL
+               AND wait_event_type NOT IN ('Client', 'Activity')
+             GROUP BY wait_event_type",
+        )
+        .bind(all)
+        .fetch_all(&mut *connection)
+        .await?;
+        let db: (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(sum(xact_commit), 0)::int8, COALESCE(sum(xact_rollback), 0)::int8,
+                    COALESCE(sum(blks_hit), 0)::int8, COALESCE(sum(blks_read), 0)::int8,
+                    COALESCE(sum(deadlocks), 0)::int8
+             FROM pg_stat_database WHERE $1 OR datname = current_database()",
+        )
+        .bind(all)
+        .fetch_one(&mut *connection)
+        .await?;
+        let now = Totals {
+            at: Instant::now(),
+            commits: db.0,
+            rollbacks: db.1,
+            hits: db.2,
+            reads: db.3,
+            deadlocks: db.4,
+        };
+        let connections: i64 = row.try_get("connections")?;
+        let mut values = PostgresValues {
+            connections,
+            max_connections,
+            connections_pct: connections as f64 * 100.0 / max_connections.max(1) as f64,
+            active: row.try_get("active")?,
+            idle: row.try_get("idle")?,
+            idle_in_transaction: row.try_get("iit")?,
+            idle_in_transaction_aborted: row.try_get("iit_aborted")?,
+            waiting: waits.into_iter().collect(),
+            blocked: row.try_get("blocked")?,
+            longest_query_secs: row.try_get("longest_query")?,
+            longest_transaction_secs: row.try_get("longest_xact")?,
+            longest_idle_in_transaction_secs: row.try_get("longest_iit")?,
+            cache_hit_pct: 100.0,
+            ..Default::default()
+        };
+        if let Some(before) = &self.previous {
+            let secs = now.at.duration_since(before.at).as_secs_f64().max(1e-3);
+            values.commits_per_sec = (now.commits - before.commits).max(0) as f64 / secs;
+            values.rollbacks_per_sec = (now.rollbacks - before.rollbacks).max(0) as f64 / secs;
+            let (hits, reads) = (now.hits - before.hits, now.reads - before.reads);
+            if hits + reads > 0 {
+                values.cache_hit_pct = hits as f64 * 100.0 / (hits + reads) as f64;
+            }
+            values.deadlocks = (now.deadlocks - before.deadlocks).max(0);
+        }
+        self.previous = Some(now);
+        Ok(values)
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn read(&mut self) -> Result<Values, SourceError> {
+        if self.connection.is_none() {
+            let mut connection = PgConnection::connect(&self.url)
+                .await
+                .map_err(|e| self.error("cannot connect to", e))?;
+            let max: String = sqlx::query_scalar("SHOW max_connections")
+                .fetch_one(&mut connection)
+                .await
+                .map_err(|e| self.error("cannot read max_connections from", e))?;
+            self.connection = Some((connection, max.parse().unwrap_or(100)));
+            self.previous = None;
+        }
+        match self.query().await {
+            Ok(values) => Ok(Values::Postgres(values)),
+            Err(e) => {
+                self.connection = None;
+                Err(self.error("lost", e))
+            }
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! The monitor against real servers: a Docker container built from busybox-static, PostgreSQL
+//! and Redis servers of the test's own (so that counts are exact), and the binary's outputs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use monitor::sample::{Tick, Values};
+use monitor::source::Source;
+use monitor::sources::docker::{Docker, Selector};
+use monitor::sources::postgres::{Postgres, Scope};
+use monitor::sources::redis::{Queue, Redis};
+use sqlx::{Connection, Executor, PgConnection};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A PostgreSQL cluster and a Redis server of this test's own, stopped when dropped.
+struct Services {
+    dir: tempfile::TempDir,
+    postgres_url: String,
+    redis_url: String,
+}
+
+impl Services {
+    fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("monitor-services-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let output = Command::new(repo().join("scripts/services.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "services.sh: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let env = String::from_utf8(output.stdout).unwrap();
+        let value = |name: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap()
+                .to_owned()
+        };
+        Self {
+            postgres_url: value("TEST_DATABASE_URL"),
+            redis_url: value("TEST_REDIS_URL"),
+            dir,
+        }
+    }
+
+    fn postgres(&self, action: &str) {
+        let status = Command::new(repo().join("scripts/services.sh"))
+            .arg(action)
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "services.sh {action}");
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/services.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The busybox-static image, imported once (no image can be pulled here).
+fn busybox_image() -> &'static str {
+    static IMAGE: OnceLock<()> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("root/bin")).unwrap();
+        std::fs::copy("/bin/busybox", dir.path().join("root/bin/busybox"))
+            .expect("/bin/busybox exists (apt-get install busybox-static)");
+        let tar = dir.path().join("rootfs.tar");
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(dir.path().join("root"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = Command::new("docker")
+            .arg("import")
+            .arg(&tar)
+            .arg("loadtest-busybox:test")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "docker import: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+    "loadtest-busybox:test"
+}
+
+/// A container removed when dropped.
+struct Container(String);
+
+impl Container {
+    fn run(args: &[&str]) -> Self {
+        let name = format!("lt-monitor-{}", uuid::Uuid::new_v4().simple());
+        let output = Command::new("docker")
+            .args([
+                "run",
+                "-d",
+                "--network",
+                "none",
+                "--name",
+                &name,
+                busybox_image(),
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self(name)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+async fn read_until<S: Source>(
+    source: &mut S,
+    deadline: Duration,
+    done: impl Fn(&Values) -> bool,
+) -> Values {
+    let start = Instant::now();
+    loop {
+        let values = source
+            .read()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", source.name()));
+        if done(&values) || start.elapsed() > deadline {
+            return values;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn docker_shows_a_busy_container_and_marks_it_gone() {
+    let burner = Container::run(&["/bin/busybox", "sh", "-c", "while :; do :; done"]);
+    let mut docker = Docker::new(Selector::Names(vec![burner.0.clone()]));
+    let busy = |v: &Values| match v {
+        Values::Docker(d) => d
+            .containers
+            .get(&burner.0)
+            .is_some_and(|c| c.cpu_pct > 50.0),
+        _ => false,
+    };
+    let values = read_until(&mut docker, Duration::from_secs(15), busy).await;
+    let Values::Docker(d) = &values else {
+        panic!("{values:?}")
+    };
+    let c = &d.containers[&burner.0];
+    assert!(c.cpu_pct > 50.0, "{c:?}");
+    assert!(
+        c.memory_bytes > 0 && c.memory_limit_bytes > c.memory_bytes,
+        "{c:?}"
+    );
+    assert_eq!(c.state, "running");
+    assert_eq!(d.containers.len(), 1, "only the selected container: {d:?}");
+
+    let stopped = Command::new("docker")
+        .args(["stop", "-t", "0", &burner.0])
+        .output()
+        .unwrap();
+    assert!(stopped.status.success());
+    let Values::Docker(d) = docker.read().await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(d.containers[&burner.0].state, "exited");
+    let removed = Command::new("docker")
+        .args(["rm", "-f", &burner.0])
+        .output()
+        .unwrap();
+    assert!(removed.status.success());
+    let Values::Docker(d) = docker.read().await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(d.containers[&burner.0].state, "gone");
+
+    // The last log lines, as `docker logs --tail` gives them.
+    let talker = Container::run(&[
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line $i; done; sleep 60",
+    ]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines = monitor::sources::docker::recent_logs(&talker.0, 2)
+        .await
+        .unwrap();
+    assert_eq!(lines, ["line 4", "line 5"]);
+}
+
+#[tokio::test]
+async fn postgres_backends_are_counted_exactly() {
+    let services = Services::start();
+    let url = &services.postgres_url;
+    let mut setup = PgConnection::connect(url).await.unwrap();
+    setup.execute("CREATE TABLE jobs (id int)").await.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut c = PgConnection::connect(url).await.unwrap();
+        c.execute("SELECT 1").await.unwrap();
+        idle.push(c);
+    }
+    let mut in_tx = PgConnection::connect(url).await.unwrap();
+    in_tx.execute("BEGIN; SELECT 1").await.unwrap();
+    let mut holder = PgConnection::connect(url).await.unwrap();
+    holder
+        .execute("BEGIN; LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let waiter = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let mut c = PgConnection::connect(&url).await.unwrap();
+            c.execute("BEGIN; LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE; COMMIT")
+                .await
+                .unwrap();
+        }
+    });
+    drop(setup);
+
+    let mut postgres = Postgres::new(url, Scope::Database);
+    let blocked =
+        |v: &Values| matches!(v, Values::Postgres(p) if p.blocked == 1 && p.connections == 6);
+    let Values::Postgres(p) = read_until(&mut postgres, Duration::from_secs(10), blocked).await
+    else {
+        panic!()
+    };
+    // 3 idle, 2 idle in transaction (one holds the lock), 1 active waiting on it; never the
+    // monitor's own backend.
+    assert_eq!(
+        (
+            p.connections,
+            p.idle,
+            p.idle_in_transaction,
+            p.active,
+            p.blocked
+        ),
+        (6, 3, 2, 1, 1),
+        "{p:?}"
+    );
+    assert_eq!(p.waiting.get("Lock"), Some(&1), "{p:?}");
+    assert_eq!(
+        p.waiting.len(),
+        1,
+        "idle backends' Client waits do not count: {p:?}"
+    );
+    assert_eq!(p.max_connections, 200);
+    assert!(
+        p.longest_idle_in_transaction_secs > 0.0
+            && p.longest_transaction_secs >= p.longest_idle_in_transaction_secs
+    );
+    holder.execute("COMMIT").await.unwrap();
+    waiter.await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_clients_blocked_clients_and_list_length() {
+    let services = Services::start();
+    let url = format!("{}/0", services.redis_url);
+    let client = redis::Client::open(format!("{}/1", services.redis_url)).unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(client.get_multiplexed_async_connection().await.unwrap());
+    }
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("celery")
+        .arg(&[1, 2, 3, 4, 5])
+        .query_async(&mut clients[0])
+        .await
+        .unwrap();
+    let blocked = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+            let mut c = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .unwrap();
+            let _: Option<(String, String)> = redis::cmd("BLPOP")
+                .arg("never-filled")
+                .arg(5)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    });
+    let mut source = Redis::new(
+        &url,
+        vec![
+            "1/celery".parse::<Queue>().unwrap(),
+            "missing".parse().unwrap(),
+        ],
+    );
+    let done = |v: &Values| matches!(v, Values::Redis(r) if r.blocked_clients == 1);
+    let Values::Redis(r) = read_until(&mut source, Duration::from_secs(5), done).await else {
+        panic!()
+    };
+    assert_eq!((r.connected_clients, r.blocked_clients), (4, 1), "{r:?}");
+    assert_eq!(r.lists.get("1/celery"), Some(&5));
+    assert_eq!(r.lists.get("0/missing"), Some(&0));
+    assert!(r.maxclients > 0 && r.used_memory_bytes > 0);
+    blocked.abort();
+}
+
+#[tokio::test]
+async fn postgres_stopped_mid_run_leaves_the_others_flowing_and_comes_back() {
+    let services = Services::start();
+    let sources: Vec<Box<dyn Source>> = vec![
+        Box::new(Postgres::new(&services.postgres_url, Scope::Database)),
+        Box::new(Redis::new(&services.redis_url, vec![])),
+        Box::new(monitor::sources::host::Host::new(
+            monitor::sources::host::Capacity {
+                disk_bps: 1e9,
+                net_bps: 1e9,
+            },
+        )),
+    ];
+    let mut sampler = monitor::sampler::Sampler::new(sources, Duration::from_secs(1));
+    let up = |tick: &Tick, name: &str| tick.sources[name].up;
+    let first = sampler.tick().await;
+    assert!(
+        up(&first, "postgres") && up(&first, "redis") && up(&first, "host"),
+        "{first:?}"
+    );
+
+    services.postgres("pg-stop");
+    for _ in 0..3 {
+        let tick = sampler.tick().await;
+        assert!(!up(&tick, "postgres"), "{tick:?}");
+        assert!(
+            up(&tick, "redis") && up(&tick, "host"),
+            "the others go on: {tick:?}"
+        );
+        let error = tick.sources["postgres"].error.as_deref().unwrap();
+        assert!(
+            !error.contains(
+                services
+                    .postgres_url
+                    .split(':')
+                    .nth(2)
+                    .unwrap()
+                    .split('@')
+                    .next()
+                    .unwrap()
+            ),
+            "{error}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    services.postgres("pg-start");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tick = sampler.tick().await;
+        assert!(up(&tick, "redis"));
+        if up(&tick, "postgres") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "postgres never came back: {tick:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_binary_writes_every_output_and_never_a_password() {
+    let services = Services::start();
+    let password = services
+        .postgres_url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(password.len() > 8);
+    let out = tempfile::tempdir().unwrap();
+    let jsonl = out.path().join("samples.jsonl");
+    let csv = out.path().join("samples.csv");
+    let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args([
+            "--postgres-url",
+            &services.postgres_url,
+            "--redis-url",
+            &services.redis_url,
+            "--redis-queue",
+            "1/celery",
+        ])
+        // A second PostgreSQL that refuses, with a password of its own in the URL.
+        .env("MONITOR_DOCKER", "name=no-such-container")
+        .args(["--interval", "500ms", "--duration", "2s"])
+        .arg("--out")
+        .arg(&jsonl)
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args([
+            "--postgres-url",
+            "postgres://app:hunter2secret@127.0.0.1:1/x",
+            "--redis-url",
+            "redis://:hunter2secret@127.0.0.1:1/0",
+        ])
+        .args(["--interval", "200ms", "--duration", "1s", "--no-host"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("monitor: postgres: cannot connect to postgres://app:***@127.0.0.1:1/x"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("monitor: redis: cannot connect to redis://:***@127.0.0.1:1/0"),
+        "{stderr}"
+    );
+    let strict = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args([
+            "--redis-url",
+            "redis://127.0.0.1:1/0",
+            "--strict",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(2));
+
+    let everything = [
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        String::from_utf8_lossy(&refused.stdout).into_owned(),
+        stderr.into_owned(),
+        std::fs::read_to_string(&jsonl).unwrap(),
+        std::fs::read_to_string(&csv).unwrap(),
+    ]
+    .join("\n");
+    assert!(!everything.contains(&password), "the password leaked");
+    assert!(!everything.contains("hunter2secret"), "the password leaked");
+
+    let ticks = monitor::sinks::files::read_json_lines(&jsonl).unwrap();
+    assert!(ticks.len() >= 3, "{}", ticks.len());
+    for tick in &ticks {
+        assert!(
+            tick.sources["postgres"].up && tick.sources["redis"].up && tick.sources["host"].up,
+            "{tick:?}"
+        );
+        assert!(tick.spread_ms < 1000.0);
+    }
+    let mut reader = csv::Reader::from_path(&csv).unwrap();
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["timestamp", "tick", "source", "metric", "labels", "value"]
+    );
+    let metrics: Vec<String> = reader.records().map(|r| r.unwrap()[3].to_owned()).collect();
+    for name in [
+        "postgres_connections",
+        "redis_list_length",
+        "host_cpu_pct",
+        "source_up",
+    ] {
+        assert!(metrics.iter().any(|m| m == name), "{name} missing");
+    }
+}
+
+#[tokio::test]
+async fn the_http_endpoint_serves_latest_samples_and_prometheus_text() {
+    let recent = monitor::sinks::http::Recent::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let addr =
+        monitor::sinks::http::serve("127.0.0.1:0".parse().unwrap(), recent.clone(), stop.clone())
+            .await
+            .unwrap();
+    let base = format!("http://{addr}");
+    assert_eq!(
+        reqwest::get(format!("{base}/latest"))
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "no sample yet"
+    );
+    let sources: Vec<Box<dyn Source>> = vec![Box::new(monitor::sources::host::Host::new(
+        monitor::sources::host::Capacity {
+            disk_bps: 1e9,
+            net_bps: 1e9,
+        },
+    ))];
+    let mut sampler = monitor::sampler::Sampler::new(sources, Duration::from_millis(100));
+    let first = sampler.tick().await;
+    recent.push(first.clone());
+    let second = sampler.tick().await;
+    recent.push(second.clone());
+    let latest: Tick = reqwest::get(format!("{base}/latest"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (latest.tick, latest.timestamp),
+        (second.tick, second.timestamp)
+    );
+    // RFC 3339 in UTC ("Z"): no character that needs URL encoding.
+    let since = first
+        .timestamp
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let after: Vec<Tick> = reqwest::get(format!("{base}/samples?since={since}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let after: Vec<u64> = after.iter().map(|t| t.tick).collect();
+    assert_eq!(after, vec![second.tick]);
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("monitor_host_cpu_pct "), "{text}");
+    assert!(
+        text.contains("monitor_source_up{source=\"host\"} 1"),
+        "{text}"
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/samples?since=yesterday"))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    stop.cancel();
+}
