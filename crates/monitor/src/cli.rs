@@ -51,6 +51,9 @@ pub struct Cli {
     /// Serve /latest, /samples?since= and /metrics on this address (e.g. 127.0.0.1:9187).
     #[arg(long, env = "MONITOR_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Export every figure as OTLP metrics over HTTP/protobuf (e.g. http://127.0.0.1:4318).
+    #[arg(long, env = "MONITOR_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Disk throughput that counts as 100%, MB/s.
     #[arg(long, env = "MONITOR_DISK_CAPACITY", default_value_t = 500.0)]
     pub disk_capacity: f64,

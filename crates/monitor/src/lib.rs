@@ -86,6 +86,21 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {addr} (choose another --listen)"))?;
         eprintln!("monitor: serving http://{bound}/latest, /samples?since=, /metrics");
     }
+    let mut otlp = match &cli.otlp_endpoint {
+        Some(endpoint) => {
+            let (endpoint, interval) = (endpoint.clone(), cli.interval);
+            let instance = |url: &Option<String>| url.as_deref().map(redact::instance);
+            let (postgres, redis) = (instance(&cli.postgres_url), instance(&cli.redis_url));
+            // The exporter's HTTP client is a blocking one: build it off the async threads.
+            let built = tokio::task::spawn_blocking(move || {
+                sinks::otlp::Otlp::new(&endpoint, interval, postgres, redis)
+            })
+            .await
+            .context("starting the OTLP exporter")?;
+            Some(built.map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
     let mut sampler = sampler::Sampler::new(sources(&cli), cli.interval);
     let mut summary = sinks::summary::Summary::new(cli.interval);
     let mut write_error: Option<String> = None;
@@ -103,6 +118,9 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
             && let Err(e) = out.write(tick)
         {
             write_error.get_or_insert(format!("CSV: {e}"));
+        }
+        if let Some(otlp) = otlp.as_mut() {
+            otlp.record(tick);
         }
         recent.push(tick.clone());
     };
@@ -140,6 +158,15 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     let remaining = cli.duration.map(|d| d.saturating_sub(cli.interval));
     sampler.run(remaining, stop.clone(), &mut handle).await;
     stop.cancel();
+    drop(handle);
+    if let Some(otlp) = otlp {
+        let flushed = tokio::task::spawn_blocking(move || otlp.shutdown())
+            .await
+            .context("stopping the OTLP exporter")?;
+        if let Err(e) = flushed {
+            write_error.get_or_insert(e);
+        }
+    }
     eprint!("{}", summary.render());
     if let Some(error) = write_error {
         anyhow::bail!("could not write every tick: {error}");

@@ -17,6 +17,19 @@ pub fn url(raw: &str) -> String {
     }
 }
 
+/// `host:port/path` of a URL: which instance it is, with no credentials at all.
+pub fn instance(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(parsed) => format!(
+            "{}:{}{}",
+            parsed.host_str().unwrap_or(""),
+            parsed.port().map_or(String::new(), |p| p.to_string()),
+            parsed.path()
+        ),
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
 /// `message` with the URL and its password (as written and percent-decoded) masked.
 pub fn scrub(message: &str, raw_url: &str) -> String {
     let Ok(parsed) = url::Url::parse(raw_url) else {

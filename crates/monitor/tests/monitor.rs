@@ -574,3 +574,118 @@ async fn the_http_endpoint_serves_latest_samples_and_prometheus_text() {
     );
     stop.cancel();
 }
+
+/// A real OTLP/HTTP receiver: decodes the protobuf ExportMetricsServiceRequest bodies it gets.
+async fn otlp_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>,
+) {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use prost::Message;
+    let received: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>> = Default::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/metrics",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let request =
+                    ExportMetricsServiceRequest::decode(body).expect("a valid OTLP protobuf body");
+                for resource in request.resource_metrics {
+                    for scope in resource.scope_metrics {
+                        for metric in scope.metrics {
+                            let mut attributes = Vec::new();
+                            if let Some(
+                                opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(gauge),
+                            ) = &metric.data
+                            {
+                                for point in &gauge.data_points {
+                                    for kv in &point.attributes {
+                                        attributes.push(format!(
+                                            "{}={:?}",
+                                            kv.key,
+                                            kv.value.as_ref().and_then(|v| v.value.clone())
+                                        ));
+                                    }
+                                }
+                            }
+                            sink.lock().unwrap().push((metric.name.clone(), attributes));
+                        }
+                    }
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_export_reaches_a_receiver_over_http() {
+    let services = Services::start();
+    let (addr, received) = otlp_receiver().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args([
+            "--redis-url",
+            &services.redis_url,
+            "--postgres-url",
+            &services.postgres_url,
+        ])
+        .args(["--interval", "300ms", "--duration", "2s", "--quiet"])
+        .args(["--otlp-endpoint", &format!("http://{addr}")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let received = received.lock().unwrap().clone();
+    let names: Vec<&str> = received.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "monitor.host_cpu_pct",
+        "monitor.redis_connected_clients",
+        "monitor.postgres_connections",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} not received: {names:?}"
+        );
+    }
+    let redis = received
+        .iter()
+        .find(|(n, _)| n == "monitor.redis_connected_clients")
+        .unwrap();
+    let port = services.redis_url.rsplit(':').next().unwrap();
+    assert!(
+        redis
+            .1
+            .iter()
+            .any(|a| a.starts_with("redis.instance=") && a.contains(port)),
+        "{redis:?}"
+    );
+    let postgres = received
+        .iter()
+        .find(|(n, _)| n == "monitor.postgres_connections")
+        .unwrap();
+    assert!(
+        postgres
+            .1
+            .iter()
+            .any(|a| a.starts_with("database=") && a.contains("/postgres")),
+        "{postgres:?}"
+    );
+    let password = services
+        .postgres_url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap();
+    assert!(!format!("{received:?}").contains(password));
+}

@@ -1,7 +1,8 @@
-//! Where ticks go: the console, JSON Lines and CSV files, an HTTP endpoint, and the end-of-run
-//! summary.
+//! Where ticks go: the console, JSON Lines and CSV files, an HTTP endpoint, OTLP, and the
+//! end-of-run summary.
 
 pub mod console;
 pub mod files;
 pub mod http;
+pub mod otlp;
 pub mod summary;
