@@ -158,7 +158,6 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     let remaining = cli.duration.map(|d| d.saturating_sub(cli.interval));
     sampler.run(remaining, stop.clone(), &mut handle).await;
     stop.cancel();
-    drop(handle);
     if let Some(otlp) = otlp {
         let flushed = tokio::task::spawn_blocking(move || otlp.shutdown())
             .await
