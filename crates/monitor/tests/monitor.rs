@@ -582,7 +582,7 @@ async fn otlp_receiver() -> (
 ) {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use prost::Message;
-    let received: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>> = Default::default();
+    let received: Received = Default::default();
     let sink = received.clone();
     let app = axum::Router::new().route(
         "/v1/metrics",
