@@ -575,11 +575,11 @@ async fn the_http_endpoint_serves_latest_samples_and_prometheus_text() {
     stop.cancel();
 }
 
+/// Metric names and their attributes, as a receiver got them.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>;
+
 /// A real OTLP/HTTP receiver: decodes the protobuf ExportMetricsServiceRequest bodies it gets.
-async fn otlp_receiver() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>,
-) {
+async fn otlp_receiver() -> (std::net::SocketAddr, Received) {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use prost::Message;
     let received: Received = Default::default();
