@@ -64,14 +64,16 @@ impl Sampler {
         mut on_tick: impl FnMut(&Tick),
     ) {
         let start = tokio::time::Instant::now();
-        let mut every = tokio::time::interval(self.interval);
+        // The caller has usually just taken a tick: the next one is an interval away.
+        let mut every = tokio::time::interval_at(start + self.interval, self.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = every.tick() => {}
             }
-            if duration.is_some_and(|d| start.elapsed() >= d) {
+            // Half an interval of slack: the tick due exactly at the end still runs.
+            if duration.is_some_and(|d| start.elapsed() > d + self.interval / 2) {
                 return;
             }
             let tick = tokio::select! {
