@@ -90,6 +90,39 @@ pub struct Cli {
     /// Follow this share of created jobs (overrides the scenario's `track.sample`).
     #[arg(long, env = "LOADGEN_JOB_SAMPLE", value_parser = parse_ratio)]
     pub job_sample: Option<f64>,
+    /// Stop starting users (and warn) once loadgen's own memory passes this many MB.
+    #[arg(long, env = "LOADGEN_MEMORY_LIMIT", value_name = "MB")]
+    pub memory_limit: Option<u64>,
+    /// Watch containers in-process: all, name=A,B, label=K[=V] or compose=PROJECT.
+    #[arg(long, env = "LOADGEN_MONITOR_DOCKER", num_args = 0..=1, default_missing_value = "all", value_name = "SELECTOR")]
+    pub monitor_docker: Option<monitor::sources::docker::Selector>,
+    /// Watch this PostgreSQL in-process.
+    #[arg(
+        long,
+        env = "LOADGEN_MONITOR_POSTGRES",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub monitor_postgres: Option<String>,
+    /// Watch this Redis in-process.
+    #[arg(
+        long,
+        env = "LOADGEN_MONITOR_REDIS",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub monitor_redis: Option<String>,
+    /// Redis lists to watch, [DB/]NAME (default: the Celery queue, 1/celery).
+    #[arg(
+        long,
+        env = "LOADGEN_MONITOR_REDIS_QUEUE",
+        value_delimiter = ',',
+        default_value = "1/celery"
+    )]
+    pub monitor_redis_queue: Vec<monitor::sources::redis::Queue>,
+    /// Read a monitor sidecar's samples (http://HOST:9187) or a JSON Lines file it wrote.
+    #[arg(long, env = "LOADGEN_MONITOR_FROM", value_name = "URL|FILE")]
+    pub monitor_from: Option<String>,
     /// How often the live view prints.
     #[arg(long, env = "LOADGEN_STATS_INTERVAL", default_value = "5s", value_parser = parse_run_time)]
     pub stats_interval: Duration,

@@ -6,6 +6,7 @@
 //! [`runner::Runner`] (threads of users recording into [`stats`] shards) →
 //! [`report::Report`] (a snapshot) → console, CSV, JSON, HTML.
 
+pub mod backend;
 pub mod cli;
 pub mod http;
 pub mod preflight;
@@ -135,6 +136,7 @@ pub fn plan(cli: &Cli) -> anyhow::Result<RunPlan> {
             threads,
             timeout: cli.timeout,
             job_sample: cli.job_sample,
+            memory_limit: cli.memory_limit.map(|mb| mb * 1_000_000),
         },
         targets: Targets::with(&cli.targets),
         fixtures: (cli.fixtures.clone(), fixture_names),
@@ -189,6 +191,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
     }
     preflight::raise_open_files(plan.settings.users).map_err(anyhow::Error::msg)?;
 
+    let backend = backend::BackendSource::from_cli(&cli).map(backend::BackendWatch::start);
     let runner = Runner::new(plan.settings.clone(), plan.scenario, target);
     let handle = runner.handle();
     tokio::spawn(async move {
@@ -209,9 +212,17 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
     let mut live = live;
     let outcome = runner.run(|progress| live.show(progress)).await;
     live.finish();
+    // A backend that could not be watched costs its findings, never the run's results.
+    let ticks = match backend {
+        Some(watch) => watch.finish().await.unwrap_or_else(|e| {
+            eprintln!("loadgen: warning: no backend samples: {e}");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
 
-    let analysis = analysis::analyse(&outcome, plan.targets);
-    let report = Report::new(&plan.host, &outcome, analysis);
+    let analysis = analysis::analyse(&outcome, &ticks, plan.targets);
+    let report = Report::new(&plan.host, &outcome, &ticks, analysis);
     print!("{}", report::console::summary(&report));
     let mut write_errors = Vec::new();
     if let Some(prefix) = &cli.csv {

@@ -31,6 +31,8 @@ pub struct RunSettings {
     pub timeout: Duration,
     /// Overrides every track's sample ratio.
     pub job_sample: Option<f64>,
+    /// Stop starting users once loadgen's own memory passes this, bytes.
+    pub memory_limit: Option<u64>,
 }
 
 /// One second of the run.
@@ -44,6 +46,12 @@ pub struct HistoryRow {
     pub users: u64,
     /// Requests that finished in this second (start-up and steady).
     pub interval: EndpointStats,
+    /// loadgen's own CPU use, percent of one core.
+    pub loadgen_cpu_pct: f64,
+    /// loadgen's resident memory, bytes.
+    pub loadgen_rss_bytes: u64,
+    /// The latest the users' timers fired in this second, ms.
+    pub timer_lag_ms: f64,
 }
 
 /// Everything a finished run produced.
@@ -65,6 +73,10 @@ pub struct RunOutcome {
     pub interrupted: bool,
     /// The run id used in identities.
     pub run_id: String,
+    /// Cores the users' threads had.
+    pub threads: usize,
+    /// When `--memory-limit` stopped the ramp: (seconds into the run, users then, RSS bytes).
+    pub memory_limit_hit: Option<(u64, u64, u64)>,
 }
 
 /// Live figures for the console while the run goes.
@@ -179,6 +191,9 @@ impl Runner {
             Duration::from_secs(1),
         );
         let mut interrupted = false;
+        let mut own = SelfWatch::new();
+        let mut timer_lag_us = 0u64;
+        let mut memory_limit_hit = None;
 
         loop {
             let target_users = *self.users_rx.borrow();
@@ -200,12 +215,35 @@ impl Runner {
                 Some(shard) = shard_rx.recv() => {
                     totals.merge(&shard.stats);
                     second.merge(&shard.interval.all);
+                    timer_lag_us = timer_lag_us.max(shard.timer_lag_us);
                 }
                 _ = tick.tick() => {
                     let at_secs = clock.start.elapsed().as_secs_f64().round() as u64;
                     let interval = std::mem::take(&mut second);
+                    let (loadgen_cpu_pct, loadgen_rss_bytes) = own.sample();
+                    if let Some(limit) = self.settings.memory_limit
+                        && loadgen_rss_bytes > limit
+                        && memory_limit_hit.is_none()
+                    {
+                        // Stop the ramp where it is: more users would only measure our swap.
+                        memory_limit_hit = Some((at_secs, running, loadgen_rss_bytes));
+                        let _ = self.handle.users.send(running);
+                        eprintln!(
+                            "loadgen: warning: memory {} MB passed --memory-limit {} MB at {running} users: no more users are started",
+                            loadgen_rss_bytes / 1_000_000,
+                            limit / 1_000_000
+                        );
+                    }
                     on_progress(&Progress { elapsed: clock.start.elapsed(), users: running, stats: totals.clone(), last_second: interval.clone() });
-                    history.push(HistoryRow { at_secs, timestamp: SystemTime::now(), users: running, interval });
+                    history.push(HistoryRow {
+                        at_secs,
+                        timestamp: SystemTime::now(),
+                        users: running,
+                        interval,
+                        loadgen_cpu_pct,
+                        loadgen_rss_bytes,
+                        timer_lag_ms: std::mem::take(&mut timer_lag_us) as f64 / 1000.0,
+                    });
                 }
                 _ = self.users_rx.changed() => {}
                 () = tokio::time::sleep_until(sleep_until) => {
@@ -249,11 +287,15 @@ impl Runner {
             let _ = thread.join.join();
         }
         if second.count > 0 {
+            let (loadgen_cpu_pct, loadgen_rss_bytes) = own.sample();
             history.push(HistoryRow {
                 at_secs: duration.as_secs_f64().ceil() as u64,
                 timestamp: SystemTime::now(),
                 users: running,
                 interval: second,
+                loadgen_cpu_pct,
+                loadgen_rss_bytes,
+                timer_lag_ms: timer_lag_us as f64 / 1000.0,
             });
         }
         let users_by_type = self
@@ -272,6 +314,8 @@ impl Runner {
             users_by_type,
             interrupted,
             run_id: self.run_id,
+            threads: self.settings.threads,
+            memory_limit_hit,
         }
     }
 
@@ -327,8 +371,10 @@ impl Runner {
                         let mut every = tokio::time::interval(Duration::from_secs(1));
                         every.tick().await;
                         loop {
-                            every.tick().await;
-                            let _ = flush.send(stats::take_shard());
+                            let due = every.tick().await;
+                            let mut shard = stats::take_shard();
+                            shard.timer_lag_us = due.elapsed().as_micros() as u64;
+                            let _ = flush.send(shard);
                         }
                     });
                     let mut users: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -369,6 +415,36 @@ impl Runner {
             join,
             stop,
         }
+    }
+}
+
+/// loadgen watching itself: its CPU and memory, read once a second.
+struct SelfWatch {
+    system: sysinfo::System,
+    pid: Option<sysinfo::Pid>,
+}
+
+impl SelfWatch {
+    fn new() -> Self {
+        Self {
+            system: sysinfo::System::new(),
+            pid: sysinfo::get_current_pid().ok(),
+        }
+    }
+
+    /// (CPU percent of one core since the last call, resident bytes).
+    fn sample(&mut self) -> (f64, u64) {
+        let Some(pid) = self.pid else { return (0.0, 0) };
+        self.system.refresh_processes_specifics(
+            sysinfo::ProcessesToUpdate::Some(&[pid]),
+            true,
+            sysinfo::ProcessRefreshKind::nothing()
+                .with_cpu()
+                .with_memory(),
+        );
+        self.system
+            .process(pid)
+            .map_or((0.0, 0), |p| (f64::from(p.cpu_usage()), p.memory()))
     }
 }
 

@@ -166,11 +166,15 @@ impl Analysis {
     }
 }
 
-/// Judges `outcome` against `targets`.
-pub fn analyse(outcome: &RunOutcome, targets: Targets) -> Analysis {
+/// Judges `outcome` (and the backend `ticks` taken beside it) against `targets`.
+pub fn analyse(
+    outcome: &RunOutcome,
+    ticks: &[monitor::sample::Tick],
+    targets: Targets,
+) -> Analysis {
     let steady = outcome.stats.aggregated(Phase::Steady);
     let failure_pct = steady.failure_ratio() * 100.0;
-    let verdicts = vec![
+    let verdicts: Vec<Verdict> = vec![
         Verdict {
             name: "Failure rate".into(),
             measured: format!("{failure_pct:.2}%"),
@@ -202,13 +206,54 @@ pub fn analyse(outcome: &RunOutcome, targets: Targets) -> Analysis {
             met: outcome.peak_users >= targets.users,
         },
     ];
-    let mut findings = findings(outcome, &steady, targets);
-    findings.sort_by_key(|f| f.severity);
+    let mut verdicts = verdicts;
+    verdicts.extend(resource_verdicts(ticks));
+    let mut findings = super::diagnosis::findings(outcome, ticks, targets);
+    findings.extend(self::findings(outcome, &steady, targets));
+    if findings.len() > 1 {
+        findings.retain(|f| f.title != "No problem found");
+    }
+    // Most severe first; a saturated load generator before anything, as it voids the rest.
+    findings.sort_by_key(|f| (f.severity, f.title != super::diagnosis::LOADGEN_SATURATED));
     Analysis {
         targets,
         verdicts,
         findings,
     }
+}
+
+/// The seed's system resource targets, judged on the host's average over the run (with the
+/// peak shown): CPU < 70%, RAM < 80%, disk I/O < 80%, network < 70% of capacity.
+fn resource_verdicts(ticks: &[monitor::sample::Tick]) -> Vec<Verdict> {
+    let hosts: Vec<&monitor::sample::HostValues> = ticks
+        .iter()
+        .filter_map(
+            |t| match t.sources.get("host").and_then(|r| r.values.as_ref()) {
+                Some(monitor::sample::Values::Host(h)) => Some(h),
+                _ => None,
+            },
+        )
+        .collect();
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let judge =
+        |name: &str, target: f64, warning: f64, value: fn(&monitor::sample::HostValues) -> f64| {
+            let avg = hosts.iter().map(|h| value(h)).sum::<f64>() / hosts.len() as f64;
+            let peak = hosts.iter().map(|h| value(h)).fold(0.0, f64::max);
+            Verdict {
+                name: name.to_owned(),
+                measured: format!("{avg:.0}% (peak {peak:.0}%)"),
+                threshold: format!("< {target}%, warning {warning}%"),
+                met: avg < target,
+            }
+        };
+    vec![
+        judge("Host CPU", 70.0, 85.0, |h| h.cpu_pct),
+        judge("Host memory", 80.0, 90.0, |h| h.memory_pct),
+        judge("Host disk I/O", 80.0, 90.0, |h| h.disk_pct),
+        judge("Host network", 70.0, 85.0, |h| h.net_pct),
+    ]
 }
 
 fn status_total(outcome: &RunOutcome, status: u16) -> (u64, u64) {

@@ -1,6 +1,7 @@
 //! CSV files with Locust's names and columns (`PREFIX_stats.csv`, `_stats_history.csv`,
 //! `_failures.csv`, `_exceptions.csv`, as Locust 2.x writes them), so existing tooling reads them.
-//! Start-up rows are in `_stats.csv` too, their names suffixed ` (start-up)`.
+//! Start-up rows are in `_stats.csv` too, their names suffixed ` (start-up)`. Beside them,
+//! `_timeline.csv` puts the load and the backend on one clock, a row per second.
 
 use std::path::{Path, PathBuf};
 
@@ -179,7 +180,87 @@ pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> 
         w.write_record([count.to_string().as_str(), message.as_str(), "", "local"])?;
     }
     w.flush()?;
-    Ok(vec![stats, history, failures, exceptions])
+    let timeline = path("timeline");
+    write_timeline(report, &timeline)?;
+    Ok(vec![stats, history, failures, exceptions, timeline])
+}
+
+/// `PREFIX_timeline.csv`: each second of the run, the load and loadgen's own figures, and the
+/// backend's (the tick nearest that second), one column per figure.
+fn write_timeline(report: &Report, path: &Path) -> Result<(), csv::Error> {
+    let mut columns: Vec<String> = Vec::new();
+    let ticks: Vec<(u64, Vec<(String, f64)>)> = report
+        .backend
+        .iter()
+        .map(|tick| {
+            let unix = tick.timestamp.timestamp().max(0) as u64;
+            let figures: Vec<(String, f64)> = tick
+                .metrics()
+                .into_iter()
+                .map(|m| {
+                    let labels: Vec<&str> = m.labels.iter().map(|(_, v)| v.as_str()).collect();
+                    let name = if labels.is_empty() {
+                        m.name
+                    } else {
+                        format!("{}[{}]", m.name, labels.join(","))
+                    };
+                    (name, m.value)
+                })
+                .collect();
+            for (name, _) in &figures {
+                if !columns.contains(name) {
+                    columns.push(name.clone());
+                }
+            }
+            (unix, figures)
+        })
+        .collect();
+    let mut w = writer(path)?;
+    let mut header: Vec<String> = [
+        "Timestamp",
+        "Seconds",
+        "User Count",
+        "Requests/s",
+        "Failures/s",
+        "50%",
+        "95%",
+        "99%",
+        "loadgen CPU %",
+        "loadgen RSS MB",
+        "Timer lag ms",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(columns.iter().cloned());
+    w.write_record(&header)?;
+    for point in &report.history {
+        let mut record = vec![
+            point.timestamp.to_string(),
+            point.at_secs.to_string(),
+            point.users.to_string(),
+            point.requests.to_string(),
+            point.failures.to_string(),
+            format!("{:.1}", point.percentiles_ms[0]),
+            format!("{:.1}", point.percentiles_ms[5]),
+            format!("{:.1}", point.percentiles_ms[7]),
+            format!("{:.1}", point.loadgen_cpu_pct),
+            format!("{:.1}", point.loadgen_rss_bytes as f64 / 1e6),
+            format!("{:.1}", point.timer_lag_ms),
+        ];
+        let nearest = ticks
+            .iter()
+            .min_by_key(|(unix, _)| unix.abs_diff(point.timestamp));
+        for column in &columns {
+            let value = nearest
+                .filter(|(unix, _)| unix.abs_diff(point.timestamp) <= 2)
+                .and_then(|(_, figures)| figures.iter().find(|(n, _)| n == column))
+                .map_or(String::new(), |(_, v)| format!("{v}"));
+            record.push(value);
+        }
+        w.write_record(&record)?;
+    }
+    w.flush()?;
+    Ok(())
 }
 
 fn writer(path: &Path) -> Result<csv::Writer<std::fs::File>, csv::Error> {

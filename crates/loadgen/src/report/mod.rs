@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod console;
 pub mod csv;
+pub mod diagnosis;
 pub mod html;
 
 use std::collections::BTreeMap;
@@ -135,6 +136,12 @@ pub struct HistoryPoint {
     pub average_ms: f64,
     /// Statuses in this second.
     pub statuses: BTreeMap<u16, u64>,
+    /// loadgen's own CPU, percent of one core.
+    pub loadgen_cpu_pct: f64,
+    /// loadgen's resident memory, bytes.
+    pub loadgen_rss_bytes: u64,
+    /// How late the users' timers fired, ms.
+    pub timer_lag_ms: f64,
 }
 
 /// Everything a report shows.
@@ -174,6 +181,8 @@ pub struct Report {
     pub history: Vec<HistoryPoint>,
     /// Targets and findings.
     pub analysis: Analysis,
+    /// The backend's ticks, on the same clock as `history`.
+    pub backend: Vec<monitor::sample::Tick>,
 }
 
 fn unix(time: std::time::SystemTime) -> u64 {
@@ -183,7 +192,12 @@ fn unix(time: std::time::SystemTime) -> u64 {
 
 impl Report {
     /// The snapshot of a finished run.
-    pub fn new(host: &str, outcome: &RunOutcome, analysis: Analysis) -> Self {
+    pub fn new(
+        host: &str,
+        outcome: &RunOutcome,
+        backend: &[monitor::sample::Tick],
+        analysis: Analysis,
+    ) -> Self {
         let secs = outcome.duration.as_secs_f64().max(1e-9);
         let rows = |phase| -> Vec<Row> {
             outcome
@@ -280,9 +294,13 @@ impl Report {
                         .collect(),
                     average_ms: h.interval.average_ms(),
                     statuses: h.interval.statuses.clone(),
+                    loadgen_cpu_pct: h.loadgen_cpu_pct,
+                    loadgen_rss_bytes: h.loadgen_rss_bytes,
+                    timer_lag_ms: h.timer_lag_ms,
                 })
                 .collect(),
             analysis,
+            backend: backend.to_vec(),
         }
     }
 

@@ -183,6 +183,9 @@ pub struct Shard {
     pub stats: Stats,
     /// Requests since the last flush, for the per-second history.
     pub interval: Interval,
+    /// How late this thread's once-a-second timer fired, µs: when the users' threads are
+    /// saturated, timers fire late and every other figure is suspect.
+    pub timer_lag_us: u64,
 }
 
 thread_local! {
