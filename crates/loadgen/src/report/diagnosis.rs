@@ -51,18 +51,18 @@ pub fn findings(outcome: &RunOutcome, ticks: &[Tick], targets: Targets) -> Vec<F
     let p95 = steady.percentile_ms(95.0);
 
     let pg = postgres(ticks);
-    if let Some((at, peak)) = pg
+    let busiest = pg
         .iter()
-        .max_by(|a, b| a.1.connections_pct.total_cmp(&b.1.connections_pct))
+        .max_by(|a, b| a.1.connections_pct.total_cmp(&b.1.connections_pct));
+    if let Some((at, peak)) = busiest
+        && peak.connections_pct >= 80.0
     {
-        if peak.connections_pct >= 80.0 {
-            found.push(Finding {
-                severity: if peak.connections_pct >= 95.0 { Severity::Critical } else { Severity::Warning },
-                title: "PostgreSQL connections near max_connections".into(),
-                evidence: format!("{} of {} connections ({:.0}%) in use {at:.0} s into the run", peak.connections, peak.max_connections, peak.connections_pct),
-                action: "Put a pooler (PgBouncer) in front, lower the API's pool size per process, or raise max_connections".into(),
-            });
-        }
+        found.push(Finding {
+            severity: if peak.connections_pct >= 95.0 { Severity::Critical } else { Severity::Warning },
+            title: "PostgreSQL connections near max_connections".into(),
+            evidence: format!("{} of {} connections ({:.0}%) in use {at:.0} s into the run", peak.connections, peak.max_connections, peak.connections_pct),
+            action: "Put a pooler (PgBouncer) in front, lower the API's pool size per process, or raise max_connections".into(),
+        });
     }
     let lock_ticks: Vec<&(f64, &PostgresValues)> = pg
         .iter()
