@@ -418,10 +418,13 @@ impl Runner {
     }
 }
 
-/// loadgen watching itself: its CPU and memory, read once a second.
+/// loadgen watching itself, once a second: the CPU of its user threads (read from
+/// `/proc/self/task`, so that a testbed or monitor in the same process never counts) and the
+/// process's resident memory.
 struct SelfWatch {
     system: sysinfo::System,
     pid: Option<sysinfo::Pid>,
+    last: Option<(std::time::Instant, u64)>,
 }
 
 impl SelfWatch {
@@ -429,23 +432,52 @@ impl SelfWatch {
         Self {
             system: sysinfo::System::new(),
             pid: sysinfo::get_current_pid().ok(),
+            last: None,
         }
     }
 
-    /// (CPU percent of one core since the last call, resident bytes).
+    /// (CPU of the user threads since the last call, percent of one core; resident bytes).
     fn sample(&mut self) -> (f64, u64) {
-        let Some(pid) = self.pid else { return (0.0, 0) };
-        self.system.refresh_processes_specifics(
-            sysinfo::ProcessesToUpdate::Some(&[pid]),
-            true,
-            sysinfo::ProcessRefreshKind::nothing()
-                .with_cpu()
-                .with_memory(),
-        );
-        self.system
-            .process(pid)
-            .map_or((0.0, 0), |p| (f64::from(p.cpu_usage()), p.memory()))
+        let rss = self.pid.map_or(0, |pid| {
+            self.system.refresh_processes_specifics(
+                sysinfo::ProcessesToUpdate::Some(&[pid]),
+                true,
+                sysinfo::ProcessRefreshKind::nothing().with_memory(),
+            );
+            self.system.process(pid).map_or(0, |p| p.memory())
+        });
+        let now = std::time::Instant::now();
+        let ticks = user_thread_cpu_ticks();
+        let cpu = match self.last {
+            // /proc reports in USER_HZ, 100 per second on Linux.
+            Some((at, before)) => {
+                ticks.saturating_sub(before) as f64 / now.duration_since(at).as_secs_f64().max(1e-3)
+            }
+            None => 0.0,
+        };
+        self.last = Some((now, ticks));
+        (cpu, rss)
     }
+}
+
+/// utime + stime of this process's `loadgen-users-*` threads, in clock ticks (0 off Linux).
+fn user_thread_cpu_ticks() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("loadgen-users"))
+        })
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
 }
 
 /// Picks the next user type so that, at every moment, the users started follow the fixed
