@@ -131,6 +131,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start the testbed with a planted bottleneck, load it with the monitor on, and diagnose it.
+    Demo(crate::demo::DemoArgs),
     /// Print or check scenario files.
     Scenario {
         /// What to do.

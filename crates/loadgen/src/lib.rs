@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod demo;
 pub mod http;
 pub mod preflight;
 pub mod report;
@@ -182,6 +183,14 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
             }
         };
     }
+    if let Some(Command::Demo(args)) = cli.command {
+        return demo::run(args).await;
+    }
+    run_plan(cli).await
+}
+
+/// Runs the load test the flags describe; returns the exit code.
+pub async fn run_plan(cli: Cli) -> anyhow::Result<u8> {
     let plan = plan(&cli)?;
     let target = http::Target::resolve(&plan.host).await?;
     if let Some(path) = &plan.scenario.health {

@@ -1,0 +1,244 @@
+//! `loadgen demo`: the whole product in one command. Starts the testbed with a planted
+//! bottleneck, runs the built-in scenario against it with the monitor on, prints the summary and
+//! the findings, and writes the HTML report. It uses PostgreSQL and Redis when they answer
+//! (`DATABASE_URL`, `REDIS_URL`), the in-memory store otherwise, and says which.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+/// `loadgen demo` flags.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The bottleneck to plant (auto: a small database pool on PostgreSQL, a rate limit in memory).
+    #[arg(long, value_enum, default_value_t = Bottleneck::Auto)]
+    pub bottleneck: Bottleneck,
+    /// PostgreSQL for the testbed (used when it answers).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Redis for the testbed's job queue (used when it answers).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Users.
+    #[arg(short = 'u', long, default_value_t = 30)]
+    pub users: u64,
+    /// Length of the load test.
+    #[arg(short = 't', long, default_value = "40s", value_parser = humantime::parse_duration)]
+    pub run_time: Duration,
+    /// Where the HTML report goes.
+    #[arg(long, default_value = "demo-report.html")]
+    pub html: PathBuf,
+    /// Folder of the fixtures (made in a temporary folder when missing).
+    #[arg(long, default_value = "tests/fixtures")]
+    pub fixtures: PathBuf,
+}
+
+/// What the demo plants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Bottleneck {
+    /// Chosen by the store.
+    Auto,
+    /// A database pool of 1 with a slow query on /api/v1/tasks.
+    Pool,
+    /// 120 requests per minute per client.
+    RateLimit,
+    /// bcrypt cost 12 for register and login.
+    Hashing,
+    /// One worker, 3 s jobs: the queue grows.
+    Jobs,
+}
+
+async fn answers_postgres(url: &str) -> bool {
+    use sqlx::Connection;
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(url)).await,
+        Ok(Ok(_))
+    )
+}
+
+async fn answers_redis(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            client.get_multiplexed_async_connection()
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// Runs the demo; returns loadgen's exit code.
+pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
+    let mut config = testbed::Config::for_tests();
+    // The demo never touches an existing database: it creates its own on the server, and drops
+    // it at the end.
+    let postgres = match &args.database_url {
+        Some(url) if answers_postgres(url).await => match demo_database(url).await {
+            Ok(created) => Some(created),
+            Err(e) => {
+                println!(
+                    "demo: cannot create a demo database on {}: {e}",
+                    monitor::redact::url(url)
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    let redis = match &args.redis_url {
+        Some(url) if answers_redis(url).await => Some(url.clone()),
+        _ => None,
+    };
+    let queue = format!("loadgen-demo-{}", std::process::id());
+    config.database_url = postgres.as_ref().map(|(url, _)| url.clone());
+    config.redis_url = redis.as_ref().map(|url| with_db(url, 1));
+    config.queue_name = queue.clone();
+    config.job_seconds = Duration::from_millis(500);
+    let bottleneck = match (args.bottleneck, &postgres) {
+        (Bottleneck::Auto, Some(_)) => Bottleneck::Pool,
+        (Bottleneck::Auto, None) => Bottleneck::RateLimit,
+        (chosen, _) => chosen,
+    };
+    let planted = match bottleneck {
+        Bottleneck::Pool | Bottleneck::Auto => {
+            config.db_pool = 1;
+            config.workers = 8;
+            config.slow = vec!["/api/v1/tasks:250".parse().map_err(anyhow::Error::msg)?];
+            "a database pool of 1 connection, held 250 ms by every GET /api/v1/tasks"
+        }
+        Bottleneck::RateLimit => {
+            config.rate_limit_per_minute = 120;
+            "a rate limit of 120 requests per minute per client IP"
+        }
+        Bottleneck::Hashing => {
+            config.hash_cost = 12;
+            "bcrypt cost 12 on register and login, as the real API"
+        }
+        Bottleneck::Jobs => {
+            config.workers = 1;
+            config.job_seconds = Duration::from_secs(3);
+            "one job worker taking 3 s per job"
+        }
+    };
+    let testbed = testbed::start(config)
+        .await
+        .context("starting the testbed")?;
+    println!("demo: {}", testbed.startup_line());
+    match (&postgres, &args.database_url) {
+        (Some((_, name)), _) => {
+            println!("demo: using PostgreSQL (database {name}, dropped at the end)")
+        }
+        (None, Some(_)) => {
+            println!("demo: DATABASE_URL cannot be used: the in-memory store instead")
+        }
+        (None, None) => println!(
+            "demo: no DATABASE_URL: the in-memory store (set DATABASE_URL and REDIS_URL for the full stack)"
+        ),
+    }
+    println!(
+        "demo: job queue: {}",
+        if redis.is_some() {
+            format!("Redis list 1/{queue}")
+        } else {
+            "in memory".into()
+        }
+    );
+    println!("demo: planted bottleneck: {planted}");
+
+    let fixtures = if args.fixtures.join("test_video.mp4").is_file()
+        && args.fixtures.join("test_audio.mp3").is_file()
+    {
+        args.fixtures.clone()
+    } else {
+        let dir = std::env::temp_dir().join("loadgen-demo-fixtures");
+        let spec = fixtures_gen::spec::FixtureSpec {
+            duration_secs: 2.0,
+            ..Default::default()
+        };
+        fixtures_gen::Fixtures::new(&dir, spec, fixtures_gen::Tools::default())
+            .generate(false)
+            .context("making the demo's fixtures with ffmpeg")?;
+        dir
+    };
+
+    let mut argv: Vec<String> = vec![
+        "loadgen".into(),
+        "--headless".into(),
+        "-H".into(),
+        testbed.base_url(),
+        "-u".into(),
+        args.users.to_string(),
+        "-r".into(),
+        "10".into(),
+        "-t".into(),
+        format!("{}s", args.run_time.as_secs().max(5)),
+        "--fixtures".into(),
+        fixtures.display().to_string(),
+        "--html".into(),
+        args.html.display().to_string(),
+        "--only-summary".into(),
+        "--target".into(),
+        format!("users={}", args.users),
+    ];
+    if let Some((url, _)) = &postgres {
+        argv.extend(["--monitor-postgres".into(), url.clone()]);
+    }
+    if let Some(url) = &redis {
+        argv.extend([
+            "--monitor-redis".into(),
+            url.clone(),
+            "--monitor-redis-queue".into(),
+            format!("1/{queue}"),
+        ]);
+    }
+    if postgres.is_none() && redis.is_none() {
+        // Without backend services the monitor still watches the host (and loadgen itself).
+        argv.extend(["--monitor-docker".into(), "name=loadtest-demo-none".into()]);
+    }
+    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).context("demo flags")?;
+    let result = crate::run_plan(cli).await;
+    testbed.stop().await;
+    if let (Some((_, name)), Some(admin)) = (&postgres, &args.database_url) {
+        drop_database(admin, name).await;
+    }
+    result
+}
+
+/// `url` with its path set to `/db`.
+fn with_db(url: &str, db: u32) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_path(&format!("/{db}"));
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+async fn demo_database(admin_url: &str) -> anyhow::Result<(String, String)> {
+    use sqlx::Connection;
+    let name = format!("loadgen_demo_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let mut url = url::Url::parse(admin_url)?;
+    url.set_path(&format!("/{name}"));
+    Ok((url.to_string(), name))
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await;
+    }
+}
