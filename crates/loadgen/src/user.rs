@@ -413,6 +413,7 @@ impl VirtualUser {
             clock: self.shared.clock,
             created: Instant::now(),
             finished: false,
+            last_status: None,
         };
         tokio::task::spawn_local(poller.run());
     }
@@ -475,6 +476,8 @@ struct JobPoller {
     clock: RunClock,
     created: Instant,
     finished: bool,
+    /// The status the last successful poll saw.
+    last_status: Option<String>,
 }
 
 impl JobPoller {
@@ -543,10 +546,25 @@ impl JobPoller {
                 }
             }
             if Instant::now() >= deadline {
-                let message = format!("no final status within {:?}", self.track.timeout);
-                self.finish(JobOutcome::Unfinished, 0, Some(message));
+                let (outcome, message) =
+                    self.unfinished(format!("no final status within {:?}", self.track.timeout));
+                self.finish(outcome, 0, Some(message));
                 return;
             }
+        }
+    }
+
+    /// Unfinished if a poll saw it pending or processing; unknown if no poll could read it.
+    fn unfinished(&self, why: String) -> (JobOutcome, String) {
+        match &self.last_status {
+            Some(status) => (
+                JobOutcome::Unfinished,
+                format!("{why} (last seen {status})"),
+            ),
+            None => (
+                JobOutcome::Unknown,
+                "its status could not be read: every poll failed".to_owned(),
+            ),
         }
     }
 

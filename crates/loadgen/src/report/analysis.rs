@@ -441,7 +441,7 @@ fn findings(outcome: &RunOutcome, steady: &EndpointStats, targets: Targets) -> V
     }
 
     for (kind, job) in &stats.jobs {
-        let ended = job.completed + job.failed + job.unfinished;
+        let ended = job.completed + job.failed + job.unfinished + job.unknown;
         if job.failed > 0 {
             found.push(Finding {
                 severity: Severity::Warning,

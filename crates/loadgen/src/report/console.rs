@@ -222,11 +222,12 @@ pub fn summary(report: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "Jobs {:<11} {} completed, {} failed, {} unfinished{times}",
+            "Jobs {:<11} {} completed, {} failed, {} unfinished, {} unknown{times}",
             format!("{}:", job.job),
             job.completed,
             job.failed,
-            job.unfinished
+            job.unfinished,
+            job.unknown
         );
     }
     for (name, status, count) in &report.handled {

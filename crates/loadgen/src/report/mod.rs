@@ -111,6 +111,8 @@ pub struct JobRow {
     pub failed: u64,
     /// Never finished.
     pub unfinished: u64,
+    /// Status never read.
+    pub unknown: u64,
     /// Completion time percentiles (50, 95, 99, 100), s.
     pub completion_secs: BTreeMap<String, f64>,
     /// Failure messages seen.
@@ -257,6 +259,7 @@ impl Report {
                     completed: job.completed,
                     failed: job.failed,
                     unfinished: job.unfinished,
+                    unknown: job.unknown,
                     completion_secs: if job.completed == 0 {
                         BTreeMap::new()
                     } else {

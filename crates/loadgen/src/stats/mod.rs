@@ -73,8 +73,10 @@ pub enum JobOutcome {
     Completed,
     /// Reached a failed status.
     Failed,
-    /// Timed out, or the run ended first.
+    /// Timed out, or the run ended first, while its status was still pending or processing.
     Unfinished,
+    /// Its status could never be read (every poll failed, e.g. on 429s).
+    Unknown,
 }
 
 /// Followed jobs of one kind.
@@ -88,6 +90,8 @@ pub struct JobStats {
     pub failed: u64,
     /// Jobs that never reached a final status.
     pub unfinished: u64,
+    /// Jobs whose status could not be read.
+    pub unknown: u64,
     /// The first failure messages seen (at most 5).
     pub failure_messages: Vec<String>,
 }
@@ -99,6 +103,7 @@ impl Default for JobStats {
             completed: 0,
             failed: 0,
             unfinished: 0,
+            unknown: 0,
             failure_messages: Vec::new(),
         }
     }
@@ -111,6 +116,7 @@ impl JobStats {
         self.completed += other.completed;
         self.failed += other.failed;
         self.unfinished += other.unfinished;
+        self.unknown += other.unknown;
         for message in &other.failure_messages {
             if self.failure_messages.len() < 5 && !self.failure_messages.contains(message) {
                 self.failure_messages.push(message.clone());
@@ -300,6 +306,7 @@ pub fn record_job(
             }
             JobOutcome::Failed => job.failed += 1,
             JobOutcome::Unfinished => job.unfinished += 1,
+            JobOutcome::Unknown => job.unknown += 1,
         }
         if let Some(message) = message
             && job.failure_messages.len() < 5
