@@ -2,6 +2,7 @@
 //! that print it to the console or write CSV, JSON and HTML.
 
 pub mod analysis;
+pub mod charts;
 pub mod console;
 pub mod csv;
 pub mod diagnosis;
