@@ -42,7 +42,7 @@ pub enum Bottleneck {
     Auto,
     /// A database pool of 1 with a slow query on /api/v1/tasks.
     Pool,
-    /// 120 requests per minute per client.
+    /// 60 requests per minute per client (the real API's default).
     RateLimit,
     /// bcrypt cost 12 for register and login.
     Hashing,
@@ -112,8 +112,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             "a database pool of 1 connection, held 250 ms by every GET /api/v1/tasks"
         }
         Bottleneck::RateLimit => {
-            config.rate_limit_per_minute = 120;
-            "a rate limit of 120 requests per minute per client IP"
+            config.rate_limit_per_minute = 60;
+            "the real API's default rate limit, 60 requests per minute per client IP"
         }
         Bottleneck::Hashing => {
             config.hash_cost = 12;

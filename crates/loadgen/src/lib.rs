@@ -230,7 +230,10 @@ pub async fn run_plan(cli: Cli) -> anyhow::Result<u8> {
         None => Vec::new(),
     };
 
-    let analysis = analysis::analyse(&outcome, &ticks, plan.targets);
+    let mut analysis = analysis::analyse(&outcome, &ticks, plan.targets);
+    if cli.monitor_docker.is_some() {
+        quote_worker_logs(&mut analysis, &ticks).await;
+    }
     let report = Report::new(&plan.host, &outcome, &ticks, analysis);
     print!("{}", report::console::summary(&report));
     let mut write_errors = Vec::new();
@@ -267,6 +270,48 @@ pub async fn run_plan(cli: Cli) -> anyhow::Result<u8> {
     } else {
         EXIT_TARGET_MISSED
     })
+}
+
+/// Job findings quote the last log lines of the watched worker containers (names containing
+/// `worker` or `celery`), as the seed's `docker compose logs worker | tail` would show them.
+async fn quote_worker_logs(analysis: &mut analysis::Analysis, ticks: &[monitor::sample::Tick]) {
+    let about_jobs = |title: &str| title.contains("jobs") || title.contains("job queue");
+    if !analysis.findings.iter().any(|f| about_jobs(&f.title)) {
+        return;
+    }
+    let mut workers: Vec<String> = ticks
+        .iter()
+        .filter_map(
+            |t| match t.sources.get("docker").and_then(|r| r.values.as_ref()) {
+                Some(monitor::sample::Values::Docker(d)) => {
+                    Some(d.containers.keys().cloned().collect::<Vec<_>>())
+                }
+                _ => None,
+            },
+        )
+        .flatten()
+        .filter(|name| name.contains("worker") || name.contains("celery"))
+        .collect();
+    workers.sort();
+    workers.dedup();
+    let mut quoted = String::new();
+    for worker in workers {
+        if let Ok(lines) = monitor::sources::docker::recent_logs(&worker, 5).await
+            && !lines.is_empty()
+        {
+            quoted.push_str(&format!(
+                "; last log lines of {worker}: {}",
+                lines.join(" | ")
+            ));
+        }
+    }
+    for finding in analysis
+        .findings
+        .iter_mut()
+        .filter(|f| about_jobs(&f.title))
+    {
+        finding.evidence.push_str(&quoted);
+    }
 }
 
 /// The live view: a progress line on a terminal, Locust's table every few seconds otherwise.

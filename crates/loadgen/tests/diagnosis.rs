@@ -302,3 +302,106 @@ async fn a_healthy_run_reports_no_false_finding() {
     let _ = code;
     testbed.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_findings_quote_the_worker_containers_last_log_lines() {
+    // A stand-in worker container (busybox-static, imported: nothing can be pulled) that logs.
+    let image = {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("root/bin")).unwrap();
+        std::fs::copy("/bin/busybox", dir.path().join("root/bin/busybox")).unwrap();
+        let tar = dir.path().join("rootfs.tar");
+        assert!(
+            std::process::Command::new("tar")
+                .arg("-C")
+                .arg(dir.path().join("root"))
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .status()
+                .unwrap()
+                .success()
+        );
+        let imported = std::process::Command::new("docker")
+            .arg("import")
+            .arg(&tar)
+            .arg("loadtest-busybox:diagnosis")
+            .output()
+            .unwrap();
+        assert!(
+            imported.status.success(),
+            "{}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+        "loadtest-busybox:diagnosis"
+    };
+    let name = format!("lt-worker-{}", uuid::Uuid::new_v4().simple());
+    let run = std::process::Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            &name,
+            image,
+            "/bin/busybox",
+            "sh",
+            "-c",
+        ])
+        .arg("echo 'celery@worker ready'; echo 'Task join[42] raised: ffmpeg exited 1'; sleep 60")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", &self.0])
+                .output();
+        }
+    }
+    let _remove = Remove(name.clone());
+
+    let (testbed, database, queue) = planted(|c| {
+        c.workers = 50;
+        c.job_mode = testbed::config::JobMode::Hang;
+    })
+    .await;
+    let selector = format!("name={name}");
+    let args = [
+        "--user-classes",
+        "CreateTaskUser",
+        "-u",
+        "3",
+        "-r",
+        "3",
+        "-t",
+        "6s",
+        "--job-sample",
+        "1",
+        "--monitor-docker",
+        &selector,
+    ];
+    let (_, report) = diagnose(&testbed, &database, &queue, &args).await;
+    let found = findings(&report);
+    let jobs = found
+        .iter()
+        .find(|(title, _)| title.ends_with("jobs do not finish"))
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(
+        jobs.1.contains(&format!("last log lines of {name}")),
+        "{}",
+        jobs.1
+    );
+    assert!(
+        jobs.1.contains("Task join[42] raised: ffmpeg exited 1"),
+        "{}",
+        jobs.1
+    );
+    testbed.stop().await;
+}
