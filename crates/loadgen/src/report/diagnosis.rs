@@ -316,3 +316,146 @@ fn plateau(outcome: &RunOutcome, found: &mut Vec<Finding>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use monitor::sample::{ContainerValues, DockerValues, SourceReading};
+
+    use super::*;
+    use crate::runner::HistoryRow;
+    use crate::stats::{EndpointStats, Key, Stats};
+
+    /// A run whose second `i` had `users[i]` users, `rps[i]` requests of `latency_ms`, and
+    /// loadgen at `cpu[i]` percent.
+    fn run(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunOutcome {
+        let mut stats = Stats::default();
+        let mut history = Vec::new();
+        for (i, (&u, &n)) in users.iter().zip(rps).enumerate() {
+            let mut second = EndpointStats::default();
+            for _ in 0..n {
+                second.record(latency_ms * 1000, 10, Some(200), false);
+            }
+            let key = Key {
+                phase: Phase::Steady,
+                method: "GET".into(),
+                name: "/api/v1/tasks".into(),
+            };
+            stats.endpoints.entry(key).or_default().merge(&second);
+            history.push(HistoryRow {
+                at_secs: i as u64 + 1,
+                timestamp: SystemTime::now(),
+                users: u,
+                interval: second,
+                loadgen_cpu_pct: cpu.get(i).copied().unwrap_or(0.0),
+                loadgen_rss_bytes: 1,
+                timer_lag_ms: 0.0,
+            });
+        }
+        RunOutcome {
+            stats,
+            history,
+            started_at: SystemTime::now(),
+            duration: Duration::from_secs(users.len() as u64),
+            peak_users: users.iter().copied().max().unwrap_or(0),
+            users_by_type: BTreeMap::new(),
+            interrupted: false,
+            run_id: "t".into(),
+            threads: 1,
+            memory_limit_hit: None,
+        }
+    }
+
+    fn titles(found: &[Finding]) -> Vec<&str> {
+        found.iter().map(|f| f.title.as_str()).collect()
+    }
+
+    #[test]
+    fn a_throughput_plateau_names_the_users_where_it_began() {
+        let users = [5, 10, 10, 10, 15, 20, 20, 20, 20, 20];
+        let rps = [25, 50, 50, 50, 51, 52, 50, 51, 50, 50];
+        let found = findings(&run(&users, &rps, 10, &[]), &[], Targets::default());
+        let plateau = found
+            .iter()
+            .find(|f| f.title == "Throughput plateau")
+            .expect("plateau found");
+        assert!(
+            plateau.evidence.contains("at 10 users"),
+            "{}",
+            plateau.evidence
+        );
+        // Throughput that grows with the users is no plateau.
+        let growing = [25, 50, 50, 50, 75, 100, 100, 100, 100, 100];
+        assert!(
+            !titles(&findings(
+                &run(&users, &growing, 10, &[]),
+                &[],
+                Targets::default()
+            ))
+            .contains(&"Throughput plateau")
+        );
+    }
+
+    #[test]
+    fn a_saturated_load_generator_is_said_first() {
+        let outcome = run(
+            &[5; 6],
+            &[50; 6],
+            900,
+            &[95.0, 99.0, 97.0, 98.0, 99.0, 96.0],
+        );
+        let found = findings(&outcome, &[], Targets::default());
+        assert_eq!(found[0].title, LOADGEN_SATURATED);
+        assert!(
+            found[0].evidence.contains("99% CPU"),
+            "{}",
+            found[0].evidence
+        );
+        let quiet = run(&[5; 6], &[50; 6], 900, &[20.0; 6]);
+        assert!(!titles(&findings(&quiet, &[], Targets::default())).contains(&LOADGEN_SATURATED));
+    }
+
+    #[test]
+    fn a_saturated_api_container_is_named_with_its_costliest_endpoints() {
+        let outcome = run(&[5; 6], &[20; 6], 900, &[]);
+        let ticks: Vec<Tick> = (0..6)
+            .map(|i| {
+                let container = ContainerValues {
+                    state: "running".into(),
+                    cpu_pct: 99.0,
+                    ..Default::default()
+                };
+                let values = Values::Docker(DockerValues {
+                    containers: BTreeMap::from([("api".to_owned(), container)]),
+                });
+                let now = chrono::Utc::now() + chrono::Duration::seconds(i);
+                Tick {
+                    tick: i as u64 + 1,
+                    timestamp: now,
+                    spread_ms: 0.0,
+                    sources: BTreeMap::from([(
+                        "docker".to_owned(),
+                        SourceReading {
+                            at: now,
+                            up: true,
+                            error: None,
+                            values: Some(values),
+                        },
+                    )]),
+                }
+            })
+            .collect();
+        let found = findings(&outcome, &ticks, Targets::default());
+        let cpu = found
+            .iter()
+            .find(|f| f.title == "CPU of container api is saturated")
+            .expect("found");
+        assert!(
+            cpu.evidence.contains("GET /api/v1/tasks"),
+            "{}",
+            cpu.evidence
+        );
+    }
+}
