@@ -4,38 +4,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use support::{fixtures, scenario};
+
 use std::process::ExitCode;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
 use sqlx::{Connection, Executor};
 use testbed::testing::{fresh_database, redis_url};
-
-fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("diagnosis-fixtures-{}", std::process::id()));
-        let spec = fixtures_gen::spec::FixtureSpec {
-            duration_secs: 1.0,
-            ..Default::default()
-        };
-        fixtures_gen::Fixtures::new(&dir, spec, fixtures_gen::Tools::default())
-            .generate(false)
-            .unwrap();
-        dir
-    })
-}
-
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scenarios")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// A testbed on a fresh database and queue, planted by `tweak`; returns it, the database URL
 /// and the queue name.
@@ -305,67 +284,12 @@ async fn a_healthy_run_reports_no_false_finding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_findings_quote_the_worker_containers_last_log_lines() {
-    // A stand-in worker container (busybox-static, imported: nothing can be pulled) that logs.
-    let image = {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/bin")).unwrap();
-        std::fs::copy("/bin/busybox", dir.path().join("root/bin/busybox")).unwrap();
-        let tar = dir.path().join("rootfs.tar");
-        assert!(
-            std::process::Command::new("tar")
-                .arg("-C")
-                .arg(dir.path().join("root"))
-                .arg("-cf")
-                .arg(&tar)
-                .arg(".")
-                .status()
-                .unwrap()
-                .success()
-        );
-        let imported = std::process::Command::new("docker")
-            .arg("import")
-            .arg(&tar)
-            .arg("loadtest-busybox:diagnosis")
-            .output()
-            .unwrap();
-        assert!(
-            imported.status.success(),
-            "{}",
-            String::from_utf8_lossy(&imported.stderr)
-        );
-        "loadtest-busybox:diagnosis"
-    };
-    let name = format!("lt-worker-{}", uuid::Uuid::new_v4().simple());
-    let run = std::process::Command::new("docker")
-        .args([
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            &name,
-            image,
-            "/bin/busybox",
-            "sh",
-            "-c",
-        ])
-        .arg("echo 'celery@worker ready'; echo 'Task join[42] raised: ffmpeg exited 1'; sleep 60")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    // A stand-in worker container that logs, as a Celery worker would.
+    let worker = testbed::testing::Container::run(
+        "lt-worker",
+        "echo 'celery@worker ready'; echo 'Task join[42] raised: ffmpeg exited 1'; sleep 60",
     );
-    struct Remove(String);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", &self.0])
-                .output();
-        }
-    }
-    let _remove = Remove(name.clone());
+    let name = worker.0.clone();
 
     let (testbed, database, queue) = planted(|c| {
         c.workers = 50;

@@ -3,30 +3,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use support::{fixtures, scenario};
+
 use std::process::ExitCode;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
 use testbed::testing::{start_in_memory, start_on_services};
-
-/// Fixtures made once per test binary (1 s media: quick to make and upload).
-fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("loadgen-fixtures-{}", std::process::id()));
-        let spec = fixtures_gen::spec::FixtureSpec {
-            duration_secs: 1.0,
-            ..Default::default()
-        };
-        fixtures_gen::Fixtures::new(&dir, spec, fixtures_gen::Tools::default())
-            .generate(false)
-            .expect("ffmpeg makes the fixtures (apt-get install ffmpeg)");
-        dir
-    })
-}
 
 /// Runs loadgen with `args` (after the host) and returns its exit code and JSON report.
 async fn loadgen(host: &str, args: &[&str]) -> (ExitCode, Value, tempfile::TempDir) {
@@ -338,15 +324,6 @@ async fn targets_decide_the_exit_code_and_csv_files_have_locusts_headers() {
     assert_eq!(&last[1], "Aggregated");
     assert!(last[2].parse::<u64>().unwrap() > 0);
     testbed.stop().await;
-}
-
-/// A scenario from `tests/scenarios/`.
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scenarios")
-        .join(name)
-        .display()
-        .to_string()
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -31,13 +33,13 @@ async fn the_html_report_renders_its_charts_and_findings_offline() {
     let testbed = start_in_memory(|c| c.rate_limit_per_minute = 60).await;
     let out = tempfile::tempdir().unwrap();
     let html = out.path().join("report.html");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/reads.toml");
+    let scenario = support::scenario("reads.toml");
     let cli = loadgen::cli::Cli::try_parse_from([
         "loadgen",
         "-H",
         &testbed.base_url(),
         "-f",
-        &scenario.display().to_string(),
+        &scenario,
         "-u",
         "3",
         "-r",

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use monitor::sample::{Tick, Values};
@@ -80,72 +79,7 @@ impl Drop for Services {
     }
 }
 
-/// The busybox-static image, imported once (no image can be pulled here).
-fn busybox_image() -> &'static str {
-    static IMAGE: OnceLock<()> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/bin")).unwrap();
-        std::fs::copy("/bin/busybox", dir.path().join("root/bin/busybox"))
-            .expect("/bin/busybox exists (apt-get install busybox-static)");
-        let tar = dir.path().join("rootfs.tar");
-        let status = Command::new("tar")
-            .arg("-C")
-            .arg(dir.path().join("root"))
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let output = Command::new("docker")
-            .arg("import")
-            .arg(&tar)
-            .arg("loadtest-busybox:test")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "docker import: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    });
-    "loadtest-busybox:test"
-}
-
-/// A container removed when dropped.
-struct Container(String);
-
-impl Container {
-    fn run(args: &[&str]) -> Self {
-        let name = format!("lt-monitor-{}", uuid::Uuid::new_v4().simple());
-        let output = Command::new("docker")
-            .args([
-                "run",
-                "-d",
-                "--network",
-                "none",
-                "--name",
-                &name,
-                busybox_image(),
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "docker run: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Self(name)
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
-    }
-}
+use testbed::testing::Container;
 
 async fn read_until<S: Source>(
     source: &mut S,
@@ -167,7 +101,7 @@ async fn read_until<S: Source>(
 
 #[tokio::test]
 async fn docker_shows_a_busy_container_and_marks_it_gone() {
-    let burner = Container::run(&["/bin/busybox", "sh", "-c", "while :; do :; done"]);
+    let burner = Container::run("lt-monitor", "while :; do :; done");
     let mut docker = Docker::new(Selector::Names(vec![burner.0.clone()]));
     let busy = |v: &Values| match v {
         Values::Docker(d) => d
@@ -209,12 +143,10 @@ async fn docker_shows_a_busy_container_and_marks_it_gone() {
     assert_eq!(d.containers[&burner.0].state, "gone");
 
     // The last log lines, as `docker logs --tail` gives them.
-    let talker = Container::run(&[
-        "/bin/busybox",
-        "sh",
-        "-c",
+    let talker = Container::run(
+        "lt-monitor",
         "for i in 1 2 3 4 5; do echo line $i; done; sleep 60",
-    ]);
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let lines = monitor::sources::docker::recent_logs(&talker.0, 2)
         .await

@@ -2,6 +2,8 @@
 //! `scripts/test.sh` (`TEST_DATABASE_URL`, `TEST_REDIS_URL`). They panic, saying what to do, when
 //! a service is missing: a test that needs PostgreSQL must fail without it, never skip.
 
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::{Config, Testbed};
@@ -55,4 +57,80 @@ pub async fn start_in_memory(tweak: impl FnOnce(&mut Config)) -> Testbed {
     config.job_seconds = Duration::from_millis(200);
     tweak(&mut config);
     crate::start(config).await.expect("the testbed starts")
+}
+
+/// A Docker image holding only Debian's static busybox (`/bin/busybox`), imported once per test
+/// binary: no image can be pulled on our machines.
+pub fn busybox_image() -> &'static str {
+    static IMPORTED: OnceLock<()> = OnceLock::new();
+    const IMAGE: &str = "loadtest-busybox:test";
+    IMPORTED.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("bin")).expect("a folder for the image");
+        std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+            .expect("/bin/busybox exists (apt-get install busybox-static)");
+        let tar = dir.path().join("rootfs.tar");
+        let packed = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status();
+        assert!(
+            packed.is_ok_and(|s| s.success()),
+            "tar of the busybox root failed"
+        );
+        let imported = Command::new("docker")
+            .arg("import")
+            .arg(&tar)
+            .arg(IMAGE)
+            .output()
+            .expect("docker runs");
+        assert!(
+            imported.status.success(),
+            "docker import: {}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+    });
+    IMAGE
+}
+
+/// A container of [`busybox_image`] running `command` (no network), removed when dropped.
+pub struct Container(pub String);
+
+impl Container {
+    /// Starts `sh -c command` in a new container named `prefix-<random>`.
+    pub fn run(prefix: &str, command: &str) -> Self {
+        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+        let output = Command::new("docker")
+            .args([
+                "run",
+                "-d",
+                "--network",
+                "none",
+                "--name",
+                &name,
+                busybox_image(),
+                "/bin/busybox",
+                "sh",
+                "-c",
+                command,
+            ])
+            .output()
+            .expect("docker runs");
+        assert!(
+            output.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self(name)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
 }
