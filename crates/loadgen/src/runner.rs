@@ -52,6 +52,88 @@ pub struct HistoryRow {
     pub loadgen_rss_bytes: u64,
     /// The latest the users' timers fired in this second, ms.
     pub timer_lag_ms: f64,
+    /// Each endpoint in this second: count, failures, p50, p95, p99 (ms).
+    pub endpoints: Vec<EndpointSecond>,
+    /// Followed jobs that ended in this second.
+    pub jobs_done: u64,
+    /// Jobs being followed at the end of this second.
+    pub jobs_in_flight: u64,
+}
+
+/// One endpoint's second, reduced to a few numbers (histograms per second would cost
+/// megabytes an hour).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EndpointSecond {
+    /// HTTP method.
+    pub method: String,
+    /// Name.
+    pub name: String,
+    /// Requests.
+    pub requests: u64,
+    /// Failures.
+    pub failures: u64,
+    /// p50, p95, p99, ms.
+    pub percentiles_ms: [f64; 3],
+}
+
+/// What the threads' shards of one second add up to.
+#[derive(Default)]
+struct Second {
+    all: EndpointStats,
+    by_endpoint: BTreeMap<crate::stats::Key, EndpointStats>,
+    jobs_done: u64,
+    in_flight: BTreeMap<usize, u64>,
+    timer_lag_us: u64,
+}
+
+impl Second {
+    fn add(&mut self, thread: usize, shard: &Shard) {
+        self.all.merge(&shard.interval.all);
+        for (key, stats) in &shard.stats.endpoints {
+            self.by_endpoint
+                .entry(key.clone())
+                .or_default()
+                .merge(stats);
+        }
+        self.jobs_done += shard
+            .stats
+            .jobs
+            .values()
+            .map(|j| j.completed + j.failed + j.unfinished + j.unknown)
+            .sum::<u64>();
+        self.in_flight.insert(thread, shard.jobs_in_flight);
+        self.timer_lag_us = self.timer_lag_us.max(shard.timer_lag_us);
+    }
+
+    /// The row for this second; the in-flight levels carry over to the next.
+    fn row(&mut self, at_secs: u64, users: u64, own: (f64, u64)) -> HistoryRow {
+        let endpoints = std::mem::take(&mut self.by_endpoint)
+            .into_iter()
+            .map(|(key, e)| EndpointSecond {
+                method: key.method.to_string(),
+                name: key.name.to_string(),
+                requests: e.count,
+                failures: e.failures,
+                percentiles_ms: [
+                    e.percentile_ms(50.0),
+                    e.percentile_ms(95.0),
+                    e.percentile_ms(99.0),
+                ],
+            })
+            .collect();
+        HistoryRow {
+            at_secs,
+            timestamp: SystemTime::now(),
+            users,
+            interval: std::mem::take(&mut self.all),
+            loadgen_cpu_pct: own.0,
+            loadgen_rss_bytes: own.1,
+            timer_lag_ms: std::mem::take(&mut self.timer_lag_us) as f64 / 1000.0,
+            endpoints,
+            jobs_done: std::mem::take(&mut self.jobs_done),
+            jobs_in_flight: self.in_flight.values().sum(),
+        }
+    }
 }
 
 /// Everything a finished run produced.
@@ -168,7 +250,7 @@ impl Runner {
             start: Instant::now(),
         };
         let started_at = SystemTime::now();
-        let (shard_tx, mut shard_rx) = mpsc::unbounded_channel::<Shard>();
+        let (shard_tx, mut shard_rx) = mpsc::unbounded_channel::<(usize, Shard)>();
         let threads: Vec<UserThread> = (0..self.settings.threads.max(1))
             .map(|i| self.start_thread(i, clock, shard_tx.clone()))
             .collect();
@@ -182,7 +264,7 @@ impl Runner {
         let mut peak = 0;
         let mut totals = Stats::default();
         let mut history = Vec::new();
-        let mut second = EndpointStats::default();
+        let mut second = Second::default();
         let deadline = self.settings.run_time.map(|t| clock.start + t);
         let spawn_every = Duration::from_secs_f64(1.0 / self.settings.spawn_rate.max(0.001));
         let mut next_spawn = tokio::time::Instant::now();
@@ -192,7 +274,6 @@ impl Runner {
         );
         let mut interrupted = false;
         let mut own = SelfWatch::new();
-        let mut timer_lag_us = 0u64;
         let mut memory_limit_hit = None;
 
         loop {
@@ -212,14 +293,12 @@ impl Runner {
             tokio::select! {
                 () = self.handle.stop.cancelled() => { interrupted = true; break; }
                 () = run_over => break,
-                Some(shard) = shard_rx.recv() => {
+                Some((thread, shard)) = shard_rx.recv() => {
                     totals.merge(&shard.stats);
-                    second.merge(&shard.interval.all);
-                    timer_lag_us = timer_lag_us.max(shard.timer_lag_us);
+                    second.add(thread, &shard);
                 }
                 _ = tick.tick() => {
                     let at_secs = clock.start.elapsed().as_secs_f64().round() as u64;
-                    let interval = std::mem::take(&mut second);
                     let (loadgen_cpu_pct, loadgen_rss_bytes) = own.sample();
                     if let Some(limit) = self.settings.memory_limit
                         && loadgen_rss_bytes > limit
@@ -234,16 +313,9 @@ impl Runner {
                             limit / 1_000_000
                         );
                     }
-                    on_progress(&Progress { elapsed: clock.start.elapsed(), users: running, stats: totals.clone(), last_second: interval.clone() });
-                    history.push(HistoryRow {
-                        at_secs,
-                        timestamp: SystemTime::now(),
-                        users: running,
-                        interval,
-                        loadgen_cpu_pct,
-                        loadgen_rss_bytes,
-                        timer_lag_ms: std::mem::take(&mut timer_lag_us) as f64 / 1000.0,
-                    });
+                    let row = second.row(at_secs, running, (loadgen_cpu_pct, loadgen_rss_bytes));
+                    on_progress(&Progress { elapsed: clock.start.elapsed(), users: running, stats: totals.clone(), last_second: row.interval.clone() });
+                    history.push(row);
                 }
                 _ = self.users_rx.changed() => {}
                 () = tokio::time::sleep_until(sleep_until) => {
@@ -279,24 +351,15 @@ impl Runner {
         }
         // Each thread drops its users, then sends its last shard; the channel closes when all
         // have ended.
-        while let Some(shard) = shard_rx.recv().await {
+        while let Some((thread, shard)) = shard_rx.recv().await {
             totals.merge(&shard.stats);
-            second.merge(&shard.interval.all);
+            second.add(thread, &shard);
         }
         for thread in threads {
             let _ = thread.join.join();
         }
-        if second.count > 0 {
-            let (loadgen_cpu_pct, loadgen_rss_bytes) = own.sample();
-            history.push(HistoryRow {
-                at_secs: duration.as_secs_f64().ceil() as u64,
-                timestamp: SystemTime::now(),
-                users: running,
-                interval: second,
-                loadgen_cpu_pct,
-                loadgen_rss_bytes,
-                timer_lag_ms: timer_lag_us as f64 / 1000.0,
-            });
+        if second.all.count > 0 {
+            history.push(second.row(duration.as_secs_f64().ceil() as u64, running, own.sample()));
         }
         let users_by_type = self
             .scenario
@@ -323,7 +386,7 @@ impl Runner {
         &self,
         index: usize,
         clock: RunClock,
-        shards: mpsc::UnboundedSender<Shard>,
+        shards: mpsc::UnboundedSender<(usize, Shard)>,
     ) -> UserThread {
         let (commands, inbox) = std::sync::mpsc::channel::<Command>();
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -346,7 +409,7 @@ impl Runner {
                         stats::record_exception(format!(
                             "user thread {index} could not start: {error}"
                         ));
-                        let _ = shards.send(stats::take_shard());
+                        let _ = shards.send((index, stats::take_shard()));
                         return;
                     }
                 };
@@ -374,7 +437,7 @@ impl Runner {
                             let due = every.tick().await;
                             let mut shard = stats::take_shard();
                             shard.timer_lag_us = due.elapsed().as_micros() as u64;
-                            let _ = flush.send(shard);
+                            let _ = flush.send((index, shard));
                         }
                     });
                     let mut users: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -406,7 +469,7 @@ impl Runner {
                 // Dropping the set drops every user and job poller (pollers record their jobs as
                 // unfinished), then the last shard goes out.
                 drop(local);
-                let _ = shards.send(stats::take_shard());
+                let _ = shards.send((index, stats::take_shard()));
             })
             .unwrap_or_else(|error| panic!("cannot start a user thread: {error}"));
         UserThread {

@@ -415,6 +415,7 @@ impl VirtualUser {
             finished: false,
             last_status: None,
         };
+        stats::job_in_flight(true);
         tokio::task::spawn_local(poller.run());
     }
 }
@@ -576,6 +577,7 @@ impl JobPoller {
 
 impl Drop for JobPoller {
     fn drop(&mut self) {
+        stats::job_in_flight(false);
         // The run ended while the job was still going: it counts as unfinished.
         if !self.finished {
             stats::record_job(

@@ -136,6 +136,25 @@ async fn builtin_scenario_runs_clean_against_the_testbed() {
     let completed: u64 = jobs.iter().map(|j| j["completed"].as_u64().unwrap()).sum();
     let failed: u64 = jobs.iter().map(|j| j["failed"].as_u64().unwrap()).sum();
     assert!(completed > 0, "{jobs:?}");
+    // Jobs done and in flight are in the per-second history too.
+    let history = report["history"].as_array().unwrap();
+    let done: u64 = history
+        .iter()
+        .map(|h| h["jobs_done"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        done,
+        jobs.iter()
+            .map(|j| j["completed"].as_u64().unwrap()
+                + j["unfinished"].as_u64().unwrap()
+                + j["unknown"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+    assert!(
+        history
+            .iter()
+            .any(|h| h["jobs_in_flight"].as_u64().unwrap() > 0)
+    );
     assert_eq!(failed, 0, "{jobs:?}");
     assert_eq!(code, ExitCode::SUCCESS, "{:#}", report["analysis"]);
 

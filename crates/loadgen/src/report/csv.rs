@@ -216,6 +216,15 @@ fn write_timeline(report: &Report, path: &Path) -> Result<(), csv::Error> {
         })
         .collect();
     let mut w = writer(path)?;
+    let mut endpoints: Vec<String> = Vec::new();
+    for point in &report.history {
+        for e in &point.endpoints {
+            let name = format!("{} {}", e.method, e.name);
+            if !endpoints.contains(&name) {
+                endpoints.push(name);
+            }
+        }
+    }
     let mut header: Vec<String> = [
         "Timestamp",
         "Seconds",
@@ -225,12 +234,15 @@ fn write_timeline(report: &Report, path: &Path) -> Result<(), csv::Error> {
         "50%",
         "95%",
         "99%",
+        "Jobs done",
+        "Jobs in flight",
         "loadgen CPU %",
         "loadgen RSS MB",
         "Timer lag ms",
     ]
     .map(String::from)
     .to_vec();
+    header.extend(endpoints.iter().map(|e| format!("95% {e}")));
     header.extend(columns.iter().cloned());
     w.write_record(&header)?;
     for point in &report.history {
@@ -243,10 +255,19 @@ fn write_timeline(report: &Report, path: &Path) -> Result<(), csv::Error> {
             format!("{:.1}", point.percentiles_ms[0]),
             format!("{:.1}", point.percentiles_ms[5]),
             format!("{:.1}", point.percentiles_ms[7]),
+            point.jobs_done.to_string(),
+            point.jobs_in_flight.to_string(),
             format!("{:.1}", point.loadgen_cpu_pct),
             format!("{:.1}", point.loadgen_rss_bytes as f64 / 1e6),
             format!("{:.1}", point.timer_lag_ms),
         ];
+        for endpoint in &endpoints {
+            let found = point
+                .endpoints
+                .iter()
+                .find(|e| format!("{} {}", e.method, e.name) == *endpoint);
+            record.push(found.map_or(String::new(), |e| format!("{:.1}", e.percentiles_ms[1])));
+        }
         let nearest = ticks
             .iter()
             .min_by_key(|(unix, _)| unix.abs_diff(point.timestamp));

@@ -352,6 +352,9 @@ mod tests {
                 loadgen_cpu_pct: cpu.get(i).copied().unwrap_or(0.0),
                 loadgen_rss_bytes: 1,
                 timer_lag_ms: 0.0,
+                endpoints: Vec::new(),
+                jobs_done: 0,
+                jobs_in_flight: 0,
             });
         }
         RunOutcome {

@@ -145,6 +145,12 @@ pub struct HistoryPoint {
     pub loadgen_rss_bytes: u64,
     /// How late the users' timers fired, ms.
     pub timer_lag_ms: f64,
+    /// Each endpoint in this second.
+    pub endpoints: Vec<crate::runner::EndpointSecond>,
+    /// Followed jobs that ended in this second.
+    pub jobs_done: u64,
+    /// Jobs followed at the end of this second.
+    pub jobs_in_flight: u64,
 }
 
 /// Everything a report shows.
@@ -301,6 +307,9 @@ impl Report {
                     loadgen_cpu_pct: h.loadgen_cpu_pct,
                     loadgen_rss_bytes: h.loadgen_rss_bytes,
                     timer_lag_ms: h.timer_lag_ms,
+                    endpoints: h.endpoints.clone(),
+                    jobs_done: h.jobs_done,
+                    jobs_in_flight: h.jobs_in_flight,
                 })
                 .collect(),
             analysis,

@@ -192,6 +192,8 @@ pub struct Shard {
     /// How late this thread's once-a-second timer fired, µs: when the users' threads are
     /// saturated, timers fire late and every other figure is suspect.
     pub timer_lag_us: u64,
+    /// Jobs this thread is following right now (a level, not a delta).
+    pub jobs_in_flight: u64,
 }
 
 thread_local! {
@@ -319,7 +321,24 @@ pub fn record_job(
 
 /// Takes this thread's shard, leaving an empty one.
 pub fn take_shard() -> Shard {
-    SHARD.with(|shard| std::mem::take(&mut *shard.borrow_mut()))
+    let mut shard = SHARD.with(|shard| std::mem::take(&mut *shard.borrow_mut()));
+    shard.jobs_in_flight = JOBS_IN_FLIGHT.with(std::cell::Cell::get);
+    shard
+}
+
+thread_local! {
+    static JOBS_IN_FLIGHT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a job this thread starts following (`+1`) or stops following (`-1`).
+pub fn job_in_flight(started: bool) {
+    JOBS_IN_FLIGHT.with(|n| {
+        n.set(if started {
+            n.get() + 1
+        } else {
+            n.get().saturating_sub(1)
+        })
+    });
 }
 
 /// Interns names so that keys share their strings.
