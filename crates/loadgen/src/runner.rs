@@ -58,6 +58,43 @@ pub struct HistoryRow {
     pub jobs_done: u64,
     /// Jobs being followed at the end of this second.
     pub jobs_in_flight: u64,
+    /// Every request of the run so far (start-up and steady), for Locust's "Total" columns.
+    pub cumulative: Cumulative,
+}
+
+/// The run so far, as Locust's history "Total ..." columns give it.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Cumulative {
+    /// Requests.
+    pub requests: u64,
+    /// Failures.
+    pub failures: u64,
+    /// Median, ms.
+    pub median_ms: f64,
+    /// Mean, ms.
+    pub average_ms: f64,
+    /// Fastest, ms.
+    pub min_ms: f64,
+    /// Slowest, ms.
+    pub max_ms: f64,
+    /// Mean body size, bytes.
+    pub average_bytes: f64,
+}
+
+impl Cumulative {
+    fn of(totals: &Stats) -> Self {
+        let mut all = totals.aggregated(crate::stats::Phase::Steady);
+        all.merge(&totals.aggregated(crate::stats::Phase::Startup));
+        Self {
+            requests: all.count,
+            failures: all.failures,
+            median_ms: all.percentile_ms(50.0),
+            average_ms: all.average_ms(),
+            min_ms: all.min_ms(),
+            max_ms: all.max_ms(),
+            average_bytes: all.average_bytes(),
+        }
+    }
 }
 
 /// One endpoint's second, reduced to a few numbers (histograms per second would cost
@@ -106,7 +143,7 @@ impl Second {
     }
 
     /// The row for this second; the in-flight levels carry over to the next.
-    fn row(&mut self, at_secs: u64, users: u64, own: (f64, u64)) -> HistoryRow {
+    fn row(&mut self, at_secs: u64, users: u64, own: (f64, u64), totals: &Stats) -> HistoryRow {
         let endpoints = std::mem::take(&mut self.by_endpoint)
             .into_iter()
             .map(|(key, e)| EndpointSecond {
@@ -132,6 +169,7 @@ impl Second {
             endpoints,
             jobs_done: std::mem::take(&mut self.jobs_done),
             jobs_in_flight: self.in_flight.values().sum(),
+            cumulative: Cumulative::of(totals),
         }
     }
 }
@@ -313,7 +351,7 @@ impl Runner {
                             limit / 1_000_000
                         );
                     }
-                    let row = second.row(at_secs, running, (loadgen_cpu_pct, loadgen_rss_bytes));
+                    let row = second.row(at_secs, running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals);
                     on_progress(&Progress { elapsed: clock.start.elapsed(), users: running, stats: totals.clone(), last_second: row.interval.clone() });
                     history.push(row);
                 }
@@ -359,7 +397,12 @@ impl Runner {
             let _ = thread.join.join();
         }
         if second.all.count > 0 {
-            history.push(second.row(duration.as_secs_f64().ceil() as u64, running, own.sample()));
+            history.push(second.row(
+                duration.as_secs_f64().ceil() as u64,
+                running,
+                own.sample(),
+                &totals,
+            ));
         }
         let users_by_type = self
             .scenario

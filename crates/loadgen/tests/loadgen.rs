@@ -338,6 +338,12 @@ async fn targets_decide_the_exit_code_and_csv_files_have_locusts_headers() {
         header("run_exceptions.csv").join(","),
         "Count,Message,Traceback,Nodes"
     );
+    // The history's "Total" columns are the whole run at its last row.
+    let mut history = csv::Reader::from_path(out.path().join("run_stats_history.csv")).unwrap();
+    let last = history.records().last().unwrap().unwrap();
+    let all = report["steady_total"]["requests"].as_u64().unwrap()
+        + report["startup_total"]["requests"].as_u64().unwrap();
+    assert_eq!(last[17].parse::<u64>().unwrap(), all, "{last:?}");
     let mut stats = csv::Reader::from_path(out.path().join("run_stats.csv")).unwrap();
     let last = stats.records().last().unwrap().unwrap();
     assert_eq!(&last[1], "Aggregated");

@@ -106,18 +106,8 @@ pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> 
     let history = path("stats_history");
     let mut w = writer(&history)?;
     w.write_record(history_header())?;
-    let mut cumulative = (0u64, 0u64, 0f64, f64::MAX, 0f64);
     for point in &report.history {
-        // Totals so far: request and failure counts, and the running min/max/average.
-        cumulative.0 += point.requests;
-        cumulative.1 += point.failures;
-        cumulative.2 += point.average_ms * point.requests as f64;
-        if point.requests > 0 {
-            cumulative.3 = cumulative
-                .3
-                .min(point.percentiles_ms[0].min(point.average_ms));
-            cumulative.4 = cumulative.4.max(point.percentiles_ms[10]);
-        }
+        let total = &point.cumulative;
         let mut record = vec![
             point.timestamp.to_string(),
             point.users.to_string(),
@@ -133,28 +123,15 @@ pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> 
                 format!("{p:.0}")
             }
         }));
+        // The "Total" columns are the run so far, exact (merged histograms), as Locust's are.
         record.extend([
-            cumulative.0.to_string(),
-            cumulative.1.to_string(),
-            format!("{:.0}", point.percentiles_ms[0]),
-            format!(
-                "{}",
-                if cumulative.0 == 0 {
-                    0.0
-                } else {
-                    cumulative.2 / cumulative.0 as f64
-                }
-            ),
-            format!(
-                "{}",
-                if cumulative.3 == f64::MAX {
-                    0.0
-                } else {
-                    cumulative.3
-                }
-            ),
-            format!("{}", cumulative.4),
-            "0".to_owned(),
+            total.requests.to_string(),
+            total.failures.to_string(),
+            format!("{:.0}", total.median_ms),
+            format!("{}", total.average_ms),
+            format!("{}", total.min_ms),
+            format!("{}", total.max_ms),
+            format!("{}", total.average_bytes),
         ]);
         w.write_record(record)?;
     }

@@ -355,6 +355,7 @@ mod tests {
                 endpoints: Vec::new(),
                 jobs_done: 0,
                 jobs_in_flight: 0,
+                cumulative: Default::default(),
             });
         }
         RunOutcome {

@@ -151,6 +151,8 @@ pub struct HistoryPoint {
     pub jobs_done: u64,
     /// Jobs followed at the end of this second.
     pub jobs_in_flight: u64,
+    /// The run so far.
+    pub cumulative: crate::runner::Cumulative,
 }
 
 /// Everything a report shows.
@@ -310,6 +312,7 @@ impl Report {
                     endpoints: h.endpoints.clone(),
                     jobs_done: h.jobs_done,
                     jobs_in_flight: h.jobs_in_flight,
+                    cumulative: h.cumulative,
                 })
                 .collect(),
             analysis,
