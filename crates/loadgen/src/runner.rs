@@ -201,15 +201,15 @@ pub struct RunOutcome {
 
 /// Live figures for the console while the run goes.
 #[derive(Debug, Clone)]
-pub struct Progress {
+pub struct Progress<'a> {
     /// Seconds since the start.
     pub elapsed: Duration,
     /// Users running.
     pub users: u64,
-    /// Totals so far.
-    pub stats: Stats,
+    /// Totals so far (borrowed: copying every histogram each second would be waste).
+    pub stats: &'a Stats,
     /// The last second.
-    pub last_second: EndpointStats,
+    pub last_second: &'a EndpointStats,
 }
 
 /// Controls a running test from outside: change the user count, stop it.
@@ -352,7 +352,7 @@ impl Runner {
                         );
                     }
                     let row = second.row(at_secs, running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals);
-                    on_progress(&Progress { elapsed: clock.start.elapsed(), users: running, stats: totals.clone(), last_second: row.interval.clone() });
+                    on_progress(&Progress { elapsed: clock.start.elapsed(), users: running, stats: &totals, last_second: &row.interval });
                     history.push(row);
                 }
                 _ = self.users_rx.changed() => {}

@@ -11,7 +11,7 @@ use http::header::{HeaderName, HeaderValue};
 use rand::RngExt;
 use serde_json::Value;
 
-use crate::http::{Connection, HttpError, MultipartField, Payload, Target};
+use crate::http::{Connection, MultipartField, Payload, Target};
 use crate::scenario::template::{Context, EvalError};
 use crate::scenario::{Body, MultipartPart, Step, StepRef, Track, UserType, Wait};
 use crate::stats::{self, JobOutcome, Key, Phase, RunClock, Sample};
@@ -203,7 +203,7 @@ impl VirtualUser {
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
-                let error = error_text(&error);
+                let error = error.to_string();
                 stats::record(
                     &self.shared.clock,
                     Sample {
@@ -441,10 +441,6 @@ fn lookup<'a>(json: &'a Value, path: &[String]) -> Option<&'a Value> {
     })
 }
 
-fn error_text(error: &HttpError) -> String {
-    error.to_string()
-}
-
 /// `HTTP 429: Too many requests. Please try again later.`: the status and what the API said.
 fn status_error(status: u16, body: &[u8]) -> String {
     let detail = serde_json::from_slice::<Value>(body).ok().and_then(|json| {
@@ -541,7 +537,7 @@ impl JobPoller {
                             latency_us,
                             bytes: 0,
                             status: None,
-                            error: Some(error_text(&error)),
+                            error: Some(error.to_string()),
                         },
                     );
                 }
