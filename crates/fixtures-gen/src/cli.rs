@@ -68,12 +68,9 @@ impl Cli {
 }
 
 fn parse_duration(input: &str) -> Result<f64, String> {
-    let secs: f64 = input
-        .trim_end_matches('s')
-        .parse()
-        .map_err(|_| format!("{input:?} is not a number of seconds"))?;
+    let secs = common::duration::parse_arg(input)?.as_secs_f64();
     if !(0.1..=3600.0).contains(&secs) {
-        return Err(format!("{secs} s is out of range (0.1 to 3600)"));
+        return Err(format!("{input:?} is out of range (0.1 s to 1 h)"));
     }
     Ok(secs)
 }

@@ -196,7 +196,9 @@ impl Fixtures {
         };
         // Write to a temporary name first, so an interrupted run never leaves a half file under
         // the real name that a load test would upload.
-        let partial = self.dir.join(format!(".partial.{}", file_name(kind)));
+        // A name of this process's own: two runs sharing the folder (two demos) must not
+        // write into, rename or delete each other's partial file.
+        let partial = self.dir.join(partial_name(file_name(kind)));
         let result = self.tools.run_ffmpeg(self.ffmpeg_args(kind, &partial));
         if let Err(error) = result {
             let _ = fs::remove_file(&partial);
@@ -208,7 +210,13 @@ impl Fixtures {
         })?;
         match self.status(&path, kind)? {
             Status::Ok => Ok(Outcome::Written { replaced_because }),
-            Status::Missing => unreachable!("the file was just renamed into place"),
+            // Another process replaced or removed it between our rename and this check.
+            Status::Missing => Err(Error::Damaged {
+                path,
+                detail: "the file vanished right after it was written: is another process \
+                         writing fixtures into the same folder?"
+                    .into(),
+            }),
             Status::Wrong(reasons) => Err(Error::Damaged {
                 path,
                 detail: format!(
@@ -355,12 +363,22 @@ fn file_name(kind: Kind) -> &'static str {
     }
 }
 
+/// `.partial.<pid>.<n>.<name>`: unique to this process and call, so concurrent writers into one
+/// folder each rename a whole file of their own into place.
+fn partial_name(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".partial.{}.{n}.{name}", std::process::id())
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let unwritable = |source| Error::Unwritable {
         path: path.to_owned(),
         cause: source,
     };
-    let partial = path.with_extension("json.partial");
+    let partial = path.with_file_name(partial_name(
+        &path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+    ));
     fs::write(&partial, bytes).map_err(unwritable)?;
     fs::rename(&partial, path).map_err(unwritable)
 }

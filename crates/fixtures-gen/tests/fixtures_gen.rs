@@ -226,3 +226,46 @@ fn help_explains_the_audio_track() {
     assert!(help.contains("--silent-video"), "{help}");
     assert!(help.contains("audio-overlay `mix`"), "{help}");
 }
+
+/// Two demos (two processes) making fixtures in one shared folder at once: each must rename a
+/// whole file of its own into place, never trip over the other's partial file.
+#[test]
+fn concurrent_processes_sharing_a_folder_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_fixtures-gen"))
+                .args(["--duration", "1", "--force", "--out"])
+                .arg(dir.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let fixtures = Fixtures::new(
+        dir.path(),
+        FixtureSpec {
+            duration_secs: 1.0,
+            ..Default::default()
+        },
+        Tools::default(),
+    );
+    for (path, status) in fixtures.check().unwrap() {
+        assert_eq!(status, Status::Ok, "{}", path.display());
+    }
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

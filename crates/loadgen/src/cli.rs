@@ -40,7 +40,7 @@ pub struct Cli {
     #[arg(short = 'r', long, env = "LOADGEN_SPAWN_RATE")]
     pub spawn_rate: Option<f64>,
     /// Stop after this long, e.g. 30s, 2m, 1h (default: until Ctrl-C).
-    #[arg(short = 't', long, env = "LOADGEN_RUN_TIME", value_parser = parse_run_time)]
+    #[arg(short = 't', long, env = "LOADGEN_RUN_TIME", value_parser = common::duration::parse_arg)]
     pub run_time: Option<Duration>,
     /// One of the seed's profiles: smoke (10 users, 1/s, 30s), medium (100, 10/s, 5m),
     /// stress (500, 50/s, 10m), endurance (100, 5/s, 1h).
@@ -85,7 +85,7 @@ pub struct Cli {
     #[arg(long, env = "LOADGEN_THREADS")]
     pub threads: Option<usize>,
     /// A request with no complete answer within this time fails.
-    #[arg(long, env = "LOADGEN_TIMEOUT", default_value = "60s", value_parser = parse_run_time)]
+    #[arg(long, env = "LOADGEN_TIMEOUT", default_value = "60s", value_parser = common::duration::parse_positive_arg)]
     pub timeout: Duration,
     /// Follow this share of created jobs (overrides the scenario's `track.sample`).
     #[arg(long, env = "LOADGEN_JOB_SAMPLE", value_parser = parse_ratio)]
@@ -124,7 +124,7 @@ pub struct Cli {
     #[arg(long, env = "LOADGEN_MONITOR_FROM", value_name = "URL|FILE")]
     pub monitor_from: Option<String>,
     /// How often the live view prints.
-    #[arg(long, env = "LOADGEN_STATS_INTERVAL", default_value = "5s", value_parser = parse_run_time)]
+    #[arg(long, env = "LOADGEN_STATS_INTERVAL", default_value = "5s", value_parser = common::duration::parse_positive_arg)]
     pub stats_interval: Duration,
 }
 
@@ -176,13 +176,6 @@ impl Profile {
             Self::Endurance => (100, 5.0, Duration::from_secs(3600)),
         }
     }
-}
-
-fn parse_run_time(input: &str) -> Result<Duration, String> {
-    if let Ok(secs) = input.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(input).map_err(|e| format!("{input:?}: {e} (write e.g. 30s, 2m, 1h)"))
 }
 
 fn parse_ratio(input: &str) -> Result<f64, String> {

@@ -25,7 +25,7 @@ pub struct DemoArgs {
     #[arg(short = 'u', long, default_value_t = 30)]
     pub users: u64,
     /// Length of the load test.
-    #[arg(short = 't', long, default_value = "40s", value_parser = humantime::parse_duration)]
+    #[arg(short = 't', long, default_value = "40s", value_parser = common::duration::parse_positive_arg)]
     pub run_time: Duration,
     /// Where the HTML report goes.
     #[arg(long, default_value = "demo-report.html")]

@@ -512,6 +512,8 @@ impl JobPoller {
                             .and_then(Value::as_str)
                             .unwrap_or("");
                         let elapsed = self.created.elapsed().as_micros() as u64;
+                        // What a timeout or the end of the run reports as "last seen".
+                        self.last_status = Some(status.to_owned());
                         if self.track.done.iter().any(|d| d == status) {
                             self.finish(JobOutcome::Completed, elapsed, None);
                             return;
@@ -576,12 +578,11 @@ impl Drop for JobPoller {
         stats::job_in_flight(false);
         // The run ended while the job was still going: it counts as unfinished.
         if !self.finished {
-            stats::record_job(
-                &self.track.job,
-                JobOutcome::Unfinished,
-                0,
-                Some("still running when the run ended".into()),
-            );
+            let message = match &self.last_status {
+                Some(status) => format!("still running when the run ended (last seen {status})"),
+                None => "still running when the run ended".to_owned(),
+            };
+            stats::record_job(&self.track.job, JobOutcome::Unfinished, 0, Some(message));
         }
     }
 }

@@ -37,10 +37,10 @@ pub struct Cli {
     #[arg(long, env = "MONITOR_NO_HOST")]
     pub no_host: bool,
     /// Time between ticks.
-    #[arg(long, env = "MONITOR_INTERVAL", default_value = "1s", value_parser = duration)]
+    #[arg(long, env = "MONITOR_INTERVAL", default_value = "1s", value_parser = common::duration::parse_positive_arg)]
     pub interval: Duration,
     /// Stop after this long (default: until Ctrl-C).
-    #[arg(long, env = "MONITOR_DURATION", value_parser = duration)]
+    #[arg(long, env = "MONITOR_DURATION", value_parser = common::duration::parse_arg)]
     pub duration: Option<Duration>,
     /// Write every tick as JSON Lines.
     #[arg(long, env = "MONITOR_OUT")]
@@ -75,12 +75,4 @@ pub enum Scope {
     Database,
     /// Every database.
     Server,
-}
-
-fn duration(input: &str) -> Result<Duration, String> {
-    if let Ok(secs) = input.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{input:?}: {e}"));
-    }
-    humantime::parse_duration(input)
-        .map_err(|e| format!("{input:?}: {e} (write e.g. 1s, 500ms, 10m)"))
 }

@@ -4,7 +4,7 @@
 //! in three terminals, done together, with their figures kept.
 
 pub mod cli;
-pub mod redact;
+pub use common::redact;
 pub mod sample;
 pub mod sampler;
 pub mod sinks;

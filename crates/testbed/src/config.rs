@@ -67,7 +67,7 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: u32,
     /// How long each job takes (e.g. 500ms, 2s), on top of ffmpeg when --ffmpeg is on.
-    #[arg(long, env = "TESTBED_JOB_SECONDS", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "TESTBED_JOB_SECONDS", default_value = "1s", value_parser = common::duration::parse_arg)]
     pub job_seconds: Duration,
     /// What jobs do: finish (ok), end in `failed` (fail), or stay `processing` forever while
     /// holding their worker (hang).
@@ -77,7 +77,7 @@ pub struct Config {
     #[arg(long, env = "TESTBED_FFMPEG")]
     pub ffmpeg: bool,
     /// Lifetime of access tokens (e.g. 30m, 5s); the real API's default is 30 minutes.
-    #[arg(long, env = "TESTBED_TOKEN_TTL", default_value = "30m", value_parser = parse_duration)]
+    #[arg(long, env = "TESTBED_TOKEN_TTL", default_value = "30m", value_parser = common::duration::parse_arg)]
     pub token_ttl: Duration,
     /// Users with these names are admins (repeatable; comma separated in the variable).
     #[arg(
@@ -188,36 +188,6 @@ impl FromStr for FailRule {
     }
 }
 
-fn parse_duration(input: &str) -> Result<Duration, String> {
-    // A bare number is seconds, as the variable names (`..._SECONDS`) suggest.
-    if let Ok(secs) = input.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{input:?}: {e}"));
-    }
-    humantime::parse_duration(input).map_err(|e| format!("{input:?}: {e} (e.g. 1s, 500ms, 30m)"))
-}
-
-/// `url` with its password replaced by `***`, for anything printed or logged.
-pub fn redact_url(url: &str) -> String {
-    // scheme://user:password@host...: mask between the first ':' after "//" and the last '@'
-    // of the authority.
-    let Some(authority_start) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[authority_start..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &authority[..at];
-    // A user without a password (redis://token@host) may itself be the secret.
-    let masked = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None => "***".to_owned(),
-    };
-    format!("{}{masked}{}", &url[..authority_start], &rest[at..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,36 +227,12 @@ mod tests {
             (["--slow", "/files:abc"], "whole number of milliseconds"),
             (["--fail", "/files:2"], "from 0 to 1"),
             (["--fail", "/files"], "is not PATH:RATIO"),
-            (["--token-ttl", "soon"], "e.g. 1s"),
+            (["--token-ttl", "soon"], "write e.g. 30s"),
         ] {
             let error = Config::try_parse_from(std::iter::once("testbed").chain(args))
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(expected), "{args:?}: {error}");
         }
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://postgres_user:s3cret@127.0.0.1:5432/ffmpeg_api"),
-            "postgres://postgres_user:***@127.0.0.1:5432/ffmpeg_api"
-        );
-        assert_eq!(
-            redact_url("redis://:pw@localhost:6379/1"),
-            "redis://:***@localhost:6379/1"
-        );
-        assert_eq!(
-            redact_url("redis://localhost:6379/1"),
-            "redis://localhost:6379/1"
-        );
-        assert_eq!(
-            redact_url("redis://token@localhost/0"),
-            "redis://***@localhost/0"
-        );
-        assert_eq!(
-            redact_url("postgres://u:p@ss@h/db"),
-            "postgres://u:***@h/db"
-        );
     }
 }

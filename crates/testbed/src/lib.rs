@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use config::redact_url;
+use common::redact::url as redact_url;
 use queue::{JobQueue, MemoryQueue, RedisQueue};
 use store::{MemoryStore, PostgresStore, Store};
 

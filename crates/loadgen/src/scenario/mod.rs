@@ -317,17 +317,7 @@ fn parse_duration(
     span: Range<usize>,
     text: &str,
 ) -> Result<Duration, ScenarioError> {
-    if let Ok(secs) = text.parse::<f64>()
-        && let Ok(d) = Duration::try_from_secs_f64(secs)
-    {
-        return Ok(d);
-    }
-    humantime::parse_duration(text).map_err(|e| {
-        checker.error(
-            span,
-            format!("{text:?} is not a duration ({e}); write e.g. \"1s\", \"500ms\""),
-        )
-    })
+    common::duration::parse(text).map_err(|e| checker.error(span, e.to_string()))
 }
 
 fn compile_user(

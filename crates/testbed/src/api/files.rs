@@ -169,7 +169,7 @@ pub async fn download(
     let file = owned_file(&state, user.id, id).await?;
     let handle = tokio::fs::File::open(&file.storage_path)
         .await
-        .map_err(|_| ApiError::not_found("File not found"))?;
+        .map_err(|error| open_error(std::path::Path::new(&file.storage_path), &error))?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(handle));
     Ok(([(header::CONTENT_TYPE, file.content_type)], body).into_response())
 }
@@ -187,4 +187,30 @@ pub async fn delete(
     // The row is gone; a file already missing on disk changes nothing for the client.
     let _ = tokio::fs::remove_file(&file.storage_path).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Only a file that is gone is a 404: anything else (EMFILE under load, a permission error) is
+/// the server's fault and answers 500, as the real API's unhandled error would.
+fn open_error(path: &std::path::Path, error: &std::io::Error) -> ApiError {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        ApiError::not_found("File not found")
+    } else {
+        ApiError::internal(format!("cannot open stored file {}: {error}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_file_is_not_found() {
+        let path = std::path::Path::new("/stored/1.mp4");
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(open_error(path, &missing).status(), StatusCode::NOT_FOUND);
+        // EMFILE: too many open files.
+        let exhausted = std::io::Error::from_raw_os_error(24);
+        let answer = open_error(path, &exhausted);
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
