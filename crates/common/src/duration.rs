@@ -90,12 +90,7 @@ mod tests {
             let error = parse(bad).unwrap_err().to_string();
             assert!(error.contains("write e.g. 30s"), "{bad}: {error}");
         }
-        for huge in [
-            "10000000000000000000",
-            "400000000000years",
-            "1e19",
-            "400d",
-        ] {
+        for huge in ["10000000000000000000", "400000000000years", "1e19", "400d"] {
             assert!(
                 matches!(parse(huge), Err(DurationError::TooLong { .. })),
                 "{huge}: {:?}",

@@ -8,7 +8,9 @@ const SECRET_PARAMS: [&str; 5] = ["password", "pass", "secret", "token", "sslpas
 
 fn is_secret_param(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    SECRET_PARAMS.iter().any(|s| name == *s || name.ends_with(&format!("_{s}")))
+    SECRET_PARAMS
+        .iter()
+        .any(|s| name == *s || name.ends_with(&format!("_{s}")))
 }
 
 /// `url` with its password, a bare user (which may be a token) and secret query parameters
@@ -105,7 +107,10 @@ mod tests {
             url("redis://:hunter2@127.0.0.1:6379/1"),
             "redis://:***@127.0.0.1:6379/1"
         );
-        assert_eq!(url("redis://tok3n@cache:6379/1"), "redis://***@cache:6379/1");
+        assert_eq!(
+            url("redis://tok3n@cache:6379/1"),
+            "redis://***@cache:6379/1"
+        );
         assert_eq!(url("redis://127.0.0.1:6379/1"), "redis://127.0.0.1:6379/1");
         assert_eq!(
             url("postgres://u@host/db?password=X1&sslmode=disable"),
@@ -124,7 +129,10 @@ mod tests {
             "auth failed for p%40ss and p@ss",
             "postgres://app:p%40ss@db/x",
         );
-        assert!(!scrubbed.contains("p%40ss") && !scrubbed.contains("p@ss"), "{scrubbed}");
+        assert!(
+            !scrubbed.contains("p%40ss") && !scrubbed.contains("p@ss"),
+            "{scrubbed}"
+        );
         let scrubbed = scrub("bad password Q9", "postgres://u@h/d?password=Q9");
         assert!(!scrubbed.contains("Q9"), "{scrubbed}");
     }

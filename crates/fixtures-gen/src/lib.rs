@@ -377,7 +377,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         cause: source,
     };
     let partial = path.with_file_name(partial_name(
-        &path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        &path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
     ));
     fs::write(&partial, bytes).map_err(unwritable)?;
     fs::rename(&partial, path).map_err(unwritable)

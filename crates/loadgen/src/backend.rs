@@ -2,70 +2,17 @@
 //! `monitor` crate's sources), pulled from a sidecar's HTTP endpoint, or read back from the JSON
 //! Lines file a sidecar wrote.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use monitor::sample::Tick;
-use monitor::source::Source;
+use monitor::sinks::{Collect, Sink};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Cli;
-
-/// Where backend samples come from.
-pub enum BackendSource {
-    /// Sampled here, by these sources.
-    InProcess(Vec<Box<dyn Source>>),
-    /// A sidecar's `/samples` endpoint.
-    Sidecar(String),
-    /// A JSON Lines file.
-    File(PathBuf),
-}
-
-impl BackendSource {
-    /// What the flags ask for, if anything. The host is watched whenever the monitor runs
-    /// in-process.
-    pub fn from_cli(cli: &Cli) -> Option<Self> {
-        if let Some(from) = &cli.monitor_from {
-            return Some(
-                if from.starts_with("http://") || from.starts_with("https://") {
-                    Self::Sidecar(from.trim_end_matches('/').to_owned())
-                } else {
-                    Self::File(PathBuf::from(from))
-                },
-            );
-        }
-        let mut sources: Vec<Box<dyn Source>> = Vec::new();
-        if let Some(selector) = &cli.monitor_docker {
-            sources.push(Box::new(monitor::sources::docker::Docker::new(
-                selector.clone(),
-            )));
-        }
-        if let Some(url) = &cli.monitor_postgres {
-            sources.push(Box::new(monitor::sources::postgres::Postgres::new(
-                url,
-                monitor::sources::postgres::Scope::Database,
-            )));
-        }
-        if let Some(url) = &cli.monitor_redis {
-            sources.push(Box::new(monitor::sources::redis::Redis::new(
-                url,
-                cli.monitor_redis_queue.clone(),
-            )));
-        }
-        if sources.is_empty() {
-            return None;
-        }
-        sources.push(Box::new(monitor::sources::host::Host::new(
-            monitor::sources::host::Capacity {
-                disk_bps: 500e6,
-                net_bps: 1e9 / 8.0,
-            },
-        )));
-        Some(Self::InProcess(sources))
-    }
-}
+use crate::config::BackendConfig;
 
 /// A running watch; [`BackendWatch::finish`] returns the ticks of the run.
 pub struct BackendWatch {
@@ -77,28 +24,32 @@ pub struct BackendWatch {
 
 impl BackendWatch {
     /// Starts sampling every second.
-    pub fn start(source: BackendSource) -> Self {
+    pub fn start(source: BackendConfig) -> Self {
         let stop = CancellationToken::new();
         let started = Utc::now();
         let (task, file) = match source {
-            BackendSource::InProcess(sources) => {
+            BackendConfig::InProcess(sources) => {
                 let stop = stop.clone();
                 let task = tokio::spawn(async move {
                     let mut sampler =
-                        monitor::sampler::Sampler::new(sources, Duration::from_secs(1));
-                    let mut ticks = vec![sampler.tick().await];
+                        monitor::sampler::Sampler::new(sources.build(), Duration::from_secs(1));
+                    let mut collected = Collect::default();
+                    let first = sampler.tick().await;
+                    let _ = collected.write(&first);
                     sampler
-                        .run(None, stop, |tick| ticks.push(tick.clone()))
+                        .run(None, stop, |tick| {
+                            let _ = collected.write(tick);
+                        })
                         .await;
-                    Ok(ticks)
+                    Ok(collected.0)
                 });
                 (Some(task), None)
             }
-            BackendSource::Sidecar(url) => {
+            BackendConfig::Sidecar(url) => {
                 let stop = stop.clone();
                 (Some(tokio::spawn(pull(url, started, stop))), None)
             }
-            BackendSource::File(path) => (None, Some(path)),
+            BackendConfig::File(path) => (None, Some(path)),
         };
         Self {
             task,
@@ -178,4 +129,30 @@ async fn pull(
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// The last 5 log lines of each watched container whose name says it is a worker (`worker` or
+/// `celery`), as the seed's `docker compose logs worker | tail` shows them. Containers whose logs
+/// cannot be read are left out.
+pub async fn worker_logs(ticks: &[Tick]) -> BTreeMap<String, Vec<String>> {
+    let workers: BTreeSet<String> = ticks
+        .iter()
+        .filter_map(
+            |t| match t.sources.get("docker").and_then(|r| r.values.as_ref()) {
+                Some(monitor::sample::Values::Docker(d)) => Some(d.containers.keys().cloned()),
+                _ => None,
+            },
+        )
+        .flatten()
+        .filter(|name| name.contains("worker") || name.contains("celery"))
+        .collect();
+    let mut logs = BTreeMap::new();
+    for worker in workers {
+        if let Ok(lines) = monitor::sources::docker::recent_logs(&worker, 5).await
+            && !lines.is_empty()
+        {
+            logs.insert(worker, lines);
+        }
+    }
+    logs
 }

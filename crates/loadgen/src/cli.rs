@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::report::analysis::TargetOverride;
+use anyhow::{Context, bail};
+
+use crate::config::{BackendConfig, LiveConfig, LoadSettings, Outputs, RunConfig};
+use crate::scenario::{self, Scenario};
+use crate::targets::{TargetOverride, Targets};
 
 /// Load tests for the FFmpeg API, with Locust's command line.
 ///
@@ -131,8 +135,14 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start the testbed with a planted bottleneck, load it with the monitor on, and diagnose it.
-    Demo(crate::demo::DemoArgs),
+    /// Start the testbed with a planted bottleneck, load it with the monitor on, and diagnose it
+    /// (runs the `loadgen-demo` binary installed beside loadgen; its flags pass through).
+    #[command(disable_help_flag = true)]
+    Demo {
+        /// Flags for `loadgen-demo` (see `loadgen demo --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Print or check scenario files.
     Scenario {
         /// What to do.
@@ -175,6 +185,143 @@ impl Profile {
             Self::Stress => (500, 50.0, Duration::from_secs(600)),
             Self::Endurance => (100, 5.0, Duration::from_secs(3600)),
         }
+    }
+}
+
+fn env_host() -> Option<String> {
+    ["LOCUST_HOST", "LOCUST_BASE_URL"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+}
+
+impl Cli {
+    /// Resolves what the user typed into a checked [`RunConfig`]: flags beat `LOADGEN_*`
+    /// variables (clap applies both), which beat `--profile`, which beats the defaults.
+    pub fn resolve(&self) -> anyhow::Result<RunConfig> {
+        let profile = self.profile.map(Profile::settings);
+        let host = self.host.clone().or_else(env_host).context(
+            "no host to load: pass -H/--host http://HOST:PORT (or set LOADGEN_HOST or LOCUST_HOST)",
+        )?;
+        let users = self.users.or(profile.map(|p| p.0)).unwrap_or(1);
+        let spawn_rate = self.spawn_rate.or(profile.map(|p| p.1)).unwrap_or(1.0);
+        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
+            bail!("--spawn-rate {spawn_rate}: must be a positive number of users per second");
+        }
+        if users == 0 {
+            bail!("--users 0: run at least one user");
+        }
+        let threads = match self.threads {
+            Some(0) => bail!("--threads 0: run users on at least one thread"),
+            Some(n) => n,
+            None => LoadSettings::default().threads,
+        };
+        Ok(RunConfig {
+            host,
+            scenario: self.load_scenario()?,
+            load: LoadSettings {
+                users,
+                spawn_rate,
+                run_time: self.run_time.or(profile.map(|p| p.2)),
+                threads,
+                timeout: self.timeout,
+                job_sample: self.job_sample,
+                memory_limit: self.memory_limit.map(|mb| mb.saturating_mul(1_000_000)),
+            },
+            targets: Targets::with(&self.targets),
+            backend: self.backend(),
+            outputs: Outputs {
+                csv: self.csv.clone(),
+                json: self.json.clone(),
+                html: self.html.clone(),
+            },
+            live: LiveConfig {
+                quiet: self.only_summary,
+                every: self.stats_interval,
+            },
+        })
+    }
+
+    /// Reads the scenario (file or built-in), checks its fixtures, applies `--user-classes` and
+    /// `--tags`.
+    fn load_scenario(&self) -> anyhow::Result<Scenario> {
+        let (text, name) = match &self.scenario {
+            Some(path) => (
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read scenario file {}", path.display()))?,
+                path.display().to_string(),
+            ),
+            None => (
+                scenario::BUILTIN.to_owned(),
+                scenario::BUILTIN_NAME.to_owned(),
+            ),
+        };
+        let fixtures = scenario::fixtures_needed(&text);
+        crate::preflight::check_fixtures(&self.fixtures, &fixtures).map_err(anyhow::Error::msg)?;
+        let mut scenario = scenario::parse(&text, &name, &self.fixtures)?;
+        if !self.user_classes.is_empty() {
+            for wanted in &self.user_classes {
+                if !scenario.users.iter().any(|u| &u.name == wanted) {
+                    let known: Vec<&str> = scenario.users.iter().map(|u| u.name.as_str()).collect();
+                    bail!(
+                        "--user-classes {wanted}: no such user type (the scenario has {})",
+                        known.join(", ")
+                    );
+                }
+            }
+            scenario
+                .users
+                .retain(|u| self.user_classes.contains(&u.name));
+        }
+        if !self.tags.is_empty() {
+            for user in &mut scenario.users {
+                if !user.tags.iter().any(|t| self.tags.contains(t)) {
+                    user.tasks
+                        .retain(|t| t.tags.iter().any(|tag| self.tags.contains(tag)));
+                }
+            }
+            scenario.users.retain(|u| !u.tasks.is_empty());
+            if scenario.users.is_empty() {
+                bail!(
+                    "--tags {}: no task or user type has these tags",
+                    self.tags.join(",")
+                );
+            }
+        }
+        Ok(scenario)
+    }
+
+    /// What the monitor flags ask for, if anything. The host is watched whenever the monitor
+    /// runs in-process.
+    fn backend(&self) -> Option<BackendConfig> {
+        use monitor::sources::{SourcesConfig, host::Capacity, postgres::Scope};
+        if let Some(from) = &self.monitor_from {
+            return Some(
+                if from.starts_with("http://") || from.starts_with("https://") {
+                    BackendConfig::Sidecar(from.trim_end_matches('/').to_owned())
+                } else {
+                    BackendConfig::File(PathBuf::from(from))
+                },
+            );
+        }
+        let sources = SourcesConfig {
+            docker: self.monitor_docker.clone(),
+            postgres: self
+                .monitor_postgres
+                .clone()
+                .map(|url| (url, Scope::Database)),
+            redis: self
+                .monitor_redis
+                .clone()
+                .map(|url| (url, self.monitor_redis_queue.clone())),
+            host: None,
+        };
+        if sources.is_empty() {
+            return None;
+        }
+        Some(BackendConfig::InProcess(SourcesConfig {
+            host: Some(Capacity::default()),
+            ..sources
+        }))
     }
 }
 

@@ -102,6 +102,21 @@ pub enum HttpError {
     Timeout(Duration),
 }
 
+impl From<HttpError> for crate::stats::Failure {
+    fn from(error: HttpError) -> Self {
+        use crate::stats::FailureKind;
+        let kind = match &error {
+            HttpError::Refused(_) => FailureKind::Refused,
+            HttpError::Connection(_) => FailureKind::Connection,
+            HttpError::Timeout(_) => FailureKind::Timeout,
+        };
+        Self {
+            kind,
+            message: error.to_string(),
+        }
+    }
+}
+
 /// A complete answer.
 #[derive(Debug)]
 pub struct Answer {

@@ -3,232 +3,33 @@
 //! controller that spawns users at the spawn rate, changes their number on demand, gathers each
 //! thread's stats shard once a second, and stops everything at the end.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::LoadSettings;
+use crate::engine::{EngineError, RunOutcome, Update};
 use crate::http::Target;
 use crate::scenario::{Scenario, UserType};
-use crate::stats::{self, EndpointStats, RunClock, Shard, Stats};
+use crate::stats::{self, Phase, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot};
 use crate::user::{Shared, StepKeys, VirtualUser};
 
-/// What the runner needs to know.
-#[derive(Debug, Clone)]
-pub struct RunSettings {
-    /// Users to reach.
+/// The target user count and the rate to reach it, as the engine's handle sets them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Control {
     pub users: u64,
-    /// Users started per second.
     pub spawn_rate: f64,
-    /// Stop after this long (`None`: until stopped).
-    pub run_time: Option<Duration>,
-    /// OS threads for users.
-    pub threads: usize,
-    /// Per-request timeout.
-    pub timeout: Duration,
-    /// Overrides every track's sample ratio.
-    pub job_sample: Option<f64>,
-    /// Stop starting users once loadgen's own memory passes this, bytes.
-    pub memory_limit: Option<u64>,
 }
 
-/// One second of the run.
-#[derive(Debug, Clone)]
-pub struct HistoryRow {
-    /// Seconds since the start (end of the second).
-    pub at_secs: u64,
-    /// Wall clock time.
-    pub timestamp: SystemTime,
-    /// Users running.
-    pub users: u64,
-    /// Requests that finished in this second (start-up and steady).
-    pub interval: EndpointStats,
-    /// loadgen's own CPU use, percent of one core.
-    pub loadgen_cpu_pct: f64,
-    /// loadgen's resident memory, bytes.
-    pub loadgen_rss_bytes: u64,
-    /// The latest the users' timers fired in this second, ms.
-    pub timer_lag_ms: f64,
-    /// Each endpoint in this second: count, failures, p50, p95, p99 (ms).
-    pub endpoints: Vec<EndpointSecond>,
-    /// Followed jobs that ended in this second.
-    pub jobs_done: u64,
-    /// Jobs being followed at the end of this second.
-    pub jobs_in_flight: u64,
-    /// Every request of the run so far (start-up and steady), for Locust's "Total" columns.
-    pub cumulative: Cumulative,
-}
-
-/// The run so far, as Locust's history "Total ..." columns give it.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Cumulative {
-    /// Requests.
-    pub requests: u64,
-    /// Failures.
-    pub failures: u64,
-    /// Median, ms.
-    pub median_ms: f64,
-    /// Mean, ms.
-    pub average_ms: f64,
-    /// Fastest, ms.
-    pub min_ms: f64,
-    /// Slowest, ms.
-    pub max_ms: f64,
-    /// Mean body size, bytes.
-    pub average_bytes: f64,
-}
-
-impl Cumulative {
-    fn of(totals: &Stats) -> Self {
-        let mut all = totals.aggregated(crate::stats::Phase::Steady);
-        all.merge(&totals.aggregated(crate::stats::Phase::Startup));
-        Self {
-            requests: all.count,
-            failures: all.failures,
-            median_ms: all.percentile_ms(50.0),
-            average_ms: all.average_ms(),
-            min_ms: all.min_ms(),
-            max_ms: all.max_ms(),
-            average_bytes: all.average_bytes(),
-        }
-    }
-}
-
-/// One endpoint's second, reduced to a few numbers (histograms per second would cost
-/// megabytes an hour).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct EndpointSecond {
-    /// HTTP method.
-    pub method: String,
-    /// Name.
-    pub name: String,
-    /// Requests.
-    pub requests: u64,
-    /// Failures.
-    pub failures: u64,
-    /// p50, p95, p99, ms.
-    pub percentiles_ms: [f64; 3],
-}
-
-/// What the threads' shards of one second add up to.
-#[derive(Default)]
-struct Second {
-    all: EndpointStats,
-    by_endpoint: BTreeMap<crate::stats::Key, EndpointStats>,
-    jobs_done: u64,
-    in_flight: BTreeMap<usize, u64>,
-    timer_lag_us: u64,
-}
-
-impl Second {
-    fn add(&mut self, thread: usize, shard: &Shard) {
-        self.all.merge(&shard.interval.all);
-        for (key, stats) in &shard.stats.endpoints {
-            self.by_endpoint
-                .entry(key.clone())
-                .or_default()
-                .merge(stats);
-        }
-        self.jobs_done += shard
-            .stats
-            .jobs
-            .values()
-            .map(|j| j.completed + j.failed + j.unfinished + j.unknown)
-            .sum::<u64>();
-        self.in_flight.insert(thread, shard.jobs_in_flight);
-        self.timer_lag_us = self.timer_lag_us.max(shard.timer_lag_us);
-    }
-
-    /// The row for this second; the in-flight levels carry over to the next.
-    fn row(&mut self, at_secs: u64, users: u64, own: (f64, u64), totals: &Stats) -> HistoryRow {
-        let endpoints = std::mem::take(&mut self.by_endpoint)
-            .into_iter()
-            .map(|(key, e)| EndpointSecond {
-                method: key.method.to_string(),
-                name: key.name.to_string(),
-                requests: e.count,
-                failures: e.failures,
-                percentiles_ms: [
-                    e.percentile_ms(50.0),
-                    e.percentile_ms(95.0),
-                    e.percentile_ms(99.0),
-                ],
-            })
-            .collect();
-        HistoryRow {
-            at_secs,
-            timestamp: SystemTime::now(),
-            users,
-            interval: std::mem::take(&mut self.all),
-            loadgen_cpu_pct: own.0,
-            loadgen_rss_bytes: own.1,
-            timer_lag_ms: std::mem::take(&mut self.timer_lag_us) as f64 / 1000.0,
-            endpoints,
-            jobs_done: std::mem::take(&mut self.jobs_done),
-            jobs_in_flight: self.in_flight.values().sum(),
-            cumulative: Cumulative::of(totals),
-        }
-    }
-}
-
-/// Everything a finished run produced.
-#[derive(Debug, Clone)]
-pub struct RunOutcome {
-    /// Merged stats.
-    pub stats: Stats,
-    /// Per second.
-    pub history: Vec<HistoryRow>,
-    /// When it started.
-    pub started_at: SystemTime,
-    /// How long it ran.
-    pub duration: Duration,
-    /// Most users running at once.
-    pub peak_users: u64,
-    /// Users started, by type.
-    pub users_by_type: BTreeMap<String, u64>,
-    /// Whether it was stopped early (Ctrl-C).
-    pub interrupted: bool,
-    /// The run id used in identities.
-    pub run_id: String,
-    /// Cores the users' threads had.
-    pub threads: usize,
-    /// When `--memory-limit` stopped the ramp: (seconds into the run, users then, RSS bytes).
-    pub memory_limit_hit: Option<(u64, u64, u64)>,
-}
-
-/// Live figures for the console while the run goes.
-#[derive(Debug, Clone)]
-pub struct Progress<'a> {
-    /// Seconds since the start.
-    pub elapsed: Duration,
-    /// Users running.
-    pub users: u64,
-    /// Totals so far (borrowed: copying every histogram each second would be waste).
-    pub stats: &'a Stats,
-    /// The last second.
-    pub last_second: &'a EndpointStats,
-}
-
-/// Controls a running test from outside: change the user count, stop it.
-#[derive(Clone)]
-pub struct RunHandle {
-    users: watch::Sender<u64>,
-    stop: CancellationToken,
-}
-
-impl RunHandle {
-    /// Ramps to `users` at the spawn rate (up or down).
-    pub fn set_users(&self, users: u64) {
-        let _ = self.users.send(users);
-    }
-
-    /// Stops the run; the outcome still comes back with everything measured.
-    pub fn stop(&self) {
-        self.stop.cancel();
-    }
+/// The channels between the runner and the engine's handle.
+pub(crate) struct Channels {
+    pub control: watch::Receiver<Control>,
+    pub stop: CancellationToken,
+    pub snapshots: mpsc::Receiver<oneshot::Sender<StatsSnapshot>>,
+    pub updates: watch::Sender<Option<Update>>,
 }
 
 enum Command {
@@ -243,20 +44,17 @@ struct UserThread {
     stop: CancellationToken,
 }
 
-/// A run being prepared: call [`Runner::handle`] for control, then [`Runner::run`].
-pub struct Runner {
-    settings: RunSettings,
+/// A run being prepared; [`Runner::run`] runs it.
+pub(crate) struct Runner {
+    settings: LoadSettings,
     scenario: Arc<Scenario>,
     target: Target,
-    handle: RunHandle,
-    users_rx: watch::Receiver<u64>,
     run_id: String,
 }
 
 impl Runner {
     /// A runner of `scenario` against `target`.
-    pub fn new(settings: RunSettings, scenario: Scenario, target: Target) -> Self {
-        let (users, users_rx) = watch::channel(settings.users);
+    pub fn new(settings: LoadSettings, scenario: Scenario, target: Target) -> Self {
         let run_id: String = (0..6)
             .map(|_| {
                 let n = rand::random::<u8>() % 36;
@@ -267,31 +65,30 @@ impl Runner {
             settings,
             scenario: Arc::new(scenario),
             target,
-            handle: RunHandle {
-                users,
-                stop: CancellationToken::new(),
-            },
-            users_rx,
             run_id,
         }
     }
 
-    /// A handle to control the run.
-    pub fn handle(&self) -> RunHandle {
-        self.handle.clone()
-    }
-
-    /// Runs to the end (run time, or [`RunHandle::stop`]) and returns what was measured.
-    /// `on_progress` is called once a second.
-    pub async fn run(mut self, mut on_progress: impl FnMut(&Progress)) -> RunOutcome {
+    /// Runs to the end (run time, or a stop through the channels) and returns what was
+    /// measured. Fails only when no user thread can be started.
+    pub async fn run(self, mut channels: Channels) -> Result<RunOutcome, EngineError> {
         let clock = RunClock {
             start: Instant::now(),
         };
         let started_at = SystemTime::now();
         let (shard_tx, mut shard_rx) = mpsc::unbounded_channel::<(usize, Shard)>();
-        let threads: Vec<UserThread> = (0..self.settings.threads.max(1))
-            .map(|i| self.start_thread(i, clock, shard_tx.clone()))
-            .collect();
+        let mut threads: Vec<UserThread> = Vec::new();
+        for i in 0..self.settings.threads.max(1) {
+            match self.start_thread(i, clock, shard_tx.clone()) {
+                Ok(thread) => threads.push(thread),
+                // Fewer threads than asked still run the test; none cannot.
+                Err(error) if !threads.is_empty() => {
+                    tracing::warn!("user thread {i} could not start: {error}; running on {i}");
+                    break;
+                }
+                Err(error) => return Err(EngineError::Threads(error)),
+            }
+        }
         drop(shard_tx);
 
         let plan = TypePlan::new(&self.scenario.users);
@@ -304,7 +101,6 @@ impl Runner {
         let mut history = Vec::new();
         let mut second = Second::default();
         let deadline = self.settings.run_time.map(|t| clock.start + t);
-        let spawn_every = Duration::from_secs_f64(1.0 / self.settings.spawn_rate.max(0.001));
         let mut next_spawn = tokio::time::Instant::now();
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::now() + Duration::from_secs(1),
@@ -314,8 +110,17 @@ impl Runner {
         let mut own = SelfWatch::new();
         let mut memory_limit_hit = None;
 
+        let mut own_figures = SelfWatchFigures::default();
+        let mut memory_cap: Option<u64> = None;
+        let mut steerable = true;
         loop {
-            let target_users = *self.users_rx.borrow();
+            let Control {
+                users: wanted,
+                spawn_rate,
+            } = *channels.control.borrow();
+            // Past --memory-limit no user is started: more would only measure our swap.
+            let target_users = memory_cap.map_or(wanted, |cap| wanted.min(cap));
+            let spawn_every = Duration::from_secs_f64(1.0 / spawn_rate.max(0.001));
             let spawn_due = running != target_users;
             let sleep_until = if spawn_due {
                 next_spawn
@@ -329,7 +134,11 @@ impl Runner {
                 }
             };
             tokio::select! {
-                () = self.handle.stop.cancelled() => { interrupted = true; break; }
+                () = channels.stop.cancelled() => { interrupted = true; break; }
+                Some(reply) = channels.snapshots.recv() => {
+                    let snapshot = StatsSnapshot::of(&totals, clock.secs(), running, own_figures);
+                    let _ = reply.send(snapshot);
+                }
                 () = run_over => break,
                 Some((thread, shard)) = shard_rx.recv() => {
                     totals.merge(&shard.stats);
@@ -344,7 +153,7 @@ impl Runner {
                     {
                         // Stop the ramp where it is: more users would only measure our swap.
                         memory_limit_hit = Some((at_secs, running, loadgen_rss_bytes));
-                        let _ = self.handle.users.send(running);
+                        memory_cap = Some(running);
                         eprintln!(
                             "loadgen: warning: memory {} MB passed --memory-limit {} MB at {running} users: no more users are started",
                             loadgen_rss_bytes / 1_000_000,
@@ -352,10 +161,25 @@ impl Runner {
                         );
                     }
                     let row = second.row(at_secs, running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals);
-                    on_progress(&Progress { elapsed: clock.start.elapsed(), users: running, stats: &totals, last_second: &row.interval });
+                    own_figures = SelfWatchFigures {
+                        cpu_pct: loadgen_cpu_pct,
+                        rss_bytes: loadgen_rss_bytes,
+                        timer_lag_ms: row.timer_lag_ms,
+                    };
+                    let update = Update {
+                        elapsed: clock.start.elapsed(),
+                        users: running,
+                        target_users,
+                        steady_p95_ms: totals.aggregated(Phase::Steady).percentile_ms(95.0),
+                        second: Arc::new(row.clone()),
+                    };
+                    channels.updates.send_replace(Some(update));
                     history.push(row);
                 }
-                _ = self.users_rx.changed() => {}
+                changed = channels.control.changed(), if steerable => {
+                    // Every handle is gone: the run goes on as it was last set.
+                    steerable = changed.is_ok();
+                }
                 () = tokio::time::sleep_until(sleep_until) => {
                     if running < target_users {
                         let user_type = plan.next(&started_by_type);
@@ -393,10 +217,11 @@ impl Runner {
             totals.merge(&shard.stats);
             second.add(thread, &shard);
         }
+        let thread_count = threads.len();
         for thread in threads {
             let _ = thread.join.join();
         }
-        if second.all.count > 0 {
+        if second.has_requests() {
             history.push(second.row(
                 duration.as_secs_f64().ceil() as u64,
                 running,
@@ -411,7 +236,7 @@ impl Runner {
             .zip(&started_by_type)
             .map(|(u, n)| (u.name.clone(), *n))
             .collect();
-        RunOutcome {
+        Ok(RunOutcome {
             stats: totals,
             history,
             started_at,
@@ -420,9 +245,10 @@ impl Runner {
             users_by_type,
             interrupted,
             run_id: self.run_id,
-            threads: self.settings.threads,
+            threads: thread_count,
             memory_limit_hit,
-        }
+            ..RunOutcome::default()
+        })
     }
 
     fn start_thread(
@@ -430,7 +256,7 @@ impl Runner {
         index: usize,
         clock: RunClock,
         shards: mpsc::UnboundedSender<(usize, Shard)>,
-    ) -> UserThread {
+    ) -> std::io::Result<UserThread> {
         let (commands, inbox) = std::sync::mpsc::channel::<Command>();
         let wake = Arc::new(tokio::sync::Notify::new());
         let stop = CancellationToken::new();
@@ -513,14 +339,13 @@ impl Runner {
                 // unfinished), then the last shard goes out.
                 drop(local);
                 let _ = shards.send((index, stats::take_shard()));
-            })
-            .unwrap_or_else(|error| panic!("cannot start a user thread: {error}"));
-        UserThread {
+            })?;
+        Ok(UserThread {
             commands,
             wake,
             join,
             stop,
-        }
+        })
     }
 }
 

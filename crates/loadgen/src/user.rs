@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::http::{Connection, MultipartField, Payload, Target};
 use crate::scenario::template::{Context, EvalError};
 use crate::scenario::{Body, MultipartPart, Step, StepRef, Track, UserType, Wait};
-use crate::stats::{self, JobOutcome, Key, Phase, RunClock, Sample};
+use crate::stats::{self, Failure, FailureKind, JobOutcome, Key, Phase, RunClock, Sample};
 
 /// What every user of a run shares.
 pub struct Shared {
@@ -203,7 +203,6 @@ impl VirtualUser {
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
-                let error = error.to_string();
                 stats::record(
                     &self.shared.clock,
                     Sample {
@@ -211,7 +210,7 @@ impl VirtualUser {
                         latency_us,
                         bytes: 0,
                         status: None,
-                        error: Some(error),
+                        error: Some(error.into()),
                     },
                 );
                 return Outcome::Failed;
@@ -226,7 +225,10 @@ impl VirtualUser {
         let mut error = None;
         if expected {
             if let Err(missing) = self.extract(step, &answer.body) {
-                error = Some(missing);
+                error = Some(Failure {
+                    kind: FailureKind::Content,
+                    message: missing,
+                });
             }
         } else if handler.is_none() || !may_handle {
             error = Some(status_error(answer.status, &answer.body));
@@ -442,7 +444,14 @@ fn lookup<'a>(json: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 /// `HTTP 429: Too many requests. Please try again later.`: the status and what the API said.
-fn status_error(status: u16, body: &[u8]) -> String {
+fn status_error(status: u16, body: &[u8]) -> Failure {
+    Failure {
+        kind: FailureKind::Status(status),
+        message: status_message(status, body),
+    }
+}
+
+fn status_message(status: u16, body: &[u8]) -> String {
     let detail = serde_json::from_slice::<Value>(body).ok().and_then(|json| {
         match (&json["detail"], &json["error"]["message"]) {
             (Value::String(s), _) => Some(s.clone()),
@@ -539,7 +548,7 @@ impl JobPoller {
                             latency_us,
                             bytes: 0,
                             status: None,
-                            error: Some(error.to_string()),
+                            error: Some(error.into()),
                         },
                     );
                 }

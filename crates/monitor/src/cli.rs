@@ -76,3 +76,25 @@ pub enum Scope {
     /// Every database.
     Server,
 }
+
+impl Cli {
+    /// The sources the flags ask for; the host is on unless `--no-host`.
+    pub fn sources(&self) -> crate::sources::SourcesConfig {
+        let scope = match self.postgres_scope {
+            Scope::Database => crate::sources::postgres::Scope::Database,
+            Scope::Server => crate::sources::postgres::Scope::Server,
+        };
+        crate::sources::SourcesConfig {
+            docker: self.docker.clone(),
+            postgres: self.postgres_url.clone().map(|url| (url, scope)),
+            redis: self
+                .redis_url
+                .clone()
+                .map(|url| (url, self.redis_queue.clone())),
+            host: (!self.no_host).then(|| crate::sources::host::Capacity {
+                disk_bps: self.disk_capacity * 1e6,
+                net_bps: self.network_capacity * 1e6 / 8.0,
+            }),
+        }
+    }
+}

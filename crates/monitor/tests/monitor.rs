@@ -79,7 +79,7 @@ impl Drop for Services {
     }
 }
 
-use testbed::testing::Container;
+use test_support::Container;
 
 async fn read_until<S: Source>(
     source: &mut S,

@@ -16,7 +16,6 @@ pub mod config;
 pub mod knobs;
 pub mod queue;
 pub mod store;
-pub mod testing;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -27,8 +26,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
 use common::redact::url as redact_url;
+pub use config::Config;
 use queue::{JobQueue, MemoryQueue, RedisQueue};
 use store::{MemoryStore, PostgresStore, Store};
 

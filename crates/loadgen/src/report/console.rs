@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
-use super::analysis::ms;
 use super::{PERCENTILES, Report, Row};
 use crate::stats::Phase;
+use crate::targets::ms;
 
 const RULE: &str =
     "================================================================================";
@@ -154,8 +154,7 @@ pub fn summary(report: &Report) -> String {
     let steady = &report.steady_total;
     let _ = writeln!(out, "\n{RULE}\nLOAD TEST SUMMARY\n{RULE}");
     let _ = writeln!(out, "Host:            {}", report.host);
-    let ran =
-        super::analysis::human_duration(std::time::Duration::from_secs_f64(report.duration_secs));
+    let ran = human_duration(std::time::Duration::from_secs_f64(report.duration_secs));
     let _ = writeln!(
         out,
         "Duration:        {ran}{}",
@@ -292,4 +291,9 @@ pub fn summary(report: &Report) -> String {
         let _ = writeln!(out, "   Action:   {}", finding.action);
     }
     out
+}
+
+/// `1h 2m 3s` style.
+fn human_duration(duration: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(duration.as_secs())).to_string()
 }

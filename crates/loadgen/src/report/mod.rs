@@ -1,21 +1,52 @@
 //! Reports read a finished run (never the engine): one [`Report`] snapshot, then pure functions
 //! that print it to the console or write CSV, JSON and HTML.
 
-pub mod analysis;
 pub mod charts;
 pub mod console;
 pub mod csv;
-pub mod diagnosis;
 pub mod html;
+pub mod live;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::runner::RunOutcome;
-use crate::stats::{EndpointStats, Phase};
-use analysis::Analysis;
+use crate::diagnosis::{self, Evidence, Finding};
+use crate::engine::RunOutcome;
+use crate::stats::{Cumulative, EndpointSecond, EndpointStats, Phase};
+use crate::targets::{self, Targets, Verdict};
+
+/// The whole judgement of a run: its targets, their verdicts, and the findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    /// The thresholds used.
+    pub targets: Targets,
+    /// Each target's verdict.
+    pub verdicts: Vec<Verdict>,
+    /// Findings, in the order to read them.
+    pub findings: Vec<Finding>,
+}
+
+impl Analysis {
+    /// Judges `outcome` against `targets` and diagnoses it.
+    pub fn of(outcome: &RunOutcome, targets: &Targets) -> Self {
+        let steady = outcome.stats.aggregated(Phase::Steady);
+        let verdicts = targets::judge(targets, &steady, outcome.peak_users, &outcome.backend);
+        let evidence = Evidence::new(outcome, targets, &verdicts, outcome.worker_logs.clone());
+        let findings = diagnosis::diagnose(&evidence);
+        Self {
+            targets: *targets,
+            verdicts,
+            findings,
+        }
+    }
+
+    /// Whether every target is met.
+    pub fn all_met(&self) -> bool {
+        self.verdicts.iter().all(|v| v.met)
+    }
+}
 
 /// The percentiles of Locust's tables and CSV files.
 pub const PERCENTILES: [f64; 11] = [
@@ -146,13 +177,13 @@ pub struct HistoryPoint {
     /// How late the users' timers fired, ms.
     pub timer_lag_ms: f64,
     /// Each endpoint in this second.
-    pub endpoints: Vec<crate::runner::EndpointSecond>,
+    pub endpoints: Vec<EndpointSecond>,
     /// Followed jobs that ended in this second.
     pub jobs_done: u64,
     /// Jobs followed at the end of this second.
     pub jobs_in_flight: u64,
     /// The run so far.
-    pub cumulative: crate::runner::Cumulative,
+    pub cumulative: Cumulative,
 }
 
 /// Everything a report shows.
@@ -203,12 +234,7 @@ fn unix(time: std::time::SystemTime) -> u64 {
 
 impl Report {
     /// The snapshot of a finished run.
-    pub fn new(
-        host: &str,
-        outcome: &RunOutcome,
-        backend: &[monitor::sample::Tick],
-        analysis: Analysis,
-    ) -> Self {
+    pub fn new(host: &str, outcome: &RunOutcome, analysis: Analysis) -> Self {
         let secs = outcome.duration.as_secs_f64().max(1e-9);
         let rows = |phase| -> Vec<Row> {
             outcome
@@ -316,7 +342,7 @@ impl Report {
                 })
                 .collect(),
             analysis,
-            backend: backend.to_vec(),
+            backend: outcome.backend.clone(),
         }
     }
 

@@ -5,18 +5,23 @@
 //! exactly, so totals are the same whether one thread or many, one process or many, made them.
 
 mod endpoint;
+mod snapshot;
+mod timeline;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use endpoint::{EndpointStats, new_histogram};
+pub use snapshot::{SelfWatchFigures, SnapshotError, StatsSnapshot};
+pub(crate) use timeline::Second;
+pub use timeline::{Cumulative, EndpointSecond, HistoryRow};
 
 /// Whether a request belongs to a user's start-up (`on_start`) or to the steady state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// `on_start` steps: reported apart, never in the steady-state percentiles.
@@ -36,6 +41,32 @@ pub struct Key {
     pub name: Arc<str>,
 }
 
+/// What kind of failure a request had: decided where it happened, so that diagnosis reads a
+/// type instead of parsing the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "status", rename_all = "snake_case")]
+pub enum FailureKind {
+    /// An answer with a status the step does not expect.
+    Status(u16),
+    /// Nothing listens at the address.
+    Refused,
+    /// The connection failed or closed before a complete answer.
+    Connection,
+    /// No complete answer within the timeout.
+    Timeout,
+    /// An expected status, but the answer lacks what the step extracts from it.
+    Content,
+}
+
+/// A failed request: its kind and the message for the failures table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The kind.
+    pub kind: FailureKind,
+    /// The message, e.g. `HTTP 429: Too many requests...`.
+    pub message: String,
+}
+
 /// Failures grouped by method, name and error.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FailureKey {
@@ -45,10 +76,12 @@ pub struct FailureKey {
     pub name: Arc<str>,
     /// The error, e.g. `HTTP 429: Too many requests...`.
     pub error: String,
+    /// Its kind.
+    pub kind: FailureKind,
 }
 
 /// Count and time span of one kind of failure.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct FailureStats {
     /// Occurrences.
     pub count: u64,
@@ -59,7 +92,7 @@ pub struct FailureStats {
 }
 
 impl FailureStats {
-    fn merge(&mut self, other: &Self) {
+    pub(crate) fn merge(&mut self, other: &Self) {
         self.count += other.count;
         self.first_seen_secs = self.first_seen_secs.min(other.first_seen_secs);
         self.last_seen_secs = self.last_seen_secs.max(other.last_seen_secs);
@@ -110,7 +143,7 @@ impl Default for JobStats {
 }
 
 impl JobStats {
-    fn merge(&mut self, other: &Self) {
+    pub(crate) fn merge(&mut self, other: &Self) {
         // Both histograms auto-resize, so adding cannot fail on range.
         let _ = self.completion.add(&other.completion);
         self.completed += other.completed;
@@ -226,7 +259,7 @@ pub struct Sample<'a> {
     /// The status, if an answer came.
     pub status: Option<u16>,
     /// The failure, if it failed.
-    pub error: Option<String>,
+    pub error: Option<Failure>,
 }
 
 /// Records one request into this thread's shard.
@@ -243,12 +276,13 @@ pub fn record(clock: &RunClock, sample: Sample<'_>) {
             .interval
             .all
             .record(sample.latency_us, sample.bytes, sample.status, failed);
-        if let Some(error) = sample.error {
+        if let Some(failure) = sample.error {
             let now = clock.secs();
             let key = FailureKey {
                 method: sample.key.method.clone(),
                 name: sample.key.name.clone(),
-                error,
+                error: failure.message,
+                kind: failure.kind,
             };
             shard
                 .stats
@@ -381,7 +415,10 @@ mod tests {
                         start: Instant::now(),
                     };
                     for i in 0..1000u64 {
-                        let error = (i % 10 == 0).then(|| "HTTP 500".to_owned());
+                        let error = (i % 10 == 0).then(|| Failure {
+                            kind: FailureKind::Status(500),
+                            message: "HTTP 500".to_owned(),
+                        });
                         record(
                             &clock,
                             Sample {
@@ -414,6 +451,7 @@ mod tests {
             method: "GET".into(),
             name: "/a".into(),
             error: "HTTP 500".into(),
+            kind: FailureKind::Status(500),
         }];
         assert_eq!(failure.count, 400);
         // The same samples recorded on one thread give the same histogram.

@@ -87,3 +87,26 @@ pub fn line(tick: &Tick, thresholds: &Thresholds) -> String {
     let _ = write!(out, " | spread {:.1} ms", tick.spread_ms);
     out
 }
+
+/// Prints [`line`] for every tick on stdout.
+pub struct Console(pub Thresholds);
+
+impl super::Sink for Console {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+
+    fn write(&mut self, tick: &Tick) -> Result<(), super::SinkError> {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{}", line(tick, &self.0)) {
+            // Nobody reads the console any more (`monitor | head`): the other sinks go on.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(super::SinkError {
+                sink: "console",
+                detail: e.to_string(),
+            }),
+            Ok(()) => Ok(()),
+        }
+    }
+}

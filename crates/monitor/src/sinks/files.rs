@@ -69,3 +69,30 @@ impl Csv {
         Ok(())
     }
 }
+
+fn error(sink: &'static str, detail: impl std::fmt::Display) -> super::SinkError {
+    super::SinkError {
+        sink,
+        detail: detail.to_string(),
+    }
+}
+
+impl super::Sink for JsonLines {
+    fn name(&self) -> &'static str {
+        "JSON Lines"
+    }
+
+    fn write(&mut self, tick: &Tick) -> Result<(), super::SinkError> {
+        JsonLines::write(self, tick).map_err(|e| error("JSON Lines", e))
+    }
+}
+
+impl super::Sink for Csv {
+    fn name(&self) -> &'static str {
+        "CSV"
+    }
+
+    fn write(&mut self, tick: &Tick) -> Result<(), super::SinkError> {
+        Csv::write(self, tick).map_err(|e| error("CSV", e))
+    }
+}

@@ -121,3 +121,14 @@ pub async fn serve(
     });
     Ok(bound)
 }
+
+impl super::Sink for Recent {
+    fn name(&self) -> &'static str {
+        "HTTP"
+    }
+
+    fn write(&mut self, tick: &Tick) -> Result<(), super::SinkError> {
+        self.push(tick.clone());
+        Ok(())
+    }
+}

@@ -107,6 +107,38 @@ impl Otlp {
     }
 }
 
+/// The exporter as a sink; [`super::Sink::finish`] flushes it off the async threads (its HTTP
+/// client is a blocking one).
+pub struct OtlpSink(pub Option<Otlp>);
+
+#[async_trait::async_trait]
+impl super::Sink for OtlpSink {
+    fn name(&self) -> &'static str {
+        "OTLP"
+    }
+
+    fn write(&mut self, tick: &Tick) -> Result<(), super::SinkError> {
+        if let Some(otlp) = self.0.as_mut() {
+            otlp.record(tick);
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), super::SinkError> {
+        let Some(otlp) = self.0.take() else {
+            return Ok(());
+        };
+        let error = |detail: String| super::SinkError {
+            sink: "OTLP",
+            detail,
+        };
+        tokio::task::spawn_blocking(move || otlp.shutdown())
+            .await
+            .map_err(|e| error(e.to_string()))?
+            .map_err(error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

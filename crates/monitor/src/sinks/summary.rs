@@ -111,3 +111,28 @@ impl Summary {
         out
     }
 }
+
+/// The summary as a sink: accumulates every tick, prints itself on stderr at the end.
+pub struct SummarySink {
+    /// The summary so far.
+    pub summary: Summary,
+    /// The thresholds it judges against.
+    pub thresholds: Thresholds,
+}
+
+#[async_trait::async_trait]
+impl super::Sink for SummarySink {
+    fn name(&self) -> &'static str {
+        "summary"
+    }
+
+    fn write(&mut self, tick: &Tick) -> Result<(), super::SinkError> {
+        self.summary.add(tick, &self.thresholds);
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), super::SinkError> {
+        eprint!("{}", self.summary.render());
+        Ok(())
+    }
+}

@@ -18,6 +18,16 @@ pub struct Capacity {
     pub net_bps: f64,
 }
 
+impl Default for Capacity {
+    /// A 500 MB/s disk and a 1 Gbit/s link, as `monitor`'s flags default to.
+    fn default() -> Self {
+        Self {
+            disk_bps: 500e6,
+            net_bps: 1e9 / 8.0,
+        }
+    }
+}
+
 /// The host source.
 pub struct Host {
     system: System,

@@ -195,7 +195,10 @@ fn open_error(path: &std::path::Path, error: &std::io::Error) -> ApiError {
     if error.kind() == std::io::ErrorKind::NotFound {
         ApiError::not_found("File not found")
     } else {
-        ApiError::internal(format!("cannot open stored file {}: {error}", path.display()))
+        ApiError::internal(format!(
+            "cannot open stored file {}: {error}",
+            path.display()
+        ))
     }
 }
 

@@ -12,7 +12,7 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use testbed::Testbed;
 
-pub use testbed::testing::{postgres_admin_url, redis_url, start_in_memory, start_on_services};
+pub use test_support::{postgres_admin_url, redis_url, start_in_memory, start_on_services};
 
 /// Real media made once per test binary by fixtures-gen (1 s, to keep it quick).
 pub fn media() -> &'static Path {

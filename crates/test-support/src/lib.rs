@@ -1,12 +1,17 @@
-//! Helpers for tests of this workspace that need a testbed on the real services started by
-//! `scripts/test.sh` (`TEST_DATABASE_URL`, `TEST_REDIS_URL`). They panic, saying what to do, when
-//! a service is missing: a test that needs PostgreSQL must fail without it, never skip.
+//! Helpers for the workspace's tests (never shipped: `publish = false`, and no binary links it):
+//! a testbed on the real services started by `scripts/test.sh` (`TEST_DATABASE_URL`,
+//! `TEST_REDIS_URL`), the media fixtures, and throwaway busybox containers. They panic, saying
+//! what to do, when a service is missing: a test that needs PostgreSQL must fail without it,
+//! never skip.
 
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::{Config, Testbed};
+use testbed::{Config, Testbed};
 
 /// The PostgreSQL server `scripts/test.sh` started (an admin URL on its `postgres` database).
 pub fn postgres_admin_url() -> String {
@@ -48,7 +53,7 @@ pub async fn start_on_services(tweak: impl FnOnce(&mut Config)) -> Testbed {
     config.queue_name = format!("celery-test-{}", uuid::Uuid::new_v4().simple());
     config.job_seconds = Duration::from_millis(200);
     tweak(&mut config);
-    crate::start(config).await.expect("the testbed starts")
+    testbed::start(config).await.expect("the testbed starts")
 }
 
 /// A testbed on the in-memory store, after `tweak`.
@@ -56,7 +61,7 @@ pub async fn start_in_memory(tweak: impl FnOnce(&mut Config)) -> Testbed {
     let mut config = Config::for_tests();
     config.job_seconds = Duration::from_millis(200);
     tweak(&mut config);
-    crate::start(config).await.expect("the testbed starts")
+    testbed::start(config).await.expect("the testbed starts")
 }
 
 /// A Docker image holding only Debian's static busybox (`/bin/busybox`), imported once per test
@@ -133,4 +138,20 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
     }
+}
+
+/// Fixtures made once per test binary by fixtures-gen (1 s media: quick to make and upload).
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("loadtest-fixtures-{}", std::process::id()));
+        let spec = fixtures_gen::spec::FixtureSpec {
+            duration_secs: 1.0,
+            ..Default::default()
+        };
+        fixtures_gen::Fixtures::new(&dir, spec, fixtures_gen::Tools::default())
+            .generate(false)
+            .expect("ffmpeg makes the fixtures (apt-get install ffmpeg)");
+        dir
+    })
 }

@@ -1,4 +1,4 @@
-//! `loadgen demo`: the whole product in one command. Starts the testbed with a planted
+//! The demo: the whole product in one command. Starts the testbed with a planted
 //! bottleneck, runs the built-in scenario against it with the monitor on, prints the summary and
 //! the findings, and writes the HTML report. It uses PostgreSQL and Redis when they answer
 //! (`DATABASE_URL`, `REDIS_URL`), the in-memory store otherwise, and says which.
@@ -7,10 +7,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::{Parser, ValueEnum};
+use loadgen::config::{BackendConfig, LiveConfig, LoadSettings, Outputs, RunConfig};
+use monitor::sources::SourcesConfig;
 
-/// `loadgen demo` flags.
-#[derive(Debug, Clone, Args)]
+/// Start the testbed with a planted bottleneck, load it with loadgen and the monitor, and
+/// diagnose it.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen demo", version)]
 pub struct DemoArgs {
     /// The bottleneck to plant (auto: a small database pool on PostgreSQL, a rate limit in memory).
     #[arg(long, value_enum, default_value_t = Bottleneck::Auto)]
@@ -83,7 +87,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             Err(e) => {
                 println!(
                     "demo: cannot create a demo database on {}: {e}",
-                    monitor::redact::url(url)
+                    common::redact::url(url)
                 );
                 None
             }
@@ -166,47 +170,76 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         dir
     };
 
-    let mut argv: Vec<String> = vec![
-        "loadgen".into(),
-        "--headless".into(),
-        "-H".into(),
+    let result = match demo_config(
+        &args,
         testbed.base_url(),
-        "-u".into(),
-        args.users.to_string(),
-        "-r".into(),
-        "10".into(),
-        "-t".into(),
-        format!("{}s", args.run_time.as_secs().max(5)),
-        "--fixtures".into(),
-        fixtures.display().to_string(),
-        "--html".into(),
-        args.html.display().to_string(),
-        "--only-summary".into(),
-        "--target".into(),
-        format!("users={}", args.users),
-    ];
-    if let Some((url, _)) = &postgres {
-        argv.extend(["--monitor-postgres".into(), url.clone()]);
-    }
-    if let Some(url) = &redis {
-        argv.extend([
-            "--monitor-redis".into(),
-            url.clone(),
-            "--monitor-redis-queue".into(),
-            format!("1/{queue}"),
-        ]);
-    }
-    if postgres.is_none() && redis.is_none() {
-        // Without backend services the monitor still watches the host (and loadgen itself).
-        argv.extend(["--monitor-docker".into(), "name=loadtest-demo-none".into()]);
-    }
-    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).context("demo flags")?;
-    let result = crate::run_plan(cli).await;
+        &fixtures,
+        &postgres,
+        &redis,
+        &queue,
+    ) {
+        Ok(config) => loadgen::headless::drive(config).await,
+        Err(error) => Err(error),
+    };
     testbed.stop().await;
     if let (Some((_, name)), Some(admin)) = (&postgres, &args.database_url) {
         drop_database(admin, name).await;
     }
     result
+}
+
+/// The run the demo drives: the built-in scenario, 10 users a second up to `--users`, the
+/// monitor on whatever backend services it uses (the host and loadgen itself otherwise).
+fn demo_config(
+    args: &DemoArgs,
+    host: String,
+    fixtures: &std::path::Path,
+    postgres: &Option<(String, String)>,
+    redis: &Option<String>,
+    queue: &str,
+) -> anyhow::Result<RunConfig> {
+    let scenario = loadgen::scenario::parse(
+        loadgen::scenario::BUILTIN,
+        loadgen::scenario::BUILTIN_NAME,
+        fixtures,
+    )?;
+    let sources = SourcesConfig {
+        postgres: postgres
+            .as_ref()
+            .map(|(url, _)| (url.clone(), monitor::sources::postgres::Scope::Database)),
+        redis: redis.as_ref().map(|url| {
+            let watched = monitor::sources::redis::Queue {
+                db: 1,
+                name: queue.to_owned(),
+            };
+            (url.clone(), vec![watched])
+        }),
+        host: Some(Default::default()),
+        docker: None,
+    };
+    Ok(RunConfig {
+        host,
+        scenario,
+        load: LoadSettings {
+            users: args.users,
+            spawn_rate: 10.0,
+            run_time: Some(args.run_time.max(Duration::from_secs(5))),
+            ..LoadSettings::default()
+        },
+        targets: loadgen::targets::Targets {
+            users: args.users,
+            ..Default::default()
+        },
+        backend: Some(BackendConfig::InProcess(sources)),
+        outputs: Outputs {
+            html: Some(args.html.clone()),
+            ..Outputs::default()
+        },
+        live: LiveConfig {
+            quiet: true,
+            ..LiveConfig::default()
+        },
+    })
 }
 
 /// `url` with its path set to `/db`.

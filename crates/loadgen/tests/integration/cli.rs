@@ -1,18 +1,14 @@
 //! loadgen against the testbed (real PostgreSQL, Redis, HTTP over loopback), through the same
 //! `run` the binary calls, and the binary itself where signals and exit codes matter.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
-use support::{fixtures, scenario};
+use crate::support::{fixtures, scenario};
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
-use testbed::testing::{start_in_memory, start_on_services};
+use test_support::{start_in_memory, start_on_services};
 
 /// Runs loadgen with `args` (after the host) and returns its exit code and JSON report.
 async fn loadgen(host: &str, args: &[&str]) -> (ExitCode, Value, tempfile::TempDir) {
@@ -167,7 +163,7 @@ async fn builtin_scenario_runs_clean_against_the_testbed() {
         .split_whitespace()
         .next()
         .unwrap();
-    let admin = testbed::testing::postgres_admin_url();
+    let admin = test_support::postgres_admin_url();
     let url = format!("{}/{database}", admin.rsplit_once('/').unwrap().0);
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let (count, distinct): (i64, i64) =
@@ -459,8 +455,8 @@ async fn preflight_failures_are_one_clear_line() {
         "1s",
     ])
     .unwrap();
-    let plan_error = loadgen::plan(&cli).map(|_| ()).err();
-    assert!(plan_error.is_none(), "{plan_error:?}");
+    let resolve_error = cli.resolve().map(|_| ()).err();
+    assert!(resolve_error.is_none(), "{resolve_error:?}");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args([
             "-H",
@@ -499,48 +495,4 @@ async fn preflight_failures_are_one_clear_line() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("no host to load"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_user_count_changes_while_running() {
-    let testbed = start_in_memory(|_| {}).await;
-    let cli = loadgen::cli::Cli::try_parse_from([
-        "loadgen",
-        "-H",
-        &testbed.base_url(),
-        "-f",
-        &scenario("reads.toml"),
-        "--fixtures",
-        &fixtures().display().to_string(),
-        "-u",
-        "2",
-        "-r",
-        "20",
-        "-t",
-        "4s",
-    ])
-    .unwrap();
-    let plan = loadgen::plan(&cli).unwrap();
-    let target = loadgen::http::Target::resolve(&plan.host).await.unwrap();
-    let runner = loadgen::runner::Runner::new(plan.settings, plan.scenario, target);
-    let handle = runner.handle();
-    let mut users_seen = Vec::new();
-    let outcome = runner
-        .run(|progress| {
-            users_seen.push(progress.users);
-            // Once a second: after the first, ramp up to 5; after the second, down to 1.
-            match users_seen.len() {
-                1 => handle.set_users(5),
-                2 => handle.set_users(1),
-                _ => {}
-            }
-        })
-        .await;
-    assert_eq!(outcome.peak_users, 5, "{users_seen:?}");
-    assert_eq!(users_seen.last(), Some(&1), "{users_seen:?}");
-    assert_eq!(
-        outcome.users_by_type["Reader"], 5,
-        "five users were started in all"
-    );
-    testbed.stop().await;
 }

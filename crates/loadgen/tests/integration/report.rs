@@ -1,15 +1,11 @@
 //! The HTML report opened in a real browser (Debian's headless Chromium, with every network
 //! name unresolvable): the charts are drawn and the findings are shown.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
 use clap::Parser;
-use testbed::testing::start_in_memory;
+use test_support::start_in_memory;
 
 fn chromium(args: &[&str], page: &Path) -> std::process::Output {
     Command::new("chromium")
@@ -33,7 +29,7 @@ async fn the_html_report_renders_its_charts_and_findings_offline() {
     let testbed = start_in_memory(|c| c.rate_limit_per_minute = 60).await;
     let out = tempfile::tempdir().unwrap();
     let html = out.path().join("report.html");
-    let scenario = support::scenario("reads.toml");
+    let scenario = crate::support::scenario("reads.toml");
     let cli = loadgen::cli::Cli::try_parse_from([
         "loadgen",
         "-H",

@@ -1,16 +1,12 @@
 //! One timeline: backend samples from a monitor sidecar (its HTTP endpoint or the JSON Lines it
 //! wrote) kept beside the load's seconds, loadgen's own figures, its memory limit, and the demo.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
-use testbed::testing::start_in_memory;
+use test_support::start_in_memory;
 
 fn reads() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,11 +2,7 @@
 //! watching the testbed's own PostgreSQL database and Redis queue; and a healthy run with no
 //! false finding.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
-use support::{fixtures, scenario};
+use crate::support::{fixtures, scenario};
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::Value;
 use sqlx::{Connection, Executor};
-use testbed::testing::{fresh_database, redis_url};
+use test_support::{fresh_database, redis_url};
 
 /// A testbed on a fresh database and queue, planted by `tweak`; returns it, the database URL
 /// and the queue name.
@@ -286,7 +282,7 @@ async fn a_healthy_run_reports_no_false_finding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_findings_quote_the_worker_containers_last_log_lines() {
     // A stand-in worker container that logs, as a Celery worker would.
-    let worker = testbed::testing::Container::run(
+    let worker = test_support::Container::run(
         "lt-worker",
         "echo 'celery@worker ready'; echo 'Task join[42] raised: ffmpeg exited 1'; sleep 60",
     );

@@ -1,0 +1,101 @@
+//! [`RunConfig`]: everything a run needs, resolved once (from flags, environment and profile by
+//! [`crate::cli`], or built directly by the demo, the web UI or a worker) and checked. Nothing
+//! below this point knows about command-line flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::scenario::Scenario;
+use crate::targets::Targets;
+
+/// The load itself.
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
+    /// Users to reach.
+    pub users: u64,
+    /// Users started (or stopped) per second.
+    pub spawn_rate: f64,
+    /// Stop after this long (`None`: until stopped).
+    pub run_time: Option<Duration>,
+    /// OS threads for users.
+    pub threads: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Overrides every track's sample ratio.
+    pub job_sample: Option<f64>,
+    /// Stop starting users once loadgen's own memory passes this, bytes.
+    pub memory_limit: Option<u64>,
+}
+
+impl Default for LoadSettings {
+    fn default() -> Self {
+        Self {
+            users: 1,
+            spawn_rate: 1.0,
+            run_time: None,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            timeout: Duration::from_secs(60),
+            job_sample: None,
+            memory_limit: None,
+        }
+    }
+}
+
+/// Where the backend's samples come from.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// Sampled in this process by the monitor's sources.
+    InProcess(monitor::sources::SourcesConfig),
+    /// A monitor sidecar's `/samples` endpoint (`http://HOST:9187`).
+    Sidecar(String),
+    /// A JSON Lines file a sidecar wrote.
+    File(PathBuf),
+}
+
+/// Files written at the end of the run.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// Prefix of Locust's CSV files.
+    pub csv: Option<String>,
+    /// The JSON report.
+    pub json: Option<PathBuf>,
+    /// The HTML report.
+    pub html: Option<PathBuf>,
+}
+
+/// The live view on the console.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Print only the end-of-run summary.
+    pub quiet: bool,
+    /// How often Locust's table prints when stderr is not a terminal.
+    pub every: Duration,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            quiet: false,
+            every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Base URL of the target.
+    pub host: String,
+    /// The scenario, already filtered by user classes and tags.
+    pub scenario: Scenario,
+    /// Users, rates, times.
+    pub load: LoadSettings,
+    /// What the run is judged against.
+    pub targets: Targets,
+    /// The backend to watch beside the load, if any.
+    pub backend: Option<BackendConfig>,
+    /// Report files.
+    pub outputs: Outputs,
+    /// The console while running.
+    pub live: LiveConfig,
+}

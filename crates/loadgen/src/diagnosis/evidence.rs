@@ -1,0 +1,180 @@
+//! What the rules read: the run's totals and per-second timeline, failures by kind, jobs, the
+//! targets, and typed accessors over the backend's ticks (no rule matches a source's name or
+//! a message's text).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use monitor::sample::{ContainerValues, HostValues, PostgresValues, RedisValues, Tick, Values};
+
+use crate::engine::RunOutcome;
+use crate::stats::{
+    EndpointStats, FailureKey, FailureKind, FailureStats, HistoryRow, Phase, Stats,
+};
+use crate::targets::{Targets, Verdict};
+
+/// The backend's ticks, read by type. Each accessor gives `(seconds since the first tick,
+/// values)` for the ticks where that source was up.
+#[derive(Debug, Clone, Copy)]
+pub struct Backend<'a> {
+    ticks: &'a [Tick],
+}
+
+impl<'a> Backend<'a> {
+    /// Over `ticks`.
+    pub fn new(ticks: &'a [Tick]) -> Self {
+        Self { ticks }
+    }
+
+    fn series<T>(&self, pick: impl Fn(&'a Values) -> Option<&'a T>) -> Vec<(f64, &'a T)> {
+        let start = self.ticks.first().map(|t| t.timestamp);
+        self.ticks
+            .iter()
+            .filter_map(|tick| {
+                let values = tick
+                    .sources
+                    .values()
+                    .find_map(|r| r.values.as_ref().and_then(&pick))?;
+                let secs = start.map_or(0.0, |s| {
+                    (tick.timestamp - s).num_milliseconds() as f64 / 1000.0
+                });
+                Some((secs, values))
+            })
+            .collect()
+    }
+
+    /// PostgreSQL readings.
+    pub fn postgres(&self) -> Vec<(f64, &'a PostgresValues)> {
+        self.series(|v| match v {
+            Values::Postgres(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// Redis readings.
+    pub fn redis(&self) -> Vec<(f64, &'a RedisValues)> {
+        self.series(|v| match v {
+            Values::Redis(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// Host readings.
+    pub fn host(&self) -> Vec<(f64, &'a HostValues)> {
+        self.series(|v| match v {
+            Values::Host(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    /// Each container's readings, by name.
+    pub fn containers(&self) -> BTreeMap<&'a str, Vec<(f64, &'a ContainerValues)>> {
+        let mut by_name: BTreeMap<&'a str, Vec<(f64, &'a ContainerValues)>> = BTreeMap::new();
+        let docker = self.series(|v| match v {
+            Values::Docker(d) => Some(d),
+            _ => None,
+        });
+        for (at, values) in docker {
+            for (name, container) in &values.containers {
+                by_name
+                    .entry(name.as_str())
+                    .or_default()
+                    .push((at, container));
+            }
+        }
+        by_name
+    }
+}
+
+/// Everything a rule may read.
+#[derive(Debug)]
+pub struct Evidence<'a> {
+    /// Totals of the run.
+    pub stats: &'a Stats,
+    /// The run second by second.
+    pub history: &'a [HistoryRow],
+    /// How long it ran.
+    pub duration: Duration,
+    /// Most users at once.
+    pub peak_users: u64,
+    /// Threads that ran users.
+    pub threads: usize,
+    /// When `--memory-limit` stopped the ramp: (seconds, users, RSS bytes).
+    pub memory_limit_hit: Option<(u64, u64, u64)>,
+    /// The thresholds.
+    pub targets: &'a Targets,
+    /// The targets' verdicts.
+    pub verdicts: &'a [Verdict],
+    /// The steady state, all endpoints merged.
+    pub steady: EndpointStats,
+    /// The backend's ticks.
+    pub backend: Backend<'a>,
+    /// The last log lines of the watched worker containers, by container name.
+    pub worker_logs: BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> Evidence<'a> {
+    /// The evidence of a finished run judged by `verdicts`.
+    pub fn new(
+        outcome: &'a RunOutcome,
+        targets: &'a Targets,
+        verdicts: &'a [Verdict],
+        worker_logs: BTreeMap<String, Vec<String>>,
+    ) -> Self {
+        Self {
+            stats: &outcome.stats,
+            history: &outcome.history,
+            duration: outcome.duration,
+            peak_users: outcome.peak_users,
+            threads: outcome.threads,
+            memory_limit_hit: outcome.memory_limit_hit,
+            targets,
+            verdicts,
+            steady: outcome.stats.aggregated(Phase::Steady),
+            backend: Backend::new(&outcome.backend),
+            worker_logs,
+        }
+    }
+
+    /// Requests of the whole run, start-up and steady.
+    pub fn total_requests(&self) -> u64 {
+        self.stats.endpoints.values().map(|e| e.count).sum()
+    }
+
+    /// Answers with `status`, all endpoints and phases.
+    pub fn status_total(&self, status: u16) -> u64 {
+        self.stats
+            .endpoints
+            .values()
+            .map(|e| e.status_count(status))
+            .sum()
+    }
+
+    /// Failures whose kind passes `wanted`.
+    pub fn failures(
+        &self,
+        wanted: impl Fn(FailureKind) -> bool,
+    ) -> impl Iterator<Item = (&'a FailureKey, &'a FailureStats)> {
+        self.stats
+            .failures
+            .iter()
+            .filter(move |(k, _)| wanted(k.kind))
+    }
+
+    /// When the first failure whose kind passes `wanted` happened, s into the run.
+    pub fn first_failure_secs(&self, wanted: impl Fn(FailureKind) -> bool) -> Option<f64> {
+        self.failures(wanted)
+            .map(|(_, f)| f.first_seen_secs)
+            .reduce(f64::min)
+    }
+
+    /// The steady-state p95, ms.
+    pub fn p95_ms(&self) -> f64 {
+        self.steady.percentile_ms(95.0)
+    }
+
+    /// Whether the steady state missed the p95 target.
+    pub fn slow(&self) -> bool {
+        self.steady.count > 0 && self.p95_ms() >= self.targets.p95_ms
+    }
+}

@@ -1,0 +1,193 @@
+//! Background jobs: the queue that grows, jobs that fail after a 201, and jobs that never reach
+//! a final status. Findings quote the last log lines of the watched worker containers, as the
+//! seed's `docker compose logs worker | tail` would show them.
+
+use super::{Evidence, Finding, Layer, Severity};
+
+/// `; last log lines of worker-1: a | b` for every watched worker with lines.
+fn worker_log_quote(e: &Evidence<'_>) -> String {
+    e.worker_logs
+        .iter()
+        .filter(|(_, lines)| !lines.is_empty())
+        .map(|(name, lines)| format!("; last log lines of {name}: {}", lines.join(" | ")))
+        .collect()
+}
+
+/// A watched Redis list that ends 5 or more longer than it started, rising in 3 ticks or more.
+pub fn queue_grows(e: &Evidence<'_>) -> Vec<Finding> {
+    let rd = e.backend.redis();
+    let (Some((t0, first)), Some((t1, last))) = (rd.first(), rd.last()) else {
+        return Vec::new();
+    };
+    if t1 <= t0 {
+        return Vec::new();
+    }
+    first
+        .lists
+        .iter()
+        .filter_map(|(list, start)| {
+            let end = last.lists.get(list).copied().unwrap_or(0);
+            let rises = rd
+                .windows(2)
+                .filter(|w| w[1].1.lists.get(list) > w[0].1.lists.get(list))
+                .count();
+            (end >= start + 5 && rises >= 3).then(|| Finding {
+                rule: "jobs.queue_grows",
+                layer: Layer::Jobs,
+                severity: Severity::Critical,
+                title: "The job queue grows".into(),
+                evidence: format!(
+                    "Redis list {list} grew from {start} to {end} in {:.0} s ({:+.2}/s){}",
+                    t1 - t0,
+                    (end - start) as f64 / (t1 - t0),
+                    worker_log_quote(e)
+                ),
+                action: "Jobs arrive faster than the workers finish them: add Celery workers (or concurrency), or check that they are not stuck".into(),
+                cause_of: vec!["jobs.unfinished"],
+            })
+        })
+        .collect()
+}
+
+/// Followed jobs that reached a failed status.
+pub fn failed(e: &Evidence<'_>) -> Vec<Finding> {
+    e.stats
+        .jobs
+        .iter()
+        .filter(|(_, job)| job.failed > 0)
+        .map(|(kind, job)| {
+            let ended = job.completed + job.failed + job.unfinished + job.unknown;
+            Finding {
+                rule: "jobs.failed",
+                layer: Layer::Jobs,
+                severity: Severity::Warning,
+                title: format!("{kind} jobs fail"),
+                evidence: format!(
+                    "{} of {ended} followed {kind} jobs failed: {}{}",
+                    job.failed,
+                    job.failure_messages.join("; "),
+                    worker_log_quote(e)
+                ),
+                action: "The API answered 201 but the worker failed: read the worker's logs; an audio-overlay `mix` on a video without an audio track always fails".into(),
+                cause_of: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Followed jobs that never reached a final status, when some timed out or none completed.
+pub fn unfinished(e: &Evidence<'_>) -> Vec<Finding> {
+    e.stats
+        .jobs
+        .iter()
+        .filter(|(_, job)| {
+            let timed_out = job
+                .failure_messages
+                .iter()
+                .any(|m| m.starts_with("no final status"));
+            job.unfinished > 0 && (timed_out || job.completed == 0)
+        })
+        .map(|(kind, job)| {
+            let ended = job.completed + job.failed + job.unfinished + job.unknown;
+            let seen = if job.failure_messages.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", job.failure_messages.join("; "))
+            };
+            Finding {
+                rule: "jobs.unfinished",
+                layer: Layer::Jobs,
+                severity: Severity::Warning,
+                title: format!("{kind} jobs do not finish"),
+                evidence: format!(
+                    "{} of {ended} followed {kind} jobs never reached a final status ({} completed){seen}{}",
+                    job.unfinished,
+                    job.completed,
+                    worker_log_quote(e)
+                ),
+                action: "Check that the workers run and take jobs (Celery queue length, worker logs); a worker that fails without marking the task failed leaves it in its last status".into(),
+                cause_of: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::testing::{outcome, redis, ticks, with_evidence, with_logs};
+    use super::*;
+
+    #[test]
+    fn a_growing_queue_is_found_and_a_steady_one_is_not() {
+        let run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let growing = ticks(6, |i| {
+            vec![redis(|r| {
+                r.lists.insert("1/celery".into(), 3 * i as i64);
+            })]
+        });
+        let found = with_evidence(&run, &growing, queue_grows);
+        assert!(
+            found[0].evidence.contains("1/celery grew from 0 to 15"),
+            "{}",
+            found[0].evidence
+        );
+        let steady = ticks(6, |i| {
+            vec![redis(|r| {
+                r.lists.insert("1/celery".into(), (i % 2) as i64);
+            })]
+        });
+        assert!(with_evidence(&run, &steady, queue_grows).is_empty());
+    }
+
+    #[test]
+    fn unfinished_jobs_say_what_status_was_last_seen_and_quote_the_workers() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let job = run.stats.jobs.entry("audio_overlay".into()).or_default();
+        job.unfinished = 4;
+        job.failure_messages = vec!["no final status within 10s (last seen processing)".into()];
+        let logs = BTreeMap::from([(
+            "worker-1".to_owned(),
+            vec!["Task raised: ffmpeg exited 1".to_owned()],
+        )]);
+        let found = with_logs(&run, logs, unfinished);
+        assert_eq!(found[0].title, "audio_overlay jobs do not finish");
+        assert!(
+            found[0].evidence.contains("last seen processing"),
+            "{}",
+            found[0].evidence
+        );
+        assert!(
+            found[0]
+                .evidence
+                .contains("last log lines of worker-1: Task raised"),
+            "{}",
+            found[0].evidence
+        );
+        // Jobs that complete, with a few cut off by the end of the run, are no finding.
+        let mut done = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let job = done.stats.jobs.entry("join".into()).or_default();
+        job.completed = 20;
+        job.unfinished = 2;
+        job.failure_messages = vec!["still running when the run ended".into()];
+        assert!(with_evidence(&done, &[], unfinished).is_empty());
+    }
+
+    #[test]
+    fn failed_jobs_carry_their_messages() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let job = run.stats.jobs.entry("audio_overlay".into()).or_default();
+        job.failed = 2;
+        job.completed = 1;
+        job.failure_messages = vec!["failed: no audio stream".into()];
+        let found = with_evidence(&run, &[], failed);
+        assert!(
+            found[0]
+                .evidence
+                .contains("2 of 3 followed audio_overlay jobs failed: failed: no audio stream"),
+            "{}",
+            found[0].evidence
+        );
+    }
+}

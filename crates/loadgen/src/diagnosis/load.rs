@@ -1,0 +1,437 @@
+//! What the load saw: the API's answers (refusals, rate limits, 401s, 5xx, slow endpoints,
+//! costly start-up), the scenario's own errors, and a throughput plateau as users rise.
+
+use super::{Evidence, Finding, Layer, Severity};
+use crate::stats::{FailureKind, HistoryRow, Phase};
+
+/// Not one request completed.
+pub fn no_requests(e: &Evidence<'_>) -> Vec<Finding> {
+    if e.total_requests() > 0 {
+        return Vec::new();
+    }
+    vec![Finding {
+        rule: "load.no_requests",
+        layer: Layer::Load,
+        severity: Severity::Critical,
+        title: "No request completed".into(),
+        evidence: "0 requests in the whole run".into(),
+        action: "Check --host, and that the run time is longer than the users' start-up".into(),
+        cause_of: Vec::new(),
+    }]
+}
+
+/// Connections refused or broken.
+pub fn refused(e: &Evidence<'_>) -> Vec<Finding> {
+    let is_connection =
+        |k: FailureKind| matches!(k, FailureKind::Refused | FailureKind::Connection);
+    let count: u64 = e.failures(is_connection).map(|(_, f)| f.count).sum();
+    let refused: u64 = e
+        .failures(|k| k == FailureKind::Refused)
+        .map(|(_, f)| f.count)
+        .sum();
+    if count == 0 {
+        return Vec::new();
+    }
+    let first = e.first_failure_secs(is_connection).unwrap_or(0.0);
+    vec![Finding {
+        rule: "load.refused",
+        layer: Layer::Api,
+        severity: Severity::Critical,
+        title: "The API is down or refuses connections".into(),
+        evidence: format!("{count} connection errors ({refused} refused), the first {first:.0} s into the run"),
+        action: "Check that the API process is up and listening (docker compose ps; its logs), and its connection backlog".into(),
+        cause_of: vec!["load.scenario_errors"],
+    }]
+}
+
+/// Answers 429.
+pub fn rate_limited(e: &Evidence<'_>) -> Vec<Finding> {
+    let limited = e.status_total(429);
+    if limited == 0 {
+        return Vec::new();
+    }
+    let total = e.total_requests();
+    let since = e
+        .first_failure_secs(|k| k == FailureKind::Status(429))
+        .map_or(String::new(), |s| format!(", from {s:.0} s into the run"));
+    vec![Finding {
+        rule: "load.rate_limited",
+        layer: Layer::Api,
+        severity: Severity::Critical,
+        title: "Rate limiting".into(),
+        evidence: format!(
+            "{limited} of {total} requests ({:.1}%) answered 429 Too Many Requests{since}",
+            limited as f64 * 100.0 / total.max(1) as f64
+        ),
+        action: "The API limits requests per client IP (RATE_LIMIT_PER_MINUTE, default 60): raise it for load tests, or the test measures the limiter, not the API".into(),
+        cause_of: vec!["load.scenario_errors", "load.plateau"],
+    }]
+}
+
+/// Answers 401: token expiry when they begin after a quiet start, else failed authentication.
+pub fn unauthorized(e: &Evidence<'_>) -> Vec<Finding> {
+    let count = e.status_total(401);
+    if count == 0 {
+        return Vec::new();
+    }
+    let first = e
+        .history
+        .iter()
+        .find(|row| row.interval.status_count(401) > 0)
+        .map_or(0, |row| row.at_secs);
+    let relogins: u64 = e
+        .stats
+        .handled
+        .iter()
+        .filter(|((_, s), _)| *s == 401)
+        .map(|(_, n)| n)
+        .sum();
+    let late = first >= 10;
+    vec![Finding {
+        rule: "load.unauthorized",
+        layer: Layer::Api,
+        severity: Severity::Warning,
+        title: if late {
+            "Token expiry".into()
+        } else {
+            "Authentication failures".into()
+        },
+        evidence: format!(
+            "{count} answers 401 Unauthorized, the first {first} s into the run{}; {relogins} re-logins",
+            if late { " after a quiet start" } else { "" }
+        ),
+        action: if late {
+            "Access tokens expire during the run (JWT_ACCESS_TOKEN_EXPIRE_MINUTES): every expiry costs a bcrypt login; lengthen the lifetime or use /auth/refresh".into()
+        } else {
+            "Requests are not authenticated: check the scenario's login step and credentials".into()
+        },
+        cause_of: Vec::new(),
+    }]
+}
+
+/// Answers 5xx, naming the endpoint with the most.
+pub fn server_errors(e: &Evidence<'_>) -> Vec<Finding> {
+    let per_endpoint = e.stats.endpoints.iter().map(|(k, s)| {
+        let n: u64 = s
+            .statuses
+            .iter()
+            .filter(|(code, _)| **code >= 500)
+            .map(|(_, n)| n)
+            .sum();
+        (k, n)
+    });
+    let total: u64 = per_endpoint.clone().map(|(_, n)| n).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let worst = per_endpoint
+        .filter(|(_, n)| *n > 0)
+        .max_by_key(|(_, n)| *n)
+        .map_or(String::new(), |(k, n)| {
+            format!("; most on {} {} ({n})", k.method, k.name)
+        });
+    vec![Finding {
+        rule: "load.server_errors",
+        layer: Layer::Api,
+        severity: Severity::Critical,
+        title: "Server errors".into(),
+        evidence: format!("{total} answers 5xx{worst}"),
+        action:
+            "Read the API's logs for the tracebacks of these requests (docker compose logs api)"
+                .into(),
+        cause_of: vec!["load.scenario_errors"],
+    }]
+}
+
+/// Start-up requests (register, login, uploads) averaging above the average target.
+pub fn costly_startup(e: &Evidence<'_>) -> Vec<Finding> {
+    let slow: Vec<String> = e
+        .stats
+        .endpoints
+        .iter()
+        .filter(|(k, s)| k.phase == Phase::Startup && s.average_ms() > e.targets.avg_ms)
+        .map(|(k, s)| {
+            format!(
+                "{} {} averaged {:.0} ms (p95 {:.0} ms)",
+                k.method,
+                k.name,
+                s.average_ms(),
+                s.percentile_ms(95.0)
+            )
+        })
+        .collect();
+    if slow.is_empty() {
+        return Vec::new();
+    }
+    let startup = e.stats.aggregated(Phase::Startup);
+    vec![Finding {
+        rule: "load.costly_startup",
+        layer: Layer::Api,
+        severity: Severity::Warning,
+        title: "Costly start-up (authentication, uploads)".into(),
+        evidence: format!("of {} start-up requests, {}", startup.count, slow.join("; ")),
+        action: "register/login hash passwords with bcrypt inside the request; on an API with one event loop each hash blocks every other request meanwhile: lower the cost for tests, hash in a thread pool, or add API processes".into(),
+        cause_of: vec!["load.slow_endpoints"],
+    }]
+}
+
+/// The steady-state p95 at or above its target, with the endpoints that miss it.
+pub fn slow_endpoints(e: &Evidence<'_>) -> Vec<Finding> {
+    if !e.slow() {
+        return Vec::new();
+    }
+    let slow: Vec<String> = e
+        .stats
+        .endpoints
+        .iter()
+        .filter(|(k, s)| k.phase == Phase::Steady && s.percentile_ms(95.0) >= e.targets.p95_ms)
+        .map(|(k, s)| {
+            format!(
+                "{} {} p95 {:.0} ms",
+                k.method,
+                k.name,
+                s.percentile_ms(95.0)
+            )
+        })
+        .collect();
+    vec![Finding {
+        rule: "load.slow_endpoints",
+        layer: Layer::Api,
+        severity: Severity::Warning,
+        title: "Slow endpoints".into(),
+        evidence: format!("steady-state p95 {:.0} ms; {}", e.p95_ms(), slow.join(", ")),
+        action: "Profile these endpoints: database queries (indexes, N+1), pool size, and CPU of the API process".into(),
+        cause_of: Vec::new(),
+    }]
+}
+
+/// Steps the scenario could not build: a consequence of earlier failures when every one is a
+/// value never received, a fault of the scenario otherwise.
+pub fn scenario_errors(e: &Evidence<'_>) -> Vec<Finding> {
+    if e.stats.exceptions.is_empty() {
+        return Vec::new();
+    }
+    let count: u64 = e.stats.exceptions.values().sum();
+    let first = e
+        .stats
+        .exceptions
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_default();
+    // A variable never set usually means the step that sets it failed (a 429 on an upload
+    // leaves no file ids to pick): a consequence, not a fault of the scenario.
+    let only_unset = e
+        .stats
+        .exceptions
+        .keys()
+        .all(|m| m.contains("is not set") || m.contains("cannot pick"));
+    vec![if only_unset && !e.stats.failures.is_empty() {
+        Finding {
+            rule: "load.scenario_errors",
+            layer: Layer::Load,
+            severity: Severity::Info,
+            title: "Steps skipped after earlier failures".into(),
+            evidence: format!(
+                "{count} steps skipped because a value they use was never received, e.g. {first}"
+            ),
+            action: "Fix the failures above first; the steps that set these values failed".into(),
+            cause_of: Vec::new(),
+        }
+    } else {
+        Finding {
+            rule: "load.scenario_errors",
+            layer: Layer::Load,
+            severity: Severity::Warning,
+            title: "Scenario errors".into(),
+            evidence: format!("{count} steps could not be built, e.g. {first}"),
+            action: "Fix the scenario (see the scenario errors table)".into(),
+            cause_of: Vec::new(),
+        }
+    }]
+}
+
+/// Users rise by 1.8× or more but req/s by less than 1.2×: the capacity, and where it was hit.
+pub fn plateau(e: &Evidence<'_>) -> Vec<Finding> {
+    let h = e.history;
+    let peak = h.iter().map(|r| r.users).max().unwrap_or(0);
+    if peak < 4 || h.len() < 8 {
+        return Vec::new();
+    }
+    let rps = |rows: &[HistoryRow]| {
+        rows.iter().map(|r| r.interval.count as f64).sum::<f64>() / rows.len().max(1) as f64
+    };
+    let (Some(half_at), Some(full_at)) = (
+        h.iter().position(|r| r.users * 2 >= peak),
+        h.iter().position(|r| r.users == peak),
+    ) else {
+        return Vec::new();
+    };
+    if full_at < half_at + 3 || h.len() < full_at + 3 {
+        return Vec::new();
+    }
+    let at_half = rps(&h[half_at..(half_at + 3).min(full_at)]);
+    let at_full = rps(&h[full_at..]);
+    let users_half = h[half_at].users;
+    if !(at_half > 0.0 && (peak as f64) >= 1.8 * users_half as f64 && at_full < 1.2 * at_half) {
+        return Vec::new();
+    }
+    vec![Finding {
+        rule: "load.plateau",
+        layer: Layer::Load,
+        severity: Severity::Warning,
+        title: "Throughput plateau".into(),
+        evidence: format!(
+            "{at_half:.1} req/s at {users_half} users and {at_full:.1} req/s at {peak} users: capacity reached at about {users_half} users (from {} s into the run)",
+            h[half_at].at_secs
+        ),
+        action: "This is the capacity limit: the findings above say which layer sets it".into(),
+        cause_of: Vec::new(),
+    }]
+}
+
+/// What [`super::diagnose`] says when no rule fired: healthy if every target was met,
+/// otherwise the missed targets, with no cause found in the evidence.
+pub fn nothing_found(e: &Evidence<'_>) -> Finding {
+    let rps = e.steady.count as f64 / e.duration.as_secs_f64().max(1e-9);
+    let figures = format!(
+        "{} users, {rps:.1} req/s in the steady state, p95 {:.0} ms, {:.2}% failures",
+        e.peak_users,
+        e.p95_ms(),
+        e.steady.failure_ratio() * 100.0
+    );
+    let missed: Vec<&str> = e
+        .verdicts
+        .iter()
+        .filter(|v| !v.met)
+        .map(|v| v.name.as_str())
+        .collect();
+    if missed.is_empty() {
+        Finding {
+            rule: "load.nothing_found",
+            layer: Layer::Load,
+            severity: Severity::Info,
+            title: "No problem found".into(),
+            evidence: figures,
+            action: "Raise the users (-u) to find the capacity limit".into(),
+            cause_of: Vec::new(),
+        }
+    } else {
+        Finding {
+            rule: "load.nothing_found",
+            layer: Layer::Load,
+            severity: Severity::Warning,
+            title: "Targets missed, no cause found in the evidence".into(),
+            evidence: format!("missed: {}; {figures}", missed.join(", ")),
+            action: "Watch the backend too (--monitor-docker, --monitor-postgres, --monitor-redis) so the findings can name the layer".into(),
+            cause_of: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{fail, outcome, with_evidence};
+    use super::*;
+    use crate::stats::{Key, Phase};
+
+    #[test]
+    fn a_throughput_plateau_names_the_users_where_it_began() {
+        let users = [5, 10, 10, 10, 15, 20, 20, 20, 20, 20];
+        let flat = [25, 50, 50, 50, 51, 52, 50, 51, 50, 50];
+        let found = with_evidence(&outcome(&users, &flat, 10, &[]), &[], plateau);
+        assert!(
+            found[0].evidence.contains("at 10 users"),
+            "{}",
+            found[0].evidence
+        );
+        let growing = [25, 50, 50, 50, 75, 100, 100, 100, 100, 100];
+        assert!(with_evidence(&outcome(&users, &growing, 10, &[]), &[], plateau).is_empty());
+    }
+
+    #[test]
+    fn failure_kinds_not_message_texts_decide() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        assert!(with_evidence(&run, &[], refused).is_empty());
+        // A message that merely mentions a connection is not a connection failure.
+        fail(
+            &mut run,
+            FailureKind::Status(502),
+            "HTTP 502: ConnectionRefusedError upstream",
+            3,
+        );
+        assert!(with_evidence(&run, &[], refused).is_empty());
+        assert_eq!(with_evidence(&run, &[], server_errors).len(), 1);
+        fail(
+            &mut run,
+            FailureKind::Refused,
+            "ConnectionRefusedError: connection refused by 127.0.0.1:9",
+            2,
+        );
+        let found = with_evidence(&run, &[], refused);
+        assert!(
+            found[0]
+                .evidence
+                .contains("2 connection errors (2 refused)"),
+            "{}",
+            found[0].evidence
+        );
+    }
+
+    #[test]
+    fn rate_limits_count_429_answers() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        fail(
+            &mut run,
+            FailureKind::Status(429),
+            "HTTP 429: Too many requests.",
+            12,
+        );
+        let found = with_evidence(&run, &[], rate_limited);
+        assert!(
+            found[0].evidence.starts_with("12 of 132 requests (9.1%)"),
+            "{}",
+            found[0].evidence
+        );
+    }
+
+    #[test]
+    fn costly_startup_names_the_endpoints_above_the_average_target() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let key = Key {
+            phase: Phase::Startup,
+            method: "POST".into(),
+            name: "/api/v1/auth/login".into(),
+        };
+        let login = run.stats.endpoints.entry(key).or_default();
+        for _ in 0..5 {
+            login.record(400_000, 10, Some(200), false);
+        }
+        let found = with_evidence(&run, &[], costly_startup);
+        assert!(
+            found[0]
+                .evidence
+                .contains("POST /api/v1/auth/login averaged 400 ms"),
+            "{}",
+            found[0].evidence
+        );
+        assert!(!found[0].action.contains("not skewed"));
+    }
+
+    #[test]
+    fn scenario_errors_after_failures_are_consequences() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        run.stats
+            .exceptions
+            .insert("join: variable `videos` is not set".into(), 4);
+        assert_eq!(
+            with_evidence(&run, &[], scenario_errors)[0].severity,
+            Severity::Warning
+        );
+        fail(&mut run, FailureKind::Status(429), "HTTP 429", 1);
+        assert_eq!(
+            with_evidence(&run, &[], scenario_errors)[0].severity,
+            Severity::Info
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! The load generator watching itself: when its CPU is near its cores or its timers fire late,
+//! every other figure of the run is suspect, so this layer is read first.
+
+use super::{Evidence, Finding, Layer, Severity};
+
+/// CPU near the user threads' cores, or timers 100 ms late, in 3 seconds or more.
+pub fn saturated(e: &Evidence<'_>) -> Vec<Finding> {
+    let cores = e.threads.max(1) as f64 * 100.0;
+    let hot = e
+        .history
+        .iter()
+        .filter(|h| h.loadgen_cpu_pct >= 0.9 * cores)
+        .count();
+    let late = e.history.iter().filter(|h| h.timer_lag_ms >= 100.0).count();
+    if hot < 3 && late < 3 {
+        return Vec::new();
+    }
+    let peak_cpu = e
+        .history
+        .iter()
+        .map(|h| h.loadgen_cpu_pct)
+        .fold(0.0, f64::max);
+    let peak_lag = e.history.iter().map(|h| h.timer_lag_ms).fold(0.0, f64::max);
+    vec![Finding {
+        rule: "loadgen.saturated",
+        layer: Layer::LoadGenerator,
+        severity: Severity::Critical,
+        title: "The load generator is the bottleneck".into(),
+        evidence: format!(
+            "loadgen used up to {peak_cpu:.0}% CPU ({} thread(s)); its timers fired up to {peak_lag:.0} ms late; {} of {} seconds affected: every other figure of this run is suspect",
+            e.threads,
+            hot.max(late),
+            e.history.len()
+        ),
+        action: "Give loadgen more cores (--threads) or run it on another machine, or use fewer users per process".into(),
+        cause_of: Vec::new(),
+    }]
+}
+
+/// `--memory-limit` stopped the ramp.
+pub fn memory_limit(e: &Evidence<'_>) -> Vec<Finding> {
+    let Some((at, users, rss)) = e.memory_limit_hit else {
+        return Vec::new();
+    };
+    vec![Finding {
+        rule: "loadgen.memory_limit",
+        layer: Layer::LoadGenerator,
+        severity: Severity::Warning,
+        title: "loadgen reached its memory limit".into(),
+        evidence: format!(
+            "{} MB at {at} s with {users} users; no user was started after that",
+            rss / 1_000_000
+        ),
+        action: "Raise --memory-limit, or run fewer users per process".into(),
+        cause_of: vec!["load.plateau"],
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{outcome, with_evidence};
+    use super::*;
+
+    #[test]
+    fn a_busy_generator_is_found_and_a_quiet_one_is_not() {
+        let busy = outcome(
+            &[5; 6],
+            &[50; 6],
+            900,
+            &[95.0, 99.0, 97.0, 98.0, 99.0, 96.0],
+        );
+        let found = with_evidence(&busy, &[], saturated);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].evidence.contains("99% CPU"),
+            "{}",
+            found[0].evidence
+        );
+        let quiet = outcome(&[5; 6], &[50; 6], 900, &[20.0; 6]);
+        assert!(with_evidence(&quiet, &[], saturated).is_empty());
+    }
+
+    #[test]
+    fn the_memory_limit_is_reported_with_its_figures() {
+        let mut run = outcome(&[5; 6], &[50; 6], 10, &[]);
+        assert!(with_evidence(&run, &[], memory_limit).is_empty());
+        run.memory_limit_hit = Some((4, 120, 300_000_000));
+        let found = with_evidence(&run, &[], memory_limit);
+        assert!(
+            found[0].evidence.contains("300 MB at 4 s with 120 users"),
+            "{}",
+            found[0].evidence
+        );
+    }
+}

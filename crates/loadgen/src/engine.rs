@@ -1,0 +1,291 @@
+//! The engine: [`Run::start`] takes a resolved [`RunConfig`] and returns a [`RunHandle`], the
+//! one thing every driver (the headless CLI, the demo, the web UI, a worker) holds to steer and
+//! read a run. The handle changes the user count and rate, stops the run, takes an exactly
+//! mergeable [`StatsSnapshot`] at any moment, delivers one [`Update`] a second, and hands over
+//! the [`RunOutcome`] at the end.
+//!
+//! ```no_run
+//! # async fn demo(config: loadgen::config::RunConfig) -> Result<(), loadgen::engine::EngineError> {
+//! use loadgen::engine::Run;
+//!
+//! let handle = Run::start(&config).await?;
+//! let mut updates = handle.subscribe();
+//! while updates.changed().await.is_ok() {
+//!     if let Some(update) = updates.borrow().as_ref() {
+//!         println!("{} users, {} req/s", update.users, update.second.interval.count);
+//!     }
+//!     # break;
+//! }
+//! handle.set_users(50, 10.0)?;
+//! let so_far = handle.snapshot().await;
+//! println!("{} endpoints so far", so_far.endpoints.len());
+//! handle.stop();
+//! let outcome = handle.wait().await;
+//! println!("{} requests", outcome.stats.aggregated(loadgen::stats::Phase::Steady).count);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{self, BackendWatch};
+use crate::config::RunConfig;
+use crate::http::{Target, TargetError};
+use crate::preflight;
+use crate::runner::{Channels, Control, Runner};
+use crate::stats::{HistoryRow, SelfWatchFigures, Stats, StatsSnapshot};
+
+/// Why a run could not start or be steered.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The host is not a usable URL, or does not resolve.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// A check before the run failed (health endpoint, open-file limit).
+    #[error("{0}")]
+    Preflight(String),
+    /// Not one user thread could be started.
+    #[error("cannot start a user thread: {0} (try fewer --threads)")]
+    Threads(#[source] std::io::Error),
+    /// A spawn rate that is not a positive number.
+    #[error("spawn rate {0}: must be a positive number of users per second")]
+    SpawnRate(f64),
+    /// The run ended in a way that lost its results (a panic in the engine).
+    #[error("the run ended abnormally: {0}")]
+    Aborted(String),
+}
+
+/// Everything a finished run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Merged stats.
+    pub stats: Stats,
+    /// Per second.
+    pub history: Vec<HistoryRow>,
+    /// When it started.
+    pub started_at: SystemTime,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Most users running at once.
+    pub peak_users: u64,
+    /// Users started, by type.
+    pub users_by_type: BTreeMap<String, u64>,
+    /// Whether it was stopped before its run time.
+    pub interrupted: bool,
+    /// The run id used in identities.
+    pub run_id: String,
+    /// Threads that ran users.
+    pub threads: usize,
+    /// When `--memory-limit` stopped the ramp: (seconds into the run, users then, RSS bytes).
+    pub memory_limit_hit: Option<(u64, u64, u64)>,
+    /// The backend's ticks, on the run's clock.
+    pub backend: Vec<monitor::sample::Tick>,
+    /// Why the backend could not be watched, if it could not.
+    pub backend_error: Option<String>,
+    /// The last log lines of watched worker containers, when jobs went wrong.
+    pub worker_logs: BTreeMap<String, Vec<String>>,
+    /// Why the run ended early, when it was not by a stop or its run time.
+    pub error: Option<String>,
+}
+
+impl Default for RunOutcome {
+    fn default() -> Self {
+        Self {
+            stats: Stats::default(),
+            history: Vec::new(),
+            started_at: SystemTime::UNIX_EPOCH,
+            duration: Duration::ZERO,
+            peak_users: 0,
+            users_by_type: BTreeMap::new(),
+            interrupted: false,
+            run_id: String::new(),
+            threads: 0,
+            memory_limit_hit: None,
+            backend: Vec::new(),
+            backend_error: None,
+            worker_logs: BTreeMap::new(),
+            error: None,
+        }
+    }
+}
+
+/// One second of a running test, as [`RunHandle::subscribe`] delivers it.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// Users running.
+    pub users: u64,
+    /// Users the run is ramping to.
+    pub target_users: u64,
+    /// The steady-state p95 so far, ms.
+    pub steady_p95_ms: f64,
+    /// The second that just ended (with the run's cumulative figures).
+    pub second: Arc<HistoryRow>,
+}
+
+/// Starts runs.
+#[derive(Debug)]
+pub struct Run;
+
+impl Run {
+    /// Checks the target (resolution, the scenario's health endpoint, the open-file limit),
+    /// starts the backend watch, then the users; returns at once with the handle.
+    pub async fn start(config: &RunConfig) -> Result<RunHandle, EngineError> {
+        if !(config.load.spawn_rate.is_finite() && config.load.spawn_rate > 0.0) {
+            return Err(EngineError::SpawnRate(config.load.spawn_rate));
+        }
+        let target = Target::resolve(&config.host).await?;
+        if let Some(path) = &config.scenario.health {
+            preflight::check_health(&target, path)
+                .await
+                .map_err(EngineError::Preflight)?;
+        }
+        preflight::raise_open_files(config.load.users).map_err(EngineError::Preflight)?;
+
+        let watch_backend = config.backend.clone().map(BackendWatch::start);
+        let runner = Runner::new(config.load.clone(), config.scenario.clone(), target);
+        let (control_tx, control) = watch::channel(Control {
+            users: config.load.users,
+            spawn_rate: config.load.spawn_rate,
+        });
+        let (snapshot_tx, snapshots) = mpsc::channel(8);
+        let (updates_tx, updates) = watch::channel(None);
+        let (finished_tx, finished) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let channels = Channels {
+            control,
+            stop: stop.clone(),
+            snapshots,
+            updates: updates_tx,
+        };
+        tokio::spawn(async move {
+            let result = tokio::spawn(runner.run(channels)).await;
+            let mut outcome = match result {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(error)) => RunOutcome {
+                    error: Some(error.to_string()),
+                    ..RunOutcome::default()
+                },
+                Err(join) => RunOutcome {
+                    error: Some(EngineError::Aborted(join.to_string()).to_string()),
+                    ..RunOutcome::default()
+                },
+            };
+            // A backend that could not be watched costs its findings, never the run's results.
+            if let Some(watch) = watch_backend {
+                match watch.finish().await {
+                    Ok(ticks) => outcome.backend = ticks,
+                    Err(error) => outcome.backend_error = Some(error),
+                }
+            }
+            if jobs_went_wrong(&outcome.stats) {
+                outcome.worker_logs = backend::worker_logs(&outcome.backend).await;
+            }
+            finished_tx.send_replace(Some(Arc::new(outcome)));
+        });
+        Ok(RunHandle {
+            control: Arc::new(control_tx),
+            stop,
+            snapshots: snapshot_tx,
+            updates,
+            finished,
+        })
+    }
+}
+
+fn jobs_went_wrong(stats: &Stats) -> bool {
+    stats
+        .jobs
+        .values()
+        .any(|j| j.failed + j.unfinished + j.unknown > 0)
+}
+
+/// Steers and reads a run; cheap to clone, so that a Ctrl-C task, a web UI and a reporter can
+/// each hold one.
+#[derive(Clone)]
+pub struct RunHandle {
+    control: Arc<watch::Sender<Control>>,
+    stop: CancellationToken,
+    snapshots: mpsc::Sender<oneshot::Sender<StatsSnapshot>>,
+    updates: watch::Receiver<Option<Update>>,
+    finished: watch::Receiver<Option<Arc<RunOutcome>>>,
+}
+
+impl std::fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("control", &*self.control.borrow())
+            .field("stopped", &self.stop.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunHandle {
+    /// Ramps to `users` at `spawn_rate` users per second (up or down).
+    pub fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), EngineError> {
+        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
+            return Err(EngineError::SpawnRate(spawn_rate));
+        }
+        self.control.send_replace(Control { users, spawn_rate });
+        Ok(())
+    }
+
+    /// Stops the run; [`RunHandle::wait`] still returns everything measured.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Everything measured so far (or at the end, once the run is over).
+    pub async fn snapshot(&self) -> StatsSnapshot {
+        let (reply, answer) = oneshot::channel();
+        if self.snapshots.send(reply).await.is_ok()
+            && let Ok(snapshot) = answer.await
+        {
+            return snapshot;
+        }
+        // The run is over (or ending): its outcome has the final figures.
+        let outcome = self.wait().await;
+        let own = outcome
+            .history
+            .last()
+            .map_or_else(SelfWatchFigures::default, |h| SelfWatchFigures {
+                cpu_pct: h.loadgen_cpu_pct,
+                rss_bytes: h.loadgen_rss_bytes,
+                timer_lag_ms: h.timer_lag_ms,
+            });
+        StatsSnapshot::of(&outcome.stats, outcome.duration.as_secs_f64(), 0, own)
+    }
+
+    /// One update per second while the run goes (`None` before the first second).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Update>> {
+        self.updates.clone()
+    }
+
+    /// Whether the run has ended and its outcome is ready.
+    pub fn is_finished(&self) -> bool {
+        self.finished.borrow().is_some()
+    }
+
+    /// Waits for the end of the run (its run time, or [`RunHandle::stop`]) and returns what it
+    /// produced; every clone of the handle gets the same outcome.
+    pub async fn wait(&self) -> Arc<RunOutcome> {
+        let mut finished = self.finished.clone();
+        loop {
+            if let Some(outcome) = finished.borrow_and_update().as_ref() {
+                return outcome.clone();
+            }
+            if finished.changed().await.is_err() {
+                // The engine task is gone without an outcome: only a panic does that.
+                return Arc::new(RunOutcome {
+                    error: Some("the engine stopped without an outcome".into()),
+                    ..RunOutcome::default()
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The headless driver, used by the command line and the demo: starts the run through the
+//! engine, follows it on the console, stops it on Ctrl-C, then prints the summary and writes the
+//! report files. It holds a [`RunHandle`] and nothing else of the engine.
+
+use anyhow::bail;
+
+use crate::config::{Outputs, RunConfig};
+use crate::engine::{Run, RunHandle};
+use crate::report::{self, Analysis, Report};
+use crate::{EXIT_OK, EXIT_TARGET_MISSED};
+
+/// Runs the load test `config` describes; returns the exit code.
+pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
+    let handle = Run::start(&config).await?;
+    stop_on_ctrl_c(handle.clone());
+    report::live::follow(&handle, &config.live, config.load.run_time).await;
+    let outcome = handle.wait().await;
+    if let Some(error) = &outcome.error {
+        bail!("{error}");
+    }
+    if let Some(error) = &outcome.backend_error {
+        eprintln!("loadgen: warning: no backend samples: {error}");
+    }
+    let analysis = Analysis::of(&outcome, &config.targets);
+    let report = Report::new(&config.host, &outcome, analysis);
+    print!("{}", report::console::summary(&report));
+    write_outputs(&report, &config.outputs)?;
+    Ok(if report.analysis.all_met() {
+        EXIT_OK
+    } else {
+        EXIT_TARGET_MISSED
+    })
+}
+
+fn stop_on_ctrl_c(handle: RunHandle) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nloadgen: stopping users (Ctrl-C again to exit at once)");
+            handle.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+/// Writes every file asked for; one that cannot be written does not stop the others.
+fn write_outputs(report: &Report, outputs: &Outputs) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    if let Some(prefix) = &outputs.csv {
+        match report::csv::write(report, prefix) {
+            Ok(paths) => eprintln!(
+                "loadgen: wrote {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(e) => errors.push(format!("CSV files {prefix}_*.csv: {e}")),
+        }
+    }
+    if let Some(path) = &outputs.json {
+        match report.write_json(path) {
+            Ok(()) => eprintln!("loadgen: wrote {}", path.display()),
+            Err(e) => errors.push(format!("JSON {}: {e}", path.display())),
+        }
+    }
+    if let Some(path) = &outputs.html {
+        match std::fs::write(path, report::html::render(report)) {
+            Ok(()) => eprintln!("loadgen: wrote {}", path.display()),
+            Err(e) => errors.push(format!("HTML {}: {e}", path.display())),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("could not write {}", errors.join("; "));
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! The live view while a run goes, a driver's reading of the engine's updates: a progress line
+//! on a terminal, Locust's requests table every `--stats-interval` otherwise (CI logs).
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use crate::config::LiveConfig;
+use crate::engine::{RunHandle, Update};
+use crate::stats::Phase;
+
+/// Follows `handle` until the run ends, printing as `config` says.
+pub async fn follow(handle: &RunHandle, config: &LiveConfig, run_time: Option<Duration>) {
+    if config.quiet {
+        return;
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let mut updates = handle.subscribe();
+    let mut last_table = Instant::now();
+    while updates.changed().await.is_ok() {
+        let Some(update) = updates.borrow_and_update().clone() else {
+            continue;
+        };
+        if terminal {
+            eprint!("\r{}   ", progress_line(&update, run_time));
+        } else if last_table.elapsed() >= config.every {
+            last_table = Instant::now();
+            print_table(handle, &update).await;
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+}
+
+/// `[  12s] users 10/10 | 48.0 req/s | failures 3 (0.52%) | p95 120 ms | 18s left`.
+pub fn progress_line(update: &Update, run_time: Option<Duration>) -> String {
+    let left = run_time
+        .map(|t| format!("{}s left", t.saturating_sub(update.elapsed).as_secs()))
+        .unwrap_or_else(|| "Ctrl-C to stop".into());
+    let so_far = &update.second.cumulative;
+    let failure_pct = so_far.failures as f64 * 100.0 / so_far.requests.max(1) as f64;
+    format!(
+        "[{:>4}s] users {}/{} | {:.1} req/s | failures {} ({failure_pct:.2}%) | p95 {:.0} ms | {left}",
+        update.elapsed.as_secs(),
+        update.users,
+        update.target_users,
+        update.second.interval.count,
+        so_far.failures,
+        update.steady_p95_ms
+    )
+}
+
+async fn print_table(handle: &RunHandle, update: &Update) {
+    let Ok(stats) = handle.snapshot().await.to_stats() else {
+        return;
+    };
+    let secs = update.elapsed.as_secs_f64().max(1e-9);
+    let rows: Vec<super::Row> = stats
+        .endpoints
+        .iter()
+        .filter(|(k, _)| k.phase == Phase::Steady)
+        .map(|(k, e)| super::Row::live(&k.method, &k.name, e, secs))
+        .collect();
+    let total = super::Row::live("", "Aggregated", &stats.aggregated(Phase::Steady), secs);
+    println!(
+        "[{:.0}s, {} users]",
+        update.elapsed.as_secs_f64(),
+        update.users
+    );
+    print!("{}", super::console::requests_table(&rows, &total));
+    println!();
+}

@@ -1,0 +1,13 @@
+//! loadgen's integration tests, one binary (so that the testbed and its server stack are linked
+//! once, not once per file): loadgen against the testbed on real PostgreSQL and Redis over
+//! loopback, through the same `run` the binary calls, and the binary itself where signals and
+//! exit codes matter.
+
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod diagnosis;
+mod engine;
+mod report;
+mod support;
+mod timeline;
