@@ -5,8 +5,11 @@
 //!
 //! ```
 //! use loadgen::diagnosis::{Evidence, diagnose};
-//! # let outcome = loadgen::engine::RunOutcome::empty();
-//! # let targets = loadgen::targets::Targets::default();
+//! use loadgen::engine::RunOutcome;
+//! use loadgen::targets::Targets;
+//!
+//! let outcome = RunOutcome::default(); // a run in which nothing completed
+//! let targets = Targets::default();
 //! let evidence = Evidence::new(&outcome, &targets, &[], Default::default());
 //! let findings = diagnose(&evidence);
 //! assert_eq!(findings[0].rule, "load.no_requests");
