@@ -99,6 +99,40 @@ async fn read_until<S: Source>(
     }
 }
 
+/// A restarted container ends its stats stream: its figures must follow the new process, not
+/// freeze at the last ones the old stream gave. The container burns CPU the first time and
+/// sleeps after its restart (a file in its own filesystem says which run it is).
+#[tokio::test]
+async fn docker_figures_follow_a_restarted_container() {
+    let flip = Container::run(
+        "lt-restart",
+        "if [ -e /ran-once ]; then exec sleep 600; fi; : > /ran-once; while :; do :; done",
+    );
+    let mut docker = Docker::new(Selector::Names(vec![flip.0.clone()]));
+    let cpu = |v: &Values| match v {
+        Values::Docker(d) => d.containers.get(&flip.0).map_or(0.0, |c| c.cpu_pct),
+        _ => 0.0,
+    };
+    let busy = read_until(&mut docker, Duration::from_secs(30), |v| cpu(v) > 50.0).await;
+    assert!(cpu(&busy) > 50.0, "{busy:?}");
+    let restarted = Command::new("docker")
+        .args(["restart", "-t", "0", &flip.0])
+        .output()
+        .unwrap();
+    assert!(restarted.status.success());
+    // Now idle: fresh figures from a reopened stream show it (stale ones would stay above 50%).
+    let idle = read_until(&mut docker, Duration::from_secs(30), |v| {
+        (0.0..5.0).contains(&cpu(v))
+    })
+    .await;
+    let Values::Docker(d) = &idle else {
+        panic!("{idle:?}")
+    };
+    let c = &d.containers[&flip.0];
+    assert!(c.cpu_pct < 5.0 && c.memory_bytes > 0, "{c:?}");
+    let _ = Command::new("docker").args(["rm", "-f", &flip.0]).output();
+}
+
 #[tokio::test]
 async fn docker_shows_a_busy_container_and_marks_it_gone() {
     let burner = Container::run("lt-monitor", "while :; do :; done");

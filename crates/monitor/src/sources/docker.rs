@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bollard::Docker as Client;
 use bollard::models::ContainerStatsResponse;
@@ -14,7 +14,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use crate::sample::{ContainerValues, DockerValues, Values};
-use crate::source::{Source, SourceError};
+use crate::source::{Backoff, Source, SourceError};
 
 /// Which containers to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,14 +111,7 @@ impl Docker {
 
     fn watch(client: &Client, id: &str) -> Watcher {
         let latest: Latest = Arc::default();
-        let sink = latest.clone();
-        let options = StatsOptionsBuilder::default().stream(true).build();
-        let mut stream = client.stats(id, Some(options)).boxed();
-        let task = tokio::spawn(async move {
-            while let Some(Ok(stats)) = stream.next().await {
-                *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
-            }
-        });
+        let task = tokio::spawn(follow_stats(client.clone(), id.to_owned(), latest.clone()));
         Watcher { latest, task }
     }
 
@@ -158,8 +151,7 @@ impl Docker {
             .filters(&filters)
             .build();
         let listed = client.list_containers(Some(options)).await?;
-        let mut values = DockerValues::default();
-        let mut present = Vec::new();
+        let mut picked: Vec<(String, String, String)> = Vec::new();
         for summary in listed {
             let Some(id) = summary.id.clone() else {
                 continue;
@@ -183,13 +175,21 @@ impl Docker {
             if state != "running" && !self.known.contains_key(&name) {
                 continue;
             }
+            picked.push((id, name, state));
+        }
+        // Every container's inspection at once: a tick must not wait on one after another.
+        let inspections = futures::future::join_all(
+            picked
+                .iter()
+                .map(|(id, _, _)| client.inspect_container(id, None::<InspectContainerOptions>)),
+        )
+        .await;
+        let mut values = DockerValues::default();
+        let mut present = Vec::new();
+        for ((id, name, state), inspect) in picked.into_iter().zip(inspections) {
             present.push(name.clone());
             self.known.insert(name.clone(), id.clone());
-            let inspect = client
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-                .ok();
-            let restart_count = inspect.as_ref().and_then(|i| i.restart_count).unwrap_or(0);
+            let restart_count = inspect.ok().and_then(|i| i.restart_count).unwrap_or(0);
             let mut container = ContainerValues {
                 state: state.clone(),
                 restart_count,
@@ -338,6 +338,32 @@ impl Docker {
             out.block_write_bps,
         ] = now.rates;
         self.previous.insert(name.to_owned(), now);
+    }
+}
+
+/// Follows one container's stats stream for as long as the watcher lives. When the stream fails
+/// or ends (the engine restarted, the container was restarted, a connection dropped), the last
+/// figures are cleared, so that a tick shows no figures rather than frozen ones, and the stream
+/// is opened again after a backoff.
+async fn follow_stats(client: Client, id: String, latest: Latest) {
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+    loop {
+        let options = StatsOptionsBuilder::default().stream(true).build();
+        let mut stream = client.stats(&id, Some(options));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(stats) => {
+                    *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
+                    backoff.succeeded();
+                }
+                Err(error) => {
+                    tracing::debug!(container = %id, %error, "stats stream failed; reopening");
+                    break;
+                }
+            }
+        }
+        *latest.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        tokio::time::sleep(backoff.failed(std::time::Instant::now())).await;
     }
 }
 

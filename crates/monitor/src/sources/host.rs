@@ -2,6 +2,7 @@
 //! a share of a capacity the user sets (no portable way to read a link's or a disk's speed).
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sysinfo::{Disks, Networks, System};
@@ -28,13 +29,20 @@ impl Default for Capacity {
     }
 }
 
-/// The host source.
-pub struct Host {
+/// What sysinfo reads, kept between ticks (rates need the previous reading).
+struct Readers {
     system: System,
     disks: Disks,
     networks: Networks,
-    capacity: Capacity,
     last: Instant,
+}
+
+/// The host source. sysinfo reads `/proc` and `/sys` with blocking calls (the disk list can
+/// take tens of milliseconds on a busy machine), so each reading runs on tokio's blocking
+/// pool, never on the runtime's threads that the other sources share.
+pub struct Host {
+    readers: Arc<Mutex<Readers>>,
+    capacity: Capacity,
 }
 
 impl Host {
@@ -44,11 +52,13 @@ impl Host {
         system.refresh_cpu_usage();
         system.refresh_memory();
         Self {
-            system,
-            disks: Disks::new_with_refreshed_list(),
-            networks: Networks::new_with_refreshed_list(),
+            readers: Arc::new(Mutex::new(Readers {
+                system,
+                disks: Disks::new_with_refreshed_list(),
+                networks: Networks::new_with_refreshed_list(),
+                last: Instant::now(),
+            })),
             capacity,
-            last: Instant::now(),
         }
     }
 }
@@ -68,43 +78,54 @@ impl Source for Host {
     }
 
     async fn read(&mut self) -> Result<Values, SourceError> {
-        let secs = self.last.elapsed().as_secs_f64().max(1e-3);
-        self.last = Instant::now();
-        self.system.refresh_cpu_usage();
-        self.system.refresh_memory();
-        self.disks.refresh(true);
-        self.networks.refresh(true);
-        let total = self.system.total_memory().max(1);
-        let used = self.system.used_memory();
-        let mut seen = HashSet::new();
-        let (mut read, mut written) = (0u64, 0u64);
-        for disk in self.disks.list() {
-            // The same device can be mounted at several places.
-            if seen.insert(disk.name().to_owned()) {
-                let usage = disk.usage();
-                read += usage.read_bytes;
-                written += usage.written_bytes;
-            }
-        }
-        let (mut rx, mut tx) = (0u64, 0u64);
-        for (name, data) in self.networks.iter() {
-            if counted_interface(name) {
-                rx += data.received();
-                tx += data.transmitted();
-            }
-        }
-        let (disk_read_bps, disk_write_bps) = (read as f64 / secs, written as f64 / secs);
-        let (net_rx_bps, net_tx_bps) = (rx as f64 / secs, tx as f64 / secs);
-        Ok(Values::Host(HostValues {
-            cpu_pct: f64::from(self.system.global_cpu_usage()),
-            memory_pct: used as f64 * 100.0 / total as f64,
-            memory_used_bytes: used,
-            disk_read_bps,
-            disk_write_bps,
-            disk_pct: (disk_read_bps + disk_write_bps) * 100.0 / self.capacity.disk_bps.max(1.0),
-            net_rx_bps,
-            net_tx_bps,
-            net_pct: net_rx_bps.max(net_tx_bps) * 100.0 / self.capacity.net_bps.max(1.0),
-        }))
+        let readers = self.readers.clone();
+        let capacity = self.capacity;
+        tokio::task::spawn_blocking(move || {
+            let mut readers = readers.lock().unwrap_or_else(|p| p.into_inner());
+            read_host(&mut readers, capacity)
+        })
+        .await
+        .map_err(|e| SourceError(format!("host reading did not finish: {e}")))
     }
+}
+
+fn read_host(r: &mut Readers, capacity: Capacity) -> Values {
+    let secs = r.last.elapsed().as_secs_f64().max(1e-3);
+    r.last = Instant::now();
+    r.system.refresh_cpu_usage();
+    r.system.refresh_memory();
+    r.disks.refresh(true);
+    r.networks.refresh(true);
+    let total = r.system.total_memory().max(1);
+    let used = r.system.used_memory();
+    let mut seen = HashSet::new();
+    let (mut read, mut written) = (0u64, 0u64);
+    for disk in r.disks.list() {
+        // The same device can be mounted at several places.
+        if seen.insert(disk.name().to_owned()) {
+            let usage = disk.usage();
+            read += usage.read_bytes;
+            written += usage.written_bytes;
+        }
+    }
+    let (mut rx, mut tx) = (0u64, 0u64);
+    for (name, data) in r.networks.iter() {
+        if counted_interface(name) {
+            rx += data.received();
+            tx += data.transmitted();
+        }
+    }
+    let (disk_read_bps, disk_write_bps) = (read as f64 / secs, written as f64 / secs);
+    let (net_rx_bps, net_tx_bps) = (rx as f64 / secs, tx as f64 / secs);
+    Values::Host(HostValues {
+        cpu_pct: f64::from(r.system.global_cpu_usage()),
+        memory_pct: used as f64 * 100.0 / total as f64,
+        memory_used_bytes: used,
+        disk_read_bps,
+        disk_write_bps,
+        disk_pct: (disk_read_bps + disk_write_bps) * 100.0 / capacity.disk_bps.max(1.0),
+        net_rx_bps,
+        net_tx_bps,
+        net_pct: net_rx_bps.max(net_tx_bps) * 100.0 / capacity.net_bps.max(1.0),
+    })
 }
