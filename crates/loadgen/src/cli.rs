@@ -368,9 +368,21 @@ mod tests {
         .unwrap();
         assert_eq!(cli.profile, Some(Profile::Smoke));
         assert_eq!(cli.targets.len(), 1);
-        let error = Cli::try_parse_from(["loadgen", "-t", "soon"])
+        for (run_time, expected) in [
+            ("soon", "write e.g. 30s"),
+            ("10000000000000000000", "longer than a year"),
+            ("400000000000years", "longer than a year"),
+        ] {
+            let error = Cli::try_parse_from(["loadgen", "-t", run_time])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{run_time}: {error}");
+        }
+        let zero_threads = Cli::try_parse_from(["loadgen", "-H", "http://x", "--threads", "0"])
+            .unwrap()
+            .resolve()
             .unwrap_err()
             .to_string();
-        assert!(error.contains("write e.g. 30s"), "{error}");
+        assert!(zero_threads.contains("--threads 0"), "{zero_threads}");
     }
 }

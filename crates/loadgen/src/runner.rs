@@ -83,7 +83,10 @@ impl Runner {
                 Ok(thread) => threads.push(thread),
                 // Fewer threads than asked still run the test; none cannot.
                 Err(error) if !threads.is_empty() => {
-                    tracing::warn!("user thread {i} could not start: {error}; running on {i}");
+                    tracing::warn!(
+                        "user thread {} could not start: {error}; the users run on {i} thread(s)",
+                        i + 1
+                    );
                     break;
                 }
                 Err(error) => return Err(EngineError::Threads(error)),

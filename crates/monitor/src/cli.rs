@@ -98,3 +98,26 @@ impl Cli {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_follow_the_workspace_rule_and_refuse_what_would_panic() {
+        let cli =
+            Cli::try_parse_from(["monitor", "--interval", "0.5", "--duration", "2m"]).unwrap();
+        assert_eq!(cli.interval, Duration::from_millis(500));
+        assert_eq!(cli.duration, Some(Duration::from_secs(120)));
+        for (interval, expected) in [
+            ("0", "zero"),
+            ("1e19", "longer than a year"),
+            ("soon", "write e.g. 30s"),
+        ] {
+            let error = Cli::try_parse_from(["monitor", "--interval", interval])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{interval}: {error}");
+        }
+    }
+}

@@ -532,3 +532,82 @@ async fn preflight_failures_are_one_clear_line() {
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("no host to load"));
 }
+
+/// `loadgen scenario show | head`: a reader that goes away is not an error (it was a panic).
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    // The read end is closed before loadgen writes a byte, so every write meets a broken pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["scenario", "show"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// When the system refuses more threads, loadgen runs on those it got (it panicked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_limit_costs_threads_not_the_run() {
+    let testbed = start_in_memory(|_| {}).await;
+    // RLIMIT_NPROC holds for an unprivileged user only: as root, run loadgen as `nobody`.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let mut command = tokio::process::Command::new(if root { "setpriv" } else { "prlimit" });
+    if root {
+        command.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "prlimit",
+        ]);
+    }
+    let threads_now = std::process::Command::new("ps")
+        .args([
+            "-L",
+            "-u",
+            if root { "65534" } else { "-1" },
+            "--no-headers",
+        ])
+        .output()
+        .map_or(0, |o| o.stdout.split(|b| *b == b'\n').count());
+    let limit = if root { 40 } else { threads_now + 40 };
+    let output = command
+        .arg(format!("--nproc={limit}"))
+        .arg(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "-H",
+            &testbed.base_url(),
+            "--threads",
+            "500",
+            "-u",
+            "2",
+            "-t",
+            "2s",
+        ])
+        .args([
+            "--only-summary",
+            "--target",
+            "users=2,p95=60s,p99=60s,avg=60s",
+        ])
+        .args(["-f", &scenario("reads.toml"), "--fixtures"])
+        .arg(fixtures())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("could not start"),
+        "the limit was hit: {stderr}"
+    );
+    assert!(stdout.contains("LOAD TEST SUMMARY"), "{stdout}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}{stdout}");
+    testbed.stop().await;
+}
