@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job in one command: starts a private PostgreSQL and Redis (installing them and ffmpeg
-# if missing), then `loadgen demo`: the testbed with a planted bottleneck, a load test against it
+# if missing), then `loadgen demo` (the loadgen-demo binary): the testbed with a planted bottleneck, a load test against it
 # with the monitor watching PostgreSQL, Redis and the host, the summary and the findings, and
 # demo-report.html. Flags go to `loadgen demo` (e.g. --bottleneck jobs, -u 50, -t 60s).
 set -euo pipefail
@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-cargo build -q --release -p loadgen
+cargo build -q --release -p loadgen -p loadgen-demo
 
 services=$(mktemp -d "${TMPDIR:-/tmp}/loadgen-demo.XXXXXX")
 chmod 755 "$services"

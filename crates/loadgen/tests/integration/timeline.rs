@@ -1,5 +1,5 @@
 //! One timeline: backend samples from a monitor sidecar (its HTTP endpoint or the JSON Lines it
-//! wrote) kept beside the load's seconds, loadgen's own figures, its memory limit, and the demo.
+//! wrote) kept beside the load's seconds, loadgen's own figures and its memory limit.
 
 use std::path::Path;
 use std::time::Duration;
@@ -192,30 +192,4 @@ async fn the_memory_limit_stops_the_ramp_and_says_so() {
         "{titles:?}"
     );
     testbed.stop().await;
-}
-
-#[test]
-fn the_demo_plants_a_bottleneck_and_finds_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let html = dir.path().join("demo.html");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["demo", "-u", "10", "-t", "8s", "--html"])
-        .arg(&html)
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("the in-memory store"), "{stdout}");
-    assert!(
-        stdout.contains("planted bottleneck: the real API's default rate limit"),
-        "{stdout}"
-    );
-    let recommendations = stdout.find("OPTIMIZATION RECOMMENDATIONS").unwrap();
-    assert!(
-        stdout[recommendations..].contains("1. [CRITICAL] Rate limiting"),
-        "{stdout}"
-    );
-    assert!(html.exists());
 }
