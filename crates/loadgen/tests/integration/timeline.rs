@@ -89,9 +89,19 @@ async fn samples_from_a_sidecar_share_the_runs_timeline() {
     ])
     .await;
     let backend = report["backend"].as_array().unwrap();
+    // Every sample the sidecar took during the run was pulled (bar the one it may have taken
+    // as the run ended), however many a busy machine let it take.
+    let started = report["started_at"].as_f64().unwrap();
+    let ended = started + report["duration_secs"].as_f64().unwrap();
+    let taken = monitor::sinks::files::read_json_lines(&jsonl)
+        .unwrap()
+        .iter()
+        .map(|t| t.timestamp.timestamp_millis() as f64 / 1000.0)
+        .filter(|at| (started + 1.0..=ended - 1.0).contains(at))
+        .count();
     assert!(
-        backend.len() >= 6,
-        "about two samples a second for 4 s: {}",
+        backend.len() >= 2 && backend.len() >= taken,
+        "{} pulled, {taken} taken inside the run",
         backend.len()
     );
     assert!(backend.iter().all(|t| t["sources"]["host"]["up"] == true));
