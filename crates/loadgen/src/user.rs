@@ -185,7 +185,11 @@ impl VirtualUser {
         let request = match self.build(step) {
             Ok(request) => request,
             Err(error) => {
-                stats::record_exception(format!("{} step `{}`: {error}", user_type.name, step.key));
+                let message = format!("{} step `{}`: {error}", user_type.name, step.key);
+                match error {
+                    BuildError::Missing(_) => stats::record_missing_value(message),
+                    BuildError::Invalid(_) => stats::record_exception(message),
+                }
                 return Outcome::Failed;
             }
         };
@@ -269,23 +273,23 @@ impl VirtualUser {
         }
     }
 
-    fn build(&mut self, step: &Step) -> Result<Built, String> {
+    fn build(&mut self, step: &Step) -> Result<Built, BuildError> {
         let user_type = self.user_type.clone();
         let mut cx = self.context();
-        let path = step.path.render(&mut cx).map_err(|e| e.to_string())?;
+        let path = step.path.render(&mut cx).map_err(BuildError::eval(""))?;
         let mut headers = Vec::new();
         for (name, template) in user_type.headers.iter().chain(&step.headers) {
             match template.render(&mut cx) {
-                Ok(value) => headers.push(header(name, &value)?),
+                Ok(value) => headers.push(header(name, &value).map_err(BuildError::Invalid)?),
                 // A user-level header waits until its variables exist (no token before login).
                 Err(EvalError::Unset(_)) if !step.headers.iter().any(|(n, _)| n == name) => {}
-                Err(error) => return Err(format!("header {name}: {error}")),
+                Err(error) => return Err(BuildError::eval(&format!("header {name}: "))(error)),
             }
         }
         let payload = match &step.body {
             Body::Empty => Payload::default(),
             Body::Json(template) => {
-                Payload::json(&template.eval(&mut cx).map_err(|e| e.to_string())?)
+                Payload::json(&template.eval(&mut cx).map_err(BuildError::eval(""))?)
             }
             Body::Form(fields) => {
                 let mut values = Vec::new();
@@ -294,7 +298,7 @@ impl VirtualUser {
                         name.as_str(),
                         template
                             .render(&mut cx)
-                            .map_err(|e| format!("form.{name}: {e}"))?,
+                            .map_err(BuildError::eval(&format!("form.{name}: ")))?,
                     ));
                 }
                 Payload::form(values.iter().map(|(k, v)| (*k, v.as_str())))
@@ -307,7 +311,7 @@ impl VirtualUser {
                             name,
                             template
                                 .render(&mut cx)
-                                .map_err(|e| format!("multipart.{name}: {e}"))?,
+                                .map_err(BuildError::eval(&format!("multipart.{name}: ")))?,
                         ));
                     }
                 }
@@ -419,6 +423,25 @@ impl VirtualUser {
         };
         stats::job_in_flight(true);
         tokio::task::spawn_local(poller.run());
+    }
+}
+
+/// Why a step's request could not be built.
+#[derive(Debug, thiserror::Error)]
+enum BuildError {
+    /// A value it uses was never received (an earlier step failed): a consequence, not a fault
+    /// of the scenario.
+    #[error("{0}")]
+    Missing(String),
+    /// The scenario asks for something impossible (a header value that is not one).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl BuildError {
+    /// Wraps a template error, prefixed with where it happened.
+    fn eval(context: &str) -> impl Fn(EvalError) -> BuildError + '_ {
+        move |error| BuildError::Missing(format!("{context}{error}"))
     }
 }
 
@@ -555,20 +578,17 @@ impl JobPoller {
             }
             if Instant::now() >= deadline {
                 let (outcome, message) =
-                    self.unfinished(format!("no final status within {:?}", self.track.timeout));
+                    self.timed_out(format!("no final status within {:?}", self.track.timeout));
                 self.finish(outcome, 0, Some(message));
                 return;
             }
         }
     }
 
-    /// Unfinished if a poll saw it pending or processing; unknown if no poll could read it.
-    fn unfinished(&self, why: String) -> (JobOutcome, String) {
+    /// Timed out if a poll saw it pending or processing; unknown if no poll could read it.
+    fn timed_out(&self, why: String) -> (JobOutcome, String) {
         match &self.last_status {
-            Some(status) => (
-                JobOutcome::Unfinished,
-                format!("{why} (last seen {status})"),
-            ),
+            Some(status) => (JobOutcome::TimedOut, format!("{why} (last seen {status})")),
             None => (
                 JobOutcome::Unknown,
                 "its status could not be read: every poll failed".to_owned(),

@@ -80,13 +80,7 @@ pub fn unfinished(e: &Evidence<'_>) -> Vec<Finding> {
     e.stats
         .jobs
         .iter()
-        .filter(|(_, job)| {
-            let timed_out = job
-                .failure_messages
-                .iter()
-                .any(|m| m.starts_with("no final status"));
-            job.unfinished > 0 && (timed_out || job.completed == 0)
-        })
+        .filter(|(_, job)| job.unfinished > 0 && (job.timed_out > 0 || job.completed == 0))
         .map(|(kind, job)| {
             let ended = job.completed + job.failed + job.unfinished + job.unknown;
             let seen = if job.failure_messages.is_empty() {
@@ -146,6 +140,7 @@ mod tests {
         let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
         let job = run.stats.jobs.entry("audio_overlay".into()).or_default();
         job.unfinished = 4;
+        job.timed_out = 4;
         job.failure_messages = vec!["no final status within 10s (last seen processing)".into()];
         let logs = BTreeMap::from([(
             "worker-1".to_owned(),

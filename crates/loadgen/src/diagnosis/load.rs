@@ -219,13 +219,9 @@ pub fn scenario_errors(e: &Evidence<'_>) -> Vec<Finding> {
         .next()
         .cloned()
         .unwrap_or_default();
-    // A variable never set usually means the step that sets it failed (a 429 on an upload
+    // A value never received usually means the step that sets it failed (a 429 on an upload
     // leaves no file ids to pick): a consequence, not a fault of the scenario.
-    let only_unset = e
-        .stats
-        .exceptions
-        .keys()
-        .all(|m| m.contains("is not set") || m.contains("cannot pick"));
+    let only_unset = e.stats.missing_values == count;
     vec![if only_unset && !e.stats.failures.is_empty() {
         Finding {
             rule: "load.scenario_errors",
@@ -424,6 +420,7 @@ mod tests {
         run.stats
             .exceptions
             .insert("join: variable `videos` is not set".into(), 4);
+        run.stats.missing_values = 4;
         assert_eq!(
             with_evidence(&run, &[], scenario_errors)[0].severity,
             Severity::Warning
@@ -432,6 +429,12 @@ mod tests {
         assert_eq!(
             with_evidence(&run, &[], scenario_errors)[0].severity,
             Severity::Info
+        );
+        // The same text, but not a value never received: a fault of the scenario.
+        run.stats.missing_values = 0;
+        assert_eq!(
+            with_evidence(&run, &[], scenario_errors)[0].severity,
+            Severity::Warning
         );
     }
 }

@@ -106,8 +106,11 @@ pub enum JobOutcome {
     Completed,
     /// Reached a failed status.
     Failed,
-    /// Timed out, or the run ended first, while its status was still pending or processing.
+    /// The run ended while its status was still pending or processing.
     Unfinished,
+    /// Followed for its track's whole timeout without reaching a final status (counted as
+    /// unfinished too).
+    TimedOut,
     /// Its status could never be read (every poll failed, e.g. on 429s).
     Unknown,
 }
@@ -123,6 +126,8 @@ pub struct JobStats {
     pub failed: u64,
     /// Jobs that never reached a final status.
     pub unfinished: u64,
+    /// Of those, the jobs followed for their whole timeout.
+    pub timed_out: u64,
     /// Jobs whose status could not be read.
     pub unknown: u64,
     /// The first failure messages seen (at most 5).
@@ -136,6 +141,7 @@ impl Default for JobStats {
             completed: 0,
             failed: 0,
             unfinished: 0,
+            timed_out: 0,
             unknown: 0,
             failure_messages: Vec::new(),
         }
@@ -149,6 +155,7 @@ impl JobStats {
         self.completed += other.completed;
         self.failed += other.failed;
         self.unfinished += other.unfinished;
+        self.timed_out += other.timed_out;
         self.unknown += other.unknown;
         for message in &other.failure_messages {
             if self.failure_messages.len() < 5 && !self.failure_messages.contains(message) {
@@ -171,6 +178,8 @@ pub struct Stats {
     pub handled: BTreeMap<(Arc<str>, u16), u64>,
     /// Errors of the scenario itself (not of the target), by message.
     pub exceptions: BTreeMap<String, u64>,
+    /// Of those, the steps skipped because a value they use was never received.
+    pub missing_values: u64,
 }
 
 impl Stats {
@@ -196,6 +205,7 @@ impl Stats {
         for (message, count) in &other.exceptions {
             *self.exceptions.entry(message.clone()).or_default() += count;
         }
+        self.missing_values += other.missing_values;
     }
 
     /// All endpoints of one phase merged into one row.
@@ -325,6 +335,13 @@ pub fn record_exception(message: String) {
     });
 }
 
+/// Records a step skipped because a value it uses was never received (the step that sets it
+/// failed): a scenario error that is a consequence of earlier failures.
+pub fn record_missing_value(message: String) {
+    SHARD.with(|shard| shard.borrow_mut().stats.missing_values += 1);
+    record_exception(message);
+}
+
 /// Records how a followed job ended.
 pub fn record_job(
     kind: &Arc<str>,
@@ -342,6 +359,10 @@ pub fn record_job(
             }
             JobOutcome::Failed => job.failed += 1,
             JobOutcome::Unfinished => job.unfinished += 1,
+            JobOutcome::TimedOut => {
+                job.unfinished += 1;
+                job.timed_out += 1;
+            }
             JobOutcome::Unknown => job.unknown += 1,
         }
         if let Some(message) = message

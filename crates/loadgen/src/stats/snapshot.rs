@@ -93,6 +93,9 @@ pub struct JobEntry {
     pub failed: u64,
     /// Never finished.
     pub unfinished: u64,
+    /// Of those, followed for their whole timeout.
+    #[serde(default)]
+    pub timed_out: u64,
     /// Status never read.
     pub unknown: u64,
     /// The first failure messages.
@@ -116,6 +119,9 @@ pub struct StatsSnapshot {
     pub handled: Vec<(String, u16, u64)>,
     /// Scenario errors: (message, count).
     pub exceptions: Vec<(String, u64)>,
+    /// Of those, steps skipped for a value never received.
+    #[serde(default)]
+    pub missing_values: u64,
     /// loadgen watching itself in the last second.
     pub self_watch: SelfWatchFigures,
 }
@@ -188,6 +194,7 @@ impl StatsSnapshot {
                     completed: j.completed,
                     failed: j.failed,
                     unfinished: j.unfinished,
+                    timed_out: j.timed_out,
                     unknown: j.unknown,
                     failure_messages: j.failure_messages.clone(),
                 })
@@ -202,6 +209,7 @@ impl StatsSnapshot {
                 .iter()
                 .map(|(m, n)| (m.clone(), *n))
                 .collect(),
+            missing_values: stats.missing_values,
             self_watch,
         }
     }
@@ -256,6 +264,7 @@ impl StatsSnapshot {
                     completed: j.completed,
                     failed: j.failed,
                     unfinished: j.unfinished,
+                    timed_out: j.timed_out,
                     unknown: j.unknown,
                     failure_messages: j.failure_messages.clone(),
                 });
@@ -269,6 +278,7 @@ impl StatsSnapshot {
         for (message, n) in &self.exceptions {
             *stats.exceptions.entry(message.clone()).or_default() += n;
         }
+        stats.missing_values = self.missing_values;
         Ok(stats)
     }
 
