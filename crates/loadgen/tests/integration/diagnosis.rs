@@ -15,7 +15,7 @@ use loadgen::stats::Phase;
 use sqlx::{Connection, Executor};
 use test_support::{fresh_database, redis_url};
 
-use crate::support::{fixtures, scenario};
+use crate::support::{fixtures, scenario, until};
 
 /// A testbed on a fresh database and queue, planted by `tweak`; returns it, the database URL
 /// and the queue name.
@@ -65,25 +65,6 @@ async fn start(
         .resolve()
         .unwrap();
     (Run::start(&config).await.unwrap(), config)
-}
-
-/// Waits (at most 2 minutes) for an update that passes `wanted`.
-async fn until(handle: &RunHandle, wanted: impl Fn(&Update) -> bool) {
-    let mut updates = handle.subscribe();
-    let wait = async {
-        loop {
-            if updates.borrow_and_update().as_ref().is_some_and(&wanted) {
-                return;
-            }
-            updates
-                .changed()
-                .await
-                .expect("the run goes on until stopped");
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), wait)
-        .await
-        .expect("the awaited event came within 2 minutes");
 }
 
 /// Stops the run and judges it.

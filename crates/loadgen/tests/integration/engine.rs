@@ -1,33 +1,12 @@
 //! The engine's API as a driver (the web UI, a worker) uses it: start a run from a resolved
 //! config, steer it by events, read snapshots while it goes, stop it, and get the outcome.
 
-use std::time::Duration;
-
 use clap::Parser;
-use loadgen::engine::{Run, RunHandle};
+use loadgen::engine::Run;
 use loadgen::stats::{Phase, StatsSnapshot};
 use test_support::start_in_memory;
 
-use crate::support::{fixtures, scenario};
-
-/// Waits (at most a minute) for the first update that passes `wanted`.
-async fn until(handle: &RunHandle, wanted: impl Fn(&loadgen::engine::Update) -> bool) {
-    let mut updates = handle.subscribe();
-    let wait = async {
-        loop {
-            if updates.borrow_and_update().as_ref().is_some_and(&wanted) {
-                return;
-            }
-            updates
-                .changed()
-                .await
-                .expect("the run goes on until stopped");
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .expect("the awaited update came within a minute");
-}
+use crate::support::{fixtures, scenario, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driver_steers_reads_and_stops_a_run_through_its_handle() {

@@ -12,3 +12,26 @@ pub fn scenario(name: &str) -> String {
         .display()
         .to_string()
 }
+
+/// Waits (at most 2 minutes, a bound only) for the first update of the run that passes
+/// `wanted`: tests await events, never a fixed time.
+pub async fn until(
+    handle: &loadgen::engine::RunHandle,
+    wanted: impl Fn(&loadgen::engine::Update) -> bool,
+) {
+    let mut updates = handle.subscribe();
+    let wait = async {
+        loop {
+            if updates.borrow_and_update().as_ref().is_some_and(&wanted) {
+                return;
+            }
+            updates
+                .changed()
+                .await
+                .expect("the run goes on until stopped");
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), wait)
+        .await
+        .expect("the awaited event came within 2 minutes");
+}
