@@ -75,12 +75,14 @@ pub fn failed(e: &Evidence<'_>) -> Vec<Finding> {
         .collect()
 }
 
-/// Followed jobs that never reached a final status, when some timed out or none completed.
+/// Jobs that never reach a final status: some were followed for their whole timeout, or
+/// several (3 or more) were cut off by the end of the run and none completed. One job created
+/// just before the end proves nothing.
 pub fn unfinished(e: &Evidence<'_>) -> Vec<Finding> {
     e.stats
         .jobs
         .iter()
-        .filter(|(_, job)| job.unfinished > 0 && (job.timed_out > 0 || job.completed == 0))
+        .filter(|(_, job)| job.timed_out > 0 || (job.completed == 0 && job.unfinished >= 3))
         .map(|(kind, job)| {
             let ended = job.completed + job.failed + job.unfinished + job.unknown;
             let seen = if job.failure_messages.is_empty() {
@@ -167,6 +169,21 @@ mod tests {
         job.unfinished = 2;
         job.failure_messages = vec!["still running when the run ended".into()];
         assert!(with_evidence(&done, &[], unfinished).is_empty());
+        // Nor is one job created just before the end, none completed yet.
+        let mut late = outcome(&[5; 6], &[20; 6], 10, &[]);
+        late.stats
+            .jobs
+            .entry("audio_overlay".into())
+            .or_default()
+            .unfinished = 1;
+        assert!(with_evidence(&late, &[], unfinished).is_empty());
+        // Several cut off with none completed is a finding, even without a timeout.
+        late.stats
+            .jobs
+            .entry("audio_overlay".into())
+            .or_default()
+            .unfinished = 3;
+        assert_eq!(with_evidence(&late, &[], unfinished).len(), 1);
     }
 
     #[test]

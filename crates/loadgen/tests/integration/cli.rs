@@ -553,11 +553,20 @@ fn a_reader_that_goes_away_is_not_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_limit_costs_threads_not_the_run() {
     let testbed = start_in_memory(|_| {}).await;
-    // RLIMIT_NPROC holds for an unprivileged user only: as root, run loadgen as `nobody`.
-    let root = std::process::Command::new("id")
+    // RLIMIT_NPROC holds for an unprivileged user only: as root, run loadgen as `nobody`. The
+    // limit counts every thread of the user, so leave room for what it already runs.
+    let uid = std::process::Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap();
+    let root = uid == "0";
+    let runs_as = if root { "65534".to_owned() } else { uid };
+    let threads_now = std::process::Command::new("ps")
+        .args(["-L", "--no-headers", "-u", &runs_as])
+        .output()
+        .map_or(0, |o| o.stdout.split(|b| *b == b'\n').count());
+    let limit = threads_now + 40;
     let mut command = tokio::process::Command::new(if root { "setpriv" } else { "prlimit" });
     if root {
         command.args([
@@ -567,19 +576,22 @@ async fn a_thread_limit_costs_threads_not_the_run() {
             "prlimit",
         ]);
     }
-    let threads_now = std::process::Command::new("ps")
-        .args([
-            "-L",
-            "-u",
-            if root { "65534" } else { "-1" },
-            "--no-headers",
-        ])
-        .output()
-        .map_or(0, |o| o.stdout.split(|b| *b == b'\n').count());
-    let limit = if root { 40 } else { threads_now + 40 };
+    // `nobody` may not reach into this checkout: give it its own copies, world-readable.
+    let shared = tempfile::tempdir().unwrap();
+    let world = |path: &std::path::Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    world(shared.path(), 0o755);
+    let binary = shared.path().join("loadgen");
+    std::fs::copy(env!("CARGO_BIN_EXE_loadgen"), &binary).unwrap();
+    world(&binary, 0o755);
+    let reads = shared.path().join("reads.toml");
+    std::fs::copy(scenario("reads.toml"), &reads).unwrap();
+    world(&reads, 0o644);
     let output = command
         .arg(format!("--nproc={limit}"))
-        .arg(env!("CARGO_BIN_EXE_loadgen"))
+        .arg(&binary)
         .args([
             "-H",
             &testbed.base_url(),
@@ -595,7 +607,9 @@ async fn a_thread_limit_costs_threads_not_the_run() {
             "--target",
             "users=2,p95=60s,p99=60s,avg=60s",
         ])
-        .args(["-f", &scenario("reads.toml"), "--fixtures"])
+        .arg("-f")
+        .arg(&reads)
+        .arg("--fixtures")
         .arg(fixtures())
         .output()
         .await

@@ -242,7 +242,8 @@ async fn jobs_that_never_finish_are_found() {
         "1",
     ];
     let (handle, config) = start(&testbed, &database, &queue, &args).await;
-    until(&handle, |u| u.second.jobs_in_flight >= 4).await;
+    // Six in flight over two job kinds: one kind has three or more, enough to be a finding.
+    until(&handle, |u| u.second.jobs_in_flight >= 6).await;
     let (_, analysis) = finish(handle, &config).await;
     let unfinished = found(&analysis, "jobs.unfinished");
     assert!(
@@ -397,7 +398,8 @@ async fn job_findings_quote_the_worker_containers_last_log_lines() {
         &selector,
     ];
     let (handle, config) = start(&testbed, &database, &queue, &args).await;
-    until(&handle, |u| u.second.jobs_in_flight >= 3).await;
+    // Six in flight over two job kinds: one kind has three or more, enough to be a finding.
+    until(&handle, |u| u.second.jobs_in_flight >= 6).await;
     let (_, analysis) = finish(handle, &config).await;
     let jobs = found(&analysis, "jobs.unfinished");
     assert!(
