@@ -2,10 +2,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = loadgen::cli::Cli::parse();
+    let cli = match loadgen::cli::config_file::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(loadgen::cli::config_file::ParseError::Flags(error)) => error.exit(),
+        Err(error) => {
+            eprintln!("loadgen: error: {error}");
+            return ExitCode::from(loadgen::EXIT_ERROR);
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("loadgen={}", cli.loglevel))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("loadgen=warn"));
     tracing_subscriber::fmt()

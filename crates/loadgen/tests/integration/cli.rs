@@ -625,3 +625,55 @@ async fn a_thread_limit_costs_threads_not_the_run() {
     assert_eq!(output.status.code(), Some(0), "{stderr}{stdout}");
     testbed.stop().await;
 }
+
+/// A config file sets flags; a `LOADGEN_*` variable beats it, and a flag beats both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_sets_flags_below_the_environment_and_the_command_line() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("from-config.json");
+    let config = dir.path().join("loadgen.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "host = 'http://127.0.0.1:9'\nusers = 5\nspawn-rate = 50\nrun-time = '1s'\n\
+             only-summary = true\njson = '{}'\n",
+            json.display()
+        ),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "-H",
+            &testbed.base_url(),
+            "-f",
+            &scenario("reads.toml"),
+            "--fixtures",
+        ])
+        .arg(fixtures())
+        .env("LOADGEN_USERS", "2")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["peak_users"], 2, "the variable beats the file");
+    assert!(
+        report["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert_ne!(
+        report["host"], "http://127.0.0.1:9",
+        "the flag beats the file"
+    );
+    assert!(
+        report["duration_secs"].as_f64().unwrap() < 30.0,
+        "run-time from the file"
+    );
+    testbed.stop().await;
+}

@@ -1,7 +1,10 @@
 //! The command line, compatible with Locust's where it makes sense: replace
 //! `locust -f locustfile.py` with `loadgen` and the seed's commands work. Every flag is also a
 //! `LOADGEN_*` variable; `LOCUST_HOST` and `LOCUST_BASE_URL` are honoured. Flags beat the
-//! environment, which beats `--profile`, which beats the defaults.
+//! environment, which beats a `--config` file ([`config_file`]), which beats `--profile`, which
+//! beats the defaults.
+
+pub mod config_file;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +29,10 @@ pub struct Cli {
     /// What to do instead of a load test.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// A TOML file of flags (`users = 50`, `run-time = "5m"`, `target = ["p95=800ms"]`), as
+    /// Locust's --config: flags and LOADGEN_* variables beat it, it beats --profile.
+    #[arg(long, env = "LOADGEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Scenario file (TOML); default: the built-in FFmpeg API scenario.
     #[arg(
         short = 'f',
@@ -198,18 +205,10 @@ impl Cli {
     /// Resolves what the user typed into a checked [`RunConfig`]: flags beat `LOADGEN_*`
     /// variables (clap applies both), which beat `--profile`, which beats the defaults.
     pub fn resolve(&self) -> anyhow::Result<RunConfig> {
-        let profile = self.profile.map(Profile::settings);
         let host = self.host.clone().or_else(env_host).context(
             "no host to load: pass -H/--host http://HOST:PORT (or set LOADGEN_HOST or LOCUST_HOST)",
         )?;
-        let users = self.users.or(profile.map(|p| p.0)).unwrap_or(1);
-        let spawn_rate = self.spawn_rate.or(profile.map(|p| p.1)).unwrap_or(1.0);
-        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
-            bail!("--spawn-rate {spawn_rate}: must be a positive number of users per second");
-        }
-        if users == 0 {
-            bail!("--users 0: run at least one user");
-        }
+        let (users, spawn_rate, run_time) = self.load_shape()?;
         let threads = match self.threads {
             Some(0) => bail!("--threads 0: run users on at least one thread"),
             Some(n) => n,
@@ -221,7 +220,7 @@ impl Cli {
             load: LoadSettings {
                 users,
                 spawn_rate,
-                run_time: self.run_time.or(profile.map(|p| p.2)),
+                run_time,
                 threads,
                 timeout: self.timeout,
                 job_sample: self.job_sample,
@@ -239,6 +238,21 @@ impl Cli {
                 every: self.stats_interval,
             },
         })
+    }
+
+    /// Users, spawn rate and run time: the flag (or its variable, or the config file), else the
+    /// profile's, else 1 user, 1 a second, until stopped.
+    pub fn load_shape(&self) -> anyhow::Result<(u64, f64, Option<Duration>)> {
+        let profile = self.profile.map(Profile::settings);
+        let users = self.users.or(profile.map(|p| p.0)).unwrap_or(1);
+        let spawn_rate = self.spawn_rate.or(profile.map(|p| p.1)).unwrap_or(1.0);
+        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
+            bail!("--spawn-rate {spawn_rate}: must be a positive number of users per second");
+        }
+        if users == 0 {
+            bail!("--users 0: run at least one user");
+        }
+        Ok((users, spawn_rate, self.run_time.or(profile.map(|p| p.2))))
     }
 
     /// Reads the scenario (file or built-in), checks its fixtures, applies `--user-classes` and

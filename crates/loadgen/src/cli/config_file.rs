@@ -1,0 +1,206 @@
+//! `--config FILE`: flags kept in a TOML file, as Locust keeps them in `locust.conf`. Keys are
+//! the long flag names (`spawn-rate` or `spawn_rate`), values what the flag takes:
+//!
+//! ```toml
+//! host = "http://127.0.0.1:8000"
+//! users = 100
+//! spawn-rate = 10
+//! run-time = "5m"
+//! headless = true
+//! csv = "results"
+//! target = ["p95=800ms", "failure=1%"]
+//! ```
+//!
+//! The file is read into the same flags the command line has, so every value is checked by the
+//! same parsers. A flag given on the command line or by its `LOADGEN_*` variable wins over the
+//! file (clap's `value_source` says which were given); the file wins over `--profile`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use super::Cli;
+
+/// A command line that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// The flags themselves (clap prints and exits with its own codes).
+    #[error(transparent)]
+    Flags(#[from] clap::Error),
+    /// The config file.
+    #[error("config file {}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
+}
+
+/// Parses `args` (the program name first), then adds what the `--config` file sets and the
+/// command line and environment do not.
+pub fn parse<I, T>(args: I) -> Result<Cli, ParseError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let matches = Cli::command().try_get_matches_from(&args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let Some(path) = cli.config.clone() else {
+        return Ok(cli);
+    };
+    if cli.command.is_some() {
+        // `loadgen scenario show` and `loadgen demo` take no load flags.
+        return Ok(cli);
+    }
+    let file_error = |message: String| ParseError::File {
+        path: path.clone(),
+        message,
+    };
+    let flags = file_flags(&path).map_err(file_error)?;
+    let given = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    let mut merged: Vec<OsString> = args.first().cloned().into_iter().collect();
+    for (id, token) in flags {
+        if !given(&id) {
+            merged.push(token.into());
+        }
+    }
+    merged.extend(args.iter().skip(1).cloned());
+    Cli::try_parse_from(merged).map_err(|e| {
+        let line = first_line(&e.to_string());
+        file_error(line.trim_start_matches("error: ").to_owned())
+    })
+}
+
+/// The file's settings as `--flag=value` tokens, with the id of the flag each sets.
+fn file_flags(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| format!("not TOML: {}", first_line(&e.to_string())))?;
+    let command = Cli::command();
+    let settable: Vec<&clap::Arg> = command
+        .get_arguments()
+        .filter(|a| {
+            a.get_long()
+                .is_some_and(|l| !matches!(l, "config" | "help" | "version"))
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for (key, value) in &table {
+        let long = key.replace('_', "-");
+        let Some(arg) = settable
+            .iter()
+            .find(|a| a.get_long() == Some(long.as_str()))
+        else {
+            let keys: Vec<&str> = settable.iter().filter_map(|a| a.get_long()).collect();
+            return Err(format!(
+                "unknown key `{key}` (keys are the long flags: {})",
+                keys.join(", ")
+            ));
+        };
+        let id = arg.get_id().to_string();
+        let is_switch = matches!(arg.get_action(), clap::ArgAction::SetTrue);
+        let text = match value {
+            toml::Value::Boolean(true) if is_switch => {
+                tokens.push((id, format!("--{long}")));
+                continue;
+            }
+            toml::Value::Boolean(false) if is_switch => continue,
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(x) => x.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    toml::Value::Integer(n) => Ok(n.to_string()),
+                    toml::Value::Float(x) => Ok(x.to_string()),
+                    other => Err(format!("`{key}`: {other} is not a value for --{long}")),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            other => return Err(format!("`{key}`: {other} is not a value for --{long}")),
+        };
+        tokens.push((id, format!("--{long}={text}")));
+    }
+    Ok(tokens)
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loadgen.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn the_file_sets_flags_and_the_command_line_beats_it() {
+        let (_dir, path) = config(
+            "host = 'http://api:8000'\nusers = 40\nspawn_rate = 4\nrun-time = '2m'\n\
+             only-summary = true\nheadless = false\ntarget = ['p95=800ms', 'users=40']\n",
+        );
+        let cli = parse(["loadgen", "--config", &path, "-u", "7"]).unwrap();
+        assert_eq!(cli.host.as_deref(), Some("http://api:8000"));
+        assert_eq!(cli.users, Some(7), "the flag wins");
+        assert_eq!(cli.spawn_rate, Some(4.0));
+        assert_eq!(cli.run_time, Some(Duration::from_secs(120)));
+        assert!(cli.only_summary && !cli.headless);
+        assert_eq!(cli.targets.len(), 2);
+        // The file beats --profile: users from the file, the rest from the profile.
+        let (_dir, path) = config("users = 3\nprofile = 'smoke'\n");
+        let shape = parse(["loadgen", "--config", &path])
+            .unwrap()
+            .load_shape()
+            .unwrap();
+        assert_eq!(shape, (3, 1.0, Some(Duration::from_secs(30))));
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_the_key() {
+        let (_dir, path) = config("users = 5\nuserz = 6\n");
+        let error = parse(["loadgen", "--config", &path])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown key `userz`") && error.contains(&path),
+            "{error}"
+        );
+        let (_dir, path) = config("users = 'many'\n");
+        let error = parse(["loadgen", "--config", &path])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("'many'") && error.contains("--users"),
+            "{error}"
+        );
+        let (_dir, path) = config("users = [\n");
+        let error = parse(["loadgen", "--config", &path])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not TOML"), "{error}");
+        let error = parse(["loadgen", "--config", "/nonexistent/loadgen.toml"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cannot read it"), "{error}");
+    }
+}
