@@ -122,8 +122,6 @@ pub struct Update {
     pub users: u64,
     /// Users the run is ramping to.
     pub target_users: u64,
-    /// The steady-state p95 so far, ms.
-    pub steady_p95_ms: f64,
     /// The second that just ended (with the run's cumulative figures).
     pub second: Arc<HistoryRow>,
 }

@@ -14,7 +14,7 @@ use crate::config::LoadSettings;
 use crate::engine::{EngineError, RunOutcome, Update};
 use crate::http::Target;
 use crate::scenario::{Scenario, UserType};
-use crate::stats::{self, Phase, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot};
+use crate::stats::{self, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot};
 use crate::user::{Shared, StepKeys, VirtualUser};
 
 /// The target user count and the rate to reach it, as the engine's handle sets them.
@@ -173,7 +173,7 @@ impl Runner {
                         elapsed: clock.start.elapsed(),
                         users: running,
                         target_users,
-                        steady_p95_ms: totals.aggregated(Phase::Steady).percentile_ms(95.0),
+
                         second: Arc::new(row.clone()),
                     };
                     channels.updates.send_replace(Some(update));

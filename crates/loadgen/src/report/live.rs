@@ -46,7 +46,7 @@ pub fn progress_line(update: &Update, run_time: Option<Duration>) -> String {
         update.target_users,
         update.second.interval.count,
         so_far.failures,
-        update.steady_p95_ms
+        so_far.steady_p95_ms
     )
 }
 

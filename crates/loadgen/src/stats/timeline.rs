@@ -53,13 +53,17 @@ pub struct Cumulative {
     pub max_ms: f64,
     /// Mean body size, bytes.
     pub average_bytes: f64,
+    /// p95 of the steady state alone, ms (what the live view and the p95 target follow).
+    pub steady_p95_ms: f64,
 }
 
 impl Cumulative {
     pub(crate) fn of(totals: &Stats) -> Self {
         let mut all = totals.aggregated(Phase::Steady);
+        let steady_p95_ms = all.percentile_ms(95.0);
         all.merge(&totals.aggregated(Phase::Startup));
         Self {
+            steady_p95_ms,
             requests: all.count,
             failures: all.failures,
             median_ms: all.percentile_ms(50.0),
