@@ -114,7 +114,6 @@ impl Runner {
         let mut memory_limit_hit = None;
 
         let mut own_figures = SelfWatchFigures::default();
-        let mut memory_cap: Option<u64> = None;
         let mut steerable = true;
         loop {
             let Control {
@@ -122,7 +121,7 @@ impl Runner {
                 spawn_rate,
             } = *channels.control.borrow();
             // Past --memory-limit no user is started: more would only measure our swap.
-            let target_users = memory_cap.map_or(wanted, |cap| wanted.min(cap));
+            let target_users = memory_limit_hit.map_or(wanted, |(_, cap, _)| wanted.min(cap));
             let spawn_every = Duration::from_secs_f64(1.0 / spawn_rate.max(0.001));
             let spawn_due = running != target_users;
             let sleep_until = if spawn_due {
@@ -156,7 +155,6 @@ impl Runner {
                     {
                         // Stop the ramp where it is: more users would only measure our swap.
                         memory_limit_hit = Some((at_secs, running, loadgen_rss_bytes));
-                        memory_cap = Some(running);
                         eprintln!(
                             "loadgen: warning: memory {} MB passed --memory-limit {} MB at {running} users: no more users are started",
                             loadgen_rss_bytes / 1_000_000,
