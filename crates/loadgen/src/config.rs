@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::http::TlsSettings;
 use crate::scenario::Scenario;
 use crate::targets::Targets;
 
@@ -21,6 +22,10 @@ pub struct LoadSettings {
     pub threads: usize,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// The largest answer body accepted, bytes (`--max-body`).
+    pub max_body: u64,
+    /// How https servers' certificates are checked.
+    pub tls: TlsSettings,
     /// Overrides every track's sample ratio.
     pub job_sample: Option<f64>,
     /// Stop starting users once loadgen's own memory passes this, bytes.
@@ -35,6 +40,8 @@ impl Default for LoadSettings {
             run_time: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             timeout: Duration::from_secs(60),
+            max_body: crate::http::response::DEFAULT_MAX_BODY,
+            tls: TlsSettings::default(),
             job_sample: None,
             memory_limit: None,
         }

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, BackendWatch};
 use crate::config::RunConfig;
-use crate::http::{Target, TargetError};
+use crate::http::{Target, TargetError, TlsError, TlsSettings, tls};
 use crate::preflight;
 use crate::runner::{Channels, Control, Runner};
 use crate::stats::{HistoryRow, SelfWatchFigures, Stats, StatsSnapshot};
@@ -43,8 +43,11 @@ use crate::stats::{HistoryRow, SelfWatchFigures, Stats, StatsSnapshot};
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The host is not a usable URL, or does not resolve.
-    #[error(transparent)]
+    #[error("--host {0}")]
     Target(#[from] TargetError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A check before the run failed (health endpoint, open-file limit).
     #[error("{0}")]
     Preflight(String),
@@ -137,7 +140,18 @@ impl Run {
         if !(config.load.spawn_rate.is_finite() && config.load.spawn_rate > 0.0) {
             return Err(EngineError::SpawnRate(config.load.spawn_rate));
         }
-        let target = Target::resolve(&config.host).await?;
+        // Built even for an http host, as a redirect may lead to https; required for https.
+        let tls = match tls::client_config(&config.load.tls) {
+            Ok(tls) => Some(tls),
+            Err(error)
+                if config.host.trim_start().starts_with("https:")
+                    || config.load.tls != TlsSettings::default() =>
+            {
+                return Err(error.into());
+            }
+            Err(_) => None,
+        };
+        let target = Target::resolve(&config.host, tls.as_ref()).await?;
         if let Some(path) = &config.scenario.health {
             preflight::check_health(&target, path)
                 .await

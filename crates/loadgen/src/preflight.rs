@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::http::{Connection, Payload, Target};
+use crate::http::{Connection, Options, Payload, Target};
 
 /// Fails unless `GET path` answers 2xx within 10 s.
 pub async fn check_health(target: &Target, path: &str) -> Result<(), String> {
@@ -13,8 +13,13 @@ pub async fn check_health(target: &Target, path: &str) -> Result<(), String> {
     let url = format!("{}{path}", target.url);
     local
         .run_until(async move {
-            let mut connection = Connection::new(target, Duration::from_secs(10));
-            match connection.send(&http::Method::GET, path, &[], &Payload::default()).await {
+            let options = Options {
+                timeout: Duration::from_secs(10),
+                ..Options::default()
+            };
+            let path = format!("{}{path}", target.base_path);
+            let mut connection = Connection::new(target, options);
+            match connection.send(&http::Method::GET, &path, &[], &Payload::default()).await {
                 Ok(answer) if (200..300).contains(&answer.status) => Ok(()),
                 Ok(answer) => Err(format!("health check GET {url} answered {}: is this the FFmpeg API?", answer.status)),
                 Err(error) => Err(format!("health check GET {url} failed: {error}; is the API running? (try `testbed --listen 127.0.0.1:8000`)")),

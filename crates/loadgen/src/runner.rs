@@ -288,7 +288,13 @@ impl Runner {
                     target: Rc::new(target),
                     clock,
                     run_id,
-                    timeout: settings.timeout,
+                    options: crate::http::Options {
+                        timeout: settings.timeout,
+                        limits: crate::http::Limits {
+                            max_body: settings.max_body,
+                        },
+                        gzip: scenario.gzip,
+                    },
                     job_sample: settings.job_sample,
                 });
                 let keys: Vec<Rc<StepKeys>> = scenario

@@ -2,16 +2,16 @@
 //! waiting between them, on its own connection. Everything it measures goes to its thread's
 //! stats shard.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::{HeaderName, HeaderValue};
 use rand::RngExt;
 use serde_json::Value;
 
-use crate::http::{Connection, MultipartField, Payload, Target};
+use crate::http::{Answer, Connection, HttpError, MultipartField, Options, Payload, Target};
 use crate::scenario::template::{Context, EvalError};
 use crate::scenario::{Body, MultipartPart, Step, StepRef, Track, UserType, Wait};
 use crate::stats::{self, Failure, FailureKind, JobOutcome, Key, Phase, RunClock, Sample};
@@ -24,8 +24,8 @@ pub struct Shared {
     pub clock: RunClock,
     /// The run id for `${run}`.
     pub run_id: Arc<str>,
-    /// Per-request timeout.
-    pub timeout: Duration,
+    /// Timeout, size limits and encodings of every connection.
+    pub options: Options,
     /// Overrides every track's `sample`.
     pub job_sample: Option<f64>,
 }
@@ -80,6 +80,9 @@ pub struct VirtualUser {
     vars: HashMap<String, Value>,
     seq: u64,
     connection: Connection,
+    /// Variables some step of this user tried to extract: a header that needs one of them and
+    /// finds it unset is a missing value, not a header to leave out before login.
+    attempted: HashSet<String>,
 }
 
 enum Outcome {
@@ -96,7 +99,7 @@ impl VirtualUser {
         shared: Rc<Shared>,
         number: u64,
     ) -> Self {
-        let connection = Connection::new(shared.target.clone(), shared.timeout);
+        let connection = Connection::new(shared.target.clone(), shared.options);
         Self {
             user_type,
             keys,
@@ -105,6 +108,7 @@ impl VirtualUser {
             vars: HashMap::new(),
             seq: 0,
             connection,
+            attempted: HashSet::new(),
         }
     }
 
@@ -193,16 +197,10 @@ impl VirtualUser {
                 return Outcome::Failed;
             }
         };
+        self.attempted
+            .extend(step.extract.iter().map(|(var, _)| var.clone()));
         let started = Instant::now();
-        let answer = self
-            .connection
-            .send(
-                &step.method,
-                &request.path,
-                &request.headers,
-                &request.payload,
-            )
-            .await;
+        let answer = self.exchange(step, request).await;
         let latency_us = started.elapsed().as_micros() as u64;
         let answer = match answer {
             Ok(answer) => answer,
@@ -264,25 +262,105 @@ impl VirtualUser {
         Outcome::Passed
     }
 
-    fn context(&mut self) -> Context<'_> {
-        Context {
-            vars: &self.vars,
-            user: &self.number,
-            run: &self.shared.run_id,
-            seq: &mut self.seq,
+    /// Sends the step's request, following redirects as Locust's HttpUser does: up to
+    /// [`MAX_REDIRECTS`] hops; 303 (and 301 or 302 to a POST) turns into a GET without a body;
+    /// credentials are not carried to another origin. The caller records one request.
+    async fn exchange(&mut self, step: &Step, request: Built) -> Result<Answer, HttpError> {
+        let Built {
+            path,
+            mut headers,
+            payload,
+        } = request;
+        let answer = self
+            .connection
+            .send(&step.method, &path, &headers, &payload)
+            .await?;
+        if !step.follow_redirects || !is_redirect(answer.status) {
+            return self.counted(answer);
         }
+        let mut answer = self.counted(answer)?;
+        let mut method = step.method.clone();
+        let mut payload = payload;
+        let mut url = format!("{}{path}", self.shared.target.origin());
+        let mut elsewhere: Option<Connection> = None;
+        for _ in 0..MAX_REDIRECTS {
+            if !is_redirect(answer.status) {
+                break;
+            }
+            let Some(location) = answer.location.take() else {
+                break;
+            };
+            let next = url::Url::parse(&url)
+                .and_then(|base| base.join(&location))
+                .map_err(|_| {
+                    HttpError::Protocol(format!("redirect to {location:?}, which is not a URL"))
+                })?;
+            if answer.status == 303
+                || (matches!(answer.status, 301 | 302) && method == http::Method::POST)
+            {
+                if method != http::Method::HEAD {
+                    method = http::Method::GET;
+                }
+                payload = Payload::default();
+            }
+            let origin = next.origin().ascii_serialization();
+            let next_path = match next.query() {
+                Some(query) => format!("{}?{query}", next.path()),
+                None => next.path().to_owned(),
+            };
+            let connection = if origin == self.shared.target.origin() {
+                &mut self.connection
+            } else {
+                match elsewhere.take() {
+                    Some(c) if c.target().origin() == origin => elsewhere.insert(c),
+                    _ => {
+                        let target = Target::resolve(&origin, self.shared.target.tls.as_ref())
+                            .await
+                            .map_err(|e| HttpError::Connection(format!("redirect: {e}")))?;
+                        headers.retain(|(name, _)| name != http::header::AUTHORIZATION);
+                        elsewhere.insert(Connection::new(Rc::new(target), self.shared.options))
+                    }
+                }
+            };
+            answer = connection
+                .send(&method, &next_path, &headers, &payload)
+                .await?;
+            answer = self.counted(answer)?;
+            url = next.to_string();
+        }
+        Ok(answer)
+    }
+
+    /// Counts a resend the connection made (the request went twice on the wire).
+    fn counted(&self, answer: Answer) -> Result<Answer, HttpError> {
+        if answer.resent {
+            stats::record_resend();
+        }
+        Ok(answer)
     }
 
     fn build(&mut self, step: &Step) -> Result<Built, BuildError> {
         let user_type = self.user_type.clone();
-        let mut cx = self.context();
-        let path = step.path.render(&mut cx).map_err(BuildError::eval(""))?;
+        let mut cx = Context {
+            vars: &self.vars,
+            user: &self.number,
+            run: &self.shared.run_id,
+            seq: &mut self.seq,
+        };
+        let path = step
+            .path
+            .render_url(&mut cx)
+            .map_err(BuildError::eval(""))?;
+        let path = format!("{}{path}", self.shared.target.base_path);
         let mut headers = Vec::new();
         for (name, template) in user_type.headers.iter().chain(&step.headers) {
             match template.render(&mut cx) {
                 Ok(value) => headers.push(header(name, &value).map_err(BuildError::Invalid)?),
-                // A user-level header waits until its variables exist (no token before login).
-                Err(EvalError::Unset(_)) if !step.headers.iter().any(|(n, _)| n == name) => {}
+                // A user-level header waits until its variables exist (no token before login),
+                // unless a step already tried to set them and failed (a failed login).
+                Err(EvalError::Unset(var))
+                    if !self.attempted.contains(&var)
+                        && !step.headers.iter().any(|(n, _)| n == name) => {}
                 Err(error) => return Err(BuildError::eval(&format!("header {name}: "))(error)),
             }
         }
@@ -397,8 +475,8 @@ impl VirtualUser {
             run: &self.shared.run_id,
             seq: &mut seq,
         };
-        let path = match track.poll.render(&mut cx) {
-            Ok(path) => path,
+        let path = match track.poll.render_url(&mut cx) {
+            Ok(path) => format!("{}{path}", self.shared.target.base_path),
             Err(error) => {
                 stats::record_exception(format!("track {}: {error}", track.job));
                 return;
@@ -415,7 +493,7 @@ impl VirtualUser {
             key: poll_key,
             path,
             headers,
-            connection: Connection::new(self.shared.target.clone(), self.shared.timeout),
+            connection: Connection::new(self.shared.target.clone(), self.shared.options),
             clock: self.shared.clock,
             created: Instant::now(),
             finished: false,
@@ -424,6 +502,14 @@ impl VirtualUser {
         stats::job_in_flight(true);
         tokio::task::spawn_local(poller.run());
     }
+}
+
+/// The most redirects followed for one request, as Locust's (requests') default is 30 but
+/// an API that redirects more than a few times is broken.
+const MAX_REDIRECTS: usize = 5;
+
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
 /// Why a step's request could not be built.

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use anyhow::{Context, bail};
 
 use crate::config::{BackendConfig, LiveConfig, LoadSettings, Outputs, RunConfig};
+use crate::http::TlsSettings;
 use crate::scenario::{self, Scenario};
 use crate::targets::{TargetOverride, Targets};
 
@@ -98,6 +99,21 @@ pub struct Cli {
     /// A request with no complete answer within this time fails.
     #[arg(long, env = "LOADGEN_TIMEOUT", default_value = "60s", value_parser = common::duration::parse_positive_arg)]
     pub timeout: Duration,
+    /// The largest answer body accepted, e.g. 64MiB, 500KB or 1048576 (bytes); a larger one
+    /// is a failure that names this limit.
+    #[arg(long, env = "LOADGEN_MAX_BODY", default_value = "64MiB", value_parser = parse_size)]
+    pub max_body: u64,
+    /// Trust the certificates in this PEM file (instead of the system's roots) for https.
+    #[arg(long, env = "LOADGEN_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not check https certificates (Locust's `verify=False`): for self-signed test hosts.
+    #[arg(
+        short = 'k',
+        long,
+        env = "LOADGEN_INSECURE",
+        conflicts_with = "ca_cert"
+    )]
+    pub insecure: bool,
     /// Follow this share of created jobs (overrides the scenario's `track.sample`).
     #[arg(long, env = "LOADGEN_JOB_SAMPLE", value_parser = parse_ratio)]
     pub job_sample: Option<f64>,
@@ -195,6 +211,35 @@ impl Profile {
     }
 }
 
+/// `64MiB`, `500KB`, `1048576`: a byte count, with an optional binary or decimal unit.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}: use B, KB, KiB, MB, MiB, GB or GiB"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{text:?} is not a positive size such as 64MiB"))
+}
+
 fn env_host() -> Option<String> {
     ["LOCUST_HOST", "LOCUST_BASE_URL"]
         .iter()
@@ -223,6 +268,11 @@ impl Cli {
                 run_time,
                 threads,
                 timeout: self.timeout,
+                max_body: self.max_body,
+                tls: TlsSettings {
+                    ca_cert: self.ca_cert.clone(),
+                    insecure: self.insecure,
+                },
                 job_sample: self.job_sample,
                 memory_limit: self.memory_limit.map(|mb| mb.saturating_mul(1_000_000)),
             },

@@ -42,6 +42,8 @@ pub struct ScenarioError {
 pub struct Scenario {
     /// Path probed before the run.
     pub health: Option<String>,
+    /// Ask for gzip-encoded answers (`Accept-Encoding: gzip`) and decode them.
+    pub gzip: bool,
     /// The user types.
     pub users: Vec<UserType>,
 }
@@ -117,8 +119,10 @@ pub struct Step {
     pub headers: Vec<(String, Template)>,
     /// The body.
     pub body: Body,
-    /// Statuses that count as success.
+    /// Statuses that count as success (by default every status under 400, as in Locust).
     pub expect: Vec<u16>,
+    /// Follow 301, 302, 303, 307 and 308 answers (up to 5 hops), as Locust does.
+    pub follow_redirects: bool,
     /// Variables set from the JSON answer: (variable, field path).
     pub extract: Vec<(String, Vec<String>)>,
     /// List variables appended from the JSON answer.
@@ -308,6 +312,7 @@ pub fn parse(text: &str, file: &str, fixtures: &Path) -> Result<Scenario, Scenar
     }
     Ok(Scenario {
         health: raw.health,
+        gzip: raw.gzip,
         users,
     })
 }
@@ -604,7 +609,8 @@ fn compile_step(
         path,
         headers: templates(checker, &step.headers)?,
         body,
-        expect: step.expect.clone().unwrap_or_else(|| (200..300).collect()),
+        expect: step.expect.clone().unwrap_or_else(|| (100..400).collect()),
+        follow_redirects: step.follow_redirects,
         extract: step
             .extract
             .iter()

@@ -12,6 +12,9 @@ pub struct File {
     /// Path probed before the run (`GET`, must answer 2xx).
     #[serde(default)]
     pub health: Option<String>,
+    /// Send `Accept-Encoding: gzip` and decode gzip answers.
+    #[serde(default)]
+    pub gzip: bool,
     #[serde(default, rename = "users")]
     pub users: Vec<Spanned<User>>,
 }
@@ -94,6 +97,8 @@ pub struct Step {
     pub multipart: Option<BTreeMap<String, Spanned<Part>>>,
     #[serde(default)]
     pub expect: Option<Vec<u16>>,
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
     #[serde(default)]
     pub extract: BTreeMap<String, String>,
     #[serde(default)]
@@ -102,6 +107,10 @@ pub struct Step {
     pub on_status: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub track: Option<Spanned<Track>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn get() -> String {

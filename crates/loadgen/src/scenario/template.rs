@@ -129,6 +129,31 @@ impl Template {
         Ok(out)
     }
 
+    /// Evaluates to a path and query: values are percent-encoded, so whatever they hold
+    /// (spaces, `/`, `?`, CR LF) is data and never changes the request line.
+    pub fn render_url(&self, cx: &mut Context<'_>) -> Result<String, EvalError> {
+        /// Everything but RFC 3986's unreserved characters.
+        const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) => out.push_str(text),
+                Piece::Expr(expr) => {
+                    let value = match eval(expr, cx)? {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    out.extend(percent_encoding::utf8_percent_encode(&value, VALUE));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Evaluates to a JSON value: typed when the template is one expression, a string otherwise.
     pub fn value(&self, cx: &mut Context<'_>) -> Result<Value, EvalError> {
         match self.pieces.as_slice() {

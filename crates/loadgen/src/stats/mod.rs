@@ -54,6 +54,8 @@ pub enum FailureKind {
     Connection,
     /// No complete answer within the timeout.
     Timeout,
+    /// The answer broke HTTP/1.1 or one of loadgen's size limits.
+    Protocol,
     /// An expected status, but the answer lacks what the step extracts from it.
     Content,
 }
@@ -180,6 +182,9 @@ pub struct Stats {
     pub exceptions: BTreeMap<String, u64>,
     /// Of those, the steps skipped because a value they use was never received.
     pub missing_values: u64,
+    /// Requests sent a second time because a kept-alive connection turned out closed (only
+    /// idempotent ones, and only when nothing came back).
+    pub resent: u64,
 }
 
 impl Stats {
@@ -206,6 +211,7 @@ impl Stats {
             *self.exceptions.entry(message.clone()).or_default() += count;
         }
         self.missing_values += other.missing_values;
+        self.resent += other.resent;
     }
 
     /// All endpoints of one phase merged into one row.
@@ -333,6 +339,11 @@ pub fn record_exception(message: String) {
             .entry(message)
             .or_default() += 1
     });
+}
+
+/// Records a request sent again on a new connection.
+pub fn record_resend() {
+    SHARD.with(|shard| shard.borrow_mut().stats.resent += 1);
 }
 
 /// Records a step skipped because a value it uses was never received (the step that sets it

@@ -122,6 +122,9 @@ pub struct StatsSnapshot {
     /// Of those, steps skipped for a value never received.
     #[serde(default)]
     pub missing_values: u64,
+    /// Requests sent a second time after a stale kept-alive connection.
+    #[serde(default)]
+    pub resent: u64,
     /// loadgen watching itself in the last second.
     pub self_watch: SelfWatchFigures,
 }
@@ -210,6 +213,7 @@ impl StatsSnapshot {
                 .map(|(m, n)| (m.clone(), *n))
                 .collect(),
             missing_values: stats.missing_values,
+            resent: stats.resent,
             self_watch,
         }
     }
@@ -279,6 +283,7 @@ impl StatsSnapshot {
             *stats.exceptions.entry(message.clone()).or_default() += n;
         }
         stats.missing_values = self.missing_values;
+        stats.resent = self.resent;
         Ok(stats)
     }
 

@@ -1,0 +1,59 @@
+//! HTTP/1.1 (plain or TLS) for virtual users: each user holds its own keep-alive connection, as
+//! Locust's and k6's users do, so the server sees as many connections as there are users.
+//! Requests are encoded and answers parsed (with `httparse`, hyper's parser) right in the
+//! user's task.
+
+mod connection;
+mod payload;
+pub mod response;
+mod stream;
+mod target;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use connection::{Answer, Connection, Options, Timings};
+pub use payload::{MultipartField, Payload};
+pub use response::Limits;
+pub use target::{Target, TargetError};
+pub use tls::{TlsError, TlsSettings};
+
+/// A request failure, worded for the failures table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// Nothing listens there.
+    #[error("ConnectionRefusedError: connection refused by {0}")]
+    Refused(SocketAddr),
+    /// Connect or exchange failed.
+    #[error("ConnectionError: {0}")]
+    Connection(String),
+    /// The TLS handshake failed (a certificate, a protocol version).
+    #[error("SSLError: {0}")]
+    Tls(String),
+    /// The answer breaks HTTP/1.1.
+    #[error("ProtocolError: {0}")]
+    Protocol(String),
+    /// The answer is past one of loadgen's size limits.
+    #[error("LimitExceeded: {0}")]
+    Limit(String),
+    /// No complete answer in time.
+    #[error("Timeout: no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl From<HttpError> for crate::stats::Failure {
+    fn from(error: HttpError) -> Self {
+        use crate::stats::FailureKind;
+        let kind = match &error {
+            HttpError::Refused(_) => FailureKind::Refused,
+            HttpError::Connection(_) | HttpError::Tls(_) => FailureKind::Connection,
+            HttpError::Protocol(_) | HttpError::Limit(_) => FailureKind::Protocol,
+            HttpError::Timeout(_) => FailureKind::Timeout,
+        };
+        Self {
+            kind,
+            message: error.to_string(),
+        }
+    }
+}
