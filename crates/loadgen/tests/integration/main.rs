@@ -8,6 +8,7 @@
 mod cli;
 mod diagnosis;
 mod engine;
+mod http_semantics;
 mod report;
 mod support;
 mod timeline;
