@@ -213,6 +213,7 @@ impl VirtualUser {
                         bytes: 0,
                         status: None,
                         error: Some(error.into()),
+                        timings: None,
                     },
                 );
                 return Outcome::Failed;
@@ -244,6 +245,7 @@ impl VirtualUser {
                 bytes: answer.body.len() as u64,
                 status: Some(answer.status),
                 error,
+                timings: Some(answer.timings),
             },
         );
         if let (Some(handler), false, true) = (handler, expected, may_handle) {
@@ -623,6 +625,7 @@ impl JobPoller {
                             bytes: answer.body.len() as u64,
                             status: Some(answer.status),
                             error,
+                            timings: Some(answer.timings),
                         },
                     );
                     if ok && let Ok(json) = serde_json::from_slice::<Value>(&answer.body) {
@@ -658,6 +661,7 @@ impl JobPoller {
                             bytes: 0,
                             status: None,
                             error: Some(error.into()),
+                            timings: None,
                         },
                     );
                 }

@@ -190,6 +190,14 @@ pub fn summary(report: &Report) -> String {
             steady.failures as f64 * 100.0 / steady.requests as f64
         }
     );
+    if report.resent > 0 {
+        let _ = writeln!(
+            out,
+            "Resent:          {} idempotent request(s) sent again after the server closed a \
+             kept-alive connection without answering",
+            report.resent
+        );
+    }
     let _ = writeln!(out, "Throughput:      {:.2} req/s", steady.rps);
     let _ = writeln!(
         out,

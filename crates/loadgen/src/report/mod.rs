@@ -84,6 +84,39 @@ pub struct Row {
     pub percentiles_ms: Vec<f64>,
     /// Answers by status code.
     pub statuses: BTreeMap<u16, u64>,
+    /// Where the time went: connect, TLS handshake, first byte and total.
+    pub timings_ms: TimingRow,
+}
+
+/// p50 and p95 of each phase of the requests of a row, ms (0 when no request had the phase).
+#[derive(Debug, Clone, Serialize)]
+pub struct TimingRow {
+    /// TCP connect.
+    pub connect: [f64; 2],
+    /// TLS handshake.
+    pub tls_handshake: [f64; 2],
+    /// Time to first byte.
+    pub first_byte: [f64; 2],
+    /// Whole request.
+    pub total: [f64; 2],
+}
+
+impl TimingRow {
+    fn of(stats: &EndpointStats) -> Self {
+        let p50_p95 = |h: &hdrhistogram::Histogram<u64>| {
+            if h.is_empty() {
+                [0.0, 0.0]
+            } else {
+                [50.0, 95.0].map(|p| h.value_at_percentile(p) as f64 / 1000.0)
+            }
+        };
+        Self {
+            connect: p50_p95(&stats.phases.connect),
+            tls_handshake: p50_p95(&stats.phases.tls),
+            first_byte: p50_p95(&stats.phases.first_byte),
+            total: p50_p95(&stats.histogram),
+        }
+    }
 }
 
 impl Row {
@@ -111,6 +144,7 @@ impl Row {
                 .map(|p| stats.percentile_ms(*p))
                 .collect(),
             statuses: stats.statuses.clone(),
+            timings_ms: TimingRow::of(stats),
         }
     }
 }
@@ -215,6 +249,9 @@ pub struct Report {
     pub failures: Vec<FailureRow>,
     /// Scenario errors: message and count.
     pub exceptions: Vec<(String, u64)>,
+    /// Idempotent requests sent a second time because their kept-alive connection was found
+    /// closed with no answer (each counted once in the rows).
+    pub resent: u64,
     /// Followed jobs.
     pub jobs: Vec<JobRow>,
     /// Status handlers run: (step name, status, count).
@@ -285,6 +322,7 @@ impl Report {
                 .iter()
                 .map(|(m, n)| (m.clone(), *n))
                 .collect(),
+            resent: outcome.stats.resent,
             jobs: outcome
                 .stats
                 .jobs

@@ -30,6 +30,50 @@ pub struct EndpointStats {
     pub bytes: u64,
     /// Answers by status code.
     pub statuses: BTreeMap<u16, u64>,
+    /// Where the time of the requests went.
+    pub phases: PhaseHistograms,
+}
+
+/// Connect, TLS handshake and time to first byte, µs: a slow handshake or a slow server shows
+/// apart from a slow body.
+#[derive(Debug, Clone)]
+pub struct PhaseHistograms {
+    /// TCP connects (only requests that opened a connection).
+    pub connect: Histogram<u64>,
+    /// TLS handshakes (only https requests that opened a connection).
+    pub tls: Histogram<u64>,
+    /// Start of the request to the first byte of the answer.
+    pub first_byte: Histogram<u64>,
+}
+
+impl Default for PhaseHistograms {
+    fn default() -> Self {
+        Self {
+            connect: new_histogram(),
+            tls: new_histogram(),
+            first_byte: new_histogram(),
+        }
+    }
+}
+
+impl PhaseHistograms {
+    /// Counts one exchange's phases.
+    pub fn record(&mut self, timings: &crate::http::Timings) {
+        if let Some(us) = timings.connect_us {
+            let _ = self.connect.record(us.max(1));
+        }
+        if let Some(us) = timings.tls_us {
+            let _ = self.tls.record(us.max(1));
+        }
+        let _ = self.first_byte.record(timings.first_byte_us.max(1));
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Self) {
+        let _ = self.connect.add(&other.connect);
+        let _ = self.tls.add(&other.tls);
+        let _ = self.first_byte.add(&other.first_byte);
+    }
 }
 
 impl Default for EndpointStats {
@@ -43,6 +87,7 @@ impl Default for EndpointStats {
             max_us: 0,
             bytes: 0,
             statuses: BTreeMap::new(),
+            phases: PhaseHistograms::default(),
         }
     }
 }
@@ -76,6 +121,7 @@ impl EndpointStats {
         for (status, count) in &other.statuses {
             *self.statuses.entry(*status).or_default() += count;
         }
+        self.phases.merge(&other.phases);
     }
 
     /// Mean latency, ms.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use endpoint::{EndpointStats, new_histogram};
+pub use endpoint::{EndpointStats, PhaseHistograms, new_histogram};
 pub use snapshot::{SelfWatchFigures, SnapshotError, StatsSnapshot};
 pub(crate) use timeline::Second;
 pub use timeline::{Cumulative, EndpointSecond, HistoryRow};
@@ -276,6 +276,8 @@ pub struct Sample<'a> {
     pub status: Option<u16>,
     /// The failure, if it failed.
     pub error: Option<Failure>,
+    /// Where the time went, when an answer came.
+    pub timings: Option<crate::http::Timings>,
 }
 
 /// Records one request into this thread's shard.
@@ -288,6 +290,9 @@ pub fn record(clock: &RunClock, sample: Sample<'_>) {
         };
         let failed = sample.error.is_some();
         endpoint.record(sample.latency_us, sample.bytes, sample.status, failed);
+        if let Some(timings) = &sample.timings {
+            endpoint.phases.record(timings);
+        }
         shard
             .interval
             .all
@@ -459,6 +464,7 @@ mod tests {
                                 bytes: 10,
                                 status: Some(if error.is_some() { 500 } else { 200 }),
                                 error,
+                                timings: None,
                             },
                         );
                     }

@@ -9,8 +9,8 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EndpointStats, FailureKey, FailureKind, FailureStats, JobStats, Key, Phase, Stats,
-    new_histogram,
+    EndpointStats, FailureKey, FailureKind, FailureStats, JobStats, Key, Phase, PhaseHistograms,
+    Stats, new_histogram,
 };
 
 /// A snapshot that cannot be read back.
@@ -62,6 +62,15 @@ pub struct EndpointEntry {
     pub bytes: u64,
     /// Answers by status code.
     pub statuses: BTreeMap<u16, u64>,
+    /// TCP connects, µs, V2-encoded.
+    #[serde(default)]
+    pub connect: Vec<u8>,
+    /// TLS handshakes, µs, V2-encoded.
+    #[serde(default)]
+    pub tls: Vec<u8>,
+    /// Times to first byte, µs, V2-encoded.
+    #[serde(default)]
+    pub first_byte: Vec<u8>,
 }
 
 /// One kind of failure.
@@ -175,6 +184,9 @@ impl StatsSnapshot {
                     max_us: e.max_us,
                     bytes: e.bytes,
                     statuses: e.statuses.clone(),
+                    connect: encode(&e.phases.connect),
+                    tls: encode(&e.phases.tls),
+                    first_byte: encode(&e.phases.first_byte),
                 })
                 .collect(),
             failures: stats
@@ -227,7 +239,13 @@ impl StatsSnapshot {
                 method: Arc::from(e.method.as_str()),
                 name: Arc::from(e.name.as_str()),
             };
-            let histogram = decode(&e.histogram, || format!("{} {}", e.method, e.name))?;
+            let what = || format!("{} {}", e.method, e.name);
+            let histogram = decode(&e.histogram, what)?;
+            let phases = PhaseHistograms {
+                connect: decode(&e.connect, what)?,
+                tls: decode(&e.tls, what)?,
+                first_byte: decode(&e.first_byte, what)?,
+            };
             stats
                 .endpoints
                 .entry(key)
@@ -241,6 +259,7 @@ impl StatsSnapshot {
                     max_us: e.max_us,
                     bytes: e.bytes,
                     statuses: e.statuses.clone(),
+                    phases,
                 });
         }
         for f in &self.failures {
