@@ -227,9 +227,10 @@ fn demo_config(
             ..LoadSettings::default()
         },
         targets: loadgen::targets::Targets {
-            users: args.users,
+            users: Some(args.users),
             ..Default::default()
         },
+        exit_code_on_error: None,
         backend: Some(BackendConfig::InProcess(sources)),
         outputs: Outputs {
             html: Some(args.html.clone()),

@@ -99,6 +99,9 @@ pub struct RunConfig {
     pub load: LoadSettings,
     /// What the run is judged against.
     pub targets: Targets,
+    /// Exit with this code when any request failed or the scenario had an error, as Locust's
+    /// `--exit-code-on-error` (`None`: the exit code follows the targets only).
+    pub exit_code_on_error: Option<u8>,
     /// The backend to watch beside the load, if any.
     pub backend: Option<BackendConfig>,
     /// Report files.

@@ -25,6 +25,11 @@ pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
     let report = Report::new(&config.host, &outcome, analysis);
     print!("{}", report::console::summary(&report));
     write_outputs(&report, &config.outputs)?;
+    let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
+        || !outcome.stats.exceptions.is_empty();
+    if let (Some(code), true) = (config.exit_code_on_error, had_errors) {
+        return Ok(code);
+    }
     Ok(if report.analysis.all_met() {
         EXIT_OK
     } else {

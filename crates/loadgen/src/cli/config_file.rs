@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches};
 
 use super::Cli;
 
@@ -47,7 +47,7 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let matches = Cli::command().try_get_matches_from(&args)?;
+    let matches = command().try_get_matches_from(&args)?;
     let cli = Cli::from_arg_matches(&matches)?;
     let Some(path) = cli.config.clone() else {
         return Ok(cli);
@@ -74,10 +74,35 @@ where
         }
     }
     merged.extend(args.iter().skip(1).cloned());
-    Cli::try_parse_from(merged).map_err(|e| {
-        let line = first_line(&e.to_string());
-        file_error(line.trim_start_matches("error: ").to_owned())
-    })
+    command()
+        .try_get_matches_from(merged)
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+        .map_err(|e| {
+            let line = first_line(&e.to_string());
+            file_error(line.trim_start_matches("error: ").to_owned())
+        })
+}
+
+/// The command line, where every flag also reads Locust's variable (`LOCUST_USERS`,
+/// `LOCUST_RUN_TIME`, ...) when loadgen's own (`LOADGEN_USERS`) is not set, so that CI jobs
+/// written for Locust keep their settings.
+fn command() -> clap::Command {
+    let mut command = Cli::command();
+    let renamed: Vec<(String, &'static str)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let ours = arg.get_env()?.to_str()?;
+            let theirs = format!("LOCUST_{}", ours.strip_prefix("LOADGEN_")?);
+            let use_theirs = std::env::var_os(ours).is_none()
+                && std::env::var_os(&theirs).is_some_and(|v| !v.is_empty());
+            // Leaked once per flag at start-up: clap keeps `&'static str` names.
+            use_theirs.then(|| (arg.get_id().to_string(), &*theirs.leak()))
+        })
+        .collect();
+    for (id, theirs) in renamed {
+        command = command.mut_arg(id, |arg| arg.env(theirs));
+    }
+    command
 }
 
 /// The file's settings as `--flag=value` tokens, with the id of the flag each sets.

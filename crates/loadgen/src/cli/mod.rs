@@ -93,6 +93,10 @@ pub struct Cli {
         value_name = "NAME=VALUE"
     )]
     pub targets: Vec<TargetOverride>,
+    /// Exit with this code when any request failed or the scenario had an error (as Locust's
+    /// option; without it the exit code follows the targets).
+    #[arg(long, env = "LOADGEN_EXIT_CODE_ON_ERROR", value_name = "N")]
+    pub exit_code_on_error: Option<u8>,
     /// OS threads that run users (default: one per available core).
     #[arg(long, env = "LOADGEN_THREADS")]
     pub threads: Option<usize>,
@@ -276,7 +280,13 @@ impl Cli {
                 job_sample: self.job_sample,
                 memory_limit: self.memory_limit.map(|mb| mb.saturating_mul(1_000_000)),
             },
-            targets: Targets::with(&self.targets),
+            exit_code_on_error: self.exit_code_on_error,
+            targets: {
+                // The concurrency target is the users asked for, unless given.
+                let mut targets = Targets::with(&self.targets);
+                targets.users.get_or_insert(users);
+                targets
+            },
             backend: self.backend(),
             outputs: Outputs {
                 csv: self.csv.clone(),

@@ -677,3 +677,33 @@ async fn a_config_file_sets_flags_below_the_environment_and_the_command_line() {
     );
     testbed.stop().await;
 }
+
+/// A CI job written for Locust's variables keeps its settings: `LOCUST_USERS`,
+/// `LOCUST_RUN_TIME`... set every flag, below loadgen's own variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locust_variables_set_every_flag() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("from-locust-variables.json");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["-f", &scenario("reads.toml"), "--fixtures"])
+        .arg(fixtures())
+        .env("LOCUST_HOST", testbed.base_url())
+        .env("LOCUST_USERS", "3")
+        .env("LOCUST_SPAWN_RATE", "50")
+        .env("LOCUST_RUN_TIME", "1s")
+        .env("LOCUST_HEADLESS", "true")
+        .env("LOCUST_ONLY_SUMMARY", "true")
+        .env("LOCUST_JSON", &json)
+        .env("LOCUST_TIMEOUT", "30s")
+        .env("LOADGEN_TIMEOUT", "20s")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["peak_users"], 3, "{stderr}");
+    assert!(report["duration_secs"].as_f64().unwrap() < 30.0, "LOCUST_RUN_TIME");
+    testbed.stop().await;
+}
