@@ -4,15 +4,18 @@
 # median ratio, and loadgen's peak RSS with 10,000 mostly idle users.
 #
 #   bench/run.sh [ROUNDS] [SECONDS] [CONNECTIONS]      (defaults: 5 10 50)
+#   SCHEME=https bench/run.sh ...                      the same over TLS (a self-signed certificate;
+#                                                      loadgen with --insecure, wrk checks none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-5} secs=${2:-10} conns=${3:-50} idle_users=${IDLE_USERS:-10000}
+rounds=${1:-5} secs=${2:-10} conns=${3:-50} idle_users=${IDLE_USERS:-10000} scheme=${SCHEME:-http}
 
 missing=()
 command -v nginx >/dev/null || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v taskset >/dev/null || missing+=(util-linux)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
@@ -23,6 +26,12 @@ cargo build -q --release -p loadgen
 loadgen=$PWD/target/release/loadgen
 
 work=$(mktemp -d)
+tls_listen="" tls_conf="" tls_flag=""
+if [ "$scheme" = https ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 \
+    -subj /CN=localhost >/dev/null 2>&1
+  tls_listen=" ssl" tls_conf="ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;" tls_flag=--insecure
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
@@ -36,7 +45,8 @@ http {
   keepalive_timeout 120s;
   client_body_temp_path $work;
   server {
-    listen 127.0.0.1:$port backlog=16384;
+    listen 127.0.0.1:$port$tls_listen backlog=16384;
+    $tls_conf
     location / { default_type application/json; return 200 '{"status":"ok"}'; }
   }
 }
@@ -45,7 +55,7 @@ ulimit -n 65536 2>/dev/null || true
 taskset -c 1 nginx -c "$work/nginx.conf" -p "$work"
 trap 'kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 sleep 0.5
-url=http://127.0.0.1:$port
+url=$scheme://127.0.0.1:$port
 
 # cpu_and_rss FILE: "user+sys seconds" and "max RSS KB" from /usr/bin/time's output.
 timed() { /usr/bin/time -f '%U %S %M' -o "$work/time" "$@"; }
@@ -60,7 +70,7 @@ for round in $(seq "$rounds"); do
   wrk_total=$(awk '/requests in/ {print $1}' "$work/wrk.out")
   wrk_cpu=$(awk -v c="$(cpu)" -v n="$wrk_total" 'BEGIN {printf "%.3f", c / n * 10000}')
 
-  timed taskset -c 0 "$loadgen" -f bench/saturate.toml -H "$url" -u "$conns" -r 100000 -t "${secs}s" \
+  timed taskset -c 0 "$loadgen" -f bench/saturate.toml -H "$url" $tls_flag -u "$conns" -r 100000 -t "${secs}s" \
     --only-summary --json "$work/lg.json" --target users=1 > /dev/null 2>&1 || true
   read -r lg_total lg_secs < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["steady_total"]["requests"], r["duration_secs"])' "$work/lg.json")
   lg_rps=$(awk -v n="$lg_total" -v s="$lg_secs" 'BEGIN {printf "%.0f", n / s}')
@@ -74,7 +84,7 @@ printf '%-6s %14.0f %14.0f %16s %16s %8s\n' median "$(median "${wrk_rates[@]}")"
   "$(median "${wrk_cpus[@]}")" "$(median "${lg_cpus[@]}")" "$(median "${ratios[@]}")"
 echo "ratio = loadgen req/s / wrk req/s (goal >= 0.9); cpu/10k = CPU seconds per 10,000 requests (goal <= 0.10)"
 
-timed taskset -c 0 "$loadgen" -f bench/idle.toml -H "$url" -u "$idle_users" -r 5000 -t 20s --only-summary \
+timed taskset -c 0 "$loadgen" -f bench/idle.toml -H "$url" $tls_flag -u "$idle_users" -r 5000 -t 20s --only-summary \
   --json "$work/idle.json" --target users=1 > /dev/null 2>&1 || true
 idle_requests=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["steady_total"]["requests"])' "$work/idle.json")
-echo "idle: $idle_users users waiting 1-3 s: peak RSS $(( $(rss_kb) / 1024 )) MB, $idle_requests requests in 20 s (goal < 100 MB)"
+echo "idle: $idle_users users waiting 1-3 s: peak RSS $(( $(rss_kb) / 1024 )) MB, $idle_requests requests in 20 s (goal < 100 MB over http, 150 MB over https)"

@@ -17,6 +17,8 @@ dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v python3 >/dev/null || missing+=(python3)
 command -v docker >/dev/null || missing+=(docker.io)
 command -v chromium >/dev/null || missing+=(chromium)
+# The system's roots, which https connections trust by default.
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 # ps, and prlimit/setpriv for the thread-limit test.
 command -v ps >/dev/null || missing+=(procps)
 { command -v prlimit && command -v setpriv; } >/dev/null || missing+=(util-linux)

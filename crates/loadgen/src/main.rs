@@ -13,11 +13,23 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("loadgen={}", cli.loglevel))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("loadgen=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter);
+    match &cli.logfile {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => log
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .init(),
+            Err(error) => {
+                eprintln!("loadgen: error: --logfile {}: {error}", path.display());
+                return ExitCode::from(loadgen::EXIT_ERROR);
+            }
+        },
+        None => log
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     // A small runtime for the controller; the users run on their own threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

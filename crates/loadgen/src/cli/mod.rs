@@ -70,9 +70,13 @@ pub struct Cli {
     /// Write every figure as JSON.
     #[arg(long, env = "LOADGEN_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Log level: error, warn, info, debug, trace.
+    /// Log level: error, warn, info, debug (one line per request: method, URL, status, ms),
+    /// trace (also the request headers).
     #[arg(short = 'L', long, env = "LOADGEN_LOGLEVEL", default_value = "warn")]
     pub loglevel: String,
+    /// Write the log here instead of stderr.
+    #[arg(long, env = "LOADGEN_LOGFILE", value_name = "FILE")]
+    pub logfile: Option<PathBuf>,
     /// Print only the end-of-run summary, no live view.
     #[arg(long, env = "LOADGEN_ONLY_SUMMARY")]
     pub only_summary: bool,

@@ -127,11 +127,35 @@ impl Connection {
         payload: &Payload,
     ) -> Result<Answer, HttpError> {
         self.encode(method, path_and_query, headers, payload);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let head_end = self
+                .request
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or(self.request.len());
+            let head = String::from_utf8_lossy(&self.request[..head_end]);
+            tracing::trace!("request to {}:\n{head}", self.target.origin());
+        }
         let timeout = self.options.timeout;
+        let started = Instant::now();
         let result = match tokio::time::timeout(timeout, self.exchange(method)).await {
             Ok(result) => result,
             Err(_) => Err(HttpError::Timeout(timeout)),
         };
+        // --loglevel DEBUG: one line per request, as a user tracing a scenario wants it.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            let origin = self.target.origin();
+            match &result {
+                Ok(answer) => tracing::debug!(
+                    "{method} {origin}{path_and_query} {} {ms:.1} ms",
+                    answer.status
+                ),
+                Err(error) => {
+                    tracing::debug!("{method} {origin}{path_and_query} {error} {ms:.1} ms")
+                }
+            }
+        }
         if result.is_err() {
             // Never reuse a connection in an unknown state.
             self.stream = None;

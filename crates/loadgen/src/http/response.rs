@@ -415,7 +415,9 @@ mod tests {
             input.extend_from_slice(piece);
             if let Some(response) = reader.feed(&mut input)? {
                 // What follows the answer is left for the next one.
-                pieces[i + 1..].iter().for_each(|p| input.extend_from_slice(p));
+                pieces[i + 1..]
+                    .iter()
+                    .for_each(|p| input.extend_from_slice(p));
                 return Ok((response, input.to_vec()));
             }
         }

@@ -704,6 +704,9 @@ async fn locust_variables_set_every_flag() {
     assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["peak_users"], 3, "{stderr}");
-    assert!(report["duration_secs"].as_f64().unwrap() < 30.0, "LOCUST_RUN_TIME");
+    assert!(
+        report["duration_secs"].as_f64().unwrap() < 30.0,
+        "LOCUST_RUN_TIME"
+    );
     testbed.stop().await;
 }

@@ -38,7 +38,9 @@ async fn serve(listener: TcpListener, seen: Seen) {
                 *seen.lock().unwrap().entry(key).or_default() += 1;
                 let answer = match path.as_str() {
                     "/login" => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
-                    "/old" => "HTTP/1.1 307 Temporary Redirect\r\nLocation: /new?from=old\r\nContent-Length: 0\r\n\r\n",
+                    "/old" => {
+                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: /new?from=old\r\nContent-Length: 0\r\n\r\n"
+                    }
                     "/new?from=old" => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
                     "/cached" => "HTTP/1.1 304 Not Modified\r\n\r\n",
                     _ => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
@@ -86,12 +88,32 @@ async fn follows_redirects_counts_3xx_as_success_and_keeps_values_as_data() {
         .map(|(key, e)| (key.name.to_string(), (e.count, e.failures)))
         .collect();
     let (moved, moved_failed) = rows["/old"];
-    assert!(moved > 0 && moved_failed == 0, "a 307 followed to a 200: {rows:?}");
-    assert!(!rows.contains_key("/new?from=old"), "recorded once, under its own name");
+    assert!(
+        moved > 0 && moved_failed == 0,
+        "a 307 followed to a 200: {rows:?}"
+    );
+    assert!(
+        !rows.contains_key("/new?from=old"),
+        "recorded once, under its own name"
+    );
     let (cached, cached_failed) = rows["/cached"];
-    assert!(cached > 0 && cached_failed == 0, "a 304 is a success: {rows:?}");
-    let statuses = &outcome.stats.endpoints.iter().find(|(k, _)| &*k.name == "/old").unwrap().1.statuses;
-    assert_eq!(statuses.keys().collect::<Vec<_>>(), [&200], "the final status is recorded");
+    assert!(
+        cached > 0 && cached_failed == 0,
+        "a 304 is a success: {rows:?}"
+    );
+    let statuses = &outcome
+        .stats
+        .endpoints
+        .iter()
+        .find(|(k, _)| &*k.name == "/old")
+        .unwrap()
+        .1
+        .statuses;
+    assert_eq!(
+        statuses.keys().collect::<Vec<_>>(),
+        [&200],
+        "the final status is recorded"
+    );
 
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.get("/old"), seen.get("/new?from=old"), "{seen:?}");
@@ -99,10 +121,20 @@ async fn follows_redirects_counts_3xx_as_success_and_keeps_values_as_data() {
         seen.contains_key("/items/a%20b%2Fc%3Fd%0D%0AX-Injected%3A%201"),
         "the value is one percent-encoded path segment: {seen:?}"
     );
-    assert!(!seen.keys().any(|k| k.contains("authorized")), "no request carried a token it never got: {seen:?}");
-    assert!(!seen.contains_key("/me"), "the step that needs the token is not sent: {seen:?}");
     assert!(
-        outcome.stats.exceptions.keys().any(|m| m.contains("me") && m.contains("token")),
+        !seen.keys().any(|k| k.contains("authorized")),
+        "no request carried a token it never got: {seen:?}"
+    );
+    assert!(
+        !seen.contains_key("/me"),
+        "the step that needs the token is not sent: {seen:?}"
+    );
+    assert!(
+        outcome
+            .stats
+            .exceptions
+            .keys()
+            .any(|m| m.contains("me") && m.contains("token")),
         "the skipped step is a named scenario error: {:?}",
         outcome.stats.exceptions
     );
