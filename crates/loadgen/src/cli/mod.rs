@@ -322,6 +322,15 @@ impl Cli {
     /// Reads the scenario (file or built-in), checks its fixtures, applies `--user-classes` and
     /// `--tags`.
     fn load_scenario(&self) -> anyhow::Result<Scenario> {
+        if let Some(path) = &self.scenario
+            && path.extension().is_some_and(|e| e == "py")
+        {
+            bail!(
+                "-f {}: loadgen runs TOML scenarios, not Python locustfiles; \
+                 `loadgen scenario show` prints the built-in one to start from",
+                path.display()
+            );
+        }
         let (text, name) = match &self.scenario {
             Some(path) => (
                 std::fs::read_to_string(path)

@@ -382,6 +382,17 @@ fn a_broken_scenario_is_reported_with_its_line() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&show.stdout).contains("name = \"CreateTaskUser\""));
+    let python = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["-f", "locustfile.py", "-H", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&python.stderr);
+    assert_eq!(python.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TOML scenarios") && stderr.contains("loadgen scenario show"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
