@@ -1,11 +1,15 @@
-//! CSV files with Locust's names and columns (`PREFIX_stats.csv`, `_stats_history.csv`,
-//! `_failures.csv`, `_exceptions.csv`, as Locust 2.x writes them), so existing tooling reads them.
-//! Start-up rows are in `_stats.csv` too, their names suffixed ` (start-up)`. Beside them,
-//! `_timeline.csv` puts the load and the backend on one clock, a row per second.
+//! CSV files with Locust's names, columns, number forms and CRLF line ends (`PREFIX_stats.csv`,
+//! `_stats_history.csv`, `_failures.csv`, `_exceptions.csv`, as Locust 2.x writes them), so
+//! existing tooling reads them unchanged: every request under its own name (start-up and steady
+//! state together; the split is in the console and the JSON), an Aggregated row that is their
+//! sum, and a history whose rates are Locust's rolling window. Beside them, `_timeline.csv`
+//! puts the load and the backend on one clock, a row per second.
 
 use std::path::{Path, PathBuf};
 
-use super::{PERCENTILES, Report, Row};
+use std::collections::BTreeMap;
+
+use super::{HistoryPoint, PERCENTILES, Report, Row};
 
 /// Locust's percentile column labels.
 fn percentile_labels() -> Vec<String> {
@@ -70,68 +74,107 @@ pub fn history_header() -> Vec<String> {
     header
 }
 
-fn stats_record(row: &Row, suffix: &str) -> Vec<String> {
+fn stats_record(row: &Row) -> Vec<String> {
     let mut record = vec![
         row.method.clone(),
-        format!("{}{suffix}", row.name),
+        row.name.clone(),
         row.requests.to_string(),
         row.failures.to_string(),
         format!("{:.0}", row.median_ms),
-        format!("{}", row.average_ms),
-        format!("{}", row.min_ms),
-        format!("{}", row.max_ms),
-        format!("{}", row.average_bytes),
-        format!("{}", row.rps),
-        format!("{}", row.failures_per_sec),
+        py_float(row.average_ms),
+        py_float(row.min_ms),
+        py_float(row.max_ms),
+        py_float(row.average_bytes),
+        py_float(row.rps),
+        py_float(row.failures_per_sec),
     ];
     record.extend(row.percentiles_ms.iter().map(|p| format!("{p:.0}")));
     record
 }
 
-/// Writes the four files; returns their paths.
+/// A float as Python's `str()` writes it (`3.0`, not `3`), so the files match Locust's byte
+/// for byte in form.
+fn py_float(value: f64) -> String {
+    if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e16 {
+        format!("{value:.1}")
+    } else {
+        format!("{value}")
+    }
+}
+
+/// Locust's "current" rate for each row of the history: the mean of the per-second counts over
+/// the window Locust uses (the 10 whole seconds ending 2 s before the row), not the row's own
+/// second, which a busy machine can leave empty or double.
+fn rolling_rates(points: &[&HistoryPoint]) -> Vec<(f64, f64)> {
+    // Locust keys a request by the whole second it ended in; our point `at_secs` closes that
+    // second, so its key is `at_secs - 1`.
+    let by_second: BTreeMap<u64, (u64, u64)> = points
+        .iter()
+        .map(|p| (p.at_secs.saturating_sub(1), (p.requests, p.failures)))
+        .collect();
+    points
+        .iter()
+        .map(|p| {
+            let last = p.at_secs;
+            let start = last.saturating_sub(12);
+            let end = last.saturating_sub(2);
+            let seconds = end.saturating_sub(start).max(1) as f64;
+            let (requests, failures) = by_second
+                .range(start..end)
+                .fold((0, 0), |(r, f), (_, (pr, pf))| (r + pr, f + pf));
+            (requests as f64 / seconds, failures as f64 / seconds)
+        })
+        .collect()
+}
+
+/// Writes Locust's four files and ours; returns their paths.
 pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> {
     let path = |suffix: &str| PathBuf::from(format!("{prefix}_{suffix}.csv"));
     let stats = path("stats");
     let mut w = writer(&stats)?;
     w.write_record(stats_header())?;
-    for row in &report.steady {
-        w.write_record(stats_record(row, ""))?;
+    for row in report.locust_rows.iter().chain([&report.locust_total]) {
+        w.write_record(stats_record(row))?;
     }
-    for row in &report.startup {
-        w.write_record(stats_record(row, " (start-up)"))?;
-    }
-    w.write_record(stats_record(&report.steady_total, ""))?;
     w.flush()?;
 
     let history = path("stats_history");
     let mut w = writer(&history)?;
     w.write_record(history_header())?;
+    // One row per wall-clock second: a second the clock visited twice keeps its later row.
+    let mut points: Vec<&HistoryPoint> = Vec::with_capacity(report.history.len());
     for point in &report.history {
+        match points.last_mut() {
+            Some(last) if last.timestamp == point.timestamp => *last = point,
+            _ => points.push(point),
+        }
+    }
+    for (point, (rps, fps)) in points.iter().zip(rolling_rates(&points)) {
         let total = &point.cumulative;
         let mut record = vec![
             point.timestamp.to_string(),
             point.users.to_string(),
             String::new(),
             "Aggregated".to_owned(),
-            format!("{}", point.requests),
-            format!("{}", point.failures),
+            format!("{rps:.6}"),
+            format!("{fps:.6}"),
         ];
-        record.extend(point.percentiles_ms.iter().map(|p| {
-            if point.requests == 0 {
+        // As Locust's: the run's percentiles so far, N/A before the first request.
+        record.extend(total.percentiles_ms.iter().map(|p| {
+            if total.requests == 0 {
                 "N/A".to_owned()
             } else {
                 format!("{p:.0}")
             }
         }));
-        // The "Total" columns are the run so far, exact (merged histograms), as Locust's are.
         record.extend([
             total.requests.to_string(),
             total.failures.to_string(),
             format!("{:.0}", total.median_ms),
-            format!("{}", total.average_ms),
-            format!("{}", total.min_ms),
-            format!("{}", total.max_ms),
-            format!("{}", total.average_bytes),
+            py_float(total.average_ms),
+            py_float(total.min_ms),
+            py_float(total.max_ms),
+            py_float(total.average_bytes),
         ]);
         w.write_record(record)?;
     }
@@ -139,13 +182,30 @@ pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> 
 
     let failures = path("failures");
     let mut w = writer(&failures)?;
-    w.write_record(["Method", "Name", "Error", "Occurrences"])?;
-    for f in &report.failures {
+    w.write_record([
+        "Method",
+        "Name",
+        "Error",
+        "Occurrences",
+        "First Seen",
+        "Last Seen",
+    ])?;
+    let seen = |secs: f64| {
+        let unix = report.started_at as i64 + secs as i64;
+        chrono::DateTime::from_timestamp(unix, 0).map_or(String::new(), |t| {
+            t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+        })
+    };
+    let mut sorted: Vec<_> = report.failures.iter().collect();
+    sorted.sort_by(|a, b| (&a.name, &a.method, &a.error).cmp(&(&b.name, &b.method, &b.error)));
+    for f in sorted {
         w.write_record([
             f.method.as_str(),
             f.name.as_str(),
             f.error.as_str(),
             &f.occurrences.to_string(),
+            &seen(f.first_seen_secs),
+            &seen(f.last_seen_secs),
         ])?;
     }
     w.flush()?;
@@ -261,6 +321,9 @@ fn write_timeline(report: &Report, path: &Path) -> Result<(), csv::Error> {
     Ok(())
 }
 
+/// CRLF line ends, as Python's csv module (and so Locust) writes them.
 fn writer(path: &Path) -> Result<csv::Writer<std::fs::File>, csv::Error> {
-    csv::Writer::from_path(path)
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_path(path)
 }

@@ -245,6 +245,13 @@ pub struct Report {
     pub startup: Vec<Row>,
     /// Start-up aggregate.
     pub startup_total: Row,
+    /// Locust's rows: every request under its own name, start-up and steady state together,
+    /// sorted by name and method (as `_stats.csv` has them).
+    #[serde(skip)]
+    pub locust_rows: Vec<Row>,
+    /// The sum of [`Report::locust_rows`].
+    #[serde(skip)]
+    pub locust_total: Row,
     /// Failures.
     pub failures: Vec<FailureRow>,
     /// Scenario errors: message and count.
@@ -291,7 +298,22 @@ impl Report {
                 secs,
             )
         };
+        // Locust has no start-up phase: its rows hold every request of a name.
+        let mut by_name: BTreeMap<(&str, &str), EndpointStats> = BTreeMap::new();
+        for (key, e) in &outcome.stats.endpoints {
+            by_name
+                .entry((&*key.name, &*key.method))
+                .or_default()
+                .merge(e);
+        }
+        let mut everything = outcome.stats.aggregated(Phase::Steady);
+        everything.merge(&outcome.stats.aggregated(Phase::Startup));
         Self {
+            locust_rows: by_name
+                .iter()
+                .map(|((name, method), e)| Row::new(Phase::Steady, method, name, e, secs))
+                .collect(),
+            locust_total: Row::new(Phase::Steady, "", "Aggregated", &everything, secs),
             host: host.to_owned(),
             started_at: unix(outcome.started_at),
             duration_secs: secs,

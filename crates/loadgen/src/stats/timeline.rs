@@ -55,6 +55,8 @@ pub struct Cumulative {
     pub average_bytes: f64,
     /// p95 of the steady state alone, ms (what the live view and the p95 target follow).
     pub steady_p95_ms: f64,
+    /// Locust's reported percentiles of the run so far ([`crate::report::PERCENTILES`]), ms.
+    pub percentiles_ms: [f64; 11],
 }
 
 impl Cumulative {
@@ -71,6 +73,7 @@ impl Cumulative {
             min_ms: all.min_ms(),
             max_ms: all.max_ms(),
             average_bytes: all.average_bytes(),
+            percentiles_ms: crate::report::PERCENTILES.map(|p| all.percentile_ms(p)),
         }
     }
 }

@@ -339,7 +339,7 @@ async fn targets_decide_the_exit_code_and_csv_files_have_locusts_headers() {
     );
     assert_eq!(
         header("run_failures.csv").join(","),
-        "Method,Name,Error,Occurrences"
+        "Method,Name,Error,Occurrences,First Seen,Last Seen"
     );
     assert_eq!(
         header("run_exceptions.csv").join(","),
@@ -351,10 +351,35 @@ async fn targets_decide_the_exit_code_and_csv_files_have_locusts_headers() {
     let all = report["steady_total"]["requests"].as_u64().unwrap()
         + report["startup_total"]["requests"].as_u64().unwrap();
     assert_eq!(last[17].parse::<u64>().unwrap(), all, "{last:?}");
+    let mut history = csv::Reader::from_path(out.path().join("run_stats_history.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = history.records().map(Result::unwrap).collect();
+    let stamps: std::collections::BTreeSet<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(stamps.len(), rows.len(), "one row per timestamp");
+    for row in &rows {
+        let rate = &row[4];
+        assert_eq!(
+            rate.split('.').nth(1).map(str::len),
+            Some(6),
+            "Locust's %2f: {rate}"
+        );
+    }
+    // `_stats.csv`: every request under its own name, and an Aggregated row that is their sum
+    // and the history's last total.
     let mut stats = csv::Reader::from_path(out.path().join("run_stats.csv")).unwrap();
-    let last = stats.records().last().unwrap().unwrap();
-    assert_eq!(&last[1], "Aggregated");
-    assert!(last[2].parse::<u64>().unwrap() > 0);
+    let rows: Vec<csv::StringRecord> = stats.records().map(Result::unwrap).collect();
+    let (total, named) = rows.split_last().unwrap();
+    assert_eq!(&total[1], "Aggregated");
+    assert!(named.iter().all(|r| !r[1].contains("start-up")));
+    let sum: u64 = named.iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
+    assert_eq!(total[2].parse::<u64>().unwrap(), sum);
+    assert_eq!(sum, all);
+    // Python's csv module ends lines with CRLF.
+    for file in ["run_stats.csv", "run_stats_history.csv", "run_failures.csv"] {
+        let bytes = std::fs::read(out.path().join(file)).unwrap();
+        let lf = bytes.iter().filter(|b| **b == b'\n').count();
+        let crlf = bytes.windows(2).filter(|w| w == b"\r\n").count();
+        assert!(lf > 0 && lf == crlf, "{file}: {lf} LF, {crlf} CRLF");
+    }
     testbed.stop().await;
 }
 
