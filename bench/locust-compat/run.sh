@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs real Locust 2.x (from PyPI, in a venv) and loadgen with the same load against the testbed,
+# then compares their CSV files column by column (compare.py). Exit 1 on a difference.
+#
+#   bench/locust-compat/run.sh [SECONDS]     (default 8)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-8}
+here=bench/locust-compat
+venv=${LOCUST_VENV:-target/locust-venv}
+[ -x "$venv/bin/locust" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q 'locust>=2,<3'; }
+cargo build -q -p loadgen -p testbed
+
+work=$(mktemp -d)
+chmod 755 "$work"
+trap 'kill "${testbed_pid:-}" 2>/dev/null; scripts/services.sh stop "$work/services" >/dev/null 2>&1; rm -rf "$work"' EXIT
+mkdir -m 755 "$work/services"
+eval "$(scripts/services.sh start "$work/services")"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+DATABASE_URL=$TEST_DATABASE_URL REDIS_URL=$TEST_REDIS_URL target/debug/testbed --listen "127.0.0.1:$port" \
+  > "$work/testbed.log" 2>&1 &
+testbed_pid=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/api/v1/health/" >/dev/null && break; sleep 0.2; done
+host=http://127.0.0.1:$port
+
+"$venv/bin/locust" -f "$here/locustfile.py" --headless -u 5 -r 5 -t "${secs}s" -H "$host" \
+  --csv "$work/locust" --only-summary > "$work/locust.out" 2>&1 || true
+target/debug/loadgen -f "$here/probe.toml" --headless -u 5 -r 5 -t "${secs}s" -H "$host" \
+  --csv "$work/loadgen" --only-summary > "$work/loadgen.out" 2>&1 || true
+"$venv/bin/locust" --version
+tail -n 5 "$work/locust.out" "$work/loadgen.out"
+python3 "$here/compare.py" "$work/locust" "$work/loadgen"
