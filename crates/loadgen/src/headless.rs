@@ -12,11 +12,19 @@ use crate::{EXIT_OK, EXIT_TARGET_MISSED};
 /// Runs the load test `config` describes; returns the exit code.
 pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
     let handle = Run::start(&config).await?;
+    tracing::info!(
+        "Ramping to {} users at a rate of {:.2} per second",
+        config.load.users,
+        config.load.spawn_rate
+    );
     stop_on_ctrl_c(handle.clone());
     report::live::follow(&handle, &config.live, config.load.run_time).await;
     let outcome = handle.wait().await;
     if let Some(error) = &outcome.error {
         bail!("{error}");
+    }
+    if !outcome.interrupted && config.load.run_time.is_some() {
+        tracing::info!("--run-time limit reached, shutting down");
     }
     if let Some(error) = &outcome.backend_error {
         eprintln!("loadgen: warning: no backend samples: {error}");
@@ -27,14 +35,13 @@ pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
     write_outputs(&report, &config.outputs)?;
     let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
         || !outcome.stats.exceptions.is_empty();
-    if let (Some(code), true) = (config.exit_code_on_error, had_errors) {
-        return Ok(code);
-    }
-    Ok(if report.analysis.all_met() {
-        EXIT_OK
-    } else {
-        EXIT_TARGET_MISSED
-    })
+    let code = match (config.exit_code_on_error, had_errors) {
+        (Some(code), true) => code,
+        _ if report.analysis.all_met() => EXIT_OK,
+        _ => EXIT_TARGET_MISSED,
+    };
+    tracing::info!("Shutting down (exit code {code})");
+    Ok(code)
 }
 
 fn stop_on_ctrl_c(handle: RunHandle) {

@@ -192,6 +192,13 @@ impl Runner {
                         running_by_thread[thread] += 1;
                         running += 1;
                         peak = peak.max(running);
+                        if running == target_users {
+                            let by_type: Vec<String> = self.scenario.users.iter()
+                                .zip(&started_by_type)
+                                .map(|(u, n)| format!("\"{}\": {n}", u.name))
+                                .collect();
+                            tracing::info!("All users spawned: {{{}}} ({running} total users)", by_type.join(", "));
+                        }
                     } else if running > target_users {
                         // Stop from the busiest thread.
                         let (thread, _) = running_by_thread.iter().enumerate().max_by_key(|(_, n)| **n).unwrap_or((0, &0));

@@ -72,7 +72,7 @@ pub struct Cli {
     pub json: Option<PathBuf>,
     /// Log level: error, warn, info, debug (one line per request: method, URL, status, ms),
     /// trace (also the request headers).
-    #[arg(short = 'L', long, env = "LOADGEN_LOGLEVEL", default_value = "warn")]
+    #[arg(short = 'L', long, env = "LOADGEN_LOGLEVEL", default_value = "info", value_parser = parse_level)]
     pub loglevel: String,
     /// Write the log here instead of stderr.
     #[arg(long, env = "LOADGEN_LOGFILE", value_name = "FILE")]
@@ -216,6 +216,23 @@ impl Profile {
             Self::Stress => (500, 50.0, Duration::from_secs(600)),
             Self::Endurance => (100, 5.0, Duration::from_secs(3600)),
         }
+    }
+}
+
+/// A log level, in Locust's spelling (`DEBUG`) or tracing's (`debug`).
+fn parse_level(text: &str) -> Result<String, String> {
+    let level = text.trim().to_ascii_lowercase();
+    let level = if level == "warning" {
+        "warn".to_owned()
+    } else {
+        level
+    };
+    match level.as_str() {
+        "error" | "warn" | "info" | "debug" | "trace" => Ok(level),
+        "critical" => Ok("error".to_owned()),
+        _ => Err(format!(
+            "{text:?}: use ERROR, WARNING, INFO, DEBUG or TRACE"
+        )),
     }
 }
 

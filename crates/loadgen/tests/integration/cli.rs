@@ -732,7 +732,7 @@ async fn locust_variables_set_every_flag() {
         .env("LOCUST_ONLY_SUMMARY", "true")
         .env("LOCUST_JSON", &json)
         .env("LOCUST_TIMEOUT", "30s")
-        .env("LOADGEN_TIMEOUT", "20s")
+        .env("LOCUST_LOGLEVEL", "DEBUG")
         .output()
         .await
         .unwrap();
@@ -743,6 +743,20 @@ async fn locust_variables_set_every_flag() {
     assert!(
         report["duration_secs"].as_f64().unwrap() < 30.0,
         "LOCUST_RUN_TIME"
+    );
+    // Locust's lifecycle lines, and at DEBUG one line per request.
+    for line in [
+        "Ramping to 3 users at a rate of 50.00 per second",
+        "All users spawned: {\"Reader\": 3} (3 total users)",
+        "--run-time limit reached, shutting down",
+        "Shutting down (exit code",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing from {stderr}");
+    }
+    let register = format!("POST {}/api/v1/auth/register 201 ", testbed.base_url());
+    assert!(
+        stderr.contains(&register),
+        "{register:?} missing from {stderr}"
     );
     testbed.stop().await;
 }
