@@ -83,6 +83,8 @@ pub struct VirtualUser {
     /// Variables some step of this user tried to extract: a header that needs one of them and
     /// finds it unset is a missing value, not a header to leave out before login.
     attempted: HashSet<String>,
+    /// Cookies the API set, sent back by domain and path rules, as a requests Session does.
+    cookies: cookie_store::CookieStore,
 }
 
 enum Outcome {
@@ -109,6 +111,7 @@ impl VirtualUser {
             seq: 0,
             connection,
             attempted: HashSet::new(),
+            cookies: cookie_store::CookieStore::default(),
         }
     }
 
@@ -273,17 +276,24 @@ impl VirtualUser {
             mut headers,
             payload,
         } = request;
+        let mut url = format!("{}{path}", self.shared.target.origin());
+        let with_cookies = self.with_cookies(&url, &headers);
         let answer = self
             .connection
-            .send(&step.method, &path, &headers, &payload)
+            .send(
+                &step.method,
+                &path,
+                with_cookies.as_ref().unwrap_or(&headers),
+                &payload,
+            )
             .await?;
+        self.keep_cookies(&url, &answer);
         if !step.follow_redirects || !is_redirect(answer.status) {
             return self.counted(answer);
         }
         let mut answer = self.counted(answer)?;
         let mut method = step.method.clone();
         let mut payload = payload;
-        let mut url = format!("{}{path}", self.shared.target.origin());
         let mut elsewhere: Option<Connection> = None;
         for _ in 0..MAX_REDIRECTS {
             if !is_redirect(answer.status) {
@@ -310,6 +320,12 @@ impl VirtualUser {
                 Some(query) => format!("{}?{query}", next.path()),
                 None => next.path().to_owned(),
             };
+            url = next.to_string();
+            if origin != self.shared.target.origin() {
+                // Credentials stay with the origin they were given for.
+                headers.retain(|(name, _)| name != http::header::AUTHORIZATION);
+            }
+            let with_cookies = self.with_cookies(&url, &headers);
             let connection = if origin == self.shared.target.origin() {
                 &mut self.connection
             } else {
@@ -319,18 +335,58 @@ impl VirtualUser {
                         let target = Target::resolve(&origin, self.shared.target.tls.as_ref())
                             .await
                             .map_err(|e| HttpError::Connection(format!("redirect: {e}")))?;
-                        headers.retain(|(name, _)| name != http::header::AUTHORIZATION);
                         elsewhere.insert(Connection::new(Rc::new(target), self.shared.options))
                     }
                 }
             };
             answer = connection
-                .send(&method, &next_path, &headers, &payload)
+                .send(
+                    &method,
+                    &next_path,
+                    with_cookies.as_ref().unwrap_or(&headers),
+                    &payload,
+                )
                 .await?;
+            self.keep_cookies(&url, &answer);
             answer = self.counted(answer)?;
-            url = next.to_string();
         }
         Ok(answer)
+    }
+
+    /// The headers plus the jar's `Cookie` for `url`; `None` when the jar has none for it (the
+    /// common case costs no URL parse).
+    fn with_cookies(
+        &self,
+        url: &str,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Option<Vec<(HeaderName, HeaderValue)>> {
+        self.cookies.iter_any().next()?;
+        let url = url::Url::parse(url).ok()?;
+        let cookie = self
+            .cookies
+            .get_request_values(&url)
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let value = HeaderValue::from_str(&cookie)
+            .ok()
+            .filter(|_| !cookie.is_empty())?;
+        let mut with = headers.to_vec();
+        with.push((http::header::COOKIE, value));
+        Some(with)
+    }
+
+    fn keep_cookies(&mut self, url: &str, answer: &Answer) {
+        if answer.set_cookies.is_empty() {
+            return;
+        }
+        if let Ok(url) = url::Url::parse(url) {
+            for set_cookie in &answer.set_cookies {
+                // A cookie the rules refuse (another domain, a bad attribute) is dropped, as
+                // browsers and requests drop it.
+                let _ = self.cookies.parse(set_cookie, &url);
+            }
+        }
     }
 
     /// Counts a resend the connection made (the request went twice on the wire).

@@ -44,6 +44,8 @@ pub struct Answer {
     pub timings: Timings,
     /// Whether the request was sent a second time after a stale kept-alive connection.
     pub resent: bool,
+    /// `Set-Cookie` values.
+    pub set_cookies: Vec<String>,
 }
 
 /// The phases of one exchange, µs; connect and TLS only when a connection was opened for it.
@@ -352,6 +354,7 @@ impl Connection {
             body,
             location,
             gzip,
+            set_cookies,
             ..
         } = response;
         let body = if gzip && self.options.gzip {
@@ -365,6 +368,7 @@ impl Connection {
             location,
             timings,
             resent: false,
+            set_cookies,
         })
     }
 }

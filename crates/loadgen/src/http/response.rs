@@ -41,6 +41,8 @@ pub struct Response {
     pub location: Option<String>,
     /// `Content-Encoding: gzip`.
     pub gzip: bool,
+    /// `Set-Cookie` values, for the user's cookie jar.
+    pub set_cookies: Vec<String>,
 }
 
 /// How the end of a body is found (RFC 9112 §6.3).
@@ -59,6 +61,7 @@ struct Head {
     keep_alive: bool,
     location: Option<String>,
     gzip: bool,
+    set_cookies: Vec<String>,
 }
 
 /// Where a chunked body's decoding stands.
@@ -271,9 +274,13 @@ impl Reader {
     }
 
     fn finish(&mut self) -> Response {
-        let head = self.head.take();
+        let mut head = self.head.take();
         self.state = State::Head;
         Response {
+            set_cookies: head
+                .as_mut()
+                .map(|h| std::mem::take(&mut h.set_cookies))
+                .unwrap_or_default(),
             status: head.as_ref().map_or(0, |h| h.status),
             body: std::mem::take(&mut self.body).freeze(),
             keep_alive: head.as_ref().is_some_and(|h| h.keep_alive),
@@ -327,6 +334,7 @@ fn parse_head(buf: &[u8], is_head_request: bool) -> Result<Option<(Head, usize)>
     let (mut close, mut keep_alive_token) = (false, false);
     let mut location = None;
     let mut gzip = false;
+    let mut set_cookies = Vec::new();
     for header in response.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -359,6 +367,8 @@ fn parse_head(buf: &[u8], is_head_request: bool) -> Result<Option<(Head, usize)>
             }
         } else if name.eq_ignore_ascii_case("location") {
             location = Some(String::from_utf8_lossy(header.value).trim().to_owned());
+        } else if name.eq_ignore_ascii_case("set-cookie") {
+            set_cookies.push(String::from_utf8_lossy(header.value).into_owned());
         } else if name.eq_ignore_ascii_case("content-encoding") {
             gzip = tokens(header.value)
                 .last()
@@ -394,6 +404,7 @@ fn parse_head(buf: &[u8], is_head_request: bool) -> Result<Option<(Head, usize)>
             keep_alive,
             location,
             gzip,
+            set_cookies,
         },
         used,
     )))

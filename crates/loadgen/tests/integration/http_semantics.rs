@@ -27,21 +27,36 @@ async fn serve(listener: TcpListener, seen: Seen) {
             let mut lines = BufReader::new(read).lines();
             while let Ok(Some(request_line)) = lines.next_line().await {
                 let mut authorized = false;
+                let mut cookies = String::new();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if line.is_empty() {
                         break;
                     }
-                    authorized |= line.to_ascii_lowercase().starts_with("authorization:");
+                    let lower = line.to_ascii_lowercase();
+                    authorized |= lower.starts_with("authorization:");
+                    if let Some(value) = lower.strip_prefix("cookie:") {
+                        cookies = value.trim().to_owned();
+                    }
                 }
                 let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
                 let key = format!("{path}{}", if authorized { " (authorized)" } else { "" });
-                *seen.lock().unwrap().entry(key).or_default() += 1;
+                {
+                    let mut counts = seen.lock().unwrap();
+                    *counts.entry(key).or_default() += 1;
+                    if !cookies.is_empty() {
+                        *counts
+                            .entry(format!("{path} cookie: {cookies}"))
+                            .or_default() += 1;
+                    }
+                }
                 let answer = match path.as_str() {
                     "/login" => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
                     "/old" => {
                         "HTTP/1.1 307 Temporary Redirect\r\nLocation: /new?from=old\r\nContent-Length: 0\r\n\r\n"
                     }
-                    "/new?from=old" => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                    "/new?from=old" => {
+                        "HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\nSet-Cookie: narrow=1; Path=/items\r\nContent-Length: 2\r\n\r\nok"
+                    }
                     "/cached" => "HTTP/1.1 304 Not Modified\r\n\r\n",
                     _ => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
                 };
@@ -124,6 +139,19 @@ async fn follows_redirects_counts_3xx_as_success_and_keeps_values_as_data() {
     assert!(
         !seen.keys().any(|k| k.contains("authorized")),
         "no request carried a token it never got: {seen:?}"
+    );
+    // The user's cookie jar: a cookie goes back where its path allows, and only there.
+    assert!(seen.contains_key("/cached cookie: session=abc"), "{seen:?}");
+    assert!(
+        seen.keys()
+            .any(|k| k.starts_with("/items/") && k.contains("narrow=1")),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .keys()
+            .any(|k| k.starts_with("/cached") && k.contains("narrow")),
+        "{seen:?}"
     );
     assert!(
         !seen.contains_key("/me"),
