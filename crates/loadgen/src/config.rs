@@ -30,6 +30,8 @@ pub struct LoadSettings {
     pub job_sample: Option<f64>,
     /// Stop starting users once loadgen's own memory passes this, bytes.
     pub memory_limit: Option<u64>,
+    /// Forget the figures once every user has been spawned (Locust's `--reset-stats`).
+    pub reset_stats: bool,
 }
 
 impl Default for LoadSettings {
@@ -44,6 +46,7 @@ impl Default for LoadSettings {
             tls: TlsSettings::default(),
             job_sample: None,
             memory_limit: None,
+            reset_stats: false,
         }
     }
 }

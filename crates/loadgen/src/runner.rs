@@ -115,6 +115,7 @@ impl Runner {
 
         let mut own_figures = SelfWatchFigures::default();
         let mut steerable = true;
+        let mut stats_reset = false;
         loop {
             let Control {
                 users: wanted,
@@ -198,6 +199,12 @@ impl Runner {
                                 .map(|(u, n)| format!("\"{}\": {n}", u.name))
                                 .collect();
                             tracing::info!("All users spawned: {{{}}} ({running} total users)", by_type.join(", "));
+                            if self.settings.reset_stats && !stats_reset {
+                                // Locust's --reset-stats: the ramp-up is forgotten.
+                                stats_reset = true;
+                                totals = Stats::default();
+                                tracing::info!("Resetting stats");
+                            }
                         }
                     } else if running > target_users {
                         // Stop from the busiest thread.

@@ -11,6 +11,9 @@
 //! target = ["p95=800ms", "failure=1%"]
 //! ```
 //!
+//! Locust's own files work too: a `locust.conf` (`key = value` lines, `tags = [a, b]`) and the
+//! `[tool.locust]` table of a `pyproject.toml`.
+//!
 //! The file is read into the same flags the command line has, so every value is checked by the
 //! same parsers. A flag given on the command line or by its `LOADGEN_*` variable wins over the
 //! file (clap's `value_source` says which were given); the file wins over `--profile`.
@@ -37,6 +40,73 @@ pub enum ParseError {
         /// What is wrong, and where.
         message: String,
     },
+}
+
+/// The file's settings, whichever of the three forms it has: our TOML, `[tool.locust]` in a
+/// `pyproject.toml`, or Locust's `locust.conf` (`key = value` lines).
+fn settings(path: &Path, text: &str) -> Result<toml::Table, String> {
+    let is_pyproject = path.file_name().is_some_and(|n| n == "pyproject.toml");
+    let is_toml = path.extension().is_some_and(|e| e == "toml");
+    match text.parse::<toml::Table>() {
+        Ok(mut table) => {
+            let locust = table
+                .get_mut("tool")
+                .and_then(|tool| tool.as_table_mut())
+                .and_then(|tool| tool.remove("locust"));
+            match locust {
+                Some(toml::Value::Table(locust)) => Ok(locust),
+                Some(_) => Err("[tool.locust] is not a table".into()),
+                None if is_pyproject => Err("has no [tool.locust] table".into()),
+                None => Ok(table),
+            }
+        }
+        // A `.toml` file is TOML: its mistakes are reported as such.
+        Err(_) if !is_toml && looks_like_locust_conf(text) => Ok(locust_conf(text)),
+        Err(e) => Err(format!("not TOML: {}", first_line(&e.to_string()))),
+    }
+}
+
+/// Whether every line is blank, a comment, a `[section]` or `key = value`.
+fn looks_like_locust_conf(text: &str) -> bool {
+    text.lines().map(str::trim).all(|line| {
+        line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with(';')
+            || (line.starts_with('[') && line.ends_with(']'))
+            || line.split_once(['=', ':']).is_some_and(|(k, _)| !k.trim().is_empty())
+    })
+}
+
+/// Locust's `locust.conf` (configargparse's format): `users = 100`, `headless = true`,
+/// `tags = [a, b]`; values are untyped text, so each goes to the flag's own parser.
+fn locust_conf(text: &str) -> toml::Table {
+    let mut table = toml::Table::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with(['#', ';', '[']) {
+            continue;
+        }
+        let Some((key, value)) = line.split_once(['=', ':']) else {
+            continue;
+        };
+        let value = value.trim().trim_matches(['"', '\'']);
+        let value = match value.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => toml::Value::Boolean(true),
+            "false" | "no" | "off" => toml::Value::Boolean(false),
+            _ => toml::Value::String(
+                value
+                    .strip_prefix('[')
+                    .and_then(|v| v.strip_suffix(']'))
+                    .map_or(value.to_owned(), |list| {
+                        list.split(',')
+                            .map(str::trim)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    }),
+            ),
+        };
+        table.insert(key.trim().to_owned(), value);
+    }
+    table
 }
 
 /// Parses `args` (the program name first), then adds what the `--config` file sets and the
@@ -108,9 +178,7 @@ fn command() -> clap::Command {
 /// The file's settings as `--flag=value` tokens, with the id of the flag each sets.
 fn file_flags(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| format!("not TOML: {}", first_line(&e.to_string())))?;
+    let table = settings(path, &text)?;
     let command = Cli::command();
     let settable: Vec<&clap::Arg> = command
         .get_arguments()
@@ -122,10 +190,12 @@ fn file_flags(path: &Path) -> Result<Vec<(String, String)>, String> {
     let mut tokens = Vec::new();
     for (key, value) in &table {
         let long = key.replace('_', "-");
-        let Some(arg) = settable
-            .iter()
-            .find(|a| a.get_long() == Some(long.as_str()))
-        else {
+        let Some(arg) = settable.iter().find(|a| {
+            a.get_long() == Some(long.as_str())
+                || a
+                    .get_all_aliases()
+                    .is_some_and(|aliases| aliases.contains(&long.as_str()))
+        }) else {
             let keys: Vec<&str> = settable.iter().filter_map(|a| a.get_long()).collect();
             return Err(format!(
                 "unknown key `{key}` (keys are the long flags: {})",
@@ -198,6 +268,41 @@ mod tests {
             .load_shape()
             .unwrap();
         assert_eq!(shape, (3, 1.0, Some(Duration::from_secs(30))));
+    }
+
+    /// Locust's own files: `locust.conf` lines and `[tool.locust]` in `pyproject.toml`.
+    #[test]
+    fn reads_locust_conf_and_pyproject() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("locust.conf");
+        std::fs::write(
+            &conf,
+            "# a comment\n[locust]\nhost = http://api:8000\nusers = 12\nspawn-rate: 3\n\
+             run-time = 1m\nheadless = true\ntags = [Critical, Normal]\nexclude-tags = slow\n",
+        )
+        .unwrap();
+        let cli = parse(["loadgen", "--config", &conf.display().to_string()]).unwrap();
+        assert_eq!(cli.host.as_deref(), Some("http://api:8000"));
+        assert_eq!((cli.users, cli.spawn_rate), (Some(12), Some(3.0)));
+        assert_eq!(cli.run_time, Some(Duration::from_secs(60)));
+        assert!(cli.headless);
+        assert_eq!(cli.tags, ["Critical", "Normal"]);
+        assert_eq!(cli.exclude_tags, ["slow"]);
+
+        let pyproject = dir.path().join("pyproject.toml");
+        std::fs::write(
+            &pyproject,
+            "[project]\nname = 'x'\n\n[tool.locust]\nusers = 9\nrun-time = '10s'\nlocustfile = 'x.toml'\n",
+        )
+        .unwrap();
+        let cli = parse(["loadgen", "--config", &pyproject.display().to_string()]).unwrap();
+        assert_eq!((cli.users, cli.run_time), (Some(9), Some(Duration::from_secs(10))));
+        assert_eq!(cli.scenario.as_deref(), Some(std::path::Path::new("x.toml")));
+        std::fs::write(&pyproject, "[project]\nname = 'x'\n").unwrap();
+        let error = parse(["loadgen", "--config", &pyproject.display().to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no [tool.locust] table"), "{error}");
     }
 
     #[test]

@@ -89,6 +89,17 @@ pub struct Cli {
     /// Run only tasks with one of these tags (or whose user type has one).
     #[arg(short = 'T', long, env = "LOADGEN_TAGS", num_args = 1.., value_delimiter = ',')]
     pub tags: Vec<String>,
+    /// Leave out tasks (and user types) with one of these tags.
+    #[arg(short = 'E', long, env = "LOADGEN_EXCLUDE_TAGS", num_args = 1.., value_delimiter = ',')]
+    pub exclude_tags: Vec<String>,
+    /// Forget the figures once every user has been spawned, as Locust's --reset-stats (the
+    /// start-up requests of on_start are reported apart either way).
+    #[arg(long, env = "LOADGEN_RESET_STATS")]
+    pub reset_stats: bool,
+    /// Accepted for Locust compatibility: loadgen stops its users at once when the run ends
+    /// (a request in flight is not counted).
+    #[arg(short = 's', long, env = "LOADGEN_STOP_TIMEOUT", value_parser = common::duration::parse_arg, value_name = "SECONDS")]
+    pub stop_timeout: Option<Duration>,
     /// Override a target: failure=5%, p95=500ms, p99=1000ms, avg=200ms, users=100 (repeatable).
     #[arg(
         long = "target",
@@ -300,6 +311,7 @@ impl Cli {
                 },
                 job_sample: self.job_sample,
                 memory_limit: self.memory_limit.map(|mb| mb.saturating_mul(1_000_000)),
+                reset_stats: self.reset_stats,
             },
             exit_code_on_error: self.exit_code_on_error,
             targets: {
@@ -388,6 +400,20 @@ impl Cli {
                 bail!(
                     "--tags {}: no task or user type has these tags",
                     self.tags.join(",")
+                );
+            }
+        }
+        if !self.exclude_tags.is_empty() {
+            let excluded = |tags: &[String]| tags.iter().any(|t| self.exclude_tags.contains(t));
+            scenario.users.retain(|u| !excluded(&u.tags));
+            for user in &mut scenario.users {
+                user.tasks.retain(|t| !excluded(&t.tags));
+            }
+            scenario.users.retain(|u| !u.tasks.is_empty());
+            if scenario.users.is_empty() {
+                bail!(
+                    "--exclude-tags {}: every task has one of these tags; nothing is left to run",
+                    self.exclude_tags.join(",")
                 );
             }
         }
