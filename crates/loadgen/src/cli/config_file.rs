@@ -73,7 +73,9 @@ fn looks_like_locust_conf(text: &str) -> bool {
             || line.starts_with('#')
             || line.starts_with(';')
             || (line.starts_with('[') && line.ends_with(']'))
-            || line.split_once(['=', ':']).is_some_and(|(k, _)| !k.trim().is_empty())
+            || line
+                .split_once(['=', ':'])
+                .is_some_and(|(k, _)| !k.trim().is_empty())
     })
 }
 
@@ -97,10 +99,7 @@ fn locust_conf(text: &str) -> toml::Table {
                     .strip_prefix('[')
                     .and_then(|v| v.strip_suffix(']'))
                     .map_or(value.to_owned(), |list| {
-                        list.split(',')
-                            .map(str::trim)
-                            .collect::<Vec<_>>()
-                            .join(",")
+                        list.split(',').map(str::trim).collect::<Vec<_>>().join(",")
                     }),
             ),
         };
@@ -192,8 +191,7 @@ fn file_flags(path: &Path) -> Result<Vec<(String, String)>, String> {
         let long = key.replace('_', "-");
         let Some(arg) = settable.iter().find(|a| {
             a.get_long() == Some(long.as_str())
-                || a
-                    .get_all_aliases()
+                || a.get_all_aliases()
                     .is_some_and(|aliases| aliases.contains(&long.as_str()))
         }) else {
             let keys: Vec<&str> = settable.iter().filter_map(|a| a.get_long()).collect();
@@ -296,8 +294,14 @@ mod tests {
         )
         .unwrap();
         let cli = parse(["loadgen", "--config", &pyproject.display().to_string()]).unwrap();
-        assert_eq!((cli.users, cli.run_time), (Some(9), Some(Duration::from_secs(10))));
-        assert_eq!(cli.scenario.as_deref(), Some(std::path::Path::new("x.toml")));
+        assert_eq!(
+            (cli.users, cli.run_time),
+            (Some(9), Some(Duration::from_secs(10)))
+        );
+        assert_eq!(
+            cli.scenario.as_deref(),
+            Some(std::path::Path::new("x.toml"))
+        );
         std::fs::write(&pyproject, "[project]\nname = 'x'\n").unwrap();
         let error = parse(["loadgen", "--config", &pyproject.display().to_string()])
             .unwrap_err()

@@ -467,6 +467,41 @@ fn parse_ratio(input: &str) -> Result<f64, String> {
 mod tests {
     use super::*;
 
+    /// `--tags` keeps tagged tasks, `--exclude-tags` drops them, and a filter that leaves
+    /// nothing is one clear error.
+    #[test]
+    fn tags_and_exclude_tags_filter_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tagged.toml");
+        std::fs::write(
+            &file,
+            "[[users]]\nname = 'U'\n\n[[users.tasks]]\ntags = ['read']\nrun = ['a']\n\n\
+             [[users.tasks]]\ntags = ['slow']\nrun = ['b']\n\n\
+             [users.steps.a]\npath = '/a'\n\n[users.steps.b]\npath = '/b'\n",
+        )
+        .unwrap();
+        let tasks = |extra: &[&str]| {
+            let mut args = vec!["loadgen", "-H", "http://127.0.0.1:9", "-f"];
+            let path = file.display().to_string();
+            args.push(&path);
+            args.extend(extra);
+            Cli::try_parse_from(args).unwrap().resolve().map(|config| {
+                config.scenario.users[0]
+                    .tasks
+                    .iter()
+                    .flat_map(|t| t.tags.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(tasks(&[]).unwrap(), ["read", "slow"]);
+        assert_eq!(tasks(&["-T", "read"]).unwrap(), ["read"]);
+        assert_eq!(tasks(&["-E", "slow"]).unwrap(), ["read"]);
+        let error = tasks(&["--exclude-tags", "read,slow"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("nothing is left to run"), "{error}");
+    }
+
     #[test]
     fn takes_the_seeds_commands() {
         let cli = Cli::try_parse_from([
