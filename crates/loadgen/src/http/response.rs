@@ -301,19 +301,25 @@ fn body_too_large(length: u64) -> HttpError {
     HttpError::Limit(format!("body length {length} cannot be held in memory"))
 }
 
-/// Comma-separated tokens of a header value, trimmed and lowercased.
-fn tokens(value: &[u8]) -> impl Iterator<Item = String> + '_ {
+/// Comma-separated tokens of a header value, trimmed (compare them ignoring ASCII case).
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
     value
         .split(|&b| b == b',')
-        .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
+        .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }
 
 /// Parses the head at the start of `buf`: `None` until it is complete.
 fn parse_head(buf: &[u8], is_head_request: bool) -> Result<Option<(Head, usize)>, HttpError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let used = match response.parse(buf) {
+    // Uninitialised slots: initialising 100 headers on every read showed in profiles.
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let used = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(used)) => used,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
@@ -330,7 +336,8 @@ fn parse_head(buf: &[u8], is_head_request: bool) -> Result<Option<(Head, usize)>
     }
     let status = response.code.unwrap_or(0);
     let mut content_length: Option<u64> = None;
-    let mut transfer_codings: Vec<String> = Vec::new();
+    // Only the last coding decides the framing; whether there was any at all matters too.
+    let mut last_coding: Option<&[u8]> = None;
     let (mut close, mut keep_alive_token) = (false, false);
     let mut location = None;
     let mut gzip = false;
@@ -359,33 +366,35 @@ fn parse_head(buf: &[u8], is_head_request: bool) -> Result<Option<(Head, usize)>
                 }
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_codings.extend(tokens(header.value));
+            if let Some(last) = tokens(header.value).last() {
+                last_coding = Some(last);
+            }
         } else if name.eq_ignore_ascii_case("connection") {
             for token in tokens(header.value) {
-                close |= token == "close";
-                keep_alive_token |= token == "keep-alive";
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case("location") {
             location = Some(String::from_utf8_lossy(header.value).trim().to_owned());
         } else if name.eq_ignore_ascii_case("set-cookie") {
             set_cookies.push(String::from_utf8_lossy(header.value).into_owned());
         } else if name.eq_ignore_ascii_case("content-encoding") {
-            gzip = tokens(header.value)
-                .last()
-                .is_some_and(|t| t == "gzip" || t == "x-gzip");
+            gzip = tokens(header.value).last().is_some_and(|t| {
+                t.eq_ignore_ascii_case(b"gzip") || t.eq_ignore_ascii_case(b"x-gzip")
+            });
         }
     }
     let mut keep_alive = !close && (response.version == Some(1) || keep_alive_token);
     let no_body = is_head_request || (100..200).contains(&status) || status == 204 || status == 304;
     let framing = if no_body {
         Framing::None
-    } else if let Some(last) = transfer_codings.last() {
+    } else if let Some(last) = last_coding {
         // Transfer-Encoding overrides Content-Length; a message with both may be an attempt
         // at request smuggling, so the connection is not used again.
         if content_length.is_some() {
             keep_alive = false;
         }
-        if last == "chunked" {
+        if last.eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked
         } else {
             keep_alive = false;
