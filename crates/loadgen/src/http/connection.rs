@@ -327,7 +327,8 @@ impl Connection {
             let Some(stream) = self.stream.as_mut() else {
                 return Err(HttpError::Connection("no connection".into()).into());
             };
-            self.incoming.reserve(16 * 1024);
+            // Small to start (10,000 idle users keep theirs), doubling as a body needs it.
+            self.incoming.reserve(self.incoming.len().max(4 * 1024));
             match stream.read_buf(&mut self.incoming).await {
                 Ok(0) if first_byte.is_none() => return Err(Attempt::Stale),
                 Ok(0) => {
@@ -418,7 +419,7 @@ async fn write_reading(
                 }
             }
             // Blocked on writing: see whether the server has answered already.
-            incoming.reserve(8 * 1024);
+            incoming.reserve(4 * 1024);
             return match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, incoming) {
                 Poll::Ready(Ok(0)) => Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
                 Poll::Ready(Ok(_)) => Poll::Ready(Ok(written == request.len())),
