@@ -8,6 +8,15 @@ cd "$(dirname "$0")/../.."
 secs=${1:-8}
 here=bench/locust-compat
 venv=${LOCUST_VENV:-target/locust-venv}
+missing=()
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 [ -x "$venv/bin/locust" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q 'locust>=2,<3'; }
 cargo build -q -p loadgen -p testbed
 
@@ -20,7 +29,15 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 DATABASE_URL=$TEST_DATABASE_URL REDIS_URL=$TEST_REDIS_URL target/debug/testbed --listen "127.0.0.1:$port" \
   > "$work/testbed.log" 2>&1 &
 testbed_pid=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/api/v1/health/" >/dev/null && break; sleep 0.2; done
+python3 - "$port" <<'PY'
+import sys, time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/api/v1/health/", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.2)
+PY
 host=http://127.0.0.1:$port
 
 "$venv/bin/locust" -f "$here/locustfile.py" --headless -u 5 -r 5 -t "${secs}s" -H "$host" \
