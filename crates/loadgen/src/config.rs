@@ -86,7 +86,7 @@ impl Default for LiveConfig {
     fn default() -> Self {
         Self {
             quiet: false,
-            every: Duration::from_secs(5),
+            every: Duration::from_secs(2),
         }
     }
 }

@@ -170,8 +170,11 @@ pub struct Cli {
     #[arg(long, env = "LOADGEN_MONITOR_FROM", value_name = "URL|FILE")]
     pub monitor_from: Option<String>,
     /// How often the live view prints.
-    #[arg(long, env = "LOADGEN_STATS_INTERVAL", default_value = "5s", value_parser = common::duration::parse_positive_arg)]
+    #[arg(long, env = "LOADGEN_STATS_INTERVAL", default_value = "2s", value_parser = common::duration::parse_positive_arg)]
     pub stats_interval: Duration,
+    /// Accepted for Locust compatibility: the live table is printed unless --only-summary.
+    #[arg(long, env = "LOADGEN_PRINT_STATS")]
+    pub print_stats: bool,
 }
 
 /// Subcommands.
