@@ -87,6 +87,10 @@ pub struct Connection {
     stream: Option<Stream>,
     request: Vec<u8>,
     incoming: BytesMut,
+    /// The request timeout, one timer for the connection's life: moving a pending timer's
+    /// deadline later is one atomic update, where a timer per request costs a registration
+    /// in the timer wheel and its removal (it showed in profiles).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// How one attempt ended.
@@ -111,6 +115,7 @@ impl Connection {
             stream: None,
             request: Vec::with_capacity(512),
             incoming: BytesMut::new(),
+            deadline: None,
         }
     }
 
@@ -140,10 +145,20 @@ impl Connection {
         }
         let timeout = self.options.timeout;
         let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, self.exchange(method)).await {
-            Ok(result) => result,
-            Err(_) => Err(HttpError::Timeout(timeout)),
+        let due = tokio::time::Instant::from_std(started) + timeout;
+        let mut deadline = match self.deadline.take() {
+            Some(mut deadline) => {
+                deadline.as_mut().reset(due);
+                deadline
+            }
+            None => Box::pin(tokio::time::sleep_until(due)),
         };
+        let result = tokio::select! {
+            biased;
+            result = self.exchange(method) => result,
+            () = deadline.as_mut() => Err(HttpError::Timeout(timeout)),
+        };
+        self.deadline = Some(deadline);
         // --loglevel DEBUG: one line per request, as a user tracing a scenario wants it.
         if tracing::enabled!(tracing::Level::DEBUG) {
             let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -673,6 +688,45 @@ mod tests {
         .await;
         server.abort();
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    /// The timeout fires on an answer that never comes, and again after a request that was
+    /// answered in time: the connection's one timer is re-armed each time.
+    #[tokio::test]
+    async fn times_out_each_request_that_gets_no_answer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    while let Some(line) = read_request(&mut socket).await {
+                        if line.starts_with("GET /fast") {
+                            let _ = socket
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        local(async move {
+            let options = Options {
+                // Far above a loopback answer's time, even on a busy machine.
+                timeout: Duration::from_millis(1500),
+                ..Options::default()
+            };
+            let mut c = Connection::new(target(vec![addr]), options);
+            for path in ["/slow", "/fast", "/fast", "/slow", "/fast"] {
+                let result = get(&mut c, path).await;
+                match path {
+                    "/slow" => assert!(matches!(result, Err(HttpError::Timeout(_))), "{result:?}"),
+                    _ => assert_eq!(result.unwrap().status, 200),
+                }
+            }
+        })
+        .await;
+        server.abort();
     }
 
     /// A server that refuses an upload before reading it: its 413 is the answer recorded.
