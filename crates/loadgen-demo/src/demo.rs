@@ -112,8 +112,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         Bottleneck::Pool | Bottleneck::Auto => {
             config.db_pool = 1;
             config.workers = 8;
-            config.slow = vec!["/api/v1/tasks:250".parse().map_err(anyhow::Error::msg)?];
-            "a database pool of 1 connection, held 250 ms by every GET /api/v1/tasks"
+            config.slow = vec!["/api/v1/tasks:500".parse().map_err(anyhow::Error::msg)?];
+            "a database pool of 1 connection, held 500 ms by every GET /api/v1/tasks"
         }
         Bottleneck::RateLimit => {
             config.rate_limit_per_minute = 60;
