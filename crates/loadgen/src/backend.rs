@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,9 +23,8 @@ pub struct BackendWatch {
 }
 
 impl BackendWatch {
-    /// Starts sampling every second; `tls` is the run's TLS configuration, for an https
-    /// sidecar.
-    pub fn start(source: BackendConfig, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    /// Starts sampling every second.
+    pub fn start(source: BackendConfig) -> Self {
         let stop = CancellationToken::new();
         let started = Utc::now();
         let (task, file) = match source {
@@ -49,7 +47,7 @@ impl BackendWatch {
             }
             BackendConfig::Sidecar(url) => {
                 let stop = stop.clone();
-                (Some(tokio::spawn(pull(url, started, stop, tls))), None)
+                (Some(tokio::spawn(pull(url, started, stop))), None)
             }
             BackendConfig::File(path) => (None, Some(path)),
         };
@@ -87,16 +85,11 @@ async fn pull(
     url: String,
     started: DateTime<Utc>,
     stop: CancellationToken,
-    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Vec<Tick>, String> {
-    // reqwest is built without a crypto provider of its own: ring, as for the users.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(2));
-    if let Some(tls) = tls {
-        // --ca-cert and --insecure hold for the sidecar too.
-        client = client.tls_backend_preconfigured((*tls).clone());
-    }
-    let client = client.build().map_err(|e| format!("HTTP client: {e}"))?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
     let mut ticks: Vec<Tick> = Vec::new();
     let mut failures = 0u32;
     loop {
@@ -162,57 +155,4 @@ pub async fn worker_logs(ticks: &[Tick]) -> BTreeMap<String, Vec<String>> {
         }
     }
     logs
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-    use crate::http::{TlsSettings, tls};
-
-    /// `--monitor-from https://...`: the sidecar's samples come over TLS, checked against
-    /// `--ca-cert`.
-    #[tokio::test]
-    async fn pulls_a_sidecar_over_https() {
-        let (acceptor, _dir, ca_file) = tls::test_server();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let tick = Tick {
-            tick: 1,
-            timestamp: Utc::now(),
-            spread_ms: 0.0,
-            sources: BTreeMap::new(),
-        };
-        let body = serde_json::to_string(&vec![tick]).unwrap();
-        let server = tokio::spawn(async move {
-            loop {
-                let (socket, _) = listener.accept().await.unwrap();
-                let Ok(mut tls) = acceptor.accept(socket).await else {
-                    continue;
-                };
-                let mut request = vec![0u8; 4096];
-                let _ = tls.read(&mut request).await;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.write_all(answer.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            }
-        });
-        let config = tls::client_config(&TlsSettings {
-            ca_cert: Some(ca_file),
-            insecure: false,
-        })
-        .unwrap();
-        let watch = BackendWatch::start(
-            BackendConfig::Sidecar(format!("https://localhost:{port}")),
-            Some(config),
-        );
-        let ticks = watch.finish().await.unwrap();
-        server.abort();
-        assert_eq!(ticks.len(), 1);
-    }
 }

@@ -159,10 +159,7 @@ impl Run {
         }
         preflight::raise_open_files(config.load.users).map_err(EngineError::Preflight)?;
 
-        let watch_backend = config
-            .backend
-            .clone()
-            .map(|backend| BackendWatch::start(backend, tls.clone()));
+        let watch_backend = config.backend.clone().map(BackendWatch::start);
         let runner = Runner::new(config.load.clone(), config.scenario.clone(), target);
         let (control_tx, control) = watch::channel(Control {
             users: config.load.users,

@@ -136,31 +136,3 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.0.supported_schemes()
     }
 }
-
-/// A self-signed certificate for `localhost`, for tests: the server side, and the PEM file a
-/// client trusts with `--ca-cert`.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-pub(crate) fn test_server() -> (tokio_rustls::TlsAcceptor, tempfile::TempDir, PathBuf) {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, certified.cert.pem()).unwrap();
-    let server_config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(certified.cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                certified.signing_key.serialize_der(),
-            )),
-        )
-        .unwrap();
-    (
-        tokio_rustls::TlsAcceptor::from(Arc::new(server_config)),
-        dir,
-        ca_file,
-    )
-}
