@@ -131,7 +131,9 @@ async fn follows_redirects_counts_3xx_as_success_and_keeps_values_as_data() {
     );
 
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.get("/old"), seen.get("/new?from=old"), "{seen:?}");
+    // Every 307 was followed; the stop may cut each of the 2 users between the two hops.
+    let (old, new) = (seen["/old"], seen["/new?from=old"]);
+    assert!(new <= old && old - new <= 2, "{seen:?}");
     assert!(
         seen.contains_key("/items/a%20b%2Fc%3Fd%0D%0AX-Injected%3A%201"),
         "the value is one percent-encoded path segment: {seen:?}"
