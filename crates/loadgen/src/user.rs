@@ -276,8 +276,10 @@ impl VirtualUser {
             mut headers,
             payload,
         } = request;
-        let mut url = format!("{}{path}", self.shared.target.origin());
-        let with_cookies = self.with_cookies(&url, &headers);
+        // The URL is spelled out only when cookies or a redirect need it: not on the hot path.
+        let shared = self.shared.clone();
+        let first_url = || format!("{}{path}", shared.target.origin());
+        let with_cookies = self.with_cookies(first_url, &headers);
         let answer = self
             .connection
             .send(
@@ -287,10 +289,11 @@ impl VirtualUser {
                 &payload,
             )
             .await?;
-        self.keep_cookies(&url, &answer);
+        self.keep_cookies(first_url, &answer);
         if !step.follow_redirects || !is_redirect(answer.status) {
             return self.counted(answer);
         }
+        let mut url = first_url();
         let mut answer = self.counted(answer)?;
         let mut method = step.method.clone();
         let mut payload = payload;
@@ -325,7 +328,7 @@ impl VirtualUser {
                 // Credentials stay with the origin they were given for.
                 headers.retain(|(name, _)| name != http::header::AUTHORIZATION);
             }
-            let with_cookies = self.with_cookies(&url, &headers);
+            let with_cookies = self.with_cookies(|| url.clone(), &headers);
             let connection = if origin == self.shared.target.origin() {
                 &mut self.connection
             } else {
@@ -347,7 +350,7 @@ impl VirtualUser {
                     &payload,
                 )
                 .await?;
-            self.keep_cookies(&url, &answer);
+            self.keep_cookies(|| url.clone(), &answer);
             answer = self.counted(answer)?;
         }
         Ok(answer)
@@ -357,11 +360,11 @@ impl VirtualUser {
     /// common case costs no URL parse).
     fn with_cookies(
         &self,
-        url: &str,
+        url: impl FnOnce() -> String,
         headers: &[(HeaderName, HeaderValue)],
     ) -> Option<Vec<(HeaderName, HeaderValue)>> {
         self.cookies.iter_any().next()?;
-        let url = url::Url::parse(url).ok()?;
+        let url = url::Url::parse(&url()).ok()?;
         let cookie = self
             .cookies
             .get_request_values(&url)
@@ -376,11 +379,11 @@ impl VirtualUser {
         Some(with)
     }
 
-    fn keep_cookies(&mut self, url: &str, answer: &Answer) {
+    fn keep_cookies(&mut self, url: impl FnOnce() -> String, answer: &Answer) {
         if answer.set_cookies.is_empty() {
             return;
         }
-        if let Ok(url) = url::Url::parse(url) {
+        if let Ok(url) = url::Url::parse(&url()) {
             for set_cookie in &answer.set_cookies {
                 // A cookie the rules refuse (another domain, a bad attribute) is dropped, as
                 // browsers and requests drop it.
