@@ -32,6 +32,9 @@ pub struct LoadSettings {
     pub memory_limit: Option<u64>,
     /// Forget the figures once every user has been spawned (Locust's `--reset-stats`).
     pub reset_stats: bool,
+    /// How long a stopped user may take to finish its current task (Locust's
+    /// `--stop-timeout`); zero stops it at once, and its request in flight is counted apart.
+    pub stop_timeout: Duration,
 }
 
 impl Default for LoadSettings {
@@ -47,6 +50,7 @@ impl Default for LoadSettings {
             job_sample: None,
             memory_limit: None,
             reset_stats: false,
+            stop_timeout: Duration::ZERO,
         }
     }
 }

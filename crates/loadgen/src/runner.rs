@@ -330,7 +330,9 @@ impl Runner {
                             let _ = flush.send((index, shard));
                         }
                     });
-                    let mut users: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+                    let stop_timeout = settings.stop_timeout;
+                    let mut users: Vec<(tokio::task::JoinHandle<()>, CancellationToken)> =
+                        Vec::new();
                     loop {
                         while let Ok(command) = inbox.try_recv() {
                             match command {
@@ -341,11 +343,29 @@ impl Runner {
                                         shared.clone(),
                                         number,
                                     );
-                                    users.push(tokio::task::spawn_local(user.run()));
+                                    let user_stop = CancellationToken::new();
+                                    let task =
+                                        tokio::task::spawn_local(user.run(user_stop.clone()));
+                                    users.push((task, user_stop));
                                 }
                                 Command::StopOne => {
-                                    if let Some(user) = users.pop() {
-                                        user.abort();
+                                    if let Some((task, user_stop)) = users.pop() {
+                                        // Locust's --stop-timeout: the user ends its task, or
+                                        // is cut off when the time is up.
+                                        user_stop.cancel();
+                                        if stop_timeout.is_zero() {
+                                            task.abort();
+                                        } else {
+                                            tokio::task::spawn_local(async move {
+                                                let abort = task.abort_handle();
+                                                if tokio::time::timeout(stop_timeout, task)
+                                                    .await
+                                                    .is_err()
+                                                {
+                                                    abort.abort();
+                                                }
+                                            });
+                                        }
                                     }
                                 }
                             }
@@ -354,6 +374,17 @@ impl Runner {
                             () = thread_stop.cancelled() => break,
                             () = thread_wake.notified() => {}
                         }
+                    }
+                    if !stop_timeout.is_zero() {
+                        for (_, user_stop) in &users {
+                            user_stop.cancel();
+                        }
+                        let all_done = async {
+                            for (task, _) in users {
+                                let _ = task.await;
+                            }
+                        };
+                        let _ = tokio::time::timeout(stop_timeout, all_done).await;
                     }
                 });
                 // Dropping the set drops every user and job poller (pollers record their jobs as

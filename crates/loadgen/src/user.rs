@@ -10,6 +10,7 @@ use std::time::Instant;
 use http::header::{HeaderName, HeaderValue};
 use rand::RngExt;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::http::{Answer, Connection, HttpError, MultipartField, Options, Payload, Target};
 use crate::scenario::template::{Context, EvalError};
@@ -87,6 +88,22 @@ pub struct VirtualUser {
     cookies: cookie_store::CookieStore,
 }
 
+/// A request sent and not yet answered: dropped with its user (the run or `--stop-timeout`
+/// ended), it is counted as in flight at the stop, so the server's count can be reconciled.
+struct InFlight;
+
+impl InFlight {
+    fn answered(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        stats::record_in_flight_at_stop();
+    }
+}
+
 enum Outcome {
     Passed,
     Failed,
@@ -115,8 +132,9 @@ impl VirtualUser {
         }
     }
 
-    /// Runs until the task is dropped.
-    pub async fn run(mut self) {
+    /// Runs until `stop` is cancelled (then ends once its current task is done, Locust's
+    /// graceful stop) or the task is dropped.
+    pub async fn run(mut self, stop: CancellationToken) {
         let user_type = self.user_type.clone();
         for (name, template) in &user_type.vars {
             let mut cx = Context {
@@ -135,10 +153,13 @@ impl VirtualUser {
             }
         }
         for step_ref in &user_type.on_start {
+            if stop.is_cancelled() {
+                return;
+            }
             self.run_ref(*step_ref, Phase::Startup).await;
         }
         let total_weight: u32 = user_type.tasks.iter().map(|t| t.weight).sum();
-        loop {
+        while !stop.is_cancelled() {
             let started = Instant::now();
             let mut pick = rand::rng().random_range(0..total_weight.max(1));
             let task = user_type
@@ -166,7 +187,10 @@ impl VirtualUser {
                 // Let the other users of this thread run even when no one waits.
                 tokio::task::yield_now().await;
             } else {
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return,
+                }
             }
         }
     }
@@ -203,7 +227,9 @@ impl VirtualUser {
         self.attempted
             .extend(step.extract.iter().map(|(var, _)| var.clone()));
         let started = Instant::now();
+        let in_flight = InFlight;
         let answer = self.exchange(step, request).await;
+        in_flight.answered();
         let latency_us = started.elapsed().as_micros() as u64;
         let answer = match answer {
             Ok(answer) => answer,

@@ -96,8 +96,8 @@ pub struct Cli {
     /// start-up requests of on_start are reported apart either way).
     #[arg(long, env = "LOADGEN_RESET_STATS")]
     pub reset_stats: bool,
-    /// Accepted for Locust compatibility: loadgen stops its users at once when the run ends
-    /// (a request in flight is not counted).
+    /// How long a stopped user may take to finish its current task, as Locust's (default 0: at
+    /// once; requests then in flight are counted apart, not measured).
     #[arg(short = 's', long, env = "LOADGEN_STOP_TIMEOUT", value_parser = common::duration::parse_arg, value_name = "SECONDS")]
     pub stop_timeout: Option<Duration>,
     /// Override a target: failure=5%, p95=500ms, p99=1000ms, avg=200ms, users=100 (repeatable).
@@ -315,6 +315,7 @@ impl Cli {
                 job_sample: self.job_sample,
                 memory_limit: self.memory_limit.map(|mb| mb.saturating_mul(1_000_000)),
                 reset_stats: self.reset_stats,
+                stop_timeout: self.stop_timeout.unwrap_or_default(),
             },
             exit_code_on_error: self.exit_code_on_error,
             targets: {

@@ -198,6 +198,14 @@ pub fn summary(report: &Report) -> String {
             report.resent
         );
     }
+    if report.in_flight_at_stop > 0 {
+        let _ = writeln!(
+            out,
+            "In flight:       {} request(s) sent but unanswered when their user was stopped \
+             (not in the figures; raise --stop-timeout to let them finish)",
+            report.in_flight_at_stop
+        );
+    }
     let _ = writeln!(out, "Throughput:      {:.2} req/s", steady.rps);
     let _ = writeln!(
         out,

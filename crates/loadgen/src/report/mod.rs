@@ -259,6 +259,9 @@ pub struct Report {
     /// Idempotent requests sent a second time because their kept-alive connection was found
     /// closed with no answer (each counted once in the rows).
     pub resent: u64,
+    /// Requests sent but still unanswered when their user was stopped: not in the rows, but the
+    /// server may have counted them.
+    pub in_flight_at_stop: u64,
     /// Followed jobs.
     pub jobs: Vec<JobRow>,
     /// Status handlers run: (step name, status, count).
@@ -345,6 +348,7 @@ impl Report {
                 .map(|(m, n)| (m.clone(), *n))
                 .collect(),
             resent: outcome.stats.resent,
+            in_flight_at_stop: outcome.stats.in_flight_at_stop,
             jobs: outcome
                 .stats
                 .jobs

@@ -185,6 +185,10 @@ pub struct Stats {
     /// Requests sent a second time because a kept-alive connection turned out closed (only
     /// idempotent ones, and only when nothing came back).
     pub resent: u64,
+    /// Requests still waiting for their answer when their user was stopped (at the end of the
+    /// run, past `--stop-timeout`, or when the users were lowered): sent, so the server may
+    /// count them, but never measured.
+    pub in_flight_at_stop: u64,
 }
 
 impl Stats {
@@ -212,6 +216,7 @@ impl Stats {
         }
         self.missing_values += other.missing_values;
         self.resent += other.resent;
+        self.in_flight_at_stop += other.in_flight_at_stop;
     }
 
     /// All endpoints of one phase merged into one row.
@@ -349,6 +354,11 @@ pub fn record_exception(message: String) {
 /// Records a request sent again on a new connection.
 pub fn record_resend() {
     SHARD.with(|shard| shard.borrow_mut().stats.resent += 1);
+}
+
+/// Records a request whose user was stopped before its answer came.
+pub fn record_in_flight_at_stop() {
+    SHARD.with(|shard| shard.borrow_mut().stats.in_flight_at_stop += 1);
 }
 
 /// Records a step skipped because a value it uses was never received (the step that sets it

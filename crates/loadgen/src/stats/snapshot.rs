@@ -134,6 +134,9 @@ pub struct StatsSnapshot {
     /// Requests sent a second time after a stale kept-alive connection.
     #[serde(default)]
     pub resent: u64,
+    /// Requests in flight when their user was stopped.
+    #[serde(default)]
+    pub in_flight_at_stop: u64,
     /// loadgen watching itself in the last second.
     pub self_watch: SelfWatchFigures,
 }
@@ -226,6 +229,7 @@ impl StatsSnapshot {
                 .collect(),
             missing_values: stats.missing_values,
             resent: stats.resent,
+            in_flight_at_stop: stats.in_flight_at_stop,
             self_watch,
         }
     }
@@ -303,6 +307,7 @@ impl StatsSnapshot {
         }
         stats.missing_values = self.missing_values;
         stats.resent = self.resent;
+        stats.in_flight_at_stop = self.in_flight_at_stop;
         Ok(stats)
     }
 

@@ -10,5 +10,6 @@ mod diagnosis;
 mod engine;
 mod http_semantics;
 mod report;
+mod stop;
 mod support;
 mod timeline;
