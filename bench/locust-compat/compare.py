@@ -6,6 +6,8 @@ import re
 import sys
 
 locust_prefix, loadgen_prefix = sys.argv[1], sys.argv[2]
+# "full": both ran with --csv-full-history, so the history has every name's row each second.
+full_history = sys.argv[3:] == ["full"]
 problems = []
 
 
@@ -67,7 +69,7 @@ theirs, ours = compare(
     [("last row", lambda r: r[-1] if r else None)],
 )
 for tool, rows in (("Locust", theirs), ("loadgen", ours)):
-    stamps = [r[0] for r in rows[1:]]
+    stamps = [(r[0], r[2], r[3]) for r in rows[1:]]
     if len(set(stamps)) != len(stamps):
         problems.append(f"{tool}: duplicate timestamps in stats_history.csv")
 for tool, prefix in (("Locust", locust_prefix), ("loadgen", loadgen_prefix)):
@@ -82,6 +84,28 @@ for tool, prefix in (("Locust", locust_prefix), ("loadgen", loadgen_prefix)):
     # last row is the end of the run.
     if tool == "loadgen" and last_total != total:
         problems.append(f"loadgen: history's last total {last_total} is not Aggregated {total}")
+if full_history:
+    last_group = lambda rows: [(r[2], r[3]) for r in rows[1:] if r[0] == rows[-1][0]]
+    if last_group(theirs) != last_group(ours):
+        problems.append(f"history's last second: Locust {last_group(theirs)} loadgen {last_group(ours)}")
+    print(f"  last second's rows: {last_group(ours)}")
+    first_entry = lambda rows: next((r for r in rows if r[3] != "Aggregated"), None)
+    a, b = first_entry(theirs[1:]), first_entry(ours[1:])
+    if a is None or b is None:
+        problems.append("no per-name row in a --csv-full-history history")
+    else:
+        for column, x, y in zip(theirs[0], a, b):
+            same = kind(x) == kind(y) or {kind(x), kind(y)} <= {"int", "float"} and column in FLOATY
+            if not same:
+                problems.append(f"stats_history.csv per-name row {column}: Locust {x!r}, loadgen {y!r}")
+    # Each name's last history total is its row in _stats.csv (loadgen writes the end of the run).
+    counts = {(r[0], r[1]): r[2] for r in read(loadgen_prefix, "stats")[1:]}
+    last = {}
+    for r in ours[1:]:
+        last[(r[2], r[3])] = r[17]
+    for (method, name), count in last.items():
+        if name != "Aggregated" and counts.get((method, name)) != count:
+            problems.append(f"loadgen: {method} {name} history total {count}, _stats.csv {counts.get((method, name))}")
 compare("failures", [0, 1], [("first row", lambda r: r[0] if r else None)])
 compare("exceptions", None, [])
 

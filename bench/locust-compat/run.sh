@@ -2,7 +2,7 @@
 # Runs real Locust 2.x (from PyPI, in a venv) and loadgen with the same load against the testbed,
 # then compares their CSV files column by column (compare.py). Exit 1 on a difference.
 #
-#   bench/locust-compat/run.sh [SECONDS]     (default 8)
+#   bench/locust-compat/run.sh [SECONDS]     (default 8; KEEP=1 keeps the files)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-8}
@@ -22,7 +22,7 @@ cargo build -q -p loadgen -p testbed
 
 work=$(mktemp -d)
 chmod 755 "$work"
-trap 'kill "${testbed_pid:-}" 2>/dev/null; scripts/services.sh stop "$work/services" >/dev/null 2>&1; rm -rf "$work"' EXIT
+trap 'kill "${testbed_pid:-}" 2>/dev/null; scripts/services.sh stop "$work/services" >/dev/null 2>&1; [ -n "${KEEP:-}" ] && echo "files kept in $work" || rm -rf "$work"' EXIT
 mkdir -m 755 "$work/services"
 eval "$(scripts/services.sh start "$work/services")"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -47,3 +47,10 @@ target/debug/loadgen -f "$here/probe.toml" --headless -u 5 -r 5 -t "${secs}s" -H
 "$venv/bin/locust" --version
 tail -n 5 "$work/locust.out" "$work/loadgen.out"
 python3 "$here/compare.py" "$work/locust" "$work/loadgen"
+
+echo; echo "== again with --csv-full-history =="
+"$venv/bin/locust" -f "$here/locustfile.py" --headless -u 5 -r 5 -t "${secs}s" -H "$host" \
+  --csv "$work/locust-full" --csv-full-history --only-summary > "$work/locust-full.out" 2>&1 || true
+target/debug/loadgen -f "$here/probe.toml" --headless -u 5 -r 5 -t "${secs}s" -H "$host" \
+  --csv "$work/loadgen-full" --csv-full-history --only-summary > "$work/loadgen-full.out" 2>&1 || true
+python3 "$here/compare.py" "$work/locust-full" "$work/loadgen-full" full

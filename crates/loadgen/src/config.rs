@@ -71,6 +71,9 @@ pub enum BackendConfig {
 pub struct Outputs {
     /// Prefix of Locust's CSV files.
     pub csv: Option<String>,
+    /// Every one of Locust's rows in `_stats_history.csv`, every second, with the last 10
+    /// seconds' percentiles (Locust's `--csv-full-history`).
+    pub csv_full_history: bool,
     /// The JSON report.
     pub json: Option<PathBuf>,
     /// The HTML report.

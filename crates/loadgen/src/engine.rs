@@ -160,7 +160,10 @@ impl Run {
         preflight::raise_open_files(config.load.users).map_err(EngineError::Preflight)?;
 
         let watch_backend = config.backend.clone().map(BackendWatch::start);
-        let runner = Runner::new(config.load.clone(), config.scenario.clone(), target);
+        let mut runner = Runner::new(config.load.clone(), config.scenario.clone(), target);
+        if config.outputs.csv_full_history {
+            runner.keep_per_name_history();
+        }
         let (control_tx, control) = watch::channel(Control {
             users: config.load.users,
             spawn_rate: config.load.spawn_rate,

@@ -47,6 +47,7 @@ struct UserThread {
 /// A run being prepared; [`Runner::run`] runs it.
 pub(crate) struct Runner {
     settings: LoadSettings,
+    per_name_history: bool,
     scenario: Arc<Scenario>,
     target: Target,
     run_id: String,
@@ -66,7 +67,13 @@ impl Runner {
             scenario: Arc::new(scenario),
             target,
             run_id,
+            per_name_history: false,
         }
+    }
+
+    /// Keeps each of Locust's rows every second, for `--csv-full-history`.
+    pub fn keep_per_name_history(&mut self) {
+        self.per_name_history = true;
     }
 
     /// Runs to the end (run time, or a stop through the channels) and returns what was
@@ -103,6 +110,9 @@ impl Runner {
         let mut totals = Stats::default();
         let mut history = Vec::new();
         let mut second = Second::default();
+        if self.per_name_history {
+            second.keep_per_name();
+        }
         let deadline = self.settings.run_time.map(|t| clock.start + t);
         let mut next_spawn = tokio::time::Instant::now();
         let mut tick = tokio::time::interval_at(
@@ -203,6 +213,7 @@ impl Runner {
                                 // Locust's --reset-stats: the ramp-up is forgotten.
                                 stats_reset = true;
                                 totals = Stats::default();
+                                second.reset_window();
                                 tracing::info!("Resetting stats");
                             }
                         }

@@ -64,6 +64,10 @@ pub struct Cli {
     /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv, PREFIX_exceptions.csv.
     #[arg(long = "csv", env = "LOADGEN_CSV", value_name = "PREFIX")]
     pub csv: Option<String>,
+    /// Write every request name's row to PREFIX_stats_history.csv each second, with the
+    /// percentiles of the last 10 seconds, as Locust's --csv-full-history.
+    #[arg(long, env = "LOADGEN_CSV_FULL_HISTORY", requires = "csv")]
+    pub csv_full_history: bool,
     /// Write an HTML report.
     #[arg(long, env = "LOADGEN_HTML", value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -327,6 +331,7 @@ impl Cli {
             backend: self.backend(),
             outputs: Outputs {
                 csv: self.csv.clone(),
+                csv_full_history: self.csv_full_history,
                 json: self.json.clone(),
                 html: self.html.clone(),
             },

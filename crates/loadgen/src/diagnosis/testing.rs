@@ -45,6 +45,7 @@ pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunO
             jobs_done: 0,
             jobs_in_flight: 0,
             cumulative: Default::default(),
+            per_name: None,
         });
     }
     run

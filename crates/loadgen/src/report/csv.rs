@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 
 use super::{HistoryPoint, PERCENTILES, Report, Row};
+use crate::stats::Cumulative;
 
 /// Locust's percentile column labels.
 fn percentile_labels() -> Vec<String> {
@@ -102,29 +103,117 @@ fn py_float(value: f64) -> String {
     }
 }
 
-/// Locust's "current" rate for each row of the history: the mean of the per-second counts over
-/// the window Locust uses (the 10 whole seconds ending 2 s before the row), not the row's own
-/// second, which a busy machine can leave empty or double.
-fn rolling_rates(points: &[&HistoryPoint]) -> Vec<(f64, f64)> {
-    // Locust keys a request by the whole second it ended in; our point `at_secs` closes that
-    // second, so its key is `at_secs - 1`.
-    let by_second: BTreeMap<u64, (u64, u64)> = points
-        .iter()
-        .map(|p| (p.at_secs.saturating_sub(1), (p.requests, p.failures)))
-        .collect();
-    points
+/// Requests and failures by the whole second Locust keys them by: it keys a request by the
+/// second it ended in, and our point `at_secs` closes that second, so its key is `at_secs - 1`.
+type PerSecond = BTreeMap<u64, (u64, u64)>;
+
+fn keyed(at_secs: u64) -> u64 {
+    at_secs.saturating_sub(1)
+}
+
+/// Locust's "current" rate at a row: the mean of the per-second counts over the window Locust
+/// uses (the 10 whole seconds ending 2 s before the row), not the row's own second, which a
+/// busy machine can leave empty or double.
+fn rolling_rate(by_second: &PerSecond, at_secs: u64) -> (f64, f64) {
+    let start = at_secs.saturating_sub(12);
+    let end = at_secs.saturating_sub(2);
+    let seconds = end.saturating_sub(start).max(1) as f64;
+    let (requests, failures) = by_second
+        .range(start..end)
+        .fold((0, 0), |(r, f), (_, (pr, pf))| (r + pr, f + pf));
+    (requests as f64 / seconds, failures as f64 / seconds)
+}
+
+/// The history columns after the rates: percentiles, then the row's totals so far.
+fn history_figures(percentiles_ms: &[f64; 11], total: &Cumulative) -> Vec<String> {
+    // As Locust's: N/A before the row's first request.
+    let mut record: Vec<String> = percentiles_ms
         .iter()
         .map(|p| {
-            let last = p.at_secs;
-            let start = last.saturating_sub(12);
-            let end = last.saturating_sub(2);
-            let seconds = end.saturating_sub(start).max(1) as f64;
-            let (requests, failures) = by_second
-                .range(start..end)
-                .fold((0, 0), |(r, f), (_, (pr, pf))| (r + pr, f + pf));
-            (requests as f64 / seconds, failures as f64 / seconds)
+            if total.requests == 0 {
+                "N/A".to_owned()
+            } else {
+                format!("{p:.0}")
+            }
         })
-        .collect()
+        .collect();
+    record.extend([
+        total.requests.to_string(),
+        total.failures.to_string(),
+        format!("{:.0}", total.median_ms),
+        py_float(total.average_ms),
+        py_float(total.min_ms),
+        py_float(total.max_ms),
+        py_float(total.average_bytes),
+    ]);
+    record
+}
+
+/// Writes `_stats_history.csv`: the Aggregated row each second, as Locust's; with
+/// `--csv-full-history`, every name's row before it, and the percentiles of every row over the
+/// last 10 seconds (Locust's "current" ones) instead of the run so far.
+fn write_history(report: &Report, path: &Path) -> Result<(), csv::Error> {
+    let mut w = writer(path)?;
+    w.write_record(history_header())?;
+    // One row per wall-clock second: a second the clock visited twice keeps its later row.
+    let mut points: Vec<&HistoryPoint> = Vec::with_capacity(report.history.len());
+    for point in &report.history {
+        match points.last_mut() {
+            Some(last) if last.timestamp == point.timestamp => *last = point,
+            _ => points.push(point),
+        }
+    }
+    let all: PerSecond = points
+        .iter()
+        .map(|p| (keyed(p.at_secs), (p.requests, p.failures)))
+        .collect();
+    let mut by_name: BTreeMap<(&str, &str), PerSecond> = BTreeMap::new();
+    for point in &points {
+        for entry in point.per_name.iter().flat_map(|p| &p.entries) {
+            by_name
+                .entry((&*entry.name, &*entry.method))
+                .or_default()
+                .insert(keyed(point.at_secs), (entry.requests, entry.failures));
+        }
+    }
+    let no_seconds = PerSecond::new();
+    for point in &points {
+        let head = |method: &str, name: &str, (rps, fps): (f64, f64)| {
+            vec![
+                point.timestamp.to_string(),
+                point.users.to_string(),
+                method.to_owned(),
+                name.to_owned(),
+                format!("{rps:.6}"),
+                format!("{fps:.6}"),
+            ]
+        };
+        if let Some(per_name) = &point.per_name {
+            for entry in &per_name.entries {
+                let seconds = by_name
+                    .get(&(&*entry.name, &*entry.method))
+                    .unwrap_or(&no_seconds);
+                let mut record = head(
+                    &entry.method,
+                    &entry.name,
+                    rolling_rate(seconds, point.at_secs),
+                );
+                record.extend(history_figures(&entry.current_ms, &entry.cumulative));
+                w.write_record(record)?;
+            }
+        }
+        let percentiles = point
+            .per_name
+            .as_ref()
+            .map_or(&point.cumulative.percentiles_ms, |p| {
+                &p.aggregated_current_ms
+            });
+        let mut record = head("", "Aggregated", rolling_rate(&all, point.at_secs));
+        record.extend(history_figures(percentiles, &point.cumulative));
+        w.write_record(record)?;
+    }
+    w.flush()?;
+    Ok(())
 }
 
 /// Writes Locust's four files and ours; returns their paths.
@@ -139,46 +228,7 @@ pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> 
     w.flush()?;
 
     let history = path("stats_history");
-    let mut w = writer(&history)?;
-    w.write_record(history_header())?;
-    // One row per wall-clock second: a second the clock visited twice keeps its later row.
-    let mut points: Vec<&HistoryPoint> = Vec::with_capacity(report.history.len());
-    for point in &report.history {
-        match points.last_mut() {
-            Some(last) if last.timestamp == point.timestamp => *last = point,
-            _ => points.push(point),
-        }
-    }
-    for (point, (rps, fps)) in points.iter().zip(rolling_rates(&points)) {
-        let total = &point.cumulative;
-        let mut record = vec![
-            point.timestamp.to_string(),
-            point.users.to_string(),
-            String::new(),
-            "Aggregated".to_owned(),
-            format!("{rps:.6}"),
-            format!("{fps:.6}"),
-        ];
-        // As Locust's: the run's percentiles so far, N/A before the first request.
-        record.extend(total.percentiles_ms.iter().map(|p| {
-            if total.requests == 0 {
-                "N/A".to_owned()
-            } else {
-                format!("{p:.0}")
-            }
-        }));
-        record.extend([
-            total.requests.to_string(),
-            total.failures.to_string(),
-            format!("{:.0}", total.median_ms),
-            py_float(total.average_ms),
-            py_float(total.min_ms),
-            py_float(total.max_ms),
-            py_float(total.average_bytes),
-        ]);
-        w.write_record(record)?;
-    }
-    w.flush()?;
+    write_history(report, &history)?;
 
     let failures = path("failures");
     let mut w = writer(&failures)?;

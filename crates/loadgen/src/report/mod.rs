@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::diagnosis::{self, Evidence, Finding};
 use crate::engine::RunOutcome;
-use crate::stats::{Cumulative, EndpointSecond, EndpointStats, Phase};
+use crate::stats::{Cumulative, EndpointSecond, EndpointStats, PerNameSecond, Phase};
 use crate::targets::{self, Targets, Verdict};
 
 /// The whole judgement of a run: its targets, their verdicts, and the findings.
@@ -218,6 +218,9 @@ pub struct HistoryPoint {
     pub jobs_in_flight: u64,
     /// The run so far.
     pub cumulative: Cumulative,
+    /// Each of Locust's rows, with `--csv-full-history`.
+    #[serde(skip)]
+    pub per_name: Option<PerNameSecond>,
 }
 
 /// Everything a report shows.
@@ -403,6 +406,7 @@ impl Report {
                     jobs_done: h.jobs_done,
                     jobs_in_flight: h.jobs_in_flight,
                     cumulative: h.cumulative,
+                    per_name: h.per_name.clone(),
                 })
                 .collect(),
             analysis,

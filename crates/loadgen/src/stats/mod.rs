@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use endpoint::{EndpointStats, PhaseHistograms, new_histogram};
 pub use snapshot::{SelfWatchFigures, SnapshotError, StatsSnapshot};
 pub(crate) use timeline::Second;
-pub use timeline::{Cumulative, EndpointSecond, HistoryRow};
+pub use timeline::{Cumulative, EndpointSecond, HistoryRow, NameSecond, PerNameSecond};
 
 /// Whether a request belongs to a user's start-up (`on_start`) or to the steady state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -2,12 +2,19 @@
 //! row that is cheap to keep for hours (no histogram per second per endpoint), and the run's
 //! cumulative figures at that second, for Locust's history "Total" columns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::endpoint::new_histogram;
 use super::{EndpointStats, Key, Phase, Shard, Stats};
+use crate::report::PERCENTILES;
+
+/// The window of Locust's "current" percentiles (`CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW`).
+const CURRENT_WINDOW_SECS: usize = 10;
 
 /// One second of the run.
 #[derive(Debug, Clone)]
@@ -33,6 +40,35 @@ pub struct HistoryRow {
     /// Jobs being followed at the end of this second.
     pub jobs_in_flight: u64,
     /// Every request of the run so far (start-up and steady), for Locust's "Total" columns.
+    pub cumulative: Cumulative,
+    /// Each of Locust's rows at this second, kept only for `--csv-full-history`.
+    pub per_name: Option<PerNameSecond>,
+}
+
+/// Locust's rows (every request of a name and method, start-up included) at one second, as
+/// `--csv-full-history` writes them.
+#[derive(Debug, Clone)]
+pub struct PerNameSecond {
+    /// One entry per name and method that has had a request, sorted as Locust sorts them.
+    pub entries: Vec<NameSecond>,
+    /// Locust's "current" percentiles of all requests: the last 10 seconds, ms.
+    pub aggregated_current_ms: [f64; 11],
+}
+
+/// One of Locust's rows at one second.
+#[derive(Debug, Clone)]
+pub struct NameSecond {
+    /// Name.
+    pub name: Arc<str>,
+    /// HTTP method.
+    pub method: Arc<str>,
+    /// Requests that finished in this second.
+    pub requests: u64,
+    /// Failures in this second.
+    pub failures: u64,
+    /// Percentiles of the last 10 seconds ([`PERCENTILES`]), ms; 0 when none finished then.
+    pub current_ms: [f64; 11],
+    /// The row so far.
     pub cumulative: Cumulative,
 }
 
@@ -66,6 +102,14 @@ impl Cumulative {
         all.merge(&totals.aggregated(Phase::Startup));
         Self {
             steady_p95_ms,
+            ..Self::of_row(&all)
+        }
+    }
+
+    /// One row's figures so far (`steady_p95_ms` left at 0).
+    fn of_row(all: &EndpointStats) -> Self {
+        Self {
+            steady_p95_ms: 0.0,
             requests: all.count,
             failures: all.failures,
             median_ms: all.percentile_ms(50.0),
@@ -102,9 +146,67 @@ pub(crate) struct Second {
     jobs_done: u64,
     in_flight: BTreeMap<usize, u64>,
     timer_lag_us: u64,
+    /// Kept only for `--csv-full-history`.
+    current: Option<CurrentWindow>,
+}
+
+/// Figures by Locust row: (name, method).
+type ByName<T> = BTreeMap<(Arc<str>, Arc<str>), T>;
+
+/// The latency histograms of the last [`CURRENT_WINDOW_SECS`] seconds, by Locust row (name,
+/// method), and of all requests: what Locust's "current" percentiles are computed over.
+#[derive(Default)]
+struct CurrentWindow {
+    seconds: VecDeque<(ByName<Histogram<u64>>, Histogram<u64>)>,
+}
+
+impl CurrentWindow {
+    fn push(&mut self, by_endpoint: &BTreeMap<Key, EndpointStats>, all: &EndpointStats) {
+        let mut by_name: ByName<Histogram<u64>> = BTreeMap::new();
+        for (key, stats) in by_endpoint {
+            let _ = by_name
+                .entry((key.name.clone(), key.method.clone()))
+                .or_insert_with(new_histogram)
+                .add(&stats.histogram);
+        }
+        if self.seconds.len() == CURRENT_WINDOW_SECS {
+            self.seconds.pop_front();
+        }
+        self.seconds.push_back((by_name, all.histogram.clone()));
+    }
+
+    /// Percentiles over the window, ms, of one row (`Some`) or of all requests (`None`).
+    fn percentiles(&self, row: Option<&(Arc<str>, Arc<str>)>) -> [f64; 11] {
+        let mut merged = new_histogram();
+        for (by_name, all) in &self.seconds {
+            let second = match row {
+                Some(row) => by_name.get(row),
+                None => Some(all),
+            };
+            if let Some(histogram) = second {
+                let _ = merged.add(histogram);
+            }
+        }
+        if merged.is_empty() {
+            return [0.0; 11];
+        }
+        PERCENTILES.map(|p| merged.value_at_percentile(p) as f64 / 1000.0)
+    }
 }
 
 impl Second {
+    /// Keeps what `--csv-full-history` writes: each of Locust's rows every second.
+    pub(crate) fn keep_per_name(&mut self) {
+        self.current = Some(CurrentWindow::default());
+    }
+
+    /// Forgets the window of current percentiles (Locust's `--reset-stats`).
+    pub(crate) fn reset_window(&mut self) {
+        if let Some(window) = &mut self.current {
+            window.seconds.clear();
+        }
+    }
+
     /// Whether any request finished in this second so far.
     pub(crate) fn has_requests(&self) -> bool {
         self.all.count > 0
@@ -136,6 +238,10 @@ impl Second {
         own: (f64, u64),
         totals: &Stats,
     ) -> HistoryRow {
+        let per_name = self
+            .current
+            .as_mut()
+            .map(|window| Self::per_name(window, &self.by_endpoint, &self.all, totals));
         let endpoints = std::mem::take(&mut self.by_endpoint)
             .into_iter()
             .map(|(key, e)| EndpointSecond {
@@ -162,6 +268,118 @@ impl Second {
             jobs_done: std::mem::take(&mut self.jobs_done),
             jobs_in_flight: self.in_flight.values().sum(),
             cumulative: Cumulative::of(totals),
+            per_name,
         }
+    }
+
+    fn per_name(
+        window: &mut CurrentWindow,
+        by_endpoint: &BTreeMap<Key, EndpointStats>,
+        all: &EndpointStats,
+        totals: &Stats,
+    ) -> PerNameSecond {
+        window.push(by_endpoint, all);
+        // Locust's rows have no start-up phase: both phases of a name and method add up.
+        let mut so_far: ByName<EndpointStats> = BTreeMap::new();
+        for (key, stats) in &totals.endpoints {
+            so_far
+                .entry((key.name.clone(), key.method.clone()))
+                .or_default()
+                .merge(stats);
+        }
+        let mut this_second: ByName<(u64, u64)> = BTreeMap::new();
+        for (key, stats) in by_endpoint {
+            let counts = this_second
+                .entry((key.name.clone(), key.method.clone()))
+                .or_default();
+            counts.0 += stats.count;
+            counts.1 += stats.failures;
+        }
+        let entries = so_far
+            .iter()
+            .filter(|(_, stats)| stats.count > 0)
+            .map(|(row, stats)| {
+                let (requests, failures) = this_second.get(row).copied().unwrap_or_default();
+                NameSecond {
+                    name: row.0.clone(),
+                    method: row.1.clone(),
+                    requests,
+                    failures,
+                    current_ms: window.percentiles(Some(row)),
+                    cumulative: Cumulative::of_row(stats),
+                }
+            })
+            .collect();
+        PerNameSecond {
+            entries,
+            aggregated_current_ms: window.percentiles(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second in which `name` answered `count` requests of `latency_us` each, in `phase`.
+    fn shard(phase: Phase, name: &str, count: u64, latency_us: u64) -> Shard {
+        let mut stats = EndpointStats::default();
+        for _ in 0..count {
+            stats.record(latency_us, 10, Some(200), false);
+        }
+        let mut shard = Shard::default();
+        shard.interval.all = stats.clone();
+        shard.stats.endpoints.insert(
+            Key {
+                phase,
+                method: "GET".into(),
+                name: name.into(),
+            },
+            stats,
+        );
+        shard
+    }
+
+    #[test]
+    fn full_history_percentiles_cover_the_last_ten_seconds_and_totals_the_whole_run() {
+        let mut second = Second::default();
+        second.keep_per_name();
+        let mut totals = Stats::default();
+        let mut rows = Vec::new();
+        // 10 slow seconds (start-up requests count in Locust's rows too), then 10 fast ones.
+        for at in 1..=20 {
+            let (phase, latency_us) = if at <= 10 {
+                (Phase::Startup, 800_000)
+            } else {
+                (Phase::Steady, 2_000)
+            };
+            let shard = shard(phase, "/items", 5, latency_us);
+            totals.merge(&shard.stats);
+            second.add(0, &shard);
+            rows.push(second.row(at, 5, (0.0, 0), &totals));
+        }
+        let at = |secs: usize| rows[secs - 1].per_name.as_ref().unwrap();
+        let row = &at(15).entries[0];
+        assert_eq!((&*row.name, &*row.method), ("/items", "GET"));
+        assert_eq!((row.requests, row.cumulative.requests), (5, 75));
+        // Seconds 6 to 15: half slow, half fast.
+        assert!(
+            row.current_ms[0] < 10.0 && row.current_ms[10] > 700.0,
+            "{row:?}"
+        );
+        let row = &at(20).entries[0];
+        assert!(row.current_ms[10] < 10.0, "only fast seconds left: {row:?}");
+        assert!(
+            row.cumulative.max_ms > 700.0,
+            "the total keeps the slow ones"
+        );
+        assert_eq!(at(20).aggregated_current_ms, row.current_ms);
+        // Without --csv-full-history nothing per name is kept.
+        assert!(
+            Second::default()
+                .row(1, 0, (0.0, 0), &totals)
+                .per_name
+                .is_none()
+        );
     }
 }

@@ -383,6 +383,64 @@ async fn targets_decide_the_exit_code_and_csv_files_have_locusts_headers() {
     testbed.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_full_history_writes_every_name_each_second_before_aggregated() {
+    let testbed = start_in_memory(|_| {}).await;
+    let reads = scenario("reads.toml");
+    let (_, _, out) = loadgen(
+        &testbed.base_url(),
+        &[
+            "-u",
+            "2",
+            "-r",
+            "10",
+            "-t",
+            "3s",
+            "-f",
+            &reads,
+            "--csv-full-history",
+        ],
+    )
+    .await;
+    testbed.stop().await;
+    let read = |file: &str| -> Vec<csv::StringRecord> {
+        csv::Reader::from_path(out.path().join(file))
+            .unwrap()
+            .records()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let history = read("run_stats_history.csv");
+    let mut seconds: Vec<Vec<&csv::StringRecord>> = Vec::new();
+    for row in &history {
+        match seconds.last_mut() {
+            Some(group) if group[0][0] == row[0] => group.push(row),
+            _ => seconds.push(vec![row]),
+        }
+    }
+    assert!(seconds.len() >= 2, "{history:?}");
+    for group in &seconds {
+        let (aggregated, named) = group.split_last().unwrap();
+        assert_eq!(&aggregated[3], "Aggregated", "{group:?}");
+        let names: Vec<(&str, &str)> = named.iter().map(|r| (&r[3], &r[2])).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "Locust's order: by name, then method");
+        let sum: u64 = named.iter().map(|r| r[17].parse::<u64>().unwrap()).sum();
+        assert_eq!(aggregated[17].parse::<u64>().unwrap(), sum, "{group:?}");
+    }
+    // The last second's rows are `_stats.csv`'s rows, with the same totals.
+    let stats = read("run_stats.csv");
+    let last = seconds.last().unwrap();
+    assert_eq!(last.len(), stats.len(), "{last:?} {stats:?}");
+    for (history_row, stats_row) in last.iter().zip(&stats) {
+        assert_eq!(
+            (&history_row[2], &history_row[3], &history_row[17]),
+            (&stats_row[0], &stats_row[1], &stats_row[2])
+        );
+    }
+}
+
 #[test]
 fn a_broken_scenario_is_reported_with_its_line() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
