@@ -4,15 +4,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use monitor::sample::Tick;
 use monitor::sinks::{Collect, Sink};
+use rustls::ClientConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BackendConfig;
+use crate::http::{Connection, Limits, Options, Payload, Target};
 
 /// A running watch; [`BackendWatch::finish`] returns the ticks of the run.
 pub struct BackendWatch {
@@ -23,8 +27,8 @@ pub struct BackendWatch {
 }
 
 impl BackendWatch {
-    /// Starts sampling every second.
-    pub fn start(source: BackendConfig) -> Self {
+    /// Starts sampling every second; a sidecar is reached with `tls` when its URL is https.
+    pub fn start(source: BackendConfig, tls: Option<Arc<ClientConfig>>) -> Self {
         let stop = CancellationToken::new();
         let started = Utc::now();
         let (task, file) = match source {
@@ -47,7 +51,7 @@ impl BackendWatch {
             }
             BackendConfig::Sidecar(url) => {
                 let stop = stop.clone();
-                (Some(tokio::spawn(pull(url, started, stop))), None)
+                (Some(start_pull(url, tls, started, stop)), None)
             }
             BackendConfig::File(path) => (None, Some(path)),
         };
@@ -80,39 +84,68 @@ impl BackendWatch {
     }
 }
 
-/// Polls a sidecar's `/samples?since=` once a second.
-async fn pull(
+/// Polls a sidecar's `/samples?since=` once a second, over loadgen's own HTTP client, so that
+/// an `https://` sidecar is trusted as the host is (`--ca-cert`, `--insecure`). The client is
+/// single-threaded by design (the users' hot path), so the poll has a thread of its own.
+fn start_pull(
     url: String,
+    tls: Option<Arc<ClientConfig>>,
+    started: DateTime<Utc>,
+    stop: CancellationToken,
+) -> JoinHandle<Result<Vec<Tick>, String>> {
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("--monitor-from {url}: could not start its poller: {e}"))?;
+        runtime.block_on(pull(&url, tls, started, stop))
+    })
+}
+
+async fn pull(
+    url: &str,
+    tls: Option<Arc<ClientConfig>>,
     started: DateTime<Utc>,
     stop: CancellationToken,
 ) -> Result<Vec<Tick>, String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+    let target = Target::resolve(url, tls.as_ref())
+        .await
+        .map_err(|e| format!("--monitor-from {url}: {e}"))?;
+    let base_path = target.base_path.trim_end_matches('/').to_owned();
+    let mut connection = Connection::new(
+        Rc::new(target),
+        Options {
+            timeout: Duration::from_secs(2),
+            limits: Limits::default(),
+            gzip: true,
+        },
+    );
+    let accept_json = [(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    )];
     let mut ticks: Vec<Tick> = Vec::new();
     let mut failures = 0u32;
     loop {
         let since = ticks.last().map_or(started, |t| t.timestamp);
         let query = since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        match client
-            .get(format!("{url}/samples?since={query}"))
-            .send()
+        let path = format!("{base_path}/samples?since={query}");
+        match connection
+            .send(&http::Method::GET, &path, &accept_json, &Payload::default())
             .await
         {
-            Ok(answer) if answer.status().is_success() => match answer.json::<Vec<Tick>>().await {
-                Ok(new) => ticks.extend(new),
-                Err(e) => {
-                    return Err(format!(
-                        "--monitor-from {url}: not a monitor's samples: {e}"
-                    ));
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                match serde_json::from_slice::<Vec<Tick>>(&answer.body) {
+                    Ok(new) => ticks.extend(new),
+                    Err(e) => {
+                        return Err(format!(
+                            "--monitor-from {url}: not a monitor's samples: {e}"
+                        ));
+                    }
                 }
-            },
+            }
             Ok(answer) => {
-                return Err(format!(
-                    "--monitor-from {url}: answered {}",
-                    answer.status()
-                ));
+                return Err(format!("--monitor-from {url}: answered {}", answer.status));
             }
             Err(e) => {
                 failures += 1;

@@ -159,7 +159,10 @@ impl Run {
         }
         preflight::raise_open_files(config.load.users).map_err(EngineError::Preflight)?;
 
-        let watch_backend = config.backend.clone().map(BackendWatch::start);
+        let watch_backend = config
+            .backend
+            .clone()
+            .map(|backend| BackendWatch::start(backend, tls.clone()));
         let mut runner = Runner::new(config.load.clone(), config.scenario.clone(), target);
         if config.outputs.csv_full_history {
             runner.keep_per_name_history();

@@ -170,7 +170,8 @@ pub struct Cli {
         default_value = "1/celery"
     )]
     pub monitor_redis_queue: Vec<monitor::sources::redis::Queue>,
-    /// Read a monitor sidecar's samples (http://HOST:9187) or a JSON Lines file it wrote.
+    /// Read a monitor sidecar's samples (http://HOST:9187, or https:// trusted as the host is:
+    /// --ca-cert, --insecure) or a JSON Lines file it wrote.
     #[arg(long, env = "LOADGEN_MONITOR_FROM", value_name = "URL|FILE")]
     pub monitor_from: Option<String>,
     /// How often the live view prints.

@@ -172,6 +172,93 @@ async fn samples_from_a_sidecar_share_the_runs_timeline() {
     testbed.stop().await;
 }
 
+/// A TLS front for a plain HTTP server on `plain`, with a self-signed certificate for
+/// `localhost`; returns its port and the certificate's PEM file.
+async fn https_front(plain: String, dir: &Path) -> (u16, std::path::PathBuf) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let ca_file = dir.join("sidecar-ca.pem");
+    std::fs::write(&ca_file, certified.cert.pem()).unwrap();
+    let server_config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(certified.cert.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        )),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, plain) = (acceptor.clone(), plain.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let Ok(mut backend) = tokio::net::TcpStream::connect(plain).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut backend).await;
+            });
+        }
+    });
+    (port, ca_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_sidecar_is_trusted_as_the_host_is() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, stop) = sidecar(&dir.path().join("samples.jsonl")).await;
+    let (port, ca_file) =
+        https_front(url.trim_start_matches("http://").to_owned(), dir.path()).await;
+    let https = format!("https://localhost:{port}");
+    let ca = ca_file.display().to_string();
+    let (_, trusted, _out) = run(&[
+        "-H",
+        &testbed.base_url(),
+        "-u",
+        "1",
+        "-r",
+        "1",
+        "-t",
+        "3s",
+        "--monitor-from",
+        &https,
+        "--ca-cert",
+        &ca,
+    ])
+    .await;
+    let pulled = trusted["backend"].as_array().unwrap();
+    assert!(!pulled.is_empty(), "samples pulled over https");
+    // Without the certificate, the sidecar is not trusted: no samples, and the run's results
+    // are still there.
+    let (_, untrusted, _out) = run(&[
+        "-H",
+        &testbed.base_url(),
+        "-u",
+        "1",
+        "-r",
+        "1",
+        "-t",
+        "2s",
+        "--monitor-from",
+        &https,
+    ])
+    .await;
+    assert!(untrusted["backend"].as_array().unwrap().is_empty());
+    assert!(untrusted["steady_total"]["requests"].as_u64().unwrap() > 0);
+    stop.cancel();
+    testbed.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_limit_stops_the_ramp_and_says_so() {
     let testbed = start_in_memory(|_| {}).await;
