@@ -575,6 +575,12 @@ impl VirtualUser {
             .iter()
             .filter_map(|(name, template)| header(name, &template.render(&mut cx).ok()?).ok())
             .collect();
+        // The poller is the same user's session: it sends the cookies the user holds for the
+        // poll URL when the job is created.
+        let origin = self.shared.target.origin();
+        let headers = self
+            .with_cookies(|| format!("{origin}{path}"), &headers)
+            .unwrap_or(headers);
         let poller = JobPoller {
             track: track.clone(),
             key: poll_key,

@@ -58,6 +58,10 @@ async fn serve(listener: TcpListener, seen: Seen) {
                         "HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\nSet-Cookie: narrow=1; Path=/items\r\nContent-Length: 2\r\n\r\nok"
                     }
                     "/cached" => "HTTP/1.1 304 Not Modified\r\n\r\n",
+                    "/jobs" => "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"id\":\"j1\"}",
+                    "/jobs/j1" => {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{\"status\":\"success\"}"
+                    }
                     _ => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
                 };
                 if write.write_all(answer.as_bytes()).await.is_err() {
@@ -144,6 +148,10 @@ async fn follows_redirects_counts_3xx_as_success_and_keeps_values_as_data() {
     );
     // The user's cookie jar: a cookie goes back where its path allows, and only there.
     assert!(seen.contains_key("/cached cookie: session=abc"), "{seen:?}");
+    assert!(
+        seen.contains_key("/jobs/j1 cookie: session=abc"),
+        "the job poller sends the user's cookies: {seen:?}"
+    );
     assert!(
         seen.keys()
             .any(|k| k.starts_with("/items/") && k.contains("narrow=1")),
