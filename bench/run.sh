@@ -82,7 +82,9 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 printf '%-6s %14.0f %14.0f %16s %16s %8s\n' median "$(median "${wrk_rates[@]}")" "$(median "${lg_rates[@]}")" \
   "$(median "${wrk_cpus[@]}")" "$(median "${lg_cpus[@]}")" "$(median "${ratios[@]}")"
-echo "ratio = loadgen req/s / wrk req/s (goal >= 0.9); cpu/10k = CPU seconds per 10,000 requests (goal <= 0.10)"
+goal=0.95; [ "$scheme" = https ] && goal=0.9
+cpu_ratio=$(awk -v a="$(median "${lg_cpus[@]}")" -v b="$(median "${wrk_cpus[@]}")" 'BEGIN {printf "%.2f", a / b}')
+echo "ratio = loadgen req/s / wrk req/s (goal >= $goal over $scheme); cpu/10k = CPU seconds per 10,000 requests: loadgen's is ${cpu_ratio}x wrk's (goal <= 1.2x)"
 
 timed taskset -c 0 "$loadgen" -f bench/idle.toml -H "$url" $tls_flag -u "$idle_users" -r 5000 -t 20s --only-summary \
   --json "$work/idle.json" --target users=1 > /dev/null 2>&1 || true

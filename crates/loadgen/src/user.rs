@@ -187,6 +187,9 @@ impl VirtualUser {
                 // Let the other users of this thread run even when no one waits.
                 tokio::task::yield_now().await;
             } else {
+                if wait >= RELEASE_BUFFERS_AFTER {
+                    self.connection.release_buffers();
+                }
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
                     () = stop.cancelled() => return,
@@ -596,6 +599,11 @@ impl VirtualUser {
         tokio::task::spawn_local(poller.run());
     }
 }
+
+/// A wait this long gives the connection's buffers back first: allocating them again costs
+/// far less than a user's idle buffers cost memory, and waits shorter than this are the
+/// throughput runs, where they are kept.
+const RELEASE_BUFFERS_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The most redirects followed for one request, as Locust's (requests') default is 30 but
 /// an API that redirects more than a few times is broken.

@@ -119,6 +119,16 @@ impl Connection {
         }
     }
 
+    /// Gives back the request and read buffers while the user waits: with thousands of users
+    /// that wait seconds between requests, idle buffers would be most of the memory. The next
+    /// request allocates them again.
+    pub fn release_buffers(&mut self) {
+        if self.incoming.is_empty() {
+            self.incoming = BytesMut::new();
+        }
+        self.request = Vec::new();
+    }
+
     /// Where this connection goes.
     pub fn target(&self) -> &Rc<Target> {
         &self.target
@@ -525,7 +535,7 @@ mod tests {
         tokio::task::LocalSet::new().run_until(f).await
     }
 
-    /// Keep-alive reuse, an answer split over reads, a chunked answer, an until-close answer,
+    /// Keep-alive reuse (after the buffers were given back), an answer split over reads, a chunked answer, an until-close answer,
     /// and the User-Agent.
     #[tokio::test]
     async fn speaks_http_1_1_on_a_real_socket() {
@@ -570,6 +580,8 @@ mod tests {
             let a = post(&mut c, b"body").await.unwrap();
             assert_eq!((a.status, &a.body[..], a.resent), (201, &b"ok"[..], false));
             assert!(a.timings.connect_us.is_some());
+            // A user about to wait gives its buffers back; the connection stays open.
+            c.release_buffers();
             let b = get(&mut c, "/b").await.unwrap();
             assert_eq!((b.status, &b.body[..]), (200, &b"abc"[..]));
             assert_eq!(b.timings.connect_us, None, "the connection was kept alive");
