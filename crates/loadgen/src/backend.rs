@@ -93,13 +93,7 @@ fn start_pull(
     started: DateTime<Utc>,
     stop: CancellationToken,
 ) -> JoinHandle<Result<Vec<Tick>, String>> {
-    tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("--monitor-from {url}: could not start its poller: {e}"))?;
-        runtime.block_on(pull(&url, tls, started, stop))
-    })
+    crate::http::spawn_apart(move || async move { pull(&url, tls, started, stop).await })
 }
 
 async fn pull(

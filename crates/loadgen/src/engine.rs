@@ -172,6 +172,7 @@ impl Run {
             spawn_rate: config.load.spawn_rate,
         });
         let (snapshot_tx, snapshots) = mpsc::channel(8);
+        let (reset_tx, resets) = mpsc::channel(8);
         let (updates_tx, updates) = watch::channel(None);
         let (finished_tx, finished) = watch::channel(None);
         let stop = CancellationToken::new();
@@ -180,6 +181,7 @@ impl Run {
             stop: stop.clone(),
             snapshots,
             updates: updates_tx,
+            resets,
         };
         tokio::spawn(async move {
             let result = tokio::spawn(runner.run(channels)).await;
@@ -210,6 +212,7 @@ impl Run {
             control: Arc::new(control_tx),
             stop,
             snapshots: snapshot_tx,
+            resets: reset_tx,
             updates,
             finished,
         })
@@ -230,6 +233,7 @@ pub struct RunHandle {
     control: Arc<watch::Sender<Control>>,
     stop: CancellationToken,
     snapshots: mpsc::Sender<oneshot::Sender<StatsSnapshot>>,
+    resets: mpsc::Sender<()>,
     updates: watch::Receiver<Option<Update>>,
     finished: watch::Receiver<Option<Arc<RunOutcome>>>,
 }
@@ -251,6 +255,12 @@ impl RunHandle {
         }
         self.control.send_replace(Control { users, spawn_rate });
         Ok(())
+    }
+
+    /// Forgets the figures measured so far (Locust's "Reset stats"); the run goes on. A run
+    /// that has ended keeps its figures.
+    pub fn reset_stats(&self) {
+        let _ = self.resets.try_send(());
     }
 
     /// Stops the run; [`RunHandle::wait`] still returns everything measured.

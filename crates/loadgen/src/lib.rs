@@ -23,6 +23,7 @@ pub mod scenario;
 pub mod stats;
 pub mod targets;
 pub mod user;
+pub mod web;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -53,7 +54,12 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Some(Command::Scenario { action }) => scenario_command(action, &cli),
         Some(Command::Demo { args }) => demo(args),
-        None => headless::drive(cli.resolve()?).await,
+        None if cli.headless => headless::drive(cli.resolve()?).await,
+        None => {
+            // The web flags first: `-t` without --headless is the likelier mistake.
+            let settings = cli.web_settings()?;
+            web::serve(cli.resolve_for_web()?, settings).await
+        }
     }
 }
 

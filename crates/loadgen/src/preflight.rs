@@ -8,24 +8,24 @@ use crate::http::{Connection, Options, Payload, Target};
 
 /// Fails unless `GET path` answers 2xx within 10 s.
 pub async fn check_health(target: &Target, path: &str) -> Result<(), String> {
-    let target = std::rc::Rc::new(target.clone());
-    let local = tokio::task::LocalSet::new();
-    let url = format!("{}{path}", target.url);
-    local
-        .run_until(async move {
-            let options = Options {
-                timeout: Duration::from_secs(10),
-                ..Options::default()
-            };
-            let path = format!("{}{path}", target.base_path);
-            let mut connection = Connection::new(target, options);
-            match connection.send(&http::Method::GET, &path, &[], &Payload::default()).await {
-                Ok(answer) if (200..300).contains(&answer.status) => Ok(()),
-                Ok(answer) => Err(format!("health check GET {url} answered {}: is this the FFmpeg API?", answer.status)),
-                Err(error) => Err(format!("health check GET {url} failed: {error}; is the API running? (try `testbed --listen 127.0.0.1:8000`)")),
-            }
-        })
-        .await
+    let target = target.clone();
+    let path = path.to_owned();
+    crate::http::spawn_apart(move || async move {
+        let url = format!("{}{path}", target.url);
+        let options = Options {
+            timeout: Duration::from_secs(10),
+            ..Options::default()
+        };
+        let path = format!("{}{path}", target.base_path);
+        let mut connection = Connection::new(std::rc::Rc::new(target), options);
+        match connection.send(&http::Method::GET, &path, &[], &Payload::default()).await {
+            Ok(answer) if (200..300).contains(&answer.status) => Ok(()),
+            Ok(answer) => Err(format!("health check GET {url} answered {}: is this the FFmpeg API?", answer.status)),
+            Err(error) => Err(format!("health check GET {url} failed: {error}; is the API running? (try `testbed --listen 127.0.0.1:8000`)")),
+        }
+    })
+    .await
+    .map_err(|e| format!("health check: {e}"))?
 }
 
 /// Fails naming the first fixture that is missing.

@@ -30,6 +30,8 @@ pub(crate) struct Channels {
     pub stop: CancellationToken,
     pub snapshots: mpsc::Receiver<oneshot::Sender<StatsSnapshot>>,
     pub updates: watch::Sender<Option<Update>>,
+    /// Each message forgets the figures so far (Locust's "Reset stats").
+    pub resets: mpsc::Receiver<()>,
 }
 
 enum Command {
@@ -153,6 +155,11 @@ impl Runner {
                     let _ = reply.send(snapshot);
                 }
                 () = run_over => break,
+                Some(()) = channels.resets.recv() => {
+                    totals = Stats::default();
+                    second.reset_window();
+                    tracing::info!("Resetting stats");
+                }
                 Some((thread, shard)) = shard_rx.recv() => {
                     totals.merge(&shard.stats);
                     second.add(thread, &shard);

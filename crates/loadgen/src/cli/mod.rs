@@ -20,8 +20,9 @@ use crate::targets::{TargetOverride, Targets};
 
 /// Load tests for the FFmpeg API, with Locust's command line.
 ///
-/// Runs headless: the users, the spawn rate and the run time come from flags, LOADGEN_*
-/// variables or a --profile. Without -f it runs the built-in FFmpeg API scenario (print it with
+/// Serves the web UI on 127.0.0.1:8089 (as Locust's web mode), or with --headless runs at once:
+/// the users, the spawn rate and the run time come from flags, LOADGEN_* variables or a
+/// --profile. Without -f it runs the built-in FFmpeg API scenario (print it with
 /// `loadgen scenario show`). Exit codes: 0 every target met, 1 a target missed, 2 an error in the
 /// tool or its input.
 #[derive(Debug, Parser)]
@@ -58,9 +59,28 @@ pub struct Cli {
     /// stress (500, 50/s, 10m), endurance (100, 5/s, 1h).
     #[arg(long, env = "LOADGEN_PROFILE", value_enum)]
     pub profile: Option<Profile>,
-    /// Accepted for Locust compatibility: loadgen always runs headless.
+    /// Run without the web UI: the users, rate and run time come from flags (without it, the
+    /// web UI is served, as in Locust).
     #[arg(long, env = "LOADGEN_HEADLESS")]
     pub headless: bool,
+    /// Address the web UI listens on (default loopback: anything else wants --web-auth).
+    #[arg(long, env = "LOADGEN_WEB_HOST", default_value = "127.0.0.1")]
+    pub web_host: String,
+    /// Port of the web UI.
+    #[arg(long, env = "LOADGEN_WEB_PORT", default_value_t = 8089)]
+    pub web_port: u16,
+    /// Start the run at once with the command line's values (web UI).
+    #[arg(long, env = "LOADGEN_AUTOSTART")]
+    pub autostart: bool,
+    /// Quit this many seconds after the run ends (web UI, with --autostart).
+    #[arg(long, env = "LOADGEN_AUTOQUIT", value_name = "SECONDS")]
+    pub autoquit: Option<u64>,
+    /// Let the web UI's form choose the user classes to run.
+    #[arg(long, env = "LOADGEN_CLASS_PICKER")]
+    pub class_picker: bool,
+    /// Basic authentication for the web UI, as USER:PASSWORD.
+    #[arg(long, env = "LOADGEN_WEB_AUTH", value_name = "USER:PASSWORD")]
+    pub web_auth: Option<String>,
     /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv, PREFIX_exceptions.csv.
     #[arg(long = "csv", env = "LOADGEN_CSV", value_name = "PREFIX")]
     pub csv: Option<String>,
@@ -297,6 +317,16 @@ impl Cli {
         let host = self.host.clone().or_else(env_host).context(
             "no host to load: pass -H/--host http://HOST:PORT (or set LOADGEN_HOST or LOCUST_HOST)",
         )?;
+        self.resolve_with_host(host)
+    }
+
+    /// As [`Cli::resolve`], for the web UI, whose form may give the host: an empty host when
+    /// none was given.
+    pub fn resolve_for_web(&self) -> anyhow::Result<RunConfig> {
+        self.resolve_with_host(self.host.clone().or_else(env_host).unwrap_or_default())
+    }
+
+    fn resolve_with_host(&self, host: String) -> anyhow::Result<RunConfig> {
         let (users, spawn_rate, run_time) = self.load_shape()?;
         let threads = match self.threads {
             Some(0) => bail!("--threads 0: run users on at least one thread"),
@@ -340,6 +370,38 @@ impl Cli {
                 quiet: self.only_summary,
                 every: self.stats_interval,
             },
+        })
+    }
+
+    /// How the web UI is served.
+    pub fn web_settings(&self) -> anyhow::Result<crate::web::WebSettings> {
+        let ip: std::net::IpAddr = match self.web_host.as_str() {
+            "" | "*" => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+            host => host.parse().with_context(|| {
+                format!("--web-host {host}: not an IP address (e.g. 127.0.0.1, or 0.0.0.0 for all)")
+            })?,
+        };
+        if let Some(auth) = &self.web_auth
+            && !auth.contains(':')
+        {
+            bail!("--web-auth: write USER:PASSWORD");
+        }
+        if self.run_time.is_some() && !self.autostart {
+            // As Locust: a run time with neither is a CI job that would wait on a web page.
+            bail!(
+                "--run-time needs --headless (or --autostart): without them loadgen serves the web UI and waits for its form"
+            );
+        }
+        if self.autoquit.is_some() && !self.autostart {
+            bail!("--autoquit only makes sense with --autostart");
+        }
+        Ok(crate::web::WebSettings {
+            listen: std::net::SocketAddr::new(ip, self.web_port),
+            autostart: self.autostart,
+            autoquit: self.autoquit.map(Duration::from_secs),
+            class_picker: self.class_picker,
+            auth: self.web_auth.clone(),
         })
     }
 

@@ -57,3 +57,21 @@ impl From<HttpError> for crate::stats::Failure {
         }
     }
 }
+
+/// Runs a future that uses the client (single-threaded by design: the users' hot path) on a
+/// thread of its own, for callers on a multi-threaded runtime (health checks, the sidecar
+/// poll, the web UI's handlers).
+pub fn spawn_apart<T, F, Fut>(make: F) -> tokio::task::JoinHandle<Result<T, String>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a client thread: {e}"))?;
+        runtime.block_on(make())
+    })
+}

@@ -220,18 +220,50 @@ fn write_history(report: &Report, path: &Path) -> Result<(), csv::Error> {
 pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> {
     let path = |suffix: &str| PathBuf::from(format!("{prefix}_{suffix}.csv"));
     let stats = path("stats");
-    let mut w = writer(&stats)?;
+    write_stats(report, &mut writer(&stats)?)?;
+    let history = path("stats_history");
+    write_history(report, &history)?;
+    let failures = path("failures");
+    write_failures(report, &mut writer(&failures)?)?;
+    let exceptions = path("exceptions");
+    write_exceptions(report, &mut writer(&exceptions)?)?;
+    let timeline = path("timeline");
+    write_timeline(report, &timeline)?;
+    Ok(vec![stats, history, failures, exceptions, timeline])
+}
+
+/// One of Locust's files in memory (for downloads): `stats`, `failures` or `exceptions`.
+pub fn to_bytes(report: &Report, file: &str) -> Result<Vec<u8>, csv::Error> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    match file {
+        "failures" => write_failures(report, &mut w)?,
+        "exceptions" => write_exceptions(report, &mut w)?,
+        _ => write_stats(report, &mut w)?,
+    }
+    w.into_inner()
+        .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))
+}
+
+/// `_stats.csv`.
+fn write_stats<W: std::io::Write>(
+    report: &Report,
+    w: &mut csv::Writer<W>,
+) -> Result<(), csv::Error> {
     w.write_record(stats_header())?;
     for row in report.locust_rows.iter().chain([&report.locust_total]) {
         w.write_record(stats_record(row))?;
     }
     w.flush()?;
+    Ok(())
+}
 
-    let history = path("stats_history");
-    write_history(report, &history)?;
-
-    let failures = path("failures");
-    let mut w = writer(&failures)?;
+/// `_failures.csv`.
+fn write_failures<W: std::io::Write>(
+    report: &Report,
+    w: &mut csv::Writer<W>,
+) -> Result<(), csv::Error> {
     w.write_record([
         "Method",
         "Name",
@@ -259,17 +291,20 @@ pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> 
         ])?;
     }
     w.flush()?;
+    Ok(())
+}
 
-    let exceptions = path("exceptions");
-    let mut w = writer(&exceptions)?;
+/// `_exceptions.csv`.
+fn write_exceptions<W: std::io::Write>(
+    report: &Report,
+    w: &mut csv::Writer<W>,
+) -> Result<(), csv::Error> {
     w.write_record(["Count", "Message", "Traceback", "Nodes"])?;
     for (message, count) in &report.exceptions {
         w.write_record([count.to_string().as_str(), message.as_str(), "", "local"])?;
     }
     w.flush()?;
-    let timeline = path("timeline");
-    write_timeline(report, &timeline)?;
-    Ok(vec![stats, history, failures, exceptions, timeline])
+    Ok(())
 }
 
 /// `PREFIX_timeline.csv`: each second of the run, the load and loadgen's own figures, and the

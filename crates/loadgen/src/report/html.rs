@@ -138,6 +138,13 @@ fn series(lines: Lines) -> Vec<Series> {
         .collect()
 }
 
+/// The charts alone (the web UI's Charts tab draws the same ones as the report).
+pub fn charts_section(report: &Report) -> String {
+    let mut out = String::new();
+    charts(&mut out, report);
+    out
+}
+
 fn charts(out: &mut String, report: &Report) {
     let h = &report.history;
     let x_max = report.duration_secs.ceil();

@@ -589,6 +589,7 @@ async fn preflight_failures_are_one_clear_line() {
     assert!(resolve_error.is_none(), "{resolve_error:?}");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args([
+            "--headless",
             "-H",
             &format!("http://127.0.0.1:{port}"),
             "--fixtures",
@@ -609,6 +610,7 @@ async fn preflight_failures_are_one_clear_line() {
     let empty = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args([
+            "--headless",
             "-H",
             "http://127.0.0.1:9",
             "--fixtures",
@@ -622,9 +624,18 @@ async fn preflight_failures_are_one_clear_line() {
         .env_remove("LOCUST_HOST")
         .env_remove("LOADGEN_HOST")
         .env_remove("LOCUST_BASE_URL")
+        .arg("--headless")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("no host to load"));
+    // A CI job that forgot --headless ends in one line, as Locust's, not waiting on a web page.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["-H", "http://127.0.0.1:9", "-t", "5s", "--web-port", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--run-time needs --headless"), "{stderr}");
 }
 
 /// `loadgen scenario show | head`: a reader that goes away is not an error (it was a panic).
@@ -687,6 +698,7 @@ async fn a_thread_limit_costs_threads_not_the_run() {
         .arg(format!("--nproc={limit}"))
         .arg(&binary)
         .args([
+            "--headless",
             "-H",
             &testbed.base_url(),
             "--threads",
@@ -731,7 +743,7 @@ async fn a_config_file_sets_flags_below_the_environment_and_the_command_line() {
         &config,
         format!(
             "host = 'http://127.0.0.1:9'\nusers = 5\nspawn-rate = 50\nrun-time = '1s'\n\
-             only-summary = true\njson = '{}'\n",
+             only-summary = true\nheadless = true\njson = '{}'\n",
             json.display()
         ),
     )

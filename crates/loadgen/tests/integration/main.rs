@@ -13,3 +13,4 @@ mod report;
 mod stop;
 mod support;
 mod timeline;
+mod web;

@@ -32,6 +32,7 @@ async fn the_html_report_renders_its_charts_and_findings_offline() {
     let scenario = crate::support::scenario("reads.toml");
     let cli = loadgen::cli::Cli::try_parse_from([
         "loadgen",
+        "--headless",
         "-H",
         &testbed.base_url(),
         "-f",

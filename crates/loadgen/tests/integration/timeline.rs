@@ -21,6 +21,7 @@ async fn run(args: &[&str]) -> (std::process::ExitCode, Value, tempfile::TempDir
     let csv = out.path().join("run");
     let mut argv: Vec<String> = [
         "loadgen",
+        "--headless",
         "--only-summary",
         "-f",
         &reads(),

@@ -1,0 +1,110 @@
+// loadgen's web UI: polls /api/stats every second and draws Locust's tabs; the charts are SVG
+// drawn by the server (/api/charts), the same as the HTML report's. No library, no CDN.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const esc = (v) => String(v).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
+const num = (v, digits = 0) => Number(v || 0).toFixed(digits);
+
+function rowsTable(table, rows, total) {
+  let html = "<tr><th>Type</th><th>Name</th><th># Requests</th><th># Fails</th><th>Median (ms)</th>" +
+    "<th>95%ile (ms)</th><th>99%ile (ms)</th><th>Average (ms)</th><th>Min (ms)</th><th>Max (ms)</th>" +
+    "<th>Average size (bytes)</th><th>Current RPS</th><th>Current Failures/s</th></tr>";
+  for (const r of rows.concat(total ? [total] : [])) {
+    html += `<tr class="${r === total ? "total" : ""}"><td class="text">${esc(r.method)}</td><td>${esc(r.name)}</td>` +
+      `<td>${r.requests}</td><td>${r.failures}</td><td>${num(r.median_ms)}</td><td>${num(r.percentiles_ms[5])}</td>` +
+      `<td>${num(r.percentiles_ms[7])}</td><td>${num(r.average_ms)}</td><td>${num(r.min_ms)}</td><td>${num(r.max_ms)}</td>` +
+      `<td>${num(r.average_bytes)}</td><td>${num(r.rps, 1)}</td><td>${num(r.failures_per_sec, 1)}</td></tr>`;
+  }
+  table.innerHTML = html;
+}
+
+function render(data) {
+  document.body.dataset.state = data.state;
+  $("state").textContent = data.state.toUpperCase();
+  $("host").textContent = data.host;
+  $("users").textContent = data.user_count;
+  const report = data.report;
+  if (!report) return;
+  const total = report.steady_total;
+  $("rps").textContent = num(total.rps, 1);
+  $("failures").textContent = num(total.requests ? (100 * total.failures) / total.requests : 0) + "%";
+  rowsTable($("stats_table"), report.steady, total);
+  rowsTable($("startup_table"), report.startup, report.startup.length ? report.startup_total : null);
+  let html = "<tr><th># Failures</th><th>Method</th><th>Name</th><th>Message</th><th>First seen (s)</th><th>Last seen (s)</th></tr>";
+  for (const f of report.failures) {
+    html += `<tr><td>${f.occurrences}</td><td class="text">${esc(f.method)}</td><td class="text">${esc(f.name)}</td>` +
+      `<td class="text">${esc(f.error)}</td><td>${num(f.first_seen_secs)}</td><td>${num(f.last_seen_secs)}</td></tr>`;
+  }
+  $("failures_table").innerHTML = html;
+  html = "<tr><th>Count</th><th>Message</th></tr>";
+  for (const [message, count] of report.exceptions) {
+    html += `<tr><td>${count}</td><td class="text">${esc(message)}</td></tr>`;
+  }
+  $("exceptions_table").innerHTML = html;
+  html = "<tr><th>Job</th><th>Completed</th><th>Failed</th><th>Unfinished</th><th>Unknown</th><th>p50 (s)</th><th>p95 (s)</th><th>p99 (s)</th></tr>";
+  for (const j of report.jobs) {
+    const p = j.completion_secs || {};
+    html += `<tr><td class="text">${esc(j.job)}</td><td>${j.completed}</td><td>${j.failed}</td><td>${j.unfinished}</td>` +
+      `<td>${j.unknown}</td><td>${num(p.p50, 1)}</td><td>${num(p.p95, 1)}</td><td>${num(p.p99, 1)}</td></tr>`;
+  }
+  $("jobs_table").innerHTML = html;
+  const analysis = report.analysis || {verdicts: [], findings: []};
+  $("verdicts").innerHTML = analysis.verdicts.map((v) =>
+    `<li class="${v.met ? "pass" : "fail"}">[${v.met ? "PASS" : "FAIL"}] ${esc(v.name)}: ${esc(v.measured)} (target ${esc(v.threshold)})</li>`).join("");
+  $("findings_list").innerHTML = analysis.findings.map((f) =>
+    `<li><b>[${esc(f.severity)}] ${esc(f.title)}</b><br>Evidence: ${esc(f.evidence)}<br>Action: ${esc(f.action)}</li>`).join("") ||
+    "<li>No problem found so far.</li>";
+}
+
+async function refresh() {
+  try {
+    const answer = await fetch("api/stats", {cache: "no-store"});
+    if (answer.ok) render(await answer.json());
+  } catch (e) { /* the next poll tries again */ }
+}
+
+async function refreshCharts() {
+  if (!$("charts").classList.contains("on")) return;
+  try {
+    const answer = await fetch("api/charts", {cache: "no-store"});
+    if (answer.ok) $("charts").innerHTML = await answer.text();
+  } catch (e) { /* the next poll tries again */ }
+}
+
+async function post(path, body) {
+  const answer = await fetch(path, {method: "POST", body});
+  const type = answer.headers.get("content-type") || "";
+  return type.includes("json") ? answer.json() : {success: answer.ok, message: await answer.text()};
+}
+
+$("swarm").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("message").textContent = "";
+  try {
+    const result = await post("swarm", new URLSearchParams(new FormData($("swarm"))));
+    if (result.success) {
+      $("start").classList.remove("editing");
+    } else {
+      $("message").textContent = result.message;
+    }
+  } catch (e) {
+    $("message").textContent = "loadgen did not answer: " + e;
+  }
+  refresh();
+});
+$("stop").addEventListener("click", async () => { await post("api/stop"); refresh(); });
+$("reset").addEventListener("click", async () => { await post("api/reset"); refresh(); });
+$("edit").addEventListener("click", () => $("start").classList.add("editing"));
+$("new").addEventListener("click", () => { document.body.dataset.state = "ready"; $("start").classList.add("editing"); });
+for (const link of document.querySelectorAll("#tabs a")) {
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    for (const other of document.querySelectorAll("#tabs a, .tab")) other.classList.remove("on");
+    link.classList.add("on");
+    $(link.dataset.tab).classList.add("on");
+    refreshCharts();
+  });
+}
+refresh();
+setInterval(refresh, 1000);
+setInterval(refreshCharts, 2000);

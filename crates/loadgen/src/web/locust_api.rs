@@ -1,0 +1,139 @@
+//! Locust's web API answers, under Locust's field names, so that scripts written for Locust's
+//! web mode read ours unchanged: `GET /stats/requests`.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::report::{Report, Row};
+
+/// One entry of `stats`, as Locust's `StatsEntry.to_dict()`.
+#[derive(Serialize)]
+struct Entry<'a> {
+    method: &'a str,
+    name: &'a str,
+    num_requests: u64,
+    num_failures: u64,
+    min_response_time: f64,
+    max_response_time: f64,
+    current_rps: f64,
+    current_fail_per_sec: f64,
+    avg_response_time: f64,
+    median_response_time: f64,
+    total_rps: f64,
+    total_fail_per_sec: f64,
+    #[serde(rename = "response_time_percentile_0.95")]
+    p95: f64,
+    #[serde(rename = "response_time_percentile_0.99")]
+    p99: f64,
+    avg_content_length: f64,
+}
+
+/// Locust's "current" rate of a row: the mean of its last 10 whole seconds.
+fn current(report: &Report, row: Option<(&str, &str)>) -> (f64, f64) {
+    let seconds: Vec<(u64, u64)> = report
+        .history
+        .iter()
+        .rev()
+        .take(10)
+        .map(|point| match row {
+            None => (point.requests, point.failures),
+            Some((method, name)) => point
+                .endpoints
+                .iter()
+                .filter(|e| e.method == method && e.name == name)
+                .fold((0, 0), |(r, f), e| (r + e.requests, f + e.failures)),
+        })
+        .collect();
+    let n = seconds.len().max(1) as f64;
+    let (requests, failures) = seconds
+        .iter()
+        .fold((0, 0), |(r, f), (pr, pf)| (r + pr, f + pf));
+    (requests as f64 / n, failures as f64 / n)
+}
+
+fn entry<'a>(report: &Report, row: &'a Row, total: bool) -> Entry<'a> {
+    let (current_rps, current_fail_per_sec) = if total {
+        current(report, None)
+    } else {
+        current(report, Some((&row.method, &row.name)))
+    };
+    Entry {
+        method: &row.method,
+        name: &row.name,
+        num_requests: row.requests,
+        num_failures: row.failures,
+        min_response_time: row.min_ms.round(),
+        max_response_time: row.max_ms.round(),
+        current_rps,
+        current_fail_per_sec,
+        avg_response_time: row.average_ms,
+        median_response_time: row.median_ms.round(),
+        total_rps: row.rps,
+        total_fail_per_sec: row.failures_per_sec,
+        p95: row.percentiles_ms.get(5).copied().unwrap_or(0.0).round(),
+        p99: row.percentiles_ms.get(7).copied().unwrap_or(0.0).round(),
+        avg_content_length: row.average_bytes,
+    }
+}
+
+/// `GET /stats/requests`.
+pub fn stats_requests(report: Option<&Report>, state: &str, user_count: u64) -> Value {
+    let Some(report) = report else {
+        return json!({
+            "stats": [],
+            "errors": [],
+            "total_rps": 0.0,
+            "total_fail_per_sec": 0.0,
+            "fail_ratio": 0.0,
+            "current_response_time_percentile_1": null,
+            "current_response_time_percentile_2": null,
+            "state": state,
+            "user_count": user_count,
+        });
+    };
+    let total = entry(report, &report.locust_total, true);
+    let mut stats: Vec<Value> = report
+        .locust_rows
+        .iter()
+        .map(|row| serde_json::to_value(entry(report, row, false)).unwrap_or(Value::Null))
+        .collect();
+    let errors: Vec<Value> = report
+        .failures
+        .iter()
+        .map(|f| {
+            json!({
+                "method": f.method,
+                "name": f.name,
+                "error": f.error,
+                "occurrences": f.occurrences,
+                "first_seen": report.started_at as f64 + f.first_seen_secs,
+                "last_seen": report.started_at as f64 + f.last_seen_secs,
+            })
+        })
+        .collect();
+    let last = report.history.last();
+    let percentile = |i: usize| last.map_or(Value::Null, |p| json!(p.percentiles_ms[i]));
+    let fail_ratio = if report.locust_total.requests == 0 {
+        0.0
+    } else {
+        report.locust_total.failures as f64 / report.locust_total.requests as f64
+    };
+    let answer = json!({
+        "current_rps": total.current_rps,
+        "current_fail_per_sec": total.current_fail_per_sec,
+        "total_rps": total.total_rps,
+        "total_fail_per_sec": total.total_fail_per_sec,
+        "fail_ratio": fail_ratio,
+        "current_response_time_percentiles": {
+            "response_time_percentile_0.5": percentile(0),
+            "response_time_percentile_0.95": percentile(5),
+        },
+        "state": state,
+        "user_count": user_count,
+    });
+    stats.push(serde_json::to_value(total).unwrap_or(Value::Null));
+    let mut answer = answer;
+    answer["stats"] = Value::Array(stats);
+    answer["errors"] = Value::Array(errors);
+    answer
+}

@@ -1,0 +1,148 @@
+//! The web UI, Locust's web mode: a driver of the engine like the headless CLI. It serves a
+//! form (users, spawn rate, host, run time), Locust's tabs (statistics, charts, failures,
+//! exceptions, downloads) and ours (jobs, findings), Locust's web API for the scripts written
+//! against it, and our JSON API under `/api`. It listens on loopback unless told otherwise.
+
+mod guard;
+mod locust_api;
+mod page;
+mod routes;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Mutex;
+
+use crate::config::RunConfig;
+use crate::report::Analysis;
+use crate::{EXIT_OK, EXIT_TARGET_MISSED};
+
+pub use session::{Session, SwarmRequest};
+
+/// How the UI is served.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// Address and port.
+    pub listen: SocketAddr,
+    /// Start a run at once with the configuration's values.
+    pub autostart: bool,
+    /// Quit this long after the run ends.
+    pub autoquit: Option<Duration>,
+    /// Let the form pick user classes.
+    pub class_picker: bool,
+    /// `USER:PASSWORD` for basic authentication.
+    pub auth: Option<String>,
+}
+
+/// A UI being served.
+pub struct WebUi {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its session (for a caller that also steers it).
+    pub session: Arc<Mutex<Session>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl WebUi {
+    /// Binds and serves the UI for runs shaped like `template` (its values fill the form).
+    pub async fn start(template: RunConfig, settings: &WebSettings) -> anyhow::Result<Self> {
+        if !settings.listen.ip().is_loopback() && settings.auth.is_none() {
+            eprintln!(
+                "loadgen: warning: the web UI listens on {} without --web-auth: anyone who reaches it can start load from this machine",
+                settings.listen
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot serve the web UI on {} (pick another with --web-port or --web-host)",
+                    settings.listen
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        let session = Arc::new(Mutex::new(Session::new(template)));
+        let app = routes::router(
+            routes::AppState {
+                session: session.clone(),
+                class_picker: settings.class_picker,
+            },
+            guard::Credentials(settings.auth.clone()),
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self {
+            addr,
+            session,
+            server,
+        })
+    }
+
+    /// Stops serving.
+    pub fn shutdown(self) {
+        self.server.abort();
+    }
+}
+
+/// `loadgen` without `--headless`: serves the UI until Ctrl-C (or `--autoquit` after an
+/// `--autostart` run); the exit code follows the last run's targets, as headless.
+pub async fn serve(template: RunConfig, settings: WebSettings) -> anyhow::Result<u8> {
+    let ui = WebUi::start(template.clone(), &settings).await?;
+    tracing::info!("Starting web interface at http://{}", ui.addr);
+    eprintln!("loadgen: web UI at http://{} (Ctrl-C to quit)", ui.addr);
+    if settings.autostart {
+        let request = SwarmRequest {
+            users: template.load.users,
+            spawn_rate: template.load.spawn_rate,
+            host: None,
+            run_time: template.load.run_time,
+            user_classes: Vec::new(),
+        };
+        if let Err(message) = ui.session.lock().await.swarm(request).await {
+            anyhow::bail!("--autostart: {message}");
+        }
+    }
+    let quit = async {
+        match (settings.autostart, settings.autoquit) {
+            (true, Some(after)) => {
+                let handle = ui
+                    .session
+                    .lock()
+                    .await
+                    .run
+                    .as_ref()
+                    .map(|r| r.handle.clone());
+                if let Some(handle) = handle {
+                    handle.wait().await;
+                }
+                tracing::info!("Autoquit in {}s", after.as_secs());
+                tokio::time::sleep(after).await;
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = quit => {}
+        _ = tokio::signal::ctrl_c() => eprintln!("\nloadgen: quitting the web UI"),
+    }
+    let session = ui.session.lock().await;
+    let code = match &session.run {
+        Some(run) => {
+            run.handle.stop();
+            let outcome = run.handle.wait().await;
+            let analysis = Analysis::of(&outcome, &run.config.targets);
+            if analysis.all_met() {
+                EXIT_OK
+            } else {
+                EXIT_TARGET_MISSED
+            }
+        }
+        None => EXIT_OK,
+    };
+    drop(session);
+    ui.shutdown();
+    tracing::info!("Shutting down (exit code {code})");
+    Ok(code)
+}

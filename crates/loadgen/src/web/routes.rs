@@ -1,0 +1,320 @@
+//! The UI's HTTP surface: the page, Locust's web API (`/swarm`, `/stop`, `/stats/reset`,
+//! `/stats/requests`, the CSV downloads) and our own JSON API under `/api`, which the page
+//! itself uses. Each handler is a thin reading of the [`Session`].
+
+use std::sync::Arc;
+
+use axum::extract::{Form, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::guard::{self, Credentials};
+use super::session::{Session, SwarmRequest};
+use super::{locust_api, page};
+use crate::report::{self, Report};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The session.
+    pub session: Arc<Mutex<Session>>,
+    /// Whether the form lets the user pick classes.
+    pub class_picker: bool,
+}
+
+/// Every route, behind the origin check and (when set) basic authentication.
+pub fn router(state: AppState, credentials: Credentials) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/ui.js", get(script))
+        .route("/assets/ui.css", get(style))
+        .route("/swarm", post(locust_swarm))
+        .route("/stop", get(stop).post(stop))
+        .route("/stats/reset", get(reset).post(reset))
+        .route("/stats/requests", get(locust_stats))
+        .route("/stats/requests/csv", get(|s| csv(s, "stats")))
+        .route("/stats/failures/csv", get(|s| csv(s, "failures")))
+        .route("/exceptions/csv", get(|s| csv(s, "exceptions")))
+        .route("/api/stats", get(api_stats))
+        .route("/api/swarm", post(api_swarm))
+        .route("/api/stop", post(stop))
+        .route("/api/reset", post(reset))
+        .route("/api/charts", get(charts))
+        .route("/api/report.json", get(report_json))
+        .route("/api/report.html", get(report_html))
+        .route("/api/report.csv", get(|s| csv(s, "stats")))
+        .layer(axum::middleware::from_fn(guard::origin_check))
+        .layer(axum::middleware::from_fn_with_state(
+            credentials,
+            guard::basic_auth,
+        ))
+        .with_state(state)
+}
+
+async fn index(State(state): State<AppState>) -> Html<String> {
+    let session = state.session.lock().await;
+    Html(page::index(&session, state.class_picker))
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        page::SCRIPT,
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        page::STYLE,
+    )
+        .into_response()
+}
+
+/// Parses Locust's form: `user_count`, `spawn_rate`, `host`, `run_time`, `user_classes`.
+fn swarm_from_form(fields: &[(String, String)]) -> Result<SwarmRequest, String> {
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+    };
+    let users = field("user_count").unwrap_or("");
+    let users: u64 = users.parse().map_err(|_| {
+        format!("Invalid user_count value: {users:?} (must be a whole number of users, 1 or more)")
+    })?;
+    let rate = field("spawn_rate").unwrap_or("");
+    let spawn_rate: f64 = rate
+        .parse()
+        .map_err(|_| format!("Invalid spawn_rate value: {rate:?} (must be a number)"))?;
+    let run_time = match field("run_time").filter(|t| !t.is_empty()) {
+        Some(text) => Some(common::duration::parse(text).map_err(|e| format!("run time: {e}"))?),
+        None => None,
+    };
+    Ok(SwarmRequest {
+        users,
+        spawn_rate,
+        host: field("host").map(str::to_owned),
+        run_time,
+        user_classes: fields
+            .iter()
+            .filter(|(k, _)| k == "user_classes")
+            .map(|(_, v)| v.clone())
+            .collect(),
+    })
+}
+
+async fn swarm(state: &AppState, request: Result<SwarmRequest, String>) -> Value {
+    let mut session = state.session.lock().await;
+    let run_time = request.as_ref().ok().and_then(|r| r.run_time);
+    let result = match request {
+        Ok(request) => session.swarm(request).await,
+        Err(message) => Err(message),
+    };
+    let host = session.template.host.clone();
+    match result {
+        Ok(message) => {
+            let mut answer = json!({"success": true, "message": message, "host": host});
+            if let Some(run_time) = run_time {
+                answer["run_time"] = json!(run_time.as_secs_f64());
+            }
+            answer
+        }
+        Err(message) => json!({"success": false, "message": message, "host": host}),
+    }
+}
+
+async fn locust_swarm(
+    State(state): State<AppState>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Json<Value> {
+    Json(swarm(&state, swarm_from_form(&fields)).await)
+}
+
+/// `POST /api/swarm`: the same as Locust's form, as JSON.
+#[derive(Deserialize)]
+struct ApiSwarm {
+    users: u64,
+    spawn_rate: f64,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    run_time: Option<String>,
+    #[serde(default)]
+    user_classes: Vec<String>,
+}
+
+async fn api_swarm(State(state): State<AppState>, Json(body): Json<ApiSwarm>) -> Json<Value> {
+    let request = match body
+        .run_time
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        Some(text) => common::duration::parse(text)
+            .map(Some)
+            .map_err(|e| format!("run time: {e}")),
+        None => Ok(None),
+    }
+    .map(|run_time| SwarmRequest {
+        users: body.users,
+        spawn_rate: body.spawn_rate,
+        host: body.host,
+        run_time,
+        user_classes: body.user_classes,
+    });
+    Json(swarm(&state, request).await)
+}
+
+async fn stop(State(state): State<AppState>) -> Json<Value> {
+    state.session.lock().await.stop();
+    Json(json!({"success": true, "message": "Test stopped"}))
+}
+
+async fn reset(State(state): State<AppState>) -> &'static str {
+    state.session.lock().await.reset_stats();
+    "ok"
+}
+
+/// The state, the users and the report so far, without its per-second history (the charts
+/// come apart, drawn by the server).
+async fn api_stats(State(state): State<AppState>) -> Json<Value> {
+    let session = state.session.lock().await;
+    let (users, target_users) = session.users();
+    let report = session.report().await.map(|mut r: Report| {
+        r.history.clear();
+        r
+    });
+    let elapsed = report.as_ref().map_or(0.0, |r| r.duration_secs);
+    Json(json!({
+        "state": session.state(),
+        "user_count": users,
+        "target_users": target_users,
+        "host": session.template.host,
+        "elapsed_secs": elapsed,
+        "report": report,
+    }))
+}
+
+async fn locust_stats(State(state): State<AppState>) -> Json<Value> {
+    let session = state.session.lock().await;
+    let report = session.report().await;
+    Json(locust_api::stats_requests(
+        report.as_ref(),
+        session.state(),
+        session.users().0,
+    ))
+}
+
+async fn charts(State(state): State<AppState>) -> Html<String> {
+    let report = state.session.lock().await.report().await;
+    Html(report.map_or_else(String::new, |r| report::html::charts_section(&r)))
+}
+
+async fn report_json(State(state): State<AppState>) -> Response {
+    match state.session.lock().await.report().await {
+        Some(report) => (
+            [(
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"loadgen_report.json\"",
+            )],
+            Json(report),
+        )
+            .into_response(),
+        None => no_run_yet(),
+    }
+}
+
+async fn report_html(State(state): State<AppState>) -> Response {
+    match state.session.lock().await.report().await {
+        Some(report) => Html(report::html::render(&report)).into_response(),
+        None => no_run_yet(),
+    }
+}
+
+async fn csv(State(state): State<AppState>, file: &'static str) -> Response {
+    let Some(report) = state.session.lock().await.report().await else {
+        return no_run_yet();
+    };
+    match report::csv::to_bytes(&report, file) {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"loadgen_{file}.csv\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
+fn no_run_yet() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "no run yet: start one from the form first",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn locusts_form_fields_are_read_and_bad_ones_named() {
+        let request = swarm_from_form(&form(&[
+            ("user_count", "20"),
+            ("spawn_rate", "2.5"),
+            ("host", "http://127.0.0.1:8000"),
+            ("run_time", "1m30s"),
+            ("user_classes", "A"),
+            ("user_classes", "B"),
+        ]))
+        .unwrap();
+        assert_eq!((request.users, request.spawn_rate), (20, 2.5));
+        assert_eq!(request.run_time, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(request.user_classes, ["A", "B"]);
+        for (fields, named) in [
+            (
+                form(&[("user_count", "x"), ("spawn_rate", "1")]),
+                "user_count",
+            ),
+            (
+                form(&[("user_count", "-3"), ("spawn_rate", "1")]),
+                "user_count",
+            ),
+            (
+                form(&[("user_count", "3"), ("spawn_rate", "fast")]),
+                "spawn_rate",
+            ),
+            (
+                form(&[
+                    ("user_count", "3"),
+                    ("spawn_rate", "1"),
+                    ("run_time", "soon"),
+                ]),
+                "run time",
+            ),
+        ] {
+            let error = swarm_from_form(&fields).err().unwrap_or_default();
+            assert!(error.contains(named), "{fields:?}: {error}");
+        }
+    }
+}

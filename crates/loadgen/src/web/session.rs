@@ -1,0 +1,229 @@
+//! What the web UI steers: the form's defaults, and the current run (or the last one) through
+//! its [`RunHandle`], with the seconds it has delivered so far, so that a report of the run so
+//! far can be built at any moment.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::RunConfig;
+use crate::engine::{Run, RunHandle, RunOutcome};
+use crate::report::{Analysis, Report};
+use crate::stats::HistoryRow;
+
+/// Locust's runner states, as its web API names them.
+pub const STATE_READY: &str = "ready";
+/// Ramping up or down.
+pub const STATE_SPAWNING: &str = "spawning";
+/// At the users asked for.
+pub const STATE_RUNNING: &str = "running";
+/// Ended.
+pub const STATE_STOPPED: &str = "stopped";
+
+/// What the form sends to start (or steer) a run.
+#[derive(Debug, Clone)]
+pub struct SwarmRequest {
+    /// Users to reach.
+    pub users: u64,
+    /// Users started per second.
+    pub spawn_rate: f64,
+    /// The host (empty: the one already set).
+    pub host: Option<String>,
+    /// Run time (`None`: until stopped).
+    pub run_time: Option<Duration>,
+    /// User classes to run (empty: all).
+    pub user_classes: Vec<String>,
+}
+
+/// One run started from the UI.
+pub struct Current {
+    /// Its handle.
+    pub handle: RunHandle,
+    /// What it runs.
+    pub config: RunConfig,
+    /// Its seconds so far.
+    pub history: Arc<Mutex<Vec<Arc<HistoryRow>>>>,
+    started: Instant,
+    started_at: SystemTime,
+}
+
+/// The UI's state: the form's defaults and the current or last run.
+pub struct Session {
+    /// The command line's values, which fill the form.
+    pub template: RunConfig,
+    /// The current run, or the last one.
+    pub run: Option<Current>,
+}
+
+impl Session {
+    /// A session with no run yet.
+    pub fn new(template: RunConfig) -> Self {
+        Self {
+            template,
+            run: None,
+        }
+    }
+
+    /// Locust's state name of the session.
+    pub fn state(&self) -> &'static str {
+        let Some(run) = &self.run else {
+            return STATE_READY;
+        };
+        if run.handle.is_finished() {
+            return STATE_STOPPED;
+        }
+        match run.handle.subscribe().borrow().as_ref() {
+            Some(update) if update.users == update.target_users => STATE_RUNNING,
+            _ => STATE_SPAWNING,
+        }
+    }
+
+    /// Users running now (0 when no run goes).
+    pub fn users(&self) -> (u64, u64) {
+        match &self.run {
+            Some(run) if !run.handle.is_finished() => run
+                .handle
+                .subscribe()
+                .borrow()
+                .as_ref()
+                .map_or((0, run.config.load.users), |u| (u.users, u.target_users)),
+            _ => (0, 0),
+        }
+    }
+
+    /// Starts a run, or steers the one going (Locust's form does both). Returns a message for
+    /// the form.
+    pub async fn swarm(&mut self, request: SwarmRequest) -> Result<String, String> {
+        if request.users < 1 {
+            return Err(format!("{} users: start at least 1", request.users));
+        }
+        if !(request.spawn_rate.is_finite() && request.spawn_rate > 0.0) {
+            return Err(format!(
+                "spawn rate {}: must be a positive number of users per second",
+                request.spawn_rate
+            ));
+        }
+        if let Some(run) = &mut self.run
+            && !run.handle.is_finished()
+        {
+            run.handle
+                .set_users(request.users, request.spawn_rate)
+                .map_err(|e| e.to_string())?;
+            if run.config.targets.users == Some(run.config.load.users) {
+                run.config.targets.users = Some(request.users);
+            }
+            run.config.load.users = request.users;
+            return Ok(format!(
+                "Ramping to {} users at a rate of {:.2} per second",
+                request.users, request.spawn_rate
+            ));
+        }
+        let mut config = self.template.clone();
+        if let Some(host) = request.host.filter(|h| !h.trim().is_empty()) {
+            config.host = host.trim().to_owned();
+        }
+        if config.host.is_empty() {
+            return Err("no host: enter the API's URL, e.g. http://127.0.0.1:8000".into());
+        }
+        if !request.user_classes.is_empty() {
+            let known: Vec<String> = config
+                .scenario
+                .users
+                .iter()
+                .map(|u| u.name.clone())
+                .collect();
+            if let Some(unknown) = request.user_classes.iter().find(|c| !known.contains(c)) {
+                return Err(format!(
+                    "no user class `{unknown}` (the scenario has {})",
+                    known.join(", ")
+                ));
+            }
+            config
+                .scenario
+                .users
+                .retain(|u| request.user_classes.contains(&u.name));
+        }
+        // The concurrency target follows the form unless the command line set it apart.
+        if config.targets.users == Some(config.load.users) {
+            config.targets.users = Some(request.users);
+        }
+        config.load.users = request.users;
+        config.load.spawn_rate = request.spawn_rate;
+        config.load.run_time = request.run_time;
+        let handle = Run::start(&config).await.map_err(|e| e.to_string())?;
+        tracing::info!(
+            "Ramping to {} users at a rate of {:.2} per second",
+            request.users,
+            request.spawn_rate
+        );
+        let history: Arc<Mutex<Vec<Arc<HistoryRow>>>> = Arc::default();
+        let mut updates = handle.subscribe();
+        let seconds = history.clone();
+        tokio::spawn(async move {
+            while updates.changed().await.is_ok() {
+                let second = updates
+                    .borrow_and_update()
+                    .as_ref()
+                    .map(|u| u.second.clone());
+                if let (Some(second), Ok(mut seconds)) = (second, seconds.lock()) {
+                    seconds.push(second);
+                }
+            }
+        });
+        self.template.host = config.host.clone();
+        self.run = Some(Current {
+            handle,
+            config,
+            history,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+        });
+        Ok("Swarming started".into())
+    }
+
+    /// Stops the run going, if any.
+    pub fn stop(&self) {
+        if let Some(run) = &self.run {
+            run.handle.stop();
+        }
+    }
+
+    /// Forgets the figures of the run going.
+    pub fn reset_stats(&self) {
+        if let Some(run) = &self.run {
+            run.handle.reset_stats();
+        }
+    }
+
+    /// The report of the run so far (or of the last run), with its analysis; `None` before the
+    /// first run.
+    pub async fn report(&self) -> Option<Report> {
+        let run = self.run.as_ref()?;
+        let outcome = if run.handle.is_finished() {
+            run.handle.wait().await
+        } else {
+            Arc::new(run.so_far().await)
+        };
+        let analysis = Analysis::of(&outcome, &run.config.targets);
+        Some(Report::new(&run.config.host, &outcome, analysis))
+    }
+}
+
+impl Current {
+    /// The run so far as an outcome, from a snapshot of the engine and the seconds delivered.
+    async fn so_far(&self) -> RunOutcome {
+        let snapshot = self.handle.snapshot().await;
+        let history: Vec<HistoryRow> = self
+            .history
+            .lock()
+            .map(|rows| rows.iter().map(|r| (**r).clone()).collect())
+            .unwrap_or_default();
+        RunOutcome {
+            stats: snapshot.to_stats().unwrap_or_default(),
+            peak_users: history.iter().map(|h| h.users).max().unwrap_or(0),
+            history,
+            started_at: self.started_at,
+            duration: self.started.elapsed(),
+            ..RunOutcome::default()
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The web UI in a real browser: Debian's headless Chromium, driven over the DevTools protocol,
+//! against the testbed with a planted rate limit. A user fills the form and starts, sees the
+//! statistics and the charts update, raises the users mid-run, stops, downloads the CSV, and
+//! finds the planted bottleneck named in the Findings tab.
+
+use std::time::Duration;
+
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use loadgen::web::{WebSettings, WebUi};
+use serde_json::{Value, json};
+use test_support::start_in_memory;
+use tokio::io::AsyncBufReadExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::scenario;
+
+/// A DevTools connection to one page.
+struct Browser {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    session: Option<String>,
+    next_id: u64,
+    process: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts Chromium and opens `url` in a page.
+    async fn open(url: &str) -> Self {
+        let profile = tempfile::tempdir().unwrap();
+        let mut process = tokio::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1280,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium runs (apt-get install chromium)");
+        let mut lines = tokio::io::BufReader::new(process.stderr.take().unwrap()).lines();
+        let endpoint = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(ws) = line.strip_prefix("DevTools listening on ") {
+                    return ws.trim().to_owned();
+                }
+            }
+            panic!("chromium ended without a DevTools endpoint");
+        })
+        .await
+        .expect("chromium started within a minute");
+        // Keep draining its stderr so that it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (ws, _) = tokio_tungstenite::connect_async(endpoint.as_str())
+            .await
+            .unwrap();
+        let mut browser = Self {
+            ws,
+            session: None,
+            next_id: 0,
+            process,
+            _profile: profile,
+        };
+        let target = browser
+            .call("Target.createTarget", json!({"url": url}))
+            .await;
+        let attached = browser
+            .call(
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await;
+        browser.session = attached["sessionId"].as_str().map(str::to_owned);
+        browser
+    }
+
+    /// One DevTools call; events in between are skipped.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = &self.session {
+            message["sessionId"] = json!(session);
+        }
+        self.ws
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
+        loop {
+            let Some(Ok(Message::Text(text))) = self.ws.next().await else {
+                panic!("the DevTools connection closed during {method}");
+            };
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            if answer["id"] == id {
+                assert!(answer["error"].is_null(), "{method}: {answer}");
+                return answer["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates `expression` in the page (awaiting a promise) and returns its value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        result["result"]["value"].clone()
+    }
+
+    /// Waits (at most 2 minutes, a bound only) until `expression` is true in the page.
+    async fn until(&mut self, expression: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while self.eval(expression).await != json!(true) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never true in the page: {expression}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.process.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
+    let testbed = start_in_memory(|c| c.rate_limit_per_minute = 60).await;
+    let reads = scenario("reads.toml");
+    let cli = loadgen::cli::Cli::try_parse_from(["loadgen", "-f", &reads, "-u", "7"]).unwrap();
+    let template = cli.resolve_for_web().unwrap();
+    assert_eq!(template.host, "", "no host given: the form asks for it");
+    let ui = WebUi::start(
+        template,
+        &WebSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            autostart: false,
+            autoquit: None,
+            class_picker: false,
+            auth: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut page = Browser::open(&format!("http://{}/", ui.addr)).await;
+    page.until("document.readyState === 'complete' && !!document.getElementById('swarm')")
+        .await;
+    // The command line's values fill the form.
+    assert_eq!(
+        page.eval("document.getElementById('user_count').value")
+            .await,
+        "7"
+    );
+
+    // Bad input gets a message in the form, not a dead page.
+    page.eval("document.getElementById('user_count').value = '0'; document.getElementById('start_button').click(); 1")
+        .await;
+    page.until("document.getElementById('message').textContent.includes('at least 1')")
+        .await;
+
+    let fill_and_start = format!(
+        "document.getElementById('user_count').value = '2';
+         document.getElementById('spawn_rate').value = '10';
+         document.getElementById('host_input').value = '{}';
+         document.getElementById('start_button').click(); 1",
+        testbed.base_url()
+    );
+    page.eval(&fill_and_start).await;
+    page.until("document.getElementById('users').textContent === '2'")
+        .await;
+    // The statistics table fills and keeps counting.
+    page.until("document.querySelectorAll('#stats_table tr').length >= 3")
+        .await;
+    let count =
+        "Number(document.querySelector('#stats_table tr.total td:nth-child(3)').textContent)";
+    let first = page.eval(count).await.as_f64().unwrap();
+    page.until(&format!("{count} > {first}")).await;
+    // The charts are drawn (SVG from the server) once their tab is open.
+    page.eval("document.querySelector('[data-tab=charts]').click(); 1")
+        .await;
+    page.until("document.querySelectorAll('#charts svg').length >= 3")
+        .await;
+
+    // Raise the users mid-run: the count changes live.
+    page.eval(
+        "document.getElementById('edit').click();
+         document.getElementById('user_count').value = '5';
+         document.getElementById('start_button').click(); 1",
+    )
+    .await;
+    page.until("document.getElementById('users').textContent === '5'")
+        .await;
+
+    // The planted rate limit is named in the Findings tab while the run goes.
+    page.eval("document.querySelector('[data-tab=findings]').click(); 1")
+        .await;
+    page.until("document.getElementById('findings_list').textContent.includes('Rate limiting')")
+        .await;
+
+    if let Ok(path) = std::env::var("WEB_UI_SCREENSHOT") {
+        let shot = page
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+
+    page.eval("document.getElementById('stop').click(); 1")
+        .await;
+    page.until("document.getElementById('state').textContent === 'STOPPED'")
+        .await;
+    let csv = page
+        .eval("fetch('stats/requests/csv').then(r => r.text())")
+        .await;
+    let csv = csv.as_str().unwrap();
+    assert!(
+        csv.starts_with("Type,Name,Request Count,Failure Count,Median Response Time"),
+        "{csv}"
+    );
+    assert!(csv.contains("\r\n,Aggregated,"), "{csv}");
+    page.close().await;
+
+    // A page elsewhere cannot start a run: its Origin is refused.
+    let refused = reqwest::Client::new()
+        .post(format!("http://{}/swarm", ui.addr))
+        .header("Origin", "https://elsewhere.example")
+        .form(&[("user_count", "1"), ("spawn_rate", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    ui.shutdown();
+    testbed.stop().await;
+}
