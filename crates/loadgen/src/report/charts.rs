@@ -47,6 +47,8 @@ pub fn downsample(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
 /// An SVG line chart titled `title`, with `unit` on the y axis, over `x_max` seconds.
 pub fn line_chart(title: &str, unit: &str, x_max: f64, series: &[Series]) -> String {
     let mut svg = String::new();
+    // Hover targets that carry each point's value (at most TIP_POINTS per series).
+    let mut tips: Vec<(i32, i32, String)> = Vec::new();
     let result = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
         let root = SVGBackend::with_string(&mut svg, (900, 260)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -71,6 +73,11 @@ pub fn line_chart(title: &str, unit: &str, x_max: f64, series: &[Series]) -> Str
         for (i, s) in series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let points = downsample(&s.points);
+            let every = points.len().div_ceil(TIP_POINTS).max(1);
+            for (x, y) in points.iter().step_by(every) {
+                let (px, py) = chart.backend_coord(&(*x, *y));
+                tips.push((px, py, format!("{}: {y:.1} {unit} at {x:.0} s", s.label)));
+            }
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))?
                 .label(s.label.clone())
@@ -90,9 +97,31 @@ pub fn line_chart(title: &str, unit: &str, x_max: f64, series: &[Series]) -> Str
         Ok(())
     })();
     match result {
-        Ok(()) => svg,
+        Ok(()) => with_tips(svg, &tips),
         Err(e) => format!("<p>chart {title} could not be drawn: {e}</p>"),
     }
+}
+
+/// Points per series that carry a tooltip.
+const TIP_POINTS: usize = 120;
+
+/// Adds invisible circles with a `<title>` (the browser's tooltip) at the given points.
+fn with_tips(svg: String, tips: &[(i32, i32, String)]) -> String {
+    let Some(end) = svg.rfind("</svg>") else {
+        return svg;
+    };
+    let mut out = String::with_capacity(svg.len() + tips.len() * 96);
+    out.push_str(&svg[..end]);
+    out.push_str("<g class=\"tips\">");
+    for (x, y, text) in tips {
+        let text = text.replace('&', "&amp;").replace('<', "&lt;");
+        out.push_str(&format!(
+            "<circle cx=\"{x}\" cy=\"{y}\" r=\"5\" fill=\"transparent\"><title>{text}</title></circle>"
+        ));
+    }
+    out.push_str("</g>");
+    out.push_str(&svg[end..]);
+    out
 }
 
 #[cfg(test)]
@@ -121,5 +150,10 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("<polyline") || svg.contains("<path"), "{svg}");
         assert!(svg.contains("req/s"));
+        assert!(
+            svg.contains("<title>requests: 5.0 req/s at 10 s</title>"),
+            "each point carries its value: {svg}"
+        );
+        assert!(svg.trim_end().ends_with("</svg>"));
     }
 }
