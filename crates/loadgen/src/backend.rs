@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use monitor::sample::Tick;
-use monitor::sinks::{Collect, Sink};
 use rustls::ClientConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -18,9 +17,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::BackendConfig;
 use crate::http::{Connection, Limits, Options, Payload, Target};
 
+/// The ticks taken so far, shared with the drivers that show them while the run goes.
+pub type LiveTicks = Arc<std::sync::Mutex<Vec<Tick>>>;
+
 /// A running watch; [`BackendWatch::finish`] returns the ticks of the run.
 pub struct BackendWatch {
-    task: Option<JoinHandle<Result<Vec<Tick>, String>>>,
+    task: Option<JoinHandle<Result<(), String>>>,
+    live: LiveTicks,
     file: Option<PathBuf>,
     started: DateTime<Utc>,
     stop: CancellationToken,
@@ -31,32 +34,38 @@ impl BackendWatch {
     pub fn start(source: BackendConfig, tls: Option<Arc<ClientConfig>>) -> Self {
         let stop = CancellationToken::new();
         let started = Utc::now();
+        let live = LiveTicks::default();
         let (task, file) = match source {
             BackendConfig::InProcess(sources) => {
                 let stop = stop.clone();
+                let live = live.clone();
                 let task = tokio::spawn(async move {
                     let mut sampler =
                         monitor::sampler::Sampler::new(sources.build(), Duration::from_secs(1));
-                    let mut collected = Collect::default();
+                    let keep = |tick: &Tick| {
+                        if let Ok(mut ticks) = live.lock() {
+                            ticks.push(tick.clone());
+                        }
+                    };
                     let first = sampler.tick().await;
-                    let _ = collected.write(&first);
-                    sampler
-                        .run(None, stop, |tick| {
-                            let _ = collected.write(tick);
-                        })
-                        .await;
-                    Ok(collected.0)
+                    keep(&first);
+                    sampler.run(None, stop, keep).await;
+                    Ok(())
                 });
                 (Some(task), None)
             }
             BackendConfig::Sidecar(url) => {
                 let stop = stop.clone();
-                (Some(start_pull(url, tls, started, stop)), None)
+                (
+                    Some(start_pull(url, tls, started, stop, live.clone())),
+                    None,
+                )
             }
             BackendConfig::File(path) => (None, Some(path)),
         };
         Self {
             task,
+            live,
             file,
             started,
             stop,
@@ -77,10 +86,19 @@ impl BackendWatch {
                 .filter(|t| t.timestamp >= self.started - slack && t.timestamp <= ended + slack)
                 .collect());
         }
-        match self.task.take() {
-            Some(task) => task.await.map_err(|e| format!("backend watch: {e}"))?,
-            None => Ok(Vec::new()),
+        if let Some(task) = self.task.take() {
+            task.await.map_err(|e| format!("backend watch: {e}"))??;
         }
+        Ok(self
+            .live
+            .lock()
+            .map(|mut ticks| std::mem::take(&mut *ticks))
+            .unwrap_or_default())
+    }
+
+    /// The ticks taken so far (none for a file, which is read at the end).
+    pub fn live(&self) -> LiveTicks {
+        self.live.clone()
     }
 }
 
@@ -92,8 +110,9 @@ fn start_pull(
     tls: Option<Arc<ClientConfig>>,
     started: DateTime<Utc>,
     stop: CancellationToken,
-) -> JoinHandle<Result<Vec<Tick>, String>> {
-    crate::http::spawn_apart(move || async move { pull(&url, tls, started, stop).await })
+    live: LiveTicks,
+) -> JoinHandle<Result<(), String>> {
+    crate::http::spawn_apart(move || async move { pull(&url, tls, started, stop, live).await })
 }
 
 async fn pull(
@@ -101,7 +120,8 @@ async fn pull(
     tls: Option<Arc<ClientConfig>>,
     started: DateTime<Utc>,
     stop: CancellationToken,
-) -> Result<Vec<Tick>, String> {
+    live: LiveTicks,
+) -> Result<(), String> {
     let target = Target::resolve(url, tls.as_ref())
         .await
         .map_err(|e| format!("--monitor-from {url}: {e}"))?;
@@ -118,10 +138,10 @@ async fn pull(
         http::header::ACCEPT,
         http::HeaderValue::from_static("application/json"),
     )];
-    let mut ticks: Vec<Tick> = Vec::new();
+    let mut since = started;
+    let mut pulled_any = false;
     let mut failures = 0u32;
     loop {
-        let since = ticks.last().map_or(started, |t| t.timestamp);
         let query = since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let path = format!("{base_path}/samples?since={query}");
         match connection
@@ -130,7 +150,15 @@ async fn pull(
         {
             Ok(answer) if (200..300).contains(&answer.status) => {
                 match serde_json::from_slice::<Vec<Tick>>(&answer.body) {
-                    Ok(new) => ticks.extend(new),
+                    Ok(new) => {
+                        if let Some(last) = new.last() {
+                            since = last.timestamp;
+                            pulled_any = true;
+                        }
+                        if let Ok(mut ticks) = live.lock() {
+                            ticks.extend(new);
+                        }
+                    }
                     Err(e) => {
                         return Err(format!(
                             "--monitor-from {url}: not a monitor's samples: {e}"
@@ -143,13 +171,13 @@ async fn pull(
             }
             Err(e) => {
                 failures += 1;
-                if ticks.is_empty() && failures >= 3 {
+                if !pulled_any && failures >= 3 {
                     return Err(format!("--monitor-from {url}: {e}"));
                 }
             }
         }
         if stop.is_cancelled() {
-            return Ok(ticks);
+            return Ok(());
         }
         tokio::select! {
             () = stop.cancelled() => {}

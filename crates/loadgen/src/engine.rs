@@ -163,6 +163,7 @@ impl Run {
             .backend
             .clone()
             .map(|backend| BackendWatch::start(backend, tls.clone()));
+        let live_backend = watch_backend.as_ref().map(BackendWatch::live);
         let mut runner = Runner::new(config.load.clone(), config.scenario.clone(), target);
         if config.outputs.csv_full_history {
             runner.keep_per_name_history();
@@ -213,6 +214,7 @@ impl Run {
             stop,
             snapshots: snapshot_tx,
             resets: reset_tx,
+            live_backend,
             updates,
             finished,
         })
@@ -234,6 +236,7 @@ pub struct RunHandle {
     stop: CancellationToken,
     snapshots: mpsc::Sender<oneshot::Sender<StatsSnapshot>>,
     resets: mpsc::Sender<()>,
+    live_backend: Option<backend::LiveTicks>,
     updates: watch::Receiver<Option<Update>>,
     finished: watch::Receiver<Option<Arc<RunOutcome>>>,
 }
@@ -287,6 +290,15 @@ impl RunHandle {
                 timer_lag_ms: h.timer_lag_ms,
             });
         StatsSnapshot::of(&outcome.stats, outcome.duration.as_secs_f64(), 0, own)
+    }
+
+    /// The backend's ticks taken so far while the run goes (empty once it has ended: the
+    /// outcome has them).
+    pub fn backend_so_far(&self) -> Vec<monitor::sample::Tick> {
+        self.live_backend
+            .as_ref()
+            .and_then(|ticks| ticks.lock().ok().map(|t| t.clone()))
+            .unwrap_or_default()
     }
 
     /// One update per second while the run goes (`None` before the first second).

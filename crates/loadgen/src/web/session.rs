@@ -223,6 +223,7 @@ impl Current {
             history,
             started_at: self.started_at,
             duration: self.started.elapsed(),
+            backend: self.handle.backend_so_far(),
             ..RunOutcome::default()
         }
     }

@@ -1,7 +1,7 @@
 //! The web UI in a real browser: Debian's headless Chromium, driven over the DevTools protocol,
 //! against the testbed with a planted rate limit. A user fills the form and starts, sees the
 //! statistics and the charts update, raises the users mid-run, stops, downloads the CSV, and
-//! finds the planted bottleneck named in the Findings tab.
+//! finds the planted bottleneck named in the Findings tab; the host's chart is drawn live.
 
 use std::time::Duration;
 
@@ -138,7 +138,17 @@ impl Browser {
 async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
     let testbed = start_in_memory(|c| c.rate_limit_per_minute = 60).await;
     let reads = scenario("reads.toml");
-    let cli = loadgen::cli::Cli::try_parse_from(["loadgen", "-f", &reads, "-u", "7"]).unwrap();
+    // The monitor watches the host (and a container that is not there) beside the load.
+    let cli = loadgen::cli::Cli::try_parse_from([
+        "loadgen",
+        "-f",
+        &reads,
+        "-u",
+        "7",
+        "--monitor-docker",
+        "name=no-container-of-this-name",
+    ])
+    .unwrap();
     let template = cli.resolve_for_web().unwrap();
     assert_eq!(template.host, "", "no host given: the form asks for it");
     let ui = WebUi::start(
@@ -190,6 +200,9 @@ async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
     page.eval("document.querySelector('[data-tab=charts]').click(); 1")
         .await;
     page.until("document.querySelectorAll('#charts svg').length >= 3")
+        .await;
+    // The backend's charts share the time axis while the run goes.
+    page.until("!!document.querySelector('#charts [data-title=Host] svg')")
         .await;
 
     // Raise the users mid-run: the count changes live.
