@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use tracing_subscriber::prelude::*;
+
 fn main() -> ExitCode {
     let cli = match loadgen::cli::config_file::parse(std::env::args_os()) {
         Ok(cli) => cli,
@@ -13,12 +15,21 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("loadgen={}", cli.loglevel))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("loadgen=warn"));
-    let log = tracing_subscriber::fmt().with_env_filter(filter);
+    // The web UI's Logs tab keeps the last lines too (not headless: it costs a second format).
+    let ring = (!cli.headless).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(loadgen::web::logs::RingWriter::new)
+    });
+    let log = tracing_subscriber::registry().with(filter).with(ring);
     match &cli.logfile {
         Some(path) => match std::fs::File::create(path) {
             Ok(file) => log
-                .with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false)
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::sync::Mutex::new(file))
+                        .with_ansi(false),
+                )
                 .init(),
             Err(error) => {
                 eprintln!("loadgen: error: --logfile {}: {error}", path.display());
@@ -26,8 +37,11 @@ fn main() -> ExitCode {
             }
         },
         None => log
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
             .init(),
     }
     // A small runtime for the controller; the users run on their own threads.

@@ -5,6 +5,7 @@
 
 mod guard;
 mod locust_api;
+pub mod logs;
 mod page;
 mod routes;
 mod session;

@@ -45,6 +45,7 @@ pub fn router(state: AppState, credentials: Credentials) -> Router {
         .route("/api/stop", post(stop))
         .route("/api/reset", post(reset))
         .route("/api/charts", get(charts))
+        .route("/api/logs", get(|| async { Json(super::logs::recent()) }))
         .route("/api/report.json", get(report_json))
         .route("/api/report.html", get(report_html))
         .route("/api/report.csv", get(|s| csv(s, "stats")))

@@ -259,3 +259,60 @@ async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
     ui.shutdown();
     testbed.stop().await;
 }
+
+/// The binary in web mode with --autostart: the run starts at once, and the Logs tab's API has
+/// loadgen's own log lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autostart_runs_at_once_and_the_logs_are_served() {
+    let testbed = start_in_memory(|_| {}).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["-H", &testbed.base_url(), "-f", &scenario("reads.toml")])
+        .args(["-u", "2", "-r", "10", "--autostart", "--web-port", "0"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let ui = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("loadgen: web UI at ") {
+                return url.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("loadgen ended without serving its UI");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats: Value = client
+            .get(format!("{ui}/stats/requests"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["user_count"] == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs: Vec<String> = client
+        .get(format!("{ui}/api/logs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        logs.iter().any(|l| l.contains("Ramping to 2 users")),
+        "{logs:?}"
+    );
+    child.kill().await.unwrap();
+    testbed.stop().await;
+}

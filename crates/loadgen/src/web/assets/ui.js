@@ -71,6 +71,14 @@ async function refreshCharts() {
   } catch (e) { /* the next poll tries again */ }
 }
 
+async function refreshLogs() {
+  if (!$("logs").classList.contains("on")) return;
+  try {
+    const answer = await fetch("api/logs", {cache: "no-store"});
+    if (answer.ok) $("log_lines").textContent = (await answer.json()).join("\n");
+  } catch (e) { /* the next poll tries again */ }
+}
+
 async function post(path, body) {
   const answer = await fetch(path, {method: "POST", body});
   const type = answer.headers.get("content-type") || "";
@@ -103,8 +111,10 @@ for (const link of document.querySelectorAll("#tabs a")) {
     link.classList.add("on");
     $(link.dataset.tab).classList.add("on");
     refreshCharts();
+    refreshLogs();
   });
 }
 refresh();
 setInterval(refresh, 1000);
 setInterval(refreshCharts, 2000);
+setInterval(refreshLogs, 2000);
