@@ -129,6 +129,21 @@ impl Browser {
         }
     }
 
+    /// With `WEB_UI_SCREENSHOTS=DIR`, saves the page as DIR/`name` (the README's pictures).
+    async fn screenshot(&mut self, name: &str) {
+        use base64::Engine;
+        let Ok(dir) = std::env::var("WEB_UI_SCREENSHOTS") else {
+            return;
+        };
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+    }
+
     async fn close(mut self) {
         let _ = self.process.kill().await;
     }
@@ -196,6 +211,7 @@ async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
         "Number(document.querySelector('#stats_table tr.total td:nth-child(3)').textContent)";
     let first = page.eval(count).await.as_f64().unwrap();
     page.until(&format!("{count} > {first}")).await;
+    page.screenshot("web-ui-statistics.png").await;
     // The charts are drawn (SVG from the server) once their tab is open.
     page.eval("document.querySelector('[data-tab=charts]').click(); 1")
         .await;
@@ -204,6 +220,7 @@ async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
     // The backend's charts share the time axis while the run goes.
     page.until("!!document.querySelector('#charts [data-title=Host] svg')")
         .await;
+    page.screenshot("web-ui-charts.png").await;
 
     // Raise the users mid-run: the count changes live.
     page.eval(
@@ -221,16 +238,7 @@ async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
     page.until("document.getElementById('findings_list').textContent.includes('Rate limiting')")
         .await;
 
-    if let Ok(path) = std::env::var("WEB_UI_SCREENSHOT") {
-        let shot = page
-            .call("Page.captureScreenshot", json!({"format": "png"}))
-            .await;
-        use base64::Engine;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(shot["data"].as_str().unwrap())
-            .unwrap();
-        std::fs::write(path, png).unwrap();
-    }
+    page.screenshot("web-ui-findings.png").await;
 
     page.eval("document.getElementById('stop').click(); 1")
         .await;

@@ -8,7 +8,7 @@ const num = (v, digits = 0) => Number(v || 0).toFixed(digits);
 function rowsTable(table, rows, total) {
   let html = "<tr><th>Type</th><th>Name</th><th># Requests</th><th># Fails</th><th>Median (ms)</th>" +
     "<th>95%ile (ms)</th><th>99%ile (ms)</th><th>Average (ms)</th><th>Min (ms)</th><th>Max (ms)</th>" +
-    "<th>Average size (bytes)</th><th>Current RPS</th><th>Current Failures/s</th></tr>";
+    "<th>Average size (bytes)</th><th>RPS</th><th>Failures/s</th></tr>";
   for (const r of rows.concat(total ? [total] : [])) {
     html += `<tr class="${r === total ? "total" : ""}"><td class="text">${esc(r.method)}</td><td>${esc(r.name)}</td>` +
       `<td>${r.requests}</td><td>${r.failures}</td><td>${num(r.median_ms)}</td><td>${num(r.percentiles_ms[5])}</td>` +
