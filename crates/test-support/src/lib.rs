@@ -155,3 +155,26 @@ pub fn fixtures() -> &'static Path {
         dir
     })
 }
+
+/// A TLS server configuration presenting a fresh self-signed certificate for `localhost`, whose
+/// PEM is written to `ca_file` (for a client's `--ca-cert`).
+pub fn self_signed_tls(ca_file: &Path) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+        .expect("a self-signed certificate");
+    std::fs::write(ca_file, certified.cert.pem()).expect("the certificate file is written");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring's default protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(certified.cert.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        )),
+    )
+    .expect("the certificate and key match");
+    std::sync::Arc::new(config)
+}

@@ -176,24 +176,9 @@ async fn samples_from_a_sidecar_share_the_runs_timeline() {
 /// A TLS front for a plain HTTP server on `plain`, with a self-signed certificate for
 /// `localhost`; returns its port and the certificate's PEM file.
 async fn https_front(plain: String, dir: &Path) -> (u16, std::path::PathBuf) {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let ca_file = dir.join("sidecar-ca.pem");
-    std::fs::write(&ca_file, certified.cert.pem()).unwrap();
-    let server_config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(certified.cert.der().to_vec())],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            certified.signing_key.serialize_der(),
-        )),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
+    let server_config = test_support::self_signed_tls(&ca_file);
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
