@@ -193,6 +193,11 @@ async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
         .await;
     page.until("document.getElementById('message').textContent.includes('at least 1')")
         .await;
+    // A host that does not answer (nothing listens on the discard port).
+    page.eval("document.getElementById('user_count').value = '2'; document.getElementById('host_input').value = 'http://127.0.0.1:9'; document.getElementById('start_button').click(); 1")
+        .await;
+    page.until("document.getElementById('message').textContent.includes('is the API running')")
+        .await;
 
     let fill_and_start = format!(
         "document.getElementById('user_count').value = '2';
@@ -323,4 +328,106 @@ async fn autostart_runs_at_once_and_the_logs_are_served() {
     );
     child.kill().await.unwrap();
     testbed.stop().await;
+}
+
+/// Monitor URLs carry passwords (in the user info, or as `?password=` / `?sslpassword=`). The
+/// sources are real servers that refuse them, so their errors are shown too; nothing the UI
+/// serves, and nothing loadgen prints, holds a planted secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_the_ui_serves_contains_a_monitor_password() {
+    const SECRETS: [&str; 3] = ["PgPlanted91x", "SslPlanted92y", "RedisPlanted93z"];
+    let mut postgres = url::Url::parse(&test_support::postgres_admin_url()).unwrap();
+    postgres.set_password(Some(SECRETS[0])).unwrap();
+    postgres
+        .query_pairs_mut()
+        .append_pair("sslpassword", SECRETS[1]);
+    let mut redis = url::Url::parse(&test_support::redis_url()).unwrap();
+    redis.set_password(Some(SECRETS[2])).unwrap();
+
+    let testbed = start_in_memory(|_| {}).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["-H", &testbed.base_url(), "-f", &scenario("reads.toml")])
+        .args(["-u", "2", "-r", "10", "--autostart", "--web-port", "0"])
+        .args(["--monitor-postgres", postgres.as_str()])
+        .args(["--monitor-redis", redis.as_str()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let ui = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            printed.lock().unwrap().push_str(&line);
+            if let Some(url) = line.strip_prefix("loadgen: web UI at ") {
+                return url.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("loadgen ended without serving its UI");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(keep_lines(stdout, printed.clone()));
+    tokio::spawn(keep_lines(stderr, printed.clone()));
+
+    // Wait for the backend's refusals to be in the report: the sources were tried and failed.
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        let request = client.get(format!("{ui}{path}"));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let report: Value = serde_json::from_str(&get("/api/report.json").await).unwrap();
+        let ticks = report["backend"].as_array().map_or(0, Vec::len);
+        if ticks >= 3 && report["steady_total"]["requests"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no backend ticks");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut served = String::new();
+    for path in [
+        "/",
+        "/assets/ui.js",
+        "/stats/requests",
+        "/stats/requests/csv",
+        "/stats/failures/csv",
+        "/exceptions/csv",
+        "/api/stats",
+        "/api/charts",
+        "/api/logs",
+        "/api/report.json",
+        "/api/report.html",
+        "/api/report.csv",
+    ] {
+        served.push_str(&get(path).await);
+    }
+    // The refusals themselves are served, with the URL masked: a leak there would be seen.
+    assert!(
+        served.contains(":***@") && served.contains("password authentication failed"),
+        "the backend's refusals are not in what the UI serves"
+    );
+    let stopped = client.post(format!("{ui}/api/stop")).send().await.unwrap();
+    assert!(stopped.status().is_success());
+    served.push_str(&get("/api/report.json").await);
+    let printed = printed.lock().unwrap().clone();
+    for secret in SECRETS {
+        assert!(!served.contains(secret), "the UI serves {secret}");
+        assert!(!printed.contains(secret), "loadgen printed {secret}");
+    }
+    child.kill().await.unwrap();
+    testbed.stop().await;
+}
+
+/// Appends every line read to `into`, until the stream ends.
+async fn keep_lines<R: tokio::io::AsyncBufRead + Unpin>(
+    mut lines: tokio::io::Lines<R>,
+    into: std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        into.lock().unwrap().push_str(&line);
+    }
 }
