@@ -15,6 +15,10 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v python3 >/dev/null || missing+=(python3)
+# Real consumers of the CI files, JUnit XML (junitparser) and the example workflows (PyYAML),
+# from Debian, so run by Debian's own interpreter (a pyenv python3 may come first on PATH).
+/usr/bin/python3 -c 'import junitparser' 2>/dev/null || missing+=(python3-junitparser)
+/usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
 command -v docker >/dev/null || missing+=(docker.io)
 command -v chromium >/dev/null || missing+=(chromium)
 # The system's roots, which https connections trust by default.

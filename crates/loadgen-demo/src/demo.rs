@@ -240,6 +240,7 @@ fn demo_config(
             quiet: true,
             ..LiveConfig::default()
         },
+        baseline: None,
     })
 }
 

@@ -78,6 +78,65 @@ pub struct Outputs {
     pub json: Option<PathBuf>,
     /// The HTML report.
     pub html: Option<PathBuf>,
+    /// A JUnit XML report, for CI systems.
+    pub junit: Option<PathBuf>,
+    /// The summary as GitHub-flavoured Markdown.
+    pub summary_md: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Every file asked for, as (what, path); the CSV prefix stands for its files.
+    fn files(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut files = Vec::new();
+        if let Some(prefix) = &self.csv {
+            files.push(("--csv", PathBuf::from(format!("{prefix}_stats.csv"))));
+        }
+        for (what, path) in [
+            ("--json", &self.json),
+            ("--html", &self.html),
+            ("--junit", &self.junit),
+            ("--summary-md", &self.summary_md),
+        ] {
+            if let Some(path) = path {
+                files.push((what, path.clone()));
+            }
+        }
+        files
+    }
+
+    /// Fails, naming the flag, unless every file can be written: checked before the first
+    /// request, so that a typo in a path costs no run. With `create`, each file is opened for
+    /// writing (and left, empty if new, for the end of the run); without, only its folder is
+    /// checked, which leaves no trace (`--dry-run`).
+    pub fn check_writable(&self, create: bool) -> Result<(), String> {
+        for (what, path) in self.files() {
+            let folder = match path.parent() {
+                Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            if !folder.is_dir() {
+                return Err(format!(
+                    "{what} {}: the folder {} does not exist: create it first",
+                    path.display(),
+                    folder.display()
+                ));
+            }
+            if path.is_dir() {
+                return Err(format!(
+                    "{what} {}: is a folder; give a file name",
+                    path.display()
+                ));
+            }
+            if create {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&path)
+                    .map_err(|e| format!("{what} {}: cannot be written: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The live view on the console.
@@ -118,4 +177,6 @@ pub struct RunConfig {
     pub outputs: Outputs,
     /// The console while running.
     pub live: LiveConfig,
+    /// An earlier run to compare with (`--baseline`), read and checked before the run.
+    pub baseline: Option<crate::report::baseline::BaselineCheck>,
 }

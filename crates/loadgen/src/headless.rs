@@ -6,11 +6,15 @@ use anyhow::bail;
 
 use crate::config::{Outputs, RunConfig};
 use crate::engine::{Run, RunHandle};
-use crate::report::{self, Analysis, Report};
+use crate::report::{self, Report};
 use crate::{EXIT_OK, EXIT_TARGET_MISSED};
 
 /// Runs the load test `config` describes; returns the exit code.
 pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
+    config
+        .outputs
+        .check_writable(true)
+        .map_err(anyhow::Error::msg)?;
     let handle = Run::start(&config).await?;
     tracing::info!(
         "Ramping to {} users at a rate of {:.2} per second",
@@ -29,15 +33,14 @@ pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
     if let Some(error) = &outcome.backend_error {
         eprintln!("loadgen: warning: no backend samples: {error}");
     }
-    let analysis = Analysis::of(&outcome, &config.targets);
-    let report = Report::new(&config.host, &outcome, analysis);
+    let report = Report::of_run(&config, &outcome);
     print!("{}", report::console::summary(&report));
     write_outputs(&report, &config.outputs)?;
     let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
         || !outcome.stats.exceptions.is_empty();
     let code = match (config.exit_code_on_error, had_errors) {
         (Some(code), true) => code,
-        _ if report.analysis.all_met() => EXIT_OK,
+        _ if report.passed() => EXIT_OK,
         _ => EXIT_TARGET_MISSED,
     };
     tracing::info!("Shutting down (exit code {code})");
@@ -57,7 +60,7 @@ fn stop_on_ctrl_c(handle: RunHandle) {
 }
 
 /// Writes every file asked for; one that cannot be written does not stop the others.
-fn write_outputs(report: &Report, outputs: &Outputs) -> anyhow::Result<()> {
+pub(crate) fn write_outputs(report: &Report, outputs: &Outputs) -> anyhow::Result<()> {
     let mut errors = Vec::new();
     if let Some(prefix) = &outputs.csv {
         match report::csv::write(report, prefix) {
@@ -82,6 +85,18 @@ fn write_outputs(report: &Report, outputs: &Outputs) -> anyhow::Result<()> {
         match std::fs::write(path, report::html::render(report)) {
             Ok(()) => eprintln!("loadgen: wrote {}", path.display()),
             Err(e) => errors.push(format!("HTML {}: {e}", path.display())),
+        }
+    }
+    if let Some(path) = &outputs.junit {
+        match std::fs::write(path, report::junit::render(report)) {
+            Ok(()) => eprintln!("loadgen: wrote {}", path.display()),
+            Err(e) => errors.push(format!("JUnit {}: {e}", path.display())),
+        }
+    }
+    if let Some(path) = &outputs.summary_md {
+        match std::fs::write(path, report::markdown::render(report)) {
+            Ok(()) => eprintln!("loadgen: wrote {}", path.display()),
+            Err(e) => errors.push(format!("Markdown summary {}: {e}", path.display())),
         }
     }
     if !errors.is_empty() {

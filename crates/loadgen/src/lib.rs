@@ -54,6 +54,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Some(Command::Scenario { action }) => scenario_command(action, &cli),
         Some(Command::Demo { args }) => demo(args),
+        None if cli.dry_run => dry_run(&cli),
         None if cli.headless => headless::drive(cli.resolve()?).await,
         None => {
             // The web flags first: `-t` without --headless is the likelier mistake.
@@ -61,6 +62,58 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
             web::serve(cli.resolve_for_web()?, settings).await
         }
     }
+}
+
+/// `--dry-run`: everything a run checks before its first request, then what it would do.
+fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
+    let config = if cli.headless {
+        cli.resolve()?
+    } else {
+        cli.web_settings()?;
+        cli.resolve_for_web()?
+    };
+    config
+        .outputs
+        .check_writable(false)
+        .map_err(anyhow::Error::msg)?;
+    let load = &config.load;
+    let mut plan = format!(
+        "loadgen: dry run: {} users at {}/s {} against {}, {}\n",
+        load.users,
+        load.spawn_rate,
+        load.run_time.map_or_else(
+            || "until stopped".to_owned(),
+            |t| format!("for {}", humantime::format_duration(t))
+        ),
+        if config.host.is_empty() {
+            "the host the web form gives"
+        } else {
+            &config.host
+        },
+        if cli.headless {
+            "headless"
+        } else {
+            "from the web UI"
+        },
+    );
+    let identity = config.scenario.identity();
+    plan.push_str(&format!(
+        "  scenario: user types {}; {} requests\n",
+        identity.user_types.join(", "),
+        identity.requests.len()
+    ));
+    if let Some(check) = &config.baseline {
+        plan.push_str(&format!(
+            "  baseline: {} (allowed: {})\n",
+            cli.baseline
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            check.thresholds
+        ));
+    }
+    print_or_quiet(&plan)?;
+    Ok(EXIT_OK)
 }
 
 fn scenario_command(action: &ScenarioAction, cli: &Cli) -> anyhow::Result<u8> {

@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 
 use crate::config::{BackendConfig, LiveConfig, LoadSettings, Outputs, RunConfig};
 use crate::http::TlsSettings;
+use crate::report::baseline::{Baseline, BaselineCheck, Thresholds};
 use crate::scenario::{self, Scenario};
 use crate::targets::{TargetOverride, Targets};
 
@@ -94,6 +95,31 @@ pub struct Cli {
     /// Write every figure as JSON.
     #[arg(long, env = "LOADGEN_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write a JUnit XML report (one test case per target and per endpoint's p95), which CI
+    /// systems display.
+    #[arg(long, env = "LOADGEN_JUNIT", value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the summary, targets, findings and baseline comparison as GitHub-flavoured
+    /// Markdown (e.g. --summary-md "$GITHUB_STEP_SUMMARY").
+    #[arg(long, env = "LOADGEN_SUMMARY_MD", value_name = "FILE")]
+    pub summary_md: Option<PathBuf>,
+    /// Compare with an earlier run's JSON report (--json) of the same scenario, per endpoint;
+    /// exit 1 when a figure worsened past --regression.
+    #[arg(long, env = "LOADGEN_BASELINE", value_name = "PREVIOUS.json")]
+    pub baseline: Option<PathBuf>,
+    /// How much may worsen against --baseline, e.g. p95=+20%,failure=+1pp,rps=-10%,p99=off
+    /// [default: p95=+20%,p99=+30%,failure=+1pp].
+    #[arg(
+        long,
+        env = "LOADGEN_REGRESSION",
+        value_name = "SPEC",
+        requires = "baseline"
+    )]
+    pub regression: Option<Thresholds>,
+    /// Check the command line, the scenario and the baseline, print what would run, and exit
+    /// without sending a request.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Log level: error, warn, info, debug (one line per request: method, URL, status, ms),
     /// trace (also the request headers).
     #[arg(short = 'L', long, env = "LOADGEN_LOGLEVEL", default_value = "info", value_parser = parse_level)]
@@ -333,9 +359,18 @@ impl Cli {
             Some(n) => n,
             None => LoadSettings::default().threads,
         };
+        let scenario = self.load_scenario()?;
+        let baseline = match &self.baseline {
+            Some(path) => Some(BaselineCheck {
+                baseline: Baseline::load(path, &scenario.identity())?,
+                thresholds: self.regression.unwrap_or_default(),
+            }),
+            None => None,
+        };
         Ok(RunConfig {
             host,
-            scenario: self.load_scenario()?,
+            scenario,
+            baseline,
             load: LoadSettings {
                 users,
                 spawn_rate,
@@ -365,6 +400,8 @@ impl Cli {
                 csv_full_history: self.csv_full_history,
                 json: self.json.clone(),
                 html: self.html.clone(),
+                junit: self.junit.clone(),
+                summary_md: self.summary_md.clone(),
             },
             live: LiveConfig {
                 quiet: self.only_summary,

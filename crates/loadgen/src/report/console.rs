@@ -1,6 +1,7 @@
 //! The console: Locust's requests and percentiles tables, then LOAD TEST SUMMARY, TARGET
 //! ANALYSIS, ENDPOINT ANALYSIS and OPTIMIZATION RECOMMENDATIONS.
 
+use super::baseline::{Comparison, Metric, RowState};
 use std::fmt::Write;
 
 use super::{PERCENTILES, Report, Row};
@@ -270,6 +271,10 @@ pub fn summary(report: &Report) -> String {
         report.analysis.verdicts.len()
     );
 
+    if let Some(comparison) = &report.baseline {
+        baseline_section(&mut out, comparison);
+    }
+
     let _ = writeln!(out, "\n{RULE}\nENDPOINT ANALYSIS\n{RULE}");
     let mut by_p95: Vec<&Row> = report.steady.iter().chain(&report.startup).collect();
     by_p95.sort_by(|a, b| b.percentiles_ms[5].total_cmp(&a.percentiles_ms[5]));
@@ -307,6 +312,62 @@ pub fn summary(report: &Report) -> String {
         let _ = writeln!(out, "   Action:   {}", finding.action);
     }
     out
+}
+
+/// Each endpoint's change against the baseline; a `!` marks a figure past its threshold.
+fn baseline_section(out: &mut String, comparison: &Comparison) {
+    let _ = writeln!(
+        out,
+        "\n{RULE}\nBASELINE COMPARISON (against {})\n{RULE}",
+        comparison.baseline
+    );
+    let width = comparison
+        .rows
+        .iter()
+        .map(|r| r.label().chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(10, 50);
+    let _ = writeln!(
+        out,
+        "{:<width$} {:>15} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "Name", "Requests", "req/s", "p50", "p95", "p99", "Failures"
+    );
+    for row in &comparison.rows {
+        let figure = |metric| {
+            row.change(metric).map_or_else(
+                || "-".to_owned(),
+                |c| format!("{}{}", c.delta(), if c.regressed { "!" } else { "" }),
+            )
+        };
+        let note = match row.state {
+            RowState::Compared => "",
+            RowState::TooFew => "  (too few to judge)",
+            RowState::New => "  (new)",
+            RowState::Gone => "  (gone)",
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$} {:>15} {:>9} {:>9} {:>9} {:>9} {:>10}{note}",
+            row.label(),
+            format!("{} → {}", row.requests.0, row.requests.1),
+            figure(Metric::Rps),
+            figure(Metric::P50),
+            figure(Metric::P95),
+            figure(Metric::P99),
+            figure(Metric::Failures),
+        );
+    }
+    for line in &comparison.regressions {
+        let _ = writeln!(out, "[REGRESSION] {line}");
+    }
+    if comparison.passed() {
+        let _ = writeln!(
+            out,
+            "No regression against the baseline (allowed: {})",
+            comparison.thresholds
+        );
+    }
 }
 
 /// `1h 2m 3s` style.

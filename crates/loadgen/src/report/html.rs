@@ -3,6 +3,7 @@
 //! container CPU and memory, PostgreSQL backends by state, Redis clients and queue lengths, the
 //! host; then the tables, the jobs and the failures.
 
+use super::markup::escape;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -10,13 +11,6 @@ use monitor::sample::Values;
 
 use super::charts::{Series, line_chart};
 use super::{PERCENTILES, Report, Row};
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn table(out: &mut String, rows: &[Row], total: &Row) {
     out.push_str("<table><tr><th>Type</th><th>Name</th><th># reqs</th><th># fails</th><th>Avg ms</th><th>Min</th><th>Max</th>");

@@ -1,21 +1,28 @@
 //! Reports read a finished run (never the engine): one [`Report`] snapshot, then pure functions
 //! that print it to the console or write CSV, JSON and HTML.
 
+pub mod baseline;
 pub mod charts;
 pub mod console;
 pub mod csv;
 pub mod html;
+pub mod junit;
 pub mod live;
+pub mod markdown;
+pub mod markup;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
+use crate::config::RunConfig;
 use crate::diagnosis::{self, Evidence, Finding};
 use crate::engine::RunOutcome;
+use crate::scenario::ScenarioIdentity;
 use crate::stats::{Cumulative, EndpointSecond, EndpointStats, PerNameSecond, Phase};
 use crate::targets::{self, Targets, Verdict};
+use baseline::Comparison;
 
 /// The whole judgement of a run: its targets, their verdicts, and the findings.
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +54,9 @@ impl Analysis {
         self.verdicts.iter().all(|v| v.met)
     }
 }
+
+/// The version of the JSON report's layout, raised when a field a `--baseline` reads changes.
+pub const REPORT_VERSION: u32 = 1;
 
 /// The percentiles of Locust's tables and CSV files.
 pub const PERCENTILES: [f64; 11] = [
@@ -226,6 +236,10 @@ pub struct HistoryPoint {
 /// Everything a report shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The version of this file's layout: a `--baseline` must have this loadgen's.
+    pub report_version: u32,
+    /// The scenario run, as a `--baseline` is checked against it.
+    pub scenario: ScenarioIdentity,
     /// The host.
     pub host: String,
     /// Unix time of the start, s.
@@ -275,6 +289,9 @@ pub struct Report {
     pub analysis: Analysis,
     /// The backend's ticks, on the same clock as `history`.
     pub backend: Vec<monitor::sample::Tick>,
+    /// This run against `--baseline`, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Comparison>,
 }
 
 fn unix(time: std::time::SystemTime) -> u64 {
@@ -283,8 +300,24 @@ fn unix(time: std::time::SystemTime) -> u64 {
 }
 
 impl Report {
-    /// The snapshot of a finished run.
-    pub fn new(host: &str, outcome: &RunOutcome, analysis: Analysis) -> Self {
+    /// The report of `outcome` (finished or so far) of the run `config` describes: judged
+    /// against its targets, diagnosed, and compared with its baseline.
+    pub fn of_run(config: &RunConfig, outcome: &RunOutcome) -> Self {
+        let analysis = Analysis::of(outcome, &config.targets);
+        let mut report = Self::new(config, outcome, analysis);
+        if let Some(check) = &config.baseline {
+            report.baseline = Some(check.baseline.compare(&report, &check.thresholds));
+        }
+        report
+    }
+
+    /// Whether the run passed: every target met, and no regression against the baseline.
+    pub fn passed(&self) -> bool {
+        self.analysis.all_met() && self.baseline.as_ref().is_none_or(Comparison::passed)
+    }
+
+    /// The snapshot of a run, without its baseline comparison.
+    fn new(config: &RunConfig, outcome: &RunOutcome, analysis: Analysis) -> Self {
         let secs = outcome.duration.as_secs_f64().max(1e-9);
         let rows = |phase| -> Vec<Row> {
             outcome
@@ -320,7 +353,9 @@ impl Report {
                 .map(|((name, method), e)| Row::new(Phase::Steady, method, name, e, secs))
                 .collect(),
             locust_total: Row::new(Phase::Steady, "", "Aggregated", &everything, secs),
-            host: host.to_owned(),
+            report_version: REPORT_VERSION,
+            scenario: config.scenario.identity(),
+            host: config.host.clone(),
             started_at: unix(outcome.started_at),
             duration_secs: secs,
             interrupted: outcome.interrupted,
@@ -411,6 +446,7 @@ impl Report {
                 .collect(),
             analysis,
             backend: outcome.backend.clone(),
+            baseline: None,
         }
     }
 

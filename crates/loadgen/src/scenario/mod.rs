@@ -48,6 +48,34 @@ pub struct Scenario {
     pub users: Vec<UserType>,
 }
 
+/// What a scenario is, for telling whether two reports can be compared: its user types and
+/// the names its requests are reported under (weights, waits and bodies may change between
+/// runs of the same scenario; these may not).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScenarioIdentity {
+    /// The user types' names, sorted.
+    pub user_types: Vec<String>,
+    /// `METHOD name` of every step, sorted and distinct.
+    pub requests: Vec<String>,
+}
+
+impl Scenario {
+    /// The scenario's identity.
+    pub fn identity(&self) -> ScenarioIdentity {
+        let user_types: BTreeSet<String> = self.users.iter().map(|u| u.name.clone()).collect();
+        let requests: BTreeSet<String> = self
+            .users
+            .iter()
+            .flat_map(|u| &u.steps)
+            .map(|step| format!("{} {}", step.method, step.name))
+            .collect();
+        ScenarioIdentity {
+            user_types: user_types.into_iter().collect(),
+            requests: requests.into_iter().collect(),
+        }
+    }
+}
+
 /// One kind of virtual user.
 #[derive(Debug, Clone)]
 pub struct UserType {

@@ -18,7 +18,7 @@ use anyhow::Context;
 use tokio::sync::Mutex;
 
 use crate::config::RunConfig;
-use crate::report::Analysis;
+use crate::report::Report;
 use crate::{EXIT_OK, EXIT_TARGET_MISSED};
 
 pub use session::{Session, SwarmRequest};
@@ -133,8 +133,12 @@ pub async fn serve(template: RunConfig, settings: WebSettings) -> anyhow::Result
         Some(run) => {
             run.handle.stop();
             let outcome = run.handle.wait().await;
-            let analysis = Analysis::of(&outcome, &run.config.targets);
-            if analysis.all_met() {
+            let report = Report::of_run(&run.config, &outcome);
+            // As Locust's web mode does with --csv: the files of the last run, at quit.
+            if let Err(error) = crate::headless::write_outputs(&report, &run.config.outputs) {
+                eprintln!("loadgen: error: {error:#}");
+            }
+            if report.passed() {
                 EXIT_OK
             } else {
                 EXIT_TARGET_MISSED

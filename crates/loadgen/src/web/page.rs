@@ -2,6 +2,7 @@
 //! hand-written script and style sheet embedded in the binary (no CDN, no npm: the UI works
 //! offline). The tabs are Locust's, plus ours: jobs, findings.
 
+use crate::report::markup::escape;
 use std::fmt::Write;
 
 use super::session::Session;
@@ -10,13 +11,6 @@ use super::session::Session;
 pub const SCRIPT: &str = include_str!("assets/ui.js");
 /// The page's style, shared in spirit with the HTML report.
 pub const STYLE: &str = include_str!("assets/ui.css");
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// The whole page, its form filled from the session's defaults.
 pub fn index(session: &Session, class_picker: bool) -> String {

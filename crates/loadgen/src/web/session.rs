@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::RunConfig;
 use crate::engine::{Run, RunHandle, RunOutcome};
-use crate::report::{Analysis, Report};
+use crate::report::Report;
 use crate::stats::HistoryRow;
 
 /// Locust's runner states, as its web API names them.
@@ -203,8 +203,7 @@ impl Session {
         } else {
             Arc::new(run.so_far().await)
         };
-        let analysis = Analysis::of(&outcome, &run.config.targets);
-        Some(Report::new(&run.config.host, &outcome, analysis))
+        Some(Report::of_run(&run.config, &outcome))
     }
 }
 

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod ci;
 mod cli;
 mod diagnosis;
 mod engine;

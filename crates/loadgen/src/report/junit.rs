@@ -1,0 +1,222 @@
+//! The run as a JUnit XML test report, the format CI systems (GitHub Actions reporters, GitLab,
+//! Jenkins, Azure) display: one test case per target, one per endpoint's p95 against the p95
+//! target, and, with a baseline, one per endpoint compared. Failure messages carry the figure
+//! and the target; the findings go in `system-out`.
+
+use std::fmt::Write;
+
+use super::baseline::{Comparison, RowState};
+use super::markup::escape;
+use super::{Report, Row};
+use crate::targets::ms;
+
+/// One test case.
+struct Case {
+    name: String,
+    /// `Some(message)` when it failed.
+    failure: Option<String>,
+    /// `Some(why)` when it was not judged.
+    skipped: Option<String>,
+}
+
+/// One test suite.
+struct Suite {
+    name: &'static str,
+    cases: Vec<Case>,
+    system_out: Option<String>,
+}
+
+/// The JUnit XML document of `report`.
+pub fn render(report: &Report) -> String {
+    let mut suites = vec![targets(report), endpoints(report)];
+    if let Some(comparison) = &report.baseline {
+        suites.push(baseline(comparison));
+    }
+    let timestamp = chrono::DateTime::from_timestamp(report.started_at as i64, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .unwrap_or_default();
+    let time = format!("{:.3}", report.duration_secs);
+    let count = |f: fn(&Case) -> bool| -> usize {
+        suites
+            .iter()
+            .map(|s| s.cases.iter().filter(|c| f(c)).count())
+            .sum()
+    };
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"loadgen\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{time}\">",
+        count(|_| true),
+        count(|c| c.failure.is_some()),
+        count(|c| c.skipped.is_some()),
+    );
+    for suite in &suites {
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{time}\" timestamp=\"{timestamp}\">",
+            suite.name,
+            suite.cases.len(),
+            suite.cases.iter().filter(|c| c.failure.is_some()).count(),
+            suite.cases.iter().filter(|c| c.skipped.is_some()).count(),
+        );
+        let _ = writeln!(
+            out,
+            "    <properties><property name=\"host\" value=\"{}\"/><property name=\"run_id\" value=\"{}\"/></properties>",
+            escape(&report.host),
+            escape(&report.run_id)
+        );
+        for case in &suite.cases {
+            let _ = write!(
+                out,
+                "    <testcase name=\"{}\" classname=\"{}\" time=\"0\"",
+                escape(&case.name),
+                suite.name
+            );
+            if let Some(message) = &case.failure {
+                let _ = writeln!(
+                    out,
+                    ">\n      <failure message=\"{0}\" type=\"{1}\">{0}</failure>\n    </testcase>",
+                    escape(message),
+                    suite.name
+                );
+            } else if let Some(why) = &case.skipped {
+                let _ = writeln!(
+                    out,
+                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                    escape(why)
+                );
+            } else {
+                out.push_str("/>\n");
+            }
+        }
+        if let Some(text) = &suite.system_out {
+            let _ = writeln!(out, "    <system-out>{}</system-out>", escape(text));
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+fn targets(report: &Report) -> Suite {
+    let cases = report
+        .analysis
+        .verdicts
+        .iter()
+        .map(|v| Case {
+            name: format!("{} {}", v.name, v.threshold),
+            failure: (!v.met)
+                .then(|| format!("{}: {}, target {}", v.name, v.measured, v.threshold)),
+            skipped: None,
+        })
+        .collect();
+    let mut findings = String::new();
+    for (i, f) in report.analysis.findings.iter().enumerate() {
+        let _ = writeln!(
+            findings,
+            "{}. [{}] {}\n   Evidence: {}\n   Action:   {}",
+            i + 1,
+            f.severity,
+            f.title,
+            f.evidence,
+            f.action
+        );
+    }
+    Suite {
+        name: "loadgen.targets",
+        cases,
+        system_out: Some(findings),
+    }
+}
+
+/// Each steady-state endpoint's p95 against the run's p95 target.
+fn endpoints(report: &Report) -> Suite {
+    let target = report.analysis.targets.p95_ms;
+    let case = |row: &Row| {
+        let name = format!("{} {} p95 < {target} ms", row.method, row.name);
+        let p95 = row.percentiles_ms[5];
+        let failed_pct = if row.requests == 0 {
+            0.0
+        } else {
+            row.failures as f64 * 100.0 / row.requests as f64
+        };
+        if row.requests == 0 {
+            Case {
+                name,
+                failure: None,
+                skipped: Some("no request in the steady state".into()),
+            }
+        } else if failed_pct > 50.0 {
+            // A p95 of refusals measures how fast the API says no: never a pass.
+            Case {
+                name,
+                failure: Some(format!(
+                    "{} {}: p95 not judged, {failed_pct:.1}% of {} requests failed",
+                    row.method, row.name, row.requests
+                )),
+                skipped: None,
+            }
+        } else {
+            Case {
+                name,
+                failure: (p95 >= target).then(|| {
+                    format!(
+                        "{} {}: p95 {}, target < {target} ms ({} requests)",
+                        row.method,
+                        row.name,
+                        ms(p95),
+                        row.requests
+                    )
+                }),
+                skipped: None,
+            }
+        }
+    };
+    Suite {
+        name: "loadgen.endpoints",
+        cases: report.steady.iter().map(case).collect(),
+        system_out: None,
+    }
+}
+
+fn baseline(comparison: &Comparison) -> Suite {
+    let cases = comparison
+        .rows
+        .iter()
+        .map(|row| {
+            let name = format!("{} against the baseline", row.label());
+            let regressed: Vec<String> = row
+                .changes
+                .iter()
+                .filter(|c| c.regressed)
+                .map(|c| format!("{} {} ({})", c.metric, c.values(), c.delta()))
+                .collect();
+            let skipped = match row.state {
+                RowState::Compared => None,
+                RowState::TooFew => Some(format!(
+                    "too few requests to judge ({} then {})",
+                    row.requests.0, row.requests.1
+                )),
+                RowState::New => Some("not in the baseline".into()),
+                RowState::Gone => Some("in the baseline only".into()),
+            };
+            Case {
+                failure: (!regressed.is_empty()).then(|| {
+                    format!(
+                        "{}: {}; allowed: {}",
+                        row.label(),
+                        regressed.join(", "),
+                        comparison.thresholds
+                    )
+                }),
+                skipped: if regressed.is_empty() { skipped } else { None },
+                name,
+            }
+        })
+        .collect();
+    Suite {
+        name: "loadgen.baseline",
+        cases,
+        system_out: Some(format!("baseline: {}", comparison.baseline)),
+    }
+}

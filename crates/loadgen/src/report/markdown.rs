@@ -1,0 +1,145 @@
+//! The summary as GitHub-flavoured Markdown, for `$GITHUB_STEP_SUMMARY` or a merge-request
+//! comment: the verdict in the title, the run in one line, the targets, the endpoints, the
+//! comparison with the baseline and the findings.
+
+use std::fmt::Write;
+
+use super::Report;
+use super::baseline::{Comparison, Metric, RowState};
+use crate::targets::ms;
+
+/// Text safe in a table cell: pipes escaped, one line.
+fn cell(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\r', '\n'], " ")
+}
+
+/// The Markdown summary of `report`.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let verdicts = &report.analysis.verdicts;
+    let met = verdicts.iter().filter(|v| v.met).count();
+    let regressions = report.baseline.as_ref().map_or(0, |c| c.regressions.len());
+    let _ = write!(
+        out,
+        "## {} loadgen: {met} of {} targets met",
+        if report.passed() { "✅" } else { "❌" },
+        verdicts.len()
+    );
+    if report.baseline.is_some() {
+        let _ = write!(
+            out,
+            ", {regressions} regression{} against the baseline",
+            if regressions == 1 { "" } else { "s" }
+        );
+    }
+    out.push_str("\n\n");
+    let steady = &report.steady_total;
+    let failed_pct = if steady.requests == 0 {
+        0.0
+    } else {
+        steady.failures as f64 * 100.0 / steady.requests as f64
+    };
+    let _ = writeln!(
+        out,
+        "**Host** `{}` · **Duration** {:.0} s{} · **Users** {} at peak · **Requests** {} steady \
+         ({:.1} req/s), {} start-up · **Failures** {failed_pct:.2}% · **p95** {}\n",
+        report.host.replace('`', ""),
+        report.duration_secs,
+        if report.interrupted { " (stopped)" } else { "" },
+        report.peak_users,
+        steady.requests,
+        steady.rps,
+        report.startup_total.requests,
+        ms(steady.percentiles_ms[5]),
+    );
+
+    out.push_str("### Targets\n\n| | Target | Measured | Threshold |\n|---|---|---|---|\n");
+    for v in verdicts {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            if v.met { "✅" } else { "❌" },
+            cell(&v.name),
+            cell(&v.measured),
+            cell(&v.threshold)
+        );
+    }
+
+    out.push_str(
+        "\n### Endpoints (steady state)\n\n| Method | Name | Requests | Failures | Median | p95 | p99 | req/s |\n|---|---|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for row in report.steady.iter().chain([&report.steady_total]) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            cell(&row.method),
+            cell(&row.name),
+            row.requests,
+            row.failures,
+            ms(row.median_ms),
+            ms(row.percentiles_ms[5]),
+            ms(row.percentiles_ms[7]),
+            row.rps
+        );
+    }
+
+    if let Some(comparison) = &report.baseline {
+        comparison_section(&mut out, comparison);
+    }
+
+    out.push_str("\n### Findings\n\n");
+    for (i, f) in report.analysis.findings.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}. **[{}] {}**  \n   Evidence: {}  \n   Action: {}",
+            i + 1,
+            f.severity,
+            f.title.replace('\n', " "),
+            f.evidence.replace('\n', " "),
+            f.action.replace('\n', " ")
+        );
+    }
+    out
+}
+
+fn comparison_section(out: &mut String, comparison: &Comparison) {
+    let when = chrono::DateTime::from_timestamp(comparison.baseline_started_at as i64, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "\n### Compared with the baseline\n\nBaseline `{}` (run of {when}). Allowed: {}.\n",
+        comparison.baseline.replace('`', ""),
+        comparison.thresholds
+    );
+    out.push_str(
+        "| Endpoint | Requests | req/s | p50 | p95 | p99 | Failures |\n|---|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for row in &comparison.rows {
+        let figure = |metric| match row.change(metric) {
+            Some(c) if c.regressed => format!("**{} ({})** ❌", c.values(), c.delta()),
+            Some(c) => format!("{} ({})", c.values(), c.delta()),
+            None => "–".to_owned(),
+        };
+        let note = match row.state {
+            RowState::Compared => "",
+            RowState::TooFew => " (too few to judge)",
+            RowState::New => " (new)",
+            RowState::Gone => " (gone)",
+        };
+        let _ = writeln!(
+            out,
+            "| {}{note} | {} → {} | {} | {} | {} | {} | {} |",
+            cell(&row.label()),
+            row.requests.0,
+            row.requests.1,
+            figure(Metric::Rps),
+            figure(Metric::P50),
+            figure(Metric::P95),
+            figure(Metric::P99),
+            figure(Metric::Failures),
+        );
+    }
+}
