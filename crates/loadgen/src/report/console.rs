@@ -330,7 +330,7 @@ fn baseline_section(out: &mut String, comparison: &Comparison) {
         .clamp(10, 50);
     let _ = writeln!(
         out,
-        "{:<width$} {:>15} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "{:<width$} {:>15} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "Name", "Requests", "req/s", "p50", "p95", "p99", "Failures"
     );
     for row in &comparison.rows {
@@ -348,7 +348,7 @@ fn baseline_section(out: &mut String, comparison: &Comparison) {
         };
         let _ = writeln!(
             out,
-            "{:<width$} {:>15} {:>9} {:>9} {:>9} {:>9} {:>10}{note}",
+            "{:<width$} {:>15} {:>10} {:>10} {:>10} {:>10} {:>10}{note}",
             row.label(),
             format!("{} → {}", row.requests.0, row.requests.1),
             figure(Metric::Rps),
