@@ -3,16 +3,25 @@
 # shared libraries it links (no base image can be pulled on our machines).
 #
 #   docker/build.sh [TAG]      (default: latest) -> loadtest/loadgen, loadtest/monitor, loadtest/testbed
+#
+# LOADTEST_BIN_DIR=DIR takes the binaries already built there instead of building release ones
+# (the tests use their own debug build), and LOADTEST_IMAGES="loadgen" builds only those images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=${1:-latest}
-cargo build -q --release -p loadgen -p monitor -p testbed
-for binary in loadgen monitor testbed; do
+images=${LOADTEST_IMAGES:-loadgen monitor testbed}
+if [ -n "${LOADTEST_BIN_DIR:-}" ]; then
+  bin_dir=$LOADTEST_BIN_DIR
+else
+  bin_dir=target/release
+  cargo build -q --release -p loadgen -p monitor -p testbed
+fi
+for binary in $images; do
   context=$(mktemp -d)
   mkdir -p "$context/bin" "$context/etc/ssl/certs" "$context/tmp"
-  cp "target/release/$binary" "$context/bin/"
+  cp "$bin_dir/$binary" "$context/bin/"
   # The dynamic loader and every library the binary needs, at their own paths.
-  ldd "target/release/$binary" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+  ldd "$bin_dir/$binary" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
     mkdir -p "$context$(dirname "$lib")"
     cp -L "$lib" "$context$lib"
   done

@@ -6,3 +6,4 @@
 
 pub mod duration;
 pub mod redact;
+pub mod signals;

@@ -1,11 +1,11 @@
 //! The headless driver, used by the command line and the demo: starts the run through the
-//! engine, follows it on the console, stops it on Ctrl-C, then prints the summary and writes the
+//! engine, follows it on the console, stops it on Ctrl-C, SIGTERM or SIGHUP, then prints the summary and writes the
 //! report files. It holds a [`RunHandle`] and nothing else of the engine.
 
 use anyhow::bail;
 
 use crate::config::{Outputs, RunConfig};
-use crate::engine::{Run, RunHandle};
+use crate::engine::Run;
 use crate::report::{self, Report};
 use crate::{EXIT_OK, EXIT_TARGET_MISSED};
 
@@ -15,13 +15,23 @@ pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
         .outputs
         .check_writable(true)
         .map_err(anyhow::Error::msg)?;
+    // Before the first request: a signal from now on stops the run and keeps its results.
+    let signals = common::signals::Signals::install()?;
     let handle = Run::start(&config).await?;
     tracing::info!(
         "Ramping to {} users at a rate of {:.2} per second",
         config.load.users,
         config.load.spawn_rate
     );
-    stop_on_ctrl_c(handle.clone());
+    let stopper = handle.clone();
+    signals.spawn_handler("loadgen", move |signal| {
+        eprintln!(
+            "\nloadgen: {}: stopping users, then writing the reports ({} again to exit at once)",
+            signal.name(),
+            signal.name()
+        );
+        stopper.stop();
+    });
     report::live::follow(&handle, &config.live, config.load.run_time).await;
     let outcome = handle.wait().await;
     if let Some(error) = &outcome.error {
@@ -45,18 +55,6 @@ pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
     };
     tracing::info!("Shutting down (exit code {code})");
     Ok(code)
-}
-
-fn stop_on_ctrl_c(handle: RunHandle) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nloadgen: stopping users (Ctrl-C again to exit at once)");
-            handle.stop();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
 }
 
 /// Writes every file asked for; one that cannot be written does not stop the others.

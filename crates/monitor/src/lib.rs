@@ -32,6 +32,8 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
+    // First: a signal from now on stops the sampling and keeps what was sampled.
+    let signals = common::signals::Signals::install().context("cannot handle signals")?;
     let thresholds = Thresholds::default();
     let stop = CancellationToken::new();
     let mut sinks = sinks::Sinks::default();
@@ -84,11 +86,13 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     sinks.write(&first);
 
-    let ctrl_c = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            ctrl_c.cancel();
-        }
+    let on_signal = stop.clone();
+    signals.spawn_handler("monitor", move |signal| {
+        eprintln!(
+            "\nmonitor: {}: stopping, then writing the summary and the files",
+            signal.name()
+        );
+        on_signal.cancel();
     });
     let remaining = cli.duration.map(|d| d.saturating_sub(cli.interval));
     sampler

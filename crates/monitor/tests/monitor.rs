@@ -675,3 +675,44 @@ async fn otlp_export_reaches_a_receiver_over_http() {
         .unwrap();
     assert!(!format!("{received:?}").contains(password));
 }
+
+/// SIGTERM, SIGHUP and SIGINT all end a monitor run without a duration the same way: the
+/// summary is printed and the files hold every tick taken.
+#[tokio::test]
+async fn every_stop_signal_prints_the_summary_and_keeps_the_files() {
+    for signal in ["TERM", "HUP", "INT"] {
+        let out = tempfile::tempdir().unwrap();
+        let jsonl = out.path().join("samples.jsonl");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .args(["--interval", "200ms", "--quiet", "--out"])
+            .arg(&jsonl)
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Await two ticks in the file.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read_to_string(&jsonl).map_or(0, |t| t.lines().count()) < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "no ticks written");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let pid = child.id().unwrap().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let output =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("the monitor stops within a minute of the signal")
+                .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("MONITOR SUMMARY"), "SIG{signal}: {stderr}");
+        let ticks = monitor::sinks::files::read_json_lines(&jsonl).unwrap();
+        assert!(ticks.len() >= 2, "SIG{signal}: {} ticks", ticks.len());
+    }
+}

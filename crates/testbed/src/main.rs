@@ -24,7 +24,15 @@ async fn main() -> ExitCode {
     println!("{}", running.startup_line());
     running
         .serve_until(async {
-            let _ = tokio::signal::ctrl_c().await;
+            // `docker stop` sends SIGTERM: as PID 1, the testbed must handle it to stop at once.
+            match common::signals::Signals::install() {
+                Ok(mut signals) => {
+                    signals.next().await;
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         })
         .await;
     ExitCode::SUCCESS

@@ -160,7 +160,7 @@ pub fn summary(report: &Report) -> String {
         out,
         "Duration:        {ran}{}",
         if report.interrupted {
-            " (stopped with Ctrl-C)"
+            " (stopped by Ctrl-C or a signal)"
         } else {
             ""
         }

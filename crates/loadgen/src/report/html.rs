@@ -53,7 +53,7 @@ pub fn render(report: &Report) -> String {
         report.steady_total.rps,
         escape(&report.run_id),
         if report.interrupted {
-            " (stopped with Ctrl-C)"
+            " (stopped by Ctrl-C or a signal)"
         } else {
             ""
         }

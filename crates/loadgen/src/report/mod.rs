@@ -246,7 +246,7 @@ pub struct Report {
     pub started_at: u64,
     /// Run length, s.
     pub duration_secs: f64,
-    /// Whether Ctrl-C ended it.
+    /// Whether Ctrl-C, a signal or the web UI stopped it before its run time.
     pub interrupted: bool,
     /// Run id.
     pub run_id: String,

@@ -87,9 +87,10 @@ impl WebUi {
     }
 }
 
-/// `loadgen` without `--headless`: serves the UI until Ctrl-C (or `--autoquit` after an
+/// `loadgen` without `--headless`: serves the UI until Ctrl-C, SIGTERM or SIGHUP (or `--autoquit` after an
 /// `--autostart` run); the exit code follows the last run's targets, as headless.
 pub async fn serve(template: RunConfig, settings: WebSettings) -> anyhow::Result<u8> {
+    let mut signals = common::signals::Signals::install()?;
     let ui = WebUi::start(template.clone(), &settings).await?;
     tracing::info!("Starting web interface at http://{}", ui.addr);
     eprintln!("loadgen: web UI at http://{} (Ctrl-C to quit)", ui.addr);
@@ -126,8 +127,9 @@ pub async fn serve(template: RunConfig, settings: WebSettings) -> anyhow::Result
     };
     tokio::select! {
         () = quit => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("\nloadgen: quitting the web UI"),
+        signal = signals.next() => eprintln!("\nloadgen: {}: quitting the web UI", signal.name()),
     }
+    tokio::spawn(signals.exit_on_next("loadgen"));
     let session = ui.session.lock().await;
     let code = match &session.run {
         Some(run) => {

@@ -478,45 +478,26 @@ fn a_broken_scenario_is_reported_with_its_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_mid_run_still_writes_the_reports() {
-    let testbed = start_in_memory(|_| {}).await;
-    let out = tempfile::tempdir().unwrap();
-    let json = out.path().join("report.json");
-    let csv = out.path().join("run");
-    let html = out.path().join("report.html");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "--headless",
-            "-H",
-            &testbed.base_url(),
-            "-u",
-            "3",
-            "-r",
-            "3",
-            "-t",
-            "60s",
-            // A table a second on stdout (not a terminal): the test waits for requests in it.
-            "--stats-interval",
-            "1s",
-        ])
-        .args([
-            "-f",
-            &scenario("reads.toml"),
-            "--fixtures",
-            &fixtures().display().to_string(),
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--csv")
-        .arg(&csv)
-        .arg("--html")
-        .arg(&html)
+/// loadgen's binary against `host` (reads.toml, 3 users, 60 s, a table a second on stdout),
+/// with `extra` flags; returns once steady-state requests show in the table.
+async fn started_with_requests(
+    host: &str,
+    extra: &[&std::ffi::OsStr],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    String,
+) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--headless", "-H", host, "-u", "3", "-r", "3", "-t", "60s"])
+        // A table a second on stdout (not a terminal): the test waits for requests in it.
+        .args(["--stats-interval", "1s", "-f", &scenario("reads.toml")])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut child = child;
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = String::new();
     let requests_flowing = async {
@@ -538,14 +519,42 @@ async fn ctrl_c_mid_run_still_writes_the_reports() {
     tokio::time::timeout(Duration::from_secs(60), requests_flowing)
         .await
         .expect("steady-state requests within a minute");
+    (child, stdout, seen)
+}
+
+fn send(signal: &str, child: &tokio::process::Child) {
     let pid = child.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")
-            .args(["-INT", &pid])
+            .args([&format!("-{signal}"), &pid])
             .status()
             .unwrap()
             .success()
     );
+}
+
+/// SIGINT (Ctrl-C), SIGTERM (`docker stop`, Kubernetes) and SIGHUP (a closed terminal) all stop
+/// the users and keep the run: the summary, JSON, CSV and HTML are written, and the exit code
+/// follows the targets.
+async fn a_signal_mid_run_still_writes_the_reports(signal: &str) {
+    let testbed = start_in_memory(|_| {}).await;
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("report.json");
+    let csv = out.path().join("run");
+    let html = out.path().join("report.html");
+    let (mut child, mut stdout, mut seen) = started_with_requests(
+        &testbed.base_url(),
+        &[
+            "--json".as_ref(),
+            json.as_os_str(),
+            "--csv".as_ref(),
+            csv.as_os_str(),
+            "--html".as_ref(),
+            html.as_os_str(),
+        ],
+    )
+    .await;
+    send(signal, &child);
     let rest = async {
         while let Some(line) = stdout.next_line().await.unwrap() {
             seen.push_str(&line);
@@ -553,12 +562,13 @@ async fn ctrl_c_mid_run_still_writes_the_reports() {
         }
         child.wait().await.unwrap()
     };
-    tokio::time::timeout(Duration::from_secs(60), rest)
+    let status = tokio::time::timeout(Duration::from_secs(60), rest)
         .await
-        .expect("loadgen ends within a minute of Ctrl-C");
+        .expect("loadgen ends within a minute of the signal");
     let stdout = seen;
+    assert_eq!(status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("LOAD TEST SUMMARY"), "{stdout}");
-    assert!(stdout.contains("stopped with Ctrl-C"), "{stdout}");
+    assert!(stdout.contains("stopped by Ctrl-C or a signal"), "{stdout}");
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["interrupted"], true);
     assert!(report["steady_total"]["requests"].as_u64().unwrap() > 0);
@@ -566,6 +576,50 @@ async fn ctrl_c_mid_run_still_writes_the_reports() {
     assert!(out.path().join("run_stats.csv").exists());
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Findings"), "{page}");
+    testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_run_still_writes_the_reports() {
+    a_signal_mid_run_still_writes_the_reports("INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_still_writes_the_reports() {
+    a_signal_mid_run_still_writes_the_reports("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_mid_run_still_writes_the_reports() {
+    a_signal_mid_run_still_writes_the_reports("HUP").await;
+}
+
+/// While the users finish their requests (a long --stop-timeout, requests held 60 s by the
+/// server), a second signal exits at once with the shell's code for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let testbed =
+        start_in_memory(|c| c.slow = vec!["/api/v1/users/me/stats:60000".parse().unwrap()]).await;
+    let (mut child, _stdout, _seen) = started_with_requests(
+        &testbed.base_url(),
+        &["--stop-timeout".as_ref(), "5m".as_ref()],
+    )
+    .await;
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    send("TERM", &child);
+    let mut said = String::new();
+    while let Some(line) = stderr.next_line().await.unwrap() {
+        said.push_str(&line);
+        if line.contains("stopping users") {
+            break;
+        }
+    }
+    send("TERM", &child);
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the second signal ends loadgen long before the held requests")
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{said}");
     testbed.stop().await;
 }
 

@@ -7,6 +7,7 @@
 
 mod ci;
 mod cli;
+mod container;
 mod diagnosis;
 mod engine;
 mod http_semantics;
