@@ -5,6 +5,7 @@
 //! exactly, so totals are the same whether one thread or many, one process or many, made them.
 
 mod endpoint;
+pub mod grouping;
 mod snapshot;
 mod timeline;
 
@@ -198,12 +199,7 @@ impl Stats {
             self.endpoints.entry(key.clone()).or_default().merge(stats);
         }
         for (key, stats) in &other.failures {
-            match self.failures.get_mut(key) {
-                Some(existing) => existing.merge(stats),
-                None => {
-                    self.failures.insert(key.clone(), *stats);
-                }
-            }
+            add_failure(&mut self.failures, key.clone(), *stats);
         }
         for (kind, stats) in &other.jobs {
             self.jobs.entry(kind.clone()).or_default().merge(stats);
@@ -212,7 +208,7 @@ impl Stats {
             *self.handled.entry(key.clone()).or_default() += count;
         }
         for (message, count) in &other.exceptions {
-            *self.exceptions.entry(message.clone()).or_default() += count;
+            add_exception(&mut self.exceptions, message.clone(), *count);
         }
         self.missing_values += other.missing_values;
         self.resent += other.resent;
@@ -307,24 +303,75 @@ pub fn record(clock: &RunClock, sample: Sample<'_>) {
             let key = FailureKey {
                 method: sample.key.method.clone(),
                 name: sample.key.name.clone(),
-                error: failure.message,
+                error: grouping::normalize(&failure.message),
                 kind: failure.kind,
             };
-            shard
-                .stats
-                .failures
-                .entry(key)
-                .and_modify(|f| {
-                    f.count += 1;
-                    f.last_seen_secs = now;
-                })
-                .or_insert(FailureStats {
+            add_failure(
+                &mut shard.stats.failures,
+                key,
+                FailureStats {
                     count: 1,
                     first_seen_secs: now,
                     last_seen_secs: now,
-                });
+                },
+            );
         }
     });
+}
+
+/// Adds `stats` to `key`'s row. Past [`grouping::MAX_ROWS`] rows, a new message is counted in
+/// its endpoint's "other" row, unless it is more frequent than the rarest row kept, which then
+/// goes there instead: the table stays bounded whatever the target answers, and keeps the
+/// messages that matter when threads' tables are merged.
+fn add_failure(
+    failures: &mut BTreeMap<FailureKey, FailureStats>,
+    key: FailureKey,
+    stats: FailureStats,
+) {
+    if let Some(existing) = failures.get_mut(&key) {
+        existing.merge(&stats);
+        return;
+    }
+    if failures.len() < grouping::MAX_ROWS {
+        failures.insert(key, stats);
+        return;
+    }
+    let rarest = (stats.count > 1)
+        .then(|| {
+            failures
+                .iter()
+                .filter(|(k, _)| k.error != grouping::OTHER)
+                .min_by_key(|(_, f)| f.count)
+                .filter(|(_, f)| f.count < stats.count)
+                .map(|(k, _)| k.clone())
+        })
+        .flatten();
+    let (into_other, other_stats) = match rarest {
+        Some(rarest) => {
+            let evicted = failures.remove(&rarest).unwrap_or(stats);
+            failures.insert(key, stats);
+            (rarest, evicted)
+        }
+        None => (key, stats),
+    };
+    let other = FailureKey {
+        error: grouping::OTHER.to_owned(),
+        ..into_other
+    };
+    failures
+        .entry(other)
+        .and_modify(|f| f.merge(&other_stats))
+        .or_insert(other_stats);
+}
+
+/// As [`add_failure`], for the scenario's own errors.
+fn add_exception(exceptions: &mut BTreeMap<String, u64>, message: String, count: u64) {
+    let message = if exceptions.len() >= grouping::MAX_ROWS && !exceptions.contains_key(&message) {
+        grouping::OTHER.to_owned()
+    } else {
+        message
+    };
+    *exceptions.entry(message).or_default() += count;
 }
 
 /// Records that a status handler ran for `name` on `status`.
@@ -341,14 +388,8 @@ pub fn record_handled(name: &Arc<str>, status: u16) {
 
 /// Records an error of the scenario (a variable not set, a field missing from an answer).
 pub fn record_exception(message: String) {
-    SHARD.with(|shard| {
-        *shard
-            .borrow_mut()
-            .stats
-            .exceptions
-            .entry(message)
-            .or_default() += 1
-    });
+    let message = grouping::normalize(&message);
+    SHARD.with(|shard| add_exception(&mut shard.borrow_mut().stats.exceptions, message, 1));
 }
 
 /// Records a request sent again on a new connection.

@@ -10,6 +10,7 @@ mod cli;
 mod container;
 mod diagnosis;
 mod engine;
+mod failures;
 mod http_semantics;
 mod report;
 mod stop;
