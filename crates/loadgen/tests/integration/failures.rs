@@ -31,7 +31,7 @@ async fn serve_unique_errors(listener: TcpListener, answered: Arc<AtomicU64>) {
                     }
                 }
                 let n = answered.fetch_add(1, Ordering::Relaxed);
-                let detail = if n % 2 == 0 {
+                let detail = if n.is_multiple_of(2) {
                     format!("failed, request {}", uuid::Uuid::new_v4())
                 } else {
                     // n in base 26, letters only.
