@@ -44,7 +44,7 @@ pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
         eprintln!("loadgen: warning: no backend samples: {error}");
     }
     let report = Report::of_run(&config, &outcome);
-    print!("{}", report::console::summary(&report));
+    report::print(&report::console::summary(&report));
     write_outputs(&report, &config.outputs)?;
     let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
         || !outcome.stats.exceptions.is_empty();

@@ -21,11 +21,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the startup line, which tells a supervisor (or a test) it may signal: `docker stop`
+    // sends SIGTERM, and as PID 1 the testbed must handle it to stop at once.
+    let signals = common::signals::Signals::install();
     println!("{}", running.startup_line());
     running
         .serve_until(async {
-            // `docker stop` sends SIGTERM: as PID 1, the testbed must handle it to stop at once.
-            match common::signals::Signals::install() {
+            match signals {
                 Ok(mut signals) => {
                     signals.next().await;
                 }

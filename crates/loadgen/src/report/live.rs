@@ -62,11 +62,10 @@ async fn print_table(handle: &RunHandle, update: &Update) {
         .map(|(k, e)| super::Row::live(&k.method, &k.name, e, secs))
         .collect();
     let total = super::Row::live("", "Aggregated", &stats.aggregated(Phase::Steady), secs);
-    println!(
-        "[{:.0}s, {} users]",
+    super::print(&format!(
+        "[{:.0}s, {} users]\n{}\n",
         update.elapsed.as_secs_f64(),
-        update.users
-    );
-    print!("{}", super::console::requests_table(&rows, &total));
-    println!();
+        update.users,
+        super::console::requests_table(&rows, &total)
+    ));
 }

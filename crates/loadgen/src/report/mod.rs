@@ -55,6 +55,14 @@ impl Analysis {
     }
 }
 
+/// Writes `text` to stdout. A reader that went away (`loadgen ... | head -2`) is no error: the
+/// run goes on and writes its files (`print!` would panic on the closed pipe).
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// The version of the JSON report's layout, raised when a field a `--baseline` reads changes.
 pub const REPORT_VERSION: u32 = 1;
 

@@ -884,3 +884,45 @@ async fn locust_variables_set_every_flag() {
     );
     testbed.stop().await;
 }
+
+/// `loadgen ... | head -2`: the reader goes away after two lines; the run goes on, ends as
+/// planned and writes its files (a closed pipe once panicked with exit 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_does_not_cost_the_run() {
+    let testbed = start_in_memory(|_| {}).await;
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("report.json");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--headless",
+            "-H",
+            &testbed.base_url(),
+            "-u",
+            "2",
+            "-t",
+            "3s",
+        ])
+        .args(["--stats-interval", "1s", "-f", &scenario("reads.toml")])
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        stdout.next_line().await.unwrap().expect("a line on stdout");
+    }
+    drop(stdout);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("loadgen ends on time")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(report["steady_total"]["requests"].as_u64().unwrap() > 0);
+    testbed.stop().await;
+}
