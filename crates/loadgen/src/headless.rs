@@ -48,6 +48,13 @@ pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
     write_outputs(&report, &config.outputs)?;
     let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
         || !outcome.stats.exceptions.is_empty();
+    if report.panics > 0 {
+        bail!(
+            "{} task(s) panicked during the run (a bug in loadgen; the messages are under \
+             \"Scenario errors\"); the reports are written, but no verdict is given",
+            report.panics
+        );
+    }
     let code = match (config.exit_code_on_error, had_errors) {
         (Some(code), true) => code,
         _ if report.passed() => EXIT_OK,

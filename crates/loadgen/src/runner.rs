@@ -362,8 +362,10 @@ impl Runner {
                                         number,
                                     );
                                     let user_stop = CancellationToken::new();
-                                    let task =
-                                        tokio::task::spawn_local(user.run(user_stop.clone()));
+                                    let task = tokio::task::spawn_local(crate::user::caught(
+                                        "a user",
+                                        user.run(user_stop.clone()),
+                                    ));
                                     users.push((task, user_stop));
                                 }
                                 Command::StopOne => {

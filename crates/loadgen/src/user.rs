@@ -596,7 +596,16 @@ impl VirtualUser {
             last_status: None,
         };
         stats::job_in_flight(true);
-        tokio::task::spawn_local(poller.run());
+        tokio::task::spawn_local(caught("a job poller", poller.run()));
+    }
+}
+
+/// `task`, with a panic caught: counted and recorded as a scenario error, so that a bug costs
+/// one user, not the thread's users or the run, and the run's exit code says so (2).
+pub(crate) async fn caught(what: &'static str, task: impl std::future::Future<Output = ()>) {
+    use futures::FutureExt;
+    if let Err(payload) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        stats::record_panic(what, payload.as_ref());
     }
 }
 
@@ -802,5 +811,33 @@ impl Drop for JobPoller {
             };
             stats::record_job(&self.track.job, JobOutcome::Unfinished, 0, Some(message));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_task_is_caught_counted_and_named() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let before = crate::stats::take_shard();
+                drop(before);
+                tokio::task::spawn_local(super::caught("a user", async {
+                    let planted: Option<u8> = None;
+                    let _ = planted.expect("planted bug");
+                }))
+                .await
+                .expect("the panic is caught inside the task");
+                let shard = crate::stats::take_shard();
+                assert_eq!(shard.stats.panics, 1);
+                let (message, count) = shard.stats.exceptions.iter().next().unwrap();
+                assert_eq!(*count, 1);
+                assert!(
+                    message.contains("a user panicked") && message.contains("planted bug"),
+                    "{message}"
+                );
+            })
+            .await;
     }
 }

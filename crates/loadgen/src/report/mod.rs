@@ -287,6 +287,8 @@ pub struct Report {
     /// Requests sent but still unanswered when their user was stopped: not in the rows, but the
     /// server may have counted them.
     pub in_flight_at_stop: u64,
+    /// Tasks that panicked (a bug of loadgen's); the run's exit code is then 2.
+    pub panics: u64,
     /// Followed jobs.
     pub jobs: Vec<JobRow>,
     /// Status handlers run: (step name, status, count).
@@ -319,9 +321,12 @@ impl Report {
         report
     }
 
-    /// Whether the run passed: every target met, and no regression against the baseline.
+    /// Whether the run passed: every target met, no regression against the baseline, and no
+    /// task of loadgen's panicked.
     pub fn passed(&self) -> bool {
-        self.analysis.all_met() && self.baseline.as_ref().is_none_or(Comparison::passed)
+        self.panics == 0
+            && self.analysis.all_met()
+            && self.baseline.as_ref().is_none_or(Comparison::passed)
     }
 
     /// The snapshot of a run, without its baseline comparison.
@@ -395,6 +400,7 @@ impl Report {
                 .collect(),
             resent: outcome.stats.resent,
             in_flight_at_stop: outcome.stats.in_flight_at_stop,
+            panics: outcome.stats.panics,
             jobs: outcome
                 .stats
                 .jobs

@@ -190,6 +190,9 @@ pub struct Stats {
     /// run, past `--stop-timeout`, or when the users were lowered): sent, so the server may
     /// count them, but never measured.
     pub in_flight_at_stop: u64,
+    /// User tasks and job pollers that panicked (a bug of loadgen's): each was caught, counted
+    /// and printed, and the run's exit code is 2.
+    pub panics: u64,
 }
 
 impl Stats {
@@ -213,6 +216,7 @@ impl Stats {
         self.missing_values += other.missing_values;
         self.resent += other.resent;
         self.in_flight_at_stop += other.in_flight_at_stop;
+        self.panics += other.panics;
     }
 
     /// All endpoints of one phase merged into one row.
@@ -395,6 +399,19 @@ pub fn record_exception(message: String) {
 /// Records a request sent again on a new connection.
 pub fn record_resend() {
     SHARD.with(|shard| shard.borrow_mut().stats.resent += 1);
+}
+
+/// Records a task that panicked: `what` it was, and the panic's message.
+pub fn record_panic(what: &str, payload: &(dyn std::any::Any + Send)) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    SHARD.with(|shard| shard.borrow_mut().stats.panics += 1);
+    record_exception(format!(
+        "{what} panicked (a bug in loadgen; please report it): {message}"
+    ));
 }
 
 /// Records a request whose user was stopped before its answer came.

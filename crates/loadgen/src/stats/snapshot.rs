@@ -137,6 +137,9 @@ pub struct StatsSnapshot {
     /// Requests in flight when their user was stopped.
     #[serde(default)]
     pub in_flight_at_stop: u64,
+    /// User tasks and job pollers that panicked.
+    #[serde(default)]
+    pub panics: u64,
     /// loadgen watching itself in the last second.
     pub self_watch: SelfWatchFigures,
 }
@@ -230,6 +233,7 @@ impl StatsSnapshot {
             missing_values: stats.missing_values,
             resent: stats.resent,
             in_flight_at_stop: stats.in_flight_at_stop,
+            panics: stats.panics,
             self_watch,
         }
     }
@@ -308,6 +312,7 @@ impl StatsSnapshot {
         stats.missing_values = self.missing_values;
         stats.resent = self.resent;
         stats.in_flight_at_stop = self.in_flight_at_stop;
+        stats.panics = self.panics;
         Ok(stats)
     }
 
