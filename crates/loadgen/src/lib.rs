@@ -52,7 +52,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
-        Some(Command::Scenario { action }) => scenario_command(action, &cli),
+        Some(Command::Scenario { action }) => scenario_command(action),
         Some(Command::Demo { args }) => demo(args),
         None if cli.dry_run => dry_run(&cli),
         None if cli.headless => headless::drive(cli.resolve()?).await,
@@ -116,16 +116,16 @@ fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-fn scenario_command(action: &ScenarioAction, cli: &Cli) -> anyhow::Result<u8> {
+fn scenario_command(action: &ScenarioAction) -> anyhow::Result<u8> {
     match action {
         ScenarioAction::Show => {
             print_or_quiet(scenario::BUILTIN)?;
             Ok(EXIT_OK)
         }
-        ScenarioAction::Check { file } => {
+        ScenarioAction::Check { file, fixtures } => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let scenario = scenario::parse(&text, &file.display().to_string(), &cli.fixtures)?;
+            let scenario = scenario::parse(&text, &file.display().to_string(), fixtures)?;
             let names: Vec<String> = scenario
                 .users
                 .iter()

@@ -518,7 +518,15 @@ impl TypePlan {
         }
         let total: f64 = self.weights.iter().sum();
         if total <= 0.0 {
-            return 0;
+            // Only fixed counts, all reached: the extra users are shared in proportion to them.
+            return (0..self.fixed.len())
+                .filter(|i| self.fixed[*i].is_some_and(|f| f > 0))
+                .min_by(|a, b| {
+                    let ratio =
+                        |i: usize| started[i] as f64 / self.fixed[i].map_or(1.0, |f| f as f64);
+                    ratio(*a).total_cmp(&ratio(*b))
+                })
+                .unwrap_or(0);
         }
         // The type furthest below its share.
         (0..self.weights.len())
@@ -571,5 +579,16 @@ mod tests {
         }
         assert_eq!(&order[..2], &[2, 2], "fixed counts first");
         assert_eq!(started, vec![6, 2, 2]);
+    }
+
+    #[test]
+    fn with_only_fixed_counts_extra_users_are_shared_by_them() {
+        let plan = TypePlan::new(&[user_type("one", 1, Some(1)), user_type("two", 1, Some(2))]);
+        let mut started = vec![0; 2];
+        for _ in 0..9 {
+            let next = plan.next(&started);
+            started[next] += 1;
+        }
+        assert_eq!(started, vec![3, 6]);
     }
 }

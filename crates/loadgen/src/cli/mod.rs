@@ -256,6 +256,9 @@ pub enum ScenarioAction {
     Check {
         /// The file.
         file: PathBuf,
+        /// Folder of the files the scenario uploads (as for a run).
+        #[arg(long, env = "LOADGEN_FIXTURES", default_value = "tests/fixtures")]
+        fixtures: PathBuf,
     },
 }
 

@@ -338,8 +338,31 @@ pub fn parse(text: &str, file: &str, fixtures: &Path) -> Result<Scenario, Scenar
             ));
         }
     }
+    let health = match raw.health {
+        Some(health) => {
+            check_request_path(health.get_ref())
+                .and_then(|()| {
+                    if health.get_ref().contains("${") {
+                        Err(
+                            "it is probed before any user exists, so it takes no variables"
+                                .to_owned(),
+                        )
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|why| {
+                    checker.error(
+                        health.span(),
+                        format!("health = {:?}: {why}", health.get_ref()),
+                    )
+                })?;
+            Some(health.into_inner())
+        }
+        None => None,
+    };
     Ok(Scenario {
-        health: raw.health,
+        health,
         gzip: raw.gzip,
         users,
     })
@@ -403,6 +426,17 @@ fn compile_user(
             raw::StepRef::Name(n) => (n, 1),
             raw::StepRef::Repeated { step, repeat } => (step, *repeat),
         };
+        let repeat = u32::try_from(repeat)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                checker.error(
+                    r.span(),
+                    format!(
+                        "step `{name}`: repeat = {repeat}: a step runs 1 or more times in a row"
+                    ),
+                )
+            })?;
         let step = keys.iter().position(|k| *k == name).ok_or_else(|| {
             let known: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
             checker.error(
@@ -436,6 +470,18 @@ fn compile_user(
     if tasks.iter().all(|t| t.weight == 0) {
         return Err(checker.error(span, "every task has weight 0"));
     }
+    let total_weight: u64 = tasks.iter().map(|t| u64::from(t.weight)).sum();
+    if total_weight > u64::from(u32::MAX) {
+        return Err(checker.error(
+            span,
+            format!(
+                "user type `{}`: the task weights add up to {total_weight}, more than {}; \
+                 weights are shares, so use small numbers (e.g. 1, 2, 5)",
+                user.name,
+                u32::MAX
+            ),
+        ));
+    }
     let mut steps = Vec::new();
     for (key, step) in &user.steps {
         steps.push(compile_step(
@@ -467,18 +513,65 @@ fn compile_user(
     })
 }
 
+/// Headers loadgen writes itself: an override would frame the request wrongly, so that the
+/// server reads another request than the one measured.
+const FRAMING_HEADERS: [&str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
+
+/// Header templates, each name a valid HTTP token that loadgen does not write itself, each value
+/// free of line breaks (which would inject headers or a request).
 fn templates(
     checker: &Checker<'_>,
     map: &std::collections::BTreeMap<String, Spanned<String>>,
 ) -> Result<Vec<(String, Template)>, ScenarioError> {
     map.iter()
         .map(|(k, v)| {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                return Err(checker.error(
+                    v.span(),
+                    format!(
+                        "header name {k:?} is not a valid HTTP header name \
+                         (letters, digits and !#$%&'*+-.^_`|~, no spaces)"
+                    ),
+                ));
+            }
+            if FRAMING_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+                return Err(checker.error(
+                    v.span(),
+                    format!(
+                        "header {k:?} is set by loadgen itself (it frames the request): remove it"
+                    ),
+                ));
+            }
+            if let Some(bad) = v.get_ref().chars().find(|c| c.is_control() && *c != '\t') {
+                return Err(checker.error(
+                    v.span(),
+                    format!(
+                        "header {k:?}: the value holds the control character {bad:?} \
+                         (a line break would inject a header)"
+                    ),
+                ));
+            }
             Ok((
                 k.clone(),
                 Template::parse(v.get_ref()).map_err(|e| checker.error(v.span(), e))?,
             ))
         })
         .collect()
+}
+
+/// Why `path` cannot be a request target, if it cannot: it must start with `/` and hold no
+/// space or control character (a space or a line break would break the request line, and the
+/// server would read what follows as another request).
+fn check_request_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err("the path must start with '/' (the host comes from --host)".into());
+    }
+    if let Some(bad) = path.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "the path holds {bad:?}: write a space as %20, and no line breaks"
+        ));
+    }
+    Ok(())
 }
 
 fn field_path(path: &str) -> Vec<String> {
@@ -507,12 +600,8 @@ fn compile_step(
         })?;
     let path =
         Template::parse(step.path.get_ref()).map_err(|e| checker.error(step.path.span(), e))?;
-    if !step.path.get_ref().starts_with('/') {
-        return Err(checker.error(
-            step.path.span(),
-            format!("step `{key}`: the path must start with '/' (the host comes from --host)"),
-        ));
-    }
+    check_request_path(step.path.get_ref())
+        .map_err(|why| checker.error(step.path.span(), format!("step `{key}`: {why}")))?;
     let bodies = [
         step.json.is_some(),
         step.form.is_some(),
@@ -608,6 +697,9 @@ fn compile_step(
                     checker.error(s, format!("step `{key}`: track.sample must be from 0 to 1"))
                 );
             }
+            check_request_path(&raw.poll).map_err(|why| {
+                checker.error(s.clone(), format!("step `{key}`: track.poll: {why}"))
+            })?;
             Some(Track {
                 job: raw.job.as_str().into(),
                 poll: Template::parse(&raw.poll).map_err(|e| checker.error(s.clone(), e))?,
@@ -692,6 +784,45 @@ mod tests {
             ("idle.toml", include_str!("../../../../bench/idle.toml")),
         ] {
             parse(text, name, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// What `scenario check` once passed, then failed every request or let the server read an
+    /// injected one.
+    #[test]
+    fn refuses_what_can_never_work() {
+        let dir = fixtures();
+        let step = |extra: &str| {
+            format!(
+                "[[users]]\nname = \"A\"\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\n{extra}\n"
+            )
+        };
+        let cases = [
+            (step("path = \"/a b\""), "write a space as %20"),
+            (step("path = \"/a\\r\\nX: y\""), "no line breaks"),
+            (step("path = \"/\"\nheaders = { \"Bad Header\" = \"x\" }"), "not a valid HTTP header name"),
+            (step("path = \"/\"\nheaders = { \"\" = \"x\" }"), "not a valid HTTP header name"),
+            (step("path = \"/\"\nheaders = { X-A = \"1\\r\\nInjected: 1\" }"), "control character"),
+            (step("path = \"/\"\nheaders = { Host = \"evil\" }"), "set by loadgen itself"),
+            (step("path = \"/\"\nheaders = { Content-Length = \"5\" }"), "set by loadgen itself"),
+            (step("path = \"/\"\nheaders = { Transfer-Encoding = \"chunked\" }"), "set by loadgen itself"),
+            (format!("health = \"no-slash\"\n{}", step("path = \"/\"")), "must start with '/'"),
+            (format!("health = \"\"\n{}", step("path = \"/\"")), "must start with '/'"),
+            (format!("health = \"/${{user}}\"\n{}", step("path = \"/\"")), "takes no variables"),
+            (
+                "[[users]]\nname = \"A\"\n[[users.tasks]]\nweight = 2147483648\nrun = [\"s\"]\n[[users.tasks]]\nweight = 2147483648\nrun = [\"s\"]\n[users.steps.s]\npath = \"/\"\n".to_owned(),
+                "add up to 4294967296",
+            ),
+            (
+                "[[users]]\nname = \"A\"\n[[users.tasks]]\nrun = [{ step = \"s\", repeat = -1 }]\n[users.steps.s]\npath = \"/\"\n".to_owned(),
+                "repeat = -1: a step runs 1 or more times",
+            ),
+        ];
+        for (text, message) in cases {
+            let error = parse(&text, "s.toml", dir.path())
+                .err()
+                .unwrap_or_else(|| panic!("accepted:\n{text}"));
+            assert!(error.message.contains(message), "{text}\n{error}");
         }
     }
 

@@ -11,7 +11,7 @@ use toml::Spanned;
 pub struct File {
     /// Path probed before the run (`GET`, must answer 2xx).
     #[serde(default)]
-    pub health: Option<String>,
+    pub health: Option<Spanned<String>>,
     /// Send `Accept-Encoding: gzip` and decode gzip answers.
     #[serde(default)]
     pub gzip: bool,
@@ -60,9 +60,14 @@ pub enum StepRef {
     Name(String),
     Repeated {
         step: String,
-        #[serde(default = "one")]
-        repeat: u32,
+        // Signed, so that a negative count gets a plain message rather than serde's.
+        #[serde(default = "once")]
+        repeat: i64,
     },
+}
+
+fn once() -> i64 {
+    1
 }
 
 fn one() -> u32 {

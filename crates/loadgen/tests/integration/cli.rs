@@ -465,6 +465,28 @@ fn a_broken_scenario_is_reported_with_its_line() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&show.stdout).contains("name = \"CreateTaskUser\""));
+    // The built-in scenario, copied out of the repository, checked with its fixtures elsewhere:
+    // the advice "pass --fixtures DIR" works.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("mine.toml"), &show.stdout).unwrap();
+    let check = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .current_dir(outside.path())
+            .args(["scenario", "check", "mine.toml"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let without = check(&[]);
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    assert_eq!(without.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pass --fixtures DIR"), "{stderr}");
+    let with = check(&["--fixtures", &fixtures().display().to_string()]);
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
     let python = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["-f", "locustfile.py", "-H", "http://127.0.0.1:9"])
         .output()
