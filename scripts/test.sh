@@ -21,6 +21,8 @@ command -v python3 >/dev/null || missing+=(python3)
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
 command -v docker >/dev/null || missing+=(docker.io)
 command -v chromium >/dev/null || missing+=(chromium)
+# promtool lints the monitor's /metrics.
+command -v promtool >/dev/null || missing+=(prometheus)
 # The system's roots, which https connections trust by default.
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 # ps, and prlimit/setpriv for the thread-limit test.

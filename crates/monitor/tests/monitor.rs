@@ -505,13 +505,22 @@ async fn the_http_endpoint_serves_latest_samples_and_prometheus_text() {
         404,
         "no sample yet"
     );
-    let sources: Vec<Box<dyn Source>> = vec![Box::new(monitor::sources::host::Host::new(
-        monitor::sources::host::Capacity {
-            disk_bps: 1e9,
-            net_bps: 1e9,
-        },
-    ))];
-    let mut sampler = monitor::sampler::Sampler::new(sources, Duration::from_millis(100));
+    // Every kind of source, so that every family and label is in the text promtool checks.
+    let services = Services::start();
+    let sources: Vec<Box<dyn Source>> = vec![
+        Box::new(monitor::sources::host::Host::new(
+            monitor::sources::host::Capacity {
+                disk_bps: 1e9,
+                net_bps: 1e9,
+            },
+        )),
+        Box::new(Postgres::new(&services.postgres_url, Scope::Database)),
+        Box::new(Redis::new(
+            &services.redis_url,
+            vec!["1/celery".parse::<Queue>().unwrap()],
+        )),
+    ];
+    let mut sampler = monitor::sampler::Sampler::new(sources, Duration::from_millis(500));
     let first = sampler.tick().await;
     recent.push(first.clone());
     let second = sampler.tick().await;
@@ -544,10 +553,43 @@ async fn the_http_endpoint_serves_latest_samples_and_prometheus_text() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains("monitor_host_cpu_pct "), "{text}");
+    assert!(
+        text.contains("# TYPE monitor_host_cpu_ratio gauge\n"),
+        "{text}"
+    );
     assert!(
         text.contains("monitor_source_up{source=\"host\"} 1"),
         "{text}"
+    );
+    assert!(
+        text.contains("# TYPE monitor_host_network_receive_bytes_total counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("monitor_redis_list_length{db=\"1\",list=\"celery\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("monitor_postgres_backends{state=\"active\"} "),
+        "{text}"
+    );
+    // One group per family: source_up's three samples follow its TYPE line.
+    assert_eq!(text.matches("# TYPE monitor_source_up gauge").count(), 1);
+    // Prometheus's own linter finds nothing to say.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (scripts/test.sh installs Debian's prometheus)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
     );
     assert_eq!(
         reqwest::get(format!("{base}/samples?since=yesterday"))

@@ -1,8 +1,8 @@
 //! The HTTP endpoint for loadgen and scrapers: `/latest` (the last tick), `/samples?since=`
-//! (ticks after a time, RFC 3339 or Unix seconds) and `/metrics` (Prometheus text).
+//! (ticks after a time, RFC 3339 or Unix seconds) and `/metrics` (Prometheus text, see
+//! [`super::prometheus`]).
 
 use std::collections::VecDeque;
-use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
@@ -15,19 +15,27 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::prometheus::Exposition;
 use crate::sample::Tick;
 
 /// An hour of 1 s ticks.
 const KEEP: usize = 3600;
 
-/// The ticks the endpoint serves.
+/// The ticks the endpoint serves, and their Prometheus exposition.
 #[derive(Clone, Default)]
-pub struct Recent(Arc<RwLock<VecDeque<Tick>>>);
+pub struct Recent {
+    ticks: Arc<RwLock<VecDeque<Tick>>>,
+    exposition: Arc<RwLock<Exposition>>,
+}
 
 impl Recent {
     /// Adds a tick, forgetting the oldest beyond an hour's worth.
     pub fn push(&self, tick: Tick) {
-        let mut ticks = self.0.write().unwrap_or_else(|p| p.into_inner());
+        self.exposition
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(&tick);
+        let mut ticks = self.ticks.write().unwrap_or_else(|p| p.into_inner());
         if ticks.len() == KEEP {
             ticks.pop_front();
         }
@@ -35,7 +43,7 @@ impl Recent {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, VecDeque<Tick>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
+        self.ticks.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -82,23 +90,19 @@ async fn samples(State(recent): State<Recent>, Query(query): Query<Since>) -> Re
 }
 
 async fn metrics(State(recent): State<Recent>) -> Response {
-    let mut out = String::new();
-    if let Some(tick) = recent.read().back() {
-        for metric in tick.metrics() {
-            let labels: Vec<String> = metric
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-                .collect();
-            let labels = if labels.is_empty() {
-                String::new()
-            } else {
-                format!("{{{}}}", labels.join(","))
-            };
-            let _ = writeln!(out, "monitor_{}{labels} {}", metric.name, metric.value);
-        }
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    let out = recent
+        .exposition
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
 }
 
 /// Serves `recent` on `addr` until `stop`; returns the bound address.

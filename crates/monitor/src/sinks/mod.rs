@@ -9,6 +9,8 @@ pub mod files;
 pub mod http;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "http")]
+pub mod prometheus;
 pub mod summary;
 
 use crate::sample::Tick;
