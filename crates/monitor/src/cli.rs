@@ -55,10 +55,10 @@ pub struct Cli {
     #[arg(long, env = "MONITOR_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// Disk throughput that counts as 100%, MB/s.
-    #[arg(long, env = "MONITOR_DISK_CAPACITY", default_value_t = 500.0)]
+    #[arg(long, env = "MONITOR_DISK_CAPACITY", default_value_t = 500.0, value_parser = positive_capacity)]
     pub disk_capacity: f64,
     /// Network throughput that counts as 100%, Mbit/s.
-    #[arg(long, env = "MONITOR_NETWORK_CAPACITY", default_value_t = 1000.0)]
+    #[arg(long, env = "MONITOR_NETWORK_CAPACITY", default_value_t = 1000.0, value_parser = positive_capacity)]
     pub network_capacity: f64,
     /// Exit at start-up if any source is down.
     #[arg(long, env = "MONITOR_STRICT")]
@@ -99,6 +99,16 @@ impl Cli {
     }
 }
 
+/// A capacity: a finite number above zero (a percentage of NaN or of 0 means nothing).
+fn positive_capacity(input: &str) -> Result<f64, String> {
+    input
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| format!("{input:?} is not a capacity: give a number above 0, e.g. 500"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +128,19 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(expected), "{interval}: {error}");
+        }
+    }
+
+    #[test]
+    fn capacities_are_positive_numbers() {
+        for flag in ["--disk-capacity", "--network-capacity"] {
+            for bad in ["NaN", "0", "-5", "inf", "lots"] {
+                let error = Cli::try_parse_from(["monitor", &format!("{flag}={bad}")])
+                    .unwrap_err()
+                    .to_string();
+                assert!(error.contains("not a capacity"), "{flag} {bad}: {error}");
+            }
+            assert!(Cli::try_parse_from(["monitor", flag, "250.5"]).is_ok());
         }
     }
 }

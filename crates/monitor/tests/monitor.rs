@@ -138,7 +138,8 @@ async fn docker_figures_follow_a_restarted_container() {
 async fn docker_shows_a_busy_container_and_marks_it_gone() {
     let burner = Container::run("lt-monitor", "while :; do :; done");
     let sleeper = Container::run("lt-monitor-idle", "exec sleep 600");
-    let mut docker = Docker::new(Selector::Names(vec![burner.0.clone(), sleeper.0.clone()]));
+    let mut docker = Docker::new(Selector::Names(vec![burner.0.clone(), sleeper.0.clone()]))
+        .keep_gone(Duration::from_secs(1));
     // Relative figures: on a busy machine the burner gets less than a core, but always far more
     // than a sleeping container.
     let both_measured = |v: &Values| match v {
@@ -186,6 +187,13 @@ async fn docker_shows_a_busy_container_and_marks_it_gone() {
         panic!()
     };
     assert_eq!(d.containers[&burner.0].state, "gone");
+    // After a while a removed container leaves the output.
+    let forgotten = |v: &Values| match v {
+        Values::Docker(d) => !d.containers.contains_key(&burner.0),
+        _ => false,
+    };
+    let values = read_until(&mut docker, Duration::from_secs(30), forgotten).await;
+    assert!(forgotten(&values), "{values:?}");
 
     // The last log lines, as `docker logs --tail` gives them.
     let talker = Container::run(

@@ -24,7 +24,9 @@ const KEEP: usize = 3600;
 /// The ticks the endpoint serves, and their Prometheus exposition.
 #[derive(Clone, Default)]
 pub struct Recent {
-    ticks: Arc<RwLock<VecDeque<Tick>>>,
+    /// Shared, so that a reader holds the lock only to copy pointers: a client hammering
+    /// `/samples` never delays the sampler's next tick.
+    ticks: Arc<RwLock<VecDeque<Arc<Tick>>>>,
     exposition: Arc<RwLock<Exposition>>,
 }
 
@@ -39,10 +41,10 @@ impl Recent {
         if ticks.len() == KEEP {
             ticks.pop_front();
         }
-        ticks.push_back(tick);
+        ticks.push_back(Arc::new(tick));
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, VecDeque<Tick>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, VecDeque<Arc<Tick>>> {
         self.ticks.read().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -62,8 +64,9 @@ fn parse_since(text: &str) -> Option<DateTime<Utc>> {
 }
 
 async fn latest(State(recent): State<Recent>) -> Response {
-    match recent.read().back() {
-        Some(tick) => Json(tick.clone()).into_response(),
+    let last = recent.read().back().cloned();
+    match last {
+        Some(tick) => Json(&*tick).into_response(),
         None => (StatusCode::NOT_FOUND, "no sample yet").into_response(),
     }
 }
@@ -80,13 +83,14 @@ async fn samples(State(recent): State<Recent>, Query(query): Query<Since>) -> Re
         Some(Some(t)) => Some(t),
         None => None,
     };
-    let ticks: Vec<Tick> = recent
+    let ticks: Vec<Arc<Tick>> = recent
         .read()
         .iter()
         .filter(|t| since.is_none_or(|s| t.timestamp > s))
         .cloned()
         .collect();
-    Json(ticks).into_response()
+    // Serialised after the lock is released.
+    Json(ticks.iter().map(|t| &**t).collect::<Vec<&Tick>>()).into_response()
 }
 
 async fn metrics(State(recent): State<Recent>) -> Response {

@@ -95,9 +95,22 @@ pub struct Docker {
     previous: HashMap<String, Previous>,
     watchers: HashMap<String, Watcher>,
     known: BTreeMap<String, String>,
+    /// When each known container was first missed: shown as `gone` for [`KEEP_GONE`], then
+    /// forgotten, so that a long run's output does not grow with every container removed.
+    gone_since: HashMap<String, std::time::Instant>,
+    keep_gone: std::time::Duration,
 }
 
+/// How long a removed container stays in the output, marked `gone`.
+pub const KEEP_GONE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Docker {
+    /// How long a removed container stays in the output ([`KEEP_GONE`] by default).
+    pub fn keep_gone(mut self, keep: std::time::Duration) -> Self {
+        self.keep_gone = keep;
+        self
+    }
+
     /// Watches the containers `selector` picks, on the local engine.
     pub fn new(selector: Selector) -> Self {
         Self {
@@ -106,6 +119,8 @@ impl Docker {
             previous: HashMap::new(),
             watchers: HashMap::new(),
             known: BTreeMap::new(),
+            gone_since: HashMap::new(),
+            keep_gone: KEEP_GONE,
         }
     }
 
@@ -225,8 +240,16 @@ impl Docker {
         for id in stale {
             self.watchers.remove(&id);
         }
+        let now = std::time::Instant::now();
+        self.gone_since.retain(|name, _| !present.contains(name));
+        let mut forgotten = Vec::new();
         for name in self.known.keys() {
             if !present.contains(name) {
+                let since = *self.gone_since.entry(name.clone()).or_insert(now);
+                if now.duration_since(since) > self.keep_gone {
+                    forgotten.push(name.clone());
+                    continue;
+                }
                 values.containers.insert(
                     name.clone(),
                     ContainerValues {
@@ -235,6 +258,10 @@ impl Docker {
                     },
                 );
             }
+        }
+        for name in forgotten {
+            self.known.remove(&name);
+            self.gone_since.remove(&name);
         }
         Ok(values)
     }
