@@ -48,6 +48,17 @@ impl BackendWatch {
                         }
                     };
                     let first = sampler.tick().await;
+                    // Tried once at start: a source that is down says so now, loudly, not
+                    // only in the report.
+                    for (name, reading) in &first.sources {
+                        if !reading.up {
+                            eprintln!(
+                                "loadgen: WARNING: {name} is not watched: {} (the run goes on; \
+                                 retrying; its findings will be missing while it is down)",
+                                reading.error.as_deref().unwrap_or("no answer")
+                            );
+                        }
+                    }
                     keep(&first);
                     sampler.run(None, stop, keep).await;
                     Ok(())
@@ -124,7 +135,7 @@ async fn pull(
 ) -> Result<(), String> {
     let target = Target::resolve(url, tls.as_ref())
         .await
-        .map_err(|e| format!("--monitor-from {url}: {e}"))?;
+        .map_err(|e| format!("--monitor-from {}: {e}", common::redact::url(url)))?;
     let base_path = target.base_path.trim_end_matches('/').to_owned();
     let mut connection = Connection::new(
         Rc::new(target),
@@ -161,18 +172,29 @@ async fn pull(
                     }
                     Err(e) => {
                         return Err(format!(
-                            "--monitor-from {url}: not a monitor's samples: {e}"
+                            "--monitor-from {}: not a monitor's samples: {e}",
+                            common::redact::url(url)
                         ));
                     }
                 }
             }
             Ok(answer) => {
-                return Err(format!("--monitor-from {url}: answered {}", answer.status));
+                return Err(format!(
+                    "--monitor-from {}: answered {}",
+                    common::redact::url(url),
+                    answer.status
+                ));
             }
             Err(e) => {
                 failures += 1;
+                if failures == 1 {
+                    eprintln!(
+                        "loadgen: WARNING: --monitor-from {}: {e} (the run goes on; retrying)",
+                        common::redact::url(url)
+                    );
+                }
                 if !pulled_any && failures >= 3 {
-                    return Err(format!("--monitor-from {url}: {e}"));
+                    return Err(format!("--monitor-from {}: {e}", common::redact::url(url)));
                 }
             }
         }

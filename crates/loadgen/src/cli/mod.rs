@@ -363,6 +363,16 @@ impl Cli {
             None => LoadSettings::default().threads,
         };
         let scenario = self.load_scenario()?;
+        let backend = self.backend();
+        if let Some(BackendConfig::File(path)) = &backend
+            && !path.is_file()
+        {
+            bail!(
+                "--monitor-from {}: no such file: give the file a monitor writes with --out, \
+                 or its URL (http://HOST:9187)",
+                path.display()
+            );
+        }
         let baseline = match &self.baseline {
             Some(path) => Some(BaselineCheck {
                 baseline: Baseline::load(path, &scenario.identity())?,
@@ -397,7 +407,7 @@ impl Cli {
                 targets.users.get_or_insert(users);
                 targets
             },
-            backend: self.backend(),
+            backend,
             outputs: Outputs {
                 csv: self.csv.clone(),
                 csv_full_history: self.csv_full_history,

@@ -26,6 +26,31 @@ impl<'a> Backend<'a> {
         Self { ticks }
     }
 
+    /// The sources still down at the last tick: (source, its last error, ticks it was down in,
+    /// ticks in all).
+    pub fn unwatched(&self) -> Vec<(&'a str, String, usize, usize)> {
+        let Some(last) = self.ticks.last() else {
+            return Vec::new();
+        };
+        last.sources
+            .iter()
+            .filter(|(_, reading)| !reading.up)
+            .map(|(name, reading)| {
+                let down = self
+                    .ticks
+                    .iter()
+                    .filter(|t| t.sources.get(name).is_some_and(|r| !r.up))
+                    .count();
+                (
+                    name.as_str(),
+                    reading.error.clone().unwrap_or_else(|| "no answer".into()),
+                    down,
+                    self.ticks.len(),
+                )
+            })
+            .collect()
+    }
+
     fn series<T>(&self, pick: impl Fn(&'a Values) -> Option<&'a T>) -> Vec<(f64, &'a T)> {
         let start = self.ticks.first().map(|t| t.timestamp);
         self.ticks

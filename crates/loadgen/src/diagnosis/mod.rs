@@ -25,6 +25,7 @@ mod postgres;
 mod redis;
 #[cfg(test)]
 mod testing;
+mod watch;
 
 use std::fmt;
 
@@ -125,6 +126,7 @@ pub const RULES: &[Rule] = &[
     load::slow_endpoints,
     load::scenario_errors,
     load::plateau,
+    watch::sources_down,
 ];
 
 /// Runs every rule and orders what they found: the load generator first, then causes before the

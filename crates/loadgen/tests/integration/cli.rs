@@ -948,3 +948,62 @@ async fn a_closed_stdout_does_not_cost_the_run() {
     assert!(report["steady_total"]["requests"].as_u64().unwrap() > 0);
     testbed.stop().await;
 }
+
+/// A monitored source that refuses (a real PostgreSQL, a wrong password) is named loudly at
+/// start and as a finding at the end, never "No problem found"; a --monitor-from file that does
+/// not exist is refused before the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_never_reached_is_said_at_start_and_in_the_findings() {
+    let testbed = start_in_memory(|_| {}).await;
+    let mut refused = url::Url::parse(&test_support::postgres_admin_url()).unwrap();
+    refused.set_password(Some("WrongPassword77")).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--headless",
+            "-H",
+            &testbed.base_url(),
+            "-u",
+            "2",
+            "-t",
+            "3s",
+        ])
+        .args(["-f", &scenario("reads.toml"), "--only-summary"])
+        .args(["--monitor-postgres", refused.as_str()])
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        stderr.contains("WARNING: postgres is not watched: cannot connect"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("PostgreSQL was not watched: cannot connect"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("No problem found"), "{stdout}");
+    assert!(
+        !stdout.contains("WrongPassword77") && !stderr.contains("WrongPassword77"),
+        "the password leaked"
+    );
+
+    let missing = loadgen::cli::Cli::try_parse_from([
+        "loadgen",
+        "--headless",
+        "-H",
+        &testbed.base_url(),
+        "-f",
+        &scenario("reads.toml"),
+        "--monitor-from",
+        "/nonexistent/samples.jsonl",
+    ])
+    .unwrap()
+    .resolve()
+    .unwrap_err()
+    .to_string();
+    assert!(missing.contains("no such file"), "{missing}");
+    testbed.stop().await;
+}
