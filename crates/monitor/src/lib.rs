@@ -126,6 +126,36 @@ async fn serve_http(
 
 #[cfg(feature = "otlp")]
 async fn otlp_sink(endpoint: &str, cli: &Cli) -> anyhow::Result<sinks::otlp::OtlpSink> {
+    // Checked and tried once at start: a typo costs no run, and a collector that is down says so
+    // now rather than only at the end.
+    let parsed = url::Url::parse(endpoint)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .with_context(|| {
+            format!(
+                "--otlp-endpoint {}: not an http(s) URL; give the collector's OTLP/HTTP \
+                 address, e.g. http://127.0.0.1:4318",
+                redact::url(endpoint)
+            )
+        })?;
+    if let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let connect = tokio::net::TcpStream::connect((host, port));
+        match tokio::time::timeout(std::time::Duration::from_secs(3), connect).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!(
+                "monitor: WARNING: --otlp-endpoint {}: {e} (the run goes on; export retried every interval)",
+                redact::url(endpoint)
+            ),
+            Err(_) => eprintln!(
+                "monitor: WARNING: --otlp-endpoint {}: no answer within 3 s (the run goes on)",
+                redact::url(endpoint)
+            ),
+        }
+    }
     let (endpoint, interval) = (endpoint.to_owned(), cli.interval);
     let instance = |url: &Option<String>| url.as_deref().map(redact::instance);
     let (postgres, redis) = (instance(&cli.postgres_url), instance(&cli.redis_url));

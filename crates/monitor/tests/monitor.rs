@@ -766,3 +766,20 @@ async fn every_stop_signal_prints_the_summary_and_keeps_the_files() {
         assert!(ticks.len() >= 2, "SIG{signal}: {} ticks", ticks.len());
     }
 }
+
+/// An OTLP endpoint that is not a URL is refused before the first tick, not after the run.
+#[tokio::test]
+async fn a_bad_otlp_endpoint_is_refused_at_start() {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .args(["--otlp-endpoint", "garbage", "--duration", "10m", "--quiet"])
+            .output(),
+    )
+    .await
+    .expect("refused at once, not after the 10 minutes")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not an http(s) URL"), "{stderr}");
+}
