@@ -93,6 +93,91 @@ pub fn scrub(message: &str, raw_url: &str) -> String {
     out
 }
 
+/// Headers whose values are credentials.
+const SECRET_HEADERS: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+];
+
+/// A header's value as logs may show it: credentials masked, keeping an `Authorization`
+/// scheme (`Bearer ***`) and cookie names (`session=***`), which help debugging and are not
+/// secret.
+pub fn header(name: &str, value: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if !SECRET_HEADERS.contains(&lower.as_str()) {
+        return value.to_owned();
+    }
+    match lower.as_str() {
+        "authorization" | "proxy-authorization" => match value.split_once(' ') {
+            Some((scheme, _)) => format!("{scheme} ***"),
+            None => "***".to_owned(),
+        },
+        "cookie" | "set-cookie" => value
+            .split(';')
+            .map(|part| match part.split_once('=') {
+                // Set-Cookie's attributes (Path, Expires, ...) are no secret.
+                Some((key, _))
+                    if lower == "set-cookie"
+                        && ["path", "domain", "expires", "max-age", "samesite"]
+                            .contains(&key.trim().to_ascii_lowercase().as_str()) =>
+                {
+                    part.to_owned()
+                }
+                Some((key, _)) => format!("{key}=***"),
+                None => part.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(";"),
+        _ => "***".to_owned(),
+    }
+}
+
+/// A request target (`/path?query`) with secret query parameters masked.
+pub fn path_and_query(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if is_secret_param(key) => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// An HTTP message head (request line, then `Name: value` lines) with credentials masked: the
+/// target's secret parameters and the values of credential headers.
+pub fn http_head(head: &str) -> String {
+    head.split("\r\n")
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                let mut parts = line.splitn(3, ' ');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(method), Some(target), Some(version)) => {
+                        format!("{method} {} {version}", path_and_query(target))
+                    }
+                    _ => line.to_owned(),
+                }
+            } else {
+                match line.split_once(':') {
+                    Some((name, value)) => {
+                        format!("{name}: {}", header(name, value.trim_start()))
+                    }
+                    None => line.to_owned(),
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +203,35 @@ mod tests {
         );
         assert_eq!(url("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
         assert_eq!(url("not a url"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn masks_credentials_in_headers_and_request_heads() {
+        assert_eq!(header("Authorization", "Bearer eyJabc.def"), "Bearer ***");
+        assert_eq!(header("authorization", "tok"), "***");
+        assert_eq!(
+            header("Cookie", "session=abc; theme=dark"),
+            "session=***; theme=***"
+        );
+        assert_eq!(
+            header("Set-Cookie", "session=abc; Path=/; HttpOnly"),
+            "session=***; Path=/; HttpOnly"
+        );
+        assert_eq!(header("Accept", "application/json"), "application/json");
+        assert_eq!(
+            path_and_query("/files?token=s3cret&page=2"),
+            "/files?token=***&page=2"
+        );
+        let head = "GET /a?password=p1 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t0k3n\r\nCookie: sid=c00k1e";
+        let masked = http_head(head);
+        for secret in ["p1", "t0k3n", "c00k1e"] {
+            assert!(!masked.contains(secret), "{masked}");
+        }
+        assert!(masked.contains("Authorization: Bearer ***"), "{masked}");
+        assert!(
+            masked.starts_with("GET /a?password=*** HTTP/1.1"),
+            "{masked}"
+        );
     }
 
     #[test]

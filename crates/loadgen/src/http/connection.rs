@@ -151,6 +151,8 @@ impl Connection {
                 .position(|w| w == b"\r\n\r\n")
                 .unwrap_or(self.request.len());
             let head = String::from_utf8_lossy(&self.request[..head_end]);
+            // Headers, but never the credentials they carry.
+            let head = common::redact::http_head(&head);
             tracing::trace!("request to {}:\n{head}", self.target.origin());
         }
         let timeout = self.options.timeout;
@@ -173,6 +175,7 @@ impl Connection {
         if tracing::enabled!(tracing::Level::DEBUG) {
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             let origin = self.target.origin();
+            let path_and_query = common::redact::path_and_query(path_and_query);
             match &result {
                 Ok(answer) => tracing::debug!(
                     "{method} {origin}{path_and_query} {} {ms:.1} ms",

@@ -13,6 +13,7 @@ mod engine;
 mod failures;
 mod http_semantics;
 mod report;
+mod secrets;
 mod stop;
 mod support;
 mod timeline;
