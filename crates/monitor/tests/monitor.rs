@@ -405,29 +405,83 @@ async fn the_binary_writes_every_output_and_never_a_password() {
     let out = tempfile::tempdir().unwrap();
     let jsonl = out.path().join("samples.jsonl");
     let csv = out.path().join("samples.csv");
-    let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
+    // Every output at once: the console, the files, the HTTP endpoint and OTLP export.
+    let (otlp, received) = otlp_receiver().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
         .args([
-            "--postgres-url",
-            &services.postgres_url,
             "--redis-url",
             &services.redis_url,
             "--redis-queue",
             "1/celery",
         ])
-        // A second PostgreSQL that refuses, with a password of its own in the URL.
+        // The URL with its password comes from the environment.
+        .env("MONITOR_POSTGRES_URL", &services.postgres_url)
         .env("MONITOR_DOCKER", "name=no-such-container")
-        .args(["--interval", "500ms", "--duration", "2s"])
+        .args([
+            "--interval",
+            "500ms",
+            "--duration",
+            "3s",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--otlp-endpoint", &format!("http://{otlp}")])
         .arg("--out")
         .arg(&jsonl)
         .arg("--csv")
         .arg(&csv)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut stderr_lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut early_stderr = String::new();
+    let base = loop {
+        let line = stderr_lines
+            .next_line()
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("the monitor ended early: {early_stderr}"));
+        early_stderr.push_str(&line);
+        early_stderr.push('\n');
+        if let Some(rest) = line.strip_prefix("monitor: serving ") {
+            break rest.split("/latest").next().unwrap().to_owned();
+        }
+    };
+    // Await the first tick.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reqwest::get(format!("{base}/latest"))
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "no tick served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut served = String::new();
+    for path in ["/latest", "/samples", "/metrics"] {
+        served.push_str(
+            &reqwest::get(format!("{base}{path}"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(served.contains("monitor_postgres_connections"), "{served}");
+    let mut late_stderr = String::new();
+    while let Some(line) = stderr_lines.next_line().await.unwrap() {
+        late_stderr.push_str(&line);
+        late_stderr.push('\n');
+    }
+    let output = child.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{early_stderr}{late_stderr}");
+    let exported = format!("{:?}", received.lock().unwrap());
+    assert!(exported.contains("postgres"), "{exported}");
     let refused = Command::new(env!("CARGO_BIN_EXE_monitor"))
         .args([
             "--postgres-url",
@@ -461,7 +515,10 @@ async fn the_binary_writes_every_output_and_never_a_password() {
 
     let everything = [
         String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+        early_stderr,
+        late_stderr,
+        served,
+        exported,
         String::from_utf8_lossy(&refused.stdout).into_owned(),
         stderr.into_owned(),
         std::fs::read_to_string(&jsonl).unwrap(),
