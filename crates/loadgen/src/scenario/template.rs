@@ -224,7 +224,8 @@ fn eval(expr: &Expr, cx: &mut Context<'_>) -> Result<Value, EvalError> {
         Expr::User => Ok(Value::String(cx.user.to_owned())),
         Expr::Run => Ok(Value::String(cx.run.to_owned())),
         Expr::Seq => {
-            *cx.seq += 1;
+            // Wraps rather than panics (found by tests/integration/fuzz.rs).
+            *cx.seq = cx.seq.wrapping_add(1);
             Ok(Value::from(*cx.seq))
         }
         Expr::Pick { list, count } => {

@@ -11,6 +11,7 @@ mod container;
 mod diagnosis;
 mod engine;
 mod failures;
+mod fuzz;
 mod http_semantics;
 mod report;
 mod secrets;
