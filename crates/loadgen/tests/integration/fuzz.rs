@@ -17,13 +17,7 @@ use proptest::prelude::*;
 /// Feeds `bytes` to a fresh reader in the pieces `cuts` makes (as TCP may deliver them), then
 /// ends the stream; returns the answers read.
 fn read_all(bytes: &[u8], cuts: &[usize], head_request: bool) -> Vec<u16> {
-    let mut reader = Reader::new(
-        head_request,
-        Limits {
-            max_body: 1 << 20,
-            ..Limits::default()
-        },
-    );
+    let mut reader = Reader::new(head_request, Limits { max_body: 1 << 20 });
     let mut statuses = Vec::new();
     let mut buffer = BytesMut::new();
     let mut at = 0;
