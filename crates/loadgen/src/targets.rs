@@ -127,7 +127,9 @@ pub fn judge(
         let judged = measured && failure_pct <= 50.0;
         Verdict {
             name: name.into(),
-            measured: if judged || !measured {
+            measured: if !measured {
+                "not judged: no request".to_owned()
+            } else if judged {
                 ms(value)
             } else {
                 format!("not judged: {failure_pct:.1}% of requests failed")
@@ -139,7 +141,11 @@ pub fn judge(
     let mut verdicts = vec![
         Verdict {
             name: "Failure rate".into(),
-            measured: format!("{failure_pct:.2}%"),
+            measured: if measured {
+                format!("{failure_pct:.2}%")
+            } else {
+                "not judged: no request".to_owned()
+            },
             threshold: format!("< {}%", targets.failure_pct),
             met: measured && failure_pct < targets.failure_pct,
         },
@@ -215,6 +221,15 @@ fn resource_verdicts(ticks: &[monitor::sample::Tick]) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_without_requests_is_not_judged_and_not_passed() {
+        let verdicts = judge(&Targets::default(), &EndpointStats::default(), 0, &[]);
+        for v in &verdicts[..4] {
+            assert!(!v.met, "{v:?}");
+            assert_eq!(v.measured, "not judged: no request", "{v:?}");
+        }
+    }
 
     #[test]
     fn parses_target_overrides() {

@@ -54,7 +54,7 @@ pub struct Cli {
     #[arg(short = 'r', long, env = "LOADGEN_SPAWN_RATE")]
     pub spawn_rate: Option<f64>,
     /// Stop after this long, e.g. 30s, 2m, 1h (default: until Ctrl-C).
-    #[arg(short = 't', long, env = "LOADGEN_RUN_TIME", value_parser = common::duration::parse_arg)]
+    #[arg(short = 't', long, env = "LOADGEN_RUN_TIME", value_parser = common::duration::parse_positive_arg)]
     pub run_time: Option<Duration>,
     /// One of the seed's profiles: smoke (10 users, 1/s, 30s), medium (100, 10/s, 5m),
     /// stress (500, 50/s, 10m), endurance (100, 5/s, 1h).
@@ -659,6 +659,7 @@ mod tests {
             ("soon", "write e.g. 30s"),
             ("10000000000000000000", "longer than a year"),
             ("400000000000years", "longer than a year"),
+            ("0s", "is zero"),
         ] {
             let error = Cli::try_parse_from(["loadgen", "-t", run_time])
                 .unwrap_err()
@@ -671,5 +672,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(zero_threads.contains("--threads 0"), "{zero_threads}");
+        let zero_timeout = Cli::try_parse_from(["loadgen", "--timeout", "0s"])
+            .unwrap_err()
+            .to_string();
+        assert!(zero_timeout.contains("is zero"), "{zero_timeout}");
     }
 }

@@ -372,5 +372,9 @@ fn baseline_section(out: &mut String, comparison: &Comparison) {
 
 /// `1h 2m 3s` style.
 fn human_duration(duration: std::time::Duration) -> String {
+    // Under a minute, tenths: a 2.996 s run is not "2s".
+    if duration.as_secs() < 60 {
+        return format!("{:.1}s", duration.as_secs_f64());
+    }
     humantime::format_duration(std::time::Duration::from_secs(duration.as_secs())).to_string()
 }
