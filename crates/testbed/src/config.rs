@@ -18,10 +18,10 @@ pub struct Config {
     #[arg(long, env = "TESTBED_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
     /// PostgreSQL URL; without it, users, files and tasks live in memory.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Redis URL of the job queue (e.g. redis://127.0.0.1:6379/1); without it, in memory.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Name of the Redis list jobs are queued on (Celery's default queue is `celery`).
     #[arg(long, env = "TESTBED_QUEUE", default_value = "celery")]
