@@ -20,7 +20,9 @@ pub fn no_requests(e: &Evidence<'_>) -> Vec<Finding> {
     }]
 }
 
-/// Connections refused or broken.
+/// Connection errors. "The API is down" needs a share of the requests (5 % or more) or a run of
+/// them (10 or more over 3 s or longer); a connection closed mid-answer now and then is a warning
+/// with its count, not an outage.
 pub fn refused(e: &Evidence<'_>) -> Vec<Finding> {
     let is_connection =
         |k: FailureKind| matches!(k, FailureKind::Refused | FailureKind::Connection);
@@ -33,12 +35,35 @@ pub fn refused(e: &Evidence<'_>) -> Vec<Finding> {
         return Vec::new();
     }
     let first = e.first_failure_secs(is_connection).unwrap_or(0.0);
+    let last = e
+        .failures(is_connection)
+        .map(|(_, f)| f.last_seen_secs)
+        .fold(first, f64::max);
+    let share = count as f64 * 100.0 / e.total_requests().max(1) as f64;
+    let outage = share >= 5.0 || (count >= 10 && last - first >= 3.0);
+    let evidence = format!(
+        "{count} connection errors ({refused} refused, {share:.2}% of requests), from {first:.0} s to {last:.0} s into the run"
+    );
+    if !outage {
+        return vec![Finding {
+            rule: "load.refused",
+            layer: Layer::Api,
+            severity: Severity::Warning,
+            title: format!(
+                "{count} connection error{} (not an outage)",
+                if count == 1 { "" } else { "s" }
+            ),
+            evidence,
+            action: "A connection closed or refused now and then: check the API's logs at those times (worker restarts, timeouts of a proxy in front)".into(),
+            cause_of: Vec::new(),
+        }];
+    }
     vec![Finding {
         rule: "load.refused",
         layer: Layer::Api,
         severity: Severity::Critical,
         title: "The API is down or refuses connections".into(),
-        evidence: format!("{count} connection errors ({refused} refused), the first {first:.0} s into the run"),
+        evidence,
         action: "Check that the API process is up and listening (docker compose ps; its logs), and its connection backlog".into(),
         cause_of: vec!["load.scenario_errors"],
     }]
@@ -68,7 +93,9 @@ pub fn rate_limited(e: &Evidence<'_>) -> Vec<Finding> {
     }]
 }
 
-/// Answers 401: token expiry when they begin after a quiet start, else failed authentication.
+/// Answers 401. "Token expiry" needs tokens that worked for a while (a quiet start of 10 s or
+/// more) and 401s that a re-login then fixed; 401s that no re-login fixed are failed
+/// authentication, with the failed logins counted.
 pub fn unauthorized(e: &Evidence<'_>) -> Vec<Finding> {
     let count = e.status_total(401);
     if count == 0 {
@@ -86,26 +113,55 @@ pub fn unauthorized(e: &Evidence<'_>) -> Vec<Finding> {
         .filter(|((_, s), _)| *s == 401)
         .map(|(_, n)| n)
         .sum();
+    // Logins that failed: their users' requests went out without a token.
+    let failed_logins: u64 = e
+        .stats
+        .endpoints
+        .iter()
+        .filter(|(k, _)| k.name.contains("login") || k.name.contains("token"))
+        .map(|(_, s)| s.failures)
+        .sum();
+    // Nine in ten 401s followed by a re-login: the tokens expire and logging in again works.
+    let fixed_by_relogin = relogins > 0 && relogins * 10 >= count * 9;
     let late = first >= 10;
-    vec![Finding {
+    let evidence = format!(
+        "{count} answers 401 Unauthorized, the first {first} s into the run{}; {relogins} re-logins{}",
+        if late { " after a quiet start" } else { "" },
+        if failed_logins > 0 {
+            format!("; {failed_logins} logins failed")
+        } else {
+            String::new()
+        }
+    );
+    let finding = |title: &str, action: &str| Finding {
         rule: "load.unauthorized",
         layer: Layer::Api,
         severity: Severity::Warning,
-        title: if late {
-            "Token expiry".into()
-        } else {
-            "Authentication failures".into()
-        },
-        evidence: format!(
-            "{count} answers 401 Unauthorized, the first {first} s into the run{}; {relogins} re-logins",
-            if late { " after a quiet start" } else { "" }
-        ),
-        action: if late {
-            "Access tokens expire during the run (JWT_ACCESS_TOKEN_EXPIRE_MINUTES): every expiry costs a bcrypt login; lengthen the lifetime or use /auth/refresh".into()
-        } else {
-            "Requests are not authenticated: check the scenario's login step and credentials".into()
-        },
+        title: title.into(),
+        evidence: evidence.clone(),
+        action: action.into(),
         cause_of: Vec::new(),
+    };
+    vec![if fixed_by_relogin && late {
+        finding(
+            "Token expiry",
+            "Access tokens expire during the run (JWT_ACCESS_TOKEN_EXPIRE_MINUTES): every expiry costs a bcrypt login; lengthen the lifetime or use /auth/refresh",
+        )
+    } else if fixed_by_relogin {
+        finding(
+            "Tokens expire quickly",
+            "Re-logins fix the 401s, but tokens expire within seconds: check the token lifetime (JWT_ACCESS_TOKEN_EXPIRE_MINUTES) and the clocks of the API's hosts",
+        )
+    } else if failed_logins > 0 {
+        finding(
+            "Authentication failures after failed logins",
+            "Logins failed, so their users' requests went out without a token: fix the login first (the failures table says why it failed)",
+        )
+    } else {
+        finding(
+            "Authentication failures",
+            "Requests are not authenticated: check the scenario's login step and credentials",
+        )
     }]
 }
 
@@ -368,10 +424,89 @@ mod tests {
         assert!(
             found[0]
                 .evidence
-                .contains("2 connection errors (2 refused)"),
+                .contains("2 connection errors (2 refused, "),
             "{}",
             found[0].evidence
         );
+    }
+
+    #[test]
+    fn one_closed_connection_is_no_outage_but_a_share_of_them_is() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        fail(
+            &mut run,
+            FailureKind::Connection,
+            "connection closed mid-answer",
+            1,
+        );
+        let found = with_evidence(&run, &[], refused);
+        assert_eq!(found[0].severity, Severity::Warning, "{:?}", found[0]);
+        assert!(
+            found[0].title.contains("not an outage"),
+            "{}",
+            found[0].title
+        );
+        fail(&mut run, FailureKind::Refused, "connection refused", 30);
+        let found = with_evidence(&run, &[], refused);
+        assert_eq!(found[0].severity, Severity::Critical, "{:?}", found[0]);
+        assert_eq!(found[0].title, "The API is down or refuses connections");
+    }
+
+    /// 401s at `seconds` (one each), with `relogins` re-logins and `failed_logins` failed logins.
+    fn with_401s(seconds: &[usize], relogins: u64, failed_logins: u64) -> Vec<Finding> {
+        let mut run = outcome(&[5; 30], &[20; 30], 10, &[]);
+        for &at in seconds {
+            run.history[at].interval.record(5_000, 0, Some(401), true);
+        }
+        fail(
+            &mut run,
+            FailureKind::Status(401),
+            "HTTP 401",
+            seconds.len() as u64,
+        );
+        if relogins > 0 {
+            run.stats.handled.insert(("list".into(), 401), relogins);
+        }
+        let login = run
+            .stats
+            .endpoints
+            .entry(Key {
+                phase: Phase::Startup,
+                method: "POST".into(),
+                name: "/api/v1/auth/login".into(),
+            })
+            .or_default();
+        for i in 0..failed_logins + 3 {
+            login.record(
+                5_000,
+                0,
+                Some(if i < failed_logins { 429 } else { 200 }),
+                i < failed_logins,
+            );
+        }
+        with_evidence(&run, &[], unauthorized)
+    }
+
+    #[test]
+    fn token_expiry_needs_a_quiet_start_and_re_logins_that_fix_it() {
+        assert_eq!(with_401s(&[15, 16, 20], 3, 0)[0].title, "Token expiry");
+        // Re-logins fix them from the start: tokens that expire fast, not "check credentials".
+        assert_eq!(
+            with_401s(&[1, 2, 3], 3, 0)[0].title,
+            "Tokens expire quickly"
+        );
+        // One 401 late in the run, after a login that failed: no token was ever held.
+        let found = with_401s(&[20], 0, 1);
+        assert_eq!(
+            found[0].title,
+            "Authentication failures after failed logins"
+        );
+        assert!(
+            found[0].evidence.contains("1 logins failed"),
+            "{}",
+            found[0].evidence
+        );
+        assert_eq!(with_401s(&[20], 0, 0)[0].title, "Authentication failures");
     }
 
     #[test]
