@@ -51,6 +51,9 @@ impl BackendWatch {
                     // Tried once at start: a source that is down says so now, loudly, not
                     // only in the report.
                     for (name, reading) in &first.sources {
+                        for note in &reading.notes {
+                            eprintln!("loadgen: WARNING: {name}: {note}");
+                        }
                         if !reading.up {
                             eprintln!(
                                 "loadgen: WARNING: {name} is not watched: {} (the run goes on; \

@@ -78,6 +78,11 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     for line in &down {
         eprintln!("{line}");
     }
+    for (name, reading) in &first.sources {
+        for note in &reading.notes {
+            eprintln!("monitor: {name}: WARNING: {note}");
+        }
+    }
     if cli.strict && !down.is_empty() {
         anyhow::bail!(
             "{} source(s) down at start-up and --strict is set",

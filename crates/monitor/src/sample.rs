@@ -33,6 +33,10 @@ pub struct SourceReading {
     /// The values, absent when down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Values>,
+    /// What the source found worth saying once, e.g. a watched queue that is in another
+    /// database than the one watched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What each source measures.

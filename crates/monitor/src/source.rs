@@ -21,6 +21,10 @@ pub trait Source: Send {
     fn name(&self) -> &'static str;
     /// Reads the current values.
     async fn read(&mut self) -> Result<Values, SourceError>;
+    /// What the last read found worth saying once (drained): it goes into that tick's reading.
+    fn notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Exponential backoff between reconnection attempts.
@@ -117,6 +121,7 @@ impl Supervised {
                     up: true,
                     error: None,
                     values: Some(values),
+                    notes: self.source.notes(),
                 }
             }
             Err(SourceError(message)) => {
@@ -134,6 +139,7 @@ fn down(message: String) -> SourceReading {
         up: false,
         error: Some(message),
         values: None,
+        notes: Vec::new(),
     }
 }
 

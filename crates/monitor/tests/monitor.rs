@@ -840,3 +840,37 @@ async fn a_bad_otlp_endpoint_is_refused_at_start() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not an http(s) URL"), "{stderr}");
 }
+
+/// A queue watched in the wrong database reads 0 all run: the first reading says so, and names
+/// the database where the key is.
+#[tokio::test]
+async fn a_queue_watched_in_the_wrong_database_is_named_where_it_is() {
+    let services = Services::start();
+    let client = redis::Client::open(format!("{}/1", services.redis_url)).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("celery")
+        .arg(1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let queues = ["0/celery", "1/celery", "0/no-such-queue"]
+        .iter()
+        .map(|q| q.parse::<Queue>().unwrap())
+        .collect();
+    let mut supervised = monitor::source::Supervised::new(
+        Box::new(Redis::new(&services.redis_url, queues)),
+        Duration::from_secs(30),
+    );
+    let first = supervised.poll().await;
+    assert!(first.up, "{first:?}");
+    // An absent key (an idle Celery queue has none) is no note.
+    assert_eq!(first.notes.len(), 1, "{:?}", first.notes);
+    assert!(
+        first.notes[0].contains("\"celery\" does not exist in db 0, but in db 1: watch 1/celery"),
+        "{:?}",
+        first.notes
+    );
+    // Said once.
+    assert!(supervised.poll().await.notes.is_empty());
+}

@@ -26,6 +26,21 @@ impl<'a> Backend<'a> {
         Self { ticks }
     }
 
+    /// Every note of every source, once each: (source, note).
+    pub fn notes(&self) -> Vec<(&'a str, &'a str)> {
+        let mut notes: Vec<(&str, &str)> = Vec::new();
+        for tick in self.ticks {
+            for (name, reading) in &tick.sources {
+                for note in &reading.notes {
+                    if !notes.contains(&(name.as_str(), note.as_str())) {
+                        notes.push((name.as_str(), note.as_str()));
+                    }
+                }
+            }
+        }
+        notes
+    }
+
     /// The sources still down at the last tick: (source, its last error, ticks it was down in,
     /// ticks in all).
     pub fn unwatched(&self) -> Vec<(&'a str, String, usize, usize)> {

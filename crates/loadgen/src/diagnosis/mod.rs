@@ -127,6 +127,7 @@ pub const RULES: &[Rule] = &[
     load::scenario_errors,
     load::plateau,
     watch::sources_down,
+    watch::source_notes,
 ];
 
 /// Runs every rule and orders what they found: the load generator first, then causes before the

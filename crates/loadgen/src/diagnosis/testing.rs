@@ -99,6 +99,7 @@ pub fn ticks(n: usize, sources: impl Fn(usize) -> Vec<(&'static str, Values)>) -
                             up: true,
                             error: None,
                             values: Some(values),
+                            notes: Vec::new(),
                         };
                         (name.to_owned(), reading)
                     })

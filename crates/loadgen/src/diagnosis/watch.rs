@@ -3,6 +3,27 @@
 
 use super::{Evidence, Finding, Layer, Severity};
 
+/// What the sources noted once (a watched queue in another database than the one watched).
+pub fn source_notes(e: &Evidence<'_>) -> Vec<Finding> {
+    e.backend
+        .notes()
+        .into_iter()
+        .map(|(source, note)| Finding {
+            rule: "watch.source_note",
+            layer: match source {
+                "redis" => Layer::Redis,
+                "postgres" => Layer::Postgres,
+                _ => Layer::Load,
+            },
+            severity: Severity::Warning,
+            title: format!("{source}: {}", note.split(':').next().unwrap_or(note)),
+            evidence: note.to_owned(),
+            action: "Watch what the API really uses, or its figures read 0 all run".into(),
+            cause_of: Vec::new(),
+        })
+        .collect()
+}
+
 /// Each source still down at the end of the run.
 pub fn sources_down(e: &Evidence<'_>) -> Vec<Finding> {
     e.backend

@@ -47,7 +47,13 @@ pub struct Redis {
     queues: Vec<Queue>,
     connection: Option<(redis::aio::MultiplexedConnection, i64)>,
     previous: Option<(Instant, i64, i64)>,
+    /// Whether the queues were looked for once (on the first good connection).
+    queues_checked: bool,
+    notes: Vec<String>,
 }
+
+/// Databases searched for a queue missing from its own (Redis's default count).
+const DATABASES: i64 = 16;
 
 impl Redis {
     /// Watches the server at `url` and the lengths of `queues`.
@@ -57,6 +63,8 @@ impl Redis {
             queues,
             connection: None,
             previous: None,
+            queues_checked: false,
+            notes: Vec::new(),
         }
     }
 
@@ -84,6 +92,10 @@ fn number<T: std::str::FromStr + Default>(info: &HashMap<&str, &str>, key: &str)
 impl Source for Redis {
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    fn notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     async fn read(&mut self) -> Result<Values, SourceError> {
@@ -136,6 +148,10 @@ impl Source for Redis {
                 return Err(self.error("lost", e));
             }
         };
+        if !self.queues_checked {
+            self.queues_checked = true;
+            self.notes = self.look_for_queues(default_db).await;
+        }
         let info = info_map(&info);
         let now = Instant::now();
         let rejected: i64 = number(&info, "rejected_connections");
@@ -158,6 +174,55 @@ impl Source for Redis {
             maxmemory_bytes: number(&info, "maxmemory"),
             lists: lengths.into_iter().collect(),
         }))
+    }
+}
+
+impl Redis {
+    /// A watched queue absent from its database but present in another reads 0 for the whole
+    /// run: one note for each, naming the databases where the key is. A key absent everywhere
+    /// is no note: Celery deletes an empty list, so an idle queue has no key.
+    async fn look_for_queues(&mut self, default_db: i64) -> Vec<String> {
+        let Some((connection, _)) = self.connection.as_mut() else {
+            return Vec::new();
+        };
+        let mut notes = Vec::new();
+        for queue in &self.queues {
+            let db = if queue.db < 0 { default_db } else { queue.db };
+            let mut found_in = Vec::new();
+            let mut in_own = false;
+            for candidate in 0..DATABASES {
+                let exists: Result<(i64,), _> = redis::pipe()
+                    .cmd("SELECT")
+                    .arg(candidate)
+                    .ignore()
+                    .cmd("EXISTS")
+                    .arg(&queue.name)
+                    .cmd("SELECT")
+                    .arg(default_db)
+                    .ignore()
+                    .query_async(connection)
+                    .await;
+                match exists {
+                    Ok((1,)) if candidate == db => in_own = true,
+                    Ok((1,)) => found_in.push(candidate),
+                    Ok(_) => {}
+                    // Fewer databases than 16: the rest do not exist.
+                    Err(_) => break,
+                }
+            }
+            if in_own || found_in.is_empty() {
+                continue;
+            }
+            let dbs: Vec<String> = found_in.iter().map(i64::to_string).collect();
+            notes.push(format!(
+                "queue {:?} does not exist in db {db}, but in db {}: watch {}/{} (it reads 0 as it is)",
+                queue.name,
+                dbs.join(", "),
+                found_in[0],
+                queue.name
+            ));
+        }
+        notes
     }
 }
 
