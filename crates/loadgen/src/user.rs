@@ -708,8 +708,11 @@ struct JobPoller {
 impl JobPoller {
     async fn run(mut self) {
         let deadline = self.created + self.track.timeout;
+        let mut wait = self.track.every;
         loop {
-            tokio::time::sleep(self.track.every).await;
+            tokio::time::sleep(wait).await;
+            // Backs off: a job that takes a minute costs 9 polls, not 60.
+            wait = (wait * 2).min(self.track.max_every);
             let started = Instant::now();
             let answer = self
                 .connection

@@ -207,8 +207,11 @@ pub struct Track {
     pub done: Vec<String>,
     /// Statuses meaning failed.
     pub failed: Vec<String>,
-    /// Poll interval.
+    /// The first wait before a poll; each next wait doubles, up to `max_every`, so that the
+    /// polls of long jobs stay a small share of the requests.
     pub every: Duration,
+    /// The longest wait between polls (equal to `every`: no backoff).
+    pub max_every: Duration,
     /// Give up after.
     pub timeout: Duration,
     /// Share of jobs followed.
@@ -713,6 +716,15 @@ fn compile_step(
                 done: raw.done.clone(),
                 failed: raw.failed.clone(),
                 every: parse_duration(checker, s.clone(), &raw.every)?,
+                max_every: {
+                    let every = parse_duration(checker, s.clone(), &raw.every)?;
+                    let max = parse_duration(checker, s.clone(), &raw.max_every)?;
+                    if every.is_zero() {
+                        return Err(checker
+                            .error(s, format!("step `{key}`: track.every must be above zero")));
+                    }
+                    max.max(every)
+                },
                 timeout: parse_duration(checker, s, &raw.timeout)?,
                 sample: raw.sample,
             })

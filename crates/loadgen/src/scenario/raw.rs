@@ -156,6 +156,8 @@ pub struct Track {
     pub failed: Vec<String>,
     #[serde(default = "every")]
     pub every: String,
+    #[serde(default = "max_every")]
+    pub max_every: String,
     #[serde(default = "timeout")]
     pub timeout: String,
     /// Share of created jobs that are followed, 0 to 1.
@@ -176,7 +178,10 @@ fn failed() -> Vec<String> {
     vec!["failed".into(), "cancelled".into()]
 }
 fn every() -> String {
-    "1s".into()
+    "500ms".into()
+}
+fn max_every() -> String {
+    "10s".into()
 }
 fn timeout() -> String {
     "120s".into()
