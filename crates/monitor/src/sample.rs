@@ -166,6 +166,26 @@ pub struct HostValues {
     pub net_tx_bps: f64,
     /// Busier direction as a percent of the capacity set.
     pub net_pct: f64,
+    /// Who uses the host: the busiest process groups (by name: ffmpeg, uvicorn, celery,
+    /// postgres, ...), busiest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessGroup>,
+}
+
+/// The processes of one name on the host, in one tick.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProcessGroup {
+    /// The group's name: the program, or for an interpreter the script or module it runs
+    /// (`python -m celery` is `celery`).
+    pub name: String,
+    /// How many processes.
+    pub count: u32,
+    /// CPU, percent of one core (200 is two cores busy).
+    pub cpu_pct: f64,
+    /// Resident memory, bytes.
+    pub memory_bytes: u64,
+    /// The start of one member's command line, for a user to recognise it.
+    pub command: String,
 }
 
 /// One figure with a stable name and its labels, for CSV, Prometheus and OTLP.
@@ -281,6 +301,11 @@ impl Values {
                     ("host_net_pct", h.net_pct),
                 ] {
                     push(name, vec![], value);
+                }
+                for group in &h.processes {
+                    let l = || vec![("process", group.name.clone())];
+                    push("host_process_cpu_pct", l(), group.cpu_pct);
+                    push("host_process_memory_bytes", l(), group.memory_bytes as f64);
                 }
             }
         }

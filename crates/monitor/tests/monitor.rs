@@ -874,3 +874,29 @@ async fn a_queue_watched_in_the_wrong_database_is_named_where_it_is() {
     // Said once.
     assert!(supervised.poll().await.notes.is_empty());
 }
+
+/// Who uses the host: a process that burns a core shows in the host's process groups, by name.
+#[tokio::test]
+async fn the_host_names_the_process_that_burns_the_cpu() {
+    let mut burner = std::process::Command::new("yes")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut host = monitor::sources::host::Host::new(monitor::sources::host::Capacity::default());
+    let busy = |v: &Values| match v {
+        Values::Host(h) => h
+            .processes
+            .iter()
+            .any(|g| g.name == "yes" && g.cpu_pct > 20.0),
+        _ => false,
+    };
+    // CPU shares need two readings; a loaded machine may need a few more.
+    let values = read_until(&mut host, Duration::from_secs(30), busy).await;
+    let _ = burner.kill();
+    let _ = burner.wait();
+    assert!(busy(&values), "{values:?}");
+    let Values::Host(h) = values else { panic!() };
+    let yes = h.processes.iter().find(|g| g.name == "yes").unwrap();
+    assert_eq!(yes.count, 1);
+    assert!(yes.memory_bytes > 0, "{yes:?}");
+}

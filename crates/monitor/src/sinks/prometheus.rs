@@ -324,6 +324,18 @@ const FAMILIES: &[Family] = families![
         PCT,
         "Network throughput over the network capacity given to the monitor."
     ),
+    (
+        "host_process_cpu_pct",
+        "monitor_host_process_cpu_ratio",
+        PCT,
+        "CPU used by the busiest process groups (by program), in cores."
+    ),
+    (
+        "host_process_memory_bytes",
+        "monitor_host_process_memory_bytes",
+        LEVEL,
+        "Resident memory of the busiest process groups (by program)."
+    ),
 ];
 
 fn family(source: &str) -> Option<&'static Family> {

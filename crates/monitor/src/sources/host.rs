@@ -5,9 +5,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sysinfo::{Disks, Networks, System};
+use sysinfo::{Disks, Networks, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
-use crate::sample::{HostValues, Values};
+use crate::sample::{HostValues, ProcessGroup, Values};
+
+/// Process groups kept per tick: the busiest by CPU, then by memory.
+const TOP_GROUPS: usize = 8;
 use crate::source::{Source, SourceError};
 
 /// Capacities that disk and network rates are judged against.
@@ -61,6 +64,74 @@ impl Host {
             capacity,
         }
     }
+}
+
+/// Interpreters whose processes are named by what they run, not by themselves.
+const INTERPRETERS: [&str; 4] = ["python", "node", "ruby", "java"];
+
+/// The name a process is grouped under: the program, or for an interpreter the script or
+/// module it runs (`python3 -m celery worker` and `/usr/bin/python3 /app/bin/uvicorn app:app`
+/// are `celery` and `uvicorn`).
+pub fn group_name(name: &str, cmd: &[String]) -> String {
+    let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
+    let program = base(name);
+    if !INTERPRETERS.iter().any(|i| program.starts_with(i)) {
+        return program;
+    }
+    let mut args = cmd.iter().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "-m" {
+            return args.next().map_or(program.clone(), |m| base(m));
+        }
+        if !arg.starts_with('-') {
+            return base(arg).trim_end_matches(".py").to_owned();
+        }
+    }
+    program
+}
+
+/// The busiest process groups: [`TOP_GROUPS`] by CPU, and any of the top 3 by memory.
+fn process_groups(system: &System) -> Vec<ProcessGroup> {
+    let mut groups: std::collections::HashMap<String, ProcessGroup> = Default::default();
+    for process in system.processes().values() {
+        // Threads are counted in their process.
+        if process.thread_kind().is_some() {
+            continue;
+        }
+        let cmd: Vec<String> = process
+            .cmd()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let name = group_name(&process.name().to_string_lossy(), &cmd);
+        let group = groups.entry(name.clone()).or_insert_with(|| ProcessGroup {
+            name,
+            command: cmd
+                .iter()
+                .take(4)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(80)
+                .collect(),
+            ..Default::default()
+        });
+        group.count += 1;
+        group.cpu_pct += f64::from(process.cpu_usage());
+        group.memory_bytes += process.memory();
+    }
+    let mut all: Vec<ProcessGroup> = groups.into_values().collect();
+    all.sort_by(|a, b| b.memory_bytes.cmp(&a.memory_bytes));
+    let by_memory: Vec<String> = all.iter().take(3).map(|g| g.name.clone()).collect();
+    all.sort_by(|a, b| b.cpu_pct.total_cmp(&a.cpu_pct));
+    let mut kept: Vec<ProcessGroup> = Vec::new();
+    for (rank, group) in all.into_iter().enumerate() {
+        if rank < TOP_GROUPS || by_memory.contains(&group.name) {
+            kept.push(group);
+        }
+    }
+    kept
 }
 
 /// Virtual interfaces that would count the same bytes twice.
@@ -117,7 +188,17 @@ fn read_host(r: &mut Readers, capacity: Capacity) -> Values {
     }
     let (disk_read_bps, disk_write_bps) = (read as f64 / secs, written as f64 / secs);
     let (net_rx_bps, net_tx_bps) = (rx as f64 / secs, tx as f64 / secs);
+    r.system.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing()
+            .with_cpu()
+            .with_memory()
+            .with_cmd(UpdateKind::OnlyIfNotSet),
+    );
+    let processes = process_groups(&r.system);
     Values::Host(HostValues {
+        processes,
         cpu_pct: f64::from(r.system.global_cpu_usage()),
         memory_pct: used as f64 * 100.0 / total as f64,
         memory_used_bytes: used,
@@ -128,4 +209,40 @@ fn read_host(r: &mut Readers, capacity: Capacity) -> Values {
         net_tx_bps,
         net_pct: net_rx_bps.max(net_tx_bps) * 100.0 / capacity.net_bps.max(1.0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_name;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn interpreters_are_named_by_what_they_run() {
+        assert_eq!(
+            group_name("ffmpeg", &args(&["ffmpeg", "-i", "x"])),
+            "ffmpeg"
+        );
+        assert_eq!(
+            group_name("python3", &args(&["python3", "-m", "celery", "worker"])),
+            "celery"
+        );
+        assert_eq!(
+            group_name(
+                "python3.11",
+                &args(&["/usr/bin/python3.11", "/app/bin/uvicorn", "app:app"])
+            ),
+            "uvicorn"
+        );
+        assert_eq!(
+            group_name("python3", &args(&["python3", "-u", "serve.py"])),
+            "serve"
+        );
+        assert_eq!(
+            group_name("postgres", &args(&["postgres: app ffmpeg_api idle"])),
+            "postgres"
+        );
+    }
 }
