@@ -122,7 +122,7 @@ fn process_groups(system: &System) -> Vec<ProcessGroup> {
         group.memory_bytes += process.memory();
     }
     let mut all: Vec<ProcessGroup> = groups.into_values().collect();
-    all.sort_by(|a, b| b.memory_bytes.cmp(&a.memory_bytes));
+    all.sort_by_key(|g| std::cmp::Reverse(g.memory_bytes));
     let by_memory: Vec<String> = all.iter().take(3).map(|g| g.name.clone()).collect();
     all.sort_by(|a, b| b.cpu_pct.total_cmp(&a.cpu_pct));
     let mut kept: Vec<ProcessGroup> = Vec::new();
