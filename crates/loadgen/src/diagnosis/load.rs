@@ -220,15 +220,99 @@ pub fn costly_startup(e: &Evidence<'_>) -> Vec<Finding> {
         return Vec::new();
     }
     let startup = e.stats.aggregated(Phase::Startup);
+    let evidence = format!(
+        "of {} start-up requests, {}",
+        startup.count,
+        slow.join("; ")
+    );
+    if let Some(blocking) = startup_blocks_steady(e) {
+        return vec![Finding {
+            rule: "load.costly_startup",
+            layer: Layer::Api,
+            severity: Severity::Critical,
+            title: "Start-up work blocks the API for everyone".into(),
+            evidence: format!("{evidence}; {blocking}"),
+            action: "CPU-bound work in the start-up requests (password hashing with bcrypt) runs on the API's event loop or workers and stalls every other request: hash in a thread pool, lower the cost for tests, or run more API workers".into(),
+            cause_of: vec!["load.slow_endpoints", "load.plateau"],
+        }];
+    }
     vec![Finding {
         rule: "load.costly_startup",
         layer: Layer::Api,
         severity: Severity::Warning,
         title: "Costly start-up (authentication, uploads)".into(),
-        evidence: format!("of {} start-up requests, {}", startup.count, slow.join("; ")),
-        action: "register/login hash passwords with bcrypt inside the request; on an API with one event loop each hash blocks every other request meanwhile: lower the cost for tests, hash in a thread pool, or add API processes".into(),
-        cause_of: vec!["load.slow_endpoints"],
+        evidence,
+        action: "register/login hash passwords with bcrypt inside the request: lower the cost for tests, or hash in a thread pool; the steady requests did not slow with them".into(),
+        cause_of: Vec::new(),
     }]
+}
+
+/// When the steady requests slow down second by second with the start-up work (correlation
+/// 0.6 or more over 5 or more seconds of both, and a median at least twice as high in the
+/// seconds with start-up requests as in those without), the figures that show it.
+fn startup_blocks_steady(e: &Evidence<'_>) -> Option<String> {
+    // Per second: start-up work (requests × their median, ms) and the steady median.
+    let seconds: Vec<(f64, f64)> = e
+        .history
+        .iter()
+        .filter_map(|row| {
+            let (mut work, mut steady_weighted, mut steady_count) = (0.0, 0.0, 0u64);
+            for endpoint in &row.endpoints {
+                match endpoint.phase {
+                    Phase::Startup => {
+                        work += endpoint.requests as f64 * endpoint.percentiles_ms[0];
+                    }
+                    Phase::Steady => {
+                        steady_weighted += endpoint.requests as f64 * endpoint.percentiles_ms[0];
+                        steady_count += endpoint.requests;
+                    }
+                }
+            }
+            (steady_count > 0).then(|| (work, steady_weighted / steady_count as f64))
+        })
+        .collect();
+    let with: Vec<&(f64, f64)> = seconds.iter().filter(|(work, _)| *work > 0.0).collect();
+    let without: Vec<&(f64, f64)> = seconds.iter().filter(|(work, _)| *work <= 0.0).collect();
+    if with.len() < 5 || without.is_empty() {
+        return None;
+    }
+    let median = |values: &[&(f64, f64)]| {
+        let mut v: Vec<f64> = values.iter().map(|(_, p50)| *p50).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (busy, quiet) = (median(&with), median(&without));
+    let r = pearson(&seconds);
+    (r >= 0.6 && busy >= 2.0 * quiet.max(0.1)).then(|| {
+        format!(
+            "steady requests' median was {busy:.0} ms in the {} seconds with start-up requests and {quiet:.0} ms in the {} without, rising and falling with the start-up work (correlation {r:.2})",
+            with.len(),
+            without.len()
+        )
+    })
+}
+
+/// Pearson's correlation of the pairs (0 when either side does not vary).
+fn pearson(pairs: &[(f64, f64)]) -> f64 {
+    let n = pairs.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (mx, my) = (
+        pairs.iter().map(|p| p.0).sum::<f64>() / n,
+        pairs.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in pairs {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    if sxx <= 0.0 || syy <= 0.0 {
+        0.0
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
 }
 
 /// The steady-state p95 at or above its target, with the endpoints that miss it.
@@ -547,6 +631,59 @@ mod tests {
             found[0].evidence
         );
         assert!(!found[0].action.contains("not skewed"));
+    }
+
+    #[test]
+    fn start_up_work_that_slows_everyone_is_called_blocking() {
+        use crate::stats::EndpointSecond;
+        let second = |phase, requests, p50| EndpointSecond {
+            phase,
+            method: "GET".into(),
+            name: "/x".into(),
+            requests,
+            failures: 0,
+            percentiles_ms: [p50, p50, p50],
+        };
+        let run_with = |coupled: bool| {
+            let mut run = outcome(&[5; 12], &[20; 12], 10, &[]);
+            let login = run
+                .stats
+                .endpoints
+                .entry(Key {
+                    phase: Phase::Startup,
+                    method: "POST".into(),
+                    name: "/api/v1/auth/login".into(),
+                })
+                .or_default();
+            for _ in 0..30 {
+                login.record(400_000, 10, Some(200), false);
+            }
+            for (i, row) in run.history.iter_mut().enumerate() {
+                // Start-up requests in the first 6 seconds only.
+                let logins = if i < 6 { 5 } else { 0 };
+                let slowed = coupled && logins > 0;
+                row.endpoints = vec![second(Phase::Steady, 20, if slowed { 400.0 } else { 10.0 })];
+                if logins > 0 {
+                    row.endpoints.push(second(Phase::Startup, logins, 400.0));
+                }
+            }
+            with_evidence(&run, &[], costly_startup)
+        };
+        let coupled = run_with(true);
+        assert_eq!(
+            coupled[0].title,
+            "Start-up work blocks the API for everyone"
+        );
+        assert!(
+            coupled[0]
+                .evidence
+                .contains("median was 400 ms in the 6 seconds"),
+            "{}",
+            coupled[0].evidence
+        );
+        let apart = run_with(false);
+        assert_eq!(apart[0].title, "Costly start-up (authentication, uploads)");
+        assert!(!apart[0].action.contains("stalls every other"));
     }
 
     #[test]

@@ -126,6 +126,8 @@ impl Cumulative {
 /// megabytes an hour).
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointSecond {
+    /// Start-up or steady state.
+    pub phase: Phase,
     /// HTTP method.
     pub method: String,
     /// Name.
@@ -245,6 +247,7 @@ impl Second {
         let endpoints = std::mem::take(&mut self.by_endpoint)
             .into_iter()
             .map(|(key, e)| EndpointSecond {
+                phase: key.phase,
                 method: key.method.to_string(),
                 name: key.name.to_string(),
                 requests: e.count,
