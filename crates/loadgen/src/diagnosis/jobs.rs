@@ -90,6 +90,35 @@ pub fn unfinished(e: &Evidence<'_>) -> Vec<Finding> {
             } else {
                 format!(": {}", job.failure_messages.join("; "))
             };
+            // Differential: another type completes on the same workers, so the workers run and
+            // take jobs; they fail on this type without marking it failed.
+            let others_complete: Vec<String> = e
+                .stats
+                .jobs
+                .iter()
+                .filter(|(other, o)| *other != kind && o.completed >= 3)
+                .map(|(other, o)| format!("{other} ({} completed)", o.completed))
+                .collect();
+            if job.completed == 0 && !others_complete.is_empty() {
+                return Finding {
+                    rule: "jobs.unfinished",
+                    layer: Layer::Jobs,
+                    severity: Severity::Critical,
+                    title: format!(
+                        "The workers fail on {kind} jobs without marking them failed"
+                    ),
+                    evidence: format!(
+                        "{} of {ended} followed {kind} jobs never reached a final status and none completed, while other jobs completed on the same workers: {}{seen}{}",
+                        job.unfinished,
+                        others_complete.join(", "),
+                        worker_log_quote(e)
+                    ),
+                    action: format!(
+                        "Not a lack of workers: the {kind} task fails inside the worker (an exception before the status is set) and leaves the task in its last status; read the worker's log for that task, and mark the task failed on error"
+                    ),
+                    cause_of: vec!["jobs.queue_grows"],
+                };
+            }
             Finding {
                 rule: "jobs.unfinished",
                 layer: Layer::Jobs,
@@ -135,6 +164,27 @@ mod tests {
             })]
         });
         assert!(with_evidence(&run, &steady, queue_grows).is_empty());
+    }
+
+    #[test]
+    fn one_type_stuck_while_another_completes_is_a_worker_failing_on_it() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let join = run.stats.jobs.entry("join".into()).or_default();
+        join.completed = 12;
+        let overlay = run.stats.jobs.entry("audio_overlay".into()).or_default();
+        overlay.unfinished = 7;
+        let found = with_evidence(&run, &[], unfinished);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].title,
+            "The workers fail on audio_overlay jobs without marking them failed"
+        );
+        assert!(
+            found[0].evidence.contains("join (12 completed)"),
+            "{}",
+            found[0].evidence
+        );
+        assert!(found[0].action.starts_with("Not a lack of workers"));
     }
 
     #[test]
