@@ -62,8 +62,21 @@ async fn print_table(handle: &RunHandle, update: &Update) {
         .map(|(k, e)| super::Row::live(&k.method, &k.name, e, secs))
         .collect();
     let total = super::Row::live("", "Aggregated", &stats.aggregated(Phase::Steady), secs);
+    // Start-up requests are apart from the table, but counted: during a long start-up (bcrypt
+    // logins, uploads) a table of zeros alone would look like a hung run.
+    let startup = stats.aggregated(Phase::Startup);
+    let startup_line = if startup.count > 0 {
+        format!(
+            "Start-up (on_start, apart from the table): {} requests, {} failed, avg {:.0} ms\n",
+            startup.count,
+            startup.failures,
+            startup.average_ms()
+        )
+    } else {
+        String::new()
+    };
     super::print(&format!(
-        "[{:.0}s, {} users]\n{}\n",
+        "[{:.0}s, {} users]\n{}{startup_line}\n",
         update.elapsed.as_secs_f64(),
         update.users,
         super::console::requests_table(&rows, &total)

@@ -591,6 +591,11 @@ async fn a_signal_mid_run_still_writes_the_reports(signal: &str) {
     assert_eq!(status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("LOAD TEST SUMMARY"), "{stdout}");
     assert!(stdout.contains("stopped by Ctrl-C or a signal"), "{stdout}");
+    // The live table counts the users' start-up (register, login) apart, never as nothing.
+    assert!(
+        stdout.contains("Start-up (on_start, apart from the table): "),
+        "{stdout}"
+    );
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["interrupted"], true);
     assert!(report["steady_total"]["requests"].as_u64().unwrap() > 0);
