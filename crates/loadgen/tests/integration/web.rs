@@ -380,7 +380,9 @@ async fn nothing_the_ui_serves_contains_a_monitor_password() {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let report: Value = serde_json::from_str(&get("/api/report.json").await).unwrap();
+        // Until --autostart has started the run, there is no report yet (a plain message).
+        let report: Value =
+            serde_json::from_str(&get("/api/report.json").await).unwrap_or(Value::Null);
         let ticks = report["backend"].as_array().map_or(0, Vec::len);
         if ticks >= 3 && report["steady_total"]["requests"].as_u64() > Some(0) {
             break;
