@@ -467,7 +467,7 @@ pub fn nothing_found(e: &Evidence<'_>) -> Finding {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{fail, outcome, with_evidence};
+    use super::super::testing::{fail, login, outcome, with_evidence};
     use super::*;
     use crate::stats::{Key, Phase};
 
@@ -551,15 +551,7 @@ mod tests {
         if relogins > 0 {
             run.stats.handled.insert(("list".into(), 401), relogins);
         }
-        let login = run
-            .stats
-            .endpoints
-            .entry(Key {
-                phase: Phase::Startup,
-                method: "POST".into(),
-                name: "/api/v1/auth/login".into(),
-            })
-            .or_default();
+        let login = login(&mut run);
         for i in 0..failed_logins + 3 {
             login.record(
                 5_000,
@@ -646,15 +638,7 @@ mod tests {
         };
         let run_with = |coupled: bool| {
             let mut run = outcome(&[5; 12], &[20; 12], 10, &[]);
-            let login = run
-                .stats
-                .endpoints
-                .entry(Key {
-                    phase: Phase::Startup,
-                    method: "POST".into(),
-                    name: "/api/v1/auth/login".into(),
-                })
-                .or_default();
+            let login = login(&mut run);
             for _ in 0..30 {
                 login.record(400_000, 10, Some(200), false);
             }

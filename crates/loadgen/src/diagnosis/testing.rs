@@ -51,6 +51,18 @@ pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunO
     run
 }
 
+/// The start-up `POST /api/v1/auth/login` row of `run`, to record logins into.
+pub fn login(run: &mut RunOutcome) -> &mut EndpointStats {
+    run.stats
+        .endpoints
+        .entry(Key {
+            phase: Phase::Startup,
+            method: "POST".into(),
+            name: "/api/v1/auth/login".into(),
+        })
+        .or_default()
+}
+
 /// Adds `count` failed requests of `kind` to `GET /api/v1/files`.
 pub fn fail(run: &mut RunOutcome, kind: FailureKind, message: &str, count: u64) {
     let key = Key {

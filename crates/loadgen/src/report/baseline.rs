@@ -545,6 +545,18 @@ pub enum RowState {
     Gone,
 }
 
+impl RowState {
+    /// What a table says of a row in this state (empty when it was compared).
+    pub fn note(self) -> &'static str {
+        match self {
+            Self::Compared => "",
+            Self::TooFew => "too few to judge",
+            Self::New => "new",
+            Self::Gone => "gone",
+        }
+    }
+}
+
 /// One endpoint (or the aggregate) in both runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct ComparedRow {

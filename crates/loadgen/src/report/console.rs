@@ -1,7 +1,7 @@
 //! The console: Locust's requests and percentiles tables, then LOAD TEST SUMMARY, TARGET
 //! ANALYSIS, ENDPOINT ANALYSIS and OPTIMIZATION RECOMMENDATIONS.
 
-use super::baseline::{Comparison, Metric, RowState};
+use super::baseline::{Comparison, Metric};
 use std::fmt::Write;
 
 use super::{PERCENTILES, Report, Row};
@@ -340,11 +340,9 @@ fn baseline_section(out: &mut String, comparison: &Comparison) {
                 |c| format!("{}{}", c.delta(), if c.regressed { "!" } else { "" }),
             )
         };
-        let note = match row.state {
-            RowState::Compared => "",
-            RowState::TooFew => "  (too few to judge)",
-            RowState::New => "  (new)",
-            RowState::Gone => "  (gone)",
+        let note = match row.state.note() {
+            "" => String::new(),
+            note => format!("  ({note})"),
         };
         let _ = writeln!(
             out,

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::Report;
-use super::baseline::{Comparison, Metric, RowState};
+use super::baseline::{Comparison, Metric};
 use crate::targets::ms;
 
 /// Text safe in a table cell: pipes escaped, one line.
@@ -123,11 +123,9 @@ fn comparison_section(out: &mut String, comparison: &Comparison) {
             Some(c) => format!("{} ({})", c.values(), c.delta()),
             None => "–".to_owned(),
         };
-        let note = match row.state {
-            RowState::Compared => "",
-            RowState::TooFew => " (too few to judge)",
-            RowState::New => " (new)",
-            RowState::Gone => " (gone)",
+        let note = match row.state.note() {
+            "" => String::new(),
+            note => format!(" ({note})"),
         };
         let _ = writeln!(
             out,
