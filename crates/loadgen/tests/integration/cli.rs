@@ -1,7 +1,7 @@
 //! loadgen against the testbed (real PostgreSQL, Redis, HTTP over loopback), through the same
 //! `run` the binary calls, and the binary itself where signals and exit codes matter.
 
-use crate::support::{fixtures, scenario};
+use crate::support::{fixtures, scenario, short_run};
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -919,16 +919,7 @@ async fn a_closed_stdout_does_not_cost_the_run() {
     let testbed = start_in_memory(|_| {}).await;
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("report.json");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "--headless",
-            "-H",
-            &testbed.base_url(),
-            "-u",
-            "2",
-            "-t",
-            "3s",
-        ])
+    let mut child = short_run(&testbed.base_url())
         .args(["--stats-interval", "1s", "-f", &scenario("reads.toml")])
         .arg("--json")
         .arg(&json)
@@ -962,16 +953,7 @@ async fn a_backend_never_reached_is_said_at_start_and_in_the_findings() {
     let testbed = start_in_memory(|_| {}).await;
     let mut refused = url::Url::parse(&test_support::postgres_admin_url()).unwrap();
     refused.set_password(Some("WrongPassword77")).unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "--headless",
-            "-H",
-            &testbed.base_url(),
-            "-u",
-            "2",
-            "-t",
-            "3s",
-        ])
+    let output = short_run(&testbed.base_url())
         .args(["-f", &scenario("reads.toml"), "--only-summary"])
         .args(["--monitor-postgres", refused.as_str()])
         .output()

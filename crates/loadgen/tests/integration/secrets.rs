@@ -5,6 +5,8 @@
 
 use test_support::start_in_memory;
 
+use crate::support::short_run;
+
 const TOKEN: &str = "PlantedBearer81";
 const API_KEY: &str = "PlantedApiKey82";
 const SSL: &str = "PlantedSsl83";
@@ -33,17 +35,8 @@ async fn no_planted_secret_reaches_any_output() {
     redis.set_password(Some(REDIS)).unwrap();
 
     let path = |name: &str| out.path().join(name).display().to_string();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let output = short_run(&testbed.base_url())
         .env("LOADGEN_MONITOR_POSTGRES", postgres.as_str())
-        .args([
-            "--headless",
-            "-H",
-            &testbed.base_url(),
-            "-u",
-            "2",
-            "-t",
-            "3s",
-        ])
         .args(["-f", &scenario.display().to_string()])
         .args(["--monitor-redis", redis.as_str()])
         .args(["--loglevel", "TRACE", "--logfile", &path("loadgen.log")])

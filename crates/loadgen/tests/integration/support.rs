@@ -35,3 +35,13 @@ pub async fn until(
         .await
         .expect("the awaited event came within 2 minutes");
 }
+
+/// The loadgen binary set for a short headless run against `host` (2 users for 3 s); the test
+/// adds its scenario and flags.
+pub fn short_run(host: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    command
+        .args(["--headless", "-H", host, "-u", "2", "-t", "3s"])
+        .kill_on_drop(true);
+    command
+}
