@@ -198,11 +198,8 @@ fn demo_config(
     redis: &Option<String>,
     queue: &str,
 ) -> anyhow::Result<RunConfig> {
-    let scenario = loadgen::scenario::parse(
-        loadgen::scenario::BUILTIN,
-        loadgen::scenario::BUILTIN_NAME,
-        fixtures,
-    )?;
+    let scenario_source = loadgen::scenario::ScenarioSource::builtin();
+    let scenario = scenario_source.load(fixtures)?;
     let sources = SourcesConfig {
         postgres: postgres
             .as_ref()
@@ -220,6 +217,7 @@ fn demo_config(
     Ok(RunConfig {
         host,
         scenario,
+        scenario_source,
         load: LoadSettings {
             users: args.users,
             spawn_rate: 10.0,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::TlsSettings;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, ScenarioSource};
 use crate::targets::Targets;
 
 /// The load itself.
@@ -35,6 +35,10 @@ pub struct LoadSettings {
     /// How long a stopped user may take to finish its current task (Locust's
     /// `--stop-timeout`); zero stops it at once, and its request in flight is counted apart.
     pub stop_timeout: Duration,
+    /// The run's id (`${run}`); a fresh one when `None` (a master gives its workers its own).
+    pub run_id: Option<String>,
+    /// The number of the first user (`${user}`): a master gives each worker its own range.
+    pub first_user_number: u64,
 }
 
 impl Default for LoadSettings {
@@ -51,6 +55,8 @@ impl Default for LoadSettings {
             memory_limit: None,
             reset_stats: false,
             stop_timeout: Duration::ZERO,
+            run_id: None,
+            first_user_number: 0,
         }
     }
 }
@@ -164,6 +170,8 @@ pub struct RunConfig {
     pub host: String,
     /// The scenario, already filtered by user classes and tags.
     pub scenario: Scenario,
+    /// What it was loaded from, for a master to send to its workers.
+    pub scenario_source: ScenarioSource,
     /// Users, rates, times.
     pub load: LoadSettings,
     /// What the run is judged against.

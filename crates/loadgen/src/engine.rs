@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, BackendWatch};
+use crate::cluster::{ClusterSummary, Master};
 use crate::config::RunConfig;
 use crate::http::{Target, TargetError, TlsError, TlsSettings, tls};
 use crate::preflight;
@@ -93,6 +94,8 @@ pub struct RunOutcome {
     pub worker_logs: BTreeMap<String, Vec<String>>,
     /// Why the run ended early, when it was not by a stop or its run time.
     pub error: Option<String>,
+    /// The workers, when the run was distributed.
+    pub cluster: Option<ClusterSummary>,
 }
 
 impl Default for RunOutcome {
@@ -112,6 +115,7 @@ impl Default for RunOutcome {
             backend_error: None,
             worker_logs: BTreeMap::new(),
             error: None,
+            cluster: None,
         }
     }
 }
@@ -159,15 +163,46 @@ impl Run {
         }
         preflight::raise_open_files(config.load.users).map_err(EngineError::Preflight)?;
 
+        let mut runner = Runner::new(config.load.clone(), config.scenario.clone(), target);
+        if config.outputs.csv_full_history {
+            runner.keep_per_name_history();
+        }
+        Ok(Self::launch(config, tls, move |channels| {
+            runner.run(channels)
+        }))
+    }
+
+    /// Runs `config` on the workers connected to `master` (and those that join): the same
+    /// handle, the same outcome, the figures merged from every worker. The workers check the
+    /// target themselves.
+    pub async fn start_on(config: &RunConfig, master: &Master) -> Result<RunHandle, EngineError> {
+        if !(config.load.spawn_rate.is_finite() && config.load.spawn_rate > 0.0) {
+            return Err(EngineError::SpawnRate(config.load.spawn_rate));
+        }
+        let tls = tls::client_config(&config.load.tls).ok();
+        let master = master.clone();
+        let run_config = config.clone();
+        Ok(Self::launch(config, tls, move |channels| async move {
+            master.run(run_config, channels).await
+        }))
+    }
+
+    /// Starts the backend watch and `body` (the users, here or on workers) with the handle's
+    /// channels; gathers the outcome at the end.
+    fn launch<F, B>(
+        config: &RunConfig,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        body: B,
+    ) -> RunHandle
+    where
+        B: FnOnce(Channels) -> F + Send + 'static,
+        F: std::future::Future<Output = Result<RunOutcome, EngineError>> + Send + 'static,
+    {
         let watch_backend = config
             .backend
             .clone()
             .map(|backend| BackendWatch::start(backend, tls.clone()));
         let live_backend = watch_backend.as_ref().map(BackendWatch::live);
-        let mut runner = Runner::new(config.load.clone(), config.scenario.clone(), target);
-        if config.outputs.csv_full_history {
-            runner.keep_per_name_history();
-        }
         let (control_tx, control) = watch::channel(Control {
             users: config.load.users,
             spawn_rate: config.load.spawn_rate,
@@ -185,7 +220,7 @@ impl Run {
             resets,
         };
         tokio::spawn(async move {
-            let result = tokio::spawn(runner.run(channels)).await;
+            let result = tokio::spawn(body(channels)).await;
             let mut outcome = match result {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(error)) => RunOutcome {
@@ -209,7 +244,7 @@ impl Run {
             }
             finished_tx.send_replace(Some(Arc::new(outcome)));
         });
-        Ok(RunHandle {
+        RunHandle {
             control: Arc::new(control_tx),
             stop,
             snapshots: snapshot_tx,
@@ -217,7 +252,7 @@ impl Run {
             live_backend,
             updates,
             finished,
-        })
+        }
     }
 }
 

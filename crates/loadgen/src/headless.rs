@@ -4,6 +4,7 @@
 
 use anyhow::bail;
 
+use crate::cluster::Master;
 use crate::config::{Outputs, RunConfig};
 use crate::engine::Run;
 use crate::report::{self, Report};
@@ -11,13 +12,22 @@ use crate::{EXIT_OK, EXIT_TARGET_MISSED};
 
 /// Runs the load test `config` describes; returns the exit code.
 pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
+    drive_on(config, None).await
+}
+
+/// Runs the load test `config` describes, on the workers of `master` when given; returns the
+/// exit code.
+pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Result<u8> {
     config
         .outputs
         .check_writable(true)
         .map_err(anyhow::Error::msg)?;
     // Before the first request: a signal from now on stops the run and keeps its results.
     let signals = common::signals::Signals::install()?;
-    let handle = Run::start(&config).await?;
+    let handle = match master {
+        Some(master) => Run::start_on(&config, master).await?,
+        None => Run::start(&config).await?,
+    };
     tracing::info!(
         "Ramping to {} users at a rate of {:.2} per second",
         config.load.users,

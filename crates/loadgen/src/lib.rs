@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod diagnosis;
 pub mod engine;
@@ -30,7 +31,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use std::time::Duration;
+
+use anyhow::bail;
+
+use cli::cluster::Role;
 use cli::{Cli, Command, ScenarioAction};
+use cluster::Master;
 
 /// Exit code when every target is met.
 pub const EXIT_OK: u8 = 0;
@@ -55,12 +62,39 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Scenario { action }) => scenario_command(action),
         Some(Command::Demo { args }) => demo(args),
         None if cli.dry_run => dry_run(&cli),
-        None if cli.headless => headless::drive(cli.resolve()?).await,
-        None => {
-            // The web flags first: `-t` without --headless is the likelier mistake.
-            let settings = cli.web_settings()?;
-            web::serve(cli.resolve_for_web()?, settings).await
-        }
+        None => match cli.cluster.role(&cli.fixtures, cli.threads)? {
+            Role::Worker(settings) => cluster::worker::serve(settings).await,
+            Role::Master { settings, expect } if cli.headless => {
+                let config = cli.resolve()?;
+                let master = Master::bind(settings.clone())
+                    .await
+                    .with_context(|| format!("--master: cannot listen on {}", settings.listen))?;
+                eprintln!(
+                    "loadgen: master: listening for workers on ws://{}/",
+                    master.local_addr()
+                );
+                // Without --expect-workers, the run starts with the first worker; the others
+                // get their share as they come.
+                let (count, max_wait) =
+                    expect.unwrap_or((1, Duration::from_secs(cli.cluster.expect_workers_max_wait)));
+                master
+                    .wait_for_workers(count, max_wait)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                let code = headless::drive_on(config, Some(&master)).await;
+                master.quit().await;
+                code
+            }
+            Role::Master { .. } => {
+                bail!("--master with the web UI is not built yet: add --headless")
+            }
+            Role::Single if cli.headless => headless::drive(cli.resolve()?).await,
+            Role::Single => {
+                // The web flags first: `-t` without --headless is the likelier mistake.
+                let settings = cli.web_settings()?;
+                web::serve(cli.resolve_for_web()?, settings).await
+            }
+        },
     }
 }
 

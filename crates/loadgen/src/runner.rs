@@ -46,6 +46,16 @@ struct UserThread {
     stop: CancellationToken,
 }
 
+/// A fresh run id: six base-36 characters, `${run}` in templates.
+pub(crate) fn new_run_id() -> String {
+    (0..6)
+        .map(|_| {
+            let n = rand::random::<u8>() % 36;
+            char::from_digit(u32::from(n), 36).unwrap_or('x')
+        })
+        .collect()
+}
+
 /// A run being prepared; [`Runner::run`] runs it.
 pub(crate) struct Runner {
     settings: LoadSettings,
@@ -58,12 +68,7 @@ pub(crate) struct Runner {
 impl Runner {
     /// A runner of `scenario` against `target`.
     pub fn new(settings: LoadSettings, scenario: Scenario, target: Target) -> Self {
-        let run_id: String = (0..6)
-            .map(|_| {
-                let n = rand::random::<u8>() % 36;
-                char::from_digit(u32::from(n), 36).unwrap_or('x')
-            })
-            .collect();
+        let run_id = settings.run_id.clone().unwrap_or_else(new_run_id);
         Self {
             settings,
             scenario: Arc::new(scenario),
@@ -107,7 +112,9 @@ impl Runner {
         let mut started_by_type = vec![0u64; self.scenario.users.len()];
         let mut running_by_thread = vec![0u64; threads.len()];
         let mut running: u64 = 0;
-        let mut numbers: u64 = 0;
+        // User numbers go on from the last one given: a worker's range starts where its
+        // master says.
+        let mut numbers: u64 = self.settings.first_user_number;
         let mut peak = 0;
         let mut totals = Stats::default();
         let mut history = Vec::new();
@@ -204,7 +211,7 @@ impl Runner {
                         let user_type = plan.next(&started_by_type);
                         started_by_type[user_type] += 1;
                         numbers += 1;
-                        let thread = (numbers as usize - 1) % threads.len();
+                        let thread = (numbers - self.settings.first_user_number - 1) as usize % threads.len();
                         let _ = threads[thread].commands.send(Command::Spawn { user_type, number: numbers });
                         threads[thread].wake.notify_one();
                         running_by_thread[thread] += 1;

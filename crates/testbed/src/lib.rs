@@ -74,6 +74,7 @@ pub enum StartError {
 /// A running testbed; stops when [`Testbed::stop`] is called or when dropped.
 pub struct Testbed {
     addr: SocketAddr,
+    answered: Arc<std::sync::atomic::AtomicU64>,
     store_description: String,
     queue_description: String,
     shutdown: CancellationToken,
@@ -85,6 +86,11 @@ impl Testbed {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Requests answered so far (any status): what a load test's totals are checked against.
+    pub fn requests_answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `http://ADDR`, the host a load test points at.
@@ -198,7 +204,18 @@ pub async fn start(config: Config) -> Result<Testbed, StartError> {
         workers: config.workers,
         config: Arc::new(config.clone()),
     };
-    let app = api::router(state, knobs);
+    let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = answered.clone();
+    let app = api::router(state, knobs).layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let counter = counter.clone();
+            async move {
+                let response = next.run(request).await;
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                response
+            }
+        },
+    ));
 
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -225,6 +242,7 @@ pub async fn start(config: Config) -> Result<Testbed, StartError> {
     }
     Ok(Testbed {
         addr,
+        answered,
         store_description: store.describe(),
         queue_description: queue.describe(),
         shutdown,

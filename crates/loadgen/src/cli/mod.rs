@@ -4,6 +4,7 @@
 //! environment, which beats a `--config` file ([`config_file`]), which beats `--profile`, which
 //! beats the defaults.
 
+pub mod cluster;
 pub mod config_file;
 
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use anyhow::{Context, bail};
 use crate::config::{BackendConfig, LiveConfig, LoadSettings, Outputs, RunConfig};
 use crate::http::TlsSettings;
 use crate::report::baseline::{Baseline, BaselineCheck, Thresholds};
-use crate::scenario::{self, Scenario};
+use crate::scenario::ScenarioSource;
 use crate::targets::{TargetOverride, Targets};
 
 /// Load tests for the FFmpeg API, with Locust's command line.
@@ -32,6 +33,9 @@ pub struct Cli {
     /// What to do instead of a load test.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Distributed runs: --master, --worker and their flags.
+    #[command(flatten)]
+    pub cluster: cluster::ClusterArgs,
     /// A TOML file of flags (`users = 50`, `run-time = "5m"`, `target = ["p95=800ms"]`), as
     /// Locust's --config: flags and LOADGEN_* variables beat it, it beats --profile.
     #[arg(long, env = "LOADGEN_CONFIG", value_name = "FILE")]
@@ -362,7 +366,8 @@ impl Cli {
             Some(n) => n,
             None => LoadSettings::default().threads,
         };
-        let scenario = self.load_scenario()?;
+        let scenario_source = self.scenario_source()?;
+        let scenario = scenario_source.load(&self.fixtures)?;
         let backend = self.backend();
         if let Some(BackendConfig::File(path)) = &backend
             && !path.is_file()
@@ -383,6 +388,7 @@ impl Cli {
         Ok(RunConfig {
             host,
             scenario,
+            scenario_source,
             baseline,
             load: LoadSettings {
                 users,
@@ -399,6 +405,7 @@ impl Cli {
                 memory_limit: self.memory_limit.map(|mb| mb.saturating_mul(1_000_000)),
                 reset_stats: self.reset_stats,
                 stop_timeout: self.stop_timeout.unwrap_or_default(),
+                ..LoadSettings::default()
             },
             exit_code_on_error: self.exit_code_on_error,
             targets: {
@@ -470,9 +477,9 @@ impl Cli {
         Ok((users, spawn_rate, self.run_time.or(profile.map(|p| p.2))))
     }
 
-    /// Reads the scenario (file or built-in), checks its fixtures, applies `--user-classes` and
-    /// `--tags`.
-    fn load_scenario(&self) -> anyhow::Result<Scenario> {
+    /// The scenario as chosen: its text (the file, or the built-in one) and the user types and
+    /// tags picked.
+    pub fn scenario_source(&self) -> anyhow::Result<ScenarioSource> {
         if let Some(path) = &self.scenario
             && path.extension().is_some_and(|e| e == "py")
         {
@@ -482,64 +489,21 @@ impl Cli {
                 path.display()
             );
         }
-        let (text, name) = match &self.scenario {
-            Some(path) => (
-                std::fs::read_to_string(path)
+        let base = match &self.scenario {
+            Some(path) => ScenarioSource {
+                text: std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read scenario file {}", path.display()))?,
-                path.display().to_string(),
-            ),
-            None => (
-                scenario::BUILTIN.to_owned(),
-                scenario::BUILTIN_NAME.to_owned(),
-            ),
+                name: path.display().to_string(),
+                ..ScenarioSource::default()
+            },
+            None => ScenarioSource::builtin(),
         };
-        let fixtures = scenario::fixtures_needed(&text);
-        crate::preflight::check_fixtures(&self.fixtures, &fixtures).map_err(anyhow::Error::msg)?;
-        let mut scenario = scenario::parse(&text, &name, &self.fixtures)?;
-        if !self.user_classes.is_empty() {
-            for wanted in &self.user_classes {
-                if !scenario.users.iter().any(|u| &u.name == wanted) {
-                    let known: Vec<&str> = scenario.users.iter().map(|u| u.name.as_str()).collect();
-                    bail!(
-                        "--user-classes {wanted}: no such user type (the scenario has {})",
-                        known.join(", ")
-                    );
-                }
-            }
-            scenario
-                .users
-                .retain(|u| self.user_classes.contains(&u.name));
-        }
-        if !self.tags.is_empty() {
-            for user in &mut scenario.users {
-                if !user.tags.iter().any(|t| self.tags.contains(t)) {
-                    user.tasks
-                        .retain(|t| t.tags.iter().any(|tag| self.tags.contains(tag)));
-                }
-            }
-            scenario.users.retain(|u| !u.tasks.is_empty());
-            if scenario.users.is_empty() {
-                bail!(
-                    "--tags {}: no task or user type has these tags",
-                    self.tags.join(",")
-                );
-            }
-        }
-        if !self.exclude_tags.is_empty() {
-            let excluded = |tags: &[String]| tags.iter().any(|t| self.exclude_tags.contains(t));
-            scenario.users.retain(|u| !excluded(&u.tags));
-            for user in &mut scenario.users {
-                user.tasks.retain(|t| !excluded(&t.tags));
-            }
-            scenario.users.retain(|u| !u.tasks.is_empty());
-            if scenario.users.is_empty() {
-                bail!(
-                    "--exclude-tags {}: every task has one of these tags; nothing is left to run",
-                    self.exclude_tags.join(",")
-                );
-            }
-        }
-        Ok(scenario)
+        Ok(ScenarioSource {
+            user_classes: self.user_classes.clone(),
+            tags: self.tags.clone(),
+            exclude_tags: self.exclude_tags.clone(),
+            ..base
+        })
     }
 
     /// What the monitor flags ask for, if anything. The host is watched whenever the monitor

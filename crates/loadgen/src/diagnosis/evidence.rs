@@ -151,6 +151,8 @@ pub struct Evidence<'a> {
     pub backend: Backend<'a>,
     /// The last log lines of the watched worker containers, by container name.
     pub worker_logs: BTreeMap<String, Vec<String>>,
+    /// loadgen's own workers, when the run was distributed.
+    pub cluster: Option<&'a crate::cluster::ClusterSummary>,
 }
 
 impl<'a> Evidence<'a> {
@@ -168,6 +170,7 @@ impl<'a> Evidence<'a> {
             peak_users: outcome.peak_users,
             threads: outcome.threads,
             memory_limit_hit: outcome.memory_limit_hit,
+            cluster: outcome.cluster.as_ref(),
             targets,
             verdicts,
             steady: outcome.stats.aggregated(Phase::Steady),

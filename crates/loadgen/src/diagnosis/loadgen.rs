@@ -5,6 +5,10 @@ use super::{Evidence, Finding, Layer, Severity};
 
 /// CPU near the user threads' cores, or timers 100 ms late, in 3 seconds or more.
 pub fn saturated(e: &Evidence<'_>) -> Vec<Finding> {
+    if e.cluster.is_some() {
+        // Summed over workers, one saturated worker hides among idle ones: judged per worker.
+        return Vec::new();
+    }
     let cores = e.threads.max(1) as f64 * 100.0;
     let hot = e
         .history
@@ -33,6 +37,77 @@ pub fn saturated(e: &Evidence<'_>) -> Vec<Finding> {
             e.history.len()
         ),
         action: "Give loadgen more cores (--threads) or run it on another machine, or use fewer users per process".into(),
+        cause_of: Vec::new(),
+    }]
+}
+
+/// A worker of a distributed run saturated (CPU near its threads' cores, or timers 100 ms
+/// late, in 3 seconds or more): its share of the figures is suspect, and it is named.
+pub fn worker_saturated(e: &Evidence<'_>) -> Vec<Finding> {
+    let Some(cluster) = e.cluster else {
+        return Vec::new();
+    };
+    let hot: Vec<&crate::cluster::WorkerSummary> =
+        cluster.workers.iter().filter(|w| w.saturated()).collect();
+    if hot.is_empty() {
+        return Vec::new();
+    }
+    let named: Vec<String> = hot
+        .iter()
+        .map(|w| {
+            format!(
+                "{} (up to {:.0}% CPU on {} thread(s), timers up to {:.0} ms late, {} s affected)",
+                w.name, w.peak_cpu_pct, w.threads, w.peak_timer_lag_ms, w.saturated_secs
+            )
+        })
+        .collect();
+    vec![Finding {
+        rule: "loadgen.worker_saturated",
+        layer: Layer::LoadGenerator,
+        severity: Severity::Critical,
+        title: format!(
+            "{} of {} worker(s) were the bottleneck",
+            hot.len(),
+            cluster.workers.len()
+        ),
+        evidence: format!(
+            "{}: the figures of their users are suspect",
+            named.join("; ")
+        ),
+        action:
+            "Give these workers more cores, or start more workers so that each runs fewer users"
+                .into(),
+        cause_of: Vec::new(),
+    }]
+}
+
+/// Workers lost during a distributed run: the load they carried was gone until the others
+/// took their users.
+pub fn workers_lost(e: &Evidence<'_>) -> Vec<Finding> {
+    let Some(cluster) = e.cluster else {
+        return Vec::new();
+    };
+    let lost: Vec<&crate::cluster::ClusterEvent> = cluster
+        .events
+        .iter()
+        .filter(|event| event.kind == crate::cluster::EventKind::Lost)
+        .collect();
+    if lost.is_empty() {
+        return Vec::new();
+    }
+    let what: Vec<String> = lost
+        .iter()
+        .map(|event| format!("at {:.0} s, {}", event.at_secs, event.what))
+        .collect();
+    vec![Finding {
+        rule: "loadgen.worker_lost",
+        layer: Layer::LoadGenerator,
+        severity: Severity::Warning,
+        title: format!("{} worker(s) lost during the run", lost.len()),
+        evidence: what.join("; "),
+        action: "Read the lost workers' logs (killed, out of memory, network cut); the load \
+                 around those seconds was uneven"
+            .into(),
         cause_of: Vec::new(),
     }]
 }

@@ -105,6 +105,8 @@ pub type Rule = fn(&Evidence<'_>) -> Vec<Finding>;
 /// Every rule, once.
 pub const RULES: &[Rule] = &[
     loadgen::saturated,
+    loadgen::worker_saturated,
+    loadgen::workers_lost,
     loadgen::memory_limit,
     host::cpu_saturated,
     containers::cpu_saturated,

@@ -252,6 +252,9 @@ pub fn summary(report: &Report) -> String {
             "Handled:         {count} x {status} on {name} (handler step ran, request retried)"
         );
     }
+    if let Some(cluster) = &report.cluster {
+        out.push_str(&workers_table(cluster));
+    }
 
     let _ = writeln!(out, "\n{RULE}\nTARGET ANALYSIS\n{RULE}");
     for v in &report.analysis.verdicts {
@@ -375,4 +378,38 @@ fn human_duration(duration: std::time::Duration) -> String {
         return format!("{:.1}s", duration.as_secs_f64());
     }
     humantime::format_duration(std::time::Duration::from_secs(duration.as_secs())).to_string()
+}
+
+/// The workers of a distributed run: each one's share, and what happened to them.
+fn workers_table(cluster: &crate::cluster::ClusterSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Workers:         {} ({} requests in all)",
+        cluster.workers.len(),
+        cluster.workers.iter().map(|w| w.requests).sum::<u64>()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>6} {:>10} {:>9} {:>8} {:>9}  state",
+        "name", "users", "requests", "req/s", "CPU %", "lag ms"
+    );
+    for w in &cluster.workers {
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>6} {:>10} {:>9.1} {:>8.0} {:>9.0}  {}{}",
+            w.name,
+            w.users,
+            w.requests,
+            w.requests_per_sec,
+            w.peak_cpu_pct,
+            w.peak_timer_lag_ms,
+            w.state,
+            if w.saturated() { ", SATURATED" } else { "" }
+        );
+    }
+    for event in &cluster.events {
+        let _ = writeln!(out, "  at {:>4.0} s: {}", event.at_secs, event.what);
+    }
+    out
 }

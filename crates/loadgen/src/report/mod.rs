@@ -302,6 +302,9 @@ pub struct Report {
     /// This run against `--baseline`, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Comparison>,
+    /// The workers and what happened to them, when the run was distributed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterSummary>,
 }
 
 fn unix(time: std::time::SystemTime) -> u64 {
@@ -461,6 +464,7 @@ impl Report {
             analysis,
             backend: outcome.backend.clone(),
             baseline: None,
+            cluster: outcome.cluster.clone(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! the runner executes, and points at the line of anything wrong.
 
 mod raw;
+mod source;
 pub mod template;
 
 use std::collections::{BTreeSet, HashMap};
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use toml::Spanned;
 
+pub use source::{LoadError, ScenarioSource};
 pub use template::Template;
 
 /// The built-in FFmpeg API scenario, printable with `loadgen scenario show`.

@@ -4,6 +4,7 @@
 //! history. Latencies are microseconds in HdrHistograms (3 significant figures), which merge
 //! exactly, so totals are the same whether one thread or many, one process or many, made them.
 
+mod delta;
 mod endpoint;
 pub mod grouping;
 mod snapshot;

@@ -7,6 +7,7 @@
 
 mod ci;
 mod cli;
+mod cluster;
 mod container;
 mod diagnosis;
 mod engine;

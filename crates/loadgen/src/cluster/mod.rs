@@ -1,0 +1,26 @@
+//! Distributed runs: a master shares a run's users out to workers on other machines (or
+//! containers) and merges their figures into one report, as Locust's `--master` and
+//! `--worker` do.
+//!
+//! - [`protocol`]: the versioned JSON messages, over WebSocket.
+//! - [`listener`]: the master's side of the connections (hello, version and token checks).
+//! - [`master`]: the master, which the engine runs in place of its local users.
+//! - [`worker`]: a worker, one more driver of the engine.
+//! - [`share`]: how users, rates and fixed counts are shared out.
+//! - [`summary`]: what the report says of each worker and of the cluster's events.
+
+pub mod listener;
+pub mod master;
+pub mod protocol;
+pub mod share;
+pub mod summary;
+pub mod worker;
+
+use std::time::Duration;
+
+pub use master::{Master, MasterSettings};
+pub use summary::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
+pub use worker::WorkerSettings;
+
+/// How often each side says it is there.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);

@@ -1,0 +1,403 @@
+//! A worker: one more driver of the engine. It connects to the master, starts the runs the
+//! master sends with its own [`Run::start`], steers them as told, and sends its totals every
+//! second. A lost connection is tried again while the users go on; a master gone for
+//! `--master-timeout` stops the users and ends the worker.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::master::MISSING_AFTER;
+use super::protocol::{
+    self, PROTOCOL, Resume, RunSpec, ToMaster, ToWorker, VERSION, WorkerSnapshot,
+};
+use crate::config::{LiveConfig, LoadSettings, Outputs, RunConfig};
+use crate::engine::{Run, RunHandle};
+use crate::http::TlsSettings;
+
+/// How a worker reaches its master.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// `ws://HOST:PORT/`.
+    pub master_url: String,
+    /// Its name in the master's reports.
+    pub name: String,
+    /// The cluster's shared secret.
+    pub token: Option<String>,
+    /// Folder of the files the scenario uploads.
+    pub fixtures: PathBuf,
+    /// Threads for users.
+    pub threads: usize,
+    /// Stop the users and exit when the master has been unreachable this long.
+    pub master_timeout: Duration,
+}
+
+/// The run this worker is in.
+struct Current {
+    handle: RunHandle,
+    run_id: String,
+    worker_id: u32,
+    seq: u64,
+    epoch: u64,
+    threads: usize,
+    stopping: bool,
+}
+
+impl Current {
+    async fn snapshot(&mut self) -> WorkerSnapshot {
+        self.seq += 1;
+        let update = self.handle.subscribe().borrow().clone();
+        WorkerSnapshot {
+            run_id: self.run_id.clone(),
+            seq: self.seq,
+            epoch: self.epoch,
+            stats: self.handle.snapshot().await,
+            target_users: update.as_ref().map_or(0, |u| u.target_users),
+            users_by_type: BTreeMap::new(),
+            threads: self.threads,
+            jobs_in_flight: update.as_ref().map_or(0, |u| u.second.jobs_in_flight),
+            error: None,
+        }
+    }
+
+    /// The final figures, once the users have stopped.
+    async fn finished(&mut self) -> WorkerSnapshot {
+        let outcome = self.handle.wait().await;
+        let mut last = self.snapshot().await;
+        last.stats.users = outcome.peak_users;
+        last.users_by_type = outcome.users_by_type.clone();
+        last.threads = outcome.threads;
+        last.error.clone_from(&outcome.error);
+        last
+    }
+}
+
+/// Why a connection ended.
+enum Ended {
+    /// The master said to quit, or a signal did: the worker ends.
+    Quit,
+    /// The connection is gone: try again.
+    Lost(String),
+}
+
+/// Serves the master until it says quit, a signal comes, or it is gone for good; returns the
+/// exit code.
+pub async fn serve(settings: WorkerSettings) -> anyhow::Result<u8> {
+    let mut signals = common::signals::Signals::install()?;
+    let mut current: Option<Current> = None;
+    let mut last_contact = Instant::now();
+    let mut announced = false;
+    loop {
+        let resume = current.as_ref().map(|c| Resume {
+            run_id: c.run_id.clone(),
+            worker_id: c.worker_id,
+        });
+        let connected = tokio::select! {
+            connected = connect(&settings, resume) => connected,
+            signal = signals.next() => {
+                eprintln!("loadgen: worker: {}: stopping", signal.name());
+                tokio::spawn(signals.exit_on_next("loadgen"));
+                if let Some(run) = &mut current {
+                    run.handle.stop();
+                    run.handle.wait().await;
+                }
+                return Ok(crate::EXIT_OK);
+            }
+        };
+        let (socket, worker_id) = match connected {
+            Ok(connected) => connected,
+            Err(Refusal::Refused(reason)) => bail!("the master refused this worker: {reason}"),
+            Err(Refusal::Unreachable(error)) => {
+                if last_contact.elapsed() >= settings.master_timeout {
+                    if let Some(run) = &mut current {
+                        run.handle.stop();
+                        run.handle.wait().await;
+                    }
+                    bail!(
+                        "the master at {} is unreachable for {} s ({error}): {}",
+                        settings.master_url,
+                        settings.master_timeout.as_secs(),
+                        if current.is_some() {
+                            "the users were stopped"
+                        } else {
+                            "is it running? (--master-host, --master-port)"
+                        }
+                    );
+                }
+                if !announced {
+                    eprintln!(
+                        "loadgen: worker: waiting for the master at {} ({error})",
+                        settings.master_url
+                    );
+                    announced = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        announced = false;
+        last_contact = Instant::now();
+        let session = Session {
+            settings: &settings,
+            worker_id,
+            last_contact: &mut last_contact,
+        };
+        match session.serve(socket, &mut current, &mut signals).await {
+            Ended::Quit => {
+                if let Some(run) = &mut current {
+                    run.handle.stop();
+                    run.handle.wait().await;
+                }
+                return Ok(crate::EXIT_OK);
+            }
+            Ended::Lost(why) => {
+                eprintln!("loadgen: worker: lost the master ({why}); trying again");
+            }
+        }
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Refusal {
+    Refused(String),
+    Unreachable(String),
+}
+
+/// Connects and says hello; the socket once welcomed.
+async fn connect(
+    settings: &WorkerSettings,
+    resume: Option<Resume>,
+) -> Result<(Socket, u32), Refusal> {
+    let attempt = async {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&settings.master_url)
+            .await
+            .map_err(|e| Refusal::Unreachable(e.to_string()))?;
+        let hello = ToMaster::Hello {
+            protocol: PROTOCOL,
+            version: VERSION.into(),
+            name: settings.name.clone(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            token: settings.token.clone(),
+            resume,
+        };
+        socket
+            .send(Message::text(protocol::encode(&hello)))
+            .await
+            .map_err(|e| Refusal::Unreachable(e.to_string()))?;
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    match protocol::decode::<ToWorker>(text.as_str()) {
+                        Ok(ToWorker::Welcome { worker_id }) => {
+                            eprintln!(
+                                "loadgen: worker: connected to the master at {} (worker {worker_id})",
+                                settings.master_url
+                            );
+                            return Ok((socket, worker_id));
+                        }
+                        Ok(ToWorker::Refused { reason }) => return Err(Refusal::Refused(reason)),
+                        Ok(_) => {}
+                        Err(error) => return Err(Refusal::Refused(error)),
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(Refusal::Unreachable(error.to_string())),
+                None => return Err(Refusal::Unreachable("closed before a welcome".into())),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .unwrap_or_else(|_| Err(Refusal::Unreachable("no welcome within 10 s".into())))
+}
+
+/// One connection.
+struct Session<'a> {
+    settings: &'a WorkerSettings,
+    /// The id the master gave this worker.
+    worker_id: u32,
+    /// When the master was last heard.
+    last_contact: &'a mut Instant,
+}
+
+impl Session<'_> {
+    /// Follows the master's messages until the connection ends.
+    async fn serve(
+        self,
+        socket: Socket,
+        current: &mut Option<Current>,
+        signals: &mut common::signals::Signals,
+    ) -> Ended {
+        let Session {
+            settings,
+            worker_id,
+            last_contact,
+        } = self;
+        let (mut sink, mut incoming) = socket.split();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let run_ended = async {
+                match current.as_ref() {
+                    Some(run) if !run.stopping => {
+                        run.handle.wait().await;
+                    }
+                    _ => std::future::pending::<()>().await,
+                }
+            };
+            let mut out = Vec::new();
+            tokio::select! {
+                message = incoming.next() => {
+                    let text = match message {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Close(_))) | None => return Ended::Lost("the master closed the connection".into()),
+                        Some(Ok(_)) => continue,
+                        Some(Err(error)) => return Ended::Lost(error.to_string()),
+                    };
+                    *last_contact = Instant::now();
+                    match protocol::decode::<ToWorker>(text.as_str()) {
+                        Ok(ToWorker::Start(spec)) => {
+                            match start(settings, &spec).await {
+                                Ok((handle, threads)) => {
+                                    eprintln!(
+                                        "loadgen: worker: run {} started: {} users against {}",
+                                        spec.run_id, spec.users, spec.host
+                                    );
+                                    if let Some(old) = current.take() {
+                                        old.handle.stop();
+                                    }
+                                    *current = Some(Current {
+                                        handle,
+                                        run_id: spec.run_id.clone(),
+                                        worker_id,
+                                        seq: 0,
+                                        epoch: 0,
+                                        threads,
+                                        stopping: false,
+                                    });
+                                }
+                                Err(error) => {
+                                    eprintln!("loadgen: worker: cannot start run {}: {error:#}", spec.run_id);
+                                    out.push(ToMaster::Failed { run_id: spec.run_id.clone(), message: format!("{error:#}") });
+                                }
+                            }
+                        }
+                        Ok(ToWorker::Steer { users, spawn_rate }) => {
+                            if let Some(run) = current.as_ref()
+                                && let Err(error) = run.handle.set_users(users, spawn_rate)
+                            {
+                                tracing::warn!("worker: cannot steer: {error}");
+                            }
+                        }
+                        Ok(ToWorker::Reset) => {
+                            if let Some(run) = current.as_mut() {
+                                run.handle.reset_stats();
+                                run.epoch += 1;
+                            }
+                        }
+                        Ok(ToWorker::Stop) => {
+                            if let Some(run) = current.as_mut() {
+                                run.handle.stop();
+                                run.stopping = true;
+                                let last = run.finished().await;
+                                out.push(ToMaster::Finished(Box::new(last)));
+                                eprintln!("loadgen: worker: run {} finished", run.run_id);
+                                *current = None;
+                            }
+                        }
+                        Ok(ToWorker::Quit) => return Ended::Quit,
+                        Ok(ToWorker::Welcome { .. } | ToWorker::Refused { .. } | ToWorker::Heartbeat) => {}
+                        Err(error) => tracing::warn!("worker: {error}"),
+                    }
+                }
+                () = run_ended => {
+                    // The run ended on its own (an error in it): the master hears why.
+                    if let Some(run) = current.as_mut() {
+                        run.stopping = true;
+                        let last = run.finished().await;
+                        out.push(ToMaster::Finished(Box::new(last)));
+                        *current = None;
+                    }
+                }
+                _ = tick.tick() => {
+                    if last_contact.elapsed() > MISSING_AFTER {
+                        return Ended::Lost(format!("no message for {} s", MISSING_AFTER.as_secs()));
+                    }
+                    match current.as_mut() {
+                        Some(run) => out.push(ToMaster::Snapshot(Box::new(run.snapshot().await))),
+                        None => out.push(ToMaster::Heartbeat),
+                    }
+                }
+                signal = signals.next() => {
+                    eprintln!("loadgen: worker: {}: stopping the users, then sending the last figures", signal.name());
+                    if let Some(run) = current.as_mut() {
+                        run.handle.stop();
+                        run.stopping = true;
+                        let last = run.finished().await;
+                        let _ = sink.send(Message::text(protocol::encode(&ToMaster::Finished(Box::new(last))))).await;
+                    }
+                    let _ = sink.close().await;
+                    *current = None;
+                    return Ended::Quit;
+                }
+            }
+            for message in out {
+                if let Err(error) = sink.send(Message::text(protocol::encode(&message))).await {
+                    return Ended::Lost(error.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Starts the run `spec` describes on this worker's engine.
+async fn start(settings: &WorkerSettings, spec: &RunSpec) -> anyhow::Result<(RunHandle, usize)> {
+    let mut scenario = spec
+        .scenario
+        .load(&settings.fixtures)
+        .with_context(|| format!("scenario {}", spec.scenario.name))?;
+    for user in &mut scenario.users {
+        if let Some(share) = spec.fixed_counts.get(&user.name) {
+            user.fixed_count = Some(*share);
+        }
+    }
+    let config = RunConfig {
+        host: spec.host.clone(),
+        scenario,
+        scenario_source: spec.scenario.clone(),
+        load: LoadSettings {
+            users: spec.users,
+            spawn_rate: spec.spawn_rate,
+            run_time: None,
+            threads: settings.threads,
+            timeout: Duration::from_millis(spec.timeout_ms),
+            max_body: spec.max_body,
+            tls: TlsSettings {
+                ca_cert: None,
+                insecure: spec.insecure,
+            },
+            job_sample: spec.job_sample,
+            memory_limit: None,
+            reset_stats: false,
+            stop_timeout: Duration::from_millis(spec.stop_timeout_ms),
+            run_id: Some(spec.run_id.clone()),
+            first_user_number: spec.first_user_number,
+        },
+        targets: crate::targets::Targets::default(),
+        exit_code_on_error: None,
+        backend: None,
+        outputs: Outputs::default(),
+        live: LiveConfig {
+            quiet: true,
+            ..LiveConfig::default()
+        },
+        baseline: None,
+    };
+    let handle = Run::start(&config).await?;
+    Ok((handle, settings.threads))
+}

@@ -1,0 +1,414 @@
+//! A master and its workers as separate processes over loopback WebSockets, against the
+//! in-memory testbed: one report from many processes, exact totals, workers lost, frozen and
+//! back, a master gone, and workers refused.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use test_support::start_in_memory;
+use tokio::process::{Child, Command};
+
+use crate::support::scenario;
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Waits for the exit (2 minutes at most, a bound only).
+    async fn exit_code(&mut self) -> Option<i32> {
+        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the process ended by itself: {}", self.log()))
+            .unwrap();
+        status.code()
+    }
+}
+
+fn spawn(dir: &Path, name: &str, args: &[String]) -> Process {
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .stdout(Stdio::from(
+            std::fs::File::create(dir.join(format!("{name}.out"))).unwrap(),
+        ))
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    Process { child, log }
+}
+
+fn master(dir: &Path, host: &str, port: u16, extra: &[&str]) -> Process {
+    let json = dir.join("report.json");
+    let mut args: Vec<String> = [
+        "--headless",
+        "--master",
+        "--master-bind-port",
+        &port.to_string(),
+        "-H",
+        host,
+        "-f",
+        &scenario("reads.toml"),
+        "--json",
+        &json.display().to_string(),
+        "--only-summary",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    spawn(dir, "master", &args)
+}
+
+fn worker(dir: &Path, name: &str, port: u16, extra: &[&str]) -> Process {
+    let mut args: Vec<String> = [
+        "--worker",
+        "--master-port",
+        &port.to_string(),
+        "--worker-name",
+        name,
+        "--threads",
+        "1",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    spawn(dir, name, &args)
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// Every request the report counts: steady state and start-up.
+fn counted(report: &serde_json::Value) -> u64 {
+    report["steady_total"]["requests"].as_u64().unwrap()
+        + report["startup_total"]["requests"].as_u64().unwrap()
+}
+
+/// Waits until the testbed has answered `n` requests (2 minutes at most, a bound only).
+async fn until_answered(testbed: &testbed::Testbed, n: u64) {
+    let wait = async {
+        while testbed.requests_answered() < n {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .expect("the workers' requests reach the testbed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_merges_its_workers_into_one_exact_report() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let host = testbed.base_url();
+    let mut master = master(
+        dir.path(),
+        &host,
+        port,
+        &["-u", "10", "-r", "20", "-t", "5s", "--expect-workers", "2"],
+    );
+    let mut workers = [
+        worker(dir.path(), "w1", port, &[]),
+        worker(dir.path(), "w2", port, &[]),
+    ];
+    assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
+    // The master tells its workers to quit as it ends.
+    for w in &mut workers {
+        assert_eq!(w.exit_code().await, Some(0), "{}", w.log());
+    }
+    let report = report(dir.path());
+    let workers = report["cluster"]["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{report}");
+    let by_worker: u64 = workers
+        .iter()
+        .map(|w| w["requests"].as_u64().unwrap())
+        .sum();
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["state"] == "finished" && w["requests"].as_u64().unwrap() > 0)
+    );
+    assert_eq!(by_worker, counted(&report));
+    // Users are numbered apart on each worker: each registers `reader_${run}_${user}`, and a
+    // name registered twice would fail.
+    assert_eq!(report["steady_total"]["failures"], 0, "{report}");
+    assert_eq!(report["users_by_type"]["Reader"], 10);
+    assert_eq!(report["startup_total"]["requests"], 20);
+    // Every request the testbed answered is counted once: all but the workers' health checks
+    // and those cut at the stop.
+    let answered = testbed.requests_answered() - 2;
+    let cut = report["in_flight_at_stop"].as_u64().unwrap();
+    assert!(
+        counted(&report) <= answered && answered <= counted(&report) + cut,
+        "testbed {answered}, report {} (+{cut} in flight)",
+        counted(&report)
+    );
+    // One timeline of the merged seconds.
+    let history = report["history"].as_array().unwrap();
+    let in_seconds: u64 = history
+        .iter()
+        .map(|h| h["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_seconds, counted(&report));
+    assert!(history.iter().any(|h| h["users"] == 10), "{history:?}");
+    testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_rebalanced_and_what_it_reported_is_kept() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let host = testbed.base_url();
+    let mut master = master(
+        dir.path(),
+        &host,
+        port,
+        &["-u", "12", "-r", "50", "-t", "12s", "--expect-workers", "3"],
+    );
+    let _w1 = worker(dir.path(), "w1", port, &[]);
+    let _w2 = worker(dir.path(), "w2", port, &[]);
+    let mut w3 = worker(dir.path(), "w3", port, &[]);
+    until_answered(&testbed, 300).await;
+    w3.signal("KILL");
+    w3.exit_code().await;
+    assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
+    let report = report(dir.path());
+    let events = report["cluster"]["events"].as_array().unwrap();
+    let lost: Vec<_> = events.iter().filter(|e| e["kind"] == "lost").collect();
+    assert_eq!(lost.len(), 1, "{events:?}");
+    assert!(lost[0]["what"].as_str().unwrap().contains("worker w3 lost"));
+    let workers = report["cluster"]["workers"].as_array().unwrap();
+    let killed = workers.iter().find(|w| w["name"] == "w3").unwrap();
+    assert!(killed["state"].as_str().unwrap().starts_with("lost at"));
+    assert!(
+        killed["requests"].as_u64().unwrap() > 0,
+        "its figures are kept"
+    );
+    // The other two took its users: 6 each.
+    let left: u64 = workers
+        .iter()
+        .filter(|w| w["name"] != "w3")
+        .map(|w| w["users"].as_u64().unwrap())
+        .sum();
+    assert_eq!(left, 12, "{workers:?}");
+    assert!(
+        master
+            .log()
+            .contains("they are shared out to the 2 other(s)"),
+        "{}",
+        master.log()
+    );
+    // Nothing counted twice; lost only what w3 did after the figures it last sent (its
+    // threads hand theirs over each second, and it sends each second: 2 s at most) and its
+    // requests in flight. It ran a third of the users.
+    let answered = testbed.requests_answered() - 3;
+    let counted = counted(&report);
+    let w3_rate = report["steady_total"]["rps"].as_f64().unwrap() / 3.0;
+    let cut = report["in_flight_at_stop"].as_u64().unwrap();
+    assert!(counted <= answered, "report {counted} > testbed {answered}");
+    assert!(
+        (answered - counted) as f64 <= 2.5 * w3_rate + 4.0 + cut as f64,
+        "testbed {answered}, report {counted}: more than w3's last 2 s lost (w3 about {w3_rate:.0} req/s)"
+    );
+    assert!(
+        report["analysis"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "loadgen.worker_lost")
+    );
+    testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_worker_is_lost_then_back() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let host = testbed.base_url();
+    let mut master = master(
+        dir.path(),
+        &host,
+        port,
+        &["-u", "4", "-r", "50", "-t", "60s", "--expect-workers", "2"],
+    );
+    let _w1 = worker(dir.path(), "w1", port, &[]);
+    let w2 = worker(dir.path(), "w2", port, &[]);
+    until_answered(&testbed, 50).await;
+    // Frozen, it sends nothing, as if its network were cut.
+    w2.signal("STOP");
+    let wait_for = |what: &'static str| {
+        let master = &master;
+        async move {
+            let wait = async {
+                while !master.log().contains(what) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(120), wait)
+                .await
+                .unwrap_or_else(|_| panic!("the master said {what:?}: {}", master.log()));
+        }
+    };
+    wait_for("worker w2 lost (no message for 3 s)").await;
+    w2.signal("CONT");
+    wait_for("worker w2 answers again").await;
+    master.signal("INT");
+    assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
+    let report = report(dir.path());
+    let kinds: Vec<&str> = report["cluster"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.starts_with(&["lost", "back"]), "{kinds:?}");
+    let w2_report = &report["cluster"]["workers"][1];
+    assert_eq!(w2_report["state"], "finished", "{report}");
+    assert_eq!(report["steady_total"]["failures"], 0);
+    testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_stop_when_their_master_is_gone() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let host = testbed.base_url();
+    let master = master(
+        dir.path(),
+        &host,
+        port,
+        &["-u", "4", "-r", "50", "-t", "5m", "--expect-workers", "2"],
+    );
+    let mut workers = [
+        worker(dir.path(), "w1", port, &["--master-timeout", "3s"]),
+        worker(dir.path(), "w2", port, &["--master-timeout", "3s"]),
+    ];
+    until_answered(&testbed, 50).await;
+    master.signal("KILL");
+    for w in &mut workers {
+        assert_eq!(w.exit_code().await, Some(2), "{}", w.log());
+        let log = w.log();
+        assert!(
+            log.contains("unreachable for 3 s") && log.contains("the users were stopped"),
+            "{log}"
+        );
+    }
+    // Stopped: nothing more reaches the testbed.
+    let after = testbed.requests_answered();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(testbed.requests_answered(), after);
+    testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_or_another_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut master = master(
+        dir.path(),
+        "http://127.0.0.1:9",
+        port,
+        &[
+            "-t",
+            "5s",
+            "--expect-workers",
+            "1",
+            "--expect-workers-max-wait",
+            "20",
+            "--cluster-token",
+            "s3cret-token",
+        ],
+    );
+    // Another version, as a raw client says it.
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (mut socket, _) = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok(connected) => break connected,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let hello = serde_json::json!({"type": "hello", "data": {
+        "protocol": 1, "version": "0.0.1", "name": "old", "cores": 1, "token": "s3cret-token"
+    }});
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            hello.to_string(),
+        ))
+        .await
+        .unwrap();
+    let answer = socket.next().await.unwrap().unwrap();
+    let answer: serde_json::Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    assert_eq!(answer["type"], "refused", "{answer}");
+    let reason = answer["data"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("0.0.1") && reason.contains(env!("CARGO_PKG_VERSION")),
+        "{reason}"
+    );
+
+    let mut wrong = worker(dir.path(), "w1", port, &["--cluster-token", "guess"]);
+    assert_eq!(wrong.exit_code().await, Some(2));
+    assert!(
+        wrong.log().contains("wrong --cluster-token") && !wrong.log().contains("s3cret"),
+        "{}",
+        wrong.log()
+    );
+    let mut none = worker(dir.path(), "w2", port, &[]);
+    assert_eq!(none.exit_code().await, Some(2));
+    assert!(none.log().contains("requires one"), "{}", none.log());
+    // No worker came: the master says so and how to fix it.
+    assert_eq!(master.exit_code().await, Some(2));
+    let log = master.log();
+    assert!(
+        log.contains("--expect-workers 1: only 0 worker(s) connected in 20 s"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_master_open_beyond_loopback_needs_a_token() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--headless",
+            "--master",
+            "--master-bind-host",
+            "0.0.0.0",
+            "-H",
+            "http://127.0.0.1:9",
+        ])
+        .env_remove("LOADGEN_CLUSTER_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--cluster-token"), "{stderr}");
+}
