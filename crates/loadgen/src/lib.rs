@@ -33,8 +33,6 @@ use anyhow::Context;
 
 use std::time::Duration;
 
-use anyhow::bail;
-
 use cli::cluster::Role;
 use cli::{Cli, Command, ScenarioAction};
 use cluster::Master;
@@ -85,8 +83,22 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
                 master.quit().await;
                 code
             }
-            Role::Master { .. } => {
-                bail!("--master with the web UI is not built yet: add --headless")
+            Role::Master { settings, expect } => {
+                let web = cli.web_settings()?;
+                let master = Master::bind(settings.clone())
+                    .await
+                    .with_context(|| format!("--master: cannot listen on {}", settings.listen))?;
+                eprintln!(
+                    "loadgen: master: listening for workers on ws://{}/",
+                    master.local_addr()
+                );
+                if let Some((count, max_wait)) = expect {
+                    master
+                        .wait_for_workers(count, max_wait)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                }
+                web::serve_on(cli.resolve_for_web()?, web, Some(master)).await
             }
             Role::Single if cli.headless => headless::drive(cli.resolve()?).await,
             Role::Single => {

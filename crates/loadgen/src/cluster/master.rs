@@ -45,6 +45,8 @@ pub struct MasterSettings {
 pub struct Master {
     hub: Arc<Mutex<Hub>>,
     addr: SocketAddr,
+    /// The workers as last seen (for a UI, while a run holds the hub).
+    status: Arc<std::sync::Mutex<Vec<WorkerSummary>>>,
 }
 
 impl std::fmt::Debug for Master {
@@ -79,6 +81,7 @@ impl Master {
                 idle: BTreeMap::new(),
             })),
             addr,
+            status: Arc::default(),
         })
     }
 
@@ -87,11 +90,24 @@ impl Master {
         self.addr
     }
 
-    /// Workers connected and waiting for a run.
-    pub async fn workers(&self) -> Vec<String> {
-        let mut hub = self.hub.lock().await;
-        hub.drain();
-        hub.idle.values().map(|c| c.name.clone()).collect()
+    /// The workers: those in the run as of its last second, or those connected and ready
+    /// between runs.
+    pub fn workers(&self) -> Vec<WorkerSummary> {
+        if let Ok(mut hub) = self.hub.try_lock() {
+            hub.drain();
+            return hub
+                .idle
+                .iter()
+                .map(|(conn, c)| WorkerSummary {
+                    id: *conn as u32,
+                    name: c.name.clone(),
+                    cores: c.cores,
+                    state: "ready".into(),
+                    ..WorkerSummary::default()
+                })
+                .collect();
+        }
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Waits until `count` workers are connected, printing each; fails after `max_wait`.
@@ -143,7 +159,7 @@ impl Master {
                 self.addr
             )));
         }
-        let mut run = ClusterRun::new(config, channels);
+        let mut run = ClusterRun::new(config, channels, self.status.clone());
         for (conn, connected) in std::mem::take(&mut hub.idle) {
             run.add_member(conn, connected, None);
         }
@@ -288,10 +304,15 @@ struct ClusterRun {
     peak_users: u64,
     events: Vec<ClusterEvent>,
     control: Control,
+    status: Arc<std::sync::Mutex<Vec<WorkerSummary>>>,
 }
 
 impl ClusterRun {
-    fn new(config: RunConfig, channels: Channels) -> Self {
+    fn new(
+        config: RunConfig,
+        channels: Channels,
+        status: Arc<std::sync::Mutex<Vec<WorkerSummary>>>,
+    ) -> Self {
         let control = *channels.control.borrow();
         let mut second = Second::default();
         if config.outputs.csv_full_history {
@@ -315,6 +336,7 @@ impl ClusterRun {
             peak_users: 0,
             events: Vec::new(),
             control,
+            status,
         }
     }
 
@@ -773,6 +795,10 @@ impl ClusterRun {
         };
         self.channels.updates.send_replace(Some(update));
         self.history.push(row);
+        let summaries = self.summaries();
+        if let Ok(mut status) = self.status.lock() {
+            *status = summaries;
+        }
     }
 
     /// Stops the workers and waits for their final figures.
@@ -826,22 +852,10 @@ impl ClusterRun {
         self.duration = Some(duration);
     }
 
-    fn outcome(&mut self, interrupted: bool) -> RunOutcome {
-        let mut users_by_type: BTreeMap<String, u64> = BTreeMap::new();
-        let mut threads = 0;
-        let mut error = None;
-        for (snapshot, _) in self.members.values().filter_map(|m| m.latest.as_ref()) {
-            for (name, n) in &snapshot.users_by_type {
-                *users_by_type.entry(name.clone()).or_default() += n;
-            }
-            threads += snapshot.threads;
-            if error.is_none() {
-                error.clone_from(&snapshot.error);
-            }
-        }
+    /// Each worker's part so far.
+    fn summaries(&self) -> Vec<WorkerSummary> {
         let duration = self.duration.unwrap_or_else(|| self.start.elapsed());
-        let workers = self
-            .members
+        self.members
             .values()
             .map(|m| {
                 let (requests, users, worker_threads) =
@@ -873,13 +887,31 @@ impl ClusterRun {
                     peak_timer_lag_ms: m.peak_timer_lag_ms,
                     saturated_secs: m.saturated_secs,
                     state: match &m.state {
-                        State::Running | State::Finished => "finished".into(),
+                        State::Running => "running".into(),
+                        State::Finished => "finished".into(),
                         State::Lost { at_secs } => format!("lost at {at_secs:.0} s"),
                         State::Failed(why) => format!("failed: {why}"),
                     },
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    fn outcome(&mut self, interrupted: bool) -> RunOutcome {
+        let mut users_by_type: BTreeMap<String, u64> = BTreeMap::new();
+        let mut threads = 0;
+        let mut error = None;
+        for (snapshot, _) in self.members.values().filter_map(|m| m.latest.as_ref()) {
+            for (name, n) in &snapshot.users_by_type {
+                *users_by_type.entry(name.clone()).or_default() += n;
+            }
+            threads += snapshot.threads;
+            if error.is_none() {
+                error.clone_from(&snapshot.error);
+            }
+        }
+        let duration = self.duration.unwrap_or_else(|| self.start.elapsed());
+        let workers = self.summaries();
         RunOutcome {
             stats: self.totals(),
             history: std::mem::take(&mut self.history),

@@ -137,3 +137,21 @@ pub fn stats_requests(report: Option<&Report>, state: &str, user_count: u64) -> 
     answer["errors"] = Value::Array(errors);
     answer
 }
+
+/// Locust's `workers` and `worker_count` of `GET /stats/requests`, for a master.
+pub fn add_workers(answer: &mut Value, workers: &[crate::cluster::WorkerSummary]) {
+    answer["worker_count"] = json!(workers.len());
+    answer["workers"] = Value::Array(
+        workers
+            .iter()
+            .map(|w| {
+                json!({
+                    "id": w.name,
+                    "state": w.state,
+                    "user_count": w.users,
+                    "cpu_usage": w.peak_cpu_pct,
+                })
+            })
+            .collect(),
+    );
+}

@@ -50,6 +50,15 @@ pub struct WebUi {
 impl WebUi {
     /// Binds and serves the UI for runs shaped like `template` (its values fill the form).
     pub async fn start(template: RunConfig, settings: &WebSettings) -> anyhow::Result<Self> {
+        Self::start_on(template, settings, None).await
+    }
+
+    /// As [`WebUi::start`], the runs going to the workers of `master` when given.
+    pub async fn start_on(
+        template: RunConfig,
+        settings: &WebSettings,
+        master: Option<crate::cluster::Master>,
+    ) -> anyhow::Result<Self> {
         if !settings.listen.ip().is_loopback() && settings.auth.is_none() {
             eprintln!(
                 "loadgen: warning: the web UI listens on {} without --web-auth: anyone who reaches it can start load from this machine",
@@ -65,7 +74,9 @@ impl WebUi {
                 )
             })?;
         let addr = listener.local_addr()?;
-        let session = Arc::new(Mutex::new(Session::new(template)));
+        let mut session = Session::new(template);
+        session.master = master;
+        let session = Arc::new(Mutex::new(session));
         let app = routes::router(
             routes::AppState {
                 session: session.clone(),
@@ -90,8 +101,18 @@ impl WebUi {
 /// `loadgen` without `--headless`: serves the UI until Ctrl-C, SIGTERM or SIGHUP (or `--autoquit` after an
 /// `--autostart` run); the exit code follows the last run's targets, as headless.
 pub async fn serve(template: RunConfig, settings: WebSettings) -> anyhow::Result<u8> {
+    serve_on(template, settings, None).await
+}
+
+/// As [`serve`], the runs going to the workers of `master` when given (a master with the web
+/// UI); the workers are told to quit when the UI quits.
+pub async fn serve_on(
+    template: RunConfig,
+    settings: WebSettings,
+    master: Option<crate::cluster::Master>,
+) -> anyhow::Result<u8> {
     let mut signals = common::signals::Signals::install()?;
-    let ui = WebUi::start(template.clone(), &settings).await?;
+    let ui = WebUi::start_on(template.clone(), &settings, master.clone()).await?;
     tracing::info!("Starting web interface at http://{}", ui.addr);
     eprintln!("loadgen: web UI at http://{} (Ctrl-C to quit)", ui.addr);
     if settings.autostart {
@@ -149,6 +170,9 @@ pub async fn serve(template: RunConfig, settings: WebSettings) -> anyhow::Result
         None => EXIT_OK,
     };
     drop(session);
+    if let Some(master) = &master {
+        master.quit().await;
+    }
     ui.shutdown();
     tracing::info!("Shutting down (exit code {code})");
     Ok(code)

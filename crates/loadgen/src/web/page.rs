@@ -70,6 +70,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <a href="#findings" data-tab="findings">Findings</a>
   <a href="#download" data-tab="download">Download Data</a>
   <a href="#logs" data-tab="logs">Logs</a>
+  <a href="#workers" data-tab="workers" id="workers_tab" hidden>Workers</a>
 </nav>
 <main>
   <div id="statistics" class="tab on"><table id="stats_table"></table><h3>Start-up requests (on_start)</h3><table id="startup_table"></table></div>
@@ -86,6 +87,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
     <li><a href="api/report.html">Download the HTML report</a></li>
   </ul></div>
   <div id="logs" class="tab"><pre id="log_lines"></pre></div>
+  <div id="workers" class="tab"><table id="workers_table"></table></div>
 </main>
 <script src="assets/ui.js"></script>
 </body></html>

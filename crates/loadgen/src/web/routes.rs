@@ -199,6 +199,7 @@ async fn api_stats(State(state): State<AppState>) -> Json<Value> {
         "target_users": target_users,
         "host": session.template.host,
         "elapsed_secs": elapsed,
+        "workers": session.master.as_ref().map(crate::cluster::Master::workers),
         "report": report,
     }))
 }
@@ -206,11 +207,12 @@ async fn api_stats(State(state): State<AppState>) -> Json<Value> {
 async fn locust_stats(State(state): State<AppState>) -> Json<Value> {
     let session = state.session.lock().await;
     let report = session.report().await;
-    Json(locust_api::stats_requests(
-        report.as_ref(),
-        session.state(),
-        session.users().0,
-    ))
+    let mut answer =
+        locust_api::stats_requests(report.as_ref(), session.state(), session.users().0);
+    if let Some(master) = &session.master {
+        locust_api::add_workers(&mut answer, &master.workers());
+    }
+    Json(answer)
 }
 
 async fn charts(State(state): State<AppState>) -> Html<String> {

@@ -52,6 +52,8 @@ pub struct Session {
     pub template: RunConfig,
     /// The current run, or the last one.
     pub run: Option<Current>,
+    /// The master whose workers run the users, when distributed.
+    pub master: Option<crate::cluster::Master>,
 }
 
 impl Session {
@@ -60,6 +62,7 @@ impl Session {
         Self {
             template,
             run: None,
+            master: None,
         }
     }
 
@@ -141,6 +144,11 @@ impl Session {
                 .scenario
                 .users
                 .retain(|u| request.user_classes.contains(&u.name));
+            // Workers load the scenario themselves: they pick the same classes.
+            config
+                .scenario_source
+                .user_classes
+                .clone_from(&request.user_classes);
         }
         // The concurrency target follows the form unless the command line set it apart.
         if config.targets.users == Some(config.load.users) {
@@ -149,7 +157,11 @@ impl Session {
         config.load.users = request.users;
         config.load.spawn_rate = request.spawn_rate;
         config.load.run_time = request.run_time;
-        let handle = Run::start(&config).await.map_err(|e| e.to_string())?;
+        let handle = match &self.master {
+            Some(master) => Run::start_on(&config, master).await,
+            None => Run::start(&config).await,
+        }
+        .map_err(|e| e.to_string())?;
         tracing::info!(
             "Ramping to {} users at a rate of {:.2} per second",
             request.users,

@@ -291,7 +291,12 @@ async fn a_frozen_worker_is_lost_then_back() {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert!(kinds.starts_with(&["lost", "back"]), "{kinds:?}");
-    let w2_report = &report["cluster"]["workers"][1];
+    let w2_report = report["cluster"]["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "w2")
+        .unwrap();
     assert_eq!(w2_report["state"], "finished", "{report}");
     assert_eq!(report["steady_total"]["failures"], 0);
     testbed.stop().await;
@@ -392,6 +397,97 @@ async fn a_wrong_token_or_another_version_is_refused() {
         log.contains("--expect-workers 1: only 0 worker(s) connected in 20 s"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_with_the_web_ui_lists_its_workers() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let web_port = free_port().to_string();
+    let host = testbed.base_url();
+    let args: Vec<String> = [
+        "--master",
+        "--master-bind-port",
+        &port.to_string(),
+        "--web-port",
+        &web_port,
+        "-H",
+        &host,
+        "-f",
+        &scenario("reads.toml"),
+        "-u",
+        "4",
+        "-r",
+        "20",
+        "-t",
+        "30s",
+        "--autostart",
+        "--expect-workers",
+        "2",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let master = spawn(dir.path(), "master", &args);
+    let _w1 = worker(dir.path(), "w1", port, &[]);
+    let _w2 = worker(dir.path(), "w2", port, &[]);
+    until_answered(&testbed, 50).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{web_port}{path}");
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(path)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // The run's second has come once both workers sent figures.
+    let wait = async {
+        loop {
+            let stats = get(url("/api/stats")).await;
+            let workers = stats["workers"].as_array().cloned().unwrap_or_default();
+            if stats["user_count"] == 4
+                && workers.len() == 2
+                && workers
+                    .iter()
+                    .all(|w| w["requests"].as_u64() > Some(0) && w["state"] == "running")
+            {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let stats = tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .expect("the UI lists both workers with their requests");
+    assert_eq!(stats["user_count"], 4, "{stats}");
+    let locust = get(url("/stats/requests")).await;
+    assert_eq!(locust["worker_count"], 2, "{locust}");
+    let mut names: Vec<&str> = locust["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["w1", "w2"]);
+    let page = client
+        .get(url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("workers_table"));
+    master.signal("TERM");
+    testbed.stop().await;
 }
 
 #[test]

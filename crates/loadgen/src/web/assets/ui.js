@@ -23,6 +23,15 @@ function render(data) {
   $("state").textContent = data.state.toUpperCase();
   $("host").textContent = data.host;
   $("users").textContent = data.user_count;
+  if (data.workers) {
+    $("workers_tab").hidden = false;
+    let rows = "<tr><th>Worker</th><th>State</th><th>Users</th><th>Requests</th><th>req/s</th><th>CPU % (peak)</th><th>Timer lag ms (peak)</th></tr>";
+    for (const w of data.workers) {
+      rows += `<tr><td class="text">${esc(w.name)}</td><td class="text">${esc(w.state)}${w.saturated_secs >= 3 ? " (saturated)" : ""}</td>` +
+        `<td>${w.users}</td><td>${w.requests}</td><td>${num(w.requests_per_sec, 1)}</td><td>${num(w.peak_cpu_pct)}</td><td>${num(w.peak_timer_lag_ms)}</td></tr>`;
+    }
+    $("workers_table").innerHTML = rows;
+  }
   const report = data.report;
   if (!report) return;
   const total = report.steady_total;
