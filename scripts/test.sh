@@ -20,6 +20,10 @@ command -v python3 >/dev/null || missing+=(python3)
 /usr/bin/python3 -c 'import junitparser' 2>/dev/null || missing+=(python3-junitparser)
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
 command -v docker >/dev/null || missing+=(docker.io)
+# docker/compose.load.yml is checked by docker-compose itself.
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+# A venv for kubernetes-validate (the Kubernetes manifests, checked offline).
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 command -v chromium >/dev/null || missing+=(chromium)
 # promtool lints the monitor's /metrics.
 command -v promtool >/dev/null || missing+=(prometheus)
@@ -34,6 +38,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# kubernetes-validate from PyPI, in a venv of its own under target/ (kept between runs).
+k8s_venv=target/tools/k8s-venv
+if [ ! -x "$k8s_venv/bin/kubernetes-validate" ]; then
+  say "installing kubernetes-validate in $k8s_venv"
+  rm -rf "$k8s_venv"
+  python3 -m venv "$k8s_venv"
+  "$k8s_venv/bin/pip" install -q kubernetes-validate
 fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"

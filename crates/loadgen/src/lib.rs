@@ -112,6 +112,15 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
 
 /// `--dry-run`: everything a run checks before its first request, then what it would do.
 fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
+    let role = cli.cluster.role(&cli.fixtures, cli.threads)?;
+    if let Role::Worker(settings) = &role {
+        // A worker's run comes from its master: only its own flags are checked.
+        print_or_quiet(&format!(
+            "loadgen: dry run: a worker of the master at {} (as {})\n",
+            settings.master_url, settings.name
+        ))?;
+        return Ok(EXIT_OK);
+    }
     let config = if cli.headless {
         cli.resolve()?
     } else {
@@ -157,6 +166,19 @@ fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
                 .unwrap_or_default(),
             check.thresholds
         ));
+    }
+    match role {
+        Role::Master { settings, expect } => plan.push_str(&format!(
+            "  master: listens for workers on ws://{}/{}{}\n",
+            settings.listen,
+            expect.map_or_else(String::new, |(n, _)| format!(", waits for {n}")),
+            if settings.token.is_some() {
+                ", token required"
+            } else {
+                ""
+            }
+        )),
+        Role::Worker(_) | Role::Single => {}
     }
     print_or_quiet(&plan)?;
     Ok(EXIT_OK)

@@ -9,6 +9,7 @@ mod ci;
 mod cli;
 mod cluster;
 mod container;
+mod deploy;
 mod diagnosis;
 mod engine;
 mod failures;
