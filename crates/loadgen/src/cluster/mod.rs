@@ -5,6 +5,7 @@
 //! - [`protocol`]: the versioned JSON messages, over WebSocket.
 //! - [`listener`]: the master's side of the connections (hello, version and token checks).
 //! - [`master`]: the master, which the engine runs in place of its local users.
+//! - `run`: one distributed run, as the master drives it.
 //! - [`worker`]: a worker, one more driver of the engine.
 //! - [`share`]: how users, rates and fixed counts are shared out.
 //! - [`summary`]: what the report says of each worker and of the cluster's events.
@@ -12,6 +13,7 @@
 pub mod listener;
 pub mod master;
 pub mod protocol;
+mod run;
 pub mod share;
 pub mod summary;
 pub mod worker;
