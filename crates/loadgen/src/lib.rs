@@ -64,40 +64,19 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
             Role::Worker(settings) => cluster::worker::serve(settings).await,
             Role::Master { settings, expect } if cli.headless => {
                 let config = cli.resolve()?;
-                let master = Master::bind(settings.clone())
-                    .await
-                    .with_context(|| format!("--master: cannot listen on {}", settings.listen))?;
-                eprintln!(
-                    "loadgen: master: listening for workers on ws://{}/",
-                    master.local_addr()
-                );
                 // Without --expect-workers, the run starts with the first worker; the others
                 // get their share as they come.
-                let (count, max_wait) =
-                    expect.unwrap_or((1, Duration::from_secs(cli.cluster.expect_workers_max_wait)));
-                master
-                    .wait_for_workers(count, max_wait)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                let expect = expect.or_else(|| {
+                    Some((1, Duration::from_secs(cli.cluster.expect_workers_max_wait)))
+                });
+                let master = start_master(settings, expect).await?;
                 let code = headless::drive_on(config, Some(&master)).await;
                 master.quit().await;
                 code
             }
             Role::Master { settings, expect } => {
                 let web = cli.web_settings()?;
-                let master = Master::bind(settings.clone())
-                    .await
-                    .with_context(|| format!("--master: cannot listen on {}", settings.listen))?;
-                eprintln!(
-                    "loadgen: master: listening for workers on ws://{}/",
-                    master.local_addr()
-                );
-                if let Some((count, max_wait)) = expect {
-                    master
-                        .wait_for_workers(count, max_wait)
-                        .await
-                        .map_err(anyhow::Error::msg)?;
-                }
+                let master = start_master(settings, expect).await?;
                 web::serve_on(cli.resolve_for_web()?, web, Some(master)).await
             }
             Role::Single if cli.headless => headless::drive(cli.resolve()?).await,
@@ -111,6 +90,27 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// `--dry-run`: everything a run checks before its first request, then what it would do.
+/// Listens for workers, and waits for `expect` of them (count, at most how long) if given.
+async fn start_master(
+    settings: cluster::MasterSettings,
+    expect: Option<(usize, Duration)>,
+) -> anyhow::Result<Master> {
+    let master = Master::bind(settings.clone())
+        .await
+        .with_context(|| format!("--master: cannot listen on {}", settings.listen))?;
+    eprintln!(
+        "loadgen: master: listening for workers on ws://{}/",
+        master.local_addr()
+    );
+    if let Some((count, max_wait)) = expect {
+        master
+            .wait_for_workers(count, max_wait)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(master)
+}
+
 fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
     let role = cli.cluster.role(&cli.fixtures, cli.threads)?;
     if let Role::Worker(settings) = &role {
