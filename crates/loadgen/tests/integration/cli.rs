@@ -1,7 +1,7 @@
 //! loadgen against the testbed (real PostgreSQL, Redis, HTTP over loopback), through the same
 //! `run` the binary calls, and the binary itself where signals and exit codes matter.
 
-use crate::support::{fixtures, scenario, short_run};
+use crate::support::{fixtures, scenario, send, short_run};
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -544,17 +544,6 @@ async fn started_with_requests(
         .await
         .expect("steady-state requests within a minute");
     (child, stdout, seen)
-}
-
-fn send(signal: &str, child: &tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
 }
 
 /// SIGINT (Ctrl-C), SIGTERM (`docker stop`, Kubernetes) and SIGHUP (a closed terminal) all stop

@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use test_support::start_in_memory;
 use tokio::process::{Child, Command};
 
-use crate::support::scenario;
+use crate::support::{scenario, send};
 
 /// A free loopback port.
 fn free_port() -> u16 {
@@ -29,14 +29,7 @@ impl Process {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args([&format!("-{signal}"), &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        send(signal, &self.child);
     }
 
     /// Waits for the exit (2 minutes at most, a bound only).
@@ -110,6 +103,36 @@ fn counted(report: &serde_json::Value) -> u64 {
         + report["startup_total"]["requests"].as_u64().unwrap()
 }
 
+/// The testbed, a folder for the logs and report, and the master's port.
+struct Setup {
+    testbed: testbed::Testbed,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        Self {
+            testbed: start_in_memory(|_| {}).await,
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+        }
+    }
+
+    /// A headless master against the testbed, with `extra` flags.
+    fn master(&self, extra: &[&str]) -> Process {
+        master(self.dir.path(), &self.testbed.base_url(), self.port, extra)
+    }
+
+    fn worker(&self, name: &str, extra: &[&str]) -> Process {
+        worker(self.dir.path(), name, self.port, extra)
+    }
+
+    fn report(&self) -> serde_json::Value {
+        report(self.dir.path())
+    }
+}
+
 /// Waits until the testbed has answered `n` requests (2 minutes at most, a bound only).
 async fn until_answered(testbed: &testbed::Testbed, n: u64) {
     let wait = async {
@@ -124,26 +147,15 @@ async fn until_answered(testbed: &testbed::Testbed, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_merges_its_workers_into_one_exact_report() {
-    let testbed = start_in_memory(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let host = testbed.base_url();
-    let mut master = master(
-        dir.path(),
-        &host,
-        port,
-        &["-u", "10", "-r", "20", "-t", "5s", "--expect-workers", "2"],
-    );
-    let mut workers = [
-        worker(dir.path(), "w1", port, &[]),
-        worker(dir.path(), "w2", port, &[]),
-    ];
+    let setup = Setup::new().await;
+    let mut master = setup.master(&["-u", "10", "-r", "20", "-t", "5s", "--expect-workers", "2"]);
+    let mut workers = [setup.worker("w1", &[]), setup.worker("w2", &[])];
     assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
     // The master tells its workers to quit as it ends.
     for w in &mut workers {
         assert_eq!(w.exit_code().await, Some(0), "{}", w.log());
     }
-    let report = report(dir.path());
+    let report = setup.report();
     let workers = report["cluster"]["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2, "{report}");
     let by_worker: u64 = workers
@@ -163,7 +175,7 @@ async fn a_master_merges_its_workers_into_one_exact_report() {
     assert_eq!(report["startup_total"]["requests"], 20);
     // Every request the testbed answered is counted once: all but the workers' health checks
     // and those cut at the stop.
-    let answered = testbed.requests_answered() - 2;
+    let answered = setup.testbed.requests_answered() - 2;
     let cut = report["in_flight_at_stop"].as_u64().unwrap();
     assert!(
         counted(&report) <= answered && answered <= counted(&report) + cut,
@@ -178,29 +190,21 @@ async fn a_master_merges_its_workers_into_one_exact_report() {
         .sum();
     assert_eq!(in_seconds, counted(&report));
     assert!(history.iter().any(|h| h["users"] == 10), "{history:?}");
-    testbed.stop().await;
+    setup.testbed.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_rebalanced_and_what_it_reported_is_kept() {
-    let testbed = start_in_memory(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let host = testbed.base_url();
-    let mut master = master(
-        dir.path(),
-        &host,
-        port,
-        &["-u", "12", "-r", "50", "-t", "12s", "--expect-workers", "3"],
-    );
-    let _w1 = worker(dir.path(), "w1", port, &[]);
-    let _w2 = worker(dir.path(), "w2", port, &[]);
-    let mut w3 = worker(dir.path(), "w3", port, &[]);
-    until_answered(&testbed, 300).await;
+    let setup = Setup::new().await;
+    let mut master = setup.master(&["-u", "12", "-r", "50", "-t", "12s", "--expect-workers", "3"]);
+    let _w1 = setup.worker("w1", &[]);
+    let _w2 = setup.worker("w2", &[]);
+    let mut w3 = setup.worker("w3", &[]);
+    until_answered(&setup.testbed, 300).await;
     w3.signal("KILL");
     w3.exit_code().await;
     assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
-    let report = report(dir.path());
+    let report = setup.report();
     let events = report["cluster"]["events"].as_array().unwrap();
     let lost: Vec<_> = events.iter().filter(|e| e["kind"] == "lost").collect();
     assert_eq!(lost.len(), 1, "{events:?}");
@@ -229,7 +233,7 @@ async fn a_killed_worker_is_rebalanced_and_what_it_reported_is_kept() {
     // Nothing counted twice; lost only what w3 did after the figures it last sent (its
     // threads hand theirs over each second, and it sends each second: 2 s at most) and its
     // requests in flight. It ran a third of the users.
-    let answered = testbed.requests_answered() - 3;
+    let answered = setup.testbed.requests_answered() - 3;
     let counted = counted(&report);
     let w3_rate = report["steady_total"]["rps"].as_f64().unwrap() / 3.0;
     let cut = report["in_flight_at_stop"].as_u64().unwrap();
@@ -245,24 +249,16 @@ async fn a_killed_worker_is_rebalanced_and_what_it_reported_is_kept() {
             .iter()
             .any(|f| f["rule"] == "loadgen.worker_lost")
     );
-    testbed.stop().await;
+    setup.testbed.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_worker_is_lost_then_back() {
-    let testbed = start_in_memory(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let host = testbed.base_url();
-    let mut master = master(
-        dir.path(),
-        &host,
-        port,
-        &["-u", "4", "-r", "50", "-t", "60s", "--expect-workers", "2"],
-    );
-    let _w1 = worker(dir.path(), "w1", port, &[]);
-    let w2 = worker(dir.path(), "w2", port, &[]);
-    until_answered(&testbed, 50).await;
+    let setup = Setup::new().await;
+    let mut master = setup.master(&["-u", "4", "-r", "50", "-t", "60s", "--expect-workers", "2"]);
+    let _w1 = setup.worker("w1", &[]);
+    let w2 = setup.worker("w2", &[]);
+    until_answered(&setup.testbed, 50).await;
     // Frozen, it sends nothing, as if its network were cut.
     w2.signal("STOP");
     let wait_for = |what: &'static str| {
@@ -283,7 +279,7 @@ async fn a_frozen_worker_is_lost_then_back() {
     wait_for("worker w2 answers again").await;
     master.signal("INT");
     assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
-    let report = report(dir.path());
+    let report = setup.report();
     let kinds: Vec<&str> = report["cluster"]["events"]
         .as_array()
         .unwrap()
@@ -299,26 +295,18 @@ async fn a_frozen_worker_is_lost_then_back() {
         .unwrap();
     assert_eq!(w2_report["state"], "finished", "{report}");
     assert_eq!(report["steady_total"]["failures"], 0);
-    testbed.stop().await;
+    setup.testbed.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_stop_when_their_master_is_gone() {
-    let testbed = start_in_memory(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let host = testbed.base_url();
-    let master = master(
-        dir.path(),
-        &host,
-        port,
-        &["-u", "4", "-r", "50", "-t", "5m", "--expect-workers", "2"],
-    );
+    let setup = Setup::new().await;
+    let master = setup.master(&["-u", "4", "-r", "50", "-t", "5m", "--expect-workers", "2"]);
     let mut workers = [
-        worker(dir.path(), "w1", port, &["--master-timeout", "3s"]),
-        worker(dir.path(), "w2", port, &["--master-timeout", "3s"]),
+        setup.worker("w1", &["--master-timeout", "3s"]),
+        setup.worker("w2", &["--master-timeout", "3s"]),
     ];
-    until_answered(&testbed, 50).await;
+    until_answered(&setup.testbed, 50).await;
     master.signal("KILL");
     for w in &mut workers {
         assert_eq!(w.exit_code().await, Some(2), "{}", w.log());
@@ -328,11 +316,11 @@ async fn workers_stop_when_their_master_is_gone() {
             "{log}"
         );
     }
-    // Stopped: nothing more reaches the testbed.
-    let after = testbed.requests_answered();
+    // Stopped: nothing more reaches the setup.testbed.
+    let after = setup.testbed.requests_answered();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(testbed.requests_answered(), after);
-    testbed.stop().await;
+    assert_eq!(setup.testbed.requests_answered(), after);
+    setup.testbed.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,15 +389,13 @@ async fn a_wrong_token_or_another_version_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_with_the_web_ui_lists_its_workers() {
-    let testbed = start_in_memory(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let setup = Setup::new().await;
     let web_port = free_port().to_string();
-    let host = testbed.base_url();
+    let host = setup.testbed.base_url();
     let args: Vec<String> = [
         "--master",
         "--master-bind-port",
-        &port.to_string(),
+        &setup.port.to_string(),
         "--web-port",
         &web_port,
         "-H",
@@ -428,10 +414,10 @@ async fn a_master_with_the_web_ui_lists_its_workers() {
     ]
     .map(str::to_owned)
     .to_vec();
-    let master = spawn(dir.path(), "master", &args);
-    let _w1 = worker(dir.path(), "w1", port, &[]);
-    let _w2 = worker(dir.path(), "w2", port, &[]);
-    until_answered(&testbed, 50).await;
+    let master = spawn(setup.dir.path(), "master", &args);
+    let _w1 = setup.worker("w1", &[]);
+    let _w2 = setup.worker("w2", &[]);
+    until_answered(&setup.testbed, 50).await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://127.0.0.1:{web_port}{path}");
     let get = |path: String| {
@@ -487,7 +473,7 @@ async fn a_master_with_the_web_ui_lists_its_workers() {
         .unwrap();
     assert!(page.contains("workers_table"));
     master.signal("TERM");
-    testbed.stop().await;
+    setup.testbed.stop().await;
 }
 
 #[test]

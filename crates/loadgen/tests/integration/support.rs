@@ -45,3 +45,15 @@ pub fn short_run(host: &str) -> tokio::process::Command {
         .kill_on_drop(true);
     command
 }
+
+/// Sends `signal` (`TERM`, `KILL`, `STOP`...) to `child`, as `kill -SIGNAL PID` does.
+pub fn send(signal: &str, child: &tokio::process::Child) {
+    let pid = child.id().expect("the child runs").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
