@@ -26,36 +26,12 @@ cargo build -q --release -p loadgen
 loadgen=$PWD/target/release/loadgen
 
 work=$(mktemp -d)
-tls_listen="" tls_conf="" tls_flag=""
-if [ "$scheme" = https ]; then
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 \
-    -subj /CN=localhost >/dev/null 2>&1
-  tls_listen=" ssl" tls_conf="ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;" tls_flag=--insecure
-fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-worker_rlimit_nofile 40000;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 30000; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 120s;
-  client_body_temp_path $work;
-  server {
-    listen 127.0.0.1:$port$tls_listen backlog=16384;
-    $tls_conf
-    location / { default_type application/json; return 200 '{"status":"ok"}'; }
-  }
-}
-CONF
-ulimit -n 65536 2>/dev/null || true
-taskset -c 1 nginx -c "$work/nginx.conf" -p "$work"
+source bench/nginx.sh
+tls_flag=""
+[ "$scheme" = https ] && tls_flag=--insecure
+start_nginx "$work" 1 "$([ "$scheme" = https ] && echo 1)"
 trap 'kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
-sleep 0.5
-url=$scheme://127.0.0.1:$port
+url=$scheme://127.0.0.1:$nginx_port
 
 # cpu_and_rss FILE: "user+sys seconds" and "max RSS KB" from /usr/bin/time's output.
 timed() { /usr/bin/time -f '%U %S %M' -o "$work/time" "$@"; }

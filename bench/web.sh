@@ -19,25 +19,11 @@ fi
 cargo build -q --release -p loadgen
 loadgen=$PWD/target/release/loadgen
 work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port) ui_port=$(free_port)
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-worker_rlimit_nofile 40000;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 30000; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  client_body_temp_path $work;
-  server { listen 127.0.0.1:$port backlog=16384; location / { return 200 '{"status":"ok"}'; } }
-}
-CONF
-ulimit -n 65536 2>/dev/null || true
-nginx -c "$work/nginx.conf" -p "$work"
+source bench/nginx.sh
+start_nginx "$work"
+ui_port=$(free_port)
 trap 'kill "$(cat "$work/nginx.pid")" 2>/dev/null; kill "${web_pid:-}" 2>/dev/null; rm -rf "$work"' EXIT
-url=http://127.0.0.1:$port
+url=http://127.0.0.1:$nginx_port
 rps() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(round(r["steady_total"]["rps"]))' "$1"; }
 
 printf '%-6s %14s %14s %8s\n' round "headless req/s" "web req/s" ratio
