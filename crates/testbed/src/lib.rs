@@ -108,18 +108,20 @@ impl Testbed {
         )
     }
 
-    /// Stops serving and the workers, and waits for them.
-    pub async fn stop(mut self) {
+    /// Stops serving and the workers, waits for them, and says how many requests were
+    /// answered in all.
+    pub async fn stop(mut self) -> u64 {
         self.shutdown.cancel();
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
+        self.requests_answered()
     }
 
-    /// Serves until `signal` completes, then stops.
-    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) {
+    /// Serves until `signal` completes, then stops; the requests answered in all.
+    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) -> u64 {
         signal.await;
-        self.stop().await;
+        self.stop().await
     }
 }
 

@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
     // sends SIGTERM, and as PID 1 the testbed must handle it to stop at once.
     let signals = common::signals::Signals::install();
     println!("{}", running.startup_line());
-    running
+    let answered = running
         .serve_until(async {
             match signals {
                 Ok(mut signals) => {
@@ -37,5 +37,8 @@ async fn main() -> ExitCode {
             }
         })
         .await;
+    // What a test (or a user) checks a load tester's totals against, when the testbed runs in
+    // a container it cannot reach into.
+    println!("testbed stopped: {answered} requests answered");
     ExitCode::SUCCESS
 }

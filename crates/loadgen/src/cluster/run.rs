@@ -2,7 +2,7 @@
 //! them, notices a worker lost or back, builds the timeline from the differences of their
 //! totals, and gathers their final figures into the run's outcome.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -44,14 +44,29 @@ pub(super) struct Member {
     latest: Option<(WorkerSnapshot, Stats)>,
     /// Its totals at the last second of the timeline.
     at_last_tick: Stats,
-    /// Its requests in the last second of the timeline.
-    last_second_requests: u64,
+    /// The sequence number of its figures at the last second of the timeline.
+    seq_at_last_tick: u64,
+    /// Its requests in each of the last seconds it reported (newest last): the load lost
+    /// when it goes, judged on seconds it was heard in, not on the silence before it was
+    /// marked lost.
+    recent_seconds: VecDeque<u64>,
     peak_cpu_pct: f64,
     peak_timer_lag_ms: f64,
     saturated_secs: u64,
 }
 
+/// How many of a worker's last reported seconds its rate is judged on.
+const RECENT_SECONDS: usize = 5;
+
 impl Member {
+    /// Its requests per second over the last seconds it reported.
+    fn recent_rate(&self) -> f64 {
+        if self.recent_seconds.is_empty() {
+            return 0.0;
+        }
+        self.recent_seconds.iter().sum::<u64>() as f64 / self.recent_seconds.len() as f64
+    }
+
     fn send(&self, message: ToWorker) {
         if let Some(outbox) = &self.outbox {
             let _ = outbox.send(message);
@@ -145,7 +160,8 @@ impl ClusterRun {
                 share: 0,
                 latest: None,
                 at_last_tick: Stats::default(),
-                last_second_requests: 0,
+                seq_at_last_tick: 0,
+                recent_seconds: VecDeque::new(),
                 peak_cpu_pct: 0.0,
                 peak_timer_lag_ms: 0.0,
                 saturated_secs: 0,
@@ -418,7 +434,7 @@ impl ClusterRun {
         let (name, users, rate) = (
             member.name.clone(),
             member.latest.as_ref().map_or(0, |(s, _)| s.stats.users),
-            member.last_second_requests,
+            member.recent_rate().round() as u64,
         );
         let others = self.members.values().filter(|m| m.is_running()).count();
         self.note(
@@ -540,7 +556,13 @@ impl ClusterRun {
             let mut shard = stats.shard_since(&member.at_last_tick);
             shard.timer_lag_us = (snapshot.stats.self_watch.timer_lag_ms * 1000.0) as u64;
             shard.jobs_in_flight = snapshot.jobs_in_flight;
-            member.last_second_requests = shard.interval.all.count;
+            if snapshot.seq != member.seq_at_last_tick {
+                member.seq_at_last_tick = snapshot.seq;
+                if member.recent_seconds.len() == RECENT_SECONDS {
+                    member.recent_seconds.pop_front();
+                }
+                member.recent_seconds.push_back(shard.interval.all.count);
+            }
             self.second.add(member.id as usize, &shard);
             member.at_last_tick = stats.clone();
             if member.is_running() {

@@ -2,68 +2,24 @@
 //! SIGTERM, and the run stops and writes its reports instead of being killed 10 s later with
 //! nothing written.
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
-
 use serde_json::Value;
 use test_support::start_in_memory;
 
+use crate::docker::{Images, docker, docker_output, logs, until_logged};
 use crate::support::scenario;
-
-/// Removes the container and the image, whatever the test's outcome.
-struct Cleanup {
-    container: String,
-    image: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.container])
-            .output();
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &self.image])
-            .output();
-    }
-}
-
-fn docker(args: &[&str]) -> String {
-    let output = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker runs");
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_stop_keeps_the_run_of_loadgen_as_pid_1() {
-    let tag = format!("signals-{}", std::process::id());
-    let image = format!("loadtest/loadgen:{tag}");
+    let images = Images::hold();
     let container = format!("loadgen-signals-{}", std::process::id());
-    let _cleanup = Cleanup {
-        container: container.clone(),
-        image: image.clone(),
-    };
-    // The image of this test's own build, by the script users run.
-    let binary = Path::new(env!("CARGO_BIN_EXE_loadgen"));
-    let built = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker/build.sh"))
-        .arg(&tag)
-        .env("LOADTEST_BIN_DIR", binary.parent().unwrap())
-        .env("LOADTEST_IMAGES", "loadgen")
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "docker/build.sh: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    // Removed whatever the test's outcome.
+    struct Removed<'a>(&'a str);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            let _ = docker_output(&["rm", "-f", self.0]);
+        }
+    }
+    let _removed = Removed(&container);
 
     let testbed = start_in_memory(|_| {}).await;
     let out = tempfile::tempdir().unwrap();
@@ -78,7 +34,7 @@ async fn docker_stop_keeps_the_run_of_loadgen_as_pid_1() {
         "host",
         "-v",
         &volume,
-        &image,
+        &images.loadgen(),
         "--headless",
         "-H",
         &testbed.base_url(),
@@ -98,30 +54,21 @@ async fn docker_stop_keeps_the_run_of_loadgen_as_pid_1() {
         "/out/run",
     ]);
     // Requests flow once the live table counts some.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let logs = docker(&["logs", &container]);
-        let flowing = logs.lines().any(|line| {
+    until_logged(&container, "requests flow", |logs| {
+        logs.lines().any(|line| {
             let mut words = line.split_whitespace();
             words.next() == Some("Aggregated")
                 && words
                     .next()
                     .and_then(|n| n.parse::<u64>().ok())
                     .is_some_and(|n| n > 0)
-        });
-        if flowing {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no requests: {logs}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        })
+    })
+    .await;
     // Were SIGTERM ignored, docker would kill it after 60 s, with exit code 137.
     docker(&["stop", "-t", "60", &container]);
     let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &container]);
-    assert_eq!(code.trim(), "0", "{}", docker(&["logs", &container]));
+    assert_eq!(code.trim(), "0", "{}", logs(&container));
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(report["interrupted"], true);

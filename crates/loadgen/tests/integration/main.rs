@@ -8,9 +8,11 @@
 mod ci;
 mod cli;
 mod cluster;
+mod cluster_containers;
 mod container;
 mod deploy;
 mod diagnosis;
+mod docker;
 mod engine;
 mod failures;
 mod fuzz;
