@@ -99,7 +99,8 @@ async fn start_master(
         .await
         .with_context(|| format!("--master: cannot listen on {}", settings.listen))?;
     eprintln!(
-        "loadgen: master: listening for workers on ws://{}/",
+        "loadgen: master: listening for workers on {}://{}/",
+        settings.scheme(),
         master.local_addr()
     );
     if let Some((count, max_wait)) = expect {
@@ -169,7 +170,8 @@ fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
     }
     match role {
         Role::Master { settings, expect } => plan.push_str(&format!(
-            "  master: listens for workers on ws://{}/{}{}\n",
+            "  master: listens for workers on {}://{}/{}{}\n",
+            settings.scheme(),
             settings.listen,
             expect.map_or_else(String::new, |(n, _)| format!(", waits for {n}")),
             if settings.token.is_some() {

@@ -2,6 +2,7 @@
 //! the role this process plays.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -52,6 +53,36 @@ pub struct ClusterArgs {
     /// The cluster's shared secret: a master requires it of its workers, a worker gives it.
     #[arg(long, env = "LOADGEN_CLUSTER_TOKEN", hide_env_values = true)]
     pub cluster_token: Option<String>,
+    /// The master serves its workers over TLS (wss://) with this PEM certificate chain.
+    #[arg(
+        long,
+        env = "LOADGEN_MASTER_TLS_CERT",
+        requires = "master_tls_key",
+        conflicts_with = "worker",
+        value_name = "FILE"
+    )]
+    pub master_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --master-tls-cert.
+    #[arg(
+        long,
+        env = "LOADGEN_MASTER_TLS_KEY",
+        requires = "master_tls_cert",
+        value_name = "FILE"
+    )]
+    pub master_tls_key: Option<PathBuf>,
+    /// A worker reaches its master over TLS (wss://), checking its certificate against the
+    /// system's roots.
+    #[arg(long, env = "LOADGEN_MASTER_TLS", conflicts_with = "master")]
+    pub master_tls: bool,
+    /// A worker reaches its master over TLS, trusting this PEM certificate (the master's own,
+    /// or its CA) instead of the system's roots.
+    #[arg(
+        long,
+        env = "LOADGEN_MASTER_TLS_CA",
+        value_name = "FILE",
+        conflicts_with = "master"
+    )]
+    pub master_tls_ca: Option<PathBuf>,
 }
 
 /// What this process is in a run.
@@ -94,8 +125,15 @@ impl ClusterArgs {
                 let machine = sysinfo::System::host_name().unwrap_or_else(|| "worker".into());
                 format!("{machine}-{}", std::process::id())
             });
+            let tls = (self.master_tls || self.master_tls_ca.is_some())
+                .then(|| crate::cluster::tls::client(self.master_tls_ca.clone()))
+                .transpose()?;
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
             return Ok(Role::Worker(WorkerSettings {
-                master_url: format!("ws://{host}:{}/", self.master_port),
+                master_url: format!("{scheme}://{host}:{}/", self.master_port),
+                master_host: host,
+                master_port: self.master_port,
+                tls,
                 name,
                 token: self.cluster_token.clone(),
                 fixtures: fixtures.to_owned(),
@@ -124,6 +162,10 @@ impl ClusterArgs {
                  --cluster-token (or LOADGEN_CLUSTER_TOKEN) on the master and the workers"
             );
         }
+        let tls = match (&self.master_tls_cert, &self.master_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::cluster::tls::server_config(cert, key)?),
+            _ => None,
+        };
         if self.expect_workers == Some(0) {
             bail!("--expect-workers 0: wait for at least one worker");
         }
@@ -131,6 +173,7 @@ impl ClusterArgs {
             settings: MasterSettings {
                 listen: SocketAddr::new(ip, self.master_bind_port),
                 token,
+                tls,
             },
             expect: self
                 .expect_workers

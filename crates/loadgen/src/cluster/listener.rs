@@ -3,6 +3,7 @@
 //! master and an outbox the master writes [`ToWorker`] messages to.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::protocol::{self, PROTOCOL, Resume, ToMaster, ToWorker, VERSION};
+use super::tls;
 
 /// A worker's hello took longer than this: not a worker.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,10 +49,12 @@ pub enum Event {
     },
 }
 
-/// Accepts connections on `listener` until the receiver of `events` is gone.
+/// Accepts connections on `listener` (over TLS when `tls` is given) until the receiver of
+/// `events` is gone.
 pub fn spawn_accept_loop(
     listener: TcpListener,
     token: Option<String>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     events: mpsc::UnboundedSender<Event>,
 ) {
     tokio::spawn(async move {
@@ -74,6 +78,7 @@ pub fn spawn_accept_loop(
                 peer,
                 next_conn,
                 token.clone(),
+                tls.clone(),
                 events.clone(),
             ));
         }
@@ -85,13 +90,20 @@ async fn serve(
     peer: SocketAddr,
     conn: u64,
     token: Option<String>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let _ = stream.set_nodelay(true);
-    let Ok(Ok(socket)) =
-        tokio::time::timeout(HELLO_TIMEOUT, tokio_tungstenite::accept_async(stream)).await
-    else {
-        tracing::debug!("master: {peer} is not a WebSocket client");
+    let handshakes = async {
+        let stream = tls::accept(stream, tls.as_ref()).await.map_err(|e| {
+            // A worker without --master-tls, or one that does not trust our certificate.
+            eprintln!("loadgen: master: TLS handshake with {peer} failed: {e}");
+        })?;
+        tokio_tungstenite::accept_async(stream).await.map_err(|e| {
+            tracing::debug!("master: {peer} is not a WebSocket client: {e}");
+        })
+    };
+    let Ok(Ok(socket)) = tokio::time::timeout(HELLO_TIMEOUT, handshakes).await else {
         return;
     };
     let (mut sink, mut incoming) = socket.split();

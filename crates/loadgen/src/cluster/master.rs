@@ -34,6 +34,15 @@ pub struct MasterSettings {
     pub listen: SocketAddr,
     /// The shared secret workers must give (`--cluster-token`).
     pub token: Option<String>,
+    /// Serve `wss://` with this (`--master-tls-cert`, `--master-tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl MasterSettings {
+    /// `wss` over TLS, else `ws`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "wss" } else { "ws" }
+    }
 }
 
 /// A master, listening; cheap to clone.
@@ -70,7 +79,7 @@ impl Master {
         let listener = TcpListener::bind(settings.listen).await?;
         let addr = listener.local_addr()?;
         let (events_tx, events) = mpsc::unbounded_channel();
-        listener::spawn_accept_loop(listener, settings.token, events_tx);
+        listener::spawn_accept_loop(listener, settings.token, settings.tls, events_tx);
         Ok(Self {
             hub: Arc::new(Mutex::new(Hub {
                 events,

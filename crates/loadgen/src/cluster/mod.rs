@@ -9,6 +9,7 @@
 //! - [`worker`]: a worker, one more driver of the engine.
 //! - [`share`]: how users, rates and fixed counts are shared out.
 //! - [`summary`]: what the report says of each worker and of the cluster's events.
+//! - [`tls`]: optional TLS on the connections (`wss://`).
 
 pub mod listener;
 pub mod master;
@@ -16,6 +17,7 @@ pub mod protocol;
 mod run;
 pub mod share;
 pub mod summary;
+pub mod tls;
 pub mod worker;
 
 use std::time::Duration;

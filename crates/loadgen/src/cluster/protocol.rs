@@ -1,5 +1,6 @@
 //! The messages between a master and its workers: JSON text frames over a WebSocket
-//! (`ws://MASTER:5557/`), one message a frame, each an object whose `type` names it.
+//! (`ws://MASTER:5557/`, or `wss://` with TLS: see [`super::tls`]), one message a frame,
+//! each an object whose `type` names it.
 //!
 //! Each message is `{"type": "NAME", "data": {...}}` (`data` absent when the message has
 //! none): the type comes first, so a receiver reads the data straight into its type.

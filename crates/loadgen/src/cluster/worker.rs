@@ -22,8 +22,14 @@ use crate::http::TlsSettings;
 /// How a worker reaches its master.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// `ws://HOST:PORT/`.
+    /// `ws://HOST:PORT/`, or `wss://` over TLS.
     pub master_url: String,
+    /// The master's host (a name, or an address; IPv6 in brackets).
+    pub master_host: String,
+    /// The master's port.
+    pub master_port: u16,
+    /// TLS to the master (`--master-tls`, `--master-tls-ca`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Its name in the master's reports.
     pub name: String,
     /// The cluster's shared secret.
@@ -161,8 +167,7 @@ pub async fn serve(settings: WorkerSettings) -> anyhow::Result<u8> {
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tokio_tungstenite::WebSocketStream<Box<dyn super::tls::Io>>;
 
 enum Refusal {
     Refused(String),
@@ -175,7 +180,26 @@ async fn connect(
     resume: Option<Resume>,
 ) -> Result<(Socket, u32), Refusal> {
     let attempt = async {
-        let (mut socket, _) = tokio_tungstenite::connect_async(&settings.master_url)
+        let stream = super::tls::connect(
+            &settings.master_host,
+            settings.master_port,
+            settings.tls.as_ref(),
+        )
+        .await
+        .map_err(|e| {
+            // A certificate the worker does not trust will not change by trying again.
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(tls) => Refusal::Refused(format!(
+                    "TLS with the master failed: {tls} (is --master-tls-ca the master's \
+                     certificate or its CA, and is --master-host a name it is issued for?)"
+                )),
+                None => Refusal::Unreachable(e.to_string()),
+            }
+        })?;
+        let (mut socket, _) = tokio_tungstenite::client_async(&settings.master_url, stream)
             .await
             .map_err(|e| Refusal::Unreachable(e.to_string()))?;
         let hello = ToMaster::Hello {

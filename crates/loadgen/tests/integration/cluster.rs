@@ -494,3 +494,65 @@ fn a_master_open_beyond_loopback_needs_a_token() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--cluster-token"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reach_a_tls_master_that_they_trust_and_no_other() {
+    let setup = Setup::new().await;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (
+        setup.dir.path().join("master.pem"),
+        setup.dir.path().join("master.key"),
+    );
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut master = setup.master(&[
+        "-u",
+        "4",
+        "-r",
+        "20",
+        "-t",
+        "4s",
+        "--expect-workers",
+        "1",
+        "--master-tls-cert",
+        &cert,
+        "--master-tls-key",
+        &key,
+    ]);
+    // One that checks the master against the system's roots: a self-signed certificate is not
+    // among them, and trying again would not change that.
+    let mut untrusting = setup.worker(
+        "untrusting",
+        &["--master-host", "localhost", "--master-tls"],
+    );
+    assert_eq!(
+        untrusting.exit_code().await,
+        Some(2),
+        "{}",
+        untrusting.log()
+    );
+    assert!(
+        untrusting.log().contains("TLS with the master failed"),
+        "{}",
+        untrusting.log()
+    );
+    // One without TLS never gets in.
+    let mut plain = setup.worker("plain", &["--master-timeout", "3s"]);
+    assert_eq!(plain.exit_code().await, Some(2), "{}", plain.log());
+
+    let mut trusting = setup.worker(
+        "trusting",
+        &["--master-host", "localhost", "--master-tls-ca", &cert],
+    );
+    assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
+    assert_eq!(trusting.exit_code().await, Some(0), "{}", trusting.log());
+    assert!(master.log().contains("listening for workers on wss://"));
+    let report = setup.report();
+    let workers = report["cluster"]["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{report}");
+    assert_eq!(workers[0]["name"], "trusting");
+    assert!(counted(&report) > 0, "{report}");
+    assert_eq!(report["steady_total"]["failures"], 0, "{report}");
+    setup.testbed.stop().await;
+}
