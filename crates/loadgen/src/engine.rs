@@ -129,6 +129,8 @@ pub struct Update {
     pub users: u64,
     /// Users the run is ramping to.
     pub target_users: u64,
+    /// Users started so far, by type.
+    pub users_by_type: Arc<BTreeMap<String, u64>>,
     /// The second that just ended (with the run's cumulative figures).
     pub second: Arc<HistoryRow>,
 }
@@ -209,6 +211,7 @@ impl Run {
         });
         let (snapshot_tx, snapshots) = mpsc::channel(8);
         let (reset_tx, resets) = mpsc::channel(8);
+        let (fixed_counts_tx, fixed_counts) = mpsc::channel(8);
         let (updates_tx, updates) = watch::channel(None);
         let (finished_tx, finished) = watch::channel(None);
         let stop = CancellationToken::new();
@@ -218,6 +221,7 @@ impl Run {
             snapshots,
             updates: updates_tx,
             resets,
+            fixed_counts,
         };
         tokio::spawn(async move {
             let result = tokio::spawn(body(channels)).await;
@@ -249,6 +253,7 @@ impl Run {
             stop,
             snapshots: snapshot_tx,
             resets: reset_tx,
+            fixed_counts: fixed_counts_tx,
             live_backend,
             updates,
             finished,
@@ -271,6 +276,7 @@ pub struct RunHandle {
     stop: CancellationToken,
     snapshots: mpsc::Sender<oneshot::Sender<StatsSnapshot>>,
     resets: mpsc::Sender<()>,
+    fixed_counts: mpsc::Sender<BTreeMap<String, u32>>,
     live_backend: Option<backend::LiveTicks>,
     updates: watch::Receiver<Option<Update>>,
     finished: watch::Receiver<Option<Arc<RunOutcome>>>,
@@ -299,6 +305,12 @@ impl RunHandle {
     /// that has ended keeps its figures.
     pub fn reset_stats(&self) {
         let _ = self.resets.try_send(());
+    }
+
+    /// New fixed counts for the user types named (a worker's share of its cluster's, shared
+    /// out again when a worker comes or goes): the users started from now on follow them.
+    pub fn set_fixed_counts(&self, counts: BTreeMap<String, u32>) {
+        let _ = self.fixed_counts.try_send(counts);
     }
 
     /// Stops the run; [`RunHandle::wait`] still returns everything measured.

@@ -3,6 +3,7 @@
 //! controller that spawns users at the spawn rate, changes their number on demand, gathers each
 //! thread's stats shard once a second, and stops everything at the end.
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +33,9 @@ pub(crate) struct Channels {
     pub updates: watch::Sender<Option<Update>>,
     /// Each message forgets the figures so far (Locust's "Reset stats").
     pub resets: mpsc::Receiver<()>,
+    /// New fixed counts, by user type: a worker's share of a cluster's, when the master
+    /// shares them out again.
+    pub fixed_counts: mpsc::Receiver<BTreeMap<String, u32>>,
 }
 
 enum Command {
@@ -108,7 +112,7 @@ impl Runner {
         }
         drop(shard_tx);
 
-        let plan = TypePlan::new(&self.scenario.users);
+        let mut plan = TypePlan::new(&self.scenario.users);
         let mut started_by_type = vec![0u64; self.scenario.users.len()];
         let mut running_by_thread = vec![0u64; threads.len()];
         let mut running: u64 = 0;
@@ -162,6 +166,10 @@ impl Runner {
                     let _ = reply.send(snapshot);
                 }
                 () = run_over => break,
+                Some(counts) = channels.fixed_counts.recv() => {
+                    // Users started from now on follow them; those running stay.
+                    plan.set_fixed(&self.scenario.users, &counts);
+                }
                 Some(()) = channels.resets.recv() => {
                     totals = Stats::default();
                     second.reset_window();
@@ -196,6 +204,7 @@ impl Runner {
                         elapsed: clock.start.elapsed(),
                         users: running,
                         target_users,
+                        users_by_type: Arc::new(self.users_by_type(&started_by_type)),
 
                         second: Arc::new(row.clone()),
                     };
@@ -269,13 +278,7 @@ impl Runner {
                 &totals,
             ));
         }
-        let users_by_type = self
-            .scenario
-            .users
-            .iter()
-            .zip(&started_by_type)
-            .map(|(u, n)| (u.name.clone(), *n))
-            .collect();
+        let users_by_type = self.users_by_type(&started_by_type);
         Ok(RunOutcome {
             stats: totals,
             history,
@@ -289,6 +292,16 @@ impl Runner {
             memory_limit_hit,
             ..RunOutcome::default()
         })
+    }
+
+    /// Users started so far, by type name.
+    fn users_by_type(&self, started_by_type: &[u64]) -> BTreeMap<String, u64> {
+        self.scenario
+            .users
+            .iter()
+            .zip(started_by_type)
+            .map(|(u, n)| (u.name.clone(), *n))
+            .collect()
     }
 
     fn start_thread(
@@ -514,6 +527,15 @@ impl TypePlan {
         }
     }
 
+    /// Takes new fixed counts for the types named in `counts` (the others keep theirs).
+    fn set_fixed(&mut self, types: &[UserType], counts: &BTreeMap<String, u32>) {
+        for (fixed, user_type) in self.fixed.iter_mut().zip(types) {
+            if let (Some(fixed), Some(count)) = (fixed.as_mut(), counts.get(&user_type.name)) {
+                *fixed = u64::from(*count);
+            }
+        }
+    }
+
     fn next(&self, started: &[u64]) -> usize {
         if let Some(i) = self
             .fixed
@@ -597,5 +619,23 @@ mod tests {
             started[next] += 1;
         }
         assert_eq!(started, vec![3, 6]);
+    }
+
+    #[test]
+    fn new_fixed_counts_steer_the_users_started_after_them() {
+        let types = [user_type("fixed", 1, Some(1)), user_type("weighted", 1, None)];
+        let mut plan = TypePlan::new(&types);
+        let mut started = vec![0; 2];
+        for _ in 0..4 {
+            let next = plan.next(&started);
+            started[next] += 1;
+        }
+        assert_eq!(started, vec![1, 3]);
+        // A worker lost: this one's share of the fixed count rises from 1 to 2.
+        plan.set_fixed(&types, &BTreeMap::from([("fixed".to_owned(), 2)]));
+        let next = plan.next(&started);
+        assert_eq!(next, 0, "the fixed type first");
+        started[next] += 1;
+        assert_eq!(plan.next(&started), 1);
     }
 }

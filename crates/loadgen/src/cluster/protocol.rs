@@ -124,6 +124,9 @@ pub enum ToWorker {
         users: u64,
         /// Users started or stopped per second on this worker.
         spawn_rate: f64,
+        /// This worker's share of each type's `fixed_count` now.
+        #[serde(default)]
+        fixed_counts: BTreeMap<String, u32>,
     },
     /// Forget the figures so far.
     Reset,

@@ -254,18 +254,7 @@ impl ClusterRun {
             .filter(|m| m.is_running())
             .position(|m| m.id == id)
             .unwrap_or(0);
-        let fixed_counts = self
-            .config
-            .scenario
-            .users
-            .iter()
-            .filter_map(|u| {
-                let fixed = u.fixed_count?;
-                let shares = share::split(u64::from(fixed), running.max(1));
-                let mine = shares.get(index).copied().unwrap_or(0);
-                Some((u.name.clone(), u32::try_from(mine).unwrap_or(u32::MAX)))
-            })
-            .collect();
+        let fixed_counts = self.fixed_counts(index, running);
         let load = &self.config.load;
         let spec = RunSpec {
             run_id: self.run_id.clone(),
@@ -290,16 +279,34 @@ impl ClusterRun {
     /// Shares the users out again among the running workers.
     fn rebalance(&mut self) {
         let shares = self.shares();
+        let running = shares.len();
         let (users, rate) = (self.control.users, self.control.spawn_rate);
-        for (id, share) in shares {
+        for (index, (id, share)) in shares.into_iter().enumerate() {
+            let fixed_counts = self.fixed_counts(index, running);
             if let Some(member) = self.members.get_mut(&id) {
                 member.share = share;
                 member.send(ToWorker::Steer {
                     users: share,
                     spawn_rate: share::rate(rate, share, users),
+                    fixed_counts,
                 });
             }
         }
+    }
+
+    /// The share of each type's `fixed_count` of the `index`th of `running` workers.
+    fn fixed_counts(&self, index: usize, running: usize) -> BTreeMap<String, u32> {
+        self.config
+            .scenario
+            .users
+            .iter()
+            .filter_map(|u| {
+                let fixed = u.fixed_count?;
+                let shares = share::split(u64::from(fixed), running.max(1));
+                let mine = shares.get(index).copied().unwrap_or(0);
+                Some((u.name.clone(), u32::try_from(mine).unwrap_or(u32::MAX)))
+            })
+            .collect()
     }
 
     fn member_of(&self, conn: u64) -> Option<u32> {
@@ -587,6 +594,7 @@ impl ClusterRun {
             elapsed: self.start.elapsed(),
             users,
             target_users: self.control.users,
+            users_by_type: Arc::new(self.users_by_type()),
             second: Arc::new(row.clone()),
         };
         self.channels.updates.send_replace(Some(update));
@@ -693,14 +701,23 @@ impl ClusterRun {
             .collect()
     }
 
-    fn outcome(&mut self, interrupted: bool) -> RunOutcome {
+    /// Users started by type on every worker, lost ones included (their users were started,
+    /// and ran until they were lost).
+    fn users_by_type(&self) -> BTreeMap<String, u64> {
         let mut users_by_type: BTreeMap<String, u64> = BTreeMap::new();
-        let mut threads = 0;
-        let mut error = None;
         for (snapshot, _) in self.members.values().filter_map(|m| m.latest.as_ref()) {
             for (name, n) in &snapshot.users_by_type {
                 *users_by_type.entry(name.clone()).or_default() += n;
             }
+        }
+        users_by_type
+    }
+
+    fn outcome(&mut self, interrupted: bool) -> RunOutcome {
+        let users_by_type = self.users_by_type();
+        let mut threads = 0;
+        let mut error = None;
+        for (snapshot, _) in self.members.values().filter_map(|m| m.latest.as_ref()) {
             threads += snapshot.threads;
             if error.is_none() {
                 error.clone_from(&snapshot.error);

@@ -3,7 +3,6 @@
 //! second. A lost connection is tried again while the users go on; a master gone for
 //! `--master-timeout` stops the users and ends the worker.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -63,7 +62,10 @@ impl Current {
             epoch: self.epoch,
             stats: self.handle.snapshot().await,
             target_users: update.as_ref().map_or(0, |u| u.target_users),
-            users_by_type: BTreeMap::new(),
+            users_by_type: update
+                .as_ref()
+                .map(|u| (*u.users_by_type).clone())
+                .unwrap_or_default(),
             threads: self.threads,
             jobs_in_flight: update.as_ref().map_or(0, |u| u.second.jobs_in_flight),
             error: None,
@@ -311,11 +313,14 @@ impl Session<'_> {
                                 }
                             }
                         }
-                        Ok(ToWorker::Steer { users, spawn_rate }) => {
-                            if let Some(run) = current.as_ref()
-                                && let Err(error) = run.handle.set_users(users, spawn_rate)
-                            {
-                                tracing::warn!("worker: cannot steer: {error}");
+                        Ok(ToWorker::Steer { users, spawn_rate, fixed_counts }) => {
+                            if let Some(run) = current.as_ref() {
+                                if !fixed_counts.is_empty() {
+                                    run.handle.set_fixed_counts(fixed_counts);
+                                }
+                                if let Err(error) = run.handle.set_users(users, spawn_rate) {
+                                    tracing::warn!("worker: cannot steer: {error}");
+                                }
                             }
                         }
                         Ok(ToWorker::Reset) => {

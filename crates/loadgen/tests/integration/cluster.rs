@@ -57,6 +57,11 @@ fn spawn(dir: &Path, name: &str, args: &[String]) -> Process {
 }
 
 fn master(dir: &Path, host: &str, port: u16, extra: &[&str]) -> Process {
+    master_of("reads.toml", dir, host, port, extra)
+}
+
+/// A headless master of the scenario `name` (in `tests/scenarios/`).
+fn master_of(name: &str, dir: &Path, host: &str, port: u16, extra: &[&str]) -> Process {
     let json = dir.join("report.json");
     let mut args: Vec<String> = [
         "--headless",
@@ -66,7 +71,7 @@ fn master(dir: &Path, host: &str, port: u16, extra: &[&str]) -> Process {
         "-H",
         host,
         "-f",
-        &scenario("reads.toml"),
+        &scenario(name),
         "--json",
         &json.display().to_string(),
         "--only-summary",
@@ -122,6 +127,17 @@ impl Setup {
     /// A headless master against the testbed, with `extra` flags.
     fn master(&self, extra: &[&str]) -> Process {
         master(self.dir.path(), &self.testbed.base_url(), self.port, extra)
+    }
+
+    /// The same with the scenario `name`.
+    fn master_of(&self, name: &str, extra: &[&str]) -> Process {
+        master_of(
+            name,
+            self.dir.path(),
+            &self.testbed.base_url(),
+            self.port,
+            extra,
+        )
     }
 
     fn worker(&self, name: &str, extra: &[&str]) -> Process {
@@ -554,5 +570,50 @@ async fn workers_reach_a_tls_master_that_they_trust_and_no_other() {
     assert_eq!(workers[0]["name"], "trusting");
     assert!(counted(&report) > 0, "{report}");
     assert_eq!(report["steady_total"]["failures"], 0, "{report}");
+    setup.testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_counts_hold_across_the_cluster_when_a_worker_is_lost() {
+    let setup = Setup::new().await;
+    // 3 watchers (fixed) and readers for the rest: 1 watcher and 3 readers on each worker.
+    let mut master = setup.master_of(
+        "fixed_and_weighted.toml",
+        &[
+            "-u",
+            "12",
+            "-r",
+            "100",
+            "-t",
+            "30s",
+            "--expect-workers",
+            "3",
+        ],
+    );
+    let _w1 = setup.worker("w1", &[]);
+    let _w2 = setup.worker("w2", &[]);
+    let mut w3 = setup.worker("w3", &[]);
+    until_answered(&setup.testbed, 300).await;
+    w3.signal("KILL");
+    w3.exit_code().await;
+    let wait = async {
+        while !master.log().contains("worker w3 lost") {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .unwrap_or_else(|_| panic!("w3 marked lost: {}", master.log()));
+    // The survivors start w3's 4 users (at 100 a second): then the run may end.
+    let answered = setup.testbed.requests_answered();
+    until_answered(&setup.testbed, answered + 300).await;
+    master.signal("INT");
+    assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
+    let report = setup.report();
+    // Users started, by type, on all three: w3's 1 watcher and 3 readers, then on the two
+    // left, 3 watchers (2 + 1, the fixed count shared out again) and 9 readers: one watcher
+    // more was started for the one lost.
+    assert_eq!(report["users_by_type"]["Watcher"], 4, "{report}");
+    assert_eq!(report["users_by_type"]["Reader"], 12, "{report}");
     setup.testbed.stop().await;
 }
