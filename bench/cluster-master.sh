@@ -41,7 +41,8 @@ for round in $(seq "$rounds"); do
   wait "$master" || true
   wait "${pids[1]}" 2>/dev/null || true
   merged=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(round(r["steady_total"]["requests"] / r["duration_secs"]))' "$work/master.json")
-  read -r user sys elapsed rss_kb < "$work/master.time"
+  # The last line: time puts "Command exited with non-zero status" first when a target is missed.
+  read -r user sys elapsed rss_kb < <(tail -1 "$work/master.time")
   cpu=$(awk -v u="$user" -v s="$sys" -v e="$elapsed" 'BEGIN {printf "%.1f", (u + s) / e * 100}')
   printf '%-6s %10s %12s %14s %14s\n' "$round" "$workers" "$merged" "$cpu" "$((rss_kb / 1024))"
   cpus+=("$cpu")

@@ -49,9 +49,17 @@ async fn main() -> anyhow::Result<()> {
 
 /// One worker: until the master says quit.
 async fn worker(index: usize, url: &str, token: Option<String>, load: &Load) -> anyhow::Result<()> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
+    // The master may still be starting: try for 30 s, as real workers wait for theirs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut socket = loop {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((socket, _)) => break socket,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error).with_context(|| format!("connecting to {url}")),
+        }
+    };
     let hello = ToMaster::Hello {
         protocol: PROTOCOL,
         version: VERSION.to_owned(),

@@ -623,7 +623,10 @@ mod tests {
 
     #[test]
     fn new_fixed_counts_steer_the_users_started_after_them() {
-        let types = [user_type("fixed", 1, Some(1)), user_type("weighted", 1, None)];
+        let types = [
+            user_type("fixed", 1, Some(1)),
+            user_type("weighted", 1, None),
+        ];
         let mut plan = TypePlan::new(&types);
         let mut started = vec![0; 2];
         for _ in 0..4 {

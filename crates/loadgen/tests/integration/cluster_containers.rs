@@ -292,3 +292,151 @@ async fn worker_containers_stop_without_their_master_and_a_wrong_token_or_versio
         );
     }
 }
+
+/// The compose project, the images only it uses, and the folders it mounts: removed whatever
+/// the test's outcome.
+struct ComposeProject {
+    name: String,
+    file: std::path::PathBuf,
+    images: Vec<String>,
+}
+
+impl ComposeProject {
+    fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new("docker-compose");
+        command.arg("-p").arg(&self.name).arg("-f").arg(&self.file);
+        command
+    }
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        let _ = self
+            .command()
+            .args(["down", "-v", "--remove-orphans", "-t", "5"])
+            .output();
+        let mut rmi = vec!["rmi", "-f"];
+        rmi.extend(self.images.iter().map(String::as_str));
+        let _ = crate::docker::docker_output(&rmi);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_load_environment_runs_a_distributed_test_on_the_stack() {
+    let images = Images::hold();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The monitor's image from its binary, beside ours (cargo test --workspace builds it).
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_loadgen")).parent().unwrap();
+    assert!(
+        bin_dir.join("monitor").exists(),
+        "{}/monitor: build it first (cargo build -p monitor; cargo test --workspace does)",
+        bin_dir.display()
+    );
+    let project = ComposeProject {
+        name: format!("lg-compose-{}", std::process::id()),
+        file: workspace.join("docker/compose.load.yml"),
+        images: vec![
+            format!("loadtest/monitor:{}", images.tag),
+            format!("loadtest/postgres-standin:{}", images.tag),
+            format!("loadtest/redis-standin:{}", images.tag),
+        ],
+    };
+    for (script, env) in [
+        ("docker/build.sh", Some(bin_dir)),
+        ("docker/standins/build.sh", None),
+    ] {
+        let mut command = std::process::Command::new("bash");
+        command.arg(workspace.join(script)).arg(&images.tag);
+        if let Some(dir) = env {
+            command
+                .env("LOADTEST_BIN_DIR", dir)
+                .env("LOADTEST_IMAGES", "monitor");
+        }
+        let built = command.output().unwrap();
+        assert!(
+            built.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+    }
+
+    let out = tempfile::tempdir().unwrap();
+    let web_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    // The command the README gives, with this test's images, folders and a short run.
+    let mut up = tokio::process::Command::from(project.command());
+    up.args([
+        "up",
+        "--scale",
+        "worker=3",
+        "--abort-on-container-exit",
+        "--exit-code-from",
+        "master",
+    ])
+    .env("TAG", &images.tag)
+    .env(
+        "POSTGRES_IMAGE",
+        format!("loadtest/postgres-standin:{}", images.tag),
+    )
+    .env(
+        "REDIS_IMAGE",
+        format!("loadtest/redis-standin:{}", images.tag),
+    )
+    .env("WORKERS", "3")
+    .env("USERS", "6")
+    .env("SPAWN_RATE", "6")
+    .env("RUN_TIME", "20s")
+    .env("FIXTURES_DIR", crate::support::fixtures())
+    .env("OUT_DIR", out.path())
+    .env("WEB_PORT", &web_port)
+    .kill_on_drop(true);
+    let ran = tokio::time::timeout(std::time::Duration::from_secs(300), up.output())
+        .await
+        .expect("the compose run ends by itself")
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    // 0 every target met, 1 one missed (a debug build on a busy machine may); never an error.
+    assert!(
+        matches!(ran.status.code(), Some(0 | 1)),
+        "{:?}: {said}",
+        ran.status
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("run.json")).unwrap())
+            .unwrap();
+    let workers = report["cluster"]["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 3, "{said}");
+    assert!(
+        workers.iter().all(|w| w["requests"].as_u64() > Some(0)),
+        "{workers:?}"
+    );
+    // The built-in scenario against the API on PostgreSQL and Redis: everyone registered,
+    // logged in and uploaded.
+    assert_eq!(
+        report["users_by_type"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>(),
+        6,
+        "{report}"
+    );
+    assert_eq!(report["startup_total"]["failures"], 0, "{said}");
+    assert!(report["steady_total"]["requests"].as_u64() > Some(0));
+    // The monitor sidecar watched the stack on the same clock.
+    assert!(
+        !report["backend"].as_array().unwrap().is_empty(),
+        "no backend samples: {said}"
+    );
+    assert!(out.path().join("run_stats.csv").exists());
+    assert!(out.path().join("run.html").exists());
+}
