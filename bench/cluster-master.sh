@@ -23,7 +23,7 @@ synthetic=$PWD/target/release/examples/synthetic_workers
 work=$(mktemp -d)
 source bench/nginx.sh
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 printf '%-6s %10s %12s %14s %14s\n' round workers "req/s merged" "master CPU %" "master RSS MB"
 cpus=()

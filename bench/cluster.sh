@@ -23,7 +23,7 @@ work=$(mktemp -d)
 source bench/nginx.sh
 start_nginx "$work" 1
 pids=()
-trap 'kill "$(cat "$work/nginx.pid")" 2>/dev/null; kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "$(cat "$work/nginx.pid")" 2>/dev/null; kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 url=http://127.0.0.1:$nginx_port
 rps() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(round(r["steady_total"]["requests"] / r["duration_secs"]))' "$1"; }
 
