@@ -594,6 +594,7 @@ impl VirtualUser {
             created: Instant::now(),
             finished: false,
             last_status: None,
+            status_since: Instant::now(),
         };
         stats::job_in_flight(true);
         tokio::task::spawn_local(caught("a job poller", poller.run()));
@@ -703,6 +704,8 @@ struct JobPoller {
     finished: bool,
     /// The status the last successful poll saw.
     last_status: Option<String>,
+    /// Since when the polls have seen it.
+    status_since: Instant,
 }
 
 impl JobPoller {
@@ -745,7 +748,10 @@ impl JobPoller {
                             .unwrap_or("");
                         let elapsed = self.created.elapsed().as_micros() as u64;
                         // What a timeout or the end of the run reports as "last seen".
-                        self.last_status = Some(status.to_owned());
+                        if self.last_status.as_deref() != Some(status) {
+                            self.last_status = Some(status.to_owned());
+                            self.status_since = Instant::now();
+                        }
                         if self.track.done.iter().any(|d| d == status) {
                             self.finish(JobOutcome::Completed, elapsed, None);
                             return;
@@ -797,8 +803,18 @@ impl JobPoller {
         }
     }
 
+    /// An unfinished job's last status, and how long it had it.
+    fn record_last_status(&self) {
+        if let Some(status) = &self.last_status {
+            stats::record_job_last_status(&self.track.job, status, self.status_since.elapsed());
+        }
+    }
+
     fn finish(&mut self, outcome: JobOutcome, elapsed_us: u64, message: Option<String>) {
         self.finished = true;
+        if outcome == JobOutcome::TimedOut {
+            self.record_last_status();
+        }
         stats::record_job(&self.track.job, outcome, elapsed_us, message);
     }
 }
@@ -813,6 +829,7 @@ impl Drop for JobPoller {
                 None => "still running when the run ended".to_owned(),
             };
             stats::record_job(&self.track.job, JobOutcome::Unfinished, 0, Some(message));
+            self.record_last_status();
         }
     }
 }

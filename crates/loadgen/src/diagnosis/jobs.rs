@@ -85,7 +85,20 @@ pub fn unfinished(e: &Evidence<'_>) -> Vec<Finding> {
         .filter(|(_, job)| job.timed_out > 0 || (job.completed == 0 && job.unfinished >= 3))
         .map(|(kind, job)| {
             let ended = job.completed + job.failed + job.unfinished + job.unknown;
-            let seen = if job.failure_messages.is_empty() {
+            // The status each was stuck in and for how long says more than the messages.
+            let seen = if !job.last_statuses.is_empty() {
+                let statuses: Vec<String> = job
+                    .last_statuses
+                    .iter()
+                    .map(|(status, last)| {
+                        format!(
+                            "{} last seen {status}, for up to {} s",
+                            last.jobs, last.longest_secs
+                        )
+                    })
+                    .collect();
+                format!(": {}", statuses.join("; "))
+            } else if job.failure_messages.is_empty() {
                 String::new()
             } else {
                 format!(": {}", job.failure_messages.join("; "))

@@ -201,6 +201,8 @@ pub struct JobRow {
     pub completion_secs: BTreeMap<String, f64>,
     /// Failure messages seen.
     pub failure_messages: Vec<String>,
+    /// Unfinished jobs by the status their polls last saw: how many, and the longest any had it.
+    pub last_statuses: BTreeMap<String, crate::stats::LastStatus>,
 }
 
 /// One second of the run.
@@ -428,6 +430,7 @@ impl Report {
                             .collect()
                     },
                     failure_messages: job.failure_messages.clone(),
+                    last_statuses: job.last_statuses.clone(),
                 })
                 .collect(),
             handled: outcome

@@ -136,6 +136,18 @@ pub struct JobStats {
     pub unknown: u64,
     /// The first failure messages seen (at most 5).
     pub failure_messages: Vec<String>,
+    /// Jobs that never finished, by the status their polls last saw.
+    pub last_statuses: BTreeMap<String, LastStatus>,
+}
+
+/// Unfinished jobs last seen in one status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastStatus {
+    /// How many.
+    pub jobs: u64,
+    /// The longest any of them had it, s: a job stuck in `processing` for minutes is not one
+    /// still moving.
+    pub longest_secs: u64,
 }
 
 impl Default for JobStats {
@@ -148,6 +160,7 @@ impl Default for JobStats {
             timed_out: 0,
             unknown: 0,
             failure_messages: Vec::new(),
+            last_statuses: BTreeMap::new(),
         }
     }
 }
@@ -165,6 +178,11 @@ impl JobStats {
             if self.failure_messages.len() < 5 && !self.failure_messages.contains(message) {
                 self.failure_messages.push(message.clone());
             }
+        }
+        for (status, last) in &other.last_statuses {
+            let mine = self.last_statuses.entry(status.clone()).or_default();
+            mine.jobs += last.jobs;
+            mine.longest_secs = mine.longest_secs.max(last.longest_secs);
         }
     }
 }
@@ -425,6 +443,18 @@ pub fn record_in_flight_at_stop() {
 pub fn record_missing_value(message: String) {
     SHARD.with(|shard| shard.borrow_mut().stats.missing_values += 1);
     record_exception(message);
+}
+
+/// Notes that an unfinished job of `kind` was last seen in `status`, which it had had for
+/// `held`.
+pub fn record_job_last_status(kind: &Arc<str>, status: &str, held: std::time::Duration) {
+    SHARD.with(|shard| {
+        let mut shard = shard.borrow_mut();
+        let job = shard.stats.jobs.entry(kind.clone()).or_default();
+        let last = job.last_statuses.entry(status.to_owned()).or_default();
+        last.jobs += 1;
+        last.longest_secs = last.longest_secs.max(held.as_secs());
+    });
 }
 
 /// Records how a followed job ended.

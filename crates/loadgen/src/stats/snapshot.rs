@@ -109,6 +109,9 @@ pub struct JobEntry {
     pub unknown: u64,
     /// The first failure messages.
     pub failure_messages: Vec<String>,
+    /// Unfinished jobs by the status last seen.
+    #[serde(default)]
+    pub last_statuses: BTreeMap<String, super::LastStatus>,
 }
 
 /// Everything measured so far, exactly mergeable: see the module documentation.
@@ -218,6 +221,7 @@ impl StatsSnapshot {
                     timed_out: j.timed_out,
                     unknown: j.unknown,
                     failure_messages: j.failure_messages.clone(),
+                    last_statuses: j.last_statuses.clone(),
                 })
                 .collect(),
             handled: stats
@@ -298,6 +302,7 @@ impl StatsSnapshot {
                     timed_out: j.timed_out,
                     unknown: j.unknown,
                     failure_messages: j.failure_messages.clone(),
+                    last_statuses: j.last_statuses.clone(),
                 });
         }
         for (name, status, n) in &self.handled {

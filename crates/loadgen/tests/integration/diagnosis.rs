@@ -290,9 +290,16 @@ async fn jobs_past_their_timeout_report_the_status_last_seen() {
         "{:?}",
         join.failure_messages
     );
+    // Each job stuck in "processing" had it about as long as it was followed (2 s): the
+    // status and how long it held are counted, apart from the messages.
+    let processing = join.last_statuses["processing"];
+    assert!(processing.jobs >= 2, "{join:?}");
+    assert!(processing.longest_secs >= 1, "{join:?}");
     let unfinished = found(&analysis, "jobs.unfinished");
     assert!(
-        unfinished.evidence.contains("last seen processing"),
+        unfinished
+            .evidence
+            .contains("last seen processing, for up to"),
         "{}",
         unfinished.evidence
     );
