@@ -62,7 +62,7 @@ impl StepKeys {
                 .iter()
                 .map(|s| {
                     s.track.as_ref().map(|t| Key {
-                        phase: Phase::Steady,
+                        phase: Phase::Poll,
                         method: "GET".into(),
                         name: t.name.clone(),
                     })
@@ -214,7 +214,8 @@ impl VirtualUser {
         let step = &user_type.steps[index];
         let key = match phase {
             Phase::Startup => &keys.startup[index],
-            Phase::Steady => &keys.steady[index],
+            // Steps run at start-up or as tasks; polls are sent by the job pollers alone.
+            Phase::Steady | Phase::Poll => &keys.steady[index],
         };
         let request = match self.build(step) {
             Ok(request) => request,

@@ -266,6 +266,7 @@ fn startup_blocks_steady(e: &Evidence<'_>) -> Option<String> {
                         steady_weighted += endpoint.requests as f64 * endpoint.percentiles_ms[0];
                         steady_count += endpoint.requests;
                     }
+                    Phase::Poll => {}
                 }
             }
             (steady_count > 0).then(|| (work, steady_weighted / steady_count as f64))

@@ -127,6 +127,13 @@ pub fn summary(report: &Report) -> String {
         );
         out.push_str(&requests_table(&report.startup, &report.startup_total));
     }
+    if !report.polls.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nJOB POLLS (following the jobs created: reported apart from the steady state)"
+        );
+        out.push_str(&requests_table(&report.polls, &report.polls_total));
+    }
     if !report.failures.is_empty() {
         let _ = writeln!(out, "\nError report");
         let _ = writeln!(
@@ -178,8 +185,14 @@ pub fn summary(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "Requests:        {} steady state, {} start-up",
-        steady.requests, report.startup_total.requests
+        "Requests:        {} steady state, {} start-up{}",
+        steady.requests,
+        report.startup_total.requests,
+        if report.polls_total.requests > 0 {
+            format!(", {} job polls", report.polls_total.requests)
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         out,
@@ -279,7 +292,12 @@ pub fn summary(report: &Report) -> String {
     }
 
     let _ = writeln!(out, "\n{RULE}\nENDPOINT ANALYSIS\n{RULE}");
-    let mut by_p95: Vec<&Row> = report.steady.iter().chain(&report.startup).collect();
+    let mut by_p95: Vec<&Row> = report
+        .steady
+        .iter()
+        .chain(&report.startup)
+        .chain(&report.polls)
+        .collect();
     by_p95.sort_by(|a, b| b.percentiles_ms[5].total_cmp(&a.percentiles_ms[5]));
     for row in by_p95 {
         let statuses: Vec<String> = row
@@ -287,10 +305,10 @@ pub fn summary(report: &Report) -> String {
             .iter()
             .map(|(s, n)| format!("{s}x{n}"))
             .collect();
-        let phase = if row.phase == Phase::Startup {
-            " (start-up)"
-        } else {
-            ""
+        let phase = match row.phase {
+            Phase::Startup => " (start-up)",
+            Phase::Poll => " (job polls)",
+            Phase::Steady => "",
         };
         let _ = writeln!(
             out,

@@ -88,6 +88,10 @@ pub fn render(report: &Report) -> String {
         out.push_str("<h2>Start-up requests</h2>\n");
         table(&mut out, &report.startup, &report.startup_total);
     }
+    if !report.polls.is_empty() {
+        out.push_str("<h2>Job polls</h2>\n");
+        table(&mut out, &report.polls, &report.polls_total);
+    }
     if !report.jobs.is_empty() {
         out.push_str("<h2>Jobs</h2><table><tr><th>Job</th><th>completed</th><th>failed</th><th>unfinished</th><th>p50 s</th><th>p95 s</th></tr>\n");
         for j in &report.jobs {

@@ -75,8 +75,19 @@ async fn print_table(handle: &RunHandle, update: &Update) {
     } else {
         String::new()
     };
+    let polls = stats.aggregated(Phase::Poll);
+    let polls_line = if polls.count > 0 {
+        format!(
+            "Job polls (apart from the table): {} requests, {} failed, avg {:.0} ms\n",
+            polls.count,
+            polls.failures,
+            polls.average_ms()
+        )
+    } else {
+        String::new()
+    };
     super::print(&format!(
-        "[{:.0}s, {} users]\n{}{startup_line}\n",
+        "[{:.0}s, {} users]\n{}{startup_line}{polls_line}\n",
         update.elapsed.as_secs_f64(),
         update.users,
         super::console::requests_table(&rows, &total)

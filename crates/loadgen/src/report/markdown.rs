@@ -44,7 +44,7 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         out,
         "**Host** `{}` · **Duration** {:.0} s{} · **Users** {} at peak · **Requests** {} steady \
-         ({:.1} req/s), {} start-up · **Failures** {failed_pct:.2}% · **p95** {}\n",
+         ({:.1} req/s), {} start-up, {} job polls · **Failures** {failed_pct:.2}% · **p95** {}\n",
         report.host.replace('`', ""),
         report.duration_secs,
         if report.interrupted { " (stopped)" } else { "" },
@@ -52,6 +52,7 @@ pub fn render(report: &Report) -> String {
         steady.requests,
         steady.rps,
         report.startup_total.requests,
+        report.polls_total.requests,
         ms(steady.percentiles_ms[5]),
     );
 

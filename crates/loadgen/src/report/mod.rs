@@ -272,6 +272,10 @@ pub struct Report {
     pub startup: Vec<Row>,
     /// Start-up aggregate.
     pub startup_total: Row,
+    /// Job-poll rows (apart from the steady state and its targets).
+    pub polls: Vec<Row>,
+    /// Job-poll aggregate.
+    pub polls_total: Row,
     /// Locust's rows: every request under its own name, start-up and steady state together,
     /// sorted by name and method (as `_stats.csv` has them).
     #[serde(skip)]
@@ -363,8 +367,7 @@ impl Report {
                 .or_default()
                 .merge(e);
         }
-        let mut everything = outcome.stats.aggregated(Phase::Steady);
-        everything.merge(&outcome.stats.aggregated(Phase::Startup));
+        let everything = outcome.stats.aggregated_all();
         Self {
             locust_rows: by_name
                 .iter()
@@ -384,6 +387,8 @@ impl Report {
             steady_total: total(Phase::Steady),
             startup: rows(Phase::Startup),
             startup_total: total(Phase::Startup),
+            polls: rows(Phase::Poll),
+            polls_total: total(Phase::Poll),
             failures: outcome
                 .stats
                 .failures

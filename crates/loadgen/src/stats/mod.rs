@@ -22,14 +22,24 @@ pub use snapshot::{SelfWatchFigures, SnapshotError, StatsSnapshot};
 pub(crate) use timeline::Second;
 pub use timeline::{Cumulative, EndpointSecond, HistoryRow, NameSecond, PerNameSecond};
 
-/// Whether a request belongs to a user's start-up (`on_start`) or to the steady state.
+/// Whether a request belongs to a user's start-up (`on_start`), to the steady state, or to
+/// loadgen's own following of the jobs it created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// `on_start` steps: reported apart, never in the steady-state percentiles.
     Startup,
-    /// Tasks and job polls.
+    /// The users' tasks.
     Steady,
+    /// Job polls (`track`): reported apart, out of the steady-state targets and rules. Their
+    /// number follows how many jobs are followed and how long they take, not the users' load,
+    /// so in the steady state they would weigh its percentiles by loadgen's own choices.
+    Poll,
+}
+
+impl Phase {
+    /// Every phase, in report order.
+    pub const ALL: [Phase; 3] = [Phase::Steady, Phase::Startup, Phase::Poll];
 }
 
 /// What a row of the statistics is keyed by.
@@ -242,6 +252,15 @@ impl Stats {
     pub fn aggregated(&self, phase: Phase) -> EndpointStats {
         let mut total = EndpointStats::default();
         for (_, stats) in self.endpoints.iter().filter(|(k, _)| k.phase == phase) {
+            total.merge(stats);
+        }
+        total
+    }
+
+    /// Every request of every phase, in one row.
+    pub fn aggregated_all(&self) -> EndpointStats {
+        let mut total = EndpointStats::default();
+        for stats in self.endpoints.values() {
             total.merge(stats);
         }
         total

@@ -97,9 +97,8 @@ pub struct Cumulative {
 
 impl Cumulative {
     pub(crate) fn of(totals: &Stats) -> Self {
-        let mut all = totals.aggregated(Phase::Steady);
-        let steady_p95_ms = all.percentile_ms(95.0);
-        all.merge(&totals.aggregated(Phase::Startup));
+        let steady_p95_ms = totals.aggregated(Phase::Steady).percentile_ms(95.0);
+        let all = totals.aggregated_all();
         Self {
             steady_p95_ms,
             ..Self::of_row(&all)

@@ -85,13 +85,19 @@ async fn builtin_scenario_runs_clean_against_the_testbed() {
         "GET /api/v1/users/me/stats",
         "POST /api/v1/tasks/join",
         "POST /api/v1/tasks/audio-overlay",
-        "GET /api/v1/tasks/[id]",
     ] {
         assert!(
             steady.contains(&expected.to_owned()),
             "{expected} missing from {steady:?}"
         );
     }
+    // Following the jobs is a phase of its own, apart from the steady state and its targets.
+    assert_eq!(names(&report, "polls"), ["GET /api/v1/tasks/[id]"]);
+    assert!(
+        !steady.contains(&"GET /api/v1/tasks/[id]".to_owned()),
+        "{steady:?}"
+    );
+    assert!(report["polls_total"]["requests"].as_u64() > Some(0));
     let startup = names(&report, "startup");
     for expected in [
         "POST /api/v1/auth/register",

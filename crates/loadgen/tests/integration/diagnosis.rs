@@ -422,3 +422,53 @@ async fn job_findings_quote_the_worker_containers_last_log_lines() {
     );
     testbed.stop().await;
 }
+
+/// Slow job polls are loadgen following its jobs, not the users' load: they are a phase of
+/// their own, out of the steady state, its latency targets and the slow-endpoint rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_job_polls_stay_apart_from_the_steady_state() {
+    let (testbed, database, queue) = planted(|c| {
+        c.workers = 50;
+        c.job_mode = testbed::config::JobMode::Hang;
+        c.slow = vec!["/api/v1/tasks/{id}:900".parse().unwrap()];
+    })
+    .await;
+    let args = ["-f", &scenario("short_jobs.toml"), "-u", "2", "-r", "2"];
+    let (handle, config) = start(&testbed, &database, &queue, &args).await;
+    let polled = async {
+        loop {
+            let snapshot = handle.snapshot().await;
+            let polls: u64 = snapshot
+                .endpoints
+                .iter()
+                .filter(|e| e.phase == Phase::Poll)
+                .map(|e| e.count)
+                .sum();
+            if polls >= 10 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), polled)
+        .await
+        .expect("the jobs are polled");
+    let (outcome, analysis) = finish(handle, &config).await;
+    let polls = outcome.stats.aggregated(Phase::Poll);
+    assert!(polls.percentile_ms(50.0) >= 900.0, "the polls were slow");
+    let steady = outcome.stats.aggregated(Phase::Steady);
+    assert!(steady.count > 0);
+    assert!(
+        steady.percentile_ms(95.0) < 900.0,
+        "no poll in the steady state"
+    );
+    assert!(
+        !analysis
+            .findings
+            .iter()
+            .any(|f| f.rule == "load.slow_endpoints"),
+        "{:#?}",
+        analysis.findings
+    );
+    testbed.stop().await;
+}

@@ -39,6 +39,7 @@ function render(data) {
   $("failures").textContent = num(total.requests ? (100 * total.failures) / total.requests : 0) + "%";
   rowsTable($("stats_table"), report.steady, total);
   rowsTable($("startup_table"), report.startup, report.startup.length ? report.startup_total : null);
+  rowsTable($("polls_table"), report.polls, report.polls.length ? report.polls_total : null);
   let html = "<tr><th># Failures</th><th>Method</th><th>Name</th><th>Message</th><th>First seen (s)</th><th>Last seen (s)</th></tr>";
   for (const f of report.failures) {
     html += `<tr><td>${f.occurrences}</td><td class="text">${esc(f.method)}</td><td class="text">${esc(f.name)}</td>` +
