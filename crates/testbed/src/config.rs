@@ -73,6 +73,15 @@ pub struct Config {
     /// holding their worker (hang).
     #[arg(long, env = "TESTBED_JOB_MODE", value_enum, default_value_t = JobMode::Ok)]
     pub job_mode: JobMode,
+    /// What jobs of one type do, over --job-mode (repeatable; comma separated in the
+    /// variable): e.g. audio_overlay=stuck while the other types complete.
+    #[arg(
+        long = "job-mode-for",
+        env = "TESTBED_JOB_MODE_FOR",
+        value_delimiter = ',',
+        value_name = "TYPE=MODE"
+    )]
+    pub job_modes_by_type: Vec<TypeJobMode>,
     /// Run real ffmpeg on the uploaded files in each job.
     #[arg(long, env = "TESTBED_FFMPEG")]
     pub ffmpeg: bool,
@@ -110,6 +119,38 @@ pub enum JobMode {
     Fail,
     /// Jobs never finish and hold their worker.
     Hang,
+    /// The worker raises inside the job, logs the traceback and goes on to the next, leaving
+    /// the task `processing` forever: a Celery task that fails before it marks itself failed.
+    Stuck,
+}
+
+/// `--job-mode-for TYPE=MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeJobMode {
+    /// The task type, as the API names it (`join`, `audio_overlay`, ...).
+    pub task_type: crate::store::TaskType,
+    /// What its jobs do.
+    pub mode: JobMode,
+}
+
+impl FromStr for TypeJobMode {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        let (name, mode) = input
+            .split_once('=')
+            .ok_or_else(|| format!("{input:?}: expected TYPE=MODE, e.g. audio_overlay=stuck"))?;
+        let task_type = serde_json::from_value(serde_json::Value::String(name.trim().into()))
+            .map_err(|_| {
+                format!(
+                    "{input:?}: unknown task type {name:?} (join, audio_overlay, text_overlay, \
+                     subtitles, video_overlay, combined)"
+                )
+            })?;
+        let mode = JobMode::from_str(mode.trim(), true)
+            .map_err(|_| format!("{input:?}: unknown mode (ok, fail, hang, stuck)"))?;
+        Ok(Self { task_type, mode })
+    }
 }
 
 /// `--slow PATH:MS`.
@@ -206,8 +247,17 @@ mod tests {
             "0.2",
             "--token-ttl",
             "5s",
+            "--job-mode-for",
+            "audio_overlay=stuck",
         ])
         .unwrap();
+        assert_eq!(
+            config.job_modes_by_type,
+            [TypeJobMode {
+                task_type: crate::store::TaskType::AudioOverlay,
+                mode: JobMode::Stuck
+            }]
+        );
         assert_eq!(config.slow.len(), 2);
         assert_eq!(config.slow[0].delay, Duration::from_millis(250));
         assert!(config.slow[1].path.matches("/api/v1/tasks/7", None));
@@ -228,6 +278,9 @@ mod tests {
             (["--fail", "/files:2"], "from 0 to 1"),
             (["--fail", "/files"], "is not PATH:RATIO"),
             (["--token-ttl", "soon"], "write e.g. 30s"),
+            (["--job-mode-for", "stuck"], "expected TYPE=MODE"),
+            (["--job-mode-for", "resize=stuck"], "unknown task type"),
+            (["--job-mode-for", "join=slow"], "unknown mode"),
         ] {
             let error = Config::try_parse_from(std::iter::once("testbed").chain(args))
                 .unwrap_err()

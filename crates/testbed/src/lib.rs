@@ -237,6 +237,7 @@ pub async fn start(config: Config) -> Result<Testbed, StartError> {
             queue: queue.clone(),
             job_time: config.job_seconds,
             mode: config.job_mode,
+            modes_by_type: config.job_modes_by_type.clone(),
             run_ffmpeg: config.ffmpeg,
             output_dir: output_dir.clone(),
         };

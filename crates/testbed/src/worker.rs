@@ -26,6 +26,8 @@ pub struct Worker {
     pub job_time: Duration,
     /// What jobs do.
     pub mode: JobMode,
+    /// What jobs of some types do instead.
+    pub modes_by_type: Vec<crate::config::TypeJobMode>,
     /// Whether to run real ffmpeg.
     pub run_ffmpeg: bool,
     /// Where outputs go.
@@ -80,11 +82,25 @@ impl Worker {
         let Some(task) = self.store.transition(task_id, start).await? else {
             return Ok(());
         };
-        if self.mode == JobMode::Hang {
+        let mode = self
+            .modes_by_type
+            .iter()
+            .find(|m| m.task_type == task.task_type)
+            .map_or(self.mode, |m| m.mode);
+        if mode == JobMode::Hang {
             std::future::pending::<()>().await;
         }
         tokio::time::sleep(self.job_time).await;
-        let outcome = match self.mode {
+        if mode == JobMode::Stuck {
+            // What a worker logs when the task raises before it sets its status.
+            tracing::error!(
+                task_id,
+                task_type = ?task.task_type,
+                "Task raised before it set its status (planted by --job-mode-for): the task stays processing"
+            );
+            return Ok(());
+        }
+        let outcome = match mode {
             JobMode::Fail => Err("Job failed (planted by TESTBED_JOB_MODE=fail)".to_owned()),
             _ if self.run_ffmpeg => self.run_ffmpeg(&task).await,
             _ => Ok(simulated_result(&task)),

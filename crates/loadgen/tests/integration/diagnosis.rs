@@ -472,3 +472,85 @@ async fn slow_job_polls_stay_apart_from_the_steady_state() {
     );
     testbed.stop().await;
 }
+
+/// Planted: the workers raise on audio-overlay jobs before they set the status, and complete
+/// join jobs. The finding names the type the workers fail on, with the status it stays in, and
+/// does not blame the number of workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() {
+    let (testbed, database, queue) = planted(|c| {
+        c.job_seconds = Duration::from_millis(200);
+        c.job_modes_by_type = vec!["audio_overlay=stuck".parse().unwrap()];
+    })
+    .await;
+    let args = [
+        "--user-classes",
+        "CreateTaskUser",
+        "-u",
+        "4",
+        "-r",
+        "4",
+        "--job-sample",
+        "1",
+    ];
+    let (handle, config) = start(&testbed, &database, &queue, &args).await;
+    // Joins complete while audio overlays pile up, followed.
+    let joined = async {
+        loop {
+            let snapshot = handle.snapshot().await;
+            if snapshot
+                .jobs
+                .iter()
+                .any(|j| j.job == "join" && j.completed >= 3)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), joined)
+        .await
+        .expect("joins complete");
+    until(&handle, |u| u.second.jobs_in_flight >= 3).await;
+    // Polled since: the jobs in flight then are polled before any created later, so once 10
+    // more polls went out, the polls saw them `processing`.
+    let polls = |snapshot: &loadgen::stats::StatsSnapshot| -> u64 {
+        snapshot
+            .endpoints
+            .iter()
+            .filter(|e| e.phase == Phase::Poll)
+            .map(|e| e.count)
+            .sum()
+    };
+    let before = polls(&handle.snapshot().await);
+    let polled = async {
+        while polls(&handle.snapshot().await) < before + 10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), polled)
+        .await
+        .expect("the jobs are polled");
+    let (outcome, analysis) = finish(handle, &config).await;
+    let overlay = &outcome.stats.jobs["audio_overlay"];
+    assert_eq!(overlay.completed, 0, "{overlay:?}");
+    assert!(
+        overlay.last_statuses.contains_key("processing"),
+        "{} unfinished, {:?}, {:?}",
+        overlay.unfinished,
+        overlay.failure_messages,
+        overlay.last_statuses
+    );
+    let finding = found(&analysis, "jobs.unfinished");
+    assert_eq!(
+        finding.title,
+        "The workers fail on audio_overlay jobs without marking them failed"
+    );
+    assert!(
+        finding.evidence.contains("last seen processing"),
+        "{}",
+        finding.evidence
+    );
+    assert!(finding.action.starts_with("Not a lack of workers"));
+    testbed.stop().await;
+}
