@@ -120,6 +120,43 @@ pub struct PostgresValues {
     pub cache_hit_pct: f64,
     /// Deadlocks since the last tick.
     pub deadlocks: i64,
+    /// Client backends of the whole server (whatever the scope), by database, application
+    /// name and client address, the most connections first: the API's pool shows here even
+    /// when the monitor's URL names another database.
+    #[serde(default)]
+    pub clients: Vec<PostgresClients>,
+    /// Client backends of the whole server, against `max_connections` (which is the server's).
+    #[serde(default)]
+    pub server_connections: i64,
+}
+
+/// The backends of one database, application and client address.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PostgresClients {
+    /// Database.
+    pub database: String,
+    /// `application_name` (empty when the client sets none).
+    pub application: String,
+    /// Client address (`local` for a Unix socket).
+    pub address: String,
+    /// Backends.
+    pub connections: i64,
+    /// Of those, running a query.
+    pub active: i64,
+    /// Of those, idle inside a transaction.
+    pub idle_in_transaction: i64,
+}
+
+impl PostgresClients {
+    /// `database ffmpeg_api, application uvicorn, from 172.18.0.3`.
+    pub fn describe(&self) -> String {
+        let mut out = format!("database {}", self.database);
+        if !self.application.is_empty() {
+            out.push_str(&format!(", application {}", self.application));
+        }
+        out.push_str(&format!(", from {}", self.address));
+        out
+    }
 }
 
 /// A Redis server.
@@ -265,6 +302,17 @@ impl Values {
                         vec![("wait_event_type", kind.clone())],
                         *count as f64,
                     );
+                }
+                for c in &p.clients {
+                    let l = || {
+                        vec![
+                            ("database", c.database.clone()),
+                            ("application", c.application.clone()),
+                            ("address", c.address.clone()),
+                        ]
+                    };
+                    push("postgres_client_connections", l(), c.connections as f64);
+                    push("postgres_client_active", l(), c.active as f64);
                 }
             }
             Values::Redis(r) => {

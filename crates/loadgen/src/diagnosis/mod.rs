@@ -113,6 +113,7 @@ pub const RULES: &[Rule] = &[
     postgres::connections_near_max,
     postgres::lock_waits,
     postgres::idle_in_transaction,
+    postgres::pool_exhausted,
     postgres::small_pool,
     redis::rejected_connections,
     redis::memory_near_max,

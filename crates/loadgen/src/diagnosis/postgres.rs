@@ -1,7 +1,21 @@
 //! PostgreSQL: connections against `max_connections`, lock waits, sessions idle in transaction,
-//! and the pool too small for the load (slow requests while the database idles).
+//! and the API's pool exhausted (its backends at a ceiling, all busy, while requests slow down),
+//! or too small for the load (slow requests while the database idles).
+
+use monitor::sample::{PostgresClients, PostgresValues};
 
 use super::{Evidence, Finding, Layer, Severity};
+
+/// Client backends in use and their share of `max_connections`, server-wide when the monitor
+/// counted the whole server (`max_connections` is the server's, whatever the scope).
+fn connection_share(p: &PostgresValues) -> (i64, f64) {
+    if p.server_connections > 0 {
+        let pct = p.server_connections as f64 * 100.0 / p.max_connections.max(1) as f64;
+        (p.server_connections, pct)
+    } else {
+        (p.connections, p.connections_pct)
+    }
+}
 
 fn lock_waiting(p: &monitor::sample::PostgresValues) -> i64 {
     p.blocked.max(p.waiting.get("Lock").copied().unwrap_or(0))
@@ -21,19 +35,20 @@ pub fn connections_near_max(e: &Evidence<'_>) -> Vec<Finding> {
     let pg = e.backend.postgres();
     let Some((at, peak)) = pg
         .iter()
-        .max_by(|a, b| a.1.connections_pct.total_cmp(&b.1.connections_pct))
+        .max_by(|a, b| connection_share(a.1).1.total_cmp(&connection_share(b.1).1))
     else {
         return Vec::new();
     };
-    if peak.connections_pct < 80.0 {
+    let (used, pct) = connection_share(peak);
+    if pct < 80.0 {
         return Vec::new();
     }
     vec![Finding {
         rule: "postgres.connections_near_max",
         layer: Layer::Postgres,
-        severity: if peak.connections_pct >= 95.0 { Severity::Critical } else { Severity::Warning },
+        severity: if pct >= 95.0 { Severity::Critical } else { Severity::Warning },
         title: "PostgreSQL connections near max_connections".into(),
-        evidence: format!("{} of {} connections ({:.0}%) in use {at:.0} s into the run", peak.connections, peak.max_connections, peak.connections_pct),
+        evidence: format!("{used} of {} connections ({pct:.0}%) in use {at:.0} s into the run", peak.max_connections),
         action: "Put a pooler (PgBouncer) in front, lower the API's pool size per process, or raise max_connections".into(),
         cause_of: vec!["load.slow_endpoints", "load.server_errors"],
     }]
@@ -108,11 +123,84 @@ pub fn idle_in_transaction(e: &Evidence<'_>) -> Vec<Finding> {
     }]
 }
 
+/// The API's pool: the database, application and client address with the most backends at
+/// any sample, and its backends in each sample (none where it had none).
+fn api_pool<'a>(
+    pg: &[(f64, &'a PostgresValues)],
+) -> Option<(&'a PostgresClients, Vec<(i64, i64)>)> {
+    let api = pg
+        .iter()
+        .flat_map(|(_, p)| &p.clients)
+        .max_by_key(|c| c.connections)?;
+    let same = |c: &&PostgresClients| {
+        c.database == api.database && c.application == api.application && c.address == api.address
+    };
+    let series = pg
+        .iter()
+        .map(|(_, p)| {
+            p.clients
+                .iter()
+                .find(same)
+                .map_or((0, 0), |c| (c.connections, c.active))
+        })
+        .collect();
+    Some((api, series))
+}
+
+/// Requests slow down while the API's backends stay at one count (in 70 % of the samples or
+/// more), all of them busy in half of those or more, well under `max_connections` and without
+/// lock waits: requests wait for a connection of the API's pool, whatever its size.
+pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
+    let pg = e.backend.postgres();
+    if !e.slow() || pg.len() < 5 || lock_samples(e) >= 2 {
+        return Vec::new();
+    }
+    let Some((api, series)) = api_pool(&pg) else {
+        return Vec::new();
+    };
+    let ceiling = series.iter().map(|(c, _)| *c).max().unwrap_or(0);
+    let max_connections = pg.last().map_or(0, |(_, p)| p.max_connections);
+    let at_ceiling = series.iter().filter(|(c, _)| *c == ceiling).count();
+    let all_busy = series
+        .iter()
+        .filter(|(c, active)| *c == ceiling && *active >= ceiling)
+        .count();
+    if ceiling == 0
+        || at_ceiling * 10 < series.len() * 7
+        || all_busy * 2 < at_ceiling
+        || ceiling as f64 >= 0.8 * max_connections as f64
+    {
+        return Vec::new();
+    }
+    vec![Finding {
+        rule: "postgres.pool_exhausted",
+        layer: Layer::Postgres,
+        severity: Severity::Critical,
+        title: "Requests wait for the API's database pool".into(),
+        evidence: format!(
+            "steady-state p95 {:.0} ms while the API's backends ({}) stayed at {ceiling} in {at_ceiling} of {} samples, all {ceiling} busy in {all_busy}; the server allows {max_connections}, no lock waits",
+            e.p95_ms(),
+            api.describe(),
+            series.len()
+        ),
+        action: format!(
+            "Every connection of the pool is busy and requests queue for one: raise the pool size (SQLAlchemy pool_size + max_overflow; {ceiling} now, the server has room for {}), or shorten the queries that hold the connections",
+            max_connections - ceiling
+        ),
+        cause_of: vec!["load.slow_endpoints", "load.plateau", "jobs.queue_grows"],
+    }]
+}
+
 /// Slow requests while PostgreSQL has at most 2 active backends, busy in half the samples, and
-/// no lock waits: requests queue for a pool connection, not for the database.
+/// no lock waits: requests queue for a pool connection, not for the database. Judged only
+/// where the monitor could not tell the API's backends apart (an older monitor); otherwise
+/// [`pool_exhausted`] judges the API's own pool.
 pub fn small_pool(e: &Evidence<'_>) -> Vec<Finding> {
     let pg = e.backend.postgres();
     if !e.slow() || pg.len() < 3 || lock_samples(e) >= 2 {
+        return Vec::new();
+    }
+    if pg.iter().any(|(_, p)| !p.clients.is_empty()) {
         return Vec::new();
     }
     let max_active = pg.iter().map(|(_, p)| p.active).max().unwrap_or(0);
@@ -183,6 +271,70 @@ mod tests {
         assert!(with_evidence(&slow, &busy_db, small_pool).is_empty());
         let fast = outcome(&[5; 6], &[20; 6], 10, &[]);
         assert!(with_evidence(&fast, &one_active, small_pool).is_empty());
+    }
+
+    fn api(connections: i64, active: i64) -> PostgresClients {
+        PostgresClients {
+            database: "ffmpeg_api".into(),
+            application: String::new(),
+            address: "172.18.0.3".into(),
+            connections,
+            active,
+            idle_in_transaction: 0,
+        }
+    }
+
+    #[test]
+    fn a_pool_at_its_ceiling_all_busy_while_requests_slow_is_exhausted_whatever_its_size() {
+        let slow = outcome(&[5; 6], &[20; 6], 900, &[]);
+        for size in [1, 10, 40] {
+            // The monitor watches the `postgres` database: its own scope shows nothing.
+            let full = ticks(8, |_| {
+                vec![postgres(|p| {
+                    p.clients = vec![api(size, size)];
+                    p.server_connections = size;
+                })]
+            });
+            let found = with_evidence(&slow, &full, pool_exhausted);
+            assert_eq!(found.len(), 1, "pool of {size}");
+            assert!(
+                found[0].evidence.contains(&format!(
+                    "(database ffmpeg_api, from 172.18.0.3) stayed at {size} in 8 of 8 samples"
+                )),
+                "{}",
+                found[0].evidence
+            );
+            assert!(with_evidence(&slow, &full, small_pool).is_empty());
+        }
+        // Fast requests, a pool that moves, or idle connections: not exhausted.
+        let fast = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let full = ticks(8, |_| vec![postgres(|p| p.clients = vec![api(10, 10)])]);
+        assert!(with_evidence(&fast, &full, pool_exhausted).is_empty());
+        let moving = ticks(8, |i| {
+            vec![postgres(|p| p.clients = vec![api(2 + i as i64, 2)])]
+        });
+        assert!(with_evidence(&slow, &moving, pool_exhausted).is_empty());
+        let idle = ticks(8, |_| vec![postgres(|p| p.clients = vec![api(10, 1)])]);
+        assert!(with_evidence(&slow, &idle, pool_exhausted).is_empty());
+    }
+
+    #[test]
+    fn the_connection_share_is_the_servers_when_it_was_counted() {
+        let run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        // The URL's database has 2 backends; the server, 92 of its 100.
+        let full = ticks(4, |_| {
+            vec![postgres(|p| {
+                p.connections = 2;
+                p.connections_pct = 2.0;
+                p.server_connections = 92;
+            })]
+        });
+        let found = with_evidence(&run, &full, connections_near_max);
+        assert!(
+            found[0].evidence.contains("92 of 100"),
+            "{}",
+            found[0].evidence
+        );
     }
 
     #[test]

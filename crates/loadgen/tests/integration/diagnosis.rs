@@ -39,6 +39,17 @@ async fn start(
     queue: &str,
     args: &[&str],
 ) -> (RunHandle, loadgen::config::RunConfig) {
+    watching(testbed, database, queue, args).await
+}
+
+/// The same, with the monitor's PostgreSQL URL `watched` (another database of the server).
+async fn watching(
+    testbed: &testbed::Testbed,
+    watched: &str,
+    queue: &str,
+    args: &[&str],
+) -> (RunHandle, loadgen::config::RunConfig) {
+    let database = watched;
     let mut argv: Vec<String> = [
         "loadgen",
         "-H",
@@ -552,5 +563,49 @@ async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() 
         finding.evidence
     );
     assert!(finding.action.starts_with("Not a lack of workers"));
+    testbed.stop().await;
+}
+
+/// Planted: a pool of 2 connections, each request to the task list holding one for 200 ms,
+/// and more users than that serves. The monitor watches the server's `postgres` database, as
+/// a URL without a database name does: the API's backends show all the same, at their ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_is_found_from_another_database_of_the_server() {
+    let (testbed, database, queue) = planted(|c| {
+        c.db_pool = 2;
+        c.slow = vec!["/api/v1/tasks:200".parse().unwrap()];
+    })
+    .await;
+    let server = format!(
+        "{}/postgres",
+        database
+            .rsplit_once('/')
+            .map_or(database.as_str(), |(base, _)| base)
+    );
+    let args = ["-f", &scenario("reads.toml"), "-u", "12", "-r", "12"];
+    let (handle, config) = watching(&testbed, &server, &queue, &args).await;
+    // All users started, and 8 s of monitor samples with them.
+    until(&handle, |u| u.users == 12).await;
+    let started = handle.subscribe().borrow().as_ref().map(|u| u.elapsed);
+    until(&handle, |u| {
+        started.is_some_and(|s| u.elapsed >= s + Duration::from_secs(8))
+    })
+    .await;
+    let (_, analysis) = finish(handle, &config).await;
+    let pool = found(&analysis, "postgres.pool_exhausted");
+    assert!(
+        pool.evidence.contains("stayed at 2 in"),
+        "{}",
+        pool.evidence
+    );
+    // The cause comes before the symptom it explains.
+    let rank = |rule: &str| analysis.findings.iter().position(|f| f.rule == rule);
+    if let Some(slow) = rank("load.slow_endpoints") {
+        assert!(
+            rank("postgres.pool_exhausted") < Some(slow),
+            "{:#?}",
+            analysis.findings
+        );
+    }
     testbed.stop().await;
 }

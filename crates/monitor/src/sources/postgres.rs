@@ -7,8 +7,11 @@ use std::time::Instant;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::redact;
-use crate::sample::{PostgresValues, Values};
+use crate::sample::{PostgresClients, PostgresValues, Values};
 use crate::source::{Source, SourceError};
+
+/// The largest groups of client backends kept per sample.
+const MAX_CLIENT_GROUPS: usize = 20;
 
 /// Which backends count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +93,18 @@ impl Postgres {
         .bind(all)
         .fetch_all(&mut *connection)
         .await?;
+        // Server-wide, whatever the scope: which pool holds how many backends, and how busy.
+        let clients: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT COALESCE(datname, ''), COALESCE(application_name, ''),
+                    COALESCE(host(client_addr), 'local'), count(*),
+                    count(*) FILTER (WHERE state = 'active'),
+                    count(*) FILTER (WHERE state LIKE 'idle in transaction%')
+             FROM pg_stat_activity
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+             GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3",
+        )
+        .fetch_all(&mut *connection)
+        .await?;
         let db: (i64, i64, i64, i64, i64) = sqlx::query_as(
             "SELECT COALESCE(sum(xact_commit), 0)::int8, COALESCE(sum(xact_rollback), 0)::int8,
                     COALESCE(sum(blks_hit), 0)::int8, COALESCE(sum(blks_read), 0)::int8,
@@ -122,6 +137,21 @@ impl Postgres {
             longest_transaction_secs: row.try_get("longest_xact")?,
             longest_idle_in_transaction_secs: row.try_get("longest_iit")?,
             cache_hit_pct: 100.0,
+            server_connections: clients.iter().map(|c| c.3).sum(),
+            clients: clients
+                .into_iter()
+                .take(MAX_CLIENT_GROUPS)
+                .map(
+                    |(database, application, address, connections, active, iit)| PostgresClients {
+                        database,
+                        application,
+                        address,
+                        connections,
+                        active,
+                        idle_in_transaction: iit,
+                    },
+                )
+                .collect(),
             ..Default::default()
         };
         if let Some(before) = &self.previous {
