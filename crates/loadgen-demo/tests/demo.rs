@@ -71,7 +71,7 @@ fn on_postgres_the_demo_plants_a_small_pool_and_finds_it() {
         "{stdout}"
     );
     assert!(
-        recommendations(&stdout).contains("Requests queue for a small database pool"),
+        recommendations(&stdout).contains("Requests wait for the API's database pool"),
         "{stdout}"
     );
     // The password of the admin URL never reaches the output.

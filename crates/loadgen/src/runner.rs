@@ -122,7 +122,9 @@ impl Runner {
         let mut peak = 0;
         let mut totals = Stats::default();
         let mut history = Vec::new();
-        let mut second = Second::default();
+        let mut second = Second::starting_at(started_at);
+        // The next second of the run to make a row of.
+        let mut next_second: u64 = 0;
         if self.per_name_history {
             second.keep_per_name();
         }
@@ -180,7 +182,7 @@ impl Runner {
                     second.add(thread, &shard);
                 }
                 _ = tick.tick() => {
-                    let at_secs = clock.start.elapsed().as_secs_f64().round() as u64;
+                    let at_secs = clock.secs() as u64;
                     let (loadgen_cpu_pct, loadgen_rss_bytes) = own.sample();
                     if let Some(limit) = self.settings.memory_limit
                         && loadgen_rss_bytes > limit
@@ -194,7 +196,19 @@ impl Runner {
                             limit / 1_000_000
                         );
                     }
-                    let row = second.row(at_secs, running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals);
+                    // A second's row once every thread has handed over its requests: each hands
+                    // them over every second, so the second before the last is complete. A thread
+                    // later than that adds them to their row when they come.
+                    while next_second + 2 <= at_secs {
+                        let row = second.row(next_second, running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals);
+                        next_second += 1;
+                        history.push(row);
+                    }
+                    stats::add_late(&mut history, second.take_late(next_second));
+                    // The users and their types are news every tick, a second's row or not.
+                    let row = history.last().cloned().unwrap_or_else(|| {
+                        second.placeholder(running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals)
+                    });
                     own_figures = SelfWatchFigures {
                         cpu_pct: loadgen_cpu_pct,
                         rss_bytes: loadgen_rss_bytes,
@@ -205,11 +219,9 @@ impl Runner {
                         users: running,
                         target_users,
                         users_by_type: Arc::new(self.users_by_type(&started_by_type)),
-
-                        second: Arc::new(row.clone()),
+                        second: Arc::new(row),
                     };
                     channels.updates.send_replace(Some(update));
-                    history.push(row);
                 }
                 changed = channels.control.changed(), if steerable => {
                     // Every handle is gone: the run goes on as it was last set.
@@ -270,13 +282,14 @@ impl Runner {
         for thread in threads {
             let _ = thread.join.join();
         }
-        if second.has_requests() {
-            history.push(second.row(
-                duration.as_secs_f64().ceil() as u64,
-                running,
-                own.sample(),
-                &totals,
-            ));
+        // Every request is in: those of seconds already made rows go to them, and the seconds
+        // left (the last one partial) get theirs.
+        stats::add_late(&mut history, second.take_late(next_second));
+        if let Some(last) = second.last_pending() {
+            let own_now = own.sample();
+            for remaining in next_second..=last {
+                history.push(second.row(remaining, running, own_now, &totals));
+            }
         }
         let users_by_type = self.users_by_type(&started_by_type);
         Ok(RunOutcome {

@@ -89,6 +89,8 @@ pub(super) struct ClusterRun {
     pub(super) members: BTreeMap<u32, Member>,
     epoch: u64,
     second: Second,
+    /// The next second of the run to make a row of: one each tick.
+    next_second: u64,
     history: Vec<crate::stats::HistoryRow>,
     peak_users: u64,
     events: Vec<ClusterEvent>,
@@ -103,7 +105,8 @@ impl ClusterRun {
         status: Arc<std::sync::Mutex<Vec<WorkerSummary>>>,
     ) -> Self {
         let control = *channels.control.borrow();
-        let mut second = Second::default();
+        let started_at = SystemTime::now();
+        let mut second = Second::starting_at(started_at);
         if config.outputs.csv_full_history {
             second.keep_per_name();
         }
@@ -116,11 +119,12 @@ impl ClusterRun {
             config,
             channels,
             start: Instant::now(),
-            started_at: SystemTime::now(),
+            started_at,
             duration: None,
             members: BTreeMap::new(),
             epoch: 0,
             second,
+            next_second: 0,
             history: Vec::new(),
             peak_users: 0,
             events: Vec::new(),
@@ -556,11 +560,15 @@ impl ClusterRun {
 
     /// One second of the timeline: what each worker's totals grew by since the last.
     fn push_second(&mut self) {
+        // The workers' totals are their own, up to the last they sent: what they grew by goes
+        // into this second, whenever those requests finished.
+        let this_second = self.next_second;
+        self.next_second += 1;
         for member in self.members.values_mut() {
             let Some((snapshot, stats)) = &member.latest else {
                 continue;
             };
-            let mut shard = stats.shard_since(&member.at_last_tick);
+            let mut shard = stats.shard_since(&member.at_last_tick, this_second);
             shard.timer_lag_us = (snapshot.stats.self_watch.timer_lag_ms * 1000.0) as u64;
             shard.jobs_in_flight = snapshot.jobs_in_flight;
             if snapshot.seq != member.seq_at_last_tick {
@@ -568,7 +576,7 @@ impl ClusterRun {
                 if member.recent_seconds.len() == RECENT_SECONDS {
                     member.recent_seconds.pop_front();
                 }
-                member.recent_seconds.push_back(shard.interval.all.count);
+                member.recent_seconds.push_back(shard.interval.count());
             }
             self.second.add(member.id as usize, &shard);
             member.at_last_tick = stats.clone();
@@ -586,10 +594,9 @@ impl ClusterRun {
         self.peak_users = self.peak_users.max(users);
         let own = self.own_figures();
         let totals = self.totals();
-        let at_secs = self.secs().round() as u64;
         let row = self
             .second
-            .row(at_secs, users, (own.cpu_pct, own.rss_bytes), &totals);
+            .row(this_second, users, (own.cpu_pct, own.rss_bytes), &totals);
         let update = Update {
             elapsed: self.start.elapsed(),
             users,

@@ -123,72 +123,78 @@ pub fn idle_in_transaction(e: &Evidence<'_>) -> Vec<Finding> {
     }]
 }
 
-/// The API's pool: the database, application and client address with the most backends at
-/// any sample, and its backends in each sample (none where it had none).
-fn api_pool<'a>(
-    pg: &[(f64, &'a PostgresValues)],
-) -> Option<(&'a PostgresClients, Vec<(i64, i64)>)> {
-    let api = pg
-        .iter()
-        .flat_map(|(_, p)| &p.clients)
-        .max_by_key(|c| c.connections)?;
-    let same = |c: &&PostgresClients| {
-        c.database == api.database && c.application == api.application && c.address == api.address
+/// Each pool on the server (a database, application and client address), with its backends
+/// in each sample (none where it had none).
+fn pools<'a>(pg: &[(f64, &'a PostgresValues)]) -> Vec<(&'a PostgresClients, Vec<(i64, i64)>)> {
+    let same = |a: &PostgresClients, b: &PostgresClients| {
+        a.database == b.database && a.application == b.application && a.address == b.address
     };
-    let series = pg
-        .iter()
-        .map(|(_, p)| {
-            p.clients
+    let mut pools: Vec<&PostgresClients> = Vec::new();
+    for client in pg.iter().flat_map(|(_, p)| &p.clients) {
+        if !pools.iter().any(|known| same(known, client)) {
+            pools.push(client);
+        }
+    }
+    pools
+        .into_iter()
+        .map(|pool| {
+            let series = pg
                 .iter()
-                .find(same)
-                .map_or((0, 0), |c| (c.connections, c.active))
+                .map(|(_, p)| {
+                    p.clients
+                        .iter()
+                        .find(|c| same(c, pool))
+                        .map_or((0, 0), |c| (c.connections, c.active))
+                })
+                .collect();
+            (pool, series)
         })
-        .collect();
-    Some((api, series))
+        .collect()
 }
 
-/// Requests slow down while the API's backends stay at one count (in 70 % of the samples or
+/// Requests slow down while a pool's backends stay at one count (in 70 % of the samples or
 /// more), all of them busy in half of those or more, well under `max_connections` and without
-/// lock waits: requests wait for a connection of the API's pool, whatever its size.
+/// lock waits: requests wait for a connection of that pool, whatever its size. Judged on every
+/// pool of the server, so it holds whichever database the monitor's URL names and whatever
+/// else the server serves.
 pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
     let pg = e.backend.postgres();
     if !e.slow() || pg.len() < 5 || lock_samples(e) >= 2 {
         return Vec::new();
     }
-    let Some((api, series)) = api_pool(&pg) else {
-        return Vec::new();
-    };
-    let ceiling = series.iter().map(|(c, _)| *c).max().unwrap_or(0);
     let max_connections = pg.last().map_or(0, |(_, p)| p.max_connections);
-    let at_ceiling = series.iter().filter(|(c, _)| *c == ceiling).count();
-    let all_busy = series
-        .iter()
-        .filter(|(c, active)| *c == ceiling && *active >= ceiling)
-        .count();
-    if ceiling == 0
-        || at_ceiling * 10 < series.len() * 7
-        || all_busy * 2 < at_ceiling
-        || ceiling as f64 >= 0.8 * max_connections as f64
-    {
-        return Vec::new();
-    }
-    vec![Finding {
-        rule: "postgres.pool_exhausted",
-        layer: Layer::Postgres,
-        severity: Severity::Critical,
-        title: "Requests wait for the API's database pool".into(),
-        evidence: format!(
-            "steady-state p95 {:.0} ms while the API's backends ({}) stayed at {ceiling} in {at_ceiling} of {} samples, all {ceiling} busy in {all_busy}; the server allows {max_connections}, no lock waits",
-            e.p95_ms(),
-            api.describe(),
-            series.len()
-        ),
-        action: format!(
-            "Every connection of the pool is busy and requests queue for one: raise the pool size (SQLAlchemy pool_size + max_overflow; {ceiling} now, the server has room for {}), or shorten the queries that hold the connections",
-            max_connections - ceiling
-        ),
-        cause_of: vec!["load.slow_endpoints", "load.plateau", "jobs.queue_grows"],
-    }]
+    pools(&pg)
+        .into_iter()
+        .filter_map(|(pool, series)| {
+            let ceiling = series.iter().map(|(c, _)| *c).max().unwrap_or(0);
+            let at_ceiling = series.iter().filter(|(c, _)| *c == ceiling).count();
+            let all_busy = series
+                .iter()
+                .filter(|(c, active)| *c == ceiling && *active >= ceiling)
+                .count();
+            let exhausted = ceiling > 0
+                && at_ceiling * 10 >= series.len() * 7
+                && all_busy * 2 >= at_ceiling
+                && (ceiling as f64) < 0.8 * max_connections as f64;
+            exhausted.then(|| Finding {
+                rule: "postgres.pool_exhausted",
+                layer: Layer::Postgres,
+                severity: Severity::Critical,
+                title: "Requests wait for the API's database pool".into(),
+                evidence: format!(
+                    "steady-state p95 {:.0} ms while the backends of {} stayed at {ceiling} in {at_ceiling} of {} samples, all {ceiling} busy in {all_busy}; the server allows {max_connections}, no lock waits",
+                    e.p95_ms(),
+                    pool.describe(),
+                    series.len()
+                ),
+                action: format!(
+                    "Every connection of the pool is busy and requests queue for one: raise the pool size (SQLAlchemy pool_size + max_overflow; {ceiling} now, the server has room for {}), or shorten the queries that hold the connections",
+                    max_connections - ceiling
+                ),
+                cause_of: vec!["load.slow_endpoints", "load.plateau", "jobs.queue_grows"],
+            })
+        })
+        .collect()
 }
 
 /// Slow requests while PostgreSQL has at most 2 active backends, busy in half the samples, and
@@ -299,7 +305,7 @@ mod tests {
             assert_eq!(found.len(), 1, "pool of {size}");
             assert!(
                 found[0].evidence.contains(&format!(
-                    "(database ffmpeg_api, from 172.18.0.3) stayed at {size} in 8 of 8 samples"
+                    "of database ffmpeg_api, from 172.18.0.3 stayed at {size} in 8 of 8 samples"
                 )),
                 "{}",
                 found[0].evidence
@@ -316,6 +322,19 @@ mod tests {
         assert!(with_evidence(&slow, &moving, pool_exhausted).is_empty());
         let idle = ticks(8, |_| vec![postgres(|p| p.clients = vec![api(10, 1)])]);
         assert!(with_evidence(&slow, &idle, pool_exhausted).is_empty());
+        // Another application's larger, calmer pool on the same server changes nothing.
+        let shared = ticks(8, |i| {
+            let other = PostgresClients {
+                database: "billing".into(),
+                connections: 30 + (i % 3) as i64,
+                active: 2,
+                ..api(0, 0)
+            };
+            vec![postgres(|p| p.clients = vec![other, api(5, 5)])]
+        });
+        let found = with_evidence(&slow, &shared, pool_exhausted);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].evidence.contains("database ffmpeg_api"));
     }
 
     #[test]

@@ -46,8 +46,9 @@ impl EndpointStats {
 
 impl Stats {
     /// What happened between `earlier` and `self` (two figures of the same run), as a
-    /// thread's shard of one second: the requests of each endpoint, and the jobs that ended.
-    pub fn shard_since(&self, earlier: &Stats) -> Shard {
+    /// thread's shard of the run's `second`: the requests of each endpoint, and the jobs that
+    /// ended.
+    pub fn shard_since(&self, earlier: &Stats, second: u64) -> Shard {
         let mut shard = Shard::default();
         for (key, now) in &self.endpoints {
             let delta = match earlier.endpoints.get(key) {
@@ -55,7 +56,12 @@ impl Stats {
                 None => now.clone(),
             };
             if delta.count > 0 {
-                shard.interval.all.merge(&delta);
+                shard
+                    .interval
+                    .by_second
+                    .entry(second)
+                    .or_default()
+                    .merge(&delta);
                 shard.stats.endpoints.insert(key.clone(), delta);
             }
         }
@@ -108,14 +114,15 @@ mod tests {
         let before = stats(&[("/a", 1_000), ("/a", 2_000), ("/b", 5_000)]);
         let mut after = before.clone();
         after.merge(&stats(&[("/a", 90_000), ("/c", 7_000)]));
-        let shard = after.shard_since(&before);
+        let shard = after.shard_since(&before, 7);
         let a = &shard.stats.endpoints[&key("/a")];
         assert_eq!((a.count, a.total_us, a.bytes), (1, 90_000, 10));
         assert!(a.min_us >= 89_000 && a.max_us <= 91_000, "{a:?}");
         assert_eq!(a.status_count(200), 1);
         assert!(!shard.stats.endpoints.contains_key(&key("/b")));
         assert_eq!(shard.stats.endpoints[&key("/c")].count, 1);
-        assert_eq!(shard.interval.all.count, 2);
+        assert_eq!(shard.interval.by_second[&7].count, 2);
+        assert_eq!(shard.interval.count(), 2);
         // Taking it back adds up to the later total.
         let mut rebuilt = before.clone();
         rebuilt.merge(&shard.stats);
@@ -129,7 +136,7 @@ mod tests {
     fn a_total_smaller_than_the_earlier_one_counts_whole() {
         let before = stats(&[("/a", 1_000), ("/a", 2_000)]);
         let after = stats(&[("/a", 3_000)]);
-        let shard = after.shard_since(&before);
+        let shard = after.shard_since(&before, 0);
         assert_eq!(shard.stats.endpoints[&key("/a")].count, 1);
     }
 }

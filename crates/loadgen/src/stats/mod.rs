@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use endpoint::{EndpointStats, PhaseHistograms, new_histogram};
 pub use snapshot::{SelfWatchFigures, SnapshotError, StatsSnapshot};
-pub(crate) use timeline::Second;
 pub use timeline::{Cumulative, EndpointSecond, HistoryRow, NameSecond, PerNameSecond};
+pub(crate) use timeline::{Second, add_late};
 
 /// Whether a request belongs to a user's start-up (`on_start`), to the steady state, or to
 /// loadgen's own following of the jobs it created.
@@ -267,11 +267,42 @@ impl Stats {
     }
 }
 
-/// One second of the run, steady state and start-up together.
+/// A thread's requests since its last flush, every phase together, by the second of the run
+/// they finished in (`0` is the first): each counts in its own second, however late the thread
+/// hands them over.
 #[derive(Debug, Clone, Default)]
 pub struct Interval {
-    /// All requests of the second.
-    pub all: EndpointStats,
+    /// Requests by the second they finished in.
+    pub by_second: BTreeMap<u64, EndpointStats>,
+}
+
+impl Interval {
+    /// Requests in all of its seconds.
+    pub fn count(&self) -> u64 {
+        self.by_second.values().map(|e| e.count).sum()
+    }
+
+    /// Counts one request that finished in `second`.
+    fn record(
+        &mut self,
+        second: u64,
+        latency_us: u64,
+        bytes: u64,
+        status: Option<u16>,
+        failed: bool,
+    ) {
+        // Almost always the newest second: look there before searching the map.
+        if let Some(mut newest) = self.by_second.last_entry()
+            && *newest.key() == second
+        {
+            newest.get_mut().record(latency_us, bytes, status, failed);
+            return;
+        }
+        self.by_second
+            .entry(second)
+            .or_default()
+            .record(latency_us, bytes, status, failed);
+    }
 }
 
 /// A shard handed over by a thread: what it recorded since its last flush.
@@ -279,7 +310,8 @@ pub struct Interval {
 pub struct Shard {
     /// Totals since the last flush.
     pub stats: Stats,
-    /// Requests since the last flush, for the per-second history.
+    /// Requests since the last flush by the second they finished in, for the per-second
+    /// history.
     pub interval: Interval,
     /// How late this thread's once-a-second timer fired, µs: when the users' threads are
     /// saturated, timers fire late and every other figure is suspect.
@@ -336,12 +368,15 @@ pub fn record(clock: &RunClock, sample: Sample<'_>) {
         if let Some(timings) = &sample.timings {
             endpoint.phases.record(timings);
         }
-        shard
-            .interval
-            .all
-            .record(sample.latency_us, sample.bytes, sample.status, failed);
+        let now = clock.secs();
+        shard.interval.record(
+            now as u64,
+            sample.latency_us,
+            sample.bytes,
+            sample.status,
+            failed,
+        );
         if let Some(failure) = sample.error {
-            let now = clock.secs();
             let key = FailureKey {
                 method: sample.key.method.clone(),
                 name: sample.key.name.clone(),

@@ -139,10 +139,32 @@ pub struct EndpointSecond {
     pub percentiles_ms: [f64; 3],
 }
 
-/// What the threads' shards of one second add up to.
+/// Adds requests handed over after their second's row was made to that row (rows are one a
+/// second from the first; the last row takes any whose row is missing).
+pub(crate) fn add_late(history: &mut [HistoryRow], late: Vec<(u64, EndpointStats)>) {
+    for (second, requests) in late {
+        let index = usize::try_from(second).unwrap_or(usize::MAX);
+        let position = match history.get(index) {
+            Some(row) if row.at_secs == second + 1 => Some(index),
+            _ => history.iter().rposition(|row| row.at_secs == second + 1),
+        };
+        if let Some(row) = position
+            .or(history.len().checked_sub(1))
+            .and_then(|i| history.get_mut(i))
+        {
+            row.interval.merge(&requests);
+        }
+    }
+}
+
+/// The threads' shards, put together second by second: every request in the second it
+/// finished in, and the other figures (per endpoint, jobs, timers) as they were handed over.
 #[derive(Default)]
 pub(crate) struct Second {
-    all: EndpointStats,
+    /// When the run started: each row's timestamp is the end of its second.
+    started: Option<SystemTime>,
+    /// Requests of the seconds not yet made rows, by the second they finished in.
+    pending: BTreeMap<u64, EndpointStats>,
     by_endpoint: BTreeMap<Key, EndpointStats>,
     jobs_done: u64,
     in_flight: BTreeMap<usize, u64>,
@@ -196,6 +218,14 @@ impl CurrentWindow {
 }
 
 impl Second {
+    /// The seconds of a run that started at `started`.
+    pub(crate) fn starting_at(started: SystemTime) -> Self {
+        Self {
+            started: Some(started),
+            ..Self::default()
+        }
+    }
+
     /// Keeps what `--csv-full-history` writes: each of Locust's rows every second.
     pub(crate) fn keep_per_name(&mut self) {
         self.current = Some(CurrentWindow::default());
@@ -208,13 +238,24 @@ impl Second {
         }
     }
 
-    /// Whether any request finished in this second so far.
-    pub(crate) fn has_requests(&self) -> bool {
-        self.all.count > 0
+    /// The last second a request finished in, among those not yet made rows.
+    pub(crate) fn last_pending(&self) -> Option<u64> {
+        self.pending.keys().next_back().copied()
+    }
+
+    /// The requests of seconds before `second` that came after their rows were made (a thread
+    /// that handed them over late): for the caller to add to those rows.
+    pub(crate) fn take_late(&mut self, second: u64) -> Vec<(u64, EndpointStats)> {
+        let later = self.pending.split_off(&second);
+        std::mem::replace(&mut self.pending, later)
+            .into_iter()
+            .collect()
     }
 
     pub(crate) fn add(&mut self, thread: usize, shard: &Shard) {
-        self.all.merge(&shard.interval.all);
+        for (second, requests) in &shard.interval.by_second {
+            self.pending.entry(*second).or_default().merge(requests);
+        }
         for (key, stats) in &shard.stats.endpoints {
             self.by_endpoint
                 .entry(key.clone())
@@ -231,18 +272,41 @@ impl Second {
         self.timer_lag_us = self.timer_lag_us.max(shard.timer_lag_us);
     }
 
-    /// The row for this second; the in-flight levels carry over to the next.
+    /// What an update carries before the first second's row is made: no second yet (`at_secs`
+    /// 0), the run's figures so far.
+    pub(crate) fn placeholder(&self, users: u64, own: (f64, u64), totals: &Stats) -> HistoryRow {
+        HistoryRow {
+            at_secs: 0,
+            timestamp: self.started.unwrap_or_else(SystemTime::now),
+            users,
+            interval: EndpointStats::default(),
+            loadgen_cpu_pct: own.0,
+            loadgen_rss_bytes: own.1,
+            timer_lag_ms: self.timer_lag_us as f64 / 1000.0,
+            endpoints: Vec::new(),
+            jobs_done: 0,
+            jobs_in_flight: self.in_flight.values().sum(),
+            cumulative: Cumulative::of(totals),
+            per_name: None,
+        }
+    }
+
+    /// The row of the run's `second` (`0` is the first; its row is at 1 s): the requests that
+    /// finished in it, and what else was handed over since the last row. The in-flight levels
+    /// carry over to the next.
     pub(crate) fn row(
         &mut self,
-        at_secs: u64,
+        second: u64,
         users: u64,
         own: (f64, u64),
         totals: &Stats,
     ) -> HistoryRow {
+        let at_secs = second + 1;
+        let interval = self.pending.remove(&second).unwrap_or_default();
         let per_name = self
             .current
             .as_mut()
-            .map(|window| Self::per_name(window, &self.by_endpoint, &self.all, totals));
+            .map(|window| Self::per_name(window, &self.by_endpoint, &interval, totals));
         let endpoints = std::mem::take(&mut self.by_endpoint)
             .into_iter()
             .map(|(key, e)| EndpointSecond {
@@ -260,9 +324,11 @@ impl Second {
             .collect();
         HistoryRow {
             at_secs,
-            timestamp: SystemTime::now(),
+            timestamp: self.started.map_or_else(SystemTime::now, |started| {
+                started + std::time::Duration::from_secs(at_secs)
+            }),
             users,
-            interval: std::mem::take(&mut self.all),
+            interval,
             loadgen_cpu_pct: own.0,
             loadgen_rss_bytes: own.1,
             timer_lag_ms: std::mem::take(&mut self.timer_lag_us) as f64 / 1000.0,
@@ -330,7 +396,7 @@ mod tests {
             stats.record(latency_us, 10, Some(200), false);
         }
         let mut shard = Shard::default();
-        shard.interval.all = stats.clone();
+        shard.interval.by_second.insert(0, stats.clone());
         shard.stats.endpoints.insert(
             Key {
                 phase,
@@ -355,10 +421,12 @@ mod tests {
             } else {
                 (Phase::Steady, 2_000)
             };
-            let shard = shard(phase, "/items", 5, latency_us);
+            let mut shard = shard(phase, "/items", 5, latency_us);
+            let requests = shard.interval.by_second.remove(&0).unwrap();
+            shard.interval.by_second.insert(at - 1, requests);
             totals.merge(&shard.stats);
             second.add(0, &shard);
-            rows.push(second.row(at, 5, (0.0, 0), &totals));
+            rows.push(second.row(at - 1, 5, (0.0, 0), &totals));
         }
         let at = |secs: usize| rows[secs - 1].per_name.as_ref().unwrap();
         let row = &at(15).entries[0];
@@ -383,5 +451,39 @@ mod tests {
                 .per_name
                 .is_none()
         );
+    }
+
+    #[test]
+    fn each_request_counts_in_the_second_it_finished_however_late_its_thread_hands_it_over() {
+        let mut second = Second::default();
+        let totals = Stats::default();
+        let mut history = Vec::new();
+        // Thread 0 hands its 10 requests a second over on time; thread 1, busy, hands over
+        // its 4 a second of seconds 0 to 2 only after the rows of seconds 0 and 1 were made.
+        let of_second = |at: u64, count: u64| {
+            let mut shard = shard(Phase::Steady, "/items", count, 1_000);
+            let requests = shard.interval.by_second.remove(&0).unwrap();
+            shard.interval.by_second.insert(at, requests);
+            shard
+        };
+        for at in 0..2 {
+            second.add(0, &of_second(at, 10));
+            history.push(second.row(at, 2, (0.0, 0), &totals));
+            add_late(&mut history, second.take_late(at + 1));
+        }
+        second.add(0, &of_second(2, 10));
+        let mut late = shard(Phase::Steady, "/items", 0, 1_000);
+        late.interval.by_second.clear();
+        for at in 0..3 {
+            let requests = of_second(at, 4).interval.by_second.remove(&at).unwrap();
+            late.interval.by_second.insert(at, requests);
+        }
+        second.add(1, &late);
+        history.push(second.row(2, 2, (0.0, 0), &totals));
+        add_late(&mut history, second.take_late(3));
+        let counts: Vec<u64> = history.iter().map(|row| row.interval.count).collect();
+        assert_eq!(counts, [14, 14, 14], "no empty second, none doubled");
+        let at: Vec<u64> = history.iter().map(|row| row.at_secs).collect();
+        assert_eq!(at, [1, 2, 3]);
     }
 }

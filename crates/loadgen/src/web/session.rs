@@ -177,7 +177,13 @@ impl Session {
                     .as_ref()
                     .map(|u| u.second.clone());
                 if let (Some(second), Ok(mut seconds)) = (second, seconds.lock()) {
-                    seconds.push(second);
+                    // Each second once: an update without a new second repeats the last.
+                    if seconds
+                        .last()
+                        .map_or(second.at_secs > 0, |last| second.at_secs > last.at_secs)
+                    {
+                        seconds.push(second);
+                    }
                 }
             }
         });

@@ -139,13 +139,16 @@ async fn a_pool_of_one_with_slow_queries_is_found_as_pool_queueing() {
     })
     .await;
     let (outcome, analysis) = finish(handle, &config).await;
-    let pool = found(&analysis, "postgres.small_pool");
+    let pool = found(&analysis, "postgres.pool_exhausted");
     assert!(
-        pool.evidence.contains("at most 1 active backend"),
+        pool.evidence.contains(&format!(
+            "database {},",
+            database.rsplit('/').next().unwrap()
+        )) && pool.evidence.contains("stayed at 1 in"),
         "{}",
         pool.evidence
     );
-    explains(&analysis, "postgres.small_pool");
+    explains(&analysis, "postgres.pool_exhausted");
     assert!(!outcome.backend.is_empty());
     testbed.stop().await;
 }
