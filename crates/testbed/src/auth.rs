@@ -87,19 +87,45 @@ impl TokenKeys {
     }
 }
 
-/// bcrypt-hashes `password` at `cost` on a blocking thread.
-pub async fn hash_password(password: String, cost: u32) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
-        .await
-        .map_err(|e| ApiError::internal(format!("hashing task: {e}")))?
-        .map_err(|e| ApiError::internal(format!("hashing: {e}")))
+/// Where password hashing runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hashing {
+    /// On a blocking thread: the cost shows as CPU, not as a stalled event loop.
+    Apart,
+    /// On the thread serving requests (planted by `--hash-on-event-loop`), as bcrypt called
+    /// inside an `async def` does: every other request waits.
+    OnEventLoop,
 }
 
-/// Checks `password` against a bcrypt `hash` on a blocking thread.
-pub async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-        .await
-        .map_err(|e| ApiError::internal(format!("verifying task: {e}")))
+/// bcrypt-hashes `password` at `cost`.
+pub async fn hash_password(
+    password: String,
+    cost: u32,
+    hashing: Hashing,
+) -> Result<String, ApiError> {
+    let hash = move || bcrypt::hash(password, cost);
+    match hashing {
+        Hashing::OnEventLoop => hash(),
+        Hashing::Apart => tokio::task::spawn_blocking(hash)
+            .await
+            .map_err(|e| ApiError::internal(format!("hashing task: {e}")))?,
+    }
+    .map_err(|e| ApiError::internal(format!("hashing: {e}")))
+}
+
+/// Checks `password` against a bcrypt `hash`.
+pub async fn verify_password(
+    password: String,
+    hash: String,
+    hashing: Hashing,
+) -> Result<bool, ApiError> {
+    let verify = move || bcrypt::verify(password, &hash).unwrap_or(false);
+    match hashing {
+        Hashing::OnEventLoop => Ok(verify()),
+        Hashing::Apart => tokio::task::spawn_blocking(verify)
+            .await
+            .map_err(|e| ApiError::internal(format!("verifying task: {e}"))),
+    }
 }
 
 /// The user a valid access token names; rejects with 401 otherwise.

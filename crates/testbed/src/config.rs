@@ -35,6 +35,10 @@ pub struct Config {
     #[arg(long, env = "TESTBED_HASH_COST", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(4..=31))]
     pub hash_cost: u32,
+    /// Serve requests on one thread and hash passwords on it, as a single uvicorn worker that
+    /// calls bcrypt inside `async def` does: while one request hashes, every other waits.
+    #[arg(long, env = "TESTBED_HASH_ON_EVENT_LOOP")]
+    pub hash_on_event_loop: bool,
     /// Size of the database connection pool (with the in-memory store, a simulated pool of the
     /// same size that --slow delays hold).
     #[arg(long, env = "TESTBED_DB_POOL", default_value_t = 20,
@@ -102,6 +106,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where password hashing runs.
+    pub fn hashing(&self) -> crate::auth::Hashing {
+        if self.hash_on_event_loop {
+            crate::auth::Hashing::OnEventLoop
+        } else {
+            crate::auth::Hashing::Apart
+        }
+    }
+
     /// The defaults, listening on a free loopback port: what tests start from.
     pub fn for_tests() -> Self {
         let mut config = Self::parse_from(["testbed"]);

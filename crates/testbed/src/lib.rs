@@ -222,7 +222,7 @@ pub async fn start(config: Config) -> Result<Testbed, StartError> {
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     let server_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
+    let serve = |listener: tokio::net::TcpListener| async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, service)
             .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
@@ -230,7 +230,44 @@ pub async fn start(config: Config) -> Result<Testbed, StartError> {
         if let Err(error) = served {
             tracing::error!(%error, "server stopped");
         }
-    }));
+    };
+    if config.hash_on_event_loop {
+        // One event loop on its own thread, as a single uvicorn worker: what blocks it blocks
+        // every request.
+        let listener = listener.into_std().map_err(|cause| StartError::Listen {
+            addr: config.listen,
+            cause,
+        })?;
+        let (stopped, on_stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("testbed-event-loop".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => runtime.block_on(async move {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(listener) => serve(listener).await,
+                            Err(error) => tracing::error!(%error, "server stopped"),
+                        }
+                    }),
+                    Err(error) => tracing::error!(%error, "no event loop"),
+                }
+                let _ = stopped.send(());
+            });
+        if let Err(cause) = thread {
+            return Err(StartError::Listen {
+                addr: config.listen,
+                cause,
+            });
+        }
+        tasks.push(tokio::spawn(async move {
+            let _ = on_stop.await;
+        }));
+    } else {
+        tasks.push(tokio::spawn(serve(listener)));
+    }
     for _ in 0..config.workers {
         let worker = worker::Worker {
             store: store.clone(),

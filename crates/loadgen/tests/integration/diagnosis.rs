@@ -346,6 +346,12 @@ async fn costly_password_hashing_is_found() {
         "{}",
         costly.evidence
     );
+    // Hashed on a thread pool, the steady requests do not wait behind it.
+    assert_eq!(
+        costly.title, "Costly start-up (authentication, uploads)",
+        "{}",
+        costly.evidence
+    );
     testbed.stop().await;
 }
 
@@ -610,5 +616,42 @@ async fn an_exhausted_pool_is_found_from_another_database_of_the_server() {
             analysis.findings
         );
     }
+    testbed.stop().await;
+}
+
+/// Planted: one event loop that hashes passwords on itself (bcrypt inside `async def` on a
+/// single uvicorn worker). While users start, every steady request waits behind the hashing,
+/// second by second: the finding says the start-up work blocks the API for everyone, not only
+/// that it is costly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashing_on_the_event_loop_is_found_blocking_everyone() {
+    let (testbed, database, queue) = planted(|c| {
+        c.hash_cost = 12;
+        c.hash_on_event_loop = true;
+    })
+    .await;
+    // One user a second: 8 seconds of start-up beside the users already reading.
+    let args = ["-f", &scenario("reads.toml"), "-u", "8", "-r", "1"];
+    let (handle, config) = start(&testbed, &database, &queue, &args).await;
+    until(&handle, |u| u.users == 8).await;
+    let started = handle.subscribe().borrow().as_ref().map(|u| u.elapsed);
+    // Then seconds with no start-up at all, to compare with.
+    until(&handle, |u| {
+        started.is_some_and(|s| u.elapsed >= s + Duration::from_secs(8))
+    })
+    .await;
+    let (_, analysis) = finish(handle, &config).await;
+    let costly = found(&analysis, "load.costly_startup");
+    assert_eq!(
+        costly.title, "Start-up work blocks the API for everyone",
+        "{:#?}",
+        analysis.findings
+    );
+    assert!(
+        costly.evidence.contains("correlation"),
+        "{}",
+        costly.evidence
+    );
+    explains(&analysis, "load.costly_startup");
     testbed.stop().await;
 }

@@ -43,7 +43,12 @@ pub async fn register(
     if let Some(problem) = password_weakness(&body.password) {
         return Err(ApiError::bad_request(problem));
     }
-    let password_hash = hash_password(body.password, state.config.hash_cost).await?;
+    let password_hash = hash_password(
+        body.password,
+        state.config.hash_cost,
+        state.config.hashing(),
+    )
+    .await?;
     let is_admin = state.config.admins.contains(&body.username);
     let user = state
         .store
@@ -72,10 +77,21 @@ pub async fn login(
     let Some(user) = user else {
         // Hash anyway, so that an unknown user costs what a known one does (as the real API's
         // timing-safe check does) and the load profile does not depend on who exists.
-        let _ = hash_password(form.password, state.config.hash_cost).await?;
+        let _ = hash_password(
+            form.password,
+            state.config.hash_cost,
+            state.config.hashing(),
+        )
+        .await?;
         return Err(bad_credentials());
     };
-    if !verify_password(form.password, user.password_hash.clone()).await? {
+    if !verify_password(
+        form.password,
+        user.password_hash.clone(),
+        state.config.hashing(),
+    )
+    .await?
+    {
         return Err(bad_credentials());
     }
     if !user.is_active {
