@@ -693,6 +693,20 @@ fn status_message(status: u16, body: &[u8]) -> String {
     }
 }
 
+/// `completed_at - created_at` of a task as the API answers it, µs: ISO 8601 times, with an
+/// offset or without one (then both in the server's zone).
+fn server_completion_us(task: &Value) -> Option<u64> {
+    let time = |field: &str| -> Option<chrono::NaiveDateTime> {
+        let text = task.get(field)?.as_str()?;
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.naive_utc())
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
+            .ok()
+    };
+    let took = time("completed_at")? - time("created_at")?;
+    u64::try_from(took.num_microseconds()?).ok()
+}
+
 /// Polls one created job until it reaches a final status or times out.
 struct JobPoller {
     track: Track,
@@ -754,7 +768,12 @@ impl JobPoller {
                             self.status_since = Instant::now();
                         }
                         if self.track.done.iter().any(|d| d == status) {
-                            self.finish(JobOutcome::Completed, elapsed, None);
+                            // The server's own times, when it gives them, are exact; ours
+                            // are only as fine as the backed-off polls.
+                            let completion = server_completion_us(&json)
+                                .filter(|us| *us <= elapsed)
+                                .unwrap_or(elapsed);
+                            self.finish(JobOutcome::Completed, completion, None);
                             return;
                         }
                         if self.track.failed.iter().any(|f| f == status) {
@@ -837,6 +856,24 @@ impl Drop for JobPoller {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_completed_tasks_own_times_give_its_completion() {
+        let with_offset = serde_json::json!({
+            "created_at": "2026-12-01T10:00:00.250000Z",
+            "completed_at": "2026-12-01T10:00:03.750000+00:00",
+        });
+        assert_eq!(super::server_completion_us(&with_offset), Some(3_500_000));
+        // FastAPI's naive datetimes.
+        let naive = serde_json::json!({
+            "created_at": "2026-12-01T10:00:00",
+            "completed_at": "2026-12-01T10:00:01.5",
+        });
+        assert_eq!(super::server_completion_us(&naive), Some(1_500_000));
+        let unfinished =
+            serde_json::json!({"created_at": "2026-12-01T10:00:00", "completed_at": null});
+        assert_eq!(super::server_completion_us(&unfinished), None);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_panicking_task_is_caught_counted_and_named() {
         let local = tokio::task::LocalSet::new();

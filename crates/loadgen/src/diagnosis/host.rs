@@ -45,6 +45,7 @@ pub fn cpu_saturated(e: &Evidence<'_>) -> Vec<Finding> {
         action: action.into(),
         cause_of: vec![
             "jobs.queue_grows",
+            "jobs.queueing",
             "jobs.unfinished",
             "load.slow_endpoints",
             "containers.cpu_saturated",

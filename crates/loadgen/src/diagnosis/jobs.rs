@@ -49,6 +49,34 @@ pub fn queue_grows(e: &Evidence<'_>) -> Vec<Finding> {
         .collect()
 }
 
+/// A job type whose completions take far longer than its fastest (median 3 times the 10th
+/// percentile or more, and 3 s more at least, over 5 completed or more): the fastest show what
+/// the work costs, the rest is time spent waiting for a worker.
+pub fn queueing(e: &Evidence<'_>) -> Vec<Finding> {
+    e.stats
+        .jobs
+        .iter()
+        .filter(|(_, job)| job.completed >= 5)
+        .filter_map(|(kind, job)| {
+            let secs = |p: f64| job.completion.value_at_percentile(p) as f64 / 1e6;
+            let (fastest, median) = (secs(10.0), secs(50.0));
+            (median >= 3.0 * fastest && median - fastest >= 3.0).then(|| Finding {
+                rule: "jobs.queueing",
+                layer: Layer::Jobs,
+                severity: Severity::Warning,
+                title: format!("{kind} jobs wait for a worker"),
+                evidence: format!(
+                    "{} {kind} jobs completed in a median {median:.1} s, while the fastest 10 % took {fastest:.1} s: about {:.0}% of their time was spent waiting, not working",
+                    job.completed,
+                    (median - fastest) * 100.0 / median
+                ),
+                action: "The work itself is fast; the jobs queue for busy workers: add Celery workers (or concurrency) where the host has CPU to spare, or fewer jobs at a time".into(),
+                cause_of: Vec::new(),
+            })
+        })
+        .collect()
+}
+
 /// Followed jobs that reached a failed status.
 pub fn failed(e: &Evidence<'_>) -> Vec<Finding> {
     e.stats
@@ -177,6 +205,34 @@ mod tests {
             })]
         });
         assert!(with_evidence(&run, &steady, queue_grows).is_empty());
+    }
+
+    #[test]
+    fn jobs_far_slower_than_their_fastest_are_queueing() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let join = run.stats.jobs.entry("join".into()).or_default();
+        // Two took 1 s (an idle worker), eighteen waited up to 20 s behind the others.
+        for secs in [1, 1].into_iter().chain(3..=20) {
+            join.completed += 1;
+            let _ = join.completion.record(secs * 1_000_000);
+        }
+        let found = with_evidence(&run, &[], queueing);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .evidence
+                .contains("20 join jobs completed in a median 1"),
+            "{}",
+            found[0].evidence
+        );
+        // Steady costs, however long: no queueing.
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let join = run.stats.jobs.entry("join".into()).or_default();
+        for secs in 10..20 {
+            join.completed += 1;
+            let _ = join.completion.record(secs * 1_000_000);
+        }
+        assert!(with_evidence(&run, &[], queueing).is_empty());
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub const RULES: &[Rule] = &[
     redis::rejected_connections,
     redis::memory_near_max,
     jobs::queue_grows,
+    jobs::queueing,
     jobs::failed,
     jobs::unfinished,
     load::no_requests,

@@ -191,7 +191,12 @@ pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
                     "Every connection of the pool is busy and requests queue for one: raise the pool size (SQLAlchemy pool_size + max_overflow; {ceiling} now, the server has room for {}), or shorten the queries that hold the connections",
                     max_connections - ceiling
                 ),
-                cause_of: vec!["load.slow_endpoints", "load.plateau", "jobs.queue_grows"],
+                cause_of: vec![
+                    "load.slow_endpoints",
+                    "load.plateau",
+                    "jobs.queue_grows",
+                    "jobs.queueing",
+                ],
             })
         })
         .collect()

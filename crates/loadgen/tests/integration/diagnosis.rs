@@ -655,3 +655,53 @@ async fn hashing_on_the_event_loop_is_found_blocking_everyone() {
     explains(&analysis, "load.costly_startup");
     testbed.stop().await;
 }
+
+/// Planted: one worker, 1 s a job, and more jobs than that: the first complete at once, the
+/// rest wait behind them. The finding says the jobs wait for a worker, not that they are slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_waiting_for_a_busy_worker_are_found_queueing() {
+    let (testbed, database, queue) = planted(|c| {
+        c.workers = 1;
+        c.job_seconds = Duration::from_secs(1);
+    })
+    .await;
+    let args = [
+        "--user-classes",
+        "CreateTaskUser",
+        "-u",
+        "6",
+        "-r",
+        "6",
+        "--job-sample",
+        "1",
+    ];
+    let (handle, config) = start(&testbed, &database, &queue, &args).await;
+    // Enough completions, the later ones behind a queue.
+    let completed = async {
+        loop {
+            let snapshot = handle.snapshot().await;
+            let done: u64 = snapshot.jobs.iter().map(|j| j.completed).sum();
+            if done >= 14 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(150), completed)
+        .await
+        .expect("jobs complete");
+    let (_, analysis) = finish(handle, &config).await;
+    let queueing = analysis
+        .findings
+        .iter()
+        .find(|f| f.rule == "jobs.queueing")
+        .unwrap_or_else(|| panic!("no jobs.queueing finding in {:#?}", analysis.findings));
+    assert!(
+        queueing
+            .evidence
+            .contains("of their time was spent waiting"),
+        "{}",
+        queueing.evidence
+    );
+    testbed.stop().await;
+}
