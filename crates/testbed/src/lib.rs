@@ -276,6 +276,7 @@ pub async fn start(config: Config) -> Result<Testbed, StartError> {
             mode: config.job_mode,
             modes_by_type: config.job_modes_by_type.clone(),
             run_ffmpeg: config.ffmpeg,
+            burns_cpu: config.job_burns_cpu,
             output_dir: output_dir.clone(),
         };
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));

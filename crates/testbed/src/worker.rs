@@ -30,8 +30,24 @@ pub struct Worker {
     pub modes_by_type: Vec<crate::config::TypeJobMode>,
     /// Whether to run real ffmpeg.
     pub run_ffmpeg: bool,
+    /// Whether the job time is spent burning a core (as ffmpeg does) rather than sleeping.
+    pub burns_cpu: bool,
     /// Where outputs go.
     pub output_dir: PathBuf,
+}
+
+/// Keeps one core busy for `time`, as an encoder does.
+fn burn_cpu(time: Duration) {
+    let until = std::time::Instant::now() + time;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    while std::time::Instant::now() < until {
+        for _ in 0..10_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+        }
+        std::hint::black_box(state);
+    }
 }
 
 impl Worker {
@@ -90,7 +106,13 @@ impl Worker {
         if mode == JobMode::Hang {
             std::future::pending::<()>().await;
         }
-        tokio::time::sleep(self.job_time).await;
+        if self.burns_cpu {
+            let job_time = self.job_time;
+            // On a blocking thread, as a worker process of its own would be.
+            let _ = tokio::task::spawn_blocking(move || burn_cpu(job_time)).await;
+        } else {
+            tokio::time::sleep(self.job_time).await;
+        }
         if mode == JobMode::Stuck {
             // What a worker logs when the task raises before it sets its status.
             tracing::error!(

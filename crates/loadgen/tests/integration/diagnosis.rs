@@ -705,3 +705,44 @@ async fn jobs_waiting_for_a_busy_worker_are_found_queueing() {
     );
     testbed.stop().await;
 }
+
+/// Planted: jobs that burn a core each, as ffmpeg encoding does, on more workers than the
+/// machine has cores. The saturated host is the cause, named with who burns the CPU, and it
+/// comes before the symptoms it causes (a growing queue, slow jobs and endpoints).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_that_burn_the_cpu_are_found_saturating_the_host() {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+    let (testbed, database, queue) = planted(|c| {
+        c.workers = 2 * cores;
+        c.job_seconds = Duration::from_secs(3);
+        c.job_burns_cpu = true;
+    })
+    .await;
+    let args = [
+        "--user-classes",
+        "CreateTaskUser",
+        "-u",
+        "4",
+        "-r",
+        "4",
+        "--job-sample",
+        "1",
+    ];
+    let (handle, config) = start(&testbed, &database, &queue, &args).await;
+    // Burning, then 8 s of host samples of it.
+    until(&handle, |u| u.second.jobs_in_flight >= u64::from(cores)).await;
+    let burning = handle.subscribe().borrow().as_ref().map(|u| u.elapsed);
+    until(&handle, |u| {
+        burning.is_some_and(|s| u.elapsed >= s + Duration::from_secs(8))
+    })
+    .await;
+    let (_, analysis) = finish(handle, &config).await;
+    let host = found(&analysis, "host.cpu_saturated");
+    assert!(
+        host.evidence.contains("CPU-seconds by process"),
+        "{}",
+        host.evidence
+    );
+    explains(&analysis, "host.cpu_saturated");
+    testbed.stop().await;
+}
