@@ -215,6 +215,7 @@ fn demo_config(
         docker: None,
     };
     Ok(RunConfig {
+        worker_logs: Vec::new(),
         host,
         scenario,
         scenario_source,

@@ -211,6 +211,47 @@ async fn pull(
     }
 }
 
+/// The lines of a worker's log file worth quoting: its last 5 error lines (an error, an
+/// exception, a traceback, a task that raised), or its last 5 lines when none is. `None` when
+/// it cannot be read; only its last 64 KiB are read, however long it grew.
+pub fn log_file_tail(path: &std::path::Path) -> Option<Vec<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL_BYTES: u64 = 64 * 1024;
+    let mut file = std::fs::File::open(path).ok()?;
+    let length = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(TAIL_BYTES)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if length > TAIL_BYTES && !lines.is_empty() {
+        // The first line read is likely cut.
+        lines.remove(0);
+    }
+    let is_error = |line: &&str| {
+        let lower = line.to_lowercase();
+        [
+            "error",
+            "exception",
+            "traceback",
+            "raised",
+            "critical",
+            "failed",
+        ]
+        .iter()
+        .any(|word| lower.contains(word))
+    };
+    let errors: Vec<&str> = lines.iter().copied().filter(is_error).collect();
+    let chosen = if errors.is_empty() { &lines } else { &errors };
+    Some(
+        chosen[chosen.len().saturating_sub(5)..]
+            .iter()
+            .map(|l| l.trim_end().to_owned())
+            .collect(),
+    )
+}
+
 /// The last 5 log lines of each watched container whose name says it is a worker (`worker` or
 /// `celery`), as the seed's `docker compose logs worker | tail` shows them. Containers whose logs
 /// cannot be read are left out.

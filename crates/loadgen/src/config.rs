@@ -181,6 +181,9 @@ pub struct RunConfig {
     pub exit_code_on_error: Option<u8>,
     /// The backend to watch beside the load, if any.
     pub backend: Option<BackendConfig>,
+    /// Log files of the job workers (`--worker-log`): quoted in the job findings, as the logs
+    /// of watched worker containers are.
+    pub worker_logs: Vec<PathBuf>,
     /// Report files.
     pub outputs: Outputs,
     /// The console while running.

@@ -223,6 +223,7 @@ impl Run {
             resets,
             fixed_counts,
         };
+        let worker_log_files = config.worker_logs.clone();
         tokio::spawn(async move {
             let result = tokio::spawn(body(channels)).await;
             let mut outcome = match result {
@@ -245,6 +246,13 @@ impl Run {
             }
             if jobs_went_wrong(&outcome.stats) {
                 outcome.worker_logs = backend::worker_logs(&outcome.backend).await;
+                for file in &worker_log_files {
+                    if let Some(lines) = backend::log_file_tail(file).filter(|l| !l.is_empty()) {
+                        outcome
+                            .worker_logs
+                            .insert(file.display().to_string(), lines);
+                    }
+                }
             }
             finished_tx.send_replace(Some(Arc::new(outcome)));
         });

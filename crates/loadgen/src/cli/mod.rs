@@ -220,6 +220,15 @@ pub struct Cli {
         default_value = "1/celery"
     )]
     pub monitor_redis_queue: Vec<monitor::sources::redis::Queue>,
+    /// A job worker's log file (repeatable): when jobs fail or never finish, the findings quote
+    /// its last error lines, as they do a watched worker container's logs.
+    #[arg(
+        long = "worker-log",
+        env = "LOADGEN_WORKER_LOG",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    pub worker_logs: Vec<PathBuf>,
     /// Read a monitor sidecar's samples (http://HOST:9187, or https:// trusted as the host is:
     /// --ca-cert, --insecure) or a JSON Lines file it wrote.
     #[arg(long, env = "LOADGEN_MONITOR_FROM", value_name = "URL|FILE")]
@@ -386,6 +395,7 @@ impl Cli {
             None => None,
         };
         Ok(RunConfig {
+            worker_logs: self.worker_logs.clone(),
             host,
             scenario,
             scenario_source,

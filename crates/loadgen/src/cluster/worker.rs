@@ -396,6 +396,7 @@ async fn start(settings: &WorkerSettings, spec: &RunSpec) -> anyhow::Result<(Run
         }
     }
     let config = RunConfig {
+        worker_logs: Vec::new(),
         host: spec.host.clone(),
         scenario,
         scenario_source: spec.scenario.clone(),

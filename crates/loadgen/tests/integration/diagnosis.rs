@@ -503,6 +503,19 @@ async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() 
         c.job_modes_by_type = vec!["audio_overlay=stuck".parse().unwrap()];
     })
     .await;
+    // The worker's log, as a Celery worker writes it to a file.
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("celery.log");
+    let mut lines: Vec<String> = (0..2000)
+        .map(|i| format!("[INFO/ForkPoolWorker-1] Task join[{i}] succeeded in 1.0s"))
+        .collect();
+    lines.insert(
+        1990,
+        "[ERROR/ForkPoolWorker-2] Task audio_overlay[77] raised unexpected: KeyError('audio')"
+            .into(),
+    );
+    std::fs::write(&log, lines.join("\n")).unwrap();
+    let log = log.display().to_string();
     let args = [
         "--user-classes",
         "CreateTaskUser",
@@ -512,6 +525,8 @@ async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() 
         "4",
         "--job-sample",
         "1",
+        "--worker-log",
+        &log,
     ];
     let (handle, config) = start(&testbed, &database, &queue, &args).await;
     // Joins complete while audio overlays pile up, followed.
@@ -572,6 +587,15 @@ async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() 
         finding.evidence
     );
     assert!(finding.action.starts_with("Not a lack of workers"));
+    // Its error line, out of the last 64 KiB of a longer file, and not the routine ones.
+    assert!(
+        finding
+            .evidence
+            .contains("raised unexpected: KeyError('audio')")
+            && !finding.evidence.contains("succeeded"),
+        "{}",
+        finding.evidence
+    );
     testbed.stop().await;
 }
 
