@@ -15,6 +15,7 @@ mod diagnosis;
 mod docker;
 mod engine;
 mod failures;
+mod false_alarms;
 mod fuzz;
 mod http_semantics;
 mod report;
