@@ -16,8 +16,8 @@ use crate::support::scenario;
 #[derive(Clone, Copy)]
 enum Answer {
     Ok,
-    /// Headers and part of the body, then the connection closes.
-    CutMidAnswer,
+    /// Headers and part of the body, then the connection closes: cut mid-answer.
+    Cut,
     TooMany,
 }
 
@@ -47,7 +47,7 @@ async fn serve(listener: TcpListener, answer: fn(u64) -> Answer) {
                             body.len()
                         )
                     }
-                    Answer::CutMidAnswer => {
+                    Answer::Cut => {
                         let _ = write
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
                             .await;
@@ -99,7 +99,7 @@ fn findings(report: &Value) -> Vec<Value> {
 async fn one_connection_cut_mid_answer_is_a_warning_not_an_outage() {
     let report = run_against(|n| {
         if n == 100 {
-            Answer::CutMidAnswer
+            Answer::Cut
         } else {
             Answer::Ok
         }
