@@ -199,12 +199,12 @@ impl Runner {
                     // A second's row once every thread has handed over its requests: each hands
                     // them over every second, so the second before the last is complete. A thread
                     // later than that adds them to their row when they come.
+                    stats::add_late(&mut history, second.take_late(next_second));
                     while next_second + 2 <= at_secs {
                         let row = second.row(next_second, running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals);
                         next_second += 1;
                         history.push(row);
                     }
-                    stats::add_late(&mut history, second.take_late(next_second));
                     // The users and their types are news every tick, a second's row or not.
                     let row = history.last().cloned().unwrap_or_else(|| {
                         second.placeholder(running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals)

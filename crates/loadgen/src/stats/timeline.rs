@@ -96,15 +96,6 @@ pub struct Cumulative {
 }
 
 impl Cumulative {
-    pub(crate) fn of(totals: &Stats) -> Self {
-        let steady_p95_ms = totals.aggregated(Phase::Steady).percentile_ms(95.0);
-        let all = totals.aggregated_all();
-        Self {
-            steady_p95_ms,
-            ..Self::of_row(&all)
-        }
-    }
-
     /// One row's figures so far (`steady_p95_ms` left at 0).
     fn of_row(all: &EndpointStats) -> Self {
         Self {
@@ -165,6 +156,9 @@ pub(crate) struct Second {
     started: Option<SystemTime>,
     /// Requests of the seconds not yet made rows, by the second they finished in.
     pending: BTreeMap<u64, EndpointStats>,
+    /// Every request of the rows made so far (and of those added to them late): each row's
+    /// cumulative figures are as of its own second, not of when it was made.
+    so_far: EndpointStats,
     by_endpoint: BTreeMap<Key, EndpointStats>,
     jobs_done: u64,
     in_flight: BTreeMap<usize, u64>,
@@ -231,8 +225,10 @@ impl Second {
         self.current = Some(CurrentWindow::default());
     }
 
-    /// Forgets the window of current percentiles (Locust's `--reset-stats`).
+    /// Forgets the figures so far and the window of current percentiles (Locust's
+    /// `--reset-stats`).
     pub(crate) fn reset_window(&mut self) {
+        self.so_far = EndpointStats::default();
         if let Some(window) = &mut self.current {
             window.seconds.clear();
         }
@@ -247,9 +243,13 @@ impl Second {
     /// that handed them over late): for the caller to add to those rows.
     pub(crate) fn take_late(&mut self, second: u64) -> Vec<(u64, EndpointStats)> {
         let later = self.pending.split_off(&second);
-        std::mem::replace(&mut self.pending, later)
+        let late: Vec<(u64, EndpointStats)> = std::mem::replace(&mut self.pending, later)
             .into_iter()
-            .collect()
+            .collect();
+        for (_, requests) in &late {
+            self.so_far.merge(requests);
+        }
+        late
     }
 
     pub(crate) fn add(&mut self, thread: usize, shard: &Shard) {
@@ -286,8 +286,16 @@ impl Second {
             endpoints: Vec::new(),
             jobs_done: 0,
             jobs_in_flight: self.in_flight.values().sum(),
-            cumulative: Cumulative::of(totals),
+            cumulative: self.cumulative(totals),
             per_name: None,
+        }
+    }
+
+    /// The run's figures up to the last row made; the steady state's p95 of the totals.
+    fn cumulative(&self, totals: &Stats) -> Cumulative {
+        Cumulative {
+            steady_p95_ms: totals.aggregated(Phase::Steady).percentile_ms(95.0),
+            ..Cumulative::of_row(&self.so_far)
         }
     }
 
@@ -303,6 +311,7 @@ impl Second {
     ) -> HistoryRow {
         let at_secs = second + 1;
         let interval = self.pending.remove(&second).unwrap_or_default();
+        self.so_far.merge(&interval);
         let per_name = self
             .current
             .as_mut()
@@ -335,7 +344,7 @@ impl Second {
             endpoints,
             jobs_done: std::mem::take(&mut self.jobs_done),
             jobs_in_flight: self.in_flight.values().sum(),
-            cumulative: Cumulative::of(totals),
+            cumulative: self.cumulative(totals),
             per_name,
         }
     }
@@ -468,8 +477,8 @@ mod tests {
         };
         for at in 0..2 {
             second.add(0, &of_second(at, 10));
+            add_late(&mut history, second.take_late(at));
             history.push(second.row(at, 2, (0.0, 0), &totals));
-            add_late(&mut history, second.take_late(at + 1));
         }
         second.add(0, &of_second(2, 10));
         let mut late = shard(Phase::Steady, "/items", 0, 1_000);
@@ -479,10 +488,13 @@ mod tests {
             late.interval.by_second.insert(at, requests);
         }
         second.add(1, &late);
+        add_late(&mut history, second.take_late(2));
         history.push(second.row(2, 2, (0.0, 0), &totals));
-        add_late(&mut history, second.take_late(3));
         let counts: Vec<u64> = history.iter().map(|row| row.interval.count).collect();
         assert_eq!(counts, [14, 14, 14], "no empty second, none doubled");
+        // Each row's totals as of its making: the last has every request.
+        let so_far: Vec<u64> = history.iter().map(|r| r.cumulative.requests).collect();
+        assert_eq!(so_far, [10, 20, 42]);
         let at: Vec<u64> = history.iter().map(|row| row.at_secs).collect();
         assert_eq!(at, [1, 2, 3]);
     }

@@ -97,14 +97,7 @@ fn findings(report: &Value) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_cut_mid_answer_is_a_warning_not_an_outage() {
-    let report = run_against(|n| {
-        if n == 100 {
-            Answer::Cut
-        } else {
-            Answer::Ok
-        }
-    })
-    .await;
+    let report = run_against(|n| if n == 100 { Answer::Cut } else { Answer::Ok }).await;
     let findings = findings(&report);
     let cut = findings
         .iter()
