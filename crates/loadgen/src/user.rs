@@ -769,9 +769,11 @@ impl JobPoller {
                         }
                         if self.track.done.iter().any(|d| d == status) {
                             // The server's own times, when it gives them, are exact; ours
-                            // are only as fine as the backed-off polls.
+                            // are only as fine as the backed-off polls. The server's clock
+                            // started before the creation was answered, so it may be ahead of
+                            // ours by that request's time; more than that is a zone mismatch.
                             let completion = server_completion_us(&json)
-                                .filter(|us| *us <= elapsed)
+                                .filter(|us| *us <= elapsed + 10_000_000)
                                 .unwrap_or(elapsed);
                             self.finish(JobOutcome::Completed, completion, None);
                             return;

@@ -128,6 +128,9 @@ pub struct PostgresValues {
     /// Client backends of the whole server, against `max_connections` (which is the server's).
     #[serde(default)]
     pub server_connections: i64,
+    /// The database the monitor's URL names.
+    #[serde(default)]
+    pub database: String,
 }
 
 /// The backends of one database, application and client address.

@@ -123,14 +123,21 @@ pub fn idle_in_transaction(e: &Evidence<'_>) -> Vec<Finding> {
     }]
 }
 
-/// Each pool on the server (a database, application and client address), with its backends
-/// in each sample (none where it had none).
+/// Each pool (a database, application and client address), with its backends in each sample
+/// (none where it had none): those of the monitor URL's database when it had any (the API's),
+/// else every pool of the server (the URL names `postgres`, or another database).
 fn pools<'a>(pg: &[(f64, &'a PostgresValues)]) -> Vec<(&'a PostgresClients, Vec<(i64, i64)>)> {
     let same = |a: &PostgresClients, b: &PostgresClients| {
         a.database == b.database && a.application == b.application && a.address == b.address
     };
+    let in_watched = |c: &&PostgresClients| {
+        pg.iter()
+            .any(|(_, p)| !p.database.is_empty() && p.database == c.database)
+    };
+    let all = pg.iter().flat_map(|(_, p)| &p.clients);
+    let watched_has_clients = all.clone().any(|c| in_watched(&c));
     let mut pools: Vec<&PostgresClients> = Vec::new();
-    for client in pg.iter().flat_map(|(_, p)| &p.clients) {
+    for client in all.filter(|c| !watched_has_clients || in_watched(c)) {
         if !pools.iter().any(|known| same(known, client)) {
             pools.push(client);
         }
@@ -340,6 +347,24 @@ mod tests {
         let found = with_evidence(&slow, &shared, pool_exhausted);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].evidence.contains("database ffmpeg_api"));
+        // Watching the API's database, another database's exhausted pool is not the API's.
+        let billing_full = |watched: &'static str| {
+            ticks(8, move |_| {
+                let billing = PostgresClients {
+                    database: "billing".into(),
+                    ..api(5, 5)
+                };
+                vec![postgres(|p| {
+                    p.database = watched.into();
+                    p.clients = vec![billing, api(10, 1)];
+                })]
+            })
+        };
+        assert!(with_evidence(&slow, &billing_full("ffmpeg_api"), pool_exhausted).is_empty());
+        // Watching `postgres`, which no client uses: every pool of the server is judged.
+        let found = with_evidence(&slow, &billing_full("postgres"), pool_exhausted);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].evidence.contains("database billing"));
     }
 
     #[test]

@@ -96,6 +96,15 @@ pub struct Cumulative {
 }
 
 impl Cumulative {
+    pub(crate) fn of(totals: &Stats) -> Self {
+        let steady_p95_ms = totals.aggregated(Phase::Steady).percentile_ms(95.0);
+        let all = totals.aggregated_all();
+        Self {
+            steady_p95_ms,
+            ..Self::of_row(&all)
+        }
+    }
+
     /// One row's figures so far (`steady_p95_ms` left at 0).
     fn of_row(all: &EndpointStats) -> Self {
         Self {
@@ -156,9 +165,6 @@ pub(crate) struct Second {
     started: Option<SystemTime>,
     /// Requests of the seconds not yet made rows, by the second they finished in.
     pending: BTreeMap<u64, EndpointStats>,
-    /// Every request of the rows made so far (and of those added to them late): each row's
-    /// cumulative figures are as of its own second, not of when it was made.
-    so_far: EndpointStats,
     by_endpoint: BTreeMap<Key, EndpointStats>,
     jobs_done: u64,
     in_flight: BTreeMap<usize, u64>,
@@ -225,10 +231,8 @@ impl Second {
         self.current = Some(CurrentWindow::default());
     }
 
-    /// Forgets the figures so far and the window of current percentiles (Locust's
-    /// `--reset-stats`).
+    /// Forgets the window of current percentiles (Locust's `--reset-stats`).
     pub(crate) fn reset_window(&mut self) {
-        self.so_far = EndpointStats::default();
         if let Some(window) = &mut self.current {
             window.seconds.clear();
         }
@@ -243,13 +247,9 @@ impl Second {
     /// that handed them over late): for the caller to add to those rows.
     pub(crate) fn take_late(&mut self, second: u64) -> Vec<(u64, EndpointStats)> {
         let later = self.pending.split_off(&second);
-        let late: Vec<(u64, EndpointStats)> = std::mem::replace(&mut self.pending, later)
+        std::mem::replace(&mut self.pending, later)
             .into_iter()
-            .collect();
-        for (_, requests) in &late {
-            self.so_far.merge(requests);
-        }
-        late
+            .collect()
     }
 
     pub(crate) fn add(&mut self, thread: usize, shard: &Shard) {
@@ -286,16 +286,8 @@ impl Second {
             endpoints: Vec::new(),
             jobs_done: 0,
             jobs_in_flight: self.in_flight.values().sum(),
-            cumulative: self.cumulative(totals),
+            cumulative: Cumulative::of(totals),
             per_name: None,
-        }
-    }
-
-    /// The run's figures up to the last row made; the steady state's p95 of the totals.
-    fn cumulative(&self, totals: &Stats) -> Cumulative {
-        Cumulative {
-            steady_p95_ms: totals.aggregated(Phase::Steady).percentile_ms(95.0),
-            ..Cumulative::of_row(&self.so_far)
         }
     }
 
@@ -311,7 +303,6 @@ impl Second {
     ) -> HistoryRow {
         let at_secs = second + 1;
         let interval = self.pending.remove(&second).unwrap_or_default();
-        self.so_far.merge(&interval);
         let per_name = self
             .current
             .as_mut()
@@ -344,7 +335,7 @@ impl Second {
             endpoints,
             jobs_done: std::mem::take(&mut self.jobs_done),
             jobs_in_flight: self.in_flight.values().sum(),
-            cumulative: self.cumulative(totals),
+            cumulative: Cumulative::of(totals),
             per_name,
         }
     }
@@ -492,9 +483,6 @@ mod tests {
         history.push(second.row(2, 2, (0.0, 0), &totals));
         let counts: Vec<u64> = history.iter().map(|row| row.interval.count).collect();
         assert_eq!(counts, [14, 14, 14], "no empty second, none doubled");
-        // Each row's totals as of its making: the last has every request.
-        let so_far: Vec<u64> = history.iter().map(|r| r.cumulative.requests).collect();
-        assert_eq!(so_far, [10, 20, 42]);
         let at: Vec<u64> = history.iter().map(|row| row.at_secs).collect();
         assert_eq!(at, [1, 2, 3]);
     }

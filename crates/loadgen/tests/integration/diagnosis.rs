@@ -205,13 +205,15 @@ async fn a_growing_job_queue_is_found() {
         c.job_seconds = Duration::from_secs(3);
     })
     .await;
+    // Users come one a second: the first jobs find the worker idle (what a job costs), the
+    // later ones a queue.
     let args = [
         "--user-classes",
         "CreateTaskUser",
         "-u",
         "8",
         "-r",
-        "8",
+        "1",
         "--job-sample",
         "0",
     ];
@@ -624,8 +626,32 @@ async fn an_exhausted_pool_is_found_from_another_database_of_the_server() {
         started.is_some_and(|s| u.elapsed >= s + Duration::from_secs(8))
     })
     .await;
-    let (_, analysis) = finish(handle, &config).await;
-    let pool = found(&analysis, "postgres.pool_exhausted");
+    let (outcome, analysis) = finish(handle, &config).await;
+    // Every pool of the server is judged (other tests' testbeds may share it): ours is found.
+    let name = database.rsplit('/').next().unwrap();
+    let ours: Vec<(i64, i64)> = outcome
+        .backend
+        .iter()
+        .filter_map(|t| match t.sources.get("postgres")?.values.as_ref()? {
+            monitor::sample::Values::Postgres(p) => Some(
+                p.clients
+                    .iter()
+                    .find(|c| c.database == name)
+                    .map_or((0, 0), |c| (c.connections, c.active)),
+            ),
+            _ => None,
+        })
+        .collect();
+    let pool = analysis
+        .findings
+        .iter()
+        .find(|f| f.rule == "postgres.pool_exhausted" && f.evidence.contains(name))
+        .unwrap_or_else(|| {
+            panic!(
+                "no exhausted pool of {name} (its backends and active ones: {ours:?}) in {:#?}",
+                analysis.findings
+            )
+        });
     assert!(
         pool.evidence.contains("stayed at 2 in"),
         "{}",
@@ -677,56 +703,6 @@ async fn hashing_on_the_event_loop_is_found_blocking_everyone() {
         costly.evidence
     );
     explains(&analysis, "load.costly_startup");
-    testbed.stop().await;
-}
-
-/// Planted: one worker, 1 s a job, and more jobs than that: the first complete at once, the
-/// rest wait behind them. The finding says the jobs wait for a worker, not that they are slow.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_waiting_for_a_busy_worker_are_found_queueing() {
-    let (testbed, database, queue) = planted(|c| {
-        c.workers = 1;
-        c.job_seconds = Duration::from_secs(1);
-    })
-    .await;
-    let args = [
-        "--user-classes",
-        "CreateTaskUser",
-        "-u",
-        "6",
-        "-r",
-        "6",
-        "--job-sample",
-        "1",
-    ];
-    let (handle, config) = start(&testbed, &database, &queue, &args).await;
-    // Enough completions, the later ones behind a queue.
-    let completed = async {
-        loop {
-            let snapshot = handle.snapshot().await;
-            let done: u64 = snapshot.jobs.iter().map(|j| j.completed).sum();
-            if done >= 14 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(150), completed)
-        .await
-        .expect("jobs complete");
-    let (_, analysis) = finish(handle, &config).await;
-    let queueing = analysis
-        .findings
-        .iter()
-        .find(|f| f.rule == "jobs.queueing")
-        .unwrap_or_else(|| panic!("no jobs.queueing finding in {:#?}", analysis.findings));
-    assert!(
-        queueing
-            .evidence
-            .contains("of their time was spent waiting"),
-        "{}",
-        queueing.evidence
-    );
     testbed.stop().await;
 }
 

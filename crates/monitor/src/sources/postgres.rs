@@ -35,7 +35,8 @@ struct Totals {
 pub struct Postgres {
     url: String,
     scope: Scope,
-    connection: Option<(PgConnection, i64)>,
+    /// The connection, the server's `max_connections` and the URL's database.
+    connection: Option<(PgConnection, i64, String)>,
     previous: Option<Totals>,
 }
 
@@ -59,10 +60,11 @@ impl Postgres {
 
     async fn query(&mut self) -> Result<PostgresValues, sqlx::Error> {
         let all = self.scope == Scope::Server;
-        let Some((connection, max_connections)) = self.connection.as_mut() else {
+        let Some((connection, max_connections, database)) = self.connection.as_mut() else {
             return Err(sqlx::Error::PoolClosed);
         };
         let max_connections = *max_connections;
+        let database = database.clone();
         let row = sqlx::query(
             "SELECT
                 count(*) AS connections,
@@ -138,6 +140,7 @@ impl Postgres {
             longest_idle_in_transaction_secs: row.try_get("longest_iit")?,
             cache_hit_pct: 100.0,
             server_connections: clients.iter().map(|c| c.3).sum(),
+            database,
             clients: clients
                 .into_iter()
                 .take(MAX_CLIENT_GROUPS)
@@ -184,7 +187,11 @@ impl Source for Postgres {
                 .fetch_one(&mut connection)
                 .await
                 .map_err(|e| self.error("cannot read max_connections from", e))?;
-            self.connection = Some((connection, max.parse().unwrap_or(100)));
+            let database: String = sqlx::query_scalar("SELECT current_database()::text")
+                .fetch_one(&mut connection)
+                .await
+                .map_err(|e| self.error("cannot read the database name from", e))?;
+            self.connection = Some((connection, max.parse().unwrap_or(100), database));
             self.previous = None;
         }
         match self.query().await {
