@@ -339,6 +339,32 @@ async fn workers_stop_when_their_master_is_gone() {
     setup.testbed.stop().await;
 }
 
+/// What a master on loopback `port` answers a worker of loadgen 0.0.1 (a raw client) that
+/// gives `token`.
+pub async fn hello_from_version_0_0_1(
+    port: impl std::fmt::Display,
+    token: &str,
+) -> serde_json::Value {
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (mut socket, _) = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok(connected) => break connected,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let hello = serde_json::json!({"type": "hello", "data": {
+        "protocol": 1, "version": "0.0.1", "name": "old", "cores": 1, "token": token
+    }});
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            hello.to_string(),
+        ))
+        .await
+        .unwrap();
+    let answer = socket.next().await.unwrap().unwrap();
+    serde_json::from_str(answer.to_text().unwrap()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_or_another_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -358,25 +384,7 @@ async fn a_wrong_token_or_another_version_is_refused() {
             "s3cret-token",
         ],
     );
-    // Another version, as a raw client says it.
-    let url = format!("ws://127.0.0.1:{port}/");
-    let (mut socket, _) = loop {
-        match tokio_tungstenite::connect_async(&url).await {
-            Ok(connected) => break connected,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
-    let hello = serde_json::json!({"type": "hello", "data": {
-        "protocol": 1, "version": "0.0.1", "name": "old", "cores": 1, "token": "s3cret-token"
-    }});
-    socket
-        .send(tokio_tungstenite::tungstenite::Message::text(
-            hello.to_string(),
-        ))
-        .await
-        .unwrap();
-    let answer = socket.next().await.unwrap().unwrap();
-    let answer: serde_json::Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    let answer = hello_from_version_0_0_1(port, "s3cret-token").await;
     assert_eq!(answer["type"], "refused", "{answer}");
     let reason = answer["data"]["reason"].as_str().unwrap();
     assert!(

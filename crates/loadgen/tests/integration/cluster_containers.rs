@@ -5,8 +5,6 @@
 
 use std::path::Path;
 
-use futures::{SinkExt, StreamExt};
-
 use crate::docker::{Images, Network, docker, exit_code, logs, until_logged};
 use crate::support::scenario;
 
@@ -253,24 +251,7 @@ async fn worker_containers_stop_without_their_master_and_a_wrong_token_or_versio
         "{said}"
     );
 
-    let url = format!("ws://127.0.0.1:{port}/");
-    let (mut socket, _) = loop {
-        match tokio_tungstenite::connect_async(&url).await {
-            Ok(connected) => break connected,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    };
-    let hello = serde_json::json!({"type": "hello", "data": {
-        "protocol": 1, "version": "0.0.1", "name": "old", "cores": 1, "token": TOKEN
-    }});
-    socket
-        .send(tokio_tungstenite::tungstenite::Message::text(
-            hello.to_string(),
-        ))
-        .await
-        .unwrap();
-    let answer = socket.next().await.unwrap().unwrap();
-    let answer: serde_json::Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    let answer = crate::cluster::hello_from_version_0_0_1(port, TOKEN).await;
     assert_eq!(answer["type"], "refused", "{answer}");
     assert!(
         answer["data"]["reason"].as_str().unwrap().contains("0.0.1"),

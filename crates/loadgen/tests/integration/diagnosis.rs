@@ -78,6 +78,32 @@ async fn watching(
     (Run::start(&config).await.unwrap(), config)
 }
 
+/// Waits (2 minutes at most, a bound only) until the run's figures so far pass `wanted`.
+async fn until_figures(
+    handle: &RunHandle,
+    what: &str,
+    wanted: impl Fn(&loadgen::stats::StatsSnapshot) -> bool,
+) {
+    let wait = async {
+        while !wanted(&handle.snapshot().await) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what} within 2 minutes"));
+}
+
+/// Job polls so far.
+fn polls(snapshot: &loadgen::stats::StatsSnapshot) -> u64 {
+    snapshot
+        .endpoints
+        .iter()
+        .filter(|e| e.phase == Phase::Poll)
+        .map(|e| e.count)
+        .sum()
+}
+
 /// Stops the run and judges it.
 async fn finish(
     handle: RunHandle,
@@ -284,18 +310,10 @@ async fn jobs_past_their_timeout_report_the_status_last_seen() {
     let args = ["-f", &scenario("short_jobs.toml"), "-u", "2", "-r", "2"];
     let (handle, config) = start(&testbed, &database, &queue, &args).await;
     // The scenario follows each job for 2 s: wait until some have timed out.
-    let timed_out = async {
-        loop {
-            let snapshot = handle.snapshot().await;
-            if snapshot.jobs.iter().any(|j| j.unfinished + j.unknown >= 2) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), timed_out)
-        .await
-        .expect("jobs time out");
+    until_figures(&handle, "jobs time out", |s| {
+        s.jobs.iter().any(|j| j.unfinished + j.unknown >= 2)
+    })
+    .await;
     let (outcome, analysis) = finish(handle, &config).await;
     let join = &outcome.stats.jobs["join"];
     assert_eq!(join.unknown, 0, "{join:?}");
@@ -457,24 +475,7 @@ async fn slow_job_polls_stay_apart_from_the_steady_state() {
     .await;
     let args = ["-f", &scenario("short_jobs.toml"), "-u", "2", "-r", "2"];
     let (handle, config) = start(&testbed, &database, &queue, &args).await;
-    let polled = async {
-        loop {
-            let snapshot = handle.snapshot().await;
-            let polls: u64 = snapshot
-                .endpoints
-                .iter()
-                .filter(|e| e.phase == Phase::Poll)
-                .map(|e| e.count)
-                .sum();
-            if polls >= 10 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), polled)
-        .await
-        .expect("the jobs are polled");
+    until_figures(&handle, "the jobs are polled", |s| polls(s) >= 10).await;
     let (outcome, analysis) = finish(handle, &config).await;
     let polls = outcome.stats.aggregated(Phase::Poll);
     assert!(polls.percentile_ms(50.0) >= 900.0, "the polls were slow");
@@ -532,42 +533,15 @@ async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() 
     ];
     let (handle, config) = start(&testbed, &database, &queue, &args).await;
     // Joins complete while audio overlays pile up, followed.
-    let joined = async {
-        loop {
-            let snapshot = handle.snapshot().await;
-            if snapshot
-                .jobs
-                .iter()
-                .any(|j| j.job == "join" && j.completed >= 3)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), joined)
-        .await
-        .expect("joins complete");
+    until_figures(&handle, "joins complete", |s| {
+        s.jobs.iter().any(|j| j.job == "join" && j.completed >= 3)
+    })
+    .await;
     until(&handle, |u| u.second.jobs_in_flight >= 3).await;
     // Polled since: the jobs in flight then are polled before any created later, so once 10
     // more polls went out, the polls saw them `processing`.
-    let polls = |snapshot: &loadgen::stats::StatsSnapshot| -> u64 {
-        snapshot
-            .endpoints
-            .iter()
-            .filter(|e| e.phase == Phase::Poll)
-            .map(|e| e.count)
-            .sum()
-    };
     let before = polls(&handle.snapshot().await);
-    let polled = async {
-        while polls(&handle.snapshot().await) < before + 10 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), polled)
-        .await
-        .expect("the jobs are polled");
+    until_figures(&handle, "the jobs are polled", |s| polls(s) >= before + 10).await;
     let (outcome, analysis) = finish(handle, &config).await;
     let overlay = &outcome.stats.jobs["audio_overlay"];
     assert_eq!(overlay.completed, 0, "{overlay:?}");
