@@ -125,14 +125,16 @@ pub fn idle_in_transaction(e: &Evidence<'_>) -> Vec<Finding> {
 
 /// Each pool (a database, application and client address), with its backends in each sample
 /// (none where it had none): those of the monitor URL's database when it had any (the API's),
-/// else every pool of the server (the URL names `postgres`, or another database).
+/// else every pool of the server. A URL naming `postgres`, the server's maintenance database
+/// (where admin tools and other monitors connect, never an API), watches the whole server.
 fn pools<'a>(pg: &[(f64, &'a PostgresValues)]) -> Vec<(&'a PostgresClients, Vec<(i64, i64)>)> {
     let same = |a: &PostgresClients, b: &PostgresClients| {
         a.database == b.database && a.application == b.application && a.address == b.address
     };
     let in_watched = |c: &&PostgresClients| {
-        pg.iter()
-            .any(|(_, p)| !p.database.is_empty() && p.database == c.database)
+        pg.iter().any(|(_, p)| {
+            !p.database.is_empty() && p.database != "postgres" && p.database == c.database
+        })
     };
     let all = pg.iter().flat_map(|(_, p)| &p.clients);
     let watched_has_clients = all.clone().any(|c| in_watched(&c));
@@ -354,14 +356,19 @@ mod tests {
                     database: "billing".into(),
                     ..api(5, 5)
                 };
+                // An admin session (or another monitor) in the maintenance database.
+                let admin = PostgresClients {
+                    database: "postgres".into(),
+                    ..api(1, 0)
+                };
                 vec![postgres(|p| {
                     p.database = watched.into();
-                    p.clients = vec![billing, api(10, 1)];
+                    p.clients = vec![billing, api(10, 1), admin];
                 })]
             })
         };
         assert!(with_evidence(&slow, &billing_full("ffmpeg_api"), pool_exhausted).is_empty());
-        // Watching `postgres`, which no client uses: every pool of the server is judged.
+        // Watching `postgres`: every pool of the server is judged, whoever else connects there.
         let found = with_evidence(&slow, &billing_full("postgres"), pool_exhausted);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].evidence.contains("database billing"));
