@@ -149,6 +149,20 @@ impl Setup {
     }
 }
 
+/// Nothing counted twice, and lost only what the killed one of 3 workers did after the figures
+/// it last sent (its threads hand theirs over each second, and it sends each second: 2 s at
+/// most) and the requests in flight: the report against the requests the testbed `answered`.
+pub fn lost_at_most_the_killed_workers_last_seconds(report: &serde_json::Value, answered: u64) {
+    let counted = counted(report);
+    let killed_rate = report["steady_total"]["rps"].as_f64().unwrap() / 3.0;
+    let cut = report["in_flight_at_stop"].as_u64().unwrap();
+    assert!(counted <= answered, "report {counted} > testbed {answered}");
+    assert!(
+        (answered - counted) as f64 <= 2.5 * killed_rate + 4.0 + cut as f64,
+        "testbed {answered}, report {counted}: more lost than the killed worker's last 2 s (about {killed_rate:.0} req/s)"
+    );
+}
+
 /// Waits until the testbed has answered `n` requests (2 minutes at most, a bound only).
 async fn until_answered(testbed: &testbed::Testbed, n: u64) {
     let wait = async {
@@ -246,18 +260,8 @@ async fn a_killed_worker_is_rebalanced_and_what_it_reported_is_kept() {
         "{}",
         master.log()
     );
-    // Nothing counted twice; lost only what w3 did after the figures it last sent (its
-    // threads hand theirs over each second, and it sends each second: 2 s at most) and its
-    // requests in flight. It ran a third of the users.
-    let answered = setup.testbed.requests_answered() - 3;
-    let counted = counted(&report);
-    let w3_rate = report["steady_total"]["rps"].as_f64().unwrap() / 3.0;
-    let cut = report["in_flight_at_stop"].as_u64().unwrap();
-    assert!(counted <= answered, "report {counted} > testbed {answered}");
-    assert!(
-        (answered - counted) as f64 <= 2.5 * w3_rate + 4.0 + cut as f64,
-        "testbed {answered}, report {counted}: more than w3's last 2 s lost (w3 about {w3_rate:.0} req/s)"
-    );
+    // The 3 workers' health checks are not in the report.
+    lost_at_most_the_killed_workers_last_seconds(&report, setup.testbed.requests_answered() - 3);
     assert!(
         report["analysis"]["findings"]
             .as_array()

@@ -94,6 +94,17 @@ async fn until_figures(
         .unwrap_or_else(|_| panic!("{what} within 2 minutes"));
 }
 
+/// Waits for the first update that passes `wanted`, then for `secs` seconds of the run more
+/// (as updates tell them: monitor samples of that state to judge).
+async fn until_then_for(handle: &RunHandle, wanted: impl Fn(&Update) -> bool, secs: u64) {
+    until(handle, wanted).await;
+    let from = handle.subscribe().borrow().as_ref().map(|u| u.elapsed);
+    until(handle, |u| {
+        from.is_some_and(|s| u.elapsed >= s + Duration::from_secs(secs))
+    })
+    .await;
+}
+
 /// Job polls so far.
 fn polls(snapshot: &loadgen::stats::StatsSnapshot) -> u64 {
     snapshot
@@ -594,12 +605,7 @@ async fn an_exhausted_pool_is_found_from_another_database_of_the_server() {
     let args = ["-f", &scenario("reads.toml"), "-u", "12", "-r", "12"];
     let (handle, config) = watching(&testbed, &server, &queue, &args).await;
     // All users started, and 8 s of monitor samples with them.
-    until(&handle, |u| u.users == 12).await;
-    let started = handle.subscribe().borrow().as_ref().map(|u| u.elapsed);
-    until(&handle, |u| {
-        started.is_some_and(|s| u.elapsed >= s + Duration::from_secs(8))
-    })
-    .await;
+    until_then_for(&handle, |u| u.users == 12, 8).await;
     let (outcome, analysis) = finish(handle, &config).await;
     // Every pool of the server is judged (other tests' testbeds may share it): ours is found.
     let name = database.rsplit('/').next().unwrap();
@@ -631,15 +637,8 @@ async fn an_exhausted_pool_is_found_from_another_database_of_the_server() {
         "{}",
         pool.evidence
     );
-    // The cause comes before the symptom it explains.
-    let rank = |rule: &str| analysis.findings.iter().position(|f| f.rule == rule);
-    if let Some(slow) = rank("load.slow_endpoints") {
-        assert!(
-            rank("postgres.pool_exhausted") < Some(slow),
-            "{:#?}",
-            analysis.findings
-        );
-    }
+    // The cause comes before the symptoms it explains.
+    explains(&analysis, "postgres.pool_exhausted");
     testbed.stop().await;
 }
 
@@ -657,13 +656,8 @@ async fn hashing_on_the_event_loop_is_found_blocking_everyone() {
     // One user a second: 8 seconds of start-up beside the users already reading.
     let args = ["-f", &scenario("reads.toml"), "-u", "8", "-r", "1"];
     let (handle, config) = start(&testbed, &database, &queue, &args).await;
-    until(&handle, |u| u.users == 8).await;
-    let started = handle.subscribe().borrow().as_ref().map(|u| u.elapsed);
     // Then seconds with no start-up at all, to compare with.
-    until(&handle, |u| {
-        started.is_some_and(|s| u.elapsed >= s + Duration::from_secs(8))
-    })
-    .await;
+    until_then_for(&handle, |u| u.users == 8, 8).await;
     let (_, analysis) = finish(handle, &config).await;
     let costly = found(&analysis, "load.costly_startup");
     assert_eq!(
@@ -704,12 +698,7 @@ async fn jobs_that_burn_the_cpu_are_found_saturating_the_host() {
     ];
     let (handle, config) = start(&testbed, &database, &queue, &args).await;
     // Burning, then 8 s of host samples of it.
-    until(&handle, |u| u.second.jobs_in_flight >= u64::from(cores)).await;
-    let burning = handle.subscribe().borrow().as_ref().map(|u| u.elapsed);
-    until(&handle, |u| {
-        burning.is_some_and(|s| u.elapsed >= s + Duration::from_secs(8))
-    })
-    .await;
+    until_then_for(&handle, |u| u.second.jobs_in_flight >= u64::from(cores), 8).await;
     let (_, analysis) = finish(handle, &config).await;
     let host = found(&analysis, "host.cpu_saturated");
     assert!(

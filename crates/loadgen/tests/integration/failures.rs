@@ -6,12 +6,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use clap::Parser;
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::support::scenario;
+use crate::support::back_to_back_for_3s;
 
 /// A 500 for every request, with a unique message: a UUID (normalised away) or, every other
 /// time, a unique word of letters (which no normalisation can group).
@@ -65,28 +63,7 @@ async fn unique_error_texts_keep_the_failures_table_bounded() {
     let host = format!("http://{}", listener.local_addr().unwrap());
     let answered = Arc::new(AtomicU64::new(0));
     tokio::spawn(serve_unique_errors(listener, answered.clone()));
-    let out = tempfile::tempdir().unwrap();
-    let json = out.path().join("report.json");
-    let cli = loadgen::cli::Cli::try_parse_from([
-        "loadgen",
-        "--headless",
-        "-H",
-        &host,
-        "-f",
-        &scenario("slow.toml"),
-        "-u",
-        "4",
-        "-r",
-        "100",
-        "-t",
-        "3s",
-        "--only-summary",
-        "--json",
-        json.to_str().unwrap(),
-    ])
-    .unwrap();
-    loadgen::run(cli).await;
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let (report, size) = back_to_back_for_3s(&host).await;
     let failures = report["failures"].as_array().unwrap();
     let requests = report["steady_total"]["requests"].as_u64().unwrap();
     // Far more unique messages than the table keeps.
@@ -113,6 +90,5 @@ async fn unique_error_texts_keep_the_failures_table_bounded() {
     // The reports stay small: the failures table is a few tens of KB whatever the requests.
     let table = serde_json::to_string(&report["failures"]).unwrap().len();
     assert!(table < 100_000, "the failures table is {table} bytes");
-    let size = std::fs::metadata(&json).unwrap().len();
     assert!(size < 2_000_000, "the JSON report is {size} bytes");
 }

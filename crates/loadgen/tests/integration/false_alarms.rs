@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use clap::Parser;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::support::scenario;
+use crate::support::back_to_back_for_3s;
 
 /// What the server does with the `n`th request (from 0).
 #[derive(Clone, Copy)]
@@ -67,28 +66,7 @@ async fn run_against(answer: fn(u64) -> Answer) -> Value {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener, answer));
-    let out = tempfile::tempdir().unwrap();
-    let json = out.path().join("report.json");
-    let cli = loadgen::cli::Cli::try_parse_from([
-        "loadgen",
-        "--headless",
-        "-H",
-        &host,
-        "-f",
-        &scenario("slow.toml"),
-        "-u",
-        "4",
-        "-r",
-        "100",
-        "-t",
-        "3s",
-        "--only-summary",
-        "--json",
-        json.to_str().unwrap(),
-    ])
-    .unwrap();
-    loadgen::run(cli).await;
-    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+    back_to_back_for_3s(&host).await.0
 }
 
 fn findings(report: &Value) -> Vec<Value> {

@@ -46,6 +46,35 @@ pub fn short_run(host: &str) -> tokio::process::Command {
     command
 }
 
+/// A 3 s headless run of 4 users sending `tests/scenarios/slow.toml`'s one request back to
+/// back against `host`, through the binary's own `run`: its JSON report, and that file's size.
+pub async fn back_to_back_for_3s(host: &str) -> (serde_json::Value, u64) {
+    use clap::Parser;
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("report.json");
+    let cli = loadgen::cli::Cli::try_parse_from([
+        "loadgen",
+        "--headless",
+        "-H",
+        host,
+        "-f",
+        &scenario("slow.toml"),
+        "-u",
+        "4",
+        "-r",
+        "100",
+        "-t",
+        "3s",
+        "--only-summary",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .unwrap();
+    loadgen::run(cli).await;
+    let bytes = std::fs::read(&json).unwrap();
+    (serde_json::from_slice(&bytes).unwrap(), bytes.len() as u64)
+}
+
 /// Sends `signal` (`TERM`, `KILL`, `STOP`...) to `child`, as `kill -SIGNAL PID` does.
 pub fn send(signal: &str, child: &tokio::process::Child) {
     let pid = child.id().expect("the child runs").to_string();
