@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::LoadSettings;
 use crate::engine::{EngineError, RunOutcome, Update};
 use crate::http::Target;
+use crate::stats::overlap::StartupWindow;
 use crate::scenario::{Scenario, UserType};
 use crate::stats::{self, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot};
 use crate::user::{Shared, StepKeys, VirtualUser};
@@ -67,6 +68,8 @@ pub(crate) struct Runner {
     scenario: Arc<Scenario>,
     target: Target,
     run_id: String,
+    /// Start-up requests in flight across every thread, for the overlap comparison.
+    startup_window: Arc<StartupWindow>,
 }
 
 impl Runner {
@@ -79,6 +82,7 @@ impl Runner {
             target,
             run_id,
             per_name_history: false,
+            startup_window: Arc::default(),
         }
     }
 
@@ -330,6 +334,7 @@ impl Runner {
         let target = self.target.clone();
         let settings = self.settings.clone();
         let run_id: Arc<str> = self.run_id.as_str().into();
+        let startup_window = self.startup_window.clone();
         let thread_wake = wake.clone();
         let thread_stop = stop.clone();
         let join = std::thread::Builder::new()
@@ -361,6 +366,7 @@ impl Runner {
                         gzip: scenario.gzip,
                     },
                     job_sample: settings.job_sample,
+                    startup_window,
                 });
                 let keys: Vec<Rc<StepKeys>> = scenario
                     .users

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::{Answer, Connection, HttpError, MultipartField, Options, Payload, Target};
 use crate::scenario::template::{Context, EvalError};
 use crate::scenario::{Body, MultipartPart, Step, StepRef, Track, UserType, Wait};
+use crate::stats::overlap::StartupWindow;
 use crate::stats::{self, Failure, FailureKind, JobOutcome, Key, Phase, RunClock, Sample};
 
 /// What every user of a run shares.
@@ -29,6 +30,8 @@ pub struct Shared {
     pub options: Options,
     /// Overrides every track's `sample`.
     pub job_sample: Option<f64>,
+    /// The run's start-up requests in flight, across threads.
+    pub startup_window: Arc<StartupWindow>,
 }
 
 /// The keys of one user type's steps, built once per thread so recording never formats a string.
@@ -232,9 +235,17 @@ impl VirtualUser {
             .extend(step.extract.iter().map(|(var, _)| var.clone()));
         let started = Instant::now();
         let in_flight = InFlight;
+        let window = &self.shared.startup_window;
+        let startup_request = (phase == Phase::Startup).then(|| StartupWindow::enter(window));
+        let steady_start = (phase == Phase::Steady).then(|| window.steady_start());
         let answer = self.exchange(step, request).await;
         in_flight.answered();
+        drop(startup_request);
         let latency_us = started.elapsed().as_micros() as u64;
+        if let Some(start) = steady_start {
+            let overlapped = self.shared.startup_window.overlapped(start);
+            stats::record_steady_overlap(latency_us, overlapped);
+        }
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
