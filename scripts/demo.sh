@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-cargo build -q --release -p loadgen -p loadgen-demo
+cargo build --release --workspace --locked
 
 services=$(mktemp -d "${TMPDIR:-/tmp}/loadgen-demo.XXXXXX")
 chmod 755 "$services"
