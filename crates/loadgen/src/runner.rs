@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::LoadSettings;
 use crate::engine::{EngineError, RunOutcome, Update};
 use crate::http::Target;
-use crate::stats::overlap::StartupWindow;
 use crate::scenario::{Scenario, UserType};
+use crate::stats::overlap::StartupWindow;
 use crate::stats::{self, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot};
 use crate::user::{Shared, StepKeys, VirtualUser};
 

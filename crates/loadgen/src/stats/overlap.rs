@@ -100,11 +100,20 @@ impl StartupOverlap {
 
     /// The median of `histogram`, ms (0 when empty).
     pub fn median_ms(histogram: &Histogram<u64>) -> f64 {
-        if histogram.is_empty() {
-            return 0.0;
-        }
-        histogram.value_at_quantile(0.5) as f64 / 1000.0
+        quantile_ms(histogram, 0.5)
     }
+
+    /// The 90th percentile of `histogram`, ms (0 when empty).
+    pub fn p90_ms(histogram: &Histogram<u64>) -> f64 {
+        quantile_ms(histogram, 0.9)
+    }
+}
+
+fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    if histogram.is_empty() {
+        return 0.0;
+    }
+    histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
 #[cfg(test)]
@@ -120,15 +129,24 @@ mod tests {
         let before = window.steady_start();
         let login = StartupWindow::enter(&window);
         drop(login);
-        assert!(window.overlapped(before), "a login started and ended during it");
+        assert!(
+            window.overlapped(before),
+            "a login started and ended during it"
+        );
 
         let login = StartupWindow::enter(&window);
         let during = window.steady_start();
         drop(login);
-        assert!(window.overlapped(during), "a login was in flight when it started");
+        assert!(
+            window.overlapped(during),
+            "a login was in flight when it started"
+        );
 
         let after = window.steady_start();
-        assert!(!window.overlapped(after), "the login was over before it started");
+        assert!(
+            !window.overlapped(after),
+            "the login was over before it started"
+        );
     }
 
     #[test]
