@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::support::scenario;
 
-const USERS: u64 = 4;
+pub(crate) const USERS: u64 = 4;
 
 /// Answers every request once `gate` opens; counts the requests it read.
 async fn serve(listener: TcpListener, gate: watch::Receiver<bool>, received: Arc<AtomicU64>) {
@@ -120,7 +120,7 @@ async fn stop_timeout_lets_each_user_finish_its_request() {
 
 /// Answers the first `answered` requests at once, then holds every later one for good (the
 /// connection stays open); counts the requests held.
-async fn answer_then_hold(listener: TcpListener, answered: u64, held: Arc<AtomicU64>) {
+pub(crate) async fn answer_then_hold(listener: TcpListener, answered: u64, held: Arc<AtomicU64>) {
     let received = Arc::new(AtomicU64::new(0));
     loop {
         let Ok((socket, _)) = listener.accept().await else {
@@ -246,7 +246,7 @@ fn forward(
 }
 
 /// The report flags for files in `dir`: every kind loadgen writes.
-fn every_report(dir: &Path) -> Vec<String> {
+pub(crate) fn every_report(dir: &Path) -> Vec<String> {
     let at = |name: &str| dir.join(name).display().to_string();
     vec![
         "--csv".into(),
@@ -287,7 +287,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 
 /// Checks that every report file in `dir` is there, whole (each parses to its end), and says
 /// the run was interrupted by `signal`; returns the JSON report.
-fn assert_whole_reports_interrupted_by(dir: &Path, signal: &str) -> Value {
+pub(crate) fn assert_whole_reports_interrupted_by(dir: &Path, signal: &str) -> Value {
     assert_eq!(
         names_in(dir),
         REPORT_FILES,
