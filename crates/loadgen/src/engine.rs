@@ -366,9 +366,8 @@ impl RunHandle {
         {
             outcome.in_hand = true;
             outcome.backend = self.backend_so_far();
-            if outcome.interrupted {
-                outcome.stopped_by = self.stop_reason.get().cloned();
-            }
+            // Even when the run time was up: the signal cut short the users' finishing.
+            outcome.stopped_by = self.stop_reason.get().cloned();
             return Arc::new(outcome);
         }
         // The users are done: the outcome comes once the backend watch has ended.

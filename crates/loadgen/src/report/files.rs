@@ -27,6 +27,9 @@ impl Written {
     }
 }
 
+/// The content of a one-file report, or why it could not be rendered.
+type Render = fn(&Report) -> Result<Vec<u8>, String>;
+
 /// Writes every file `outputs` asks for; one that cannot be written does not stop the others.
 pub fn write_all(report: &Report, outputs: &Outputs) -> Written {
     let mut written = Written::default();
@@ -49,11 +52,7 @@ pub fn write_all(report: &Report, outputs: &Outputs) -> Written {
             super::csv::files(report, prefix).map_err(|e| e.to_string()),
         );
     }
-    let single: [(
-        &str,
-        &Option<PathBuf>,
-        fn(&Report) -> Result<Vec<u8>, String>,
-    ); 4] = [
+    let single: [(&str, &Option<PathBuf>, Render); 4] = [
         ("JSON", &outputs.json, |r| {
             serde_json::to_vec_pretty(r).map_err(|e| e.to_string())
         }),
