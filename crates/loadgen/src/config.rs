@@ -111,35 +111,12 @@ impl Outputs {
     }
 
     /// Fails, naming the flag, unless every file can be written: checked before the first
-    /// request, so that a typo in a path costs no run. With `create`, each file is opened for
-    /// writing (and left, empty if new, for the end of the run); without, only its folder is
-    /// checked, which leaves no trace (`--dry-run`).
-    pub fn check_writable(&self, create: bool) -> Result<(), String> {
+    /// request, so that a typo in a path costs no run. Nothing is left behind: the files are
+    /// written whole at the end (see [`crate::atomic_file`]), so a refused run leaves none.
+    pub fn check_writable(&self) -> Result<(), String> {
         for (what, path) in self.files() {
-            let folder = match path.parent() {
-                Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
-                _ => PathBuf::from("."),
-            };
-            if !folder.is_dir() {
-                return Err(format!(
-                    "{what} {}: the folder {} does not exist: create it first",
-                    path.display(),
-                    folder.display()
-                ));
-            }
-            if path.is_dir() {
-                return Err(format!(
-                    "{what} {}: is a folder; give a file name",
-                    path.display()
-                ));
-            }
-            if create {
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(&path)
-                    .map_err(|e| format!("{what} {}: cannot be written: {e}", path.display()))?;
-            }
+            crate::atomic_file::check_writable(&path)
+                .map_err(|why| format!("{what} {}: {why}", path.display()))?;
         }
         Ok(())
     }

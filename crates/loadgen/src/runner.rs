@@ -37,6 +37,8 @@ pub(crate) struct Channels {
     /// New fixed counts, by user type: a worker's share of a cluster's, when the master
     /// shares them out again.
     pub fixed_counts: mpsc::Receiver<BTreeMap<String, u32>>,
+    /// Each message asks for the outcome so far (a second signal writes its reports from it).
+    pub outcomes: mpsc::Receiver<oneshot::Sender<RunOutcome>>,
 }
 
 enum Command {
@@ -171,6 +173,18 @@ impl Runner {
                     let snapshot = StatsSnapshot::of(&totals, clock.secs(), running, own_figures);
                     let _ = reply.send(snapshot);
                 }
+                Some(reply) = channels.outcomes.recv() => {
+                    let _ = reply.send(RunOutcome {
+                        stats: totals.clone(),
+                        history: history.clone(),
+                        duration: clock.start.elapsed(),
+                        peak_users: peak,
+                        users_by_type: self.users_by_type(&started_by_type),
+                        interrupted: channels.stop.is_cancelled(),
+                        memory_limit_hit,
+                        ..self.outcome_frame(started_at, threads.len())
+                    });
+                }
                 () = run_over => break,
                 Some(counts) = channels.fixed_counts.recv() => {
                     // Users started from now on follow them; those running stay.
@@ -277,10 +291,30 @@ impl Runner {
             thread.stop.cancel();
         }
         // Each thread drops its users, then sends its last shard; the channel closes when all
-        // have ended.
-        while let Some((thread, shard)) = shard_rx.recv().await {
-            totals.merge(&shard.stats);
-            second.add(thread, &shard);
+        // have ended. Until then (up to --stop-timeout) the figures in hand are asked for, by a
+        // second signal.
+        loop {
+            tokio::select! {
+                shard = shard_rx.recv() => match shard {
+                    Some((thread, shard)) => {
+                        totals.merge(&shard.stats);
+                        second.add(thread, &shard);
+                    }
+                    None => break,
+                },
+                Some(reply) = channels.outcomes.recv() => {
+                    let _ = reply.send(RunOutcome {
+                        stats: totals.clone(),
+                        history: history.clone(),
+                        duration,
+                        peak_users: peak,
+                        users_by_type: self.users_by_type(&started_by_type),
+                        interrupted,
+                        memory_limit_hit,
+                        ..self.outcome_frame(started_at, threads.len())
+                    });
+                }
+            }
         }
         let thread_count = threads.len();
         for thread in threads {
@@ -309,6 +343,16 @@ impl Runner {
             memory_limit_hit,
             ..RunOutcome::default()
         })
+    }
+
+    /// The parts of an outcome that do not change while the run goes.
+    fn outcome_frame(&self, started_at: SystemTime, threads: usize) -> RunOutcome {
+        RunOutcome {
+            started_at,
+            run_id: self.run_id.clone(),
+            threads,
+            ..RunOutcome::default()
+        }
     }
 
     /// Users started so far, by type name.

@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 
 use crate::config::RunConfig;
 use crate::report::Report;
+use crate::shutdown::{RunReports, after_first, exit_on_next};
 use crate::{EXIT_OK, EXIT_TARGET_MISSED};
 
 pub use session::{Session, SwarmRequest};
@@ -146,19 +147,33 @@ pub async fn serve_on(
             _ => std::future::pending().await,
         }
     };
-    tokio::select! {
-        () = quit => {}
-        signal = signals.next() => eprintln!("\nloadgen: {}: quitting the web UI", signal.name()),
-    }
-    tokio::spawn(signals.exit_on_next("loadgen"));
+    let signal = tokio::select! {
+        () = quit => None,
+        signal = signals.next() => {
+            eprintln!("\nloadgen: {}: quitting the web UI", signal.name());
+            Some(signal)
+        }
+    };
     let session = ui.session.lock().await;
-    let code = match &session.run {
-        Some(run) => {
+    let reports = session
+        .run
+        .as_ref()
+        .map(|run| RunReports::new(&run.config, run.handle.clone()));
+    let stop_may_wait = master.is_some() || !template.load.stop_timeout.is_zero();
+    match signal {
+        // The first signal stops the run going (its reports say so); the next exits at once,
+        // with the reports written from the figures in hand.
+        Some(first) => tokio::spawn(after_first(signals, first, reports.clone(), stop_may_wait)),
+        // --autoquit: the run is over, and a signal exits at once.
+        None => tokio::spawn(exit_on_next(signals, reports.clone())),
+    };
+    let code = match (&session.run, &reports) {
+        (Some(run), Some(reports)) => {
             run.handle.stop();
             let outcome = run.handle.wait().await;
             let report = Report::of_run(&run.config, &outcome);
             // As Locust's web mode does with --csv: the files of the last run, at quit.
-            if let Err(error) = crate::headless::write_outputs(&report, &run.config.outputs) {
+            if let Err(error) = crate::headless::say_written(&reports.write_final(&report).await) {
                 eprintln!("loadgen: error: {error:#}");
             }
             if report.passed() {
@@ -167,7 +182,7 @@ pub async fn serve_on(
                 EXIT_TARGET_MISSED
             }
         }
-        None => EXIT_OK,
+        _ => EXIT_OK,
     };
     drop(session);
     if let Some(master) = &master {

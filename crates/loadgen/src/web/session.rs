@@ -198,10 +198,10 @@ impl Session {
         Ok("Swarming started".into())
     }
 
-    /// Stops the run going, if any.
+    /// Stops the run going, if any (its reports say the web UI stopped it).
     pub fn stop(&self) {
         if let Some(run) = &self.run {
-            run.handle.stop();
+            run.handle.stop_by("the web UI");
         }
     }
 
