@@ -41,6 +41,41 @@ pub struct LoadSettings {
     pub first_user_number: u64,
 }
 
+/// User threads per core beyond which more threads buy nothing: each is a whole runtime, and a
+/// hundred thousand of them exhaust memory and abort the process before the first request.
+pub const THREADS_PER_CORE: usize = 4;
+
+/// The user threads a run starts when `asked` for: at most [`THREADS_PER_CORE`] per core of
+/// this machine and, when the users are known, no more than them (a thread without a user
+/// idles). Returns the count, and why it is less than asked, if it is.
+pub fn cap_threads(asked: usize, users: Option<u64>) -> (usize, Option<String>) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let machine = cores.saturating_mul(THREADS_PER_CORE);
+    let by_users = users.map_or(usize::MAX, |u| {
+        usize::try_from(u.max(1)).unwrap_or(usize::MAX)
+    });
+    let threads = asked.min(machine).min(by_users).max(1);
+    if threads == asked {
+        return (threads, None);
+    }
+    let mut why = Vec::new();
+    if asked > by_users {
+        why.push(format!("no more than the users ({by_users})"));
+    }
+    if asked > machine {
+        why.push(format!(
+            "at most {THREADS_PER_CORE} per core ({machine} on this machine's {cores} cores)"
+        ));
+    }
+    (
+        threads,
+        Some(format!(
+            "--threads {asked}: capped at {threads}: {}",
+            why.join(", and ")
+        )),
+    )
+}
+
 impl Default for LoadSettings {
     fn default() -> Self {
         Self {

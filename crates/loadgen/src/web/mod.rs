@@ -22,6 +22,7 @@ use crate::report::Report;
 use crate::shutdown::{RunReports, after_first, exit_on_next};
 use crate::{EXIT_OK, EXIT_TARGET_MISSED};
 
+pub use guard::check_exposure;
 pub use session::{Session, SwarmRequest};
 
 /// How the UI is served.
@@ -37,6 +38,11 @@ pub struct WebSettings {
     pub class_picker: bool,
     /// `USER:PASSWORD` for basic authentication.
     pub auth: Option<String>,
+    /// Names the `Host` header may give besides IP addresses and `localhost`
+    /// (`--web-allowed-host`).
+    pub allowed_hosts: Vec<String>,
+    /// Listen beyond loopback without `auth` (`--web-insecure-no-auth`).
+    pub insecure_no_auth: bool,
 }
 
 /// A UI being served.
@@ -60,9 +66,16 @@ impl WebUi {
         settings: &WebSettings,
         master: Option<crate::cluster::Master>,
     ) -> anyhow::Result<Self> {
+        guard::check_exposure(
+            settings.listen,
+            settings.auth.as_deref(),
+            settings.insecure_no_auth,
+        )
+        .map_err(anyhow::Error::msg)?;
         if !settings.listen.ip().is_loopback() && settings.auth.is_none() {
             eprintln!(
-                "loadgen: warning: the web UI listens on {} without --web-auth: anyone who reaches it can start load from this machine",
+                "loadgen: warning: the web UI listens on {} without --web-auth \
+                 (--web-insecure-no-auth): anyone who reaches it can start load from this machine",
                 settings.listen
             );
         }
@@ -84,6 +97,13 @@ impl WebUi {
                 class_picker: settings.class_picker,
             },
             guard::Credentials(settings.auth.clone()),
+            guard::AllowedHosts(
+                settings
+                    .allowed_hosts
+                    .iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect(),
+            ),
         );
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Self {

@@ -144,6 +144,7 @@ impl Session {
                 .scenario
                 .users
                 .retain(|u| request.user_classes.contains(&u.name));
+            config.scenario.check_runnable()?;
             // Workers load the scenario themselves: they pick the same classes.
             config
                 .scenario_source

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bad_input;
+mod certificates;
 mod ci;
 mod cli;
 mod cluster;
@@ -18,9 +20,11 @@ mod failures;
 mod false_alarms;
 mod fuzz;
 mod http_semantics;
+mod master_guard;
 mod report;
 mod secrets;
 mod stop;
 mod support;
 mod timeline;
 mod web;
+mod web_guard;
