@@ -36,6 +36,30 @@ pub const SECRET_NAMES: [&str; 20] = [
     "sslpassword",
 ];
 
+/// Names a user declared secret (a scenario's `secret_headers`), as letters and digits in lower
+/// case: matched exactly, beside [`SECRET_NAMES`].
+static DECLARED: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds names (of headers, parameters) whose values are secrets from now on, in this process.
+pub fn add_secret_names<S: AsRef<str>>(names: &[S]) {
+    let mut declared = DECLARED.write().unwrap_or_else(|p| p.into_inner());
+    for name in names {
+        let letters = letters(name.as_ref());
+        if !letters.is_empty() && !declared.contains(&letters) {
+            declared.push(letters);
+        }
+    }
+}
+
+/// `name` decoded, lower-cased, letters and digits only.
+fn letters(name: &str) -> String {
+    decoded(name)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
 /// What replaces a secret.
 const MASK: &str = "***";
 
@@ -55,13 +79,10 @@ fn decoded(name: &str) -> Cow<'_, str> {
     current
 }
 
-/// Whether a parameter, field or header called `name` holds a secret (see [`SECRET_NAMES`]).
+/// Whether a parameter, field or header called `name` holds a secret (see [`SECRET_NAMES`]
+/// and [`add_secret_names`]).
 pub fn is_secret_name(name: &str) -> bool {
-    let letters: String = decoded(name)
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
+    let letters = letters(name);
     if letters.is_empty() {
         return false;
     }
@@ -69,7 +90,10 @@ pub fn is_secret_name(name: &str) -> bool {
     SECRET_NAMES.iter().any(|word| {
         let word: String = word.chars().filter(char::is_ascii_alphanumeric).collect();
         letters.ends_with(&word) || singular.is_some_and(|s| s.ends_with(&word))
-    })
+    }) || DECLARED
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&letters)
 }
 
 /// A query or fragment with the values of secret-named parameters masked. Pairs are split at
@@ -385,6 +409,10 @@ mod tests {
         for name in ["page", "sort", "user", "Accept", "Content-Type", "x", "", "%", "=="] {
             assert!(!is_secret_name(name), "{name}");
         }
+        assert!(!is_secret_name("X-Tenant-Seal"));
+        add_secret_names(&["X-Tenant-Seal"]);
+        assert!(is_secret_name("x-tenant-seal"));
+        assert_eq!(header("X-Tenant-Seal", "s3al"), "***");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
 </body></html>
 "##,
         state = session.state(),
-        host = escape(&template.host),
+        host = escape(&session.shown_host()),
         users = template.load.users,
         spawn_rate = template.load.spawn_rate,
         run_time = escape(&run_time),
