@@ -256,19 +256,16 @@ pub fn header(name: &str, value: &str) -> String {
             Some((scheme, _)) => format!("{scheme} {MASK}"),
             None => MASK.to_owned(),
         },
+        // Every cookie's value, and a nameless cookie whole; Set-Cookie's attributes after the
+        // first `;` (Path, Expires, HttpOnly, ...) are no secret.
         "cookie" | "set-cookie" => value
             .split(';')
-            .map(|part| match part.split_once('=') {
-                // Set-Cookie's attributes (Path, Expires, ...) are no secret.
-                Some((key, _))
-                    if lower == "set-cookie"
-                        && ["path", "domain", "expires", "max-age", "samesite"]
-                            .contains(&key.trim().to_ascii_lowercase().as_str()) =>
-                {
-                    part.to_owned()
-                }
+            .enumerate()
+            .map(|(i, part)| match part.split_once('=') {
+                _ if lower == "set-cookie" && i > 0 => part.to_owned(),
                 Some((key, _)) => format!("{key}={MASK}"),
-                None => part.to_owned(),
+                None if part.trim().is_empty() => part.to_owned(),
+                None => MASK.to_owned(),
             })
             .collect::<Vec<_>>()
             .join(";"),

@@ -863,6 +863,10 @@ mod tests {
             (step("path = \"/\"\nheaders = { \"\" = \"x\" }"), "not a valid HTTP header name"),
             (step("path = \"/\"\nheaders = { X-A = \"1\\r\\nInjected: 1\" }"), "control character"),
             (step("path = \"/\"\nheaders = { Host = \"evil\" }"), "set by loadgen itself"),
+            (
+                format!("[[users]]\nname = \"A\"\nsecret_headers = [\"X Key\"]\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\npath = \"/\"\n"),
+                "secret_headers: \"X Key\" is not a valid HTTP header name",
+            ),
             (step("path = \"/\"\nheaders = { Content-Length = \"5\" }"), "set by loadgen itself"),
             (step("path = \"/\"\nheaders = { Transfer-Encoding = \"chunked\" }"), "set by loadgen itself"),
             (format!("health = \"no-slash\"\n{}", step("path = \"/\"")), "must start with '/'"),
