@@ -105,10 +105,7 @@ fn mask_pairs(text: &str) -> Cow<'_, str> {
             .is_some_and(|(name, _)| is_secret_name(name))
     };
     let separators = ['&', ';', '#'];
-    if !text
-        .split(separators)
-        .any(|piece| secret_piece(piece))
-    {
+    if !text.split(separators).any(|piece| secret_piece(piece)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
@@ -147,9 +144,7 @@ pub fn url(raw: &str) -> String {
             } else if !parsed.username().is_empty() && user_is_credential(parsed.scheme()) {
                 let _ = parsed.set_username(MASK);
             }
-            let query = parsed
-                .query()
-                .and_then(|q| owned_if_masked(mask_pairs(q)));
+            let query = parsed.query().and_then(|q| owned_if_masked(mask_pairs(q)));
             if let Some(query) = query {
                 parsed.set_query(Some(&query));
             }
@@ -403,7 +398,17 @@ mod tests {
         ] {
             assert!(is_secret_name(name), "{name}");
         }
-        for name in ["page", "sort", "user", "Accept", "Content-Type", "x", "", "%", "=="] {
+        for name in [
+            "page",
+            "sort",
+            "user",
+            "Accept",
+            "Content-Type",
+            "x",
+            "",
+            "%",
+            "==",
+        ] {
             assert!(!is_secret_name(name), "{name}");
         }
         assert!(!is_secret_name("X-Tenant-Seal"));

@@ -451,8 +451,16 @@ impl Values {
                     push("docker_block_write_bps", l(), c.block_write_bps);
                     push("docker_net_rx_bytes_total", l(), c.net_rx_bytes as f64);
                     push("docker_net_tx_bytes_total", l(), c.net_tx_bytes as f64);
-                    push("docker_block_read_bytes_total", l(), c.block_read_bytes as f64);
-                    push("docker_block_write_bytes_total", l(), c.block_write_bytes as f64);
+                    push(
+                        "docker_block_read_bytes_total",
+                        l(),
+                        c.block_read_bytes as f64,
+                    );
+                    push(
+                        "docker_block_write_bytes_total",
+                        l(),
+                        c.block_write_bytes as f64,
+                    );
                 }
             }
             Values::Postgres(p) => {

@@ -62,8 +62,8 @@ impl Target {
     /// Parses and resolves `url`; `tls` is the run's TLS configuration, used for https.
     pub async fn resolve(url: &str, tls: Option<&Arc<ClientConfig>>) -> Result<Self, TargetError> {
         let trimmed = url.trim().trim_end_matches('/');
-        let parsed =
-            url::Url::parse(trimmed).map_err(|_| TargetError::Malformed(common::redact::reference(url)))?;
+        let parsed = url::Url::parse(trimmed)
+            .map_err(|_| TargetError::Malformed(common::redact::reference(url)))?;
         let scheme = match parsed.scheme() {
             "http" => "http",
             "https" => "https",

@@ -188,7 +188,11 @@ fn query_with(
     let mut out = String::new();
     for (i, pair) in pairs.iter().enumerate() {
         if i > 0 {
-            out.push(if separators[i % separators.len()] { '&' } else { ';' });
+            out.push(if separators[i % separators.len()] {
+                '&'
+            } else {
+                ';'
+            });
         }
         out.push_str(pair);
     }
