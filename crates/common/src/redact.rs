@@ -105,7 +105,7 @@ fn mask_pairs(text: &str) -> Cow<'_, str> {
             .is_some_and(|(name, _)| is_secret_name(name))
     };
     let separators = ['&', ';', '#'];
-    if !text.split(separators).any(|piece| secret_piece(piece)) {
+    if !text.split(separators).any(secret_piece) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());

@@ -864,7 +864,7 @@ mod tests {
             (step("path = \"/\"\nheaders = { X-A = \"1\\r\\nInjected: 1\" }"), "control character"),
             (step("path = \"/\"\nheaders = { Host = \"evil\" }"), "set by loadgen itself"),
             (
-                format!("[[users]]\nname = \"A\"\nsecret_headers = [\"X Key\"]\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\npath = \"/\"\n"),
+                "[[users]]\nname = \"A\"\nsecret_headers = [\"X Key\"]\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\npath = \"/\"\n".to_owned(),
                 "secret_headers: \"X Key\" is not a valid HTTP header name",
             ),
             (step("path = \"/\"\nheaders = { Content-Length = \"5\" }"), "set by loadgen itself"),
