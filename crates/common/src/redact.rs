@@ -139,22 +139,30 @@ fn user_is_credential(scheme: &str) -> bool {
 pub fn url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut parsed) => {
+            let mut masked = false;
             if parsed.password().is_some() {
-                let _ = parsed.set_password(Some(MASK));
+                masked |= parsed.set_password(Some(MASK)).is_ok();
             } else if !parsed.username().is_empty() && user_is_credential(parsed.scheme()) {
-                let _ = parsed.set_username(MASK);
+                masked |= parsed.set_username(MASK).is_ok();
             }
             let query = parsed.query().and_then(|q| owned_if_masked(mask_pairs(q)));
             if let Some(query) = query {
                 parsed.set_query(Some(&query));
+                masked = true;
             }
             let fragment = parsed
                 .fragment()
                 .and_then(|f| owned_if_masked(mask_pairs(f)));
             if let Some(fragment) = fragment {
                 parsed.set_fragment(Some(&fragment));
+                masked = true;
             }
-            parsed.to_string()
+            // Nothing to hide: the URL as written (the parser would add a `/` to a bare host).
+            if masked {
+                parsed.to_string()
+            } else {
+                raw.to_owned()
+            }
         }
         // Not a URL we can parse: show nothing of it rather than a secret.
         Err(_) => "<unparsable URL>".to_owned(),
@@ -438,6 +446,7 @@ mod tests {
             "http://***@bad host/x?password=***"
         );
         assert_eq!(reference("/next?token=T&id=1"), "/next?token=***&id=1");
+        assert_eq!(reference("http://127.0.0.1:8000"), "http://127.0.0.1:8000");
     }
 
     #[test]
