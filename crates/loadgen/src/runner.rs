@@ -361,6 +361,7 @@ impl Runner {
                         gzip: scenario.gzip,
                     },
                     job_sample: settings.job_sample,
+                    max_redirects: settings.max_redirects,
                 });
                 let keys: Vec<Rc<StepKeys>> = scenario
                     .users

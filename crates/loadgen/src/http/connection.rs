@@ -11,6 +11,7 @@
 //! - bytes left over after an answer, or arriving while the connection is idle (an unsolicited
 //!   408), mean the connection is closed, never read as the next answer.
 
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::io::Read;
 use std::pin::Pin;
@@ -91,6 +92,10 @@ pub struct Connection {
     /// deadline later is one atomic update, where a timer per request costs a registration
     /// in the timer wheel and its removal (it showed in profiles).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Requests resent, counted the moment they go again: a resend whose second attempt fails
+    /// or is cut off reached the server twice all the same. Shared with the other
+    /// connections of the same user (redirects to another host).
+    resends: Rc<Cell<u64>>,
 }
 
 /// How one attempt ended.
@@ -116,7 +121,20 @@ impl Connection {
             request: Vec::with_capacity(512),
             incoming: BytesMut::new(),
             deadline: None,
+            resends: Rc::default(),
         }
+    }
+
+    /// This connection, counting its resends in `resends` (another connection's
+    /// [`Connection::resends`]) instead of its own counter.
+    pub fn sharing_resends(mut self, resends: Rc<Cell<u64>>) -> Self {
+        self.resends = resends;
+        self
+    }
+
+    /// The counter of the requests this connection has resent so far.
+    pub fn resends(&self) -> Rc<Cell<u64>> {
+        self.resends.clone()
     }
 
     /// Gives back the request and read buffers while the user waits: with thousands of users
@@ -135,13 +153,27 @@ impl Connection {
     }
 
     /// Sends one request (`path_and_query` is sent as is: the caller adds the base path) and
-    /// reads the whole answer.
+    /// reads the whole answer, within the connection's timeout.
     pub async fn send(
         &mut self,
         method: &Method,
         path_and_query: &str,
         headers: &[(HeaderName, HeaderValue)],
         payload: &Payload,
+    ) -> Result<Answer, HttpError> {
+        let timeout = self.options.timeout;
+        self.send_within(method, path_and_query, headers, payload, timeout)
+            .await
+    }
+
+    /// [`Connection::send`] with a timeout of its own (a step's `timeout`).
+    pub async fn send_within(
+        &mut self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        payload: &Payload,
+        timeout: Duration,
     ) -> Result<Answer, HttpError> {
         self.encode(method, path_and_query, headers, payload);
         if tracing::enabled!(tracing::Level::TRACE) {
@@ -155,7 +187,6 @@ impl Connection {
             let head = common::redact::http_head(&head);
             tracing::trace!("request to {}:\n{head}", self.target.origin());
         }
-        let timeout = self.options.timeout;
         let started = Instant::now();
         let due = tokio::time::Instant::from_std(started) + timeout;
         let mut deadline = match self.deadline.take() {
@@ -250,6 +281,7 @@ impl Connection {
                 Err(Attempt::Stale) if reused && method.is_idempotent() && !resent => {
                     self.stream = None;
                     resent = true;
+                    self.resends.set(self.resends.get() + 1);
                 }
                 Err(Attempt::Stale) if reused && !method.is_idempotent() => {
                     return Err(HttpError::Connection(format!(

@@ -151,8 +151,11 @@ pub struct Step {
     pub body: Body,
     /// Statuses that count as success (by default every status under 400, as in Locust).
     pub expect: Vec<u16>,
-    /// Follow 301, 302, 303, 307 and 308 answers (up to 5 hops), as Locust does.
+    /// Follow 301, 302, 303, 307 and 308 answers (up to `--max-redirects` hops), as Locust
+    /// does.
     pub follow_redirects: bool,
+    /// No complete answer within this time fails the request (`None`: `--request-timeout`).
+    pub timeout: Option<Duration>,
     /// Variables set from the JSON answer: (variable, field path).
     pub extract: Vec<(String, Vec<String>)>,
     /// List variables appended from the JSON answer.
@@ -732,6 +735,19 @@ fn compile_step(
             })
         }
     };
+    let timeout = match &step.timeout {
+        None => None,
+        Some(text) => {
+            let timeout = parse_duration(checker, text.span(), text.get_ref())?;
+            if timeout.is_zero() {
+                return Err(checker.error(
+                    text.span(),
+                    format!("step `{key}`: timeout must be above zero, e.g. \"30s\""),
+                ));
+            }
+            Some(timeout)
+        }
+    };
     Ok(Step {
         key: key.to_owned(),
         method,
@@ -745,6 +761,7 @@ fn compile_step(
         body,
         expect: step.expect.clone().unwrap_or_else(|| (100..400).collect()),
         follow_redirects: step.follow_redirects,
+        timeout,
         extract: step
             .extract
             .iter()
