@@ -38,7 +38,7 @@ pub fn stuck_users(e: &Evidence<'_>) -> Vec<Finding> {
         .filter(|(k, s)| k.phase != Phase::Poll && !s.unanswered.is_empty())
         .map(|(k, s)| (format!("{} {}", k.method, k.name), s.unanswered.len()))
         .collect();
-    waiting.sort_by(|a, b| b.1.cmp(&a.1));
+    waiting.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let on = waiting
         .iter()
         .take(3)
@@ -62,7 +62,6 @@ pub fn stuck_users(e: &Evidence<'_>) -> Vec<Finding> {
         "load.slow_endpoints",
         "load.plateau",
         "load.scenario_errors",
-        "load.refused",
     ];
     if stuck.peak == 0 {
         let share = timed_out as f64 * 100.0 / e.total_requests().max(1) as f64;

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod accounting;
 mod ci;
 mod cli;
 mod cluster;
