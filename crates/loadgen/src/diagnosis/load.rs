@@ -333,7 +333,7 @@ pub fn costly_startup(e: &Evidence<'_>) -> Vec<Finding> {
             title: "Start-up work blocks the API for everyone".into(),
             evidence: format!("{evidence}; {blocking}"),
             action: "CPU-bound work in the start-up requests (password hashing with bcrypt) runs on the API's event loop or workers and stalls every other request: hash in a thread pool, lower the cost for tests, or run more API workers".into(),
-            cause_of: vec!["load.slow_endpoints", "load.plateau"],
+            cause_of: vec!["load.slow_endpoints", "load.stuck_users", "load.plateau"],
         }];
     }
     vec![Finding {
@@ -390,7 +390,13 @@ fn startup_blocks_steady(e: &Evidence<'_>) -> Option<String> {
     // Waiting behind the work itself, not for a share of a busy CPU: the steady requests lose
     // a good part of a start-up request's time (hashing on a thread pool slows them a little,
     // by contention, on a small machine).
-    let startup_ms = e.stats.aggregated(Phase::Startup).percentile_ms(50.0);
+    // The answered start-up requests: those cut off at the stop ended in no second.
+    let startup = e.stats.aggregated(Phase::Startup).histogram;
+    let startup_ms = if startup.is_empty() {
+        0.0
+    } else {
+        startup.value_at_percentile(50.0) as f64 / 1000.0
+    };
     let behind = busy - quiet >= 0.3 * startup_ms;
     (r >= 0.6 && busy >= 2.0 * quiet.max(0.1) && behind).then(|| {
         format!(

@@ -679,6 +679,41 @@ mod tests {
         );
     }
 
+    /// A GET resent after its kept-alive connection closed, whose second attempt meets a close
+    /// too: the request fails, and its resend is counted all the same (issue 22: the server read
+    /// 64 GETs, 43 were reported and "resent 0").
+    #[tokio::test]
+    async fn a_resend_that_fails_too_is_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let read = Arc::new(AtomicUsize::new(0));
+        let server_read = read.clone();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_request(&mut socket).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            read_request(&mut socket).await.unwrap();
+            drop(socket);
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_request(&mut socket).await.unwrap();
+            server_read.store(3, Ordering::SeqCst);
+        });
+        local(async move {
+            let mut c = connection(addr);
+            let resends = c.resends();
+            get(&mut c, "/1").await.unwrap();
+            let error = get(&mut c, "/2").await.unwrap_err();
+            assert!(error.to_string().contains("closed"), "{error}");
+            assert_eq!(resends.get(), 1, "the second attempt went out");
+        })
+        .await;
+        server.await.unwrap();
+        assert_eq!(read.load(Ordering::SeqCst), 3);
+    }
+
     /// Bytes after an answer, or an unsolicited 408 on an idle connection, close it: the next
     /// request gets its own answer on a new connection.
     #[tokio::test]

@@ -789,6 +789,27 @@ mod tests {
     }
 
     #[test]
+    fn a_step_may_set_its_own_timeout() {
+        let dir = fixtures();
+        let file = |timeout: &str| {
+            format!(
+                "[[users]]\nname = \"U\"\n[[users.tasks]]\nrun = [\"a\"]\n[users.steps.a]\npath = \"/a\"\n{timeout}"
+            )
+        };
+        let parsed = |timeout: &str| parse(&file(timeout), "t.toml", dir.path());
+        let step = |timeout: &str| parsed(timeout).unwrap().users[0].steps[0].timeout;
+        assert_eq!(step(""), None, "--request-timeout then");
+        assert_eq!(
+            step("timeout = \"1500ms\""),
+            Some(Duration::from_millis(1500))
+        );
+        let zero = parsed("timeout = \"0s\"").unwrap_err().to_string();
+        assert!(zero.contains("timeout must be above zero"), "{zero}");
+        let bad = parsed("timeout = \"soon\"").unwrap_err().to_string();
+        assert!(bad.contains("soon") || bad.contains("30s"), "{bad}");
+    }
+
+    #[test]
     fn the_builtin_scenario_parses() {
         let dir = fixtures();
         let scenario = parse(BUILTIN, BUILTIN_NAME, dir.path()).unwrap();

@@ -144,8 +144,14 @@ impl EndpointStats {
 
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Self) {
-        let _ = self.histogram.add(&other.histogram);
         let _ = self.unanswered.add(&other.unanswered);
+        self.merge_answered(other);
+    }
+
+    /// Adds `other`'s answered and failed requests into `self`, without the requests
+    /// unanswered at the stop: a second's figures are of the requests that ended in it.
+    pub fn merge_answered(&mut self, other: &Self) {
+        let _ = self.histogram.add(&other.histogram);
         self.retries += other.retries;
         self.timed_out += other.timed_out;
         self.count += other.count;

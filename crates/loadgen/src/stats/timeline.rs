@@ -261,10 +261,11 @@ impl Second {
             self.pending.entry(*second).or_default().merge(requests);
         }
         for (key, stats) in &shard.stats.endpoints {
+            // The requests cut off at the stop ended in no second: they are in the totals.
             self.by_endpoint
                 .entry(key.clone())
                 .or_default()
-                .merge(stats);
+                .merge_answered(stats);
         }
         self.jobs_done += shard
             .stats
