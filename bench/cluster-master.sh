@@ -17,7 +17,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 [ "$(nproc)" -ge 2 ] || { echo "bench needs 2 cores (the master on one, its workers on the other)" >&2; exit 1; }
-cargo build -q --release -p loadgen --bin loadgen --example synthetic_workers
+cargo build --release --workspace --locked
+cargo build --release --locked -p loadgen --example synthetic_workers
 loadgen=$PWD/target/release/loadgen
 synthetic=$PWD/target/release/examples/synthetic_workers
 work=$(mktemp -d)

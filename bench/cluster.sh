@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 [ "$(nproc)" -ge 2 ] || { echo "bench needs 2 cores (generators on one, nginx on the other)" >&2; exit 1; }
-cargo build -q --release -p loadgen
+cargo build --release --workspace --locked
 loadgen=$PWD/target/release/loadgen
 work=$(mktemp -d)
 source bench/nginx.sh

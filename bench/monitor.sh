@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 [ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-cargo build -q --release -p monitor
+cargo build --release --workspace --locked
 work=$(mktemp -d); chmod 755 "$work"
 name=lt-bench-monitor-$$
 cleanup() { docker rm -f "$name" >/dev/null 2>&1 || true; scripts/services.sh stop "$work/services"; rm -rf "$work"; }

@@ -16,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-cargo build -q --release -p loadgen
+cargo build --release --workspace --locked
 loadgen=$PWD/target/release/loadgen
 work=$(mktemp -d)
 source bench/nginx.sh

@@ -14,7 +14,7 @@ if [ -n "${LOADTEST_BIN_DIR:-}" ]; then
   bin_dir=$LOADTEST_BIN_DIR
 else
   bin_dir=target/release
-  cargo build -q --release -p loadgen -p monitor -p testbed
+  cargo build --release --workspace --locked
 fi
 for binary in $images; do
   context=$(mktemp -d)

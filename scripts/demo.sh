@@ -13,11 +13,14 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v python3 >/dev/null || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing ${missing[*]} (apt-get)"
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-cargo build -q --release -p loadgen -p loadgen-demo
+# The first build takes minutes (about 5 on 2 cores): cargo shows its progress.
+echo "==> cargo build --release --workspace"
+cargo build --release --workspace --locked
 
 services=$(mktemp -d "${TMPDIR:-/tmp}/loadgen-demo.XXXXXX")
 chmod 755 "$services"

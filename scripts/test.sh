@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what the tests need, starts a private PostgreSQL
 # cluster and Redis server on free loopback ports (data in a temporary folder, stopped at the
-# end), checks that the Docker engine answers, then runs fmt, clippy and every test.
+# end), checks that the Docker engine answers, then runs fmt, clippy and every test (every test
+# binary, even after a failure), and ends with one line per test binary and the total.
+#
+#   scripts/test.sh            the suite
+#   scripts/test.sh --stress   the suite with `stress-ng --cpu 2 --cpu-load 70` beside it, as on
+#                              a busy shared CI runner (run it 3 times before a change lands)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+stress=false
+for arg in "$@"; do
+  case $arg in
+    --stress) stress=true ;;
+    *) echo "scripts/test.sh: unknown argument $arg (use --stress, or nothing)" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -32,6 +45,7 @@ command -v promtool >/dev/null || missing+=(prometheus)
 # ps, and prlimit/setpriv for the thread-limit test.
 command -v ps >/dev/null || missing+=(procps)
 { command -v prlimit && command -v setpriv; } >/dev/null || missing+=(util-linux)
+$stress && ! command -v stress-ng >/dev/null && missing+=(stress-ng)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   sudo=""
@@ -58,14 +72,34 @@ fi
 
 services=$(mktemp -d "${TMPDIR:-/tmp}/loadtest-services.XXXXXX")
 chmod 755 "$services"
-trap 'scripts/services.sh stop "$services"; rm -rf "$services"' EXIT
+stress_pid=""
+cleanup() {
+  [ -n "$stress_pid" ] && kill "$stress_pid" 2>/dev/null
+  scripts/services.sh stop "$services"
+  rm -rf "$services"
+}
+trap cleanup EXIT
 say "starting PostgreSQL and Redis in $services"
 eval "$(scripts/services.sh start "$services")"
 export TEST_DATABASE_URL TEST_REDIS_URL
 
+started=$SECONDS
 say "cargo fmt --check"
 cargo fmt --all --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+clippy_done=$SECONDS
+if $stress; then
+  say "stress-ng --cpu 2 --cpu-load 70 beside the tests"
+  stress-ng --cpu 2 --cpu-load 70 --quiet &
+  stress_pid=$!
+fi
 say "cargo test"
-cargo test --workspace --locked
+log="$services/test.log"
+status=0
+# --no-fail-fast: a failing binary does not hide the tests of the ones after it.
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+say "summary (clippy $((clippy_done - started)) s, tests $((SECONDS - clippy_done)) s)"
+cargo metadata --format-version 1 --no-deps --locked > "$services/metadata.json"
+python3 scripts/test_summary.py "$services/metadata.json" "$log"
+exit "$status"

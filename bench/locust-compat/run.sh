@@ -18,7 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 [ -x "$venv/bin/locust" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q 'locust>=2,<3'; }
-cargo build -q -p loadgen -p testbed
+cargo build --workspace --locked
 
 work=$(mktemp -d)
 chmod 755 "$work"

@@ -47,6 +47,41 @@ pub struct LoadSettings {
     pub first_user_number: u64,
 }
 
+/// User threads per core beyond which more threads buy nothing: each is a whole runtime, and a
+/// hundred thousand of them exhaust memory and abort the process before the first request.
+pub const THREADS_PER_CORE: usize = 4;
+
+/// The user threads a run starts when `asked` for: at most [`THREADS_PER_CORE`] per core of
+/// this machine and, when the users are known, no more than them (a thread without a user
+/// idles). Returns the count, and why it is less than asked, if it is.
+pub fn cap_threads(asked: usize, users: Option<u64>) -> (usize, Option<String>) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let machine = cores.saturating_mul(THREADS_PER_CORE);
+    let by_users = users.map_or(usize::MAX, |u| {
+        usize::try_from(u.max(1)).unwrap_or(usize::MAX)
+    });
+    let threads = asked.min(machine).min(by_users).max(1);
+    if threads == asked {
+        return (threads, None);
+    }
+    let mut why = Vec::new();
+    if asked > by_users {
+        why.push(format!("no more than the users ({by_users})"));
+    }
+    if asked > machine {
+        why.push(format!(
+            "at most {THREADS_PER_CORE} per core ({machine} on this machine's {cores} cores)"
+        ));
+    }
+    (
+        threads,
+        Some(format!(
+            "--threads {asked}: capped at {threads}: {}",
+            why.join(", and ")
+        )),
+    )
+}
+
 impl Default for LoadSettings {
     fn default() -> Self {
         Self {
@@ -118,35 +153,12 @@ impl Outputs {
     }
 
     /// Fails, naming the flag, unless every file can be written: checked before the first
-    /// request, so that a typo in a path costs no run. With `create`, each file is opened for
-    /// writing (and left, empty if new, for the end of the run); without, only its folder is
-    /// checked, which leaves no trace (`--dry-run`).
-    pub fn check_writable(&self, create: bool) -> Result<(), String> {
+    /// request, so that a typo in a path costs no run. Nothing is left behind: the files are
+    /// written whole at the end (see [`crate::atomic_file`]), so a refused run leaves none.
+    pub fn check_writable(&self) -> Result<(), String> {
         for (what, path) in self.files() {
-            let folder = match path.parent() {
-                Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
-                _ => PathBuf::from("."),
-            };
-            if !folder.is_dir() {
-                return Err(format!(
-                    "{what} {}: the folder {} does not exist: create it first",
-                    path.display(),
-                    folder.display()
-                ));
-            }
-            if path.is_dir() {
-                return Err(format!(
-                    "{what} {}: is a folder; give a file name",
-                    path.display()
-                ));
-            }
-            if create {
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(&path)
-                    .map_err(|e| format!("{what} {}: cannot be written: {e}", path.display()))?;
-            }
+            crate::atomic_file::check_writable(&path)
+                .map_err(|why| format!("{what} {}: {why}", path.display()))?;
         }
         Ok(())
     }

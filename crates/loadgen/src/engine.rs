@@ -26,7 +26,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -80,6 +80,12 @@ pub struct RunOutcome {
     pub users_by_type: BTreeMap<String, u64>,
     /// Whether it was stopped before its run time.
     pub interrupted: bool,
+    /// Who stopped it, when the driver said ([`RunHandle::stop_by`]): `SIGTERM`, `the web UI`.
+    pub stopped_by: Option<String>,
+    /// Taken while the run was still ending ([`RunHandle::outcome_so_far`]), as a second
+    /// signal does: the figures the users had not handed over yet, and the requests they were
+    /// still waiting for, are missing.
+    pub in_hand: bool,
     /// The run id used in identities.
     pub run_id: String,
     /// Threads that ran users.
@@ -108,6 +114,8 @@ impl Default for RunOutcome {
             peak_users: 0,
             users_by_type: BTreeMap::new(),
             interrupted: false,
+            stopped_by: None,
+            in_hand: false,
             run_id: String::new(),
             threads: 0,
             memory_limit_hit: None,
@@ -212,6 +220,8 @@ impl Run {
         let (snapshot_tx, snapshots) = mpsc::channel(8);
         let (reset_tx, resets) = mpsc::channel(8);
         let (fixed_counts_tx, fixed_counts) = mpsc::channel(8);
+        let (outcome_tx, outcomes) = mpsc::channel(8);
+        let stop_reason = Arc::new(OnceLock::new());
         let (updates_tx, updates) = watch::channel(None);
         let (finished_tx, finished) = watch::channel(None);
         let stop = CancellationToken::new();
@@ -222,8 +232,10 @@ impl Run {
             updates: updates_tx,
             resets,
             fixed_counts,
+            outcomes,
         };
         let worker_log_files = config.worker_logs.clone();
+        let reason = stop_reason.clone();
         tokio::spawn(async move {
             let result = tokio::spawn(body(channels)).await;
             let mut outcome = match result {
@@ -237,6 +249,9 @@ impl Run {
                     ..RunOutcome::default()
                 },
             };
+            if outcome.interrupted {
+                outcome.stopped_by = reason.get().cloned();
+            }
             // A backend that could not be watched costs its findings, never the run's results.
             if let Some(watch) = watch_backend {
                 match watch.finish().await {
@@ -262,6 +277,8 @@ impl Run {
             snapshots: snapshot_tx,
             resets: reset_tx,
             fixed_counts: fixed_counts_tx,
+            outcomes: outcome_tx,
+            stop_reason,
             live_backend,
             updates,
             finished,
@@ -285,6 +302,8 @@ pub struct RunHandle {
     snapshots: mpsc::Sender<oneshot::Sender<StatsSnapshot>>,
     resets: mpsc::Sender<()>,
     fixed_counts: mpsc::Sender<BTreeMap<String, u32>>,
+    outcomes: mpsc::Sender<oneshot::Sender<RunOutcome>>,
+    stop_reason: Arc<OnceLock<String>>,
     live_backend: Option<backend::LiveTicks>,
     updates: watch::Receiver<Option<Update>>,
     finished: watch::Receiver<Option<Arc<RunOutcome>>>,
@@ -324,6 +343,35 @@ impl RunHandle {
     /// Stops the run; [`RunHandle::wait`] still returns everything measured.
     pub fn stop(&self) {
         self.stop.cancel();
+    }
+
+    /// Stops the run as [`RunHandle::stop`] does, saying who (`SIGTERM`, `the web UI`): the
+    /// outcome keeps the first one given, for the reports to say why the run was interrupted.
+    pub fn stop_by(&self, who: &str) {
+        let _ = self.stop_reason.set(who.to_owned());
+        self.stop();
+    }
+
+    /// What the run has measured so far, as an outcome the reports can be made of: the final
+    /// outcome once there is one, else the figures in hand (marked [`RunOutcome::in_hand`]),
+    /// even while the users finish their requests under `--stop-timeout`. For a second
+    /// signal, which must not wait for them.
+    pub async fn outcome_so_far(&self) -> Arc<RunOutcome> {
+        if let Some(outcome) = self.finished.borrow().as_ref() {
+            return outcome.clone();
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.outcomes.send(reply).await.is_ok()
+            && let Ok(mut outcome) = answer.await
+        {
+            outcome.in_hand = true;
+            outcome.backend = self.backend_so_far();
+            // Even when the run time was up: the signal cut short the users' finishing.
+            outcome.stopped_by = self.stop_reason.get().cloned();
+            return Arc::new(outcome);
+        }
+        // The users are done: the outcome comes once the backend watch has ended.
+        self.wait().await
     }
 
     /// Everything measured so far (or at the end, once the run is over).

@@ -1,14 +1,17 @@
 //! The headless driver, used by the command line and the demo: starts the run through the
-//! engine, follows it on the console, stops it on Ctrl-C, SIGTERM or SIGHUP, then prints the summary and writes the
-//! report files. It holds a [`RunHandle`] and nothing else of the engine.
+//! engine, follows it on the console, stops it on Ctrl-C, SIGTERM or SIGHUP (see
+//! [`crate::shutdown`]), then prints the summary and writes the report files. It holds a
+//! [`RunHandle`](crate::engine::RunHandle) and nothing else of the engine.
 
 use anyhow::bail;
 
 use crate::cluster::Master;
-use crate::config::{Outputs, RunConfig};
+use crate::config::RunConfig;
 use crate::engine::Run;
+use crate::report::files::Written;
 use crate::report::{self, Report};
-use crate::{EXIT_OK, EXIT_TARGET_MISSED};
+use crate::shutdown::{self, RunReports};
+use crate::{EXIT_ERROR, EXIT_OK, EXIT_TARGET_MISSED};
 
 /// Runs the load test `config` describes; returns the exit code.
 pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
@@ -20,28 +23,36 @@ pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
 pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Result<u8> {
     config
         .outputs
-        .check_writable(true)
+        .check_writable()
         .map_err(anyhow::Error::msg)?;
     // Before the first request: a signal from now on stops the run and keeps its results.
-    let signals = common::signals::Signals::install()?;
-    let handle = match master {
-        Some(master) => Run::start_on(&config, master).await?,
-        None => Run::start(&config).await?,
+    let mut signals = common::signals::Signals::install()?;
+    let start = async {
+        match master {
+            Some(master) => Run::start_on(&config, master).await,
+            None => Run::start(&config).await,
+        }
+    };
+    // The checks of the host (its health endpoint may take 10 s to fail) end on a signal too.
+    let handle = tokio::select! {
+        started = start => started?,
+        signal = signals.next() => {
+            eprintln!(
+                "loadgen: {}: stopped while checking the host, before the first request; no report written",
+                signal.name()
+            );
+            return Ok(u8::try_from(signal.exit_code()).unwrap_or(EXIT_ERROR));
+        }
     };
     tracing::info!(
         "Ramping to {} users at a rate of {:.2} per second",
         config.load.users,
         config.load.spawn_rate
     );
-    let stopper = handle.clone();
-    signals.spawn_handler("loadgen", move |signal| {
-        eprintln!(
-            "\nloadgen: {}: stopping users, then writing the reports ({} again to exit at once)",
-            signal.name(),
-            signal.name()
-        );
-        stopper.stop();
-    });
+    let reports = RunReports::new(&config, handle.clone());
+    // Workers get FINISH_GRACE to send their last figures even without --stop-timeout.
+    let stop_may_wait = master.is_some() || !config.load.stop_timeout.is_zero();
+    shutdown::spawn_handler(signals, reports.clone(), stop_may_wait);
     report::live::follow(&handle, &config.live, config.load.run_time).await;
     let outcome = handle.wait().await;
     if let Some(error) = &outcome.error {
@@ -55,7 +66,7 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
     }
     let report = Report::of_run(&config, &outcome);
     report::print(&report::console::summary(&report));
-    write_outputs(&report, &config.outputs)?;
+    say_written(&reports.write_final(&report).await)?;
     let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
         || !outcome.stats.exceptions.is_empty();
     if report.panics > 0 {
@@ -74,48 +85,13 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
     Ok(code)
 }
 
-/// Writes every file asked for; one that cannot be written does not stop the others.
-pub(crate) fn write_outputs(report: &Report, outputs: &Outputs) -> anyhow::Result<()> {
-    let mut errors = Vec::new();
-    if let Some(prefix) = &outputs.csv {
-        match report::csv::write(report, prefix) {
-            Ok(paths) => eprintln!(
-                "loadgen: wrote {}",
-                paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Err(e) => errors.push(format!("CSV files {prefix}_*.csv: {e}")),
-        }
+/// Prints the files written; fails naming those that could not be.
+pub(crate) fn say_written(written: &Written) -> anyhow::Result<()> {
+    if !written.paths.is_empty() {
+        eprintln!("loadgen: wrote {}", written.list());
     }
-    if let Some(path) = &outputs.json {
-        match report.write_json(path) {
-            Ok(()) => eprintln!("loadgen: wrote {}", path.display()),
-            Err(e) => errors.push(format!("JSON {}: {e}", path.display())),
-        }
-    }
-    if let Some(path) = &outputs.html {
-        match std::fs::write(path, report::html::render(report)) {
-            Ok(()) => eprintln!("loadgen: wrote {}", path.display()),
-            Err(e) => errors.push(format!("HTML {}: {e}", path.display())),
-        }
-    }
-    if let Some(path) = &outputs.junit {
-        match std::fs::write(path, report::junit::render(report)) {
-            Ok(()) => eprintln!("loadgen: wrote {}", path.display()),
-            Err(e) => errors.push(format!("JUnit {}: {e}", path.display())),
-        }
-    }
-    if let Some(path) = &outputs.summary_md {
-        match std::fs::write(path, report::markdown::render(report)) {
-            Ok(()) => eprintln!("loadgen: wrote {}", path.display()),
-            Err(e) => errors.push(format!("Markdown summary {}: {e}", path.display())),
-        }
-    }
-    if !errors.is_empty() {
-        bail!("could not write {}", errors.join("; "));
+    if !written.errors.is_empty() {
+        bail!("could not write {}", written.errors.join("; "));
     }
     Ok(())
 }

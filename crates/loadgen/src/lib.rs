@@ -9,6 +9,7 @@
 //! headless CLI in [`headless`], the demo, the web UI, a worker) hold a handle and nothing else
 //! of the engine.
 
+pub mod atomic_file;
 pub mod backend;
 pub mod cli;
 pub mod cluster;
@@ -21,6 +22,7 @@ pub mod preflight;
 pub mod report;
 mod runner;
 pub mod scenario;
+mod shutdown;
 pub mod stats;
 pub mod targets;
 pub mod user;
@@ -130,7 +132,7 @@ fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
     };
     config
         .outputs
-        .check_writable(false)
+        .check_writable()
         .map_err(anyhow::Error::msg)?;
     let load = &config.load;
     let mut plan = format!(

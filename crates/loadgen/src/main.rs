@@ -56,5 +56,9 @@ fn main() -> ExitCode {
             return ExitCode::from(loadgen::EXIT_ERROR);
         }
     };
-    runtime.block_on(loadgen::run(cli))
+    let code = runtime.block_on(loadgen::run(cli));
+    // The outcome is in and its files are written: a request still waiting on a thread of its
+    // own (a health check that a signal cut short) must not hold the exit for its timeout.
+    runtime.shutdown_background();
+    code
 }

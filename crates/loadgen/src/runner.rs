@@ -15,6 +15,7 @@ use crate::config::LoadSettings;
 use crate::engine::{EngineError, RunOutcome, Update};
 use crate::http::Target;
 use crate::scenario::{Scenario, UserType};
+use crate::stats::overlap::StartupWindow;
 use crate::stats::{self, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot};
 use crate::user::{Shared, StepKeys, VirtualUser};
 
@@ -36,6 +37,8 @@ pub(crate) struct Channels {
     /// New fixed counts, by user type: a worker's share of a cluster's, when the master
     /// shares them out again.
     pub fixed_counts: mpsc::Receiver<BTreeMap<String, u32>>,
+    /// Each message asks for the outcome so far (a second signal writes its reports from it).
+    pub outcomes: mpsc::Receiver<oneshot::Sender<RunOutcome>>,
 }
 
 enum Command {
@@ -67,6 +70,8 @@ pub(crate) struct Runner {
     scenario: Arc<Scenario>,
     target: Target,
     run_id: String,
+    /// Start-up requests in flight across every thread, for the overlap comparison.
+    startup_window: Arc<StartupWindow>,
 }
 
 impl Runner {
@@ -79,6 +84,7 @@ impl Runner {
             target,
             run_id,
             per_name_history: false,
+            startup_window: Arc::default(),
         }
     }
 
@@ -166,6 +172,18 @@ impl Runner {
                 Some(reply) = channels.snapshots.recv() => {
                     let snapshot = StatsSnapshot::of(&totals, clock.secs(), running, own_figures);
                     let _ = reply.send(snapshot);
+                }
+                Some(reply) = channels.outcomes.recv() => {
+                    let _ = reply.send(RunOutcome {
+                        stats: totals.clone(),
+                        history: history.clone(),
+                        duration: clock.start.elapsed(),
+                        peak_users: peak,
+                        users_by_type: self.users_by_type(&started_by_type),
+                        interrupted: channels.stop.is_cancelled(),
+                        memory_limit_hit,
+                        ..self.outcome_frame(started_at, threads.len())
+                    });
                 }
                 () = run_over => break,
                 Some(counts) = channels.fixed_counts.recv() => {
@@ -273,10 +291,30 @@ impl Runner {
             thread.stop.cancel();
         }
         // Each thread drops its users, then sends its last shard; the channel closes when all
-        // have ended.
-        while let Some((thread, shard)) = shard_rx.recv().await {
-            totals.merge(&shard.stats);
-            second.add(thread, &shard);
+        // have ended. Until then (up to --stop-timeout) the figures in hand are asked for, by a
+        // second signal.
+        loop {
+            tokio::select! {
+                shard = shard_rx.recv() => match shard {
+                    Some((thread, shard)) => {
+                        totals.merge(&shard.stats);
+                        second.add(thread, &shard);
+                    }
+                    None => break,
+                },
+                Some(reply) = channels.outcomes.recv() => {
+                    let _ = reply.send(RunOutcome {
+                        stats: totals.clone(),
+                        history: history.clone(),
+                        duration,
+                        peak_users: peak,
+                        users_by_type: self.users_by_type(&started_by_type),
+                        interrupted,
+                        memory_limit_hit,
+                        ..self.outcome_frame(started_at, threads.len())
+                    });
+                }
+            }
         }
         let thread_count = threads.len();
         for thread in threads {
@@ -307,6 +345,16 @@ impl Runner {
         })
     }
 
+    /// The parts of an outcome that do not change while the run goes.
+    fn outcome_frame(&self, started_at: SystemTime, threads: usize) -> RunOutcome {
+        RunOutcome {
+            started_at,
+            run_id: self.run_id.clone(),
+            threads,
+            ..RunOutcome::default()
+        }
+    }
+
     /// Users started so far, by type name.
     fn users_by_type(&self, started_by_type: &[u64]) -> BTreeMap<String, u64> {
         self.scenario
@@ -330,6 +378,7 @@ impl Runner {
         let target = self.target.clone();
         let settings = self.settings.clone();
         let run_id: Arc<str> = self.run_id.as_str().into();
+        let startup_window = self.startup_window.clone();
         let thread_wake = wake.clone();
         let thread_stop = stop.clone();
         let join = std::thread::Builder::new()
@@ -362,6 +411,7 @@ impl Runner {
                     },
                     job_sample: settings.job_sample,
                     max_redirects: settings.max_redirects,
+                    startup_window,
                 });
                 let keys: Vec<Rc<StepKeys>> = scenario
                     .users

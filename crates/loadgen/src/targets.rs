@@ -78,6 +78,12 @@ impl FromStr for TargetOverride {
         let value = number
             .filter(|n| n.is_finite() && *n >= 0.0)
             .ok_or_else(|| format!("{input:?}: {value:?} is not a valid {name} target"))?;
+        if name == "failure" && value > 100.0 {
+            // A share above 100% cannot be missed: the target would pass every run.
+            return Err(format!(
+                "{input:?}: a failure share is a percentage from 0 to 100, e.g. failure=5%"
+            ));
+        }
         Ok(Self { name, value })
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::{Answer, Connection, HttpError, MultipartField, Options, Payload, Target};
 use crate::scenario::template::{Context, EvalError};
 use crate::scenario::{Body, MultipartPart, Step, StepRef, Track, UserType, Wait};
+use crate::stats::overlap::StartupWindow;
 use crate::stats::{
     self, Failure, FailureKind, InFlight, JobOutcome, Key, Phase, RunClock, Sample,
 };
@@ -33,6 +34,8 @@ pub struct Shared {
     pub job_sample: Option<f64>,
     /// Redirects followed for one request; one more fails it (`--max-redirects`).
     pub max_redirects: usize,
+    /// The run's start-up requests in flight, across threads.
+    pub startup_window: Arc<StartupWindow>,
 }
 
 /// The keys of one user type's steps, built once per thread so recording never formats a string.
@@ -222,9 +225,17 @@ impl VirtualUser {
         // in flight at the stop, so that the server's count can be reconciled.
         let in_flight = InFlight::start(key, self.connection.resends());
         let started = in_flight.started();
+        let window = &self.shared.startup_window;
+        let startup_request = (phase == Phase::Startup).then(|| StartupWindow::enter(window));
+        let steady_start = (phase == Phase::Steady).then(|| window.steady_start());
         let answer = self.exchange(step, request).await;
         let retries = in_flight.answered();
+        drop(startup_request);
         let latency_us = started.elapsed().as_micros() as u64;
+        if let Some(start) = steady_start {
+            let overlapped = self.shared.startup_window.overlapped(start);
+            stats::record_steady_overlap(latency_us, overlapped);
+        }
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {

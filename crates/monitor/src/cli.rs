@@ -51,6 +51,10 @@ pub struct Cli {
     /// Serve /latest, /samples?since= and /metrics on this address (e.g. 127.0.0.1:9187).
     #[arg(long, env = "MONITOR_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Let --listen take an address beyond loopback: the endpoint has no authentication, so
+    /// only where another guard (a private container network, a firewall) keeps others out.
+    #[arg(long, env = "MONITOR_LISTEN_INSECURE_NO_AUTH")]
+    pub listen_insecure_no_auth: bool,
     /// Export every figure as OTLP metrics over HTTP/protobuf (e.g. http://127.0.0.1:4318).
     #[arg(long, env = "MONITOR_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
@@ -78,6 +82,31 @@ pub enum Scope {
 }
 
 impl Cli {
+    /// Refuses, with one line naming the flag, what cannot work: a URL that names no server
+    /// of its kind, and an endpoint open beyond loopback without the flag that says so.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(url) = &self.postgres_url {
+            crate::sources::postgres::check_url(url)
+                .map_err(|why| format!("--postgres-url {why}"))?;
+        }
+        if let Some(url) = &self.redis_url {
+            crate::sources::redis::check_url(url).map_err(|why| format!("--redis-url {why}"))?;
+        }
+        if let Some(listen) = self.listen
+            && !listen.ip().is_loopback()
+            && !self.listen_insecure_no_auth
+        {
+            return Err(format!(
+                "--listen {listen}: /latest, /samples and /metrics have no authentication, and \
+                 anyone who reaches this address could read them: listen on loopback \
+                 (127.0.0.1:{}), or pass --listen-insecure-no-auth if another guard (a private \
+                 container network, a firewall) keeps others out",
+                listen.port()
+            ));
+        }
+        Ok(())
+    }
+
     /// The sources the flags ask for; the host is on unless `--no-host`.
     pub fn sources(&self) -> crate::sources::SourcesConfig {
         let scope = match self.postgres_scope {
@@ -128,6 +157,40 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(expected), "{interval}: {error}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_and_an_open_endpoint_are_refused_naming_the_flag() {
+        let check = |args: &[&str]| {
+            let mut all = vec!["monitor"];
+            all.extend(args);
+            Cli::try_parse_from(all).unwrap().check()
+        };
+        for (args, expected) in [
+            (&["--postgres-url", "notaurl"][..], "--postgres-url"),
+            (&["--postgres-url", "http://x:1/db"][..], "--postgres-url"),
+            (&["--redis-url", "notaurl"][..], "--redis-url"),
+            (
+                &["--listen", "0.0.0.0:9187"][..],
+                "--listen-insecure-no-auth",
+            ),
+        ] {
+            let error = check(args).unwrap_err();
+            assert!(
+                error.contains(expected) && !error.contains('\n'),
+                "{args:?}: {error}"
+            );
+        }
+        let secret = check(&["--postgres-url", "postgres://u:hunter2@h:notaport/db"]).unwrap_err();
+        assert!(!secret.contains("hunter2"), "{secret}");
+        for args in [
+            &["--postgres-url", "postgres://u:p@127.0.0.1:5432/db"][..],
+            &["--redis-url", "redis://127.0.0.1:6379/1"][..],
+            &["--listen", "127.0.0.1:9187"][..],
+            &["--listen", "0.0.0.0:9187", "--listen-insecure-no-auth"][..],
+        ] {
+            assert_eq!(check(args), Ok(()), "{args:?}");
         }
     }
 

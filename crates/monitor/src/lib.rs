@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
+    cli.check().map_err(anyhow::Error::msg)?;
     // First: a signal from now on stops the sampling and keeps what was sampled.
     let signals = common::signals::Signals::install().context("cannot handle signals")?;
     let thresholds = Thresholds::default();

@@ -108,9 +108,13 @@ impl Supervised {
                 wait.as_secs_f64()
             ));
         }
-        let result = match tokio::time::timeout(self.timeout, self.source.read()).await {
+        let deadline = scaled_by_load(self.timeout);
+        let result = match tokio::time::timeout(deadline, self.source.read()).await {
             Ok(result) => result,
-            Err(_) => Err(SourceError(format!("no answer within {:?}", self.timeout))),
+            Err(_) => Err(SourceError(format!(
+                "no answer within {:.1} s",
+                deadline.as_secs_f64()
+            ))),
         };
         match result {
             Ok(values) => {
@@ -131,6 +135,18 @@ impl Supervised {
             }
         }
     }
+}
+
+/// The most a busy host stretches a deadline: past it, a source is down whatever the load.
+const MOST_LOAD_STRETCH: f64 = 5.0;
+
+/// `deadline` stretched by how overloaded the host is (the 1-minute load average per core,
+/// at least 1): on a shared CI runner at a load of 3 per core, reading `/proc` or answering
+/// a query takes 3 times as long, and the source is slow, not down.
+fn scaled_by_load(deadline: Duration) -> Duration {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let per_core = sysinfo::System::load_average().one / cores;
+    deadline.mul_f64(per_core.clamp(1.0, MOST_LOAD_STRETCH))
 }
 
 fn down(message: String) -> SourceReading {

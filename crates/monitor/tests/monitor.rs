@@ -841,6 +841,64 @@ async fn a_bad_otlp_endpoint_is_refused_at_start() {
     assert!(stderr.contains("not an http(s) URL"), "{stderr}");
 }
 
+/// The monitor's binary with `args`, bounded by a minute: (exit code, stderr).
+async fn monitor_output(args: &[&str]) -> (Option<i32>, String) {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("monitor {args:?} ended within a minute"))
+    .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The endpoint has no authentication: beyond loopback it takes the flag that says so, and a
+/// URL that names no server is refused at once rather than retried all run.
+#[tokio::test]
+async fn an_open_endpoint_or_a_url_naming_nothing_is_refused_at_start() {
+    let quiet = ["--no-host", "--quiet", "--duration", "10m"];
+    for (flags, expected) in [
+        (&["--listen", "0.0.0.0:0"][..], "--listen-insecure-no-auth"),
+        (
+            &["--postgres-url", "notaurl"][..],
+            "--postgres-url <unparsable URL>: not a PostgreSQL URL",
+        ),
+        (
+            &["--redis-url", "notaurl"][..],
+            "--redis-url <unparsable URL>: not a Redis URL",
+        ),
+    ] {
+        let mut args = flags.to_vec();
+        args.extend(quiet);
+        let (code, stderr) = monitor_output(&args).await;
+        assert_eq!(code, Some(2), "{flags:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
+    let (code, stderr) = monitor_output(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--listen-insecure-no-auth",
+        "--no-host",
+        "--quiet",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("monitor: serving http://0.0.0.0:"),
+        "{stderr}"
+    );
+}
+
 /// A queue watched in the wrong database reads 0 all run: the first reading says so, and names
 /// the database where the key is.
 #[tokio::test]

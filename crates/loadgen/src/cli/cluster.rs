@@ -137,8 +137,18 @@ impl ClusterArgs {
                 name,
                 token: self.cluster_token.clone(),
                 fixtures: fixtures.to_owned(),
-                threads: threads
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                threads: match threads {
+                    Some(0) => bail!("--threads 0: run users on at least one thread"),
+                    Some(asked) => {
+                        // The master gives the users later: only the machine caps them.
+                        let (threads, why) = crate::config::cap_threads(asked, None);
+                        if let Some(why) = why {
+                            eprintln!("loadgen: warning: {why}");
+                        }
+                        threads
+                    }
+                    None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                },
                 master_timeout: self.master_timeout,
             }));
         }

@@ -86,6 +86,20 @@ pub struct Cli {
     /// Basic authentication for the web UI, as USER:PASSWORD.
     #[arg(long, env = "LOADGEN_WEB_AUTH", value_name = "USER:PASSWORD")]
     pub web_auth: Option<String>,
+    /// A name the web UI may be reached by, besides IP addresses and localhost (repeatable;
+    /// `.example.com` allows its subdomains): requests naming another host are refused, so
+    /// that a DNS-rebinding page cannot drive the UI.
+    #[arg(
+        long = "web-allowed-host",
+        env = "LOADGEN_WEB_ALLOWED_HOST",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub web_allowed_hosts: Vec<String>,
+    /// Let the web UI listen beyond loopback without --web-auth (for a UI that a firewall or a
+    /// private network already guards).
+    #[arg(long, env = "LOADGEN_WEB_INSECURE_NO_AUTH")]
+    pub web_insecure_no_auth: bool,
     /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv, PREFIX_exceptions.csv.
     #[arg(long = "csv", env = "LOADGEN_CSV", value_name = "PREFIX")]
     pub csv: Option<String>,
@@ -364,25 +378,41 @@ impl Cli {
         let host = self.host.clone().or_else(env_host).context(
             "no host to load: pass -H/--host http://HOST:PORT (or set LOADGEN_HOST or LOCUST_HOST)",
         )?;
-        self.resolve_with_host(host)
+        self.resolve_with_host(host, true)
     }
 
     /// As [`Cli::resolve`], for the web UI, whose form may give the host: an empty host when
     /// none was given.
     pub fn resolve_for_web(&self) -> anyhow::Result<RunConfig> {
-        self.resolve_with_host(self.host.clone().or_else(env_host).unwrap_or_default())
+        // The form may ask for more users than the command line: threads are not capped by them.
+        self.resolve_with_host(
+            self.host.clone().or_else(env_host).unwrap_or_default(),
+            false,
+        )
     }
 
-    fn resolve_with_host(&self, host: String) -> anyhow::Result<RunConfig> {
-        let (users, spawn_rate, run_time) = self.load_shape()?;
-        let threads = match self.threads {
+    /// The user threads: `--threads` (or one per core), capped at what this machine and the
+    /// users (when `users_are_final`) can use, with a warning when the flag asked for more.
+    pub fn threads(&self, users_are_final: bool) -> anyhow::Result<usize> {
+        let asked = match self.threads {
             Some(0) => bail!("--threads 0: run users on at least one thread"),
             Some(n) => n,
             None => LoadSettings::default().threads,
         };
+        let (users, _, _) = self.load_shape()?;
+        let (threads, why) = crate::config::cap_threads(asked, users_are_final.then_some(users));
+        if let (Some(why), Some(_)) = (why, self.threads) {
+            eprintln!("loadgen: warning: {why}");
+        }
+        Ok(threads)
+    }
+
+    fn resolve_with_host(&self, host: String, users_are_final: bool) -> anyhow::Result<RunConfig> {
+        let (users, spawn_rate, run_time) = self.load_shape()?;
+        let threads = self.threads(users_are_final)?;
         let scenario_source = self.scenario_source()?;
         let scenario = scenario_source.load(&self.fixtures)?;
-        let backend = self.backend();
+        let backend = self.backend()?;
         if let Some(BackendConfig::File(path)) = &backend
             && !path.is_file()
         {
@@ -469,12 +499,24 @@ impl Cli {
         if self.autoquit.is_some() && !self.autostart {
             bail!("--autoquit only makes sense with --autostart");
         }
+        if let Some(bad) = self
+            .web_allowed_hosts
+            .iter()
+            .find(|h| h.trim().is_empty() || h.contains(['/', ':', '@', ' ']))
+        {
+            bail!("--web-allowed-host {bad:?}: give a host name only, e.g. loadgen.internal");
+        }
+        let listen = std::net::SocketAddr::new(ip, self.web_port);
+        crate::web::check_exposure(listen, self.web_auth.as_deref(), self.web_insecure_no_auth)
+            .map_err(anyhow::Error::msg)?;
         Ok(crate::web::WebSettings {
-            listen: std::net::SocketAddr::new(ip, self.web_port),
+            listen,
             autostart: self.autostart,
             autoquit: self.autoquit.map(Duration::from_secs),
             class_picker: self.class_picker,
             auth: self.web_auth.clone(),
+            allowed_hosts: self.web_allowed_hosts.clone(),
+            insecure_no_auth: self.web_insecure_no_auth,
         })
     }
 
@@ -524,23 +566,30 @@ impl Cli {
 
     /// What the monitor flags ask for, if anything. The host is watched whenever the monitor
     /// runs in-process.
-    fn backend(&self) -> Option<BackendConfig> {
-        use monitor::sources::{SourcesConfig, host::Capacity, postgres::Scope};
+    fn backend(&self) -> anyhow::Result<Option<BackendConfig>> {
+        use monitor::sources::{SourcesConfig, host::Capacity, postgres, redis};
+        // A URL that names no server is one clear error now, not a source down all run.
+        if let Some(url) = &self.monitor_postgres {
+            postgres::check_url(url).map_err(|why| anyhow::anyhow!("--monitor-postgres {why}"))?;
+        }
+        if let Some(url) = &self.monitor_redis {
+            redis::check_url(url).map_err(|why| anyhow::anyhow!("--monitor-redis {why}"))?;
+        }
         if let Some(from) = &self.monitor_from {
-            return Some(
+            return Ok(Some(
                 if from.starts_with("http://") || from.starts_with("https://") {
                     BackendConfig::Sidecar(from.trim_end_matches('/').to_owned())
                 } else {
                     BackendConfig::File(PathBuf::from(from))
                 },
-            );
+            ));
         }
         let sources = SourcesConfig {
             docker: self.monitor_docker.clone(),
             postgres: self
                 .monitor_postgres
                 .clone()
-                .map(|url| (url, Scope::Database)),
+                .map(|url| (url, postgres::Scope::Database)),
             redis: self
                 .monitor_redis
                 .clone()
@@ -548,12 +597,12 @@ impl Cli {
             host: None,
         };
         if sources.is_empty() {
-            return None;
+            return Ok(None);
         }
-        Some(BackendConfig::InProcess(SourcesConfig {
+        Ok(Some(BackendConfig::InProcess(SourcesConfig {
             host: Some(Capacity::default()),
             ..sources
-        }))
+        })))
     }
 }
 

@@ -1,6 +1,7 @@
-//! The master's side of the connections: accepts WebSocket connections, checks each worker's
-//! hello (protocol, version, token), then turns every connection into [`Event`]s for the
-//! master and an outbox the master writes [`ToWorker`] messages to.
+//! The master's side of the connections: accepts WebSocket connections, has each worker's
+//! hello read and checked under a hello's limits ([`super::hello`]), then turns every
+//! connection into [`Event`]s for the master and an outbox the master writes [`ToWorker`]
+//! messages to.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,11 +12,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::protocol::{self, PROTOCOL, Resume, ToMaster, ToWorker, VERSION};
+use super::hello::{self, Rejected};
+use super::protocol::{self, Resume, ToMaster, ToWorker};
 use super::tls;
 
-/// A worker's hello took longer than this: not a worker.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The TLS and WebSocket handshakes and the hello took longer than this: not a worker (which
+/// gives up on its side after as long).
+const FIRST_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the connections tell the master.
 #[derive(Debug)]
@@ -94,41 +97,37 @@ async fn serve(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let _ = stream.set_nodelay(true);
-    let handshakes = async {
+    let first_exchange = async {
         let stream = tls::accept(stream, tls.as_ref()).await.map_err(|e| {
             // A worker without --master-tls, or one that does not trust our certificate.
             eprintln!("loadgen: master: TLS handshake with {peer} failed: {e}");
+            Rejected::Dropped(format!("TLS: {e}"))
         })?;
-        tokio_tungstenite::accept_async(stream).await.map_err(|e| {
-            tracing::debug!("master: {peer} is not a WebSocket client: {e}");
-        })
+        hello::handshake(stream, token.as_deref()).await
     };
-    let Ok(Ok(socket)) = tokio::time::timeout(HELLO_TIMEOUT, handshakes).await else {
-        return;
-    };
+    // A connection that says nothing holds nothing for long.
+    let (socket, accepted) =
+        match tokio::time::timeout(FIRST_EXCHANGE_TIMEOUT, first_exchange).await {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(Rejected::Refused(reason))) => {
+                eprintln!("loadgen: master: refused a worker from {peer}: {reason}");
+                return;
+            }
+            Ok(Err(Rejected::Dropped(why))) => {
+                tracing::debug!("master: {peer}: {why}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("master: {peer}: no hello within 10 s");
+                return;
+            }
+        };
+    let hello::Accepted {
+        name,
+        cores,
+        resume,
+    } = accepted;
     let (mut sink, mut incoming) = socket.split();
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, incoming.next()).await;
-    let hello = match hello {
-        Ok(Some(Ok(Message::Text(text)))) => protocol::decode::<ToMaster>(text.as_str()),
-        Ok(Some(Ok(other))) => Err(format!("expected a hello, got {other:?}")),
-        Ok(Some(Err(error))) => Err(error.to_string()),
-        Ok(None) => Err("closed before its hello".into()),
-        Err(_) => Err("no hello within 10 s".into()),
-    };
-    let (name, cores, resume) = match hello.map(|m| check(m, token.as_deref())) {
-        Ok(Ok(accepted)) => accepted,
-        Ok(Err(reason)) => {
-            eprintln!("loadgen: master: refused a worker from {peer}: {reason}");
-            let refusal = protocol::encode(&ToWorker::Refused { reason });
-            let _ = sink.send(Message::text(refusal)).await;
-            let _ = sink.close().await;
-            return;
-        }
-        Err(error) => {
-            tracing::debug!("master: {peer}: {error}");
-            return;
-        }
-    };
     let (outbox, mut to_send) = mpsc::unbounded_channel::<ToWorker>();
     if events
         .send(Event::Hello {
@@ -183,78 +182,4 @@ async fn serve(
     };
     writer.abort();
     let _ = events.send(Event::Left { conn, why });
-}
-
-/// The worker's name, cores and run to resume, or why it is refused.
-fn check(hello: ToMaster, token: Option<&str>) -> Result<(String, usize, Option<Resume>), String> {
-    let ToMaster::Hello {
-        protocol,
-        version,
-        name,
-        cores,
-        token: given,
-        resume,
-    } = hello
-    else {
-        return Err("its first message was not a hello".into());
-    };
-    if protocol != PROTOCOL || version != VERSION {
-        return Err(format!(
-            "worker {name} runs loadgen {version} (protocol {protocol}); this master runs \
-             {VERSION} (protocol {PROTOCOL}): run the same version everywhere"
-        ));
-    }
-    match (token, given.as_deref()) {
-        (Some(expected), Some(given)) if constant_time_eq(expected, given) => {}
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "worker {name} gave a wrong --cluster-token: give it the master's"
-            ));
-        }
-        (Some(_), None) => {
-            return Err(format!(
-                "worker {name} gave no --cluster-token, and this master requires one"
-            ));
-        }
-        (None, _) => {}
-    }
-    Ok((name, cores, resume))
-}
-
-/// Compares secrets in a time that does not tell how much of them matched.
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hello(version: &str, token: Option<&str>) -> ToMaster {
-        ToMaster::Hello {
-            protocol: PROTOCOL,
-            version: version.into(),
-            name: "w1".into(),
-            cores: 2,
-            token: token.map(str::to_owned),
-            resume: None,
-        }
-    }
-
-    #[test]
-    fn versions_and_tokens_are_checked() {
-        assert!(check(hello(VERSION, None), None).is_ok());
-        assert!(check(hello(VERSION, Some("s3cret")), Some("s3cret")).is_ok());
-        let wrong = check(hello(VERSION, Some("nope")), Some("s3cret")).unwrap_err();
-        assert!(wrong.contains("wrong --cluster-token"), "{wrong}");
-        assert!(!wrong.contains("s3cret"));
-        let none = check(hello(VERSION, None), Some("s3cret")).unwrap_err();
-        assert!(none.contains("requires one"), "{none}");
-        let old = check(hello("0.0.1", None), None).unwrap_err();
-        assert!(old.contains("0.0.1") && old.contains(VERSION), "{old}");
-    }
 }

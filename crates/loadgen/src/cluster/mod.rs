@@ -3,7 +3,9 @@
 //! `--worker` do.
 //!
 //! - [`protocol`]: the versioned JSON messages, over WebSocket.
-//! - [`listener`]: the master's side of the connections (hello, version and token checks).
+//! - [`hello`]: the first exchange, before the master knows a worker: small limits, version
+//!   and token checks, printable names.
+//! - [`listener`]: the master's side of the connections.
 //! - [`master`]: the master, which the engine runs in place of its local users.
 //! - `run`: one distributed run, as the master drives it.
 //! - [`worker`]: a worker, one more driver of the engine.
@@ -11,6 +13,7 @@
 //! - [`summary`]: what the report says of each worker and of the cluster's events.
 //! - [`tls`]: optional TLS on the connections (`wss://`).
 
+pub mod hello;
 pub mod listener;
 pub mod master;
 pub mod protocol;

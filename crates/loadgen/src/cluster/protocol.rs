@@ -5,7 +5,8 @@
 //! Each message is `{"type": "NAME", "data": {...}}` (`data` absent when the message has
 //! none): the type comes first, so a receiver reads the data straight into its type.
 //!
-//! A worker opens the connection and sends [`ToMaster::Hello`]; the master answers
+//! A worker opens the connection and sends [`ToMaster::Hello`] (at most
+//! [`super::hello::HELLO_MAX_BYTES`]), then says nothing until the master answers
 //! [`ToWorker::Welcome`] or [`ToWorker::Refused`] (then closes). During a run the master
 //! sends [`ToWorker::Start`], then [`ToWorker::Steer`] when the users change or a worker comes
 //! or goes, and [`ToWorker::Stop`] at the end; the worker sends [`ToMaster::Snapshot`] every

@@ -204,6 +204,9 @@ impl ClusterRun {
                 Some(reply) = self.channels.snapshots.recv() => {
                     let _ = reply.send(self.snapshot());
                 }
+                Some(reply) = self.channels.outcomes.recv() => {
+                    let _ = reply.send(self.outcome(self.channels.stop.is_cancelled()));
+                }
                 Some(()) = self.channels.resets.recv() => self.reset(),
                 changed = self.channels.control.changed(), if steerable => {
                     steerable = changed.is_ok();
@@ -231,7 +234,7 @@ impl ClusterRun {
                 }
             }
         }
-        self.finish(events).await;
+        self.finish(events, interrupted).await;
         Ok(self.outcome(interrupted))
     }
 
@@ -615,15 +618,24 @@ impl ClusterRun {
     }
 
     /// Stops the workers and waits for their final figures.
-    async fn finish(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) {
-        let duration = self.start.elapsed();
+    async fn finish(&mut self, events: &mut mpsc::UnboundedReceiver<Event>, interrupted: bool) {
+        // The run's length is the master's, not the time spent gathering the last figures.
+        self.duration = Some(self.start.elapsed());
         for member in self.members.values().filter(|m| m.is_running()) {
             member.send(ToWorker::Stop);
         }
         let grace = self.config.load.stop_timeout + FINISH_GRACE;
         let deadline = tokio::time::Instant::now() + grace;
         while self.members.values().any(Member::is_running) {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
+            let event = tokio::select! {
+                event = tokio::time::timeout_at(deadline, events.recv()) => event,
+                // A second signal does not wait for the workers' final figures.
+                Some(reply) = self.channels.outcomes.recv() => {
+                    let _ = reply.send(self.outcome(interrupted));
+                    continue;
+                }
+            };
+            match event {
                 Ok(Some(Event::Hello { outbox, .. })) => {
                     let _ = outbox.send(ToWorker::Refused {
                         reason: "the run is ending; connect again for the next".into(),
@@ -661,8 +673,6 @@ impl ClusterRun {
         {
             self.push_second();
         }
-        // The run's length is the master's, not the time spent gathering the last figures.
-        self.duration = Some(duration);
     }
 
     /// Each worker's part so far.
@@ -722,7 +732,8 @@ impl ClusterRun {
         users_by_type
     }
 
-    fn outcome(&mut self, interrupted: bool) -> RunOutcome {
+    /// The outcome of the run so far (at its end, the final one).
+    fn outcome(&self, interrupted: bool) -> RunOutcome {
         let users_by_type = self.users_by_type();
         let mut threads = 0;
         let mut error = None;
@@ -736,7 +747,7 @@ impl ClusterRun {
         let workers = self.summaries();
         RunOutcome {
             stats: self.totals(),
-            history: std::mem::take(&mut self.history),
+            history: self.history.clone(),
             started_at: self.started_at,
             duration,
             peak_users: self.peak_users,
@@ -746,7 +757,7 @@ impl ClusterRun {
             threads,
             cluster: Some(ClusterSummary {
                 workers,
-                events: std::mem::take(&mut self.events),
+                events: self.events.clone(),
             }),
             error,
             ..RunOutcome::default()

@@ -20,6 +20,9 @@ pub struct Backend<'a> {
     ticks: &'a [Tick],
 }
 
+/// Ticks a source must be down in, at the end of the run, to be called unwatched.
+const DOWN_AT_THE_END: usize = 3;
+
 impl<'a> Backend<'a> {
     /// Over `ticks`.
     pub fn new(ticks: &'a [Tick]) -> Self {
@@ -41,15 +44,21 @@ impl<'a> Backend<'a> {
         notes
     }
 
-    /// The sources still down at the last tick: (source, its last error, ticks it was down in,
-    /// ticks in all).
+    /// The sources down in each of the last [`DOWN_AT_THE_END`] ticks: (source, its last
+    /// error, ticks it was down in, ticks in all).
     pub fn unwatched(&self) -> Vec<(&'a str, String, usize, usize)> {
         let Some(last) = self.ticks.last() else {
             return Vec::new();
         };
+        // Down in each of the last ticks (a single late reading on a busy host is a gap, not
+        // a layer left unwatched).
+        let tail = &self.ticks[self.ticks.len().saturating_sub(DOWN_AT_THE_END)..];
         last.sources
             .iter()
-            .filter(|(_, reading)| !reading.up)
+            .filter(|(name, _)| {
+                tail.iter()
+                    .all(|t| t.sources.get(*name).is_some_and(|r| !r.up))
+            })
             .map(|(name, reading)| {
                 let down = self
                     .ticks

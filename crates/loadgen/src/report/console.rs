@@ -166,11 +166,13 @@ pub fn summary(report: &Report) -> String {
     let _ = writeln!(
         out,
         "Duration:        {ran}{}",
-        if report.interrupted {
-            " (stopped by Ctrl-C or a signal)"
-        } else {
-            ""
-        }
+        report
+            .interruption
+            .as_ref()
+            .map_or_else(String::new, |i| format!(
+                " (stopped by Ctrl-C or a signal: {})",
+                i.describe()
+            ))
     );
     let types: Vec<String> = report
         .users_by_type

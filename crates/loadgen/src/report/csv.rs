@@ -5,7 +5,7 @@
 //! sum, and a history whose rates are Locust's rolling window. Beside them, `_timeline.csv`
 //! puts the load and the backend on one clock, a row per second.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use std::collections::BTreeMap;
 
@@ -164,8 +164,10 @@ fn history_figures(percentiles_ms: &[f64; 11], total: &Cumulative) -> Vec<String
 /// Writes `_stats_history.csv`: the Aggregated row each second, as Locust's; with
 /// `--csv-full-history`, every name's row before it, and the percentiles of every row over the
 /// last 10 seconds (Locust's "current" ones) instead of the run so far.
-fn write_history(report: &Report, path: &Path) -> Result<(), csv::Error> {
-    let mut w = writer(path)?;
+fn write_history<W: std::io::Write>(
+    report: &Report,
+    w: &mut csv::Writer<W>,
+) -> Result<(), csv::Error> {
     w.write_record(history_header())?;
     // One row per wall-clock second: a second the clock visited twice keeps its later row.
     let mut points: Vec<&HistoryPoint> = Vec::with_capacity(report.history.len());
@@ -228,32 +230,44 @@ fn write_history(report: &Report, path: &Path) -> Result<(), csv::Error> {
     Ok(())
 }
 
-/// Writes Locust's four files and ours; returns their paths.
-pub fn write(report: &Report, prefix: &str) -> Result<Vec<PathBuf>, csv::Error> {
-    let path = |suffix: &str| PathBuf::from(format!("{prefix}_{suffix}.csv"));
-    let stats = path("stats");
-    write_stats(report, &mut writer(&stats)?)?;
-    let history = path("stats_history");
-    write_history(report, &history)?;
-    let failures = path("failures");
-    write_failures(report, &mut writer(&failures)?)?;
-    let exceptions = path("exceptions");
-    write_exceptions(report, &mut writer(&exceptions)?)?;
-    let timeline = path("timeline");
-    write_timeline(report, &timeline)?;
-    Ok(vec![stats, history, failures, exceptions, timeline])
+/// A file's content, filled by one of the `write_*` functions below.
+type Fill = fn(&Report, &mut csv::Writer<Vec<u8>>) -> Result<(), csv::Error>;
+
+/// Locust's four files and ours, in memory, each with its path: the caller writes them (whole,
+/// see [`crate::atomic_file`]).
+pub fn files(report: &Report, prefix: &str) -> Result<Vec<(PathBuf, Vec<u8>)>, csv::Error> {
+    let fills: [(&str, Fill); 5] = [
+        ("stats", write_stats),
+        ("stats_history", write_history),
+        ("failures", write_failures),
+        ("exceptions", write_exceptions),
+        ("timeline", write_timeline),
+    ];
+    fills
+        .into_iter()
+        .map(|(suffix, fill)| {
+            let path = PathBuf::from(format!("{prefix}_{suffix}.csv"));
+            Ok((path, in_memory(report, fill)?))
+        })
+        .collect()
 }
 
 /// One of Locust's files in memory (for downloads): `stats`, `failures` or `exceptions`.
 pub fn to_bytes(report: &Report, file: &str) -> Result<Vec<u8>, csv::Error> {
+    match file {
+        "failures" => in_memory(report, write_failures),
+        "exceptions" => in_memory(report, write_exceptions),
+        _ => in_memory(report, write_stats),
+    }
+}
+
+/// The bytes `fill` writes, with CRLF line ends, as Python's csv module (and so Locust)
+/// writes them.
+fn in_memory(report: &Report, fill: Fill) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
-    match file {
-        "failures" => write_failures(report, &mut w)?,
-        "exceptions" => write_exceptions(report, &mut w)?,
-        _ => write_stats(report, &mut w)?,
-    }
+    fill(report, &mut w)?;
     w.into_inner()
         .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))
 }
@@ -321,7 +335,10 @@ fn write_exceptions<W: std::io::Write>(
 
 /// `PREFIX_timeline.csv`: each second of the run, the load and loadgen's own figures, and the
 /// backend's (the tick nearest that second), one column per figure.
-fn write_timeline(report: &Report, path: &Path) -> Result<(), csv::Error> {
+fn write_timeline<W: std::io::Write>(
+    report: &Report,
+    w: &mut csv::Writer<W>,
+) -> Result<(), csv::Error> {
     let mut columns: Vec<String> = Vec::new();
     let ticks: Vec<(u64, Vec<(String, f64)>)> = report
         .backend
@@ -349,7 +366,6 @@ fn write_timeline(report: &Report, path: &Path) -> Result<(), csv::Error> {
             (unix, figures)
         })
         .collect();
-    let mut w = writer(path)?;
     let mut endpoints: Vec<String> = Vec::new();
     for point in &report.history {
         for e in &point.endpoints {
@@ -416,11 +432,4 @@ fn write_timeline(report: &Report, path: &Path) -> Result<(), csv::Error> {
     }
     w.flush()?;
     Ok(())
-}
-
-/// CRLF line ends, as Python's csv module (and so Locust) writes them.
-fn writer(path: &Path) -> Result<csv::Writer<std::fs::File>, csv::Error> {
-    csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_path(path)
 }

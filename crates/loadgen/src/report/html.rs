@@ -61,11 +61,13 @@ pub fn render(report: &Report) -> String {
         report.steady_total.requests,
         report.steady_total.rps,
         escape(&report.run_id),
-        if report.interrupted {
-            " (stopped by Ctrl-C or a signal)"
-        } else {
-            ""
-        }
+        report
+            .interruption
+            .as_ref()
+            .map_or_else(String::new, |i| format!(
+                " (stopped by Ctrl-C or a signal: {})",
+                escape(&i.describe())
+            ))
     );
     out.push_str("<h2>Findings</h2><ol>\n");
     for f in &report.analysis.findings {

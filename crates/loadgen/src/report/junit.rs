@@ -1,7 +1,9 @@
 //! The run as a JUnit XML test report, the format CI systems (GitHub Actions reporters, GitLab,
 //! Jenkins, Azure) display: one test case per target, one per endpoint's p95 against the p95
 //! target, and, with a baseline, one per endpoint compared. Failure messages carry the figure
-//! and the target; the findings go in `system-out`.
+//! and the target; the findings go in `system-out`. A run stopped before its run time (a signal,
+//! the web UI) has one more suite, `loadgen.run`, whose one case errs: its figures cover only
+//! part of the run, which CI must not take for a full one.
 
 use std::fmt::Write;
 
@@ -17,6 +19,8 @@ struct Case {
     failure: Option<String>,
     /// `Some(why)` when it was not judged.
     skipped: Option<String>,
+    /// `Some(why)` when it could not run to its end.
+    error: Option<String>,
 }
 
 /// One test suite.
@@ -28,7 +32,8 @@ struct Suite {
 
 /// The JUnit XML document of `report`.
 pub fn render(report: &Report) -> String {
-    let mut suites = vec![targets(report), endpoints(report)];
+    let mut suites: Vec<Suite> = interrupted(report).into_iter().collect();
+    suites.extend([targets(report), endpoints(report)]);
     if let Some(comparison) = &report.baseline {
         suites.push(baseline(comparison));
     }
@@ -45,24 +50,32 @@ pub fn render(report: &Report) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"loadgen\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{time}\">",
+        "<testsuites name=\"loadgen\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{time}\">",
         count(|_| true),
         count(|c| c.failure.is_some()),
+        count(|c| c.error.is_some()),
         count(|c| c.skipped.is_some()),
     );
     for suite in &suites {
         let _ = writeln!(
             out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{time}\" timestamp=\"{timestamp}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{time}\" timestamp=\"{timestamp}\">",
             suite.name,
             suite.cases.len(),
             suite.cases.iter().filter(|c| c.failure.is_some()).count(),
+            suite.cases.iter().filter(|c| c.error.is_some()).count(),
             suite.cases.iter().filter(|c| c.skipped.is_some()).count(),
         );
+        let interrupted_by = report.interruption.as_ref().map_or_else(String::new, |i| {
+            format!(
+                "<property name=\"interrupted_by\" value=\"{}\"/>",
+                escape(&i.by)
+            )
+        });
         // Every request sent, accounted for: what the rows count, and what they do not.
         let _ = writeln!(
             out,
-            "    <properties><property name=\"host\" value=\"{}\"/><property name=\"run_id\" value=\"{}\"/><property name=\"requests\" value=\"{}\"/><property name=\"failures\" value=\"{}\"/><property name=\"timeouts\" value=\"{}\"/><property name=\"retries\" value=\"{}\"/><property name=\"in_flight_at_stop\" value=\"{}\"/><property name=\"stuck_users\" value=\"{}\"/></properties>",
+            "    <properties><property name=\"host\" value=\"{}\"/><property name=\"run_id\" value=\"{}\"/>{interrupted_by}<property name=\"requests\" value=\"{}\"/><property name=\"failures\" value=\"{}\"/><property name=\"timeouts\" value=\"{}\"/><property name=\"retries\" value=\"{}\"/><property name=\"in_flight_at_stop\" value=\"{}\"/><property name=\"stuck_users\" value=\"{}\"/></properties>",
             escape(&report.host),
             escape(&report.run_id),
             report.locust_total.requests,
@@ -79,7 +92,13 @@ pub fn render(report: &Report) -> String {
                 escape(&case.name),
                 suite.name
             );
-            if let Some(message) = &case.failure {
+            if let Some(message) = &case.error {
+                let _ = writeln!(
+                    out,
+                    ">\n      <error message=\"{0}\" type=\"interrupted\">{0}</error>\n    </testcase>",
+                    escape(message)
+                );
+            } else if let Some(message) = &case.failure {
                 let _ = writeln!(
                     out,
                     ">\n      <failure message=\"{0}\" type=\"{1}\">{0}</failure>\n    </testcase>",
@@ -105,6 +124,25 @@ pub fn render(report: &Report) -> String {
     out
 }
 
+/// The `loadgen.run` suite of an interrupted run: one case, in error.
+fn interrupted(report: &Report) -> Option<Suite> {
+    let interruption = report.interruption.as_ref()?;
+    Some(Suite {
+        name: "loadgen.run",
+        cases: vec![Case {
+            name: "ran for its run time".into(),
+            failure: None,
+            skipped: None,
+            error: Some(format!(
+                "interrupted after {:.1} s: stopped by {}",
+                report.duration_secs,
+                interruption.describe()
+            )),
+        }],
+        system_out: None,
+    })
+}
+
 fn targets(report: &Report) -> Suite {
     let cases = report
         .analysis
@@ -115,6 +153,7 @@ fn targets(report: &Report) -> Suite {
             failure: (!v.met)
                 .then(|| format!("{}: {}, target {}", v.name, v.measured, v.threshold)),
             skipped: None,
+            error: None,
         })
         .collect();
     let mut findings = String::new();
@@ -152,6 +191,7 @@ fn endpoints(report: &Report) -> Suite {
                 name,
                 failure: None,
                 skipped: Some("no request in the steady state".into()),
+                error: None,
             }
         } else if failed_pct > 50.0 {
             // A p95 of refusals measures how fast the API says no: never a pass.
@@ -162,6 +202,7 @@ fn endpoints(report: &Report) -> Suite {
                     row.method, row.name, row.requests
                 )),
                 skipped: None,
+                error: None,
             }
         } else {
             Case {
@@ -176,6 +217,7 @@ fn endpoints(report: &Report) -> Suite {
                     )
                 }),
                 skipped: None,
+                error: None,
             }
         }
     };
@@ -217,6 +259,7 @@ fn baseline(comparison: &Comparison) -> Suite {
                     )
                 }),
                 skipped: if regressed.is_empty() { skipped } else { None },
+                error: None,
                 name,
             }
         })

@@ -47,7 +47,10 @@ pub fn render(report: &Report) -> String {
          ({:.1} req/s), {} start-up, {} job polls · **Failures** {failed_pct:.2}% · **p95** {}\n",
         report.host.replace('`', ""),
         report.duration_secs,
-        if report.interrupted { " (stopped)" } else { "" },
+        report
+            .interruption
+            .as_ref()
+            .map_or_else(String::new, |i| format!(" (stopped by {})", i.describe())),
         report.peak_users,
         steady.requests,
         steady.rps,

@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod charts;
 pub mod console;
 pub mod csv;
+pub mod files;
 pub mod html;
 pub mod junit;
 pub mod live;
@@ -12,7 +13,6 @@ pub mod markdown;
 pub mod markup;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -305,6 +305,9 @@ pub struct Report {
     pub duration_secs: f64,
     /// Whether Ctrl-C, a signal or the web UI stopped it before its run time.
     pub interrupted: bool,
+    /// Who stopped it, and whether these figures are the run's last; `null` when it ran its
+    /// course.
+    pub interruption: Option<Interruption>,
     /// Run id.
     pub run_id: String,
     /// Most users at once.
@@ -362,6 +365,44 @@ pub struct Report {
     /// The workers and what happened to them, when the run was distributed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::cluster::ClusterSummary>,
+}
+
+/// Why a run ended before its run time, as its reports say it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interruption {
+    /// Who stopped it: `SIGINT`, `SIGTERM`, `SIGHUP`, `the web UI`, or `a stop` when its
+    /// driver did not say.
+    pub by: String,
+    /// False when the reports were written from the figures in hand before the run had ended
+    /// (at a second signal, or at the first while the users finish under `--stop-timeout`):
+    /// the requests still in flight and the last second are missing.
+    pub complete: bool,
+}
+
+impl Interruption {
+    /// The interruption of `outcome`, if it was interrupted.
+    fn of(outcome: &RunOutcome) -> Option<Self> {
+        (outcome.interrupted || outcome.in_hand).then(|| Self {
+            by: outcome
+                .stopped_by
+                .clone()
+                .unwrap_or_else(|| "a stop".into()),
+            complete: !outcome.in_hand,
+        })
+    }
+
+    /// Who stopped the run (`SIGTERM`), and what is missing when the figures are not the
+    /// last: for `stopped by ...` in the reports.
+    pub fn describe(&self) -> String {
+        if self.complete {
+            self.by.clone()
+        } else {
+            format!(
+                "{}; written from the figures in hand before the users had finished",
+                self.by
+            )
+        }
+    }
 }
 
 fn unix(time: std::time::SystemTime) -> u64 {
@@ -430,7 +471,8 @@ impl Report {
             host: config.host.clone(),
             started_at: unix(outcome.started_at),
             duration_secs: secs,
-            interrupted: outcome.interrupted,
+            interrupted: outcome.interrupted || outcome.in_hand,
+            interruption: Interruption::of(outcome),
             run_id: outcome.run_id.clone(),
             peak_users: outcome.peak_users,
             users_by_type: outcome.users_by_type.clone(),
@@ -528,11 +570,5 @@ impl Report {
             baseline: None,
             cluster: outcome.cluster.clone(),
         }
-    }
-
-    /// Writes the JSON report.
-    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
-        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        serde_json::to_writer_pretty(file, self).map_err(std::io::Error::other)
     }
 }

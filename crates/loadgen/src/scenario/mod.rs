@@ -6,6 +6,7 @@
 mod raw;
 mod source;
 pub mod template;
+mod variables;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
@@ -62,6 +63,25 @@ pub struct ScenarioIdentity {
 }
 
 impl Scenario {
+    /// Why no user of this scenario would run, if none would: a type with weight 0 never
+    /// runs unless it has a `fixed_count` (Locust drops such classes too, and refuses a run
+    /// that has no other).
+    pub fn check_runnable(&self) -> Result<(), String> {
+        if self
+            .users
+            .iter()
+            .any(|u| u.weight > 0 || u.fixed_count.is_some())
+        {
+            return Ok(());
+        }
+        let names: Vec<&str> = self.users.iter().map(|u| u.name.as_str()).collect();
+        Err(format!(
+            "every user type to run ({}) has weight 0, and a type with weight 0 never runs: \
+             give one a weight of 1 or more, or a fixed_count",
+            names.join(", ")
+        ))
+    }
+
     /// The scenario's identity.
     pub fn identity(&self) -> ScenarioIdentity {
         let user_types: BTreeSet<String> = self.users.iter().map(|u| u.name.clone()).collect();
@@ -345,6 +365,9 @@ pub fn parse(text: &str, file: &str, fixtures: &Path) -> Result<Scenario, Scenar
                 format!("user type `{}` declared twice", user.name),
             ));
         }
+        if let Some(unset) = variables::never_set(user) {
+            return Err(checker.error(raw_user.span(), unset));
+        }
     }
     let health = match raw.health {
         Some(health) => {
@@ -369,11 +392,15 @@ pub fn parse(text: &str, file: &str, fixtures: &Path) -> Result<Scenario, Scenar
         }
         None => None,
     };
-    Ok(Scenario {
+    let scenario = Scenario {
         health,
         gzip: raw.gzip,
         users,
-    })
+    };
+    scenario
+        .check_runnable()
+        .map_err(|why| checker.error(raw.users[0].span(), why))?;
+    Ok(scenario)
 }
 
 fn parse_duration(

@@ -131,7 +131,7 @@ impl ScenarioSource {
                 )));
             }
         }
-        Ok(())
+        scenario.check_runnable().map_err(LoadError::Selection)
     }
 }
 

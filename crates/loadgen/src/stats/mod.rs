@@ -8,6 +8,7 @@ mod delta;
 mod endpoint;
 pub mod grouping;
 mod in_flight;
+pub mod overlap;
 mod snapshot;
 mod timeline;
 
@@ -227,6 +228,8 @@ pub struct Stats {
     /// User tasks and job pollers that panicked (a bug of loadgen's): each was caught, counted
     /// and printed, and the run's exit code is 2.
     pub panics: u64,
+    /// Steady latencies apart by whether start-up work was in flight beside them.
+    pub startup_overlap: overlap::StartupOverlap,
 }
 
 impl Stats {
@@ -251,6 +254,7 @@ impl Stats {
         self.resent += other.resent;
         self.in_flight_at_stop += other.in_flight_at_stop;
         self.panics += other.panics;
+        self.startup_overlap.merge(&other.startup_overlap);
     }
 
     /// All endpoints of one phase merged into one row.
@@ -467,6 +471,17 @@ fn add_exception(exceptions: &mut BTreeMap<String, u64>, message: String, count:
         message
     };
     *exceptions.entry(message).or_default() += count;
+}
+
+/// Counts a steady request apart by whether it overlapped start-up work (see [`overlap`]).
+pub fn record_steady_overlap(latency_us: u64, overlapped: bool) {
+    SHARD.with(|shard| {
+        shard
+            .borrow_mut()
+            .stats
+            .startup_overlap
+            .record(latency_us, overlapped);
+    });
 }
 
 /// Records that a status handler ran for `name` on `status`.

@@ -152,6 +152,10 @@ pub struct StatsSnapshot {
     /// User tasks and job pollers that panicked.
     #[serde(default)]
     pub panics: u64,
+    /// Steady latencies, µs, V2-encoded, of requests that overlapped start-up work and of the
+    /// others.
+    #[serde(default)]
+    pub startup_overlap: (Vec<u8>, Vec<u8>),
     /// loadgen watching itself in the last second.
     pub self_watch: SelfWatchFigures,
 }
@@ -250,6 +254,10 @@ impl StatsSnapshot {
             resent: stats.resent,
             in_flight_at_stop: stats.in_flight_at_stop,
             panics: stats.panics,
+            startup_overlap: (
+                encode(&stats.startup_overlap.overlapped),
+                encode(&stats.startup_overlap.clear),
+            ),
             self_watch,
         }
     }
@@ -333,6 +341,11 @@ impl StatsSnapshot {
         stats.resent = self.resent;
         stats.in_flight_at_stop = self.in_flight_at_stop;
         stats.panics = self.panics;
+        let what = || "steady requests beside start-up work".to_owned();
+        stats.startup_overlap = super::overlap::StartupOverlap {
+            overlapped: decode(&self.startup_overlap.0, what)?,
+            clear: decode(&self.startup_overlap.1, what)?,
+        };
         Ok(stats)
     }
 

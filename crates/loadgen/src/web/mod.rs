@@ -19,8 +19,10 @@ use tokio::sync::Mutex;
 
 use crate::config::RunConfig;
 use crate::report::Report;
+use crate::shutdown::{RunReports, after_first, exit_on_next};
 use crate::{EXIT_OK, EXIT_TARGET_MISSED};
 
+pub use guard::check_exposure;
 pub use session::{Session, SwarmRequest};
 
 /// How the UI is served.
@@ -36,6 +38,11 @@ pub struct WebSettings {
     pub class_picker: bool,
     /// `USER:PASSWORD` for basic authentication.
     pub auth: Option<String>,
+    /// Names the `Host` header may give besides IP addresses and `localhost`
+    /// (`--web-allowed-host`).
+    pub allowed_hosts: Vec<String>,
+    /// Listen beyond loopback without `auth` (`--web-insecure-no-auth`).
+    pub insecure_no_auth: bool,
 }
 
 /// A UI being served.
@@ -59,9 +66,16 @@ impl WebUi {
         settings: &WebSettings,
         master: Option<crate::cluster::Master>,
     ) -> anyhow::Result<Self> {
+        guard::check_exposure(
+            settings.listen,
+            settings.auth.as_deref(),
+            settings.insecure_no_auth,
+        )
+        .map_err(anyhow::Error::msg)?;
         if !settings.listen.ip().is_loopback() && settings.auth.is_none() {
             eprintln!(
-                "loadgen: warning: the web UI listens on {} without --web-auth: anyone who reaches it can start load from this machine",
+                "loadgen: warning: the web UI listens on {} without --web-auth \
+                 (--web-insecure-no-auth): anyone who reaches it can start load from this machine",
                 settings.listen
             );
         }
@@ -83,6 +97,13 @@ impl WebUi {
                 class_picker: settings.class_picker,
             },
             guard::Credentials(settings.auth.clone()),
+            guard::AllowedHosts(
+                settings
+                    .allowed_hosts
+                    .iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect(),
+            ),
         );
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Self {
@@ -146,19 +167,33 @@ pub async fn serve_on(
             _ => std::future::pending().await,
         }
     };
-    tokio::select! {
-        () = quit => {}
-        signal = signals.next() => eprintln!("\nloadgen: {}: quitting the web UI", signal.name()),
-    }
-    tokio::spawn(signals.exit_on_next("loadgen"));
+    let signal = tokio::select! {
+        () = quit => None,
+        signal = signals.next() => {
+            eprintln!("\nloadgen: {}: quitting the web UI", signal.name());
+            Some(signal)
+        }
+    };
     let session = ui.session.lock().await;
-    let code = match &session.run {
-        Some(run) => {
+    let reports = session
+        .run
+        .as_ref()
+        .map(|run| RunReports::new(&run.config, run.handle.clone()));
+    let stop_may_wait = master.is_some() || !template.load.stop_timeout.is_zero();
+    match signal {
+        // The first signal stops the run going (its reports say so); the next exits at once,
+        // with the reports written from the figures in hand.
+        Some(first) => tokio::spawn(after_first(signals, first, reports.clone(), stop_may_wait)),
+        // --autoquit: the run is over, and a signal exits at once.
+        None => tokio::spawn(exit_on_next(signals, reports.clone())),
+    };
+    let code = match (&session.run, &reports) {
+        (Some(run), Some(reports)) => {
             run.handle.stop();
             let outcome = run.handle.wait().await;
             let report = Report::of_run(&run.config, &outcome);
             // As Locust's web mode does with --csv: the files of the last run, at quit.
-            if let Err(error) = crate::headless::write_outputs(&report, &run.config.outputs) {
+            if let Err(error) = crate::headless::say_written(&reports.write_final(&report).await) {
                 eprintln!("loadgen: error: {error:#}");
             }
             if report.passed() {
@@ -167,7 +202,7 @@ pub async fn serve_on(
                 EXIT_TARGET_MISSED
             }
         }
-        None => EXIT_OK,
+        _ => EXIT_OK,
     };
     drop(session);
     if let Some(master) = &master {

@@ -12,9 +12,31 @@ pub const SCRIPT: &str = include_str!("assets/ui.js");
 /// The page's style, shared in spirit with the HTML report.
 pub const STYLE: &str = include_str!("assets/ui.css");
 
+/// The host as the UI shows it, and whether that is not the host itself: a URL that carries a
+/// password, a token or another secret is shown redacted (a page can be read over a shoulder,
+/// captured, or fetched by whoever reaches the UI).
+pub fn shown_host(host: &str) -> (String, bool) {
+    if host.is_empty() {
+        return (String::new(), false);
+    }
+    let redacted = common::redact::url(host);
+    match url::Url::parse(host) {
+        Ok(parsed) if parsed.as_str() == redacted => (host.to_owned(), false),
+        _ => (redacted, true),
+    }
+}
+
 /// The whole page, its form filled from the session's defaults.
 pub fn index(session: &Session, class_picker: bool) -> String {
     let template = &session.template;
+    let (host, redacted) = shown_host(&template.host);
+    // A redacted host is not put in the form: sent back, it would replace the real one. The
+    // field stays empty (which keeps the host already set) and shows it as a placeholder.
+    let (host_value, host_placeholder) = if redacted {
+        (String::new(), host.clone())
+    } else {
+        (host.clone(), "http://127.0.0.1:8000".to_owned())
+    };
     let run_time = template
         .load
         .run_time
@@ -54,7 +76,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <form id="swarm">
     <label>Number of users (peak concurrency) <input name="user_count" id="user_count" type="number" value="{users}"></label>
     <label>Ramp up (users started/second) <input name="spawn_rate" id="spawn_rate" type="text" value="{spawn_rate}"></label>
-    <label>Host <input name="host" id="host_input" type="text" value="{host}" placeholder="http://127.0.0.1:8000"></label>
+    <label>Host <input name="host" id="host_input" type="text" value="{host_value}" placeholder="{host_placeholder}"></label>
     <label>Run time (e.g. 20s, 3m; empty: until stopped) <input name="run_time" id="run_time" type="text" value="{run_time}"></label>
     {classes}
     <button type="submit" id="start_button">Start swarming</button>
@@ -93,7 +115,9 @@ pub fn index(session: &Session, class_picker: bool) -> String {
 </body></html>
 "##,
         state = session.state(),
-        host = escape(&template.host),
+        host = escape(&host),
+        host_value = escape(&host_value),
+        host_placeholder = escape(&host_placeholder),
         users = template.load.users,
         spawn_rate = template.load.spawn_rate,
         run_time = escape(&run_time),

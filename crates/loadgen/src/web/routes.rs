@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::guard::{self, Credentials};
+use super::guard::{self, AllowedHosts, Credentials};
 use super::session::{Session, SwarmRequest};
 use super::{locust_api, page};
 use crate::report::{self, Report};
@@ -27,8 +27,8 @@ pub struct AppState {
     pub class_picker: bool,
 }
 
-/// Every route, behind the origin check and (when set) basic authentication.
-pub fn router(state: AppState, credentials: Credentials) -> Router {
+/// Every route, behind the host check, (when set) basic authentication and the origin check.
+pub fn router(state: AppState, credentials: Credentials, allowed: AllowedHosts) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/assets/ui.js", get(script))
@@ -53,6 +53,11 @@ pub fn router(state: AppState, credentials: Credentials) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             credentials,
             guard::basic_auth,
+        ))
+        // Outermost: a rebound page gets nothing, not even an authentication prompt.
+        .layer(axum::middleware::from_fn_with_state(
+            allowed,
+            guard::host_check,
         ))
         .with_state(state)
 }
@@ -118,7 +123,7 @@ async fn swarm(state: &AppState, request: Result<SwarmRequest, String>) -> Value
         Ok(request) => session.swarm(request).await,
         Err(message) => Err(message),
     };
-    let host = session.template.host.clone();
+    let host = page::shown_host(&session.template.host).0;
     match result {
         Ok(message) => {
             let mut answer = json!({"success": true, "message": message, "host": host});
@@ -197,7 +202,7 @@ async fn api_stats(State(state): State<AppState>) -> Json<Value> {
         "state": session.state(),
         "user_count": users,
         "target_users": target_users,
-        "host": session.template.host,
+        "host": page::shown_host(&session.template.host).0,
         "elapsed_secs": elapsed,
         "workers": session.master.as_ref().map(crate::cluster::Master::workers),
         "report": report,

@@ -144,6 +144,7 @@ impl Session {
                 .scenario
                 .users
                 .retain(|u| request.user_classes.contains(&u.name));
+            config.scenario.check_runnable()?;
             // Workers load the scenario themselves: they pick the same classes.
             config
                 .scenario_source
@@ -198,10 +199,10 @@ impl Session {
         Ok("Swarming started".into())
     }
 
-    /// Stops the run going, if any.
+    /// Stops the run going, if any (its reports say the web UI stopped it).
     pub fn stop(&self) {
         if let Some(run) = &self.run {
-            run.handle.stop();
+            run.handle.stop_by("the web UI");
         }
     }
 

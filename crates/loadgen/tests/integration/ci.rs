@@ -50,7 +50,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// The JUnit file as junitparser reads it: every case with its suite and result.
-fn junit_cases(path: &Path) -> Vec<Value> {
+pub(crate) fn junit_cases(path: &Path) -> Vec<Value> {
     let script = r#"
 import json, sys
 from junitparser import JUnitXml

@@ -1,6 +1,8 @@
 //! Property tests of the parsers that take input loadgen does not control: the HTTP answer
-//! parser (what a target sends), the scenario parser (what a user writes) and the template
-//! engine (what both feed it). Whatever the input, they answer or refuse; they never panic.
+//! parser (what a target sends), the scenario parser (what a user writes), the template
+//! engine (what both feed it), and a master's first exchange with whoever connects (the
+//! WebSocket frames and the hello). Whatever the input, they answer or refuse; they never
+//! panic.
 //!
 //! Each runs `PROPTEST_CASES` cases (256 by default, in the test suite); `scripts/fuzz.sh`
 //! runs many more.
@@ -9,6 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bytes::BytesMut;
+use loadgen::cluster::hello::{self, HELLO_MAX_BYTES, NAME_MAX_CHARS, Rejected};
 use loadgen::http::Limits;
 use loadgen::http::response::Reader;
 use loadgen::scenario::template::{Context, Template};
@@ -126,6 +129,106 @@ fn template_text() -> impl Strategy<Value = String> {
         any::<char>().prop_map(String::from),
     ];
     proptest::collection::vec(piece, 0..10).prop_map(|pieces| pieces.concat())
+}
+
+/// A hello, valid or nearly: each field a likely value or an arbitrary one.
+fn hello_text() -> impl Strategy<Value = String> {
+    let version = prop_oneof![Just(env!("CARGO_PKG_VERSION").to_owned()), "\\PC{0,12}"];
+    let name = prop_oneof!["\\PC{0,80}", "[\\x00-\\x1f\\x7f-\\u{9f}a-z]{0,300}"];
+    let token = proptest::option::of(prop_oneof![Just("tok".to_owned()), "\\PC{0,8}"]);
+    let cores = prop_oneof![
+        Just(serde_json::json!(2)),
+        Just(serde_json::json!(-1)),
+        Just(serde_json::json!("2"))
+    ];
+    (0u32..3, version, name, token, cores, any::<bool>()).prop_map(
+        |(protocol, version, name, token, cores, hello)| {
+            let kind = if hello { "hello" } else { "heartbeat" };
+            serde_json::json!({"type": kind, "data": {
+                "protocol": protocol, "version": version, "name": name, "cores": cores,
+                "token": token,
+            }})
+            .to_string()
+        },
+    )
+}
+
+/// What a master's first exchange makes of a client that upgrades to WebSocket, then sends
+/// one frame header announcing `length` bytes and `payload` (the rest of the frame, or
+/// anything), then closes: `None` when it took more than 10 s.
+fn first_exchange(opcode: u8, length: u64, payload: Vec<u8>) -> Option<Result<String, Rejected>> {
+    use tokio::io::AsyncWriteExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let client = tokio::spawn(async move {
+            let mut bytes = b"GET / HTTP/1.1\r\nHost: m\r\nUpgrade: websocket\r\n\
+                Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                Sec-WebSocket-Version: 13\r\n\r\n"
+                .to_vec();
+            bytes.push(0x80 | (opcode & 0x0f));
+            bytes.push(0x80 | 127);
+            bytes.extend_from_slice(&length.to_be_bytes());
+            bytes.extend_from_slice(&[9, 8, 7, 6]);
+            bytes.extend_from_slice(&payload);
+            let _ = client.write_all(&bytes).await;
+            let _ = client.shutdown().await;
+            // Read the master's side to the end, so that its writes never block.
+            let _ = tokio::io::copy(&mut client, &mut tokio::io::sink()).await;
+        });
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            hello::handshake(Box::new(server), Some("tok")),
+        )
+        .await
+        .ok()
+        .map(|r| r.map(|(_, accepted)| accepted.name));
+        client.abort();
+        answer
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn the_hello_reader_refuses_or_keeps_a_printable_short_name(text in hello_text()) {
+        if let Ok(accepted) = hello::read(&text, Some("tok")) {
+            prop_assert!(!accepted.name.chars().any(char::is_control), "{:?}", accepted.name);
+            prop_assert!(accepted.name.chars().count() <= NAME_MAX_CHARS);
+            prop_assert!(!accepted.name.trim().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_frame_announced_beyond_a_hello_is_dropped_before_its_bytes(
+        opcode in 0u8..16,
+        length in prop_oneof![
+            (HELLO_MAX_BYTES as u64 + 1)..(1u64 << 40),
+            Just(u64::MAX >> 1),
+            Just(15u64 << 20),
+        ],
+        payload in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let answer = first_exchange(opcode, length, payload);
+        prop_assert!(
+            matches!(answer, Some(Err(Rejected::Dropped(_)))),
+            "a {}-byte frame: {:?}", length, answer
+        );
+    }
+
+    #[test]
+    fn the_first_exchange_never_panics_on_a_small_frame_of_any_bytes(
+        opcode in 0u8..16,
+        payload in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        let length = payload.len() as u64;
+        let answer = first_exchange(opcode, length, payload);
+        prop_assert!(answer.is_some(), "the exchange ended within 10 s");
+    }
 }
 
 proptest! {

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounting;
+mod bad_input;
+mod certificates;
 mod ci;
 mod cli;
 mod cluster;
@@ -19,9 +21,11 @@ mod failures;
 mod false_alarms;
 mod fuzz;
 mod http_semantics;
+mod master_guard;
 mod report;
 mod secrets;
 mod stop;
 mod support;
 mod timeline;
 mod web;
+mod web_guard;

@@ -174,6 +174,8 @@ async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
             autoquit: None,
             class_picker: false,
             auth: None,
+            allowed_hosts: Vec::new(),
+            insecure_no_auth: false,
         },
     )
     .await

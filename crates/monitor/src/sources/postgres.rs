@@ -31,6 +31,21 @@ struct Totals {
     deadlocks: i64,
 }
 
+/// Why `url` cannot name a PostgreSQL server, if it cannot: checked before the first tick, so
+/// that a typo is one clear error instead of a source that stays down, retried forever.
+pub fn check_url(url: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    let postgres =
+        url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "postgres" | "postgresql"));
+    if postgres && sqlx::postgres::PgConnectOptions::from_str(url).is_ok() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: not a PostgreSQL URL: write postgres://USER:PASSWORD@HOST:5432/DATABASE",
+        redact::url(url)
+    ))
+}
+
 /// The PostgreSQL source.
 pub struct Postgres {
     url: String,

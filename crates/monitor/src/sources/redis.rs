@@ -41,6 +41,19 @@ impl std::str::FromStr for Queue {
     }
 }
 
+/// Why `url` cannot name a Redis server, if it cannot: checked before the first tick, so that
+/// a typo is one clear error instead of a source that stays down, retried forever.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if redis::Client::open(url).is_ok() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: not a Redis URL: write redis://HOST:6379/DB (redis://:PASSWORD@HOST:6379/DB with a \
+         password, rediss:// for TLS)",
+        redact::url(url)
+    ))
+}
+
 /// The Redis source.
 pub struct Redis {
     url: String,
