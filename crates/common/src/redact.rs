@@ -1,48 +1,196 @@
-//! Secrets never reach output: URLs are shown with their password masked, and error messages
-//! from drivers (which may echo the URL) are scrubbed of the password too.
+//! Secrets never reach output: URLs are shown with their password masked, query parameters and
+//! headers whose names say they hold a secret are masked wherever they are shown (endpoint
+//! names, log lines, reports, web answers, monitor samples), and error messages from drivers
+//! (which may echo the URL) are scrubbed of the secrets too. This is the one place that decides
+//! what a secret is: [`SECRET_NAMES`].
 
 use std::borrow::Cow;
 
-/// Query parameters whose values are secrets (`?password=...` is accepted by libpq and sqlx).
-const SECRET_PARAMS: [&str; 5] = ["password", "pass", "secret", "token", "sslpassword"];
+/// The names whose values are secrets, in a query parameter, a form field or a header. A name
+/// matches when, percent-decoded, lower-cased and stripped of everything but letters and digits,
+/// it ends with one of these or its plural: `X-Api-Key`, `aws_secret`, `user[password]`,
+/// `accessToken` and `%70assword` all match. Masking a harmless `monkey=` costs nothing; showing
+/// a `sig=` leaks a signed URL.
+pub const SECRET_NAMES: [&str; 20] = [
+    "password",
+    "passwd",
+    "pwd",
+    // Accepted by some drivers (and masked before this list existed).
+    "pass",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "api_key",
+    "apikey",
+    "key",
+    "sig",
+    "signature",
+    "auth",
+    "authorization",
+    "session",
+    "credential",
+    "jwt",
+    "cookie",
+    // libpq's key file password, named here as well for whoever greps for it.
+    "sslpassword",
+];
 
-fn is_secret_param(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_PARAMS
-        .iter()
-        .any(|s| name == *s || name.ends_with(&format!("_{s}")))
+/// Names a user declared secret (a scenario's `secret_headers`), as letters and digits in lower
+/// case: matched exactly, beside [`SECRET_NAMES`].
+static DECLARED: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds names (of headers, parameters) whose values are secrets from now on, in this process.
+pub fn add_secret_names<S: AsRef<str>>(names: &[S]) {
+    let mut declared = DECLARED.write().unwrap_or_else(|p| p.into_inner());
+    for name in names {
+        let letters = letters(name.as_ref());
+        if !letters.is_empty() && !declared.contains(&letters) {
+            declared.push(letters);
+        }
+    }
 }
 
-/// `url` with its password, a bare user (which may be a token) and secret query parameters
-/// replaced by `***`.
+/// `name` decoded, lower-cased, letters and digits only.
+fn letters(name: &str) -> String {
+    decoded(name)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// What replaces a secret.
+const MASK: &str = "***";
+
+/// `name` as a server may read it: percent-decoded (more than once, as a server behind a proxy
+/// may decode twice), `+` as a space.
+fn decoded(name: &str) -> Cow<'_, str> {
+    let mut current: Cow<'_, str> = Cow::Borrowed(name);
+    for _ in 0..3 {
+        let next = percent_encoding::percent_decode_str(&current.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned();
+        if next == current {
+            break;
+        }
+        current = Cow::Owned(next);
+    }
+    current
+}
+
+/// Whether a parameter, field or header called `name` holds a secret (see [`SECRET_NAMES`]
+/// and [`add_secret_names`]).
+pub fn is_secret_name(name: &str) -> bool {
+    let letters = letters(name);
+    if letters.is_empty() {
+        return false;
+    }
+    let singular = letters.strip_suffix('s');
+    SECRET_NAMES.iter().any(|word| {
+        let word: String = word.chars().filter(char::is_ascii_alphanumeric).collect();
+        letters.ends_with(&word) || singular.is_some_and(|s| s.ends_with(&word))
+    }) || DECLARED
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&letters)
+}
+
+/// A query or fragment with the values of secret-named parameters masked. Pairs are split at
+/// `&`, at `;` (which some servers also take as a separator) and at `#`.
+fn mask_pairs(text: &str) -> Cow<'_, str> {
+    let secret_piece = |piece: &str| {
+        piece
+            .split_once('=')
+            .is_some_and(|(name, _)| is_secret_name(name))
+    };
+    let separators = ['&', ';', '#'];
+    if !text.split(separators).any(secret_piece) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for piece in text.split_inclusive(separators) {
+        let (pair, separator) = match piece.char_indices().last() {
+            Some((at, c)) if separators.contains(&c) => piece.split_at(at),
+            _ => (piece, ""),
+        };
+        match pair.split_once('=') {
+            Some((name, _)) if is_secret_name(name) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(MASK);
+            }
+            _ => out.push_str(pair),
+        }
+        out.push_str(separator);
+    }
+    Cow::Owned(out)
+}
+
+/// Schemes whose bare user (no password) is a credential: `redis://TOKEN@host`, and
+/// `https://TOKEN@host` as GitHub and others take a token.
+fn user_is_credential(scheme: &str) -> bool {
+    scheme.starts_with("redis") || scheme == "http" || scheme == "https"
+}
+
+/// `url` with its password, a bare user that is a credential, and secret query (and fragment)
+/// parameters replaced by `***`. Text that is not a URL shows as `<unparsable URL>`; use
+/// [`reference`] for text that may be a path.
 pub fn url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut parsed) => {
+            let mut masked = false;
             if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            } else if !parsed.username().is_empty() && parsed.scheme().starts_with("redis") {
-                // redis://TOKEN@host: the only credential is in the user part.
-                let _ = parsed.set_username("***");
+                masked |= parsed.set_password(Some(MASK)).is_ok();
+            } else if !parsed.username().is_empty() && user_is_credential(parsed.scheme()) {
+                masked |= parsed.set_username(MASK).is_ok();
             }
-            if parsed.query_pairs().any(|(k, _)| is_secret_param(&k)) {
-                let pairs: Vec<(String, String)> = parsed
-                    .query_pairs()
-                    .map(|(k, v)| {
-                        let v = if is_secret_param(&k) {
-                            Cow::Borrowed("***")
-                        } else {
-                            v
-                        };
-                        (k.into_owned(), v.into_owned())
-                    })
-                    .collect();
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            let query = parsed.query().and_then(|q| owned_if_masked(mask_pairs(q)));
+            if let Some(query) = query {
+                parsed.set_query(Some(&query));
+                masked = true;
             }
-            parsed.to_string()
+            let fragment = parsed
+                .fragment()
+                .and_then(|f| owned_if_masked(mask_pairs(f)));
+            if let Some(fragment) = fragment {
+                parsed.set_fragment(Some(&fragment));
+                masked = true;
+            }
+            // Nothing to hide: the URL as written (the parser would add a `/` to a bare host).
+            if masked {
+                parsed.to_string()
+            } else {
+                raw.to_owned()
+            }
         }
         // Not a URL we can parse: show nothing of it rather than a secret.
         Err(_) => "<unparsable URL>".to_owned(),
     }
+}
+
+fn owned_if_masked(text: Cow<'_, str>) -> Option<String> {
+    match text {
+        Cow::Owned(masked) => Some(masked),
+        Cow::Borrowed(_) => None,
+    }
+}
+
+/// A URL, a path or a `Location` as a user or a server wrote it (perhaps not a valid URL), with
+/// its credentials and secret parameters masked: for messages that must show what was given.
+pub fn reference(raw: &str) -> String {
+    if url::Url::parse(raw).is_ok() {
+        return url(raw);
+    }
+    let masked = path_and_query(raw);
+    // Too broken to parse, but `scheme://user:password@` is still a credential.
+    if let Some((scheme, rest)) = masked.split_once("://") {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{scheme}://{MASK}@{}", &rest[at + 1..]);
+        }
+    }
+    masked
 }
 
 /// `host:port/path` of a URL: which instance it is, with no credentials at all.
@@ -64,18 +212,23 @@ fn secrets(parsed: &url::Url) -> Vec<String> {
     if let Some(password) = parsed.password().filter(|p| !p.is_empty()) {
         found.push(password.to_owned());
         // The URL holds it percent-encoded; a driver may print it decoded.
-        found.push(
-            percent_encoding::percent_decode_str(password)
-                .decode_utf8_lossy()
-                .into_owned(),
-        );
+        found.push(decoded(password).into_owned());
     }
-    if parsed.scheme().starts_with("redis") && !parsed.username().is_empty() {
+    if user_is_credential(parsed.scheme()) && !parsed.username().is_empty() {
         found.push(parsed.username().to_owned());
     }
-    for (name, value) in parsed.query_pairs() {
-        if is_secret_param(&name) && !value.is_empty() {
-            found.push(value.into_owned());
+    let pairs = parsed
+        .query()
+        .into_iter()
+        .chain(parsed.fragment())
+        .flat_map(|text| text.split(['&', ';', '#']));
+    for pair in pairs {
+        if let Some((name, value)) = pair.split_once('=')
+            && is_secret_name(name)
+            && !value.is_empty()
+        {
+            found.push(value.to_owned());
+            found.push(decoded(value).into_owned());
         }
     }
     found
@@ -88,67 +241,50 @@ pub fn scrub(message: &str, raw_url: &str) -> String {
     };
     let mut out = message.replace(raw_url, &url(raw_url));
     for secret in secrets(&parsed) {
-        out = out.replace(&secret, "***");
+        out = out.replace(&secret, MASK);
     }
     out
 }
-
-/// Headers whose values are credentials.
-const SECRET_HEADERS: [&str; 6] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "x-auth-token",
-];
 
 /// A header's value as logs may show it: credentials masked, keeping an `Authorization`
 /// scheme (`Bearer ***`) and cookie names (`session=***`), which help debugging and are not
 /// secret.
 pub fn header(name: &str, value: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    if !SECRET_HEADERS.contains(&lower.as_str()) {
+    if !is_secret_name(name) {
         return value.to_owned();
     }
+    let lower = name.to_ascii_lowercase();
     match lower.as_str() {
         "authorization" | "proxy-authorization" => match value.split_once(' ') {
-            Some((scheme, _)) => format!("{scheme} ***"),
-            None => "***".to_owned(),
+            Some((scheme, _)) => format!("{scheme} {MASK}"),
+            None => MASK.to_owned(),
         },
+        // Every cookie's value, and a nameless cookie whole; Set-Cookie's attributes after the
+        // first `;` (Path, Expires, HttpOnly, ...) are no secret.
         "cookie" | "set-cookie" => value
             .split(';')
-            .map(|part| match part.split_once('=') {
-                // Set-Cookie's attributes (Path, Expires, ...) are no secret.
-                Some((key, _))
-                    if lower == "set-cookie"
-                        && ["path", "domain", "expires", "max-age", "samesite"]
-                            .contains(&key.trim().to_ascii_lowercase().as_str()) =>
-                {
-                    part.to_owned()
-                }
-                Some((key, _)) => format!("{key}=***"),
-                None => part.to_owned(),
+            .enumerate()
+            .map(|(i, part)| match part.split_once('=') {
+                _ if lower == "set-cookie" && i > 0 => part.to_owned(),
+                Some((key, _)) => format!("{key}={MASK}"),
+                None if part.trim().is_empty() => part.to_owned(),
+                None => MASK.to_owned(),
             })
             .collect::<Vec<_>>()
             .join(";"),
-        _ => "***".to_owned(),
+        _ => MASK.to_owned(),
     }
 }
 
-/// A request target (`/path?query`) with secret query parameters masked.
+/// A request target (`/path?query#fragment`) with secret parameters masked: what endpoint
+/// names and log lines show.
 pub fn path_and_query(target: &str) -> String {
-    let Some((path, query)) = target.split_once('?') else {
+    let Some(at) = target.find(['?', '#']) else {
         return target.to_owned();
     };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if is_secret_param(key) => format!("{key}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", query.join("&"))
+    let (path, rest) = target.split_at(at);
+    let (mark, pairs) = rest.split_at(1);
+    format!("{path}{mark}{}", mask_pairs(pairs))
 }
 
 /// An HTTP message head (request line, then `Name: value` lines) with credentials masked: the
@@ -232,6 +368,85 @@ mod tests {
             masked.starts_with("GET /a?password=*** HTTP/1.1"),
             "{masked}"
         );
+    }
+
+    #[test]
+    fn every_secret_name_matches_by_case_suffix_plural_and_encoding() {
+        for name in [
+            "password",
+            "PASSWORD",
+            "user_password",
+            "sslpassword",
+            "passwd",
+            "pwd",
+            "aws_secret",
+            "client-secret",
+            "token",
+            "accessToken",
+            "access_token",
+            "refresh_token",
+            "api_key",
+            "X-Api-Key",
+            "apikey",
+            "key",
+            "sig",
+            "X-Amz-Signature",
+            "auth",
+            "session",
+            "credentials",
+            "jwt",
+            "user[password]",
+            "%70assword",
+            "api%5Fkey",
+            "%2570assword",
+            "Authorization",
+            "Proxy-Authorization",
+            "Cookie",
+            "Set-Cookie",
+        ] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in [
+            "page",
+            "sort",
+            "user",
+            "Accept",
+            "Content-Type",
+            "x",
+            "",
+            "%",
+            "==",
+        ] {
+            assert!(!is_secret_name(name), "{name}");
+        }
+        assert!(!is_secret_name("X-Tenant-Seal"));
+        add_secret_names(&["X-Tenant-Seal"]);
+        assert!(is_secret_name("x-tenant-seal"));
+        assert_eq!(header("X-Tenant-Seal", "s3al"), "***");
+    }
+
+    #[test]
+    fn masks_every_secret_parameter_of_a_target_and_keeps_the_rest() {
+        assert_eq!(
+            path_and_query("/a?page=2&api_key=K1&Sig=S1;x_token=T1#session=F1"),
+            "/a?page=2&api_key=***&Sig=***;x_token=***#session=***"
+        );
+        assert_eq!(path_and_query("/a?q=%20x&b"), "/a?q=%20x&b");
+        assert_eq!(path_and_query("/plain"), "/plain");
+        assert_eq!(
+            url("https://h/x?a=%20b&signature=abc%2Fdef"),
+            "https://h/x?a=%20b&signature=***"
+        );
+        assert_eq!(
+            url("https://ghp_T0k3n@github.com/x"),
+            "https://***@github.com/x"
+        );
+        assert_eq!(
+            reference("http://u:pw@bad host/x?password=P"),
+            "http://***@bad host/x?password=***"
+        );
+        assert_eq!(reference("/next?token=T&id=1"), "/next?token=***&id=1");
+        assert_eq!(reference("http://127.0.0.1:8000"), "http://127.0.0.1:8000");
     }
 
     #[test]

@@ -144,9 +144,9 @@ fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
             |t| format!("for {}", humantime::format_duration(t))
         ),
         if config.host.is_empty() {
-            "the host the web form gives"
+            "the host the web form gives".to_owned()
         } else {
-            &config.host
+            common::redact::reference(&config.host)
         },
         if cli.headless {
             "headless"

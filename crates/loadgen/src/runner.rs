@@ -646,6 +646,7 @@ mod tests {
             tags: vec![],
             vars: vec![],
             headers: vec![],
+            secret_headers: vec![],
             on_start: vec![],
             tasks: vec![Task {
                 weight: 1,

@@ -345,7 +345,10 @@ impl VirtualUser {
             let next = url::Url::parse(&url)
                 .and_then(|base| base.join(&location))
                 .map_err(|_| {
-                    HttpError::Protocol(format!("redirect to {location:?}, which is not a URL"))
+                    HttpError::Protocol(format!(
+                        "redirect to {:?}, which is not a URL",
+                        common::redact::reference(&location)
+                    ))
                 })?;
             if answer.status == 303
                 || (matches!(answer.status, 301 | 302) && method == http::Method::POST)
@@ -362,8 +365,10 @@ impl VirtualUser {
             };
             url = next.to_string();
             if origin != self.shared.target.origin() {
-                // Credentials stay with the origin they were given for.
-                headers.retain(|(name, _)| name != http::header::AUTHORIZATION);
+                // Credentials stay with the origin they were given for: Authorization, a
+                // Cookie the scenario set (the jar adds the ones its rules give the new
+                // host), X-Api-Key and whatever the scenario marks secret.
+                headers.retain(|(name, _)| !self.user_type.is_secret_header(name.as_str()));
             }
             let with_cookies = self.with_cookies(|| url.clone(), &headers);
             let connection = if origin == self.shared.target.origin() {

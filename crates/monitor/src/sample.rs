@@ -83,6 +83,18 @@ pub struct ContainerValues {
     pub block_read_bps: f64,
     /// Block writes, bytes/s.
     pub block_write_bps: f64,
+    /// Bytes received since the container started, as the engine counts them.
+    #[serde(default)]
+    pub net_rx_bytes: u64,
+    /// Bytes sent since the container started.
+    #[serde(default)]
+    pub net_tx_bytes: u64,
+    /// Bytes read from block devices since the container started.
+    #[serde(default)]
+    pub block_read_bytes: u64,
+    /// Bytes written to block devices since the container started.
+    #[serde(default)]
+    pub block_write_bytes: u64,
 }
 
 /// A PostgreSQL server, without the monitor's own backend.
@@ -120,6 +132,16 @@ pub struct PostgresValues {
     pub cache_hit_pct: f64,
     /// Deadlocks since the last tick.
     pub deadlocks: i64,
+    /// Transactions committed, the server's own count (`pg_stat_database.xact_commit`, since
+    /// its statistics were reset).
+    #[serde(default)]
+    pub commits_total: i64,
+    /// Transactions rolled back, the server's own count (`xact_rollback`).
+    #[serde(default)]
+    pub rollbacks_total: i64,
+    /// Deadlocks detected, the server's own count (`pg_stat_database.deadlocks`).
+    #[serde(default)]
+    pub deadlocks_total: i64,
     /// Client backends of the whole server (whatever the scope), by database, application
     /// name and client address, the most connections first: the API's pool shows here even
     /// when the monitor's URL names another database.
@@ -177,6 +199,15 @@ pub struct RedisValues {
     pub rejected_connections: i64,
     /// Keys evicted since the last tick.
     pub evicted_keys: i64,
+    /// Commands processed since the server started (`total_commands_processed`).
+    #[serde(default)]
+    pub commands_total: u64,
+    /// Connections rejected since the server started (`rejected_connections`).
+    #[serde(default)]
+    pub rejected_connections_total: u64,
+    /// Keys evicted since the server started (`evicted_keys`).
+    #[serde(default)]
+    pub evicted_keys_total: u64,
     /// Memory used, bytes.
     pub used_memory_bytes: u64,
     /// `maxmemory` (0 = no limit).
@@ -206,13 +237,27 @@ pub struct HostValues {
     pub net_tx_bps: f64,
     /// Busier direction as a percent of the capacity set.
     pub net_pct: f64,
+    /// Bytes read from the disks since the host started, as its kernel counts them.
+    #[serde(default)]
+    pub disk_read_bytes: u64,
+    /// Bytes written to the disks since the host started.
+    #[serde(default)]
+    pub disk_write_bytes: u64,
+    /// Bytes received since the host started (the counted interfaces).
+    #[serde(default)]
+    pub net_rx_bytes: u64,
+    /// Bytes sent since the host started.
+    #[serde(default)]
+    pub net_tx_bytes: u64,
     /// Who uses the host: the busiest process groups (by name: ffmpeg, uvicorn, celery,
     /// postgres, ...), busiest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<ProcessGroup>,
 }
 
-/// The processes of one name on the host, in one tick.
+/// The processes of one name on the host, in one tick. Never a command line: arguments hold
+/// passwords and tokens (the monitor's own `--postgres-url` among them), and samples go to
+/// files, web answers and reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ProcessGroup {
     /// The group's name: the program, or for an interpreter the script or module it runs
@@ -224,8 +269,144 @@ pub struct ProcessGroup {
     pub cpu_pct: f64,
     /// Resident memory, bytes.
     pub memory_bytes: u64,
-    /// The start of one member's command line, for a user to recognise it.
-    pub command: String,
+}
+
+/// Every field a sample may carry, as a path in its JSON: `*` stands for a map's keys (a
+/// source, a container, a wait event type, a list) and `[]` for a list's items. A source records
+/// what is chosen here, never whatever the system hands over: a field added to a sample is
+/// added to this list by hand, after asking whether it can hold a secret (a command line, an
+/// environment, a URL). [`fields_not_allowed`] checks a sample against it, in the tests of
+/// every source.
+pub const ALLOWED_FIELDS: &[&str] = &[
+    "tick",
+    "timestamp",
+    "spread_ms",
+    "sources",
+    "sources.*",
+    "sources.*.at",
+    "sources.*.up",
+    "sources.*.error",
+    "sources.*.notes",
+    "sources.*.notes.[]",
+    "sources.*.values",
+    "sources.*.values.kind",
+    // Docker.
+    "sources.*.values.containers",
+    "sources.*.values.containers.*",
+    "sources.*.values.containers.*.state",
+    "sources.*.values.containers.*.restart_count",
+    "sources.*.values.containers.*.cpu_pct",
+    "sources.*.values.containers.*.memory_bytes",
+    "sources.*.values.containers.*.memory_limit_bytes",
+    "sources.*.values.containers.*.memory_pct",
+    "sources.*.values.containers.*.net_rx_bps",
+    "sources.*.values.containers.*.net_tx_bps",
+    "sources.*.values.containers.*.block_read_bps",
+    "sources.*.values.containers.*.block_write_bps",
+    "sources.*.values.containers.*.net_rx_bytes",
+    "sources.*.values.containers.*.net_tx_bytes",
+    "sources.*.values.containers.*.block_read_bytes",
+    "sources.*.values.containers.*.block_write_bytes",
+    // PostgreSQL.
+    "sources.*.values.connections",
+    "sources.*.values.max_connections",
+    "sources.*.values.connections_pct",
+    "sources.*.values.active",
+    "sources.*.values.idle",
+    "sources.*.values.idle_in_transaction",
+    "sources.*.values.idle_in_transaction_aborted",
+    "sources.*.values.waiting",
+    "sources.*.values.waiting.*",
+    "sources.*.values.blocked",
+    "sources.*.values.longest_query_secs",
+    "sources.*.values.longest_transaction_secs",
+    "sources.*.values.longest_idle_in_transaction_secs",
+    "sources.*.values.commits_per_sec",
+    "sources.*.values.rollbacks_per_sec",
+    "sources.*.values.cache_hit_pct",
+    "sources.*.values.deadlocks",
+    "sources.*.values.commits_total",
+    "sources.*.values.rollbacks_total",
+    "sources.*.values.deadlocks_total",
+    "sources.*.values.clients",
+    "sources.*.values.clients.[]",
+    "sources.*.values.clients.[].database",
+    "sources.*.values.clients.[].application",
+    "sources.*.values.clients.[].address",
+    "sources.*.values.clients.[].connections",
+    "sources.*.values.clients.[].active",
+    "sources.*.values.clients.[].idle_in_transaction",
+    "sources.*.values.server_connections",
+    "sources.*.values.database",
+    // Redis.
+    "sources.*.values.connected_clients",
+    "sources.*.values.blocked_clients",
+    "sources.*.values.maxclients",
+    "sources.*.values.ops_per_sec",
+    "sources.*.values.rejected_connections",
+    "sources.*.values.evicted_keys",
+    "sources.*.values.used_memory_bytes",
+    "sources.*.values.maxmemory_bytes",
+    "sources.*.values.commands_total",
+    "sources.*.values.rejected_connections_total",
+    "sources.*.values.evicted_keys_total",
+    "sources.*.values.lists",
+    "sources.*.values.lists.*",
+    // The host.
+    "sources.*.values.cpu_pct",
+    "sources.*.values.memory_pct",
+    "sources.*.values.memory_used_bytes",
+    "sources.*.values.disk_read_bps",
+    "sources.*.values.disk_write_bps",
+    "sources.*.values.disk_pct",
+    "sources.*.values.net_rx_bps",
+    "sources.*.values.net_tx_bps",
+    "sources.*.values.net_pct",
+    "sources.*.values.disk_read_bytes",
+    "sources.*.values.disk_write_bytes",
+    "sources.*.values.net_rx_bytes",
+    "sources.*.values.net_tx_bytes",
+    "sources.*.values.processes",
+    "sources.*.values.processes.[]",
+    "sources.*.values.processes.[].name",
+    "sources.*.values.processes.[].count",
+    "sources.*.values.processes.[].cpu_pct",
+    "sources.*.values.processes.[].memory_bytes",
+];
+
+/// The fields of a tick's JSON that [`ALLOWED_FIELDS`] does not list, as paths.
+pub fn fields_not_allowed(tick: &serde_json::Value) -> Vec<String> {
+    fn allowed(path: &[String]) -> bool {
+        ALLOWED_FIELDS.iter().any(|pattern| {
+            let pattern: Vec<&str> = pattern.split('.').collect();
+            pattern.len() == path.len()
+                && pattern
+                    .iter()
+                    .zip(path)
+                    .all(|(p, segment)| *p == "*" || p == segment)
+        })
+    }
+    fn walk(value: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<String>) {
+        let children: Vec<(String, &serde_json::Value)> = match value {
+            serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
+            serde_json::Value::Array(items) => items.iter().map(|v| ("[]".to_owned(), v)).collect(),
+            _ => return,
+        };
+        for (segment, child) in children {
+            path.push(segment);
+            if allowed(path) {
+                walk(child, path, out);
+            } else {
+                out.push(path.join("."));
+            }
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(tick, &mut Vec::new(), &mut out);
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// One figure with a stable name and its labels, for CSV, Prometheus and OTLP.
@@ -268,6 +449,18 @@ impl Values {
                     push("docker_net_tx_bps", l(), c.net_tx_bps);
                     push("docker_block_read_bps", l(), c.block_read_bps);
                     push("docker_block_write_bps", l(), c.block_write_bps);
+                    push("docker_net_rx_bytes_total", l(), c.net_rx_bytes as f64);
+                    push("docker_net_tx_bytes_total", l(), c.net_tx_bytes as f64);
+                    push(
+                        "docker_block_read_bytes_total",
+                        l(),
+                        c.block_read_bytes as f64,
+                    );
+                    push(
+                        "docker_block_write_bytes_total",
+                        l(),
+                        c.block_write_bytes as f64,
+                    );
                 }
             }
             Values::Postgres(p) => {
@@ -296,6 +489,9 @@ impl Values {
                     ("postgres_rollbacks_per_sec", p.rollbacks_per_sec),
                     ("postgres_cache_hit_pct", p.cache_hit_pct),
                     ("postgres_deadlocks", p.deadlocks as f64),
+                    ("postgres_commits_total", p.commits_total as f64),
+                    ("postgres_rollbacks_total", p.rollbacks_total as f64),
+                    ("postgres_deadlocks_total", p.deadlocks_total as f64),
                 ] {
                     push(name, vec![], value);
                 }
@@ -328,6 +524,12 @@ impl Values {
                     ("redis_evicted_keys", r.evicted_keys as f64),
                     ("redis_used_memory_bytes", r.used_memory_bytes as f64),
                     ("redis_maxmemory_bytes", r.maxmemory_bytes as f64),
+                    ("redis_commands_total", r.commands_total as f64),
+                    (
+                        "redis_rejected_connections_total",
+                        r.rejected_connections_total as f64,
+                    ),
+                    ("redis_evicted_keys_total", r.evicted_keys_total as f64),
                 ] {
                     push(name, vec![], value);
                 }
@@ -350,6 +552,10 @@ impl Values {
                     ("host_net_rx_bps", h.net_rx_bps),
                     ("host_net_tx_bps", h.net_tx_bps),
                     ("host_net_pct", h.net_pct),
+                    ("host_disk_read_bytes_total", h.disk_read_bytes as f64),
+                    ("host_disk_write_bytes_total", h.disk_write_bytes as f64),
+                    ("host_net_rx_bytes_total", h.net_rx_bytes as f64),
+                    ("host_net_tx_bytes_total", h.net_tx_bytes as f64),
                 ] {
                     push(name, vec![], value);
                 }
@@ -379,5 +585,67 @@ impl Tick {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tick where every source is up and every list and map holds an item.
+    fn full_tick() -> Tick {
+        let reading = |values: Values| SourceReading {
+            at: Utc::now(),
+            up: true,
+            error: Some("was down".into()),
+            values: Some(values),
+            notes: vec!["a note".into()],
+        };
+        let docker = DockerValues {
+            containers: [("api".to_owned(), ContainerValues::default())].into(),
+        };
+        let postgres = PostgresValues {
+            waiting: [("Lock".to_owned(), 1)].into(),
+            clients: vec![PostgresClients::default()],
+            ..Default::default()
+        };
+        let redis = RedisValues {
+            lists: [("1/celery".to_owned(), 3)].into(),
+            ..Default::default()
+        };
+        let host = HostValues {
+            processes: vec![ProcessGroup::default()],
+            ..Default::default()
+        };
+        Tick {
+            tick: 1,
+            timestamp: Utc::now(),
+            spread_ms: 0.0,
+            sources: [
+                ("docker".to_owned(), reading(Values::Docker(docker))),
+                ("postgres".to_owned(), reading(Values::Postgres(postgres))),
+                ("redis".to_owned(), reading(Values::Redis(redis))),
+                ("host".to_owned(), reading(Values::Host(host))),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_sample_carries_only_the_allowed_fields() {
+        let json = serde_json::to_value(full_tick()).unwrap_or_default();
+        assert_eq!(fields_not_allowed(&json), Vec::<String>::new());
+        // A process's command line is what the list keeps out.
+        let mut leaky = json.clone();
+        leaky["sources"]["host"]["values"]["processes"][0]["command"] =
+            "monitor --postgres-url postgres://u:pw@db/x".into();
+        leaky["sources"]["host"]["values"]["environment"] = "PGPASSWORD=pw".into();
+        assert_eq!(
+            fields_not_allowed(&leaky),
+            [
+                "sources.host.values.environment",
+                "sources.host.values.processes.[].command"
+            ]
+        );
     }
 }

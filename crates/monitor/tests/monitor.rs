@@ -958,3 +958,204 @@ async fn the_host_names_the_process_that_burns_the_cpu() {
     assert_eq!(yes.count, 1);
     assert!(yes.memory_bytes > 0, "{yes:?}");
 }
+
+/// The value of the one sample of `family` in Prometheus text.
+fn exposed(text: &str, family: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{family} ")))
+        .unwrap_or_else(|| panic!("no {family} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// `_total` counters are the servers' own counts, read as their exporters read them: Redis's
+/// `total_commands_processed` and PostgreSQL's `xact_commit` lie between what the server said
+/// just before and just after the tick, whole, from the first tick on (an integral of rates
+/// would start at 0 and grow by fractions).
+#[tokio::test]
+async fn prometheus_counters_are_the_servers_own_counts() {
+    let services = Services::start();
+    let client = redis::Client::open(services.redis_url.as_str()).unwrap();
+    let mut redis_connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut postgres = PgConnection::connect(&services.postgres_url).await.unwrap();
+    // Counts far above zero, and far above what the monitor's own queries add.
+    for _ in 0..300 {
+        let _: i64 = redis::cmd("INCR")
+            .arg("counted")
+            .query_async(&mut redis_connection)
+            .await
+            .unwrap();
+    }
+    // On a connection of their own, closed: a backend publishes its counts as it exits.
+    let mut committer = PgConnection::connect(&services.postgres_url).await.unwrap();
+    for _ in 0..100 {
+        committer.execute("SELECT 1").await.unwrap();
+    }
+    committer.close().await.unwrap();
+    let redis_commands = async |connection: &mut redis::aio::MultiplexedConnection| {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(connection)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("total_commands_processed:"))
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    let commits = async |connection: &mut PgConnection| {
+        let commits: i64 = sqlx::query_scalar(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(connection)
+        .await
+        .unwrap();
+        commits as f64
+    };
+    let sources: Vec<Box<dyn Source>> = vec![
+        Box::new(Postgres::new(&services.postgres_url, Scope::Database)),
+        Box::new(Redis::new(&services.redis_url, vec![])),
+    ];
+    let mut sampler = monitor::sampler::Sampler::new(sources, Duration::from_millis(500));
+    let mut exposition = monitor::sinks::prometheus::Exposition::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while commits(&mut postgres).await < 100.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the commits were never published"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = (
+        redis_commands(&mut redis_connection).await,
+        commits(&mut postgres).await,
+    );
+    exposition.update(&sampler.tick().await);
+    let text = exposition.render();
+    let after = (
+        redis_commands(&mut redis_connection).await,
+        commits(&mut postgres).await,
+    );
+    for (family, before, after) in [
+        ("monitor_redis_commands_total", before.0, after.0),
+        ("monitor_postgres_commits_total", before.1, after.1),
+    ] {
+        let value = exposed(&text, family);
+        assert!(
+            before >= 100.0 && before <= value && value <= after && value.fract() == 0.0,
+            "{family} is {value}; the server counted {before} before the tick, {after} after"
+        );
+    }
+    assert!(
+        text.contains("# TYPE monitor_redis_commands_total counter\n"),
+        "{text}"
+    );
+}
+
+/// No command line reaches a sample: a busy process whose arguments hold a secret shows by
+/// its name alone; the monitor's `--postgres-url` (its password and a `?sslpassword=`) is in no
+/// file, log line or HTTP answer; every tick carries only the allowed fields.
+#[tokio::test]
+async fn no_command_line_and_no_url_secret_reaches_any_output() {
+    const ARGUMENT: &str = "PlantedArgument96";
+    const SSL: &str = "PlantedSsl97";
+    let services = Services::start();
+    let mut postgres = url::Url::parse(&services.postgres_url).unwrap();
+    let password = postgres.password().unwrap().to_owned();
+    postgres.query_pairs_mut().append_pair("sslpassword", SSL);
+    let out = tempfile::tempdir().unwrap();
+    let jsonl = out.path().join("samples.jsonl");
+    let csv = out.path().join("samples.csv");
+    // Burns a core, so that it is among the busiest groups the host source keeps.
+    let mut burner = Command::new("yes")
+        .arg(format!("password={ARGUMENT}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["--postgres-url", postgres.as_str()])
+        .args(["--interval", "300ms", "--listen", "127.0.0.1:0"])
+        .arg("--out")
+        .arg(&jsonl)
+        .arg("--csv")
+        .arg(&csv)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr_lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut printed = String::new();
+    let base = loop {
+        let line = stderr_lines
+            .next_line()
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("the monitor ended early: {printed}"));
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(rest) = line.strip_prefix("monitor: serving ") {
+            break rest.split("/latest").next().unwrap().to_owned();
+        }
+    };
+    // Await a tick that counts the burner.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let burning = |tick: &Tick| match tick.sources["host"].values.as_ref() {
+        Some(Values::Host(h)) => h.processes.iter().any(|g| g.name == "yes"),
+        _ => false,
+    };
+    loop {
+        let latest = reqwest::get(format!("{base}/latest")).await.unwrap();
+        if latest.status() == 200 && burning(&latest.json::<Tick>().await.unwrap()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the burner was never sampled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut served = String::new();
+    for path in ["/latest", "/samples", "/metrics"] {
+        served.push_str(
+            &reqwest::get(format!("{base}{path}"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+    while let Some(line) = stderr_lines.next_line().await.unwrap() {
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    let output = child.wait_with_output().await.unwrap();
+    let _ = burner.kill();
+    let _ = burner.wait();
+    assert!(output.status.success(), "{printed}");
+    let ticks = std::fs::read_to_string(&jsonl).unwrap();
+    let everything = [
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        printed,
+        served,
+        ticks.clone(),
+        std::fs::read_to_string(&csv).unwrap(),
+    ]
+    .join("\n");
+    assert!(
+        everything.contains("\"postgres\"") && everything.contains("\"yes\""),
+        "PostgreSQL or the burner not sampled"
+    );
+    for secret in [ARGUMENT, SSL, password.as_str()] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+    for line in ticks.lines() {
+        let tick: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            monitor::sample::fields_not_allowed(&tick),
+            Vec::<String>::new()
+        );
+    }
+}

@@ -295,7 +295,9 @@ impl Session<'_> {
                                 Ok((handle, threads)) => {
                                     eprintln!(
                                         "loadgen: worker: run {} started: {} users against {}",
-                                        spec.run_id, spec.users, spec.host
+                                        spec.run_id,
+                                        spec.users,
+                                        common::redact::reference(&spec.host)
                                     );
                                     if let Some(old) = current.take() {
                                         old.handle.stop();

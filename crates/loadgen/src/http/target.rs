@@ -15,7 +15,8 @@ pub struct Target {
     pub authority: String,
     /// Every address the name resolved to, tried in order.
     pub addrs: Vec<SocketAddr>,
-    /// The URL as the user gave it, without a trailing slash (for messages).
+    /// The URL as the user gave it, without a trailing slash and with its secret parameters
+    /// masked (for messages).
     pub url: String,
     /// Path prefix of the URL (empty or e.g. `/prefix`), put before every step's path.
     pub base_path: String,
@@ -61,36 +62,36 @@ impl Target {
     /// Parses and resolves `url`; `tls` is the run's TLS configuration, used for https.
     pub async fn resolve(url: &str, tls: Option<&Arc<ClientConfig>>) -> Result<Self, TargetError> {
         let trimmed = url.trim().trim_end_matches('/');
-        let parsed =
-            url::Url::parse(trimmed).map_err(|_| TargetError::Malformed(url.to_owned()))?;
+        let parsed = url::Url::parse(trimmed)
+            .map_err(|_| TargetError::Malformed(common::redact::reference(url)))?;
         let scheme = match parsed.scheme() {
             "http" => "http",
             "https" => "https",
             other => {
                 return Err(TargetError::Scheme {
-                    url: url.to_owned(),
+                    url: common::redact::reference(url),
                     scheme: other.to_owned(),
                 });
             }
         };
         if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(TargetError::Credentials(common::redact::url(url)));
+            return Err(TargetError::Credentials(common::redact::reference(url)));
         }
         let host = match parsed.host() {
             Some(url::Host::Domain(name)) => name.to_owned(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(TargetError::Malformed(url.to_owned())),
+            None => return Err(TargetError::Malformed(common::redact::reference(url))),
         };
         let port = parsed
             .port_or_known_default()
-            .ok_or_else(|| TargetError::Malformed(url.to_owned()))?;
+            .ok_or_else(|| TargetError::Malformed(common::redact::reference(url)))?;
         let server_name = match scheme {
             "https" => {
-                tls.ok_or_else(|| TargetError::NoTls(url.to_owned()))?;
+                tls.ok_or_else(|| TargetError::NoTls(common::redact::reference(url)))?;
                 Some(
                     ServerName::try_from(host)
-                        .map_err(|_| TargetError::Malformed(url.to_owned()))?,
+                        .map_err(|_| TargetError::Malformed(common::redact::reference(url)))?,
                 )
             }
             _ => None,
@@ -104,14 +105,14 @@ impl Target {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&lookup)
             .await
             .map_err(|cause| TargetError::Resolve {
-                url: url.to_owned(),
+                url: common::redact::reference(url),
                 authority: lookup.clone(),
                 cause,
             })?
             .collect();
         if addrs.is_empty() {
             return Err(TargetError::Resolve {
-                url: url.to_owned(),
+                url: common::redact::reference(url),
                 authority: lookup,
                 cause: std::io::Error::other("no address"),
             });
@@ -121,7 +122,7 @@ impl Target {
             scheme,
             authority,
             addrs,
-            url: trimmed.to_owned(),
+            url: common::redact::url(trimmed),
             base_path,
             tls: tls.cloned(),
             server_name,

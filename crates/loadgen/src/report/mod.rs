@@ -468,7 +468,8 @@ impl Report {
             locust_total: Row::new(Phase::Steady, "", "Aggregated", &everything, secs),
             report_version: REPORT_VERSION,
             scenario: config.scenario.identity(),
-            host: config.host.clone(),
+            // `-H http://api/?token=...`: the report shows where, never the secret.
+            host: common::redact::reference(&config.host),
             started_at: unix(outcome.started_at),
             duration_secs: secs,
             interrupted: outcome.interrupted || outcome.in_hand,

@@ -115,12 +115,26 @@ pub struct UserType {
     pub vars: Vec<(String, ValueTemplate)>,
     /// Headers on every request whose variables are all set.
     pub headers: Vec<(String, Template)>,
+    /// Header names the scenario marks secret (lower case), beside the known ones.
+    pub secret_headers: Vec<String>,
     /// Steps run once when the user starts.
     pub on_start: Vec<StepRef>,
     /// Weighted tasks run in a loop.
     pub tasks: Vec<Task>,
     /// The steps, referenced by index.
     pub steps: Vec<Step>,
+}
+
+impl UserType {
+    /// Whether a header carries credentials: a known one (Authorization, Cookie, X-Api-Key,
+    /// ..., see [`common::redact::SECRET_NAMES`]) or one the scenario marks secret.
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        common::redact::is_secret_name(name)
+            || self
+                .secret_headers
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(name))
+    }
 }
 
 /// How long a user waits between tasks.
@@ -542,10 +556,41 @@ fn compile_user(
         tags: user.tags.clone(),
         vars,
         headers: templates(checker, &user.headers)?,
+        secret_headers: secret_headers(checker, &user.secret_headers)?,
         on_start,
         tasks,
         steps,
     })
+}
+
+/// The name requests are reported under: a path's secret parameters (`?api_key=...`) masked,
+/// as every report file, log line and web answer shows it.
+fn display_name(name: String) -> Arc<str> {
+    common::redact::path_and_query(&name).into()
+}
+
+/// The header names a user type marks secret, each a valid header name. They are secrets in
+/// every log line too, and log lines are written far from the scenario: the redactor learns them.
+fn secret_headers(
+    checker: &Checker<'_>,
+    names: &[Spanned<String>],
+) -> Result<Vec<String>, ScenarioError> {
+    let mut out = Vec::new();
+    for name in names {
+        if http::HeaderName::from_bytes(name.get_ref().as_bytes()).is_err() {
+            return Err(checker.error(
+                name.span(),
+                format!(
+                    "secret_headers: {:?} is not a valid HTTP header name \
+                     (letters, digits and !#$%&'*+-.^_`|~, no spaces)",
+                    name.get_ref()
+                ),
+            ));
+        }
+        out.push(name.get_ref().to_ascii_lowercase());
+    }
+    common::redact::add_secret_names(&out);
+    Ok(out)
 }
 
 /// Headers loadgen writes itself: an override would frame the request wrongly, so that the
@@ -738,11 +783,11 @@ fn compile_step(
             Some(Track {
                 job: raw.job.as_str().into(),
                 poll: Template::parse(&raw.poll).map_err(|e| checker.error(s.clone(), e))?,
-                name: raw
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| raw.poll.replace("${id}", "[id]"))
-                    .into(),
+                name: display_name(
+                    raw.name
+                        .clone()
+                        .unwrap_or_else(|| raw.poll.replace("${id}", "[id]")),
+                ),
                 id: field_path(&raw.id),
                 field: field_path(&raw.field),
                 done: raw.done.clone(),
@@ -778,11 +823,11 @@ fn compile_step(
     Ok(Step {
         key: key.to_owned(),
         method,
-        name: step
-            .name
-            .clone()
-            .unwrap_or_else(|| step.path.get_ref().clone())
-            .into(),
+        name: display_name(
+            step.name
+                .clone()
+                .unwrap_or_else(|| step.path.get_ref().clone()),
+        ),
         path,
         headers: templates(checker, &step.headers)?,
         body,
@@ -883,6 +928,10 @@ mod tests {
             (step("path = \"/\"\nheaders = { \"\" = \"x\" }"), "not a valid HTTP header name"),
             (step("path = \"/\"\nheaders = { X-A = \"1\\r\\nInjected: 1\" }"), "control character"),
             (step("path = \"/\"\nheaders = { Host = \"evil\" }"), "set by loadgen itself"),
+            (
+                "[[users]]\nname = \"A\"\nsecret_headers = [\"X Key\"]\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\npath = \"/\"\n".to_owned(),
+                "secret_headers: \"X Key\" is not a valid HTTP header name",
+            ),
             (step("path = \"/\"\nheaders = { Content-Length = \"5\" }"), "set by loadgen itself"),
             (step("path = \"/\"\nheaders = { Transfer-Encoding = \"chunked\" }"), "set by loadgen itself"),
             (format!("health = \"no-slash\"\n{}", step("path = \"/\"")), "must start with '/'"),

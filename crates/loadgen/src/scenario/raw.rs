@@ -35,6 +35,10 @@ pub struct User {
     pub vars: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<String>>,
+    /// Headers that carry credentials beyond the known ones (Authorization, Cookie, X-Api-Key,
+    /// ...): masked in logs and not sent on to another host on a redirect.
+    #[serde(default)]
+    pub secret_headers: Vec<Spanned<String>>,
     #[serde(default)]
     pub on_start: Vec<Spanned<StepRef>>,
     #[serde(default)]

@@ -16,14 +16,9 @@ pub const STYLE: &str = include_str!("assets/ui.css");
 /// password, a token or another secret is shown redacted (a page can be read over a shoulder,
 /// captured, or fetched by whoever reaches the UI).
 pub fn shown_host(host: &str) -> (String, bool) {
-    if host.is_empty() {
-        return (String::new(), false);
-    }
-    let redacted = common::redact::url(host);
-    match url::Url::parse(host) {
-        Ok(parsed) if parsed.as_str() == redacted => (host.to_owned(), false),
-        _ => (redacted, true),
-    }
+    let shown = common::redact::reference(host);
+    let redacted = shown != host;
+    (shown, redacted)
 }
 
 /// The whole page, its form filled from the session's defaults.

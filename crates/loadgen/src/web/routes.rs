@@ -123,7 +123,7 @@ async fn swarm(state: &AppState, request: Result<SwarmRequest, String>) -> Value
         Ok(request) => session.swarm(request).await,
         Err(message) => Err(message),
     };
-    let host = page::shown_host(&session.template.host).0;
+    let host = session.shown_host();
     match result {
         Ok(message) => {
             let mut answer = json!({"success": true, "message": message, "host": host});
@@ -202,7 +202,7 @@ async fn api_stats(State(state): State<AppState>) -> Json<Value> {
         "state": session.state(),
         "user_count": users,
         "target_users": target_users,
-        "host": page::shown_host(&session.template.host).0,
+        "host": session.shown_host(),
         "elapsed_secs": elapsed,
         "workers": session.master.as_ref().map(crate::cluster::Master::workers),
         "report": report,

@@ -66,6 +66,11 @@ impl Session {
         }
     }
 
+    /// The host as pages and answers show it: its secrets masked.
+    pub fn shown_host(&self) -> String {
+        common::redact::reference(&self.template.host)
+    }
+
     /// Locust's state name of the session.
     pub fn state(&self) -> &'static str {
         let Some(run) = &self.run else {
@@ -122,7 +127,11 @@ impl Session {
         }
         let mut config = self.template.clone();
         if let Some(host) = request.host.filter(|h| !h.trim().is_empty()) {
-            config.host = host.trim().to_owned();
+            // The page shows the host with its secrets masked: sent back as shown, it is the
+            // host already set, secrets and all.
+            if host.trim() != self.shown_host() {
+                config.host = host.trim().to_owned();
+            }
         }
         if config.host.is_empty() {
             return Err("no host: enter the API's URL, e.g. http://127.0.0.1:8000".into());

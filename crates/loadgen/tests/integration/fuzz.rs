@@ -2,7 +2,8 @@
 //! parser (what a target sends), the scenario parser (what a user writes), the template
 //! engine (what both feed it), and a master's first exchange with whoever connects (the
 //! WebSocket frames and the hello). Whatever the input, they answer or refuse; they never
-//! panic.
+//! panic. And of the redactor: no secret-named parameter survives it, whatever its case,
+//! suffix, encoding or position.
 //!
 //! Each runs `PROPTEST_CASES` cases (256 by default, in the test suite); `scripts/fuzz.sh`
 //! runs many more.
@@ -231,7 +232,126 @@ proptest! {
     }
 }
 
+/// A secret parameter's name as someone may write it: one of the sensitive names, maybe with
+/// a prefix (`aws_secret`, `user[password]`), a plural, any letter case, and any of its
+/// characters percent-encoded (once or twice).
+fn secret_name() -> impl Strategy<Value = String> {
+    (
+        proptest::sample::select(common::redact::SECRET_NAMES.to_vec()),
+        proptest::sample::select(vec!["", "x_", "aws_", "user-", "X-", "client", "user["]),
+        any::<bool>(),
+        proptest::collection::vec(any::<bool>(), 24),
+        proptest::collection::vec(0u8..8, 24),
+    )
+        .prop_map(|(word, prefix, plural, upper, encode)| {
+            let mut plain = format!("{prefix}{word}");
+            if plural {
+                plain.push('s');
+            }
+            if prefix.ends_with('[') {
+                plain.push(']');
+            }
+            let mut out = String::new();
+            for (i, c) in plain.chars().enumerate() {
+                let c = if upper[i % upper.len()] {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                };
+                match encode[i % encode.len()] {
+                    0 => out.push_str(&format!("%{:02X}", c as u32)),
+                    1 => out.push_str(&format!("%25{:02x}", c as u32)),
+                    // `[` and `]` are percent-encoded by most clients.
+                    _ if "[]".contains(c) => out.push_str(&format!("%{:02X}", c as u32)),
+                    _ => out.push(c),
+                }
+            }
+            out
+        })
+}
+
+/// A query of harmless parameters with `name=value` at `position`, joined by `&` or `;`, or put
+/// in the fragment.
+fn query_with(
+    name: &str,
+    value: &str,
+    others: &[(String, String)],
+    position: usize,
+    separators: &[bool],
+    in_fragment: bool,
+) -> String {
+    let mut pairs: Vec<String> = others.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let at = position % (pairs.len() + 1);
+    pairs.insert(at, format!("{name}={value}"));
+    if in_fragment {
+        let secret = pairs.remove(at);
+        return format!("{}#{secret}", pairs.join("&"));
+    }
+    let mut out = String::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(if separators[i % separators.len()] {
+                '&'
+            } else {
+                ';'
+            });
+        }
+        out.push_str(pair);
+    }
+    out
+}
+
 proptest! {
+    #[test]
+    fn no_secret_named_parameter_survives_the_redactor(
+        name in secret_name(),
+        value in "[A-Za-z0-9]{10,20}",
+        others in proptest::collection::vec(("[a-z]{1,8}", "[a-z0-9]{0,8}"), 0..5),
+        position in any::<usize>(),
+        separators in proptest::collection::vec(any::<bool>(), 1..6),
+        in_fragment in any::<bool>(),
+    ) {
+        let others: Vec<(String, String)> = others
+            .into_iter()
+            .filter(|(k, _)| !common::redact::is_secret_name(k))
+            .collect();
+        let value = format!("Sv{value}");
+        let query = query_with(&name, &value, &others, position, &separators, in_fragment);
+        let target = format!("/api/v1/tasks?{query}");
+        let masked = common::redact::path_and_query(&target);
+        prop_assert!(!masked.contains(&value), "{} became {}", target, masked);
+        // Only the secret goes: every other parameter is shown as it was.
+        for (k, v) in &others {
+            prop_assert!(masked.contains(&format!("{k}={v}")), "{} became {}", target, masked);
+        }
+        let url = format!("http://127.0.0.1:8000{target}");
+        let masked = common::redact::url(&url);
+        prop_assert!(!masked.contains(&value), "{} became {}", url, masked);
+        let masked = common::redact::reference(&url);
+        prop_assert!(!masked.contains(&value), "{} became {}", url, masked);
+        // As a step's path, it is no endpoint name.
+        let scenario = format!(
+            "[[users]]\nname = \"A\"\n[[users.tasks]]\nrun = [\"s\"]\n\
+             [users.steps.s]\npath = '{target}'\n"
+        );
+        let parsed = loadgen::scenario::parse(&scenario, "fuzz.toml", Path::new("/nonexistent"));
+        let parsed = parsed.map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let step_name = parsed.users[0].steps[0].name.to_string();
+        prop_assert!(!step_name.contains(&value), "{} named {}", target, step_name);
+    }
+
+    #[test]
+    fn no_secret_named_header_survives_the_log(
+        name in "(X-|X-Amz-|Proxy-|)(Api-Key|Auth-Token|Signature|Session|Secret|Authorization|Cookie)",
+        value in "[A-Za-z0-9]{10,20}",
+    ) {
+        let value = format!("Hv{value}");
+        let head = format!("GET / HTTP/1.1\r\nHost: h\r\n{name}: {value}\r\nAccept: */*");
+        let masked = common::redact::http_head(&head);
+        prop_assert!(!masked.contains(&value), "{}", masked);
+        prop_assert!(masked.contains("Accept: */*"), "{}", masked);
+    }
+
     #[test]
     fn the_answer_parser_never_panics_on_any_bytes(
         bytes in proptest::collection::vec(any::<u8>(), 0..600),

@@ -1,8 +1,10 @@
 //! `/metrics` in the Prometheus text format, by its conventions: every family has `# HELP` and
 //! `# TYPE` and its samples together; values are in base units (`_seconds`, `_bytes`, ratios
 //! from 0 to 1 as `_ratio`); one label per dimension (`db` and `list`, not `list="1/celery"`);
-//! and what the sources give as a rate or a per-tick change is a `_total` counter here,
-//! accumulated since the monitor started, so that `rate()` works on it as on any exporter's.
+//! and every `_total` counter is the server's own count (PostgreSQL's `xact_commit`, Redis's
+//! `total_commands_processed`, the engine's and the kernel's byte counts), as an exporter of
+//! that server reports it: whole numbers that agree with the server, where integrating the
+//! rates would drift and give fractions.
 //!
 //! The ticks keep their own names (`host_cpu_pct`, ...) for the console, CSV and OTLP; this
 //! module maps each one to its Prometheus family.
@@ -17,11 +19,7 @@ use crate::sample::{Metric, Tick};
 enum Kind {
     /// A level, scaled (1/100 for a percentage).
     Gauge(f64),
-    /// A per-second rate, accumulated over the time between ticks into a counter.
-    Rate,
-    /// A change since the previous tick, summed into a counter.
-    Delta,
-    /// A counter the source keeps itself (since the container was created, ...), as it is.
+    /// A counter the server keeps itself (since it started, ...), as it is.
     Total,
 }
 
@@ -93,28 +91,28 @@ const FAMILIES: &[Family] = families![
         "Memory used over the container's limit."
     ),
     (
-        "docker_net_rx_bps",
+        "docker_net_rx_bytes_total",
         "monitor_docker_container_network_receive_bytes_total",
-        Kind::Rate,
-        "Bytes received by the container since the monitor started."
+        Kind::Total,
+        "Bytes received by the container since it started (the engine's count)."
     ),
     (
-        "docker_net_tx_bps",
+        "docker_net_tx_bytes_total",
         "monitor_docker_container_network_transmit_bytes_total",
-        Kind::Rate,
-        "Bytes sent by the container since the monitor started."
+        Kind::Total,
+        "Bytes sent by the container since it started (the engine's count)."
     ),
     (
-        "docker_block_read_bps",
+        "docker_block_read_bytes_total",
         "monitor_docker_container_block_read_bytes_total",
-        Kind::Rate,
-        "Bytes the container read from block devices since the monitor started."
+        Kind::Total,
+        "Bytes the container read from block devices since it started."
     ),
     (
-        "docker_block_write_bps",
+        "docker_block_write_bytes_total",
         "monitor_docker_container_block_write_bytes_total",
-        Kind::Rate,
-        "Bytes the container wrote to block devices since the monitor started."
+        Kind::Total,
+        "Bytes the container wrote to block devices since it started."
     ),
     (
         "postgres_connections",
@@ -193,16 +191,16 @@ const FAMILIES: &[Family] = families![
         "Longest time a backend has been idle in a transaction."
     ),
     (
-        "postgres_commits_per_sec",
+        "postgres_commits_total",
         "monitor_postgres_commits_total",
-        Kind::Rate,
-        "Transactions committed since the monitor started."
+        Kind::Total,
+        "Transactions committed (pg_stat_database.xact_commit, since the statistics were reset)."
     ),
     (
-        "postgres_rollbacks_per_sec",
+        "postgres_rollbacks_total",
         "monitor_postgres_rollbacks_total",
-        Kind::Rate,
-        "Transactions rolled back since the monitor started."
+        Kind::Total,
+        "Transactions rolled back (pg_stat_database.xact_rollback, since the statistics were reset)."
     ),
     (
         "postgres_cache_hit_pct",
@@ -211,10 +209,10 @@ const FAMILIES: &[Family] = families![
         "Share of block reads served from the buffer cache in the last interval."
     ),
     (
-        "postgres_deadlocks",
+        "postgres_deadlocks_total",
         "monitor_postgres_deadlocks_total",
-        Kind::Delta,
-        "Deadlocks detected since the monitor started."
+        Kind::Total,
+        "Deadlocks detected (pg_stat_database.deadlocks, since the statistics were reset)."
     ),
     (
         "redis_connected_clients",
@@ -235,22 +233,22 @@ const FAMILIES: &[Family] = families![
         "Redis's maxclients."
     ),
     (
-        "redis_ops_per_sec",
+        "redis_commands_total",
         "monitor_redis_commands_total",
-        Kind::Rate,
-        "Commands processed since the monitor started."
+        Kind::Total,
+        "Commands processed since Redis started (total_commands_processed)."
     ),
     (
-        "redis_rejected_connections",
+        "redis_rejected_connections_total",
         "monitor_redis_rejected_connections_total",
-        Kind::Delta,
-        "Connections refused for maxclients since the monitor started."
+        Kind::Total,
+        "Connections refused for maxclients since Redis started."
     ),
     (
-        "redis_evicted_keys",
+        "redis_evicted_keys_total",
         "monitor_redis_evicted_keys_total",
-        Kind::Delta,
-        "Keys evicted for maxmemory since the monitor started."
+        Kind::Total,
+        "Keys evicted for maxmemory since Redis started."
     ),
     (
         "redis_used_memory_bytes",
@@ -289,16 +287,16 @@ const FAMILIES: &[Family] = families![
         "Memory in use on the host."
     ),
     (
-        "host_disk_read_bps",
+        "host_disk_read_bytes_total",
         "monitor_host_disk_read_bytes_total",
-        Kind::Rate,
-        "Bytes read from the host's disks since the monitor started."
+        Kind::Total,
+        "Bytes read from the host's disks since it booted."
     ),
     (
-        "host_disk_write_bps",
+        "host_disk_write_bytes_total",
         "monitor_host_disk_write_bytes_total",
-        Kind::Rate,
-        "Bytes written to the host's disks since the monitor started."
+        Kind::Total,
+        "Bytes written to the host's disks since it booted."
     ),
     (
         "host_disk_pct",
@@ -307,16 +305,16 @@ const FAMILIES: &[Family] = families![
         "Disk throughput over the disk capacity given to the monitor."
     ),
     (
-        "host_net_rx_bps",
+        "host_net_rx_bytes_total",
         "monitor_host_network_receive_bytes_total",
-        Kind::Rate,
-        "Bytes received by the host since the monitor started."
+        Kind::Total,
+        "Bytes received by the host since it booted (physical interfaces)."
     ),
     (
-        "host_net_tx_bps",
+        "host_net_tx_bytes_total",
         "monitor_host_network_transmit_bytes_total",
-        Kind::Rate,
-        "Bytes sent by the host since the monitor started."
+        Kind::Total,
+        "Bytes sent by the host since it booted (physical interfaces)."
     ),
     (
         "host_net_pct",
@@ -367,26 +365,19 @@ fn labels(metric: &Metric, family: &Family) -> Labels {
     labels
 }
 
-/// The counters accumulated from rates and changes, and the last tick's gauges.
+/// The last tick's gauges and counters. A source that is down has none: its servers' counts
+/// are unknown, and Prometheus marks the series stale rather than flat.
 #[derive(Debug, Default)]
 pub struct Exposition {
     counters: BTreeMap<(&'static str, Labels), f64>,
     gauges: BTreeMap<(&'static str, Labels), f64>,
-    last: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Exposition {
-    /// Takes in a tick: gauges are replaced, counters grow.
+    /// Takes in a tick, in place of the last one.
     pub fn update(&mut self, tick: &Tick) {
-        let elapsed = self.last.map_or(0.0, |last| {
-            (tick.timestamp - last)
-                .num_microseconds()
-                .unwrap_or(0)
-                .max(0) as f64
-                / 1e6
-        });
-        self.last = Some(tick.timestamp);
         self.gauges.clear();
+        self.counters.clear();
         for metric in tick.metrics() {
             let Some(family) = family(&metric.name) else {
                 continue;
@@ -401,8 +392,6 @@ impl Exposition {
                 Kind::Gauge(scale) => {
                     self.gauges.insert(key, value * scale);
                 }
-                Kind::Rate => *self.counters.entry(key).or_default() += value.max(0.0) * elapsed,
-                Kind::Delta => *self.counters.entry(key).or_default() += value.max(0.0),
                 Kind::Total => {
                     self.counters.insert(key, value);
                 }

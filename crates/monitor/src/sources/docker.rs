@@ -329,6 +329,13 @@ impl Docker {
         if system_delta > 0.0 {
             out.cpu_pct = cpu_delta / system_delta * f64::from(online) * 100.0;
         }
+        // The engine's own counts, since the container started.
+        (
+            out.net_rx_bytes,
+            out.net_tx_bytes,
+            out.block_read_bytes,
+            out.block_write_bytes,
+        ) = (rx, tx, read, write);
         // Rates between two collections of the engine: a tick that finds the same collection as
         // the last one keeps the last rates instead of reporting zero.
         let stamp = stats.read.as_ref().map(|r| format!("{r:?}"));

@@ -69,22 +69,38 @@ impl Host {
 /// Interpreters whose processes are named by what they run, not by themselves.
 const INTERPRETERS: [&str; 4] = ["python", "node", "ruby", "java"];
 
+/// Interpreter flags whose next argument is code, not a script: the group is the interpreter.
+const CODE_FLAGS: [&str; 3] = ["-c", "-e", "--eval"];
+
 /// The name a process is grouped under: the program, or for an interpreter the script or
 /// module it runs (`python3 -m celery worker` and `/usr/bin/python3 /app/bin/uvicorn app:app`
-/// are `celery` and `uvicorn`).
+/// are `celery` and `uvicorn`). Only a name is ever taken from the arguments, and only when it
+/// looks like one: the arguments themselves may hold secrets.
 pub fn group_name(name: &str, cmd: &[String]) -> String {
     let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
     let program = base(name);
     if !INTERPRETERS.iter().any(|i| program.starts_with(i)) {
         return program;
     }
+    let named = |arg: &str| {
+        let name = base(arg).trim_end_matches(".py").to_owned();
+        let plain = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if plain { name } else { program.clone() }
+    };
     let mut args = cmd.iter().skip(1);
     while let Some(arg) = args.next() {
+        if CODE_FLAGS.contains(&arg.as_str()) {
+            return program;
+        }
         if arg == "-m" {
-            return args.next().map_or(program.clone(), |m| base(m));
+            return args.next().map_or(program.clone(), |m| named(m));
         }
         if !arg.starts_with('-') {
-            return base(arg).trim_end_matches(".py").to_owned();
+            return named(arg);
         }
     }
     program
@@ -106,15 +122,6 @@ fn process_groups(system: &System) -> Vec<ProcessGroup> {
         let name = group_name(&process.name().to_string_lossy(), &cmd);
         let group = groups.entry(name.clone()).or_insert_with(|| ProcessGroup {
             name,
-            command: cmd
-                .iter()
-                .take(4)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(80)
-                .collect(),
             ..Default::default()
         });
         group.count += 1;
@@ -171,19 +178,25 @@ fn read_host(r: &mut Readers, capacity: Capacity) -> Values {
     let used = r.system.used_memory();
     let mut seen = HashSet::new();
     let (mut read, mut written) = (0u64, 0u64);
+    let (mut read_total, mut written_total) = (0u64, 0u64);
     for disk in r.disks.list() {
         // The same device can be mounted at several places.
         if seen.insert(disk.name().to_owned()) {
             let usage = disk.usage();
             read += usage.read_bytes;
             written += usage.written_bytes;
+            read_total += usage.total_read_bytes;
+            written_total += usage.total_written_bytes;
         }
     }
     let (mut rx, mut tx) = (0u64, 0u64);
+    let (mut rx_total, mut tx_total) = (0u64, 0u64);
     for (name, data) in r.networks.iter() {
         if counted_interface(name) {
             rx += data.received();
             tx += data.transmitted();
+            rx_total += data.total_received();
+            tx_total += data.total_transmitted();
         }
     }
     let (disk_read_bps, disk_write_bps) = (read as f64 / secs, written as f64 / secs);
@@ -208,6 +221,10 @@ fn read_host(r: &mut Readers, capacity: Capacity) -> Values {
         net_rx_bps,
         net_tx_bps,
         net_pct: net_rx_bps.max(net_tx_bps) * 100.0 / capacity.net_bps.max(1.0),
+        disk_read_bytes: read_total,
+        disk_write_bytes: written_total,
+        net_rx_bytes: rx_total,
+        net_tx_bytes: tx_total,
     })
 }
 
@@ -244,5 +261,22 @@ mod tests {
             group_name("postgres", &args(&["postgres: app ffmpeg_api idle"])),
             "postgres"
         );
+    }
+
+    #[test]
+    fn no_argument_but_a_plain_name_becomes_a_group() {
+        for cmd in [
+            &["python3", "-c", "import os; os.system('x --password=P1')"][..],
+            &["node", "-e", "run('token=T1')"],
+            &["python3", "/app/serve.py?token=T1"],
+            &["python3", "-m", "a b=c"],
+            &["ruby", "--verbose", "token=T1"],
+        ] {
+            assert_eq!(
+                group_name(cmd[0], &args(cmd)),
+                cmd[0],
+                "{cmd:?} names a group by its arguments"
+            );
+        }
     }
 }

@@ -154,6 +154,9 @@ impl Postgres {
             longest_transaction_secs: row.try_get("longest_xact")?,
             longest_idle_in_transaction_secs: row.try_get("longest_iit")?,
             cache_hit_pct: 100.0,
+            commits_total: now.commits,
+            rollbacks_total: now.rollbacks,
+            deadlocks_total: now.deadlocks,
             server_connections: clients.iter().map(|c| c.3).sum(),
             database,
             clients: clients
