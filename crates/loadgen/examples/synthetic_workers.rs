@@ -169,6 +169,7 @@ impl Running {
             users_by_type: BTreeMap::new(),
             threads: 1,
             jobs_in_flight: 0,
+            in_flight: Default::default(),
             error: None,
         }
     }

@@ -9,6 +9,10 @@ use crate::http::TlsSettings;
 use crate::scenario::{Scenario, ScenarioSource};
 use crate::targets::Targets;
 
+/// Redirects followed for one request by default: k6's `maxRedirects` (Python requests, under
+/// Locust's HttpUser, allows 30; an API that redirects more than a few times is looping).
+pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+
 /// The load itself.
 #[derive(Debug, Clone)]
 pub struct LoadSettings {
@@ -20,8 +24,10 @@ pub struct LoadSettings {
     pub run_time: Option<Duration>,
     /// OS threads for users.
     pub threads: usize,
-    /// Per-request timeout.
+    /// Per-request timeout (a step may set its own).
     pub timeout: Duration,
+    /// Redirects followed for one request; one more is a failure (`--max-redirects`).
+    pub max_redirects: usize,
     /// The largest answer body accepted, bytes (`--max-body`).
     pub max_body: u64,
     /// How https servers' certificates are checked.
@@ -84,6 +90,7 @@ impl Default for LoadSettings {
             run_time: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             timeout: Duration::from_secs(60),
+            max_redirects: DEFAULT_MAX_REDIRECTS,
             max_body: crate::http::response::DEFAULT_MAX_BODY,
             tls: TlsSettings::default(),
             job_sample: None,

@@ -410,6 +410,7 @@ impl Runner {
                         gzip: scenario.gzip,
                     },
                     job_sample: settings.job_sample,
+                    max_redirects: settings.max_redirects,
                     startup_window,
                 });
                 let keys: Vec<Rc<StepKeys>> = scenario

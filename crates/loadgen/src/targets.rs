@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::stats::EndpointStats;
+use crate::stats::{EndpointStats, StuckUsers};
 
 /// The thresholds a run is judged against.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -118,23 +118,34 @@ pub struct Verdict {
     pub met: bool,
 }
 
-/// Judges the steady state, the peak users and the host (from the monitor's `ticks`).
+/// Judges the steady state, the peak users and the host (from the monitor's `ticks`). A run in
+/// which most users were stuck waiting for answers passes no failure or latency target: its
+/// figures describe the few requests that were answered, not the API.
 pub fn judge(
     targets: &Targets,
     steady: &EndpointStats,
     peak_users: u64,
+    stuck: &StuckUsers,
     ticks: &[monitor::sample::Tick],
 ) -> Vec<Verdict> {
     let failure_pct = steady.failure_ratio() * 100.0;
     let measured = steady.count > 0;
+    let stuck_note = stuck.most_of(peak_users).then(|| {
+        format!(
+            "not judged: {} of {peak_users} users stuck waiting for answers",
+            stuck.peak
+        )
+    });
     // Latencies of mostly failed requests measure how fast the API says no (a 429 in a few
     // ms): such a verdict would pass a broken run.
     let latency = |name: &str, value: f64, threshold: f64| {
-        let judged = measured && failure_pct <= 50.0;
+        let judged = measured && failure_pct <= 50.0 && stuck_note.is_none();
         Verdict {
             name: name.into(),
             measured: if !measured {
                 "not judged: no request".to_owned()
+            } else if let Some(note) = &stuck_note {
+                note.clone()
             } else if judged {
                 ms(value)
             } else {
@@ -147,13 +158,13 @@ pub fn judge(
     let mut verdicts = vec![
         Verdict {
             name: "Failure rate".into(),
-            measured: if measured {
-                format!("{failure_pct:.2}%")
-            } else {
-                "not judged: no request".to_owned()
+            measured: match (&stuck_note, measured) {
+                (Some(note), _) => note.clone(),
+                (None, true) => format!("{failure_pct:.2}%"),
+                (None, false) => "not judged: no request".to_owned(),
             },
             threshold: format!("< {}%", targets.failure_pct),
-            met: measured && failure_pct < targets.failure_pct,
+            met: measured && stuck_note.is_none() && failure_pct < targets.failure_pct,
         },
         latency(
             "95th percentile",
@@ -230,10 +241,41 @@ mod tests {
 
     #[test]
     fn a_run_without_requests_is_not_judged_and_not_passed() {
-        let verdicts = judge(&Targets::default(), &EndpointStats::default(), 0, &[]);
+        let verdicts = judge(
+            &Targets::default(),
+            &EndpointStats::default(),
+            0,
+            &StuckUsers::default(),
+            &[],
+        );
         for v in &verdicts[..4] {
             assert!(!v.met, "{v:?}");
             assert_eq!(v.measured, "not judged: no request", "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_where_most_users_were_stuck_passes_no_failure_or_latency_target() {
+        let mut fast = EndpointStats::default();
+        for _ in 0..100 {
+            fast.record(2_000, 10, Some(200), false);
+        }
+        let judged = |stuck: u64| {
+            let stuck = StuckUsers {
+                peak: stuck,
+                ..StuckUsers::default()
+            };
+            judge(&Targets::default(), &fast, 20, &stuck, &[])
+        };
+        assert!(judged(10).iter().all(|v| v.met), "half is not most");
+        let verdicts = judged(11);
+        for v in &verdicts[..4] {
+            assert!(!v.met, "{v:?}");
+            assert!(
+                v.measured
+                    .contains("11 of 20 users stuck waiting for answers"),
+                "{v:?}"
+            );
         }
     }
 

@@ -16,7 +16,9 @@ use crate::http::{Answer, Connection, HttpError, MultipartField, Options, Payloa
 use crate::scenario::template::{Context, EvalError};
 use crate::scenario::{Body, MultipartPart, Step, StepRef, Track, UserType, Wait};
 use crate::stats::overlap::StartupWindow;
-use crate::stats::{self, Failure, FailureKind, JobOutcome, Key, Phase, RunClock, Sample};
+use crate::stats::{
+    self, Failure, FailureKind, InFlight, JobOutcome, Key, Phase, RunClock, Sample,
+};
 
 /// What every user of a run shares.
 pub struct Shared {
@@ -30,6 +32,8 @@ pub struct Shared {
     pub options: Options,
     /// Overrides every track's `sample`.
     pub job_sample: Option<f64>,
+    /// Redirects followed for one request; one more fails it (`--max-redirects`).
+    pub max_redirects: usize,
     /// The run's start-up requests in flight, across threads.
     pub startup_window: Arc<StartupWindow>,
 }
@@ -89,22 +93,6 @@ pub struct VirtualUser {
     attempted: HashSet<String>,
     /// Cookies the API set, sent back by domain and path rules, as a requests Session does.
     cookies: cookie_store::CookieStore,
-}
-
-/// A request sent and not yet answered: dropped with its user (the run or `--stop-timeout`
-/// ended), it is counted as in flight at the stop, so the server's count can be reconciled.
-struct InFlight;
-
-impl InFlight {
-    fn answered(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        stats::record_in_flight_at_stop();
-    }
 }
 
 enum Outcome {
@@ -233,13 +221,15 @@ impl VirtualUser {
         };
         self.attempted
             .extend(step.extract.iter().map(|(var, _)| var.clone()));
-        let started = Instant::now();
-        let in_flight = InFlight;
+        // Dropped with its user (the run or `--stop-timeout` ended), it counts the request as
+        // in flight at the stop, so that the server's count can be reconciled.
+        let in_flight = InFlight::start(key, self.connection.resends());
+        let started = in_flight.started();
         let window = &self.shared.startup_window;
         let startup_request = (phase == Phase::Startup).then(|| StartupWindow::enter(window));
         let steady_start = (phase == Phase::Steady).then(|| window.steady_start());
         let answer = self.exchange(step, request).await;
-        in_flight.answered();
+        let retries = in_flight.answered();
         drop(startup_request);
         let latency_us = started.elapsed().as_micros() as u64;
         if let Some(start) = steady_start {
@@ -258,6 +248,7 @@ impl VirtualUser {
                         status: None,
                         error: Some(error.into()),
                         timings: None,
+                        retries,
                     },
                 );
                 return Outcome::Failed;
@@ -290,6 +281,7 @@ impl VirtualUser {
                 status: Some(answer.status),
                 error,
                 timings: Some(answer.timings),
+                retries,
             },
         );
         if let (Some(handler), false, true) = (handler, expected, may_handle) {
@@ -309,8 +301,9 @@ impl VirtualUser {
     }
 
     /// Sends the step's request, following redirects as Locust's HttpUser does: up to
-    /// [`MAX_REDIRECTS`] hops; 303 (and 301 or 302 to a POST) turns into a GET without a body;
-    /// credentials are not carried to another origin. The caller records one request.
+    /// `--max-redirects` hops, and one more redirect fails the request (a loop is no success);
+    /// 303 (and 301 or 302 to a POST) turns into a GET without a body; credentials are not
+    /// carried to another origin. The caller records one request.
     async fn exchange(&mut self, step: &Step, request: Built) -> Result<Answer, HttpError> {
         let Built {
             path,
@@ -321,31 +314,34 @@ impl VirtualUser {
         let shared = self.shared.clone();
         let first_url = || format!("{}{path}", shared.target.origin());
         let with_cookies = self.with_cookies(first_url, &headers);
-        let answer = self
+        let timeout = step.timeout.unwrap_or(shared.options.timeout);
+        let mut answer = self
             .connection
-            .send(
+            .send_within(
                 &step.method,
                 &path,
                 with_cookies.as_ref().unwrap_or(&headers),
                 &payload,
+                timeout,
             )
             .await?;
         self.keep_cookies(first_url, &answer);
         if !step.follow_redirects || !is_redirect(answer.status) {
-            return self.counted(answer);
+            return Ok(answer);
         }
         let mut url = first_url();
-        let mut answer = self.counted(answer)?;
         let mut method = step.method.clone();
         let mut payload = payload;
         let mut elsewhere: Option<Connection> = None;
-        for _ in 0..MAX_REDIRECTS {
-            if !is_redirect(answer.status) {
-                break;
-            }
+        let mut hops = 0;
+        while is_redirect(answer.status) {
             let Some(location) = answer.location.take() else {
                 break;
             };
+            if hops == shared.max_redirects {
+                return Err(HttpError::TooManyRedirects(hops));
+            }
+            hops += 1;
             let next = url::Url::parse(&url)
                 .and_then(|base| base.join(&location))
                 .map_err(|_| {
@@ -384,20 +380,23 @@ impl VirtualUser {
                         let target = Target::resolve(&origin, self.shared.target.tls.as_ref())
                             .await
                             .map_err(|e| HttpError::Connection(format!("redirect: {e}")))?;
-                        elsewhere.insert(Connection::new(Rc::new(target), self.shared.options))
+                        elsewhere.insert(
+                            Connection::new(Rc::new(target), self.shared.options)
+                                .sharing_resends(self.connection.resends()),
+                        )
                     }
                 }
             };
             answer = connection
-                .send(
+                .send_within(
                     &method,
                     &next_path,
                     with_cookies.as_ref().unwrap_or(&headers),
                     &payload,
+                    timeout,
                 )
                 .await?;
             self.keep_cookies(|| url.clone(), &answer);
-            answer = self.counted(answer)?;
         }
         Ok(answer)
     }
@@ -436,14 +435,6 @@ impl VirtualUser {
                 let _ = self.cookies.parse(set_cookie, &url);
             }
         }
-    }
-
-    /// Counts a resend the connection made (the request went twice on the wire).
-    fn counted(&self, answer: Answer) -> Result<Answer, HttpError> {
-        if answer.resent {
-            stats::record_resend();
-        }
-        Ok(answer)
     }
 
     fn build(&mut self, step: &Step) -> Result<Built, BuildError> {
@@ -632,10 +623,6 @@ pub(crate) async fn caught(what: &'static str, task: impl std::future::Future<Ou
 /// throughput runs, where they are kept.
 const RELEASE_BUFFERS_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The most redirects followed for one request, as Locust's (requests') default is 30 but
-/// an API that redirects more than a few times is broken.
-const MAX_REDIRECTS: usize = 5;
-
 fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
@@ -747,7 +734,8 @@ impl JobPoller {
             tokio::time::sleep(wait).await;
             // Backs off: a job that takes a minute costs 9 polls, not 60.
             wait = (wait * 2).min(self.track.max_every);
-            let started = Instant::now();
+            let in_flight = InFlight::start(&self.key, self.connection.resends());
+            let started = in_flight.started();
             let answer = self
                 .connection
                 .send(
@@ -757,6 +745,7 @@ impl JobPoller {
                     &Payload::default(),
                 )
                 .await;
+            let retries = in_flight.answered();
             let latency_us = started.elapsed().as_micros() as u64;
             match answer {
                 Ok(answer) => {
@@ -771,6 +760,7 @@ impl JobPoller {
                             status: Some(answer.status),
                             error,
                             timings: Some(answer.timings),
+                            retries,
                         },
                     );
                     if ok && let Ok(json) = serde_json::from_slice::<Value>(&answer.body) {
@@ -817,6 +807,7 @@ impl JobPoller {
                             status: None,
                             error: Some(error.into()),
                             timings: None,
+                            retries,
                         },
                     );
                 }

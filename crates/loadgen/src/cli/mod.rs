@@ -183,9 +183,14 @@ pub struct Cli {
     /// OS threads that run users (default: one per available core).
     #[arg(long, env = "LOADGEN_THREADS")]
     pub threads: Option<usize>,
-    /// A request with no complete answer within this time fails.
-    #[arg(long, env = "LOADGEN_TIMEOUT", default_value = "60s", value_parser = common::duration::parse_positive_arg)]
+    /// A request with no complete answer within this time fails, as a timeout (a step's
+    /// `timeout` in the scenario overrides it).
+    #[arg(long, visible_alias = "request-timeout", env = "LOADGEN_TIMEOUT", default_value = "60s", value_parser = common::duration::parse_positive_arg)]
     pub timeout: Duration,
+    /// Redirects followed for one request; one more fails it (a redirect loop), as
+    /// TooManyRedirects.
+    #[arg(long, env = "LOADGEN_MAX_REDIRECTS", default_value_t = crate::config::DEFAULT_MAX_REDIRECTS, value_name = "N")]
+    pub max_redirects: usize,
     /// The largest answer body accepted, e.g. 64MiB, 500KB or 1048576 (bytes); a larger one
     /// is a failure that names this limit.
     #[arg(long, env = "LOADGEN_MAX_BODY", default_value = "64MiB", value_parser = parse_size)]
@@ -436,6 +441,7 @@ impl Cli {
                 run_time,
                 threads,
                 timeout: self.timeout,
+                max_redirects: self.max_redirects,
                 max_body: self.max_body,
                 tls: TlsSettings {
                     ca_cert: self.ca_cert.clone(),
@@ -699,5 +705,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(zero_timeout.contains("is zero"), "{zero_timeout}");
+    }
+
+    #[test]
+    fn request_timeout_and_max_redirects_are_flags() {
+        let defaults = Cli::try_parse_from(["loadgen"]).unwrap();
+        assert_eq!(
+            (defaults.timeout, defaults.max_redirects),
+            (Duration::from_secs(60), 10)
+        );
+        let set = Cli::try_parse_from([
+            "loadgen",
+            "--request-timeout",
+            "2500ms",
+            "--max-redirects",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(
+            (set.timeout, set.max_redirects),
+            (Duration::from_millis(2500), 3)
+        );
+        let bad = Cli::try_parse_from(["loadgen", "--max-redirects", "many"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("--max-redirects"), "{bad}");
     }
 }

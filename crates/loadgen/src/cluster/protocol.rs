@@ -98,6 +98,9 @@ pub struct WorkerSnapshot {
     pub threads: usize,
     /// Jobs being followed now.
     pub jobs_in_flight: u64,
+    /// Requests waiting for their answers now.
+    #[serde(default)]
+    pub in_flight: crate::stats::InFlightLevel,
     /// Why the run ended early on this worker, if it did.
     #[serde(default)]
     pub error: Option<String>,
@@ -159,6 +162,9 @@ pub struct RunSpec {
     pub fixed_counts: BTreeMap<String, u32>,
     /// Per-request timeout, ms.
     pub timeout_ms: u64,
+    /// Redirects followed for one request before it fails.
+    #[serde(default = "default_max_redirects")]
+    pub max_redirects: usize,
     /// The largest answer body accepted, bytes.
     pub max_body: u64,
     /// Accept any server certificate.
@@ -167,6 +173,10 @@ pub struct RunSpec {
     pub job_sample: Option<f64>,
     /// How long stopped users may finish their task, ms.
     pub stop_timeout_ms: u64,
+}
+
+fn default_max_redirects() -> usize {
+    crate::config::DEFAULT_MAX_REDIRECTS
 }
 
 /// A message that is not one of these, as the receiver reports it.

@@ -272,6 +272,7 @@ impl ClusterRun {
             first_user_number: share::first_user_number(id),
             fixed_counts,
             timeout_ms: load.timeout.as_millis() as u64,
+            max_redirects: load.max_redirects,
             max_body: load.max_body,
             insecure: load.tls.insecure,
             job_sample: load.job_sample,
@@ -574,6 +575,7 @@ impl ClusterRun {
             let mut shard = stats.shard_since(&member.at_last_tick, this_second);
             shard.timer_lag_us = (snapshot.stats.self_watch.timer_lag_ms * 1000.0) as u64;
             shard.jobs_in_flight = snapshot.jobs_in_flight;
+            shard.in_flight = snapshot.in_flight;
             if snapshot.seq != member.seq_at_last_tick {
                 member.seq_at_last_tick = snapshot.seq;
                 if member.recent_seconds.len() == RECENT_SECONDS {

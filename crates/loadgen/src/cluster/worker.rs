@@ -68,6 +68,9 @@ impl Current {
                 .unwrap_or_default(),
             threads: self.threads,
             jobs_in_flight: update.as_ref().map_or(0, |u| u.second.jobs_in_flight),
+            in_flight: update
+                .as_ref()
+                .map_or_else(Default::default, |u| u.second.in_flight),
             error: None,
         }
     }
@@ -408,6 +411,7 @@ async fn start(settings: &WorkerSettings, spec: &RunSpec) -> anyhow::Result<(Run
             run_time: None,
             threads: settings.threads,
             timeout: Duration::from_millis(spec.timeout_ms),
+            max_redirects: spec.max_redirects,
             max_body: spec.max_body,
             tls: TlsSettings {
                 ca_cert: None,

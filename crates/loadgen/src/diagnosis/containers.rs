@@ -24,7 +24,7 @@ pub fn cpu_saturated(e: &Evidence<'_>) -> Vec<Finding> {
                     costliest_endpoints(e)
                 ),
                 action: "Profile those endpoints; add API processes (workers) or CPU; move CPU-heavy work (bcrypt, ffmpeg) out of the request path".into(),
-                cause_of: vec!["load.slow_endpoints", "load.plateau"],
+                cause_of: vec!["load.slow_endpoints", "load.stuck_users", "load.plateau"],
             })
         })
         .collect()

@@ -9,7 +9,7 @@ use monitor::sample::{ContainerValues, HostValues, PostgresValues, RedisValues, 
 
 use crate::engine::RunOutcome;
 use crate::stats::{
-    EndpointStats, FailureKey, FailureKind, FailureStats, HistoryRow, Phase, Stats,
+    EndpointStats, FailureKey, FailureKind, FailureStats, HistoryRow, Phase, Stats, StuckUsers,
 };
 use crate::targets::{Targets, Verdict};
 
@@ -162,6 +162,8 @@ pub struct Evidence<'a> {
     pub worker_logs: BTreeMap<String, Vec<String>>,
     /// loadgen's own workers, when the run was distributed.
     pub cluster: Option<&'a crate::cluster::ClusterSummary>,
+    /// Users stuck waiting for answers.
+    pub stuck: StuckUsers,
 }
 
 impl<'a> Evidence<'a> {
@@ -185,6 +187,7 @@ impl<'a> Evidence<'a> {
             steady: outcome.stats.aggregated(Phase::Steady),
             backend: Backend::new(&outcome.backend),
             worker_logs,
+            stuck: StuckUsers::of(&outcome.stats, &outcome.history),
         }
     }
 

@@ -48,6 +48,7 @@ pub fn cpu_saturated(e: &Evidence<'_>) -> Vec<Finding> {
             "jobs.queueing",
             "jobs.unfinished",
             "load.slow_endpoints",
+            "load.stuck_users",
             "containers.cpu_saturated",
             "load.plateau",
         ],

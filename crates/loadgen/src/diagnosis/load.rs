@@ -3,7 +3,7 @@
 
 use super::{Evidence, Finding, Layer, Severity};
 use crate::stats::overlap::StartupOverlap;
-use crate::stats::{FailureKind, HistoryRow, Phase};
+use crate::stats::{FailureKind, HistoryRow, Phase, STUCK_AFTER};
 
 /// Not one request completed.
 pub fn no_requests(e: &Evidence<'_>) -> Vec<Finding> {
@@ -18,6 +18,106 @@ pub fn no_requests(e: &Evidence<'_>) -> Vec<Finding> {
         evidence: "0 requests in the whole run".into(),
         action: "Check --host, and that the run time is longer than the users' start-up".into(),
         cause_of: Vec::new(),
+    }]
+}
+
+/// Users waiting for answers that do not come (issue 22: with 5 % of the requests never
+/// answered, every user was stuck from the second second on, and the answered requests alone
+/// made a fast, passing run). Stuck users at the stop, or in any second, or timeouts: the
+/// requests the API took and never answered.
+pub fn stuck_users(e: &Evidence<'_>) -> Vec<Finding> {
+    let stuck = e.stuck;
+    let timed_out: u64 = e.stats.endpoints.values().map(|s| s.timed_out).sum();
+    if stuck.peak == 0 && timed_out == 0 {
+        return Vec::new();
+    }
+    let after = STUCK_AFTER.as_secs();
+    let mut waiting: Vec<(String, u64)> = e
+        .stats
+        .endpoints
+        .iter()
+        .filter(|(k, s)| k.phase != Phase::Poll && !s.unanswered.is_empty())
+        .map(|(k, s)| (format!("{} {}", k.method, k.name), s.unanswered.len()))
+        .collect();
+    waiting.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let on = waiting
+        .iter()
+        .take(3)
+        .map(|(name, n)| format!("{name} ({n})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let timeouts = (timed_out > 0).then(|| {
+        let timed_out_on = e
+            .stats
+            .endpoints
+            .iter()
+            .filter(|(_, s)| s.timed_out > 0)
+            .max_by_key(|(_, s)| s.timed_out)
+            .map_or(String::new(), |(k, s)| {
+                format!(", most on {} {} ({})", k.method, k.name, s.timed_out)
+            });
+        format!("{timed_out} requests timed out{timed_out_on}")
+    });
+    let action = "The API took these requests and never answered them (a deadlock, a lost worker, a call to an upstream without a timeout): look for them in the API's logs and its threads at those times; a timeout in the API would turn them into errors. loadgen fails a request after --request-timeout (60 s by default, or the step's timeout)";
+    let cause_of = vec![
+        "load.slow_endpoints",
+        "load.plateau",
+        "load.scenario_errors",
+    ];
+    if stuck.peak == 0 {
+        let share = timed_out as f64 * 100.0 / e.total_requests().max(1) as f64;
+        return vec![Finding {
+            rule: "load.stuck_users",
+            layer: Layer::Api,
+            severity: if share >= e.targets.failure_pct {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            title: format!("{timed_out} requests timed out waiting for answers"),
+            evidence: format!(
+                "{} ({share:.2}% of requests): no complete answer within their timeout",
+                timeouts.unwrap_or_default()
+            ),
+            action: action.into(),
+            cause_of,
+        }];
+    }
+    let mut evidence = format!(
+        "{} of {} users waited more than {after} s for one answer{}",
+        stuck.peak,
+        e.peak_users,
+        stuck
+            .first_secs
+            .map_or(String::new(), |s| format!(", from {s} s into the run"))
+    );
+    if e.stats.in_flight_at_stop > 0 {
+        evidence.push_str(&format!(
+            "; {} requests still unanswered when the run stopped ({} of them for more than {after} s, the oldest for {:.1} s), on {on}: in the percentiles at their age",
+            e.stats.in_flight_at_stop,
+            stuck.at_stop,
+            stuck.oldest_at_stop_ms as f64 / 1000.0
+        ));
+    }
+    if let Some(timeouts) = timeouts {
+        evidence.push_str(&format!("; {timeouts}"));
+    }
+    vec![Finding {
+        rule: "load.stuck_users",
+        layer: Layer::Api,
+        severity: if stuck.most_of(e.peak_users) {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        title: format!(
+            "{} user{} stuck waiting for answers for more than {after} s",
+            stuck.peak,
+            if stuck.peak == 1 { "" } else { "s" }
+        ),
+        evidence,
+        action: action.into(),
+        cause_of,
     }]
 }
 
@@ -234,7 +334,7 @@ pub fn costly_startup(e: &Evidence<'_>) -> Vec<Finding> {
             title: "Start-up work blocks the API for everyone".into(),
             evidence: format!("{evidence}; {blocking}"),
             action: "CPU-bound work in the start-up requests (password hashing with bcrypt) runs on the API's event loop or workers and stalls every other request: hash in a thread pool, lower the cost for tests, or run more API workers".into(),
-            cause_of: vec!["load.slow_endpoints", "load.plateau"],
+            cause_of: vec!["load.slow_endpoints", "load.stuck_users", "load.plateau"],
         }],
         effect => {
             // "did not slow" only when the overlap comparison says so.
@@ -460,6 +560,67 @@ mod tests {
     use super::super::testing::{fail, login, outcome, with_evidence};
     use super::*;
     use crate::stats::{Key, Phase};
+
+    #[test]
+    fn stuck_users_are_a_finding_ranked_above_the_slow_endpoints_they_cause() {
+        // 20 users answered fast, 18 of them stuck from the third second on.
+        let mut run = outcome(&[20; 10], &[100; 10], 2, &[]);
+        for row in &mut run.history[2..] {
+            row.in_flight.stuck_users = 18;
+        }
+        run.stats.in_flight_at_stop = 18;
+        let endpoint = run.stats.endpoints.values_mut().next().unwrap();
+        for _ in 0..18 {
+            endpoint.record_unanswered(8_000_000);
+        }
+        let found = with_evidence(&run, &[], stuck_users);
+        assert_eq!(
+            found[0].title,
+            "18 users stuck waiting for answers for more than 5 s"
+        );
+        assert_eq!(found[0].severity, Severity::Critical);
+        let evidence = &found[0].evidence;
+        for part in [
+            "18 of 20 users waited more than 5 s for one answer, from 3 s into the run",
+            "18 requests still unanswered when the run stopped (18 of them for more than 5 s, the oldest for 8.0 s), on GET /api/v1/tasks (18)",
+        ] {
+            assert!(evidence.contains(part), "{evidence}");
+        }
+        let targets = crate::targets::Targets {
+            p95_ms: 1.0,
+            ..Default::default()
+        };
+        let evidence = super::super::Evidence::new(&run, &targets, &[], Default::default());
+        let ranked = super::super::diagnose(&evidence);
+        let rules: Vec<&str> = ranked.iter().map(|f| f.rule).collect();
+        assert_eq!(
+            &rules[..2],
+            ["load.stuck_users", "load.slow_endpoints"],
+            "the p95 of the stalled run is a symptom"
+        );
+        // Not one stuck user, not one timeout: nothing.
+        let healthy = outcome(&[20; 10], &[100; 10], 2, &[]);
+        assert!(with_evidence(&healthy, &[], stuck_users).is_empty());
+    }
+
+    #[test]
+    fn timeouts_alone_are_named_as_such() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let endpoint = run.stats.endpoints.values_mut().next().unwrap();
+        for _ in 0..12 {
+            endpoint.record(1_000_000, 0, None, true);
+        }
+        endpoint.timed_out = 12;
+        let found = with_evidence(&run, &[], stuck_users);
+        assert_eq!(found[0].title, "12 requests timed out waiting for answers");
+        assert!(
+            found[0]
+                .evidence
+                .starts_with("12 requests timed out, most on GET /api/v1/tasks (12)"),
+            "{}",
+            found[0].evidence
+        );
+    }
 
     #[test]
     fn a_throughput_plateau_names_the_users_where_it_began() {

@@ -122,6 +122,7 @@ pub const RULES: &[Rule] = &[
     jobs::failed,
     jobs::unfinished,
     load::no_requests,
+    load::stuck_users,
     load::refused,
     load::rate_limited,
     load::unauthorized,

@@ -50,7 +50,7 @@ pub fn connections_near_max(e: &Evidence<'_>) -> Vec<Finding> {
         title: "PostgreSQL connections near max_connections".into(),
         evidence: format!("{used} of {} connections ({pct:.0}%) in use {at:.0} s into the run", peak.max_connections),
         action: "Put a pooler (PgBouncer) in front, lower the API's pool size per process, or raise max_connections".into(),
-        cause_of: vec!["load.slow_endpoints", "load.server_errors"],
+        cause_of: vec!["load.slow_endpoints", "load.stuck_users", "load.server_errors"],
     }]
 }
 
@@ -87,7 +87,7 @@ pub fn lock_waits(e: &Evidence<'_>) -> Vec<Finding> {
             waiting[0].0,
         ),
         action: "Find the session holding the lock (pg_locks join pg_stat_activity, pg_blocking_pids) and shorten its transaction".into(),
-        cause_of: vec!["load.slow_endpoints", "postgres.idle_in_transaction"],
+        cause_of: vec!["load.slow_endpoints", "load.stuck_users", "postgres.idle_in_transaction"],
     }]
 }
 
@@ -202,6 +202,7 @@ pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
                 ),
                 cause_of: vec![
                     "load.slow_endpoints",
+                    "load.stuck_users",
                     "load.plateau",
                     "jobs.queue_grows",
                     "jobs.queueing",
@@ -240,7 +241,7 @@ pub fn small_pool(e: &Evidence<'_>) -> Vec<Finding> {
             pg.last().map_or(0, |(_, p)| p.max_connections)
         ),
         action: "The database is idle while requests wait: raise the API's connection pool size (and check for slow queries holding the few connections)".into(),
-        cause_of: vec!["load.slow_endpoints", "load.plateau"],
+        cause_of: vec!["load.slow_endpoints", "load.stuck_users", "load.plateau"],
     }]
 }
 

@@ -44,6 +44,7 @@ pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunO
             endpoints: Vec::new(),
             jobs_done: 0,
             jobs_in_flight: 0,
+            in_flight: Default::default(),
             cumulative: Default::default(),
             per_name: None,
         });

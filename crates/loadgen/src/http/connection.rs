@@ -11,6 +11,7 @@
 //! - bytes left over after an answer, or arriving while the connection is idle (an unsolicited
 //!   408), mean the connection is closed, never read as the next answer.
 
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::io::Read;
 use std::pin::Pin;
@@ -91,6 +92,10 @@ pub struct Connection {
     /// deadline later is one atomic update, where a timer per request costs a registration
     /// in the timer wheel and its removal (it showed in profiles).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Requests resent, counted the moment they go again: a resend whose second attempt fails
+    /// or is cut off reached the server twice all the same. Shared with the other
+    /// connections of the same user (redirects to another host).
+    resends: Rc<Cell<u64>>,
 }
 
 /// How one attempt ended.
@@ -116,7 +121,20 @@ impl Connection {
             request: Vec::with_capacity(512),
             incoming: BytesMut::new(),
             deadline: None,
+            resends: Rc::default(),
         }
+    }
+
+    /// This connection, counting its resends in `resends` (another connection's
+    /// [`Connection::resends`]) instead of its own counter.
+    pub fn sharing_resends(mut self, resends: Rc<Cell<u64>>) -> Self {
+        self.resends = resends;
+        self
+    }
+
+    /// The counter of the requests this connection has resent so far.
+    pub fn resends(&self) -> Rc<Cell<u64>> {
+        self.resends.clone()
     }
 
     /// Gives back the request and read buffers while the user waits: with thousands of users
@@ -135,13 +153,27 @@ impl Connection {
     }
 
     /// Sends one request (`path_and_query` is sent as is: the caller adds the base path) and
-    /// reads the whole answer.
+    /// reads the whole answer, within the connection's timeout.
     pub async fn send(
         &mut self,
         method: &Method,
         path_and_query: &str,
         headers: &[(HeaderName, HeaderValue)],
         payload: &Payload,
+    ) -> Result<Answer, HttpError> {
+        let timeout = self.options.timeout;
+        self.send_within(method, path_and_query, headers, payload, timeout)
+            .await
+    }
+
+    /// [`Connection::send`] with a timeout of its own (a step's `timeout`).
+    pub async fn send_within(
+        &mut self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        payload: &Payload,
+        timeout: Duration,
     ) -> Result<Answer, HttpError> {
         self.encode(method, path_and_query, headers, payload);
         if tracing::enabled!(tracing::Level::TRACE) {
@@ -155,7 +187,6 @@ impl Connection {
             let head = common::redact::http_head(&head);
             tracing::trace!("request to {}:\n{head}", self.target.origin());
         }
-        let timeout = self.options.timeout;
         let started = Instant::now();
         let due = tokio::time::Instant::from_std(started) + timeout;
         let mut deadline = match self.deadline.take() {
@@ -250,6 +281,7 @@ impl Connection {
                 Err(Attempt::Stale) if reused && method.is_idempotent() && !resent => {
                     self.stream = None;
                     resent = true;
+                    self.resends.set(self.resends.get() + 1);
                 }
                 Err(Attempt::Stale) if reused && !method.is_idempotent() => {
                     return Err(HttpError::Connection(format!(
@@ -645,6 +677,41 @@ mod tests {
                 "POST /p HTTP/1.1"
             ]
         );
+    }
+
+    /// A GET resent after its kept-alive connection closed, whose second attempt meets a close
+    /// too: the request fails, and its resend is counted all the same (issue 22: the server read
+    /// 64 GETs, 43 were reported and "resent 0").
+    #[tokio::test]
+    async fn a_resend_that_fails_too_is_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let read = Arc::new(AtomicUsize::new(0));
+        let server_read = read.clone();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_request(&mut socket).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            read_request(&mut socket).await.unwrap();
+            drop(socket);
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_request(&mut socket).await.unwrap();
+            server_read.store(3, Ordering::SeqCst);
+        });
+        local(async move {
+            let mut c = connection(addr);
+            let resends = c.resends();
+            get(&mut c, "/1").await.unwrap();
+            let error = get(&mut c, "/2").await.unwrap_err();
+            assert!(error.to_string().contains("closed"), "{error}");
+            assert_eq!(resends.get(), 1, "the second attempt went out");
+        })
+        .await;
+        server.await.unwrap();
+        assert_eq!(read.load(Ordering::SeqCst), 3);
     }
 
     /// Bytes after an answer, or an unsolicited 408 on an idle connection, close it: the next

@@ -38,8 +38,11 @@ pub enum HttpError {
     #[error("LimitExceeded: {0}")]
     Limit(String),
     /// No complete answer in time.
-    #[error("Timeout: no answer within {0:?}")]
+    #[error("Timeout: no complete answer within {0:?} (--request-timeout, or the step's timeout)")]
     Timeout(Duration),
+    /// Redirected more times than allowed: a loop, most likely.
+    #[error("TooManyRedirects: Exceeded {0} redirects (--max-redirects)")]
+    TooManyRedirects(usize),
 }
 
 impl From<HttpError> for crate::stats::Failure {
@@ -50,6 +53,7 @@ impl From<HttpError> for crate::stats::Failure {
             HttpError::Connection(_) | HttpError::Tls(_) => FailureKind::Connection,
             HttpError::Protocol(_) | HttpError::Limit(_) => FailureKind::Protocol,
             HttpError::Timeout(_) => FailureKind::Timeout,
+            HttpError::TooManyRedirects(_) => FailureKind::Redirects,
         };
         Self {
             kind,

@@ -206,22 +206,7 @@ pub fn summary(report: &Report) -> String {
             steady.failures as f64 * 100.0 / steady.requests as f64
         }
     );
-    if report.resent > 0 {
-        let _ = writeln!(
-            out,
-            "Resent:          {} idempotent request(s) sent again after the server closed a \
-             kept-alive connection without answering",
-            report.resent
-        );
-    }
-    if report.in_flight_at_stop > 0 {
-        let _ = writeln!(
-            out,
-            "In flight:       {} request(s) sent but unanswered when their user was stopped \
-             (not in the figures; raise --stop-timeout to let them finish)",
-            report.in_flight_at_stop
-        );
-    }
+    accounting(&mut out, report);
     let _ = writeln!(out, "Throughput:      {:.2} req/s", steady.rps);
     let _ = writeln!(
         out,
@@ -432,4 +417,65 @@ fn workers_table(cluster: &crate::cluster::ClusterSummary) -> String {
         let _ = writeln!(out, "  at {:>4.0} s: {}", event.at_secs, event.what);
     }
     out
+}
+
+/// Where every request sent went, when any did not simply get its answer: timed out, resent,
+/// or still in flight at the stop (issue 22: none may vanish from the figures).
+fn accounting(out: &mut String, report: &Report) {
+    let answered_or_failed = report.locust_total.requests;
+    if report.timed_out > 0 {
+        let _ = writeln!(
+            out,
+            "Timed out:       {} request(s) with no complete answer within their timeout \
+             (counted as failures)",
+            report.timed_out
+        );
+    }
+    if report.resent > 0 {
+        let _ = writeln!(
+            out,
+            "Resent:          {} idempotent request(s) sent again after the server closed a \
+             kept-alive connection without answering",
+            report.resent
+        );
+    }
+    if report.in_flight_at_stop > 0 {
+        let oldest = report
+            .locust_rows
+            .iter()
+            .filter_map(|r| r.in_flight_at_stop)
+            .map(|u| u.oldest_at_least_ms)
+            .fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "In flight:       {} request(s) sent but unanswered when their user was stopped, the \
+             oldest for {:.1} s (in the percentiles at their age, as lower bounds; raise \
+             --stop-timeout to let them finish)",
+            report.in_flight_at_stop,
+            oldest / 1000.0
+        );
+    }
+    let stuck = &report.stuck_users;
+    if stuck.peak > 0 {
+        let _ = writeln!(
+            out,
+            "Stuck users:     {} of {} users waited more than {} s for an answer{}",
+            stuck.peak,
+            report.peak_users,
+            crate::stats::STUCK_AFTER.as_secs(),
+            stuck
+                .first_secs
+                .map_or(String::new(), |s| format!(" (from {s} s into the run)"))
+        );
+    }
+    if report.resent + report.in_flight_at_stop > 0 {
+        let _ = writeln!(
+            out,
+            "Sent:            {} request(s): {answered_or_failed} answered or failed, {} resent, \
+             {} in flight at the stop",
+            answered_or_failed + report.resent + report.in_flight_at_stop,
+            report.resent,
+            report.in_flight_at_stop
+        );
+    }
 }

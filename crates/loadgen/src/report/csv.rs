@@ -26,6 +26,10 @@ fn percentile_labels() -> Vec<String> {
         .collect()
 }
 
+/// Our columns after Locust's in `_stats.csv` (tools that read Locust's columns by name or by
+/// position still find theirs): every request sent is accounted for there too.
+const ACCOUNTING_COLUMNS: [&str; 3] = ["Retries", "Timeouts", "In Flight At Stop"];
+
 /// The `_stats.csv` header.
 pub fn stats_header() -> Vec<String> {
     let mut header: Vec<String> = [
@@ -44,6 +48,7 @@ pub fn stats_header() -> Vec<String> {
     .map(String::from)
     .to_vec();
     header.extend(percentile_labels());
+    header.extend(ACCOUNTING_COLUMNS.map(String::from));
     header
 }
 
@@ -90,6 +95,13 @@ fn stats_record(row: &Row) -> Vec<String> {
         py_float(row.failures_per_sec),
     ];
     record.extend(row.percentiles_ms.iter().map(|p| format!("{p:.0}")));
+    record.extend([
+        row.retries.to_string(),
+        row.timed_out.to_string(),
+        row.in_flight_at_stop
+            .map_or(0, |unanswered| unanswered.requests)
+            .to_string(),
+    ]);
     record
 }
 

@@ -17,7 +17,9 @@ fn table(out: &mut String, rows: &[Row], total: &Row) {
     for p in PERCENTILES {
         let _ = write!(out, "<th>{p}%</th>");
     }
-    out.push_str("<th>req/s</th></tr>\n");
+    out.push_str(
+        "<th>req/s</th><th>retries</th><th>timeouts</th><th>in flight at stop</th></tr>\n",
+    );
     for row in rows.iter().chain(std::iter::once(total)) {
         let _ = write!(
             out,
@@ -33,7 +35,14 @@ fn table(out: &mut String, rows: &[Row], total: &Row) {
         for p in &row.percentiles_ms {
             let _ = write!(out, "<td>{p:.0}</td>");
         }
-        let _ = writeln!(out, "<td>{:.2}</td></tr>", row.rps);
+        let _ = writeln!(
+            out,
+            "<td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row.rps,
+            row.retries,
+            row.timed_out,
+            row.in_flight_at_stop.map_or(0, |u| u.requests)
+        );
     }
     out.push_str("</table>\n");
 }

@@ -72,11 +72,18 @@ pub fn render(report: &Report) -> String {
                 escape(&i.by)
             )
         });
+        // Every request sent, accounted for: what the rows count, and what they do not.
         let _ = writeln!(
             out,
-            "    <properties><property name=\"host\" value=\"{}\"/><property name=\"run_id\" value=\"{}\"/>{interrupted_by}</properties>",
+            "    <properties><property name=\"host\" value=\"{}\"/><property name=\"run_id\" value=\"{}\"/>{interrupted_by}<property name=\"requests\" value=\"{}\"/><property name=\"failures\" value=\"{}\"/><property name=\"timeouts\" value=\"{}\"/><property name=\"retries\" value=\"{}\"/><property name=\"in_flight_at_stop\" value=\"{}\"/><property name=\"stuck_users\" value=\"{}\"/></properties>",
             escape(&report.host),
-            escape(&report.run_id)
+            escape(&report.run_id),
+            report.locust_total.requests,
+            report.locust_total.failures,
+            report.timed_out,
+            report.resent,
+            report.in_flight_at_stop,
+            report.stuck_users.peak,
         );
         for case in &suite.cases {
             let _ = write!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::LiveConfig;
 use crate::engine::{RunHandle, Update};
-use crate::stats::Phase;
+use crate::stats::{InFlightLevel, Phase};
 
 /// Follows `handle` until the run ends, printing as `config` says.
 pub async fn follow(handle: &RunHandle, config: &LiveConfig, run_time: Option<Duration>) {
@@ -32,7 +32,8 @@ pub async fn follow(handle: &RunHandle, config: &LiveConfig, run_time: Option<Du
     }
 }
 
-/// `[  12s] users 10/10 | 48.0 req/s | failures 3 (0.52%) | p95 120 ms | 18s left`.
+/// `[  12s] users 10/10 | 48.0 req/s | failures 3 (0.52%) | p95 120 ms | oldest in flight
+/// 0.2 s | 18s left`.
 pub fn progress_line(update: &Update, run_time: Option<Duration>) -> String {
     let left = run_time
         .map(|t| format!("{}s left", t.saturating_sub(update.elapsed).as_secs()))
@@ -40,13 +41,28 @@ pub fn progress_line(update: &Update, run_time: Option<Duration>) -> String {
     let so_far = &update.second.cumulative;
     let failure_pct = so_far.failures as f64 * 100.0 / so_far.requests.max(1) as f64;
     format!(
-        "[{:>4}s] users {}/{} | {:.1} req/s | failures {} ({failure_pct:.2}%) | p95 {:.0} ms | {left}",
+        "[{:>4}s] users {}/{} | {:.1} req/s | failures {} ({failure_pct:.2}%) | p95 {:.0} ms | {} | {left}",
         update.elapsed.as_secs(),
         update.users,
         update.target_users,
         update.second.interval.count,
         so_far.failures,
-        so_far.steady_p95_ms
+        so_far.steady_p95_ms,
+        oldest_in_flight(&update.second.in_flight)
+    )
+}
+
+/// `oldest in flight 12.3 s (4 stuck)`: a hung request shows while it hangs, not only in the
+/// summary (a p95 of the answered requests stays low while users wait forever).
+fn oldest_in_flight(level: &InFlightLevel) -> String {
+    let stuck = if level.stuck_users > 0 {
+        format!(" ({} stuck)", level.stuck_users)
+    } else {
+        String::new()
+    };
+    format!(
+        "oldest in flight {:.1} s{stuck}",
+        level.oldest_ms as f64 / 1000.0
     )
 }
 
@@ -86,10 +102,60 @@ async fn print_table(handle: &RunHandle, update: &Update) {
     } else {
         String::new()
     };
+    let in_flight = &update.second.in_flight;
     super::print(&format!(
-        "[{:.0}s, {} users]\n{}{startup_line}{polls_line}\n",
+        "[{:.0}s, {} users]\n{}{startup_line}{polls_line}In flight: {} request(s), {}\n\n",
         update.elapsed.as_secs_f64(),
         update.users,
-        super::console::requests_table(&rows, &total)
+        super::console::requests_table(&rows, &total),
+        in_flight.requests,
+        oldest_in_flight(in_flight)
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_the_oldest_request_in_flight() {
+        let mut second = crate::stats::HistoryRow {
+            at_secs: 12,
+            timestamp: std::time::SystemTime::now(),
+            users: 20,
+            interval: Default::default(),
+            loadgen_cpu_pct: 0.0,
+            loadgen_rss_bytes: 0,
+            timer_lag_ms: 0.0,
+            endpoints: Vec::new(),
+            jobs_done: 0,
+            jobs_in_flight: 0,
+            in_flight: InFlightLevel {
+                requests: 20,
+                oldest_ms: 11_800,
+                stuck_users: 19,
+            },
+            cumulative: Default::default(),
+            per_name: None,
+        };
+        let update = |second: &crate::stats::HistoryRow| Update {
+            elapsed: Duration::from_secs(12),
+            users: 20,
+            target_users: 20,
+            users_by_type: Default::default(),
+            second: std::sync::Arc::new(second.clone()),
+        };
+        let line = progress_line(&update(&second), None);
+        assert!(
+            line.contains("| oldest in flight 11.8 s (19 stuck) |"),
+            "{line}"
+        );
+        second.in_flight = InFlightLevel {
+            requests: 3,
+            oldest_ms: 40,
+            stuck_users: 0,
+        };
+        let line = progress_line(&update(&second), None);
+        assert!(line.contains("| oldest in flight 0.0 s |"), "{line}");
+    }
 }

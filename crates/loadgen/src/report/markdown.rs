@@ -59,6 +59,15 @@ pub fn render(report: &Report) -> String {
         ms(steady.percentiles_ms[5]),
     );
 
+    if report.timed_out + report.resent + report.in_flight_at_stop > 0 {
+        // Every request sent, accounted for: the rows count only the answered and failed.
+        let _ = writeln!(
+            out,
+            "**Timed out** {} (in the failures) · **Resent** {} · **In flight at the stop** {} \
+             (in the percentiles at their age) · **Stuck users** {}\n",
+            report.timed_out, report.resent, report.in_flight_at_stop, report.stuck_users.peak
+        );
+    }
     out.push_str("### Targets\n\n| | Target | Measured | Threshold |\n|---|---|---|---|\n");
     for v in verdicts {
         let _ = writeln!(

@@ -39,7 +39,14 @@ impl Analysis {
     /// Judges `outcome` against `targets` and diagnoses it.
     pub fn of(outcome: &RunOutcome, targets: &Targets) -> Self {
         let steady = outcome.stats.aggregated(Phase::Steady);
-        let verdicts = targets::judge(targets, &steady, outcome.peak_users, &outcome.backend);
+        let stuck = crate::stats::StuckUsers::of(&outcome.stats, &outcome.history);
+        let verdicts = targets::judge(
+            targets,
+            &steady,
+            outcome.peak_users,
+            &stuck,
+            &outcome.backend,
+        );
         let evidence = Evidence::new(outcome, targets, &verdicts, outcome.worker_logs.clone());
         let findings = diagnosis::diagnose(&evidence);
         Self {
@@ -104,6 +111,40 @@ pub struct Row {
     pub statuses: BTreeMap<u16, u64>,
     /// Where the time went: connect, TLS handshake, first byte and total.
     pub timings_ms: TimingRow,
+    /// Times requests were sent again after their kept-alive connection closed unanswered
+    /// (each reached the server once more).
+    pub retries: u64,
+    /// Of the failures, requests with no complete answer within their timeout.
+    pub timed_out: u64,
+    /// Requests still unanswered when their user was stopped: not in `requests`, but in the
+    /// percentiles and the maximum at their age.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight_at_stop: Option<Unanswered>,
+    /// Whether the percentiles count requests unanswered at the stop: those that fall on them
+    /// are lower bounds ("at least").
+    pub percentiles_at_least: bool,
+}
+
+/// Requests of a row unanswered when their users were stopped: censored latencies.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Unanswered {
+    /// How many.
+    pub requests: u64,
+    /// Each took at least this long, ms: the youngest one's age at the stop.
+    pub at_least_ms: f64,
+    /// The oldest one's age at the stop, ms: it took at least this long.
+    pub oldest_at_least_ms: f64,
+}
+
+impl Unanswered {
+    fn of(stats: &EndpointStats) -> Option<Self> {
+        let ages = &stats.unanswered;
+        (!ages.is_empty()).then(|| Self {
+            requests: ages.len(),
+            at_least_ms: ages.min() as f64 / 1000.0,
+            oldest_at_least_ms: ages.max() as f64 / 1000.0,
+        })
+    }
 }
 
 /// p50 and p95 of each phase of the requests of a row, ms (0 when no request had the phase).
@@ -132,7 +173,7 @@ impl TimingRow {
             connect: p50_p95(&stats.phases.connect),
             tls_handshake: p50_p95(&stats.phases.tls),
             first_byte: p50_p95(&stats.phases.first_byte),
-            total: p50_p95(&stats.histogram),
+            total: p50_p95(&stats.latencies()),
         }
     }
 }
@@ -163,6 +204,10 @@ impl Row {
                 .collect(),
             statuses: stats.statuses.clone(),
             timings_ms: TimingRow::of(stats),
+            retries: stats.retries,
+            timed_out: stats.timed_out,
+            in_flight_at_stop: Unanswered::of(stats),
+            percentiles_at_least: !stats.unanswered.is_empty(),
         }
     }
 }
@@ -236,6 +281,8 @@ pub struct HistoryPoint {
     pub jobs_done: u64,
     /// Jobs followed at the end of this second.
     pub jobs_in_flight: u64,
+    /// Requests waiting for their answers: how many, the oldest's age, the stuck users.
+    pub in_flight: crate::stats::InFlightLevel,
     /// The run so far.
     pub cumulative: Cumulative,
     /// Each of Locust's rows, with `--csv-full-history`.
@@ -291,11 +338,15 @@ pub struct Report {
     /// Scenario errors: message and count.
     pub exceptions: Vec<(String, u64)>,
     /// Idempotent requests sent a second time because their kept-alive connection was found
-    /// closed with no answer (each counted once in the rows).
+    /// closed with no answer (each counted once in the rows' requests, and in their `retries`).
     pub resent: u64,
-    /// Requests sent but still unanswered when their user was stopped: not in the rows, but the
-    /// server may have counted them.
+    /// Requests sent but still unanswered when their user was stopped: not in the rows'
+    /// requests, but in their percentiles at their age; the server may have counted them.
     pub in_flight_at_stop: u64,
+    /// Failed requests that had no complete answer within their timeout.
+    pub timed_out: u64,
+    /// Users stuck waiting for answers longer than [`crate::stats::STUCK_AFTER`].
+    pub stuck_users: crate::stats::StuckUsers,
     /// Tasks that panicked (a bug of loadgen's); the run's exit code is then 2.
     pub panics: u64,
     /// Followed jobs.
@@ -453,6 +504,8 @@ impl Report {
                 .collect(),
             resent: outcome.stats.resent,
             in_flight_at_stop: outcome.stats.in_flight_at_stop,
+            timed_out: everything.timed_out,
+            stuck_users: crate::stats::StuckUsers::of(&outcome.stats, &outcome.history),
             panics: outcome.stats.panics,
             jobs: outcome
                 .stats
@@ -508,6 +561,7 @@ impl Report {
                     endpoints: h.endpoints.clone(),
                     jobs_done: h.jobs_done,
                     jobs_in_flight: h.jobs_in_flight,
+                    in_flight: h.in_flight,
                     cumulative: h.cumulative,
                     per_name: h.per_name.clone(),
                 })

@@ -185,8 +185,11 @@ pub struct Step {
     pub body: Body,
     /// Statuses that count as success (by default every status under 400, as in Locust).
     pub expect: Vec<u16>,
-    /// Follow 301, 302, 303, 307 and 308 answers (up to 5 hops), as Locust does.
+    /// Follow 301, 302, 303, 307 and 308 answers (up to `--max-redirects` hops), as Locust
+    /// does.
     pub follow_redirects: bool,
+    /// No complete answer within this time fails the request (`None`: `--request-timeout`).
+    pub timeout: Option<Duration>,
     /// Variables set from the JSON answer: (variable, field path).
     pub extract: Vec<(String, Vec<String>)>,
     /// List variables appended from the JSON answer.
@@ -804,6 +807,19 @@ fn compile_step(
             })
         }
     };
+    let timeout = match &step.timeout {
+        None => None,
+        Some(text) => {
+            let timeout = parse_duration(checker, text.span(), text.get_ref())?;
+            if timeout.is_zero() {
+                return Err(checker.error(
+                    text.span(),
+                    format!("step `{key}`: timeout must be above zero, e.g. \"30s\""),
+                ));
+            }
+            Some(timeout)
+        }
+    };
     Ok(Step {
         key: key.to_owned(),
         method,
@@ -817,6 +833,7 @@ fn compile_step(
         body,
         expect: step.expect.clone().unwrap_or_else(|| (100..400).collect()),
         follow_redirects: step.follow_redirects,
+        timeout,
         extract: step
             .extract
             .iter()
@@ -841,6 +858,27 @@ mod tests {
         std::fs::write(dir.path().join("test_video.mp4"), b"video").unwrap();
         std::fs::write(dir.path().join("test_audio.mp3"), b"audio").unwrap();
         dir
+    }
+
+    #[test]
+    fn a_step_may_set_its_own_timeout() {
+        let dir = fixtures();
+        let file = |timeout: &str| {
+            format!(
+                "[[users]]\nname = \"U\"\n[[users.tasks]]\nrun = [\"a\"]\n[users.steps.a]\npath = \"/a\"\n{timeout}"
+            )
+        };
+        let parsed = |timeout: &str| parse(&file(timeout), "t.toml", dir.path());
+        let step = |timeout: &str| parsed(timeout).unwrap().users[0].steps[0].timeout;
+        assert_eq!(step(""), None, "--request-timeout then");
+        assert_eq!(
+            step("timeout = \"1500ms\""),
+            Some(Duration::from_millis(1500))
+        );
+        let zero = parsed("timeout = \"0s\"").unwrap_err().to_string();
+        assert!(zero.contains("timeout must be above zero"), "{zero}");
+        let bad = parsed("timeout = \"soon\"").unwrap_err().to_string();
+        assert!(bad.contains("soon") || bad.contains("30s"), "{bad}");
     }
 
     #[test]

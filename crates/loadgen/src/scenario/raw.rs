@@ -108,6 +108,9 @@ pub struct Step {
     pub expect: Option<Vec<u16>>,
     #[serde(default = "yes")]
     pub follow_redirects: bool,
+    /// This step's request timeout, instead of `--request-timeout`.
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub extract: BTreeMap<String, String>,
     #[serde(default)]

@@ -26,6 +26,10 @@ impl EndpointStats {
             }
         }
         statuses.retain(|_, n| *n > 0);
+        let mut unanswered = self.unanswered.clone();
+        if unanswered.subtract(&earlier.unanswered).is_err() {
+            unanswered = self.unanswered.clone();
+        }
         EndpointStats {
             min_us: if count == 0 {
                 u64::MAX
@@ -40,6 +44,9 @@ impl EndpointStats {
             bytes: self.bytes.saturating_sub(earlier.bytes),
             statuses,
             phases,
+            retries: self.retries.saturating_sub(earlier.retries),
+            timed_out: self.timed_out.saturating_sub(earlier.timed_out),
+            unanswered,
         }
     }
 }
@@ -62,6 +69,8 @@ impl Stats {
                     .entry(second)
                     .or_default()
                     .merge(&delta);
+            }
+            if delta.count > 0 || !delta.unanswered.is_empty() {
                 shard.stats.endpoints.insert(key.clone(), delta);
             }
         }

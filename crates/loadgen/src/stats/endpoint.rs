@@ -32,6 +32,15 @@ pub struct EndpointStats {
     pub statuses: BTreeMap<u16, u64>,
     /// Where the time of the requests went.
     pub phases: PhaseHistograms,
+    /// Times requests were sent again after their kept-alive connection closed unanswered:
+    /// each reached the server once more.
+    pub retries: u64,
+    /// Of the failed requests, those with no complete answer within their timeout.
+    pub timed_out: u64,
+    /// The ages, µs, of the requests still unanswered when their user was stopped: censored
+    /// latencies (each took at least its age), counted in the percentiles and the maximum but
+    /// not in `count`, the average or the minimum.
+    pub unanswered: Histogram<u64>,
 }
 
 /// Connect, TLS handshake and time to first byte, µs: a slow handshake or a slow server shows
@@ -88,6 +97,9 @@ impl Default for EndpointStats {
             bytes: 0,
             statuses: BTreeMap::new(),
             phases: PhaseHistograms::default(),
+            retries: 0,
+            timed_out: 0,
+            unanswered: new_histogram(),
         }
     }
 }
@@ -109,9 +121,39 @@ impl EndpointStats {
         }
     }
 
+    /// Counts a request still unanswered at the stop, `age_us` after it went out.
+    pub fn record_unanswered(&mut self, age_us: u64) {
+        let _ = self.unanswered.record(age_us.max(1));
+    }
+
+    /// Requests unanswered at the stop.
+    pub fn unanswered_count(&self) -> u64 {
+        self.unanswered.len()
+    }
+
+    /// The latencies the percentiles are read from: the answered requests', and the ages of
+    /// those unanswered at the stop (a stalled request is at least that slow).
+    pub fn latencies(&self) -> std::borrow::Cow<'_, Histogram<u64>> {
+        if self.unanswered.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.histogram);
+        }
+        let mut all = self.histogram.clone();
+        let _ = all.add(&self.unanswered);
+        std::borrow::Cow::Owned(all)
+    }
+
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Self) {
+        let _ = self.unanswered.add(&other.unanswered);
+        self.merge_answered(other);
+    }
+
+    /// Adds `other`'s answered and failed requests into `self`, without the requests
+    /// unanswered at the stop: a second's figures are of the requests that ended in it.
+    pub fn merge_answered(&mut self, other: &Self) {
         let _ = self.histogram.add(&other.histogram);
+        self.retries += other.retries;
+        self.timed_out += other.timed_out;
         self.count += other.count;
         self.failures += other.failures;
         self.total_us += other.total_us;
@@ -142,17 +184,24 @@ impl EndpointStats {
         }
     }
 
-    /// Slowest, ms.
+    /// Slowest, ms: a request unanswered at the stop counts at its age.
     pub fn max_ms(&self) -> f64 {
-        self.max_us as f64 / 1000.0
+        let unanswered = if self.unanswered.is_empty() {
+            0
+        } else {
+            self.unanswered.max()
+        };
+        self.max_us.max(unanswered) as f64 / 1000.0
     }
 
-    /// A percentile, ms (0 when empty).
+    /// A percentile, ms (0 when empty), the requests unanswered at the stop counted at their
+    /// age.
     pub fn percentile_ms(&self, percentile: f64) -> f64 {
-        if self.count == 0 {
+        let latencies = self.latencies();
+        if latencies.is_empty() {
             0.0
         } else {
-            self.histogram.value_at_percentile(percentile) as f64 / 1000.0
+            latencies.value_at_percentile(percentile) as f64 / 1000.0
         }
     }
 

@@ -7,6 +7,7 @@
 mod delta;
 mod endpoint;
 pub mod grouping;
+mod in_flight;
 pub mod overlap;
 mod snapshot;
 mod timeline;
@@ -19,6 +20,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub use endpoint::{EndpointStats, PhaseHistograms, new_histogram};
+pub use in_flight::{InFlight, InFlightLevel, STUCK_AFTER, StuckUsers};
 pub use snapshot::{SelfWatchFigures, SnapshotError, StatsSnapshot};
 pub use timeline::{Cumulative, EndpointSecond, HistoryRow, NameSecond, PerNameSecond};
 pub(crate) use timeline::{Second, add_late};
@@ -69,6 +71,8 @@ pub enum FailureKind {
     Timeout,
     /// The answer broke HTTP/1.1 or one of loadgen's size limits.
     Protocol,
+    /// Redirected more than `--max-redirects` times (a redirect loop).
+    Redirects,
     /// An expected status, but the answer lacks what the step extracts from it.
     Content,
 }
@@ -214,11 +218,12 @@ pub struct Stats {
     /// Of those, the steps skipped because a value they use was never received.
     pub missing_values: u64,
     /// Requests sent a second time because a kept-alive connection turned out closed (only
-    /// idempotent ones, and only when nothing came back).
+    /// idempotent ones, and only when nothing came back), whether the second attempt was
+    /// answered, failed or was cut off: the sum of the rows' `retries`.
     pub resent: u64,
     /// Requests still waiting for their answer when their user was stopped (at the end of the
     /// run, past `--stop-timeout`, or when the users were lowered): sent, so the server may
-    /// count them, but never measured.
+    /// count them; in their rows' percentiles at their age, not in their counts.
     pub in_flight_at_stop: u64,
     /// User tasks and job pollers that panicked (a bug of loadgen's): each was caught, counted
     /// and printed, and the run's exit code is 2.
@@ -322,6 +327,8 @@ pub struct Shard {
     pub timer_lag_us: u64,
     /// Jobs this thread is following right now (a level, not a delta).
     pub jobs_in_flight: u64,
+    /// This thread's requests waiting for their answers right now (a level).
+    pub in_flight: InFlightLevel,
 }
 
 thread_local! {
@@ -357,6 +364,8 @@ pub struct Sample<'a> {
     pub error: Option<Failure>,
     /// Where the time went, when an answer came.
     pub timings: Option<crate::http::Timings>,
+    /// Times it was sent again after its kept-alive connection closed unanswered.
+    pub retries: u64,
 }
 
 /// Records one request into this thread's shard.
@@ -372,6 +381,15 @@ pub fn record(clock: &RunClock, sample: Sample<'_>) {
         if let Some(timings) = &sample.timings {
             endpoint.phases.record(timings);
         }
+        endpoint.retries += sample.retries;
+        if sample
+            .error
+            .as_ref()
+            .is_some_and(|f| f.kind == FailureKind::Timeout)
+        {
+            endpoint.timed_out += 1;
+        }
+        shard.stats.resent += sample.retries;
         let now = clock.secs();
         shard.interval.record(
             now as u64,
@@ -484,11 +502,6 @@ pub fn record_exception(message: String) {
     SHARD.with(|shard| add_exception(&mut shard.borrow_mut().stats.exceptions, message, 1));
 }
 
-/// Records a request sent again on a new connection.
-pub fn record_resend() {
-    SHARD.with(|shard| shard.borrow_mut().stats.resent += 1);
-}
-
 /// Records a task that panicked: `what` it was, and the panic's message.
 pub fn record_panic(what: &str, payload: &(dyn std::any::Any + Send)) {
     let message = payload
@@ -500,11 +513,6 @@ pub fn record_panic(what: &str, payload: &(dyn std::any::Any + Send)) {
     record_exception(format!(
         "{what} panicked (a bug in loadgen; please report it): {message}"
     ));
-}
-
-/// Records a request whose user was stopped before its answer came.
-pub fn record_in_flight_at_stop() {
-    SHARD.with(|shard| shard.borrow_mut().stats.in_flight_at_stop += 1);
 }
 
 /// Records a step skipped because a value it uses was never received (the step that sets it
@@ -562,6 +570,7 @@ pub fn record_job(
 pub fn take_shard() -> Shard {
     let mut shard = SHARD.with(|shard| std::mem::take(&mut *shard.borrow_mut()));
     shard.jobs_in_flight = JOBS_IN_FLIGHT.with(std::cell::Cell::get);
+    shard.in_flight = in_flight::census();
     shard
 }
 
@@ -633,6 +642,7 @@ mod tests {
                                 status: Some(if error.is_some() { 500 } else { 200 }),
                                 error,
                                 timings: None,
+                                retries: 0,
                             },
                         );
                     }

@@ -71,6 +71,15 @@ pub struct EndpointEntry {
     /// Times to first byte, µs, V2-encoded.
     #[serde(default)]
     pub first_byte: Vec<u8>,
+    /// Resends after a kept-alive connection closed unanswered.
+    #[serde(default)]
+    pub retries: u64,
+    /// Failed requests that timed out.
+    #[serde(default)]
+    pub timed_out: u64,
+    /// Ages of the requests unanswered at the stop, µs, V2-encoded.
+    #[serde(default)]
+    pub unanswered: Vec<u8>,
 }
 
 /// One kind of failure.
@@ -200,6 +209,9 @@ impl StatsSnapshot {
                     connect: encode(&e.phases.connect),
                     tls: encode(&e.phases.tls),
                     first_byte: encode(&e.phases.first_byte),
+                    retries: e.retries,
+                    timed_out: e.timed_out,
+                    unanswered: encode(&e.unanswered),
                 })
                 .collect(),
             failures: stats
@@ -280,6 +292,9 @@ impl StatsSnapshot {
                     bytes: e.bytes,
                     statuses: e.statuses.clone(),
                     phases,
+                    retries: e.retries,
+                    timed_out: e.timed_out,
+                    unanswered: decode(&e.unanswered, what)?,
                 });
         }
         for f in &self.failures {

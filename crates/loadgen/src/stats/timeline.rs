@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::endpoint::new_histogram;
-use super::{EndpointStats, Key, Phase, Shard, Stats};
+use super::{EndpointStats, InFlightLevel, Key, Phase, Shard, Stats};
 use crate::report::PERCENTILES;
 
 /// The window of Locust's "current" percentiles (`CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW`).
@@ -39,6 +39,9 @@ pub struct HistoryRow {
     pub jobs_done: u64,
     /// Jobs being followed at the end of this second.
     pub jobs_in_flight: u64,
+    /// Requests waiting for their answers, as the threads last reported them when the row was
+    /// made.
+    pub in_flight: InFlightLevel,
     /// Every request of the run so far (start-up and steady), for Locust's "Total" columns.
     pub cumulative: Cumulative,
     /// Each of Locust's rows at this second, kept only for `--csv-full-history`.
@@ -168,6 +171,7 @@ pub(crate) struct Second {
     by_endpoint: BTreeMap<Key, EndpointStats>,
     jobs_done: u64,
     in_flight: BTreeMap<usize, u64>,
+    requests_in_flight: BTreeMap<usize, InFlightLevel>,
     timer_lag_us: u64,
     /// Kept only for `--csv-full-history`.
     current: Option<CurrentWindow>,
@@ -257,10 +261,11 @@ impl Second {
             self.pending.entry(*second).or_default().merge(requests);
         }
         for (key, stats) in &shard.stats.endpoints {
+            // The requests cut off at the stop ended in no second: they are in the totals.
             self.by_endpoint
                 .entry(key.clone())
                 .or_default()
-                .merge(stats);
+                .merge_answered(stats);
         }
         self.jobs_done += shard
             .stats
@@ -269,6 +274,7 @@ impl Second {
             .map(|j| j.completed + j.failed + j.unfinished + j.unknown)
             .sum::<u64>();
         self.in_flight.insert(thread, shard.jobs_in_flight);
+        self.requests_in_flight.insert(thread, shard.in_flight);
         self.timer_lag_us = self.timer_lag_us.max(shard.timer_lag_us);
     }
 
@@ -286,6 +292,7 @@ impl Second {
             endpoints: Vec::new(),
             jobs_done: 0,
             jobs_in_flight: self.in_flight.values().sum(),
+            in_flight: self.requests_in_flight(),
             cumulative: Cumulative::of(totals),
             per_name: None,
         }
@@ -335,9 +342,19 @@ impl Second {
             endpoints,
             jobs_done: std::mem::take(&mut self.jobs_done),
             jobs_in_flight: self.in_flight.values().sum(),
+            in_flight: self.requests_in_flight(),
             cumulative: Cumulative::of(totals),
             per_name,
         }
+    }
+
+    /// Every thread's requests in flight, as each last reported them.
+    fn requests_in_flight(&self) -> InFlightLevel {
+        let mut level = InFlightLevel::default();
+        for thread in self.requests_in_flight.values() {
+            level.merge(thread);
+        }
+        level
     }
 
     fn per_name(

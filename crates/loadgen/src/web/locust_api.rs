@@ -26,6 +26,10 @@ struct Entry<'a> {
     #[serde(rename = "response_time_percentile_0.99")]
     p99: f64,
     avg_content_length: f64,
+    /// Ours, beside Locust's: resends after a kept-alive connection closed unanswered.
+    num_retries: u64,
+    /// Ours: requests with no complete answer within their timeout (in `num_failures`).
+    num_timeouts: u64,
 }
 
 /// Locust's "current" rate of a row: the mean of its last 10 whole seconds.
@@ -73,6 +77,8 @@ fn entry<'a>(report: &Report, row: &'a Row, total: bool) -> Entry<'a> {
         p95: row.percentiles_ms.get(5).copied().unwrap_or(0.0).round(),
         p99: row.percentiles_ms.get(7).copied().unwrap_or(0.0).round(),
         avg_content_length: row.average_bytes,
+        num_retries: row.retries,
+        num_timeouts: row.timed_out,
     }
 }
 

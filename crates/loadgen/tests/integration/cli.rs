@@ -334,8 +334,9 @@ async fn targets_decide_the_exit_code_and_csv_files_have_locusts_headers() {
     assert_eq!(
         header("run_stats.csv").join(","),
         format!(
-            "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,{percentiles}"
-        )
+            "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,{percentiles},Retries,Timeouts,In Flight At Stop"
+        ),
+        "Locust's columns, then ours"
     );
     assert_eq!(
         header("run_stats_history.csv").join(","),

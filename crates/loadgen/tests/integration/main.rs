@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod accounting;
 mod bad_input;
 mod certificates;
 mod ci;

@@ -8,12 +8,13 @@ const num = (v, digits = 0) => Number(v || 0).toFixed(digits);
 function rowsTable(table, rows, total) {
   let html = "<tr><th>Type</th><th>Name</th><th># Requests</th><th># Fails</th><th>Median (ms)</th>" +
     "<th>95%ile (ms)</th><th>99%ile (ms)</th><th>Average (ms)</th><th>Min (ms)</th><th>Max (ms)</th>" +
-    "<th>Average size (bytes)</th><th>RPS</th><th>Failures/s</th></tr>";
+    "<th>Average size (bytes)</th><th>RPS</th><th>Failures/s</th><th># Retries</th><th># Timeouts</th><th># In flight at stop</th></tr>";
   for (const r of rows.concat(total ? [total] : [])) {
     html += `<tr class="${r === total ? "total" : ""}"><td class="text">${esc(r.method)}</td><td>${esc(r.name)}</td>` +
       `<td>${r.requests}</td><td>${r.failures}</td><td>${num(r.median_ms)}</td><td>${num(r.percentiles_ms[5])}</td>` +
       `<td>${num(r.percentiles_ms[7])}</td><td>${num(r.average_ms)}</td><td>${num(r.min_ms)}</td><td>${num(r.max_ms)}</td>` +
-      `<td>${num(r.average_bytes)}</td><td>${num(r.rps, 1)}</td><td>${num(r.failures_per_sec, 1)}</td></tr>`;
+      `<td>${num(r.average_bytes)}</td><td>${num(r.rps, 1)}</td><td>${num(r.failures_per_sec, 1)}</td>` +
+      `<td>${r.retries}</td><td>${r.timed_out}</td><td>${r.in_flight_at_stop ? r.in_flight_at_stop.requests : 0}</td></tr>`;
   }
   table.innerHTML = html;
 }
