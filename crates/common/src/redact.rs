@@ -79,6 +79,14 @@ fn decoded(name: &str) -> Cow<'_, str> {
     current
 }
 
+/// A secret value as a driver or a server prints it: percent-decoded once, `+` kept (decoding
+/// more, as [`decoded`] does for names, would turn `p%2541` into `pA`, not the `p%41` printed).
+fn decoded_value(value: &str) -> String {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// Whether a parameter, field or header called `name` holds a secret (see [`SECRET_NAMES`]
 /// and [`add_secret_names`]).
 pub fn is_secret_name(name: &str) -> bool {
@@ -211,8 +219,8 @@ fn secrets(parsed: &url::Url) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     if let Some(password) = parsed.password().filter(|p| !p.is_empty()) {
         found.push(password.to_owned());
-        // The URL holds it percent-encoded; a driver may print it decoded.
-        found.push(decoded(password).into_owned());
+        // The URL holds it percent-encoded; a driver may print it decoded (once, `+` kept).
+        found.push(decoded_value(password));
     }
     if user_is_credential(parsed.scheme()) && !parsed.username().is_empty() {
         found.push(parsed.username().to_owned());
@@ -228,7 +236,9 @@ fn secrets(parsed: &url::Url) -> Vec<String> {
             && !value.is_empty()
         {
             found.push(value.to_owned());
-            found.push(decoded(value).into_owned());
+            found.push(decoded_value(value));
+            // A query's `+` is a space to a form decoder.
+            found.push(decoded_value(&value.replace('+', " ")));
         }
     }
     found
@@ -241,7 +251,10 @@ pub fn scrub(message: &str, raw_url: &str) -> String {
     };
     let mut out = message.replace(raw_url, &url(raw_url));
     for secret in secrets(&parsed) {
-        out = out.replace(&secret, MASK);
+        // A value of `+` decodes to a space, which is no secret to mask everywhere.
+        if !secret.trim().is_empty() {
+            out = out.replace(&secret, MASK);
+        }
     }
     out
 }
@@ -447,6 +460,19 @@ mod tests {
         );
         assert_eq!(reference("/next?token=T&id=1"), "/next?token=***&id=1");
         assert_eq!(reference("http://127.0.0.1:8000"), "http://127.0.0.1:8000");
+    }
+
+    #[test]
+    fn scrubs_a_password_as_a_driver_prints_it_decoded_once() {
+        let raw = "postgres://app:p%2Bss%2541@db/x";
+        let scrubbed = scrub(
+            "password for p+ss%41 rejected; p ss and pA are other words",
+            raw,
+        );
+        assert_eq!(
+            scrubbed,
+            "password for *** rejected; p ss and pA are other words"
+        );
     }
 
     #[test]

@@ -53,6 +53,14 @@ struct UserThread {
     stop: CancellationToken,
 }
 
+/// The figures so far, for reports written before the users have finished: with the requests
+/// still waiting (as the threads last reported them) counted in flight, as at a stop.
+fn in_hand(totals: &Stats, second: &Second) -> Stats {
+    let mut stats = totals.clone();
+    stats.in_flight_at_stop += second.requests_in_flight().requests;
+    stats
+}
+
 /// A fresh run id: six base-36 characters, `${run}` in templates.
 pub(crate) fn new_run_id() -> String {
     (0..6)
@@ -175,7 +183,7 @@ impl Runner {
                 }
                 Some(reply) = channels.outcomes.recv() => {
                     let _ = reply.send(RunOutcome {
-                        stats: totals.clone(),
+                        stats: in_hand(&totals, &second),
                         history: history.clone(),
                         duration: clock.start.elapsed(),
                         peak_users: peak,
@@ -304,7 +312,7 @@ impl Runner {
                 },
                 Some(reply) = channels.outcomes.recv() => {
                     let _ = reply.send(RunOutcome {
-                        stats: totals.clone(),
+                        stats: in_hand(&totals, &second),
                         history: history.clone(),
                         duration,
                         peak_users: peak,

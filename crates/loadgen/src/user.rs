@@ -315,6 +315,9 @@ impl VirtualUser {
         let first_url = || format!("{}{path}", shared.target.origin());
         let with_cookies = self.with_cookies(first_url, &headers);
         let timeout = step.timeout.unwrap_or(shared.options.timeout);
+        // One deadline for the request and every redirect it follows, as requests' and k6's
+        // timeouts: a chain of slow hops is one slow request.
+        let deadline = Instant::now() + timeout;
         let mut answer = self
             .connection
             .send_within(
@@ -387,15 +390,24 @@ impl VirtualUser {
                     }
                 }
             };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(HttpError::Timeout(timeout));
+            }
             answer = connection
                 .send_within(
                     &method,
                     &next_path,
                     with_cookies.as_ref().unwrap_or(&headers),
                     &payload,
-                    timeout,
+                    left,
                 )
-                .await?;
+                .await
+                .map_err(|error| match error {
+                    // Named by the request's whole timeout, not by what was left of it.
+                    HttpError::Timeout(_) => HttpError::Timeout(timeout),
+                    other => other,
+                })?;
             self.keep_cookies(|| url.clone(), &answer);
         }
         Ok(answer)

@@ -169,10 +169,7 @@ pub fn summary(report: &Report) -> String {
         report
             .interruption
             .as_ref()
-            .map_or_else(String::new, |i| format!(
-                " (stopped by Ctrl-C or a signal: {})",
-                i.describe()
-            ))
+            .map_or_else(String::new, |i| format!(" (stopped by {})", i.describe()))
     );
     let types: Vec<String> = report
         .users_by_type

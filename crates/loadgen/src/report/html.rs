@@ -65,7 +65,7 @@ pub fn render(report: &Report) -> String {
             .interruption
             .as_ref()
             .map_or_else(String::new, |i| format!(
-                " (stopped by Ctrl-C or a signal: {})",
+                " (stopped by {})",
                 escape(&i.describe())
             ))
     );

@@ -70,7 +70,7 @@ impl Scenario {
         if self
             .users
             .iter()
-            .any(|u| u.weight > 0 || u.fixed_count.is_some())
+            .any(|u| u.weight > 0 || u.fixed_count.is_some_and(|n| n > 0))
         {
             return Ok(());
         }

@@ -68,7 +68,7 @@ impl Stats {
                     .by_second
                     .entry(second)
                     .or_default()
-                    .merge(&delta);
+                    .merge_answered(&delta);
             }
             if delta.count > 0 || !delta.unanswered.is_empty() {
                 shard.stats.endpoints.insert(key.clone(), delta);

@@ -349,7 +349,7 @@ impl Second {
     }
 
     /// Every thread's requests in flight, as each last reported them.
-    fn requests_in_flight(&self) -> InFlightLevel {
+    pub(crate) fn requests_in_flight(&self) -> InFlightLevel {
         let mut level = InFlightLevel::default();
         for thread in self.requests_in_flight.values() {
             level.merge(thread);

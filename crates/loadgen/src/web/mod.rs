@@ -189,7 +189,10 @@ pub async fn serve_on(
     };
     let code = match (&session.run, &reports) {
         (Some(run), Some(reports)) => {
-            run.handle.stop();
+            match signal {
+                Some(first) => run.handle.stop_by(first.name()),
+                None => run.handle.stop(),
+            }
             let outcome = run.handle.wait().await;
             let report = Report::of_run(&run.config, &outcome);
             // As Locust's web mode does with --csv: the files of the last run, at quit.

@@ -12,19 +12,11 @@ pub const SCRIPT: &str = include_str!("assets/ui.js");
 /// The page's style, shared in spirit with the HTML report.
 pub const STYLE: &str = include_str!("assets/ui.css");
 
-/// The host as the UI shows it, and whether that is not the host itself: a URL that carries a
-/// password, a token or another secret is shown redacted (a page can be read over a shoulder,
-/// captured, or fetched by whoever reaches the UI).
-pub fn shown_host(host: &str) -> (String, bool) {
-    let shown = common::redact::reference(host);
-    let redacted = shown != host;
-    (shown, redacted)
-}
-
 /// The whole page, its form filled from the session's defaults.
 pub fn index(session: &Session, class_picker: bool) -> String {
     let template = &session.template;
-    let (host, redacted) = shown_host(&template.host);
+    let host = session.shown_host();
+    let redacted = host != template.host;
     // A redacted host is not put in the form: sent back, it would replace the real one. The
     // field stays empty (which keeps the host already set) and shows it as a placeholder.
     let (host_value, host_placeholder) = if redacted {

@@ -372,7 +372,21 @@ async fn a_second_signal_exits_at_once_with_every_report_whole() {
     let mut loadgen = Loadgen::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // Every answered request is in hand, and every user waits for one held.
     loadgen.until_counted(ANSWERED).await;
-    assert_eq!(held.load(Ordering::SeqCst), USERS, "{}", loadgen.seen);
+    let every_user_held = async {
+        while held.load(Ordering::SeqCst) < USERS {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), every_user_held)
+        .await
+        .is_err()
+    {
+        panic!(
+            "{} of {USERS} users held within 60 s: {}",
+            held.load(Ordering::SeqCst),
+            loadgen.seen
+        );
+    }
 
     loadgen.signal("TERM");
     loadgen
@@ -393,6 +407,10 @@ async fn a_second_signal_exits_at_once_with_every_report_whole() {
     assert_eq!(
         report["steady_total"]["requests"], ANSWERED,
         "every answered request is in the figures in hand"
+    );
+    assert_eq!(
+        report["in_flight_at_stop"], USERS,
+        "every held request is counted in flight in the figures in hand: {report}"
     );
     server.abort();
 }
