@@ -26,4 +26,4 @@ services=$(mktemp -d "${TMPDIR:-/tmp}/loadgen-demo.XXXXXX")
 chmod 755 "$services"
 trap 'scripts/services.sh stop "$services"; rm -rf "$services"' EXIT
 eval "$(scripts/services.sh start "$services")"
-DATABASE_URL=$TEST_DATABASE_URL REDIS_URL=$TEST_REDIS_URL target/release/loadgen demo "$@"
+mkdir -p results && DATABASE_URL=$TEST_DATABASE_URL REDIS_URL=$TEST_REDIS_URL target/release/loadgen demo --html results/demo-report.html "$@"
