@@ -2,7 +2,8 @@
 # The main job in one command: starts a private PostgreSQL and Redis (installing them and ffmpeg
 # if missing), then `loadgen demo` (the loadgen-demo binary): the testbed with a planted bottleneck, a load test against it
 # with the monitor watching PostgreSQL, Redis and the host, the summary and the findings, and
-# demo-report.html. Flags go to `loadgen demo` (e.g. --bottleneck jobs, -u 50, -t 60s).
+# results/demo-report.html (exit code 1 when the planted bottleneck misses the targets, as it
+# should). Flags go to `loadgen demo` (e.g. --bottleneck jobs, -u 50, -t 60s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

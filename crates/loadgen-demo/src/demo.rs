@@ -14,7 +14,7 @@ use monitor::sources::SourcesConfig;
 /// Start the testbed with a planted bottleneck, load it with loadgen and the monitor, and
 /// diagnose it.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadgen demo", version)]
+#[command(name = "loadgen demo", version, args_override_self = true)]
 pub struct DemoArgs {
     /// The bottleneck to plant (auto: a small database pool on PostgreSQL, a rate limit in memory).
     #[arg(long, value_enum, default_value_t = Bottleneck::Auto)]

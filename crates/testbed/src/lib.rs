@@ -1,4 +1,4 @@
-//! `testbed`: a reference FFmpeg API that follows `shared/ffmpeg-api-contract.md`, backed by real
+//! `testbed`: a reference FFmpeg API that follows `docs/api-contract.md`, backed by real
 //! PostgreSQL and Redis (or memory), with knobs that plant known bottlenecks. It is the target of
 //! our tests, the realistic case of our benchmarks and the demo's API.
 //!

@@ -1,4 +1,4 @@
-//! The HTTP API, route by route as `shared/ffmpeg-api-contract.md` lays it out, all under
+//! The HTTP API, route by route as `docs/api-contract.md` lays it out, all under
 //! `/api/v1` (plus the root `/health`).
 
 mod admin;
