@@ -691,15 +691,17 @@ mod tests {
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             read_request(&mut socket).await.unwrap();
+            server_read.fetch_add(1, Ordering::SeqCst);
             socket
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 .await
                 .unwrap();
             read_request(&mut socket).await.unwrap();
+            server_read.fetch_add(1, Ordering::SeqCst);
             drop(socket);
             let (mut socket, _) = listener.accept().await.unwrap();
             read_request(&mut socket).await.unwrap();
-            server_read.store(3, Ordering::SeqCst);
+            server_read.fetch_add(1, Ordering::SeqCst);
         });
         local(async move {
             let mut c = connection(addr);

@@ -447,7 +447,7 @@ async fn the_reports_of_an_interrupted_run_say_which_signal_stopped_it() {
     loadgen.until_counted(ANSWERED).await;
     loadgen.signal("INT");
     let (status, _) = loadgen.exit().await;
-    // The five targets are missed (the held requests stalled the run): exit code 1.
+    // Whether the targets were met is not this test's concern: the exit code is 0 or 1.
     assert!(
         matches!(status.code(), Some(0 | 1)),
         "{status:?}: {}",
