@@ -209,8 +209,14 @@ async fn hello(port: u16, name: &str, token: &str) -> serde_json::Value {
         "token": token
     }});
     socket.send(Message::text(hello.to_string())).await.unwrap();
-    let answer = socket.next().await.unwrap().unwrap();
-    serde_json::from_str(answer.to_text().unwrap()).unwrap()
+    // The master's heartbeats may come first (as a worker does, skip them).
+    loop {
+        let answer = socket.next().await.unwrap().unwrap();
+        let answer: serde_json::Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+        if answer["type"] != "heartbeat" {
+            return answer;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
