@@ -56,24 +56,7 @@ async fn https_front(plain: String, cert: &Path, key: &Path) -> u16 {
     .with_no_client_auth()
     .with_single_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
     .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let (acceptor, plain) = (acceptor.clone(), plain.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(socket).await else {
-                    return;
-                };
-                let Ok(mut backend) = tokio::net::TcpStream::connect(plain).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut backend).await;
-            });
-        }
-    });
-    port
+    crate::support::tls_front(Arc::new(config), plain).await
 }
 
 /// A 2 s run of one user against `host`, trusting `cert`: (exit code, stderr, JSON report).

@@ -86,3 +86,26 @@ pub fn send(signal: &str, child: &tokio::process::Child) {
             .success()
     );
 }
+
+/// A TLS front on a free loopback port for the plain HTTP server on `plain` (host:port),
+/// with `config`: its port. Each connection is relayed until either side closes.
+pub async fn tls_front(config: std::sync::Arc<rustls::ServerConfig>, plain: String) -> u16 {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, plain) = (acceptor.clone(), plain.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let Ok(mut backend) = tokio::net::TcpStream::connect(plain).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut backend).await;
+            });
+        }
+    });
+    port
+}

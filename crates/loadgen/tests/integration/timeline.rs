@@ -178,23 +178,7 @@ async fn samples_from_a_sidecar_share_the_runs_timeline() {
 async fn https_front(plain: String, dir: &Path) -> (u16, std::path::PathBuf) {
     let ca_file = dir.join("sidecar-ca.pem");
     let server_config = test_support::self_signed_tls(&ca_file);
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let (acceptor, plain) = (acceptor.clone(), plain.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(socket).await else {
-                    return;
-                };
-                let Ok(mut backend) = tokio::net::TcpStream::connect(plain).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut backend).await;
-            });
-        }
-    });
+    let port = crate::support::tls_front(server_config, plain).await;
     (port, ca_file)
 }
 
