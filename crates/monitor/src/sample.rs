@@ -249,26 +249,70 @@ pub struct HostValues {
     /// Bytes sent since the host started.
     #[serde(default)]
     pub net_tx_bytes: u64,
-    /// Who uses the host: the busiest process groups (by name: ffmpeg, uvicorn, celery,
-    /// postgres, ...), busiest first.
+    /// Who uses the host: the busiest process groups, one per member of the stack (an API
+    /// server, a worker, a database, with all their children) or per tree of other processes,
+    /// busiest first. Never grouped by name across the host: two unrelated `loadgen`s are two
+    /// groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<ProcessGroup>,
+    /// Cores of the host (the 100 % of `cpu_pct`); 0 in samples from before it was recorded.
+    #[serde(default)]
+    pub cores: u32,
 }
 
-/// The processes of one name on the host, in one tick. Never a command line: arguments hold
-/// passwords and tokens (the monitor's own `--postgres-url` among them), and samples go to
-/// files, web answers and reports.
+/// One process tree on the host in one tick: a top process and every descendant, with the CPU
+/// of children that ended during the tick (a worker's short-lived ffmpeg counts under the
+/// worker). Never a command line: arguments hold passwords and tokens (the monitor's own
+/// `--postgres-url` among them), and samples go to files, web answers and reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ProcessGroup {
-    /// The group's name: the program, or for an interpreter the script or module it runs
-    /// (`python -m celery` is `celery`).
+    /// The group's name: the top program, or for an interpreter the script or module it runs
+    /// (`python -m celery` is `celery`); past a shell or an init wrapper, the program it runs.
     pub name: String,
-    /// How many processes.
+    /// The top process's id: tells two groups of one name apart.
+    #[serde(default)]
+    pub pid: u32,
+    /// What the group is to the stack under test.
+    #[serde(default)]
+    pub role: ProcessRole,
+    /// How many processes, now.
     pub count: u32,
-    /// CPU, percent of one core (200 is two cores busy).
+    /// CPU, percent of one core (200 is two cores busy), children that ended included.
     pub cpu_pct: f64,
     /// Resident memory, bytes.
     pub memory_bytes: u64,
+}
+
+/// What a process group is to the stack under test, known from the programs in it.
+#[derive(
+    Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessRole {
+    /// An API server (uvicorn, gunicorn, hypercorn, our testbed).
+    Api,
+    /// A job worker (celery, rq, dramatiq).
+    Worker,
+    /// A database (postgres, mysqld).
+    Database,
+    /// A broker or cache (redis-server, rabbitmq).
+    Broker,
+    /// Object storage (minio).
+    Storage,
+    /// A proxy in front of the API (nginx, haproxy, envoy, traefik).
+    Proxy,
+    /// The process that generates the load and watches (this loadgen or monitor, by its pid).
+    Generator,
+    /// Anything else on the host: not the stack under test.
+    #[default]
+    Outside,
+}
+
+impl ProcessRole {
+    /// A member of the stack under test (its CPU can be the API's bottleneck).
+    pub fn in_stack(self) -> bool {
+        !matches!(self, Self::Generator | Self::Outside)
+    }
 }
 
 /// Every field a sample may carry, as a path in its JSON: `*` stands for a map's keys (a
@@ -367,8 +411,11 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     "sources.*.values.net_rx_bytes",
     "sources.*.values.net_tx_bytes",
     "sources.*.values.processes",
+    "sources.*.values.cores",
     "sources.*.values.processes.[]",
     "sources.*.values.processes.[].name",
+    "sources.*.values.processes.[].pid",
+    "sources.*.values.processes.[].role",
     "sources.*.values.processes.[].count",
     "sources.*.values.processes.[].cpu_pct",
     "sources.*.values.processes.[].memory_bytes",

@@ -225,6 +225,7 @@ fn read_host(r: &mut Readers, capacity: Capacity) -> Values {
         disk_write_bytes: written_total,
         net_rx_bytes: rx_total,
         net_tx_bytes: tx_total,
+        cores: r.system.cpus().len() as u32,
     })
 }
 
