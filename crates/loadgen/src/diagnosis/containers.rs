@@ -25,6 +25,8 @@ pub fn cpu_saturated(e: &Evidence<'_>) -> Vec<Finding> {
                 ),
                 action: "Profile those endpoints; add API processes (workers) or CPU; move CPU-heavy work (bcrypt, ffmpeg) out of the request path".into(),
                 cause_of: vec!["load.slow_endpoints", "load.stuck_users", "load.plateau"],
+                explains: None,
+                explained_by: None,
             })
         })
         .collect()

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use monitor::sample::{ContainerValues, HostValues, PostgresValues, RedisValues, Tick, Values};
 
+use super::{Explained, Trouble};
 use crate::engine::RunOutcome;
 use crate::stats::{
     EndpointStats, FailureKey, FailureKind, FailureStats, HistoryRow, Phase, Stats, StuckUsers,
@@ -15,9 +16,10 @@ use crate::targets::{Targets, Verdict};
 
 /// The backend's ticks, read by type. Each accessor gives `(seconds since the first tick,
 /// values)` for the ticks where that source was up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Backend<'a> {
-    ticks: &'a [Tick],
+    /// In time order, whatever order they came in: the same samples give the same findings.
+    ticks: Vec<&'a Tick>,
 }
 
 /// Ticks a source must be down in, at the end of the run, to be called unwatched.
@@ -26,13 +28,20 @@ const DOWN_AT_THE_END: usize = 3;
 impl<'a> Backend<'a> {
     /// Over `ticks`.
     pub fn new(ticks: &'a [Tick]) -> Self {
+        let mut ticks: Vec<&Tick> = ticks.iter().collect();
+        ticks.sort_by_key(|t| (t.timestamp, t.tick));
         Self { ticks }
+    }
+
+    /// When the first tick was taken.
+    pub fn start(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.ticks.first().map(|t| t.timestamp)
     }
 
     /// Every note of every source, once each: (source, note).
     pub fn notes(&self) -> Vec<(&'a str, &'a str)> {
         let mut notes: Vec<(&str, &str)> = Vec::new();
-        for tick in self.ticks {
+        for tick in &self.ticks {
             for (name, reading) in &tick.sources {
                 for note in &reading.notes {
                     if !notes.contains(&(name.as_str(), note.as_str())) {
@@ -47,7 +56,7 @@ impl<'a> Backend<'a> {
     /// The sources down in each of the last [`DOWN_AT_THE_END`] ticks: (source, its last
     /// error, ticks it was down in, ticks in all).
     pub fn unwatched(&self) -> Vec<(&'a str, String, usize, usize)> {
-        let Some(last) = self.ticks.last() else {
+        let Some(last) = self.ticks.last().copied() else {
             return Vec::new();
         };
         // Down in each of the last ticks (a single late reading on a busy host is a gap, not
@@ -231,5 +240,79 @@ impl<'a> Evidence<'a> {
     /// Whether the steady state missed the p95 target.
     pub fn slow(&self) -> bool {
         self.steady.count > 0 && self.p95_ms() >= self.targets.p95_ms
+    }
+
+    /// Failed requests, all endpoints and phases.
+    pub fn failed_requests(&self) -> u64 {
+        self.stats.endpoints.values().map(|e| e.failures).sum()
+    }
+
+    /// `count` failed requests as a share of them all.
+    pub fn failure_share(&self, count: u64) -> Option<Explained> {
+        let all = self.failed_requests();
+        (all > 0 && count > 0).then(|| Explained {
+            pct: (count as f64 * 100.0 / all as f64).min(100.0),
+            of: Trouble::Failures,
+        })
+    }
+
+    /// The latency of an unhurried request, µs: the steady state's 10th percentile.
+    fn unhurried_us(&self) -> f64 {
+        self.steady.percentile_ms(10.0) * 1000.0
+    }
+
+    /// The time the requests that finished in `row` spent above the unhurried latency, µs.
+    fn excess_us(&self, row: &HistoryRow, unhurried_us: f64) -> f64 {
+        (row.interval.total_us as f64 - row.interval.count as f64 * unhurried_us).max(0.0)
+    }
+
+    /// The slowdown (time above the unhurried latency) of the seconds whose end is near one
+    /// of the backend's samples at `when` (seconds since its first tick), as a share of the
+    /// whole run's: how much of it happened while a condition that the samples show held.
+    pub fn slowdown_share_at(&self, when: &[f64]) -> Option<Explained> {
+        let start = self.backend.start()?;
+        let unhurried = self.unhurried_us();
+        let total: f64 = self
+            .history
+            .iter()
+            .map(|r| self.excess_us(r, unhurried))
+            .sum();
+        if total <= 0.0 || when.is_empty() {
+            return None;
+        }
+        let inside: f64 = self
+            .history
+            .iter()
+            .filter(|row| {
+                let end = chrono::DateTime::<chrono::Utc>::from(row.timestamp) - start;
+                let end = end.num_milliseconds() as f64 / 1000.0;
+                // A sample describes the second before it; a request counted in a second may
+                // have waited through the one before.
+                when.iter().any(|t| *t >= end - 1.5 && *t <= end + 0.5)
+            })
+            .map(|r| self.excess_us(r, unhurried))
+            .sum();
+        self.slowdown(inside / total)
+    }
+
+    /// A share of the slowdown, from a fraction.
+    pub fn slowdown(&self, fraction: f64) -> Option<Explained> {
+        (fraction.is_finite() && fraction > 0.0).then(|| Explained {
+            pct: (fraction * 100.0).min(100.0),
+            of: Trouble::Slowdown,
+        })
+    }
+
+    /// The steady requests' slowdown: their time above the unhurried latency, µs.
+    pub fn steady_excess_us(&self) -> f64 {
+        (self.steady.total_us as f64 - self.steady.count as f64 * self.unhurried_us()).max(0.0)
+    }
+
+    /// Whether the host's CPU was saturated (85 % or more) in at least a third of its samples,
+    /// 3 or more: then more workers, or more of anything, would only compete for it.
+    pub fn host_saturated(&self) -> bool {
+        let host = self.backend.host();
+        let hot = host.iter().filter(|(_, h)| h.cpu_pct >= 85.0).count();
+        hot >= 3 && hot * 3 >= host.len()
     }
 }

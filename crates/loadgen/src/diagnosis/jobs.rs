@@ -13,6 +13,58 @@ fn worker_log_quote(e: &Evidence<'_>) -> String {
         .collect()
 }
 
+/// `add_workers` when the host has CPU to spare; otherwise why more workers would not help.
+fn more_workers_or_not(e: &Evidence<'_>, add_workers: &str) -> String {
+    if e.host_saturated() {
+        "The host's CPU is saturated (see the host above), so more workers on it would only compete for the CPU: move workers to other hosts, lower their concurrency, or send fewer jobs at a time".into()
+    } else {
+        add_workers.into()
+    }
+}
+
+/// The followed jobs of `job` that did not complete, as a share of all that did not.
+fn jobs_share(e: &Evidence<'_>, count: u64) -> Option<super::Explained> {
+    let all: u64 = e
+        .stats
+        .jobs
+        .values()
+        .map(|j| j.failed + j.unfinished + j.unknown)
+        .sum();
+    (all > 0 && count > 0).then(|| super::Explained {
+        pct: count as f64 * 100.0 / all as f64,
+        of: super::Trouble::Jobs,
+    })
+}
+
+/// Followed jobs whose status no poll ever read (every poll failed, e.g. on 429s, or the run
+/// ended first): unknown, never counted as unfinished.
+pub fn unknown(e: &Evidence<'_>) -> Vec<Finding> {
+    e.stats
+        .jobs
+        .iter()
+        .filter(|(_, job)| job.unknown > 0)
+        .map(|(kind, job)| {
+            let ended = job.completed + job.failed + job.unfinished + job.unknown;
+            let why = if job.failure_messages.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", job.failure_messages.join("; "))
+            };
+            Finding::new(
+                "jobs.unknown",
+                Layer::Jobs,
+                Severity::Info,
+                format!("{kind} jobs: status unknown"),
+                format!(
+                    "{} of {ended} followed {kind} jobs were never read{why}",
+                    job.unknown
+                ),
+                "Not counted as unfinished: the polls that would have read them failed (the failures above say why); check these jobs in the API's database",
+            )
+        })
+        .collect()
+}
+
 /// A watched Redis list that ends 5 or more longer than it started, rising in 3 ticks or more.
 pub fn queue_grows(e: &Evidence<'_>) -> Vec<Finding> {
     let rd = e.backend.redis();
@@ -42,8 +94,13 @@ pub fn queue_grows(e: &Evidence<'_>) -> Vec<Finding> {
                     (end - start) as f64 / (t1 - t0),
                     worker_log_quote(e)
                 ),
-                action: "Jobs arrive faster than the workers finish them: add Celery workers (or concurrency), or check that they are not stuck".into(),
+                action: more_workers_or_not(
+                    e,
+                    "Jobs arrive faster than the workers finish them: add Celery workers (or concurrency), or check that they are not stuck",
+                ),
                 cause_of: vec!["jobs.unfinished"],
+                explains: None,
+                explained_by: None,
             })
         })
         .collect()
@@ -70,8 +127,13 @@ pub fn queueing(e: &Evidence<'_>) -> Vec<Finding> {
                     job.completed,
                     (median - fastest) * 100.0 / median
                 ),
-                action: "The work itself is fast; the jobs queue for busy workers: add Celery workers (or concurrency) where the host has CPU to spare, or fewer jobs at a time".into(),
+                action: more_workers_or_not(
+                    e,
+                    "The work itself is fast; the jobs queue for busy workers: add Celery workers (or concurrency), or send fewer jobs at a time",
+                ),
                 cause_of: Vec::new(),
+                explains: None,
+                explained_by: None,
             })
         })
         .collect()
@@ -98,6 +160,8 @@ pub fn failed(e: &Evidence<'_>) -> Vec<Finding> {
                 ),
                 action: "The API answered 201 but the worker failed: read the worker's logs; an audio-overlay `mix` on a video without an audio track always fails".into(),
                 cause_of: Vec::new(),
+                explains: None,
+                explained_by: None,
             }
         })
         .collect()
@@ -158,6 +222,8 @@ pub fn unfinished(e: &Evidence<'_>) -> Vec<Finding> {
                         "Not a lack of workers: the {kind} task fails inside the worker (an exception before the status is set) and leaves the task in its last status; read the worker's log for that task, and mark the task failed on error"
                     ),
                     cause_of: vec!["jobs.queue_grows"],
+                    explains: jobs_share(e, job.unfinished),
+                    explained_by: None,
                 };
             }
             Finding {
@@ -173,6 +239,8 @@ pub fn unfinished(e: &Evidence<'_>) -> Vec<Finding> {
                 ),
                 action: "Check that the workers run and take jobs (Celery queue length, worker logs); a worker that fails without marking the task failed leaves it in its last status".into(),
                 cause_of: Vec::new(),
+                explains: jobs_share(e, job.unfinished),
+                explained_by: None,
             }
         })
         .collect()

@@ -18,6 +18,8 @@ pub fn no_requests(e: &Evidence<'_>) -> Vec<Finding> {
         evidence: "0 requests in the whole run".into(),
         action: "Check --host, and that the run time is longer than the users' start-up".into(),
         cause_of: Vec::new(),
+        explains: None,
+        explained_by: None,
     }]
 }
 
@@ -81,6 +83,8 @@ pub fn stuck_users(e: &Evidence<'_>) -> Vec<Finding> {
             ),
             action: action.into(),
             cause_of,
+            explains: None,
+            explained_by: None,
         }];
     }
     let mut evidence = format!(
@@ -118,56 +122,90 @@ pub fn stuck_users(e: &Evidence<'_>) -> Vec<Finding> {
         evidence,
         action: action.into(),
         cause_of,
+        explains: None,
+        explained_by: None,
     }]
 }
 
-/// Connection errors. "The API is down" needs a share of the requests (5 % or more) or a run of
-/// them (10 or more over 3 s or longer); a connection closed mid-answer now and then is a warning
-/// with its count, not an outage.
+/// Connections refused. "The API is down" needs a share of the requests (5 % or more) or a
+/// run of them (10 or more over 3 s or longer); a refusal now and then is a warning with its
+/// count, not an outage. Connections the server closed are not refusals (see
+/// [`connections_closed`]): under a stall they are its symptom, with the API up throughout.
 pub fn refused(e: &Evidence<'_>) -> Vec<Finding> {
-    let is_connection =
-        |k: FailureKind| matches!(k, FailureKind::Refused | FailureKind::Connection);
-    let count: u64 = e.failures(is_connection).map(|(_, f)| f.count).sum();
+    let is_refused = |k: FailureKind| k == FailureKind::Refused;
+    let count: u64 = e.failures(is_refused).map(|(_, f)| f.count).sum();
+    if count == 0 {
+        return Vec::new();
+    }
+    let (first, last) = failure_span(e, is_refused);
+    let share = count as f64 * 100.0 / e.total_requests().max(1) as f64;
+    let outage = share >= 5.0 || (count >= 10 && last - first >= 3.0);
+    let evidence = format!(
+        "{count} connections refused ({share:.2}% of requests), from {first:.0} s to {last:.0} s into the run"
+    );
+    let explained = e.failure_share(count);
+    if !outage {
+        return vec![Finding::new(
+            "load.refused",
+            Layer::Api,
+            Severity::Warning,
+            format!("{count} connection{} refused (not an outage)", if count == 1 { "" } else { "s" }),
+            evidence,
+            "A connection refused now and then: check the API's logs at those times (worker restarts, a full listen backlog)",
+        )
+        .explaining(explained)];
+    }
+    vec![Finding::new(
+        "load.refused",
+        Layer::Api,
+        Severity::Critical,
+        "The API is down or refuses connections",
+        evidence,
+        "Check that the API process is up and listening (docker compose ps; its logs), and its connection backlog",
+    )
+    .causing(&["load.scenario_errors", "load.connections_closed"])
+    .explaining(explained)]
+}
+
+/// When the failures whose kind passes `wanted` were seen first and last, s into the run.
+fn failure_span(e: &Evidence<'_>, wanted: impl Fn(FailureKind) -> bool + Copy) -> (f64, f64) {
+    let first = e.first_failure_secs(wanted).unwrap_or(0.0);
+    let last = e
+        .failures(wanted)
+        .map(|(_, f)| f.last_seen_secs)
+        .fold(first, f64::max);
+    (first, last)
+}
+
+/// Connections the server closed before its answer (kept-alive connections dropped, answers
+/// cut short): not the API down. Under a stall they are its symptom; alone, a timeout of the
+/// server or of a proxy in front.
+pub fn connections_closed(e: &Evidence<'_>) -> Vec<Finding> {
+    let is_closed = |k: FailureKind| k == FailureKind::Connection;
+    let count: u64 = e.failures(is_closed).map(|(_, f)| f.count).sum();
+    if count == 0 {
+        return Vec::new();
+    }
     let refused: u64 = e
         .failures(|k| k == FailureKind::Refused)
         .map(|(_, f)| f.count)
         .sum();
-    if count == 0 {
-        return Vec::new();
-    }
-    let first = e.first_failure_secs(is_connection).unwrap_or(0.0);
-    let last = e
-        .failures(is_connection)
-        .map(|(_, f)| f.last_seen_secs)
-        .fold(first, f64::max);
+    let (first, last) = failure_span(e, is_closed);
     let share = count as f64 * 100.0 / e.total_requests().max(1) as f64;
-    let outage = share >= 5.0 || (count >= 10 && last - first >= 3.0);
-    let evidence = format!(
-        "{count} connection errors ({refused} refused, {share:.2}% of requests), from {first:.0} s to {last:.0} s into the run"
-    );
-    if !outage {
-        return vec![Finding {
-            rule: "load.refused",
-            layer: Layer::Api,
-            severity: Severity::Warning,
-            title: format!(
-                "{count} connection error{} (not an outage)",
-                if count == 1 { "" } else { "s" }
-            ),
-            evidence,
-            action: "A connection closed or refused now and then: check the API's logs at those times (worker restarts, timeouts of a proxy in front)".into(),
-            cause_of: Vec::new(),
-        }];
-    }
-    vec![Finding {
-        rule: "load.refused",
-        layer: Layer::Api,
-        severity: Severity::Critical,
-        title: "The API is down or refuses connections".into(),
-        evidence,
-        action: "Check that the API process is up and listening (docker compose ps; its logs), and its connection backlog".into(),
-        cause_of: vec!["load.scenario_errors"],
-    }]
+    vec![Finding::new(
+        "load.connections_closed",
+        Layer::Api,
+        Severity::Warning,
+        format!(
+            "{count} connection{} closed by the server before the answer",
+            if count == 1 { "" } else { "s" }
+        ),
+        format!(
+            "{count} connections closed ({share:.2}% of requests), from {first:.0} s to {last:.0} s into the run; {refused} refused, so the API was listening"
+        ),
+        "The server (or a proxy in front) dropped connections it had accepted: under a stall (see the cause above, if any) they are its symptom; otherwise check the keep-alive and request timeouts of the API server and the proxy, and their logs at those times",
+    )
+    .explaining(e.failure_share(count))]
 }
 
 /// Answers 429.
@@ -180,18 +218,27 @@ pub fn rate_limited(e: &Evidence<'_>) -> Vec<Finding> {
     let since = e
         .first_failure_secs(|k| k == FailureKind::Status(429))
         .map_or(String::new(), |s| format!(", from {s:.0} s into the run"));
-    vec![Finding {
-        rule: "load.rate_limited",
-        layer: Layer::Api,
-        severity: Severity::Critical,
-        title: "Rate limiting".into(),
-        evidence: format!(
-            "{limited} of {total} requests ({:.1}%) answered 429 Too Many Requests{since}",
+    let skipped = if e.stats.missing_values > 0 {
+        format!(
+            "; {} steps skipped for want of a value that a limited request would have set",
+            e.stats.missing_values
+        )
+    } else {
+        String::new()
+    };
+    vec![Finding::new(
+        "load.rate_limited",
+        Layer::Api,
+        Severity::Critical,
+        "Rate limiting",
+        format!(
+            "{limited} of {total} requests ({:.1}%) answered 429 Too Many Requests{since}{skipped}",
             limited as f64 * 100.0 / total.max(1) as f64
         ),
-        action: "The API limits requests per client IP (RATE_LIMIT_PER_MINUTE, default 60): raise it for load tests, or the test measures the limiter, not the API".into(),
-        cause_of: vec!["load.scenario_errors", "load.plateau"],
-    }]
+        "The API limits requests per client IP (RATE_LIMIT_PER_MINUTE, default 60): raise it for load tests, or the test measures the limiter, not the API",
+    )
+    .causing(&["load.scenario_errors", "load.plateau", "jobs.unknown"])
+    .explaining(e.failure_share(limited))]
 }
 
 /// Answers 401. "Token expiry" needs tokens that worked for a while (a quiet start of 10 s or
@@ -234,14 +281,16 @@ pub fn unauthorized(e: &Evidence<'_>) -> Vec<Finding> {
             String::new()
         }
     );
-    let finding = |title: &str, action: &str| Finding {
-        rule: "load.unauthorized",
-        layer: Layer::Api,
-        severity: Severity::Warning,
-        title: title.into(),
-        evidence: evidence.clone(),
-        action: action.into(),
-        cause_of: Vec::new(),
+    let finding = |title: &str, action: &str| {
+        Finding::new(
+            "load.unauthorized",
+            Layer::Api,
+            Severity::Warning,
+            title,
+            evidence.clone(),
+            action,
+        )
+        .explaining(e.failure_share(count))
     };
     vec![if fixed_by_relogin && late {
         finding(
@@ -287,17 +336,18 @@ pub fn server_errors(e: &Evidence<'_>) -> Vec<Finding> {
         .map_or(String::new(), |(k, n)| {
             format!("; most on {} {} ({n})", k.method, k.name)
         });
-    vec![Finding {
-        rule: "load.server_errors",
-        layer: Layer::Api,
-        severity: Severity::Critical,
-        title: "Server errors".into(),
-        evidence: format!("{total} answers 5xx{worst}"),
-        action:
-            "Read the API's logs for the tracebacks of these requests (docker compose logs api)"
-                .into(),
-        cause_of: vec!["load.scenario_errors"],
-    }]
+    vec![
+        Finding::new(
+            "load.server_errors",
+            Layer::Api,
+            Severity::Critical,
+            "Server errors",
+            format!("{total} answers 5xx{worst}"),
+            "Read the API's logs for the tracebacks of these requests (docker compose logs api)",
+        )
+        .causing(&["load.scenario_errors"])
+        .explaining(e.failure_share(total)),
+    ]
 }
 
 /// Start-up requests (register, login, uploads) averaging above the average target.
@@ -327,15 +377,21 @@ pub fn costly_startup(e: &Evidence<'_>) -> Vec<Finding> {
         slow.join("; ")
     );
     match startup_effect(e) {
-        StartupEffect::Blocks(blocking) => vec![Finding {
-            rule: "load.costly_startup",
-            layer: Layer::Api,
-            severity: Severity::Critical,
-            title: "Start-up work blocks the API for everyone".into(),
-            evidence: format!("{evidence}; {blocking}"),
-            action: "CPU-bound work in the start-up requests (password hashing with bcrypt) runs on the API's event loop or workers and stalls every other request: hash in a thread pool, lower the cost for tests, or run more API workers".into(),
-            cause_of: vec!["load.slow_endpoints", "load.stuck_users", "load.plateau"],
-        }],
+        StartupEffect::Blocks(blocking) => vec![Finding::new(
+            "load.costly_startup",
+            Layer::Api,
+            Severity::Critical,
+            "Start-up work blocks the API for everyone",
+            format!("{evidence}; {blocking}"),
+            "CPU-bound work in the start-up requests (password hashing with bcrypt) runs on the API's event loop or workers and stalls every other request: hash in a thread pool, lower the cost for tests, or run more API workers",
+        )
+        .causing(&[
+            "load.slow_endpoints",
+            "load.stuck_users",
+            "load.plateau",
+            "load.connections_closed",
+        ])
+        .explaining(blocked_share(e))],
         effect => {
             // "did not slow" only when the overlap comparison says so.
             let (evidence, verdict) = match effect {
@@ -354,6 +410,8 @@ pub fn costly_startup(e: &Evidence<'_>) -> Vec<Finding> {
                 evidence,
                 action: format!("register/login hash passwords with bcrypt inside the request: lower the cost for tests, or hash in a thread pool{verdict}"),
                 cause_of: Vec::new(),
+                explains: None,
+                explained_by: None,
             }]
         }
     }
@@ -376,6 +434,16 @@ enum StartupEffect {
     Unclear(String),
     /// Too few of either group.
     Unknown,
+}
+
+/// The steady requests' slowdown that the start-up work explains: the time the overlapped
+/// requests took above the others, per request, over all the steady requests' slowdown.
+fn blocked_share(e: &Evidence<'_>) -> Option<super::Explained> {
+    let overlap = &e.stats.startup_overlap;
+    let extra_us = overlap.overlapped.len() as f64
+        * (overlap.overlapped.mean() - overlap.clear.mean()).max(0.0);
+    let all_us = e.steady_excess_us();
+    (all_us > 0.0).then(|| e.slowdown((extra_us / all_us).min(1.0)))?
 }
 
 /// How much longer, ms, the steady requests beside start-up work must take to have waited
@@ -432,6 +500,8 @@ pub fn slow_endpoints(e: &Evidence<'_>) -> Vec<Finding> {
         evidence: format!("steady-state p95 {:.0} ms; {}", e.p95_ms(), slow.join(", ")),
         action: "Profile these endpoints: database queries (indexes, N+1), pool size, and CPU of the API process".into(),
         cause_of: Vec::new(),
+        explains: None,
+        explained_by: None,
     }]
 }
 
@@ -463,6 +533,8 @@ pub fn scenario_errors(e: &Evidence<'_>) -> Vec<Finding> {
             ),
             action: "Fix the failures above first; the steps that set these values failed".into(),
             cause_of: Vec::new(),
+            explains: None,
+            explained_by: None,
         }
     } else {
         Finding {
@@ -473,6 +545,8 @@ pub fn scenario_errors(e: &Evidence<'_>) -> Vec<Finding> {
             evidence: format!("{count} steps could not be built, e.g. {first}"),
             action: "Fix the scenario (see the scenario errors table)".into(),
             cause_of: Vec::new(),
+            explains: None,
+            explained_by: None,
         }
     }]
 }
@@ -502,18 +576,71 @@ pub fn plateau(e: &Evidence<'_>) -> Vec<Finding> {
     if !(at_half > 0.0 && (peak as f64) >= 1.8 * users_half as f64 && at_full < 1.2 * at_half) {
         return Vec::new();
     }
-    vec![Finding {
-        rule: "load.plateau",
-        layer: Layer::Load,
-        severity: Severity::Warning,
-        title: "Throughput plateau".into(),
-        evidence: format!(
-            "{at_half:.1} req/s at {users_half} users and {at_full:.1} req/s at {peak} users: capacity reached at about {users_half} users (from {} s into the run)",
-            h[half_at].at_secs
-        ),
-        action: "This is the capacity limit: the findings above say which layer sets it".into(),
-        cause_of: Vec::new(),
-    }]
+    let figures = format!(
+        "{at_half:.1} req/s at {users_half} users and {at_full:.1} req/s at {peak} users (from {} s into the run)",
+        h[half_at].at_secs
+    );
+    let limits = other_limits(e);
+    if !limits.is_empty() {
+        return vec![Finding::new(
+            "load.plateau",
+            Layer::Load,
+            Severity::Info,
+            "Throughput did not rise with the users, for a reason other than capacity",
+            format!(
+                "{figures}: not the API's capacity, because {}",
+                limits.join("; ")
+            ),
+            "Remove what held the load back (the findings above) before reading a capacity from this run",
+        )];
+    }
+    vec![Finding::new(
+        "load.plateau",
+        Layer::Load,
+        Severity::Warning,
+        "Throughput plateau",
+        format!("{figures}: capacity reached at about {users_half} users"),
+        "This is the capacity limit: the findings above say which layer sets it",
+    )]
+}
+
+/// What else holds throughput back when users rise: answers 429, skipped steps, the generator
+/// itself, its memory limit, users stuck on answers. A plateau with any of them is no capacity.
+fn other_limits(e: &Evidence<'_>) -> Vec<String> {
+    let mut limits = Vec::new();
+    let total = e.total_requests().max(1);
+    let limited = e.status_total(429);
+    if limited * 100 >= total {
+        limits.push(format!(
+            "{:.0}% of the answers were 429 (rate limited)",
+            limited as f64 * 100.0 / total as f64
+        ));
+    }
+    let skipped: u64 = e.stats.exceptions.values().sum();
+    if skipped > 0 {
+        limits.push(format!("{skipped} steps were skipped"));
+    }
+    let cores = e.threads.max(1) as f64 * 100.0;
+    let generator_busy = e
+        .history
+        .iter()
+        .filter(|h| h.loadgen_cpu_pct >= 0.9 * cores || h.timer_lag_ms >= 100.0)
+        .count();
+    if generator_busy >= 3 {
+        limits.push(format!(
+            "the load generator was saturated in {generator_busy} seconds"
+        ));
+    }
+    if e.memory_limit_hit.is_some() {
+        limits.push("the load generator reached its memory limit".into());
+    }
+    if e.stuck.most_of(e.peak_users) {
+        limits.push(format!(
+            "{} of {} users were stuck waiting for answers",
+            e.stuck.peak, e.peak_users
+        ));
+    }
+    limits
 }
 
 /// What [`super::diagnose`] says when no rule fired: healthy if every target was met,
@@ -541,6 +668,8 @@ pub fn nothing_found(e: &Evidence<'_>) -> Finding {
             evidence: figures,
             action: "Raise the users (-u) to find the capacity limit".into(),
             cause_of: Vec::new(),
+            explains: None,
+            explained_by: None,
         }
     } else {
         Finding {
@@ -551,6 +680,8 @@ pub fn nothing_found(e: &Evidence<'_>) -> Finding {
             evidence: format!("missed: {}; {figures}", missed.join(", ")),
             action: "Watch the backend too (--monitor-docker, --monitor-postgres, --monitor-redis) so the findings can name the layer".into(),
             cause_of: Vec::new(),
+            explains: None,
+            explained_by: None,
         }
     }
 }
@@ -592,7 +723,7 @@ mod tests {
         };
         let evidence = super::super::Evidence::new(&run, &targets, &[], Default::default());
         let ranked = super::super::diagnose(&evidence);
-        let rules: Vec<&str> = ranked.iter().map(|f| f.rule).collect();
+        let rules: Vec<&str> = ranked.findings.iter().map(|f| f.rule).collect();
         assert_eq!(
             &rules[..2],
             ["load.stuck_users", "load.slow_endpoints"],
@@ -659,21 +790,16 @@ mod tests {
         assert!(
             found[0]
                 .evidence
-                .contains("2 connection errors (2 refused, "),
+                .contains("2 connections refused (1.60% of requests)"),
             "{}",
             found[0].evidence
         );
     }
 
     #[test]
-    fn one_closed_connection_is_no_outage_but_a_share_of_them_is() {
+    fn closed_connections_are_never_down_and_refusals_are_an_outage_past_a_share() {
         let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
-        fail(
-            &mut run,
-            FailureKind::Connection,
-            "connection closed mid-answer",
-            1,
-        );
+        fail(&mut run, FailureKind::Refused, "connection refused", 1);
         let found = with_evidence(&run, &[], refused);
         assert_eq!(found[0].severity, Severity::Warning, "{:?}", found[0]);
         assert!(
@@ -681,10 +807,53 @@ mod tests {
             "{}",
             found[0].title
         );
+        // 13 kept-alive connections closed by the server during a stall, 0 refused: the API
+        // served throughout. Not "down", whatever their share.
+        let mut stalled = outcome(&[5; 6], &[20; 6], 10, &[]);
+        fail(
+            &mut stalled,
+            FailureKind::Connection,
+            "connection closed before the answer",
+            13,
+        );
+        assert!(with_evidence(&stalled, &[], refused).is_empty());
+        let closed = with_evidence(&stalled, &[], connections_closed);
+        assert_eq!(
+            closed[0].title,
+            "13 connections closed by the server before the answer"
+        );
+        assert!(
+            closed[0]
+                .evidence
+                .contains("0 refused, so the API was listening"),
+            "{}",
+            closed[0].evidence
+        );
         fail(&mut run, FailureKind::Refused, "connection refused", 30);
         let found = with_evidence(&run, &[], refused);
         assert_eq!(found[0].severity, Severity::Critical, "{:?}", found[0]);
         assert_eq!(found[0].title, "The API is down or refuses connections");
+    }
+
+    #[test]
+    fn a_plateau_under_rate_limits_is_not_called_capacity() {
+        let users = [5, 10, 10, 10, 15, 20, 20, 20, 20, 20];
+        let flat = [25, 50, 50, 50, 51, 52, 50, 51, 50, 50];
+        let mut run = outcome(&users, &flat, 10, &[]);
+        fail(&mut run, FailureKind::Status(429), "HTTP 429", 300);
+        run.stats
+            .exceptions
+            .insert("upload: variable `file_id` is not set".into(), 291);
+        let found = with_evidence(&run, &[], plateau);
+        assert_eq!(found[0].severity, Severity::Info);
+        assert!(
+            !found[0].evidence.contains("capacity reached"),
+            "{}",
+            found[0].evidence
+        );
+        for part in ["were 429 (rate limited)", "291 steps were skipped"] {
+            assert!(found[0].evidence.contains(part), "{}", found[0].evidence);
+        }
     }
 
     /// 401s at `seconds` (one each), with `relogins` re-logins and `failed_logins` failed logins.

@@ -38,6 +38,8 @@ pub fn saturated(e: &Evidence<'_>) -> Vec<Finding> {
         ),
         action: "Give loadgen more cores (--threads) or run it on another machine, or use fewer users per process".into(),
         cause_of: Vec::new(),
+        explains: None,
+        explained_by: None,
     }]
 }
 
@@ -78,6 +80,8 @@ pub fn worker_saturated(e: &Evidence<'_>) -> Vec<Finding> {
             "Give these workers more cores, or start more workers so that each runs fewer users"
                 .into(),
         cause_of: Vec::new(),
+        explains: None,
+        explained_by: None,
     }]
 }
 
@@ -109,6 +113,8 @@ pub fn workers_lost(e: &Evidence<'_>) -> Vec<Finding> {
                  around those seconds was uneven"
             .into(),
         cause_of: Vec::new(),
+        explains: None,
+        explained_by: None,
     }]
 }
 
@@ -128,6 +134,8 @@ pub fn memory_limit(e: &Evidence<'_>) -> Vec<Finding> {
         ),
         action: "Raise --memory-limit, or run fewer users per process".into(),
         cause_of: vec!["load.plateau"],
+        explains: None,
+        explained_by: None,
     }]
 }
 

@@ -51,6 +51,8 @@ pub fn connections_near_max(e: &Evidence<'_>) -> Vec<Finding> {
         evidence: format!("{used} of {} connections ({pct:.0}%) in use {at:.0} s into the run", peak.max_connections),
         action: "Put a pooler (PgBouncer) in front, lower the API's pool size per process, or raise max_connections".into(),
         cause_of: vec!["load.slow_endpoints", "load.stuck_users", "load.server_errors"],
+        explains: None,
+        explained_by: None,
     }]
 }
 
@@ -66,6 +68,8 @@ pub fn lock_waits(e: &Evidence<'_>) -> Vec<Finding> {
         .map(|(_, p)| lock_waiting(p))
         .max()
         .unwrap_or(0);
+    let waiting_at: Vec<f64> = waiting.iter().map(|(at, _)| *at).collect();
+    let explained = e.slowdown_share_at(&waiting_at);
     let longest_tx = pg
         .iter()
         .map(|(_, p)| p.longest_transaction_secs)
@@ -81,13 +85,16 @@ pub fn lock_waits(e: &Evidence<'_>) -> Vec<Finding> {
         severity: Severity::Critical,
         title: "PostgreSQL backends wait on locks".into(),
         evidence: format!(
-            "up to {peak} backends blocked, in {} of {} samples from {:.0} s; longest open transaction {longest_tx:.0} s{latency}",
+            "up to {peak} backends blocked, in {} of {} samples from {:.0} s; longest open transaction {longest_tx:.0} s{latency}{}",
             waiting.len(),
             pg.len(),
             waiting[0].0,
+            explained.map_or(String::new(), |share| format!("; {share}"))
         ),
         action: "Find the session holding the lock (pg_locks join pg_stat_activity, pg_blocking_pids) and shorten its transaction".into(),
         cause_of: vec!["load.slow_endpoints", "load.stuck_users", "postgres.idle_in_transaction"],
+        explains: explained,
+        explained_by: None,
     }]
 }
 
@@ -120,7 +127,57 @@ pub fn idle_in_transaction(e: &Evidence<'_>) -> Vec<Finding> {
         evidence: format!("up to {most} sessions idle in transaction, the longest for {worst:.0} s"),
         action: "A transaction is opened and left waiting (commit earlier; set idle_in_transaction_session_timeout)".into(),
         cause_of: Vec::new(),
+        explains: None,
+        explained_by: None,
     }]
+}
+
+/// Validity: the watched database had no client backend in any sample while other databases of
+/// the server had some: the API uses another database, and the pool findings would judge the
+/// wrong one (they fall back on the whole server, which mixes in everything else it serves).
+pub fn no_api_backends(e: &Evidence<'_>) -> Vec<Finding> {
+    let pg = e.backend.postgres();
+    let Some((_, last)) = pg.last() else {
+        return Vec::new();
+    };
+    let watched = last.database.as_str();
+    if pg.len() < 3 || watched.is_empty() || watched == "postgres" {
+        return Vec::new();
+    }
+    let in_watched = pg
+        .iter()
+        .flat_map(|(_, p)| &p.clients)
+        .any(|c| c.database == watched && c.connections > 0);
+    if in_watched {
+        return Vec::new();
+    }
+    let mut others: Vec<(i64, &str)> = Vec::new();
+    for client in pg.iter().flat_map(|(_, p)| &p.clients) {
+        if client.database == "postgres" || client.database.is_empty() {
+            continue;
+        }
+        match others.iter_mut().find(|(_, db)| *db == client.database) {
+            Some((most, _)) => *most = (*most).max(client.connections),
+            None => others.push((client.connections, client.database.as_str())),
+        }
+    }
+    others.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let Some((most, busiest)) = others.first() else {
+        return Vec::new();
+    };
+    vec![Finding::new(
+        "postgres.no_api_backends",
+        Layer::Postgres,
+        Severity::Warning,
+        format!("The watched database {watched} had no client while {busiest} had some"),
+        format!(
+            "no backend connected to database {watched} in any of {} samples, while database {busiest} had up to {most}: the API uses {busiest}",
+            pg.len()
+        ),
+        format!(
+            "Watch the API's database: --monitor-postgres with /{busiest} at the end of its URL"
+        ),
+    )]
 }
 
 /// Each pool (a database, application and client address), with its backends in each sample
@@ -185,16 +242,24 @@ pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
                 && at_ceiling * 10 >= series.len() * 7
                 && all_busy * 2 >= at_ceiling
                 && (ceiling as f64) < 0.8 * max_connections as f64;
+            let full_at: Vec<f64> = pg
+                .iter()
+                .zip(&series)
+                .filter(|(_, (c, active))| *c == ceiling && *active >= ceiling)
+                .map(|((at, _), _)| *at)
+                .collect();
             exhausted.then(|| Finding {
                 rule: "postgres.pool_exhausted",
                 layer: Layer::Postgres,
                 severity: Severity::Critical,
                 title: "Requests wait for the API's database pool".into(),
                 evidence: format!(
-                    "steady-state p95 {:.0} ms while the backends of {} stayed at {ceiling} in {at_ceiling} of {} samples, all {ceiling} busy in {all_busy}; the server allows {max_connections}, no lock waits",
+                    "steady-state p95 {:.0} ms while the backends of {} stayed at {ceiling} in {at_ceiling} of {} samples, all {ceiling} busy in {all_busy}; the server allows {max_connections}, no lock waits{}",
                     e.p95_ms(),
                     pool.describe(),
-                    series.len()
+                    series.len(),
+                    e.slowdown_share_at(&full_at)
+                        .map_or(String::new(), |share| format!("; {share}"))
                 ),
                 action: format!(
                     "Every connection of the pool is busy and requests queue for one: raise the pool size (SQLAlchemy pool_size + max_overflow; {ceiling} now, the server has room for {}), or shorten the queries that hold the connections",
@@ -207,6 +272,8 @@ pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
                     "jobs.queue_grows",
                     "jobs.queueing",
                 ],
+                explains: e.slowdown_share_at(&full_at),
+                explained_by: None,
             })
         })
         .collect()
@@ -242,6 +309,8 @@ pub fn small_pool(e: &Evidence<'_>) -> Vec<Finding> {
         ),
         action: "The database is idle while requests wait: raise the API's connection pool size (and check for slow queries holding the few connections)".into(),
         cause_of: vec!["load.slow_endpoints", "load.stuck_users", "load.plateau"],
+        explains: None,
+        explained_by: None,
     }]
 }
 

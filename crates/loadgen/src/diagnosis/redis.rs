@@ -21,6 +21,8 @@ pub fn rejected_connections(e: &Evidence<'_>) -> Vec<Finding> {
         ),
         action: "Raise maxclients or pool the API's and workers' Redis connections".into(),
         cause_of: vec!["load.server_errors"],
+        explains: None,
+        explained_by: None,
     }]
 }
 
@@ -45,6 +47,8 @@ pub fn memory_near_max(e: &Evidence<'_>) -> Vec<Finding> {
         ),
         action: "Raise maxmemory, or expire results (Celery result_expires)".into(),
         cause_of: Vec::new(),
+        explains: None,
+        explained_by: None,
     }]
 }
 

@@ -13,6 +13,11 @@ use crate::engine::RunOutcome;
 use crate::stats::{EndpointStats, FailureKey, FailureKind, FailureStats, HistoryRow, Key, Phase};
 use crate::targets::Targets;
 
+/// When the made-up runs start: fixed, so that the same run is the same evidence.
+pub fn base_time() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
 /// A run whose second `i` had `users[i]` users, `rps[i]` requests of `latency_ms` to
 /// `GET /api/v1/tasks`, and loadgen at `cpu[i]` percent.
 pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunOutcome {
@@ -35,7 +40,7 @@ pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunO
         run.stats.endpoints.entry(key).or_default().merge(&second);
         run.history.push(HistoryRow {
             at_secs: i as u64 + 1,
-            timestamp: SystemTime::now(),
+            timestamp: base_time() + Duration::from_secs(i as u64 + 1),
             users: u,
             interval: second,
             loadgen_cpu_pct: cpu.get(i).copied().unwrap_or(0.0),
@@ -50,6 +55,21 @@ pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunO
         });
     }
     run
+}
+
+/// Adds `count` steady requests of `latency_ms` to second `at` of `run` (and its totals).
+pub fn slow_second(run: &mut RunOutcome, at: usize, count: u64, latency_ms: u64) {
+    let mut second = EndpointStats::default();
+    for _ in 0..count {
+        second.record(latency_ms * 1000, 10, Some(200), false);
+    }
+    let key = Key {
+        phase: Phase::Steady,
+        method: "GET".into(),
+        name: "/api/v1/tasks".into(),
+    };
+    run.stats.endpoints.entry(key).or_default().merge(&second);
+    run.history[at].interval.merge(&second);
 }
 
 /// The start-up `POST /api/v1/auth/login` row of `run`, to record logins into.
@@ -96,10 +116,11 @@ pub fn fail(run: &mut RunOutcome, kind: FailureKind, message: &str, count: u64) 
 
 /// `n` ticks one second apart, tick `i` carrying `sources(i)`.
 pub fn ticks(n: usize, sources: impl Fn(usize) -> Vec<(&'static str, Values)>) -> Vec<Tick> {
-    let start = chrono::Utc::now();
+    let start = chrono::DateTime::<chrono::Utc>::from(base_time());
     (0..n)
         .map(|i| {
-            let at = start + chrono::Duration::seconds(i as i64);
+            // Tick `i` closes second `i` of the run, as the run's rows do.
+            let at = start + chrono::Duration::seconds(i as i64 + 1);
             Tick {
                 tick: i as u64 + 1,
                 timestamp: at,

@@ -20,6 +20,8 @@ pub fn source_notes(e: &Evidence<'_>) -> Vec<Finding> {
             evidence: note.to_owned(),
             action: "Watch what the API really uses, or its figures read 0 all run".into(),
             cause_of: Vec::new(),
+            explains: None,
+            explained_by: None,
         })
         .collect()
 }
@@ -50,6 +52,8 @@ pub fn sources_down(e: &Evidence<'_>) -> Vec<Finding> {
                     "Check {flag} (address, user, password, database) and that loadgen can reach it"
                 ),
                 cause_of: Vec::new(),
+                explains: None,
+                explained_by: None,
             }
         })
         .collect()

@@ -310,13 +310,34 @@ pub fn summary(report: &Report) -> String {
         );
     }
 
+    validity_section(&mut out, &report.analysis);
     let _ = writeln!(out, "\n{RULE}\nOPTIMIZATION RECOMMENDATIONS\n{RULE}");
-    for (i, finding) in report.analysis.findings.iter().enumerate() {
-        let _ = writeln!(out, "{}. [{}] {}", i + 1, finding.severity, finding.title);
-        let _ = writeln!(out, "   Evidence: {}", finding.evidence);
-        let _ = writeln!(out, "   Action:   {}", finding.action);
+    let findings = &report.analysis.findings;
+    for (number, finding) in crate::diagnosis::numbers(findings).iter().zip(findings) {
+        // A symptom is indented under its cause.
+        let indent = "   ".repeat(number.matches('.').count());
+        let _ = writeln!(
+            out,
+            "{indent}{number}. [{}] {}",
+            finding.severity, finding.title
+        );
+        let _ = writeln!(out, "{indent}   Evidence: {}", finding.evidence);
+        let _ = writeln!(out, "{indent}   Action:   {}", finding.action);
     }
     out
+}
+
+/// "Is this run valid?": what could have disturbed the figures, before the findings.
+fn validity_section(out: &mut String, analysis: &super::Analysis) {
+    let _ = writeln!(out, "\n{RULE}\nIS THIS RUN VALID?\n{RULE}");
+    if analysis.validity.is_empty() {
+        let _ = writeln!(out, "{}", super::VALID_RUN);
+    }
+    for item in &analysis.validity {
+        let _ = writeln!(out, "- [{}] {}", item.severity, item.title);
+        let _ = writeln!(out, "  Evidence: {}", item.evidence);
+        let _ = writeln!(out, "  Action:   {}", item.action);
+    }
 }
 
 /// Each endpoint's change against the baseline; a `!` marks a figure past its threshold.

@@ -69,8 +69,11 @@ pub fn render(report: &Report) -> String {
                 escape(&i.describe())
             ))
     );
-    out.push_str("<h2>Findings</h2><ol>\n");
-    for f in &report.analysis.findings {
+    out.push_str("<h2>Is this run valid?</h2><ul>\n");
+    if report.analysis.validity.is_empty() {
+        let _ = writeln!(out, "<li>{}</li>", escape(super::VALID_RUN));
+    }
+    for f in &report.analysis.validity {
         let _ = writeln!(
             out,
             "<li><b>[{}] {}</b><br>Evidence: {}<br>Action: {}</li>",
@@ -80,7 +83,22 @@ pub fn render(report: &Report) -> String {
             escape(&f.action)
         );
     }
-    out.push_str("</ol><h2>Targets</h2><ul>\n");
+    out.push_str("</ul><h2>Findings</h2>\n");
+    let findings = &report.analysis.findings;
+    for (number, f) in crate::diagnosis::numbers(findings).iter().zip(findings) {
+        // Symptoms indented under their cause.
+        let depth = number.matches('.').count();
+        let _ = writeln!(
+            out,
+            "<p style=\"margin-left:{}em\"><b>{number}. [{}] {}</b><br>Evidence: {}<br>Action: {}</p>",
+            depth * 2,
+            f.severity,
+            escape(&f.title),
+            escape(&f.evidence),
+            escape(&f.action)
+        );
+    }
+    out.push_str("<h2>Targets</h2><ul>\n");
     for v in &report.analysis.verdicts {
         let class = if v.met { "pass" } else { "fail" };
         let _ = writeln!(

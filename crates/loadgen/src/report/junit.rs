@@ -156,16 +156,24 @@ fn targets(report: &Report) -> Suite {
             error: None,
         })
         .collect();
-    let mut findings = String::new();
-    for (i, f) in report.analysis.findings.iter().enumerate() {
+    let mut findings = String::from("Is this run valid?\n");
+    if report.analysis.validity.is_empty() {
+        let _ = writeln!(findings, "{}", super::VALID_RUN);
+    }
+    for f in &report.analysis.validity {
         let _ = writeln!(
             findings,
-            "{}. [{}] {}\n   Evidence: {}\n   Action:   {}",
-            i + 1,
-            f.severity,
-            f.title,
-            f.evidence,
-            f.action
+            "- [{}] {}\n  Evidence: {}\n  Action:   {}",
+            f.severity, f.title, f.evidence, f.action
+        );
+    }
+    findings.push_str("\nFindings\n");
+    let ranked = &report.analysis.findings;
+    for (number, f) in crate::diagnosis::numbers(ranked).iter().zip(ranked) {
+        let _ = writeln!(
+            findings,
+            "{number}. [{}] {}\n   Evidence: {}\n   Action:   {}",
+            f.severity, f.title, f.evidence, f.action
         );
     }
     Suite {

@@ -102,12 +102,27 @@ pub fn render(report: &Report) -> String {
         comparison_section(&mut out, comparison);
     }
 
-    out.push_str("\n### Findings\n\n");
-    for (i, f) in report.analysis.findings.iter().enumerate() {
+    out.push_str("\n### Is this run valid?\n\n");
+    if report.analysis.validity.is_empty() {
+        let _ = writeln!(out, "{}", super::VALID_RUN);
+    }
+    for f in &report.analysis.validity {
         let _ = writeln!(
             out,
-            "{}. **[{}] {}**  \n   Evidence: {}  \n   Action: {}",
-            i + 1,
+            "- **[{}] {}**  \n  Evidence: {}  \n  Action: {}",
+            f.severity,
+            f.title.replace('\n', " "),
+            f.evidence.replace('\n', " "),
+            f.action.replace('\n', " ")
+        );
+    }
+    out.push_str("\n### Findings\n\n");
+    let findings = &report.analysis.findings;
+    for (number, f) in crate::diagnosis::numbers(findings).iter().zip(findings) {
+        let indent = "   ".repeat(number.matches('.').count());
+        let _ = writeln!(
+            out,
+            "{indent}- **{number}. [{}] {}**  \n{indent}  Evidence: {}  \n{indent}  Action: {}",
             f.severity,
             f.title.replace('\n', " "),
             f.evidence.replace('\n', " "),

@@ -24,6 +24,10 @@ use crate::stats::{Cumulative, EndpointSecond, EndpointStats, PerNameSecond, Pha
 use crate::targets::{self, Targets, Verdict};
 use baseline::Comparison;
 
+/// What the validity section says when nothing disturbed the run.
+pub const VALID_RUN: &str = "Nothing found that disturbed the figures: the load generator kept \
+     up, no process outside the stack held the host's CPU, and every watched source answered.";
+
 /// The whole judgement of a run: its targets, their verdicts, and the findings.
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
@@ -31,7 +35,11 @@ pub struct Analysis {
     pub targets: Targets,
     /// Each target's verdict.
     pub verdicts: Vec<Verdict>,
-    /// Findings, in the order to read them.
+    /// "Is this run valid?": what could have disturbed the figures (the generator, other
+    /// processes on the host, the watch), read before the findings.
+    pub validity: Vec<Finding>,
+    /// Findings about the stack: each cause followed by its symptoms, in the order to read
+    /// them.
     pub findings: Vec<Finding>,
 }
 
@@ -48,10 +56,11 @@ impl Analysis {
             &outcome.backend,
         );
         let evidence = Evidence::new(outcome, targets, &verdicts, outcome.worker_logs.clone());
-        let findings = diagnosis::diagnose(&evidence);
+        let diagnosis::Diagnosis { validity, findings } = diagnosis::diagnose(&evidence);
         Self {
             targets: *targets,
             verdicts,
+            validity,
             findings,
         }
     }

@@ -87,7 +87,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <div id="failures" class="tab"><table id="failures_table"></table></div>
   <div id="exceptions" class="tab"><table id="exceptions_table"></table></div>
   <div id="jobs" class="tab"><table id="jobs_table"></table></div>
-  <div id="findings" class="tab"><h3>Targets</h3><ul id="verdicts"></ul><h3>Findings</h3><ol id="findings_list"></ol></div>
+  <div id="findings" class="tab"><h3>Targets</h3><ul id="verdicts"></ul><h3>Is this run valid?</h3><ul id="validity_list"></ul><h3>Findings</h3><ol id="findings_list"></ol></div>
   <div id="download" class="tab"><ul>
     <li><a href="stats/requests/csv">Download requests CSV</a></li>
     <li><a href="stats/failures/csv">Download failures CSV</a></li>

@@ -263,11 +263,13 @@ async fn a_killed_worker_is_rebalanced_and_what_it_reported_is_kept() {
     // The 3 workers' health checks are not in the report.
     lost_at_most_the_killed_workers_last_seconds(&report, setup.testbed.requests_answered() - 3);
     assert!(
-        report["analysis"]["findings"]
+        report["analysis"]["validity"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|f| f["rule"] == "loadgen.worker_lost")
+            .any(|f| f["rule"] == "loadgen.worker_lost"),
+        "a lost worker is an item of the run's validity: {}",
+        report["analysis"]
     );
     setup.testbed.stop().await;
 }

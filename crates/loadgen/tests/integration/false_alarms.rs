@@ -79,15 +79,16 @@ async fn one_connection_cut_mid_answer_is_a_warning_not_an_outage() {
     let findings = findings(&report);
     let cut = findings
         .iter()
-        .find(|f| f["rule"] == "load.refused")
+        .find(|f| f["rule"] == "load.connections_closed")
         .unwrap_or_else(|| panic!("the cut is reported: {findings:#?}"));
     assert_eq!(cut["severity"], "warning", "{cut}");
-    assert!(
-        cut["title"]
-            .as_str()
-            .unwrap()
-            .starts_with("1 connection error (not an outage)"),
+    assert_eq!(
+        cut["title"], "1 connection closed by the server before the answer",
         "{cut}"
+    );
+    assert!(
+        !findings.iter().any(|f| f["rule"] == "load.refused"),
+        "a closed connection is no refusal: {findings:#?}"
     );
     assert!(
         !findings.iter().any(|f| f["severity"] == "critical"),

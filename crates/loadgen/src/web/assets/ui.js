@@ -62,9 +62,16 @@ function render(data) {
   const analysis = report.analysis || {verdicts: [], findings: []};
   $("verdicts").innerHTML = analysis.verdicts.map((v) =>
     `<li class="${v.met ? "pass" : "fail"}">[${v.met ? "PASS" : "FAIL"}] ${esc(v.name)}: ${esc(v.measured)} (target ${esc(v.threshold)})</li>`).join("");
-  $("findings_list").innerHTML = analysis.findings.map((f) =>
+  $("validity_list").innerHTML = (analysis.validity || []).map((f) =>
     `<li><b>[${esc(f.severity)}] ${esc(f.title)}</b><br>Evidence: ${esc(f.evidence)}<br>Action: ${esc(f.action)}</li>`).join("") ||
-    "<li>No problem found so far.</li>";
+    "<li>Nothing found so far that disturbs the figures.</li>";
+  // A symptom (explained_by its cause) is indented under it.
+  const depth = {};
+  $("findings_list").innerHTML = analysis.findings.map((f) => {
+    const d = f.explained_by ? (depth[f.explained_by] || 0) + 1 : 0;
+    if (depth[f.rule] === undefined) depth[f.rule] = d;
+    return `<li style="margin-left:${2 * d}em"><b>[${esc(f.severity)}] ${esc(f.title)}</b><br>Evidence: ${esc(f.evidence)}<br>Action: ${esc(f.action)}</li>`;
+  }).join("") || "<li>No problem found so far.</li>";
 }
 
 async function refresh() {
