@@ -178,3 +178,78 @@ pub fn self_signed_tls(ca_file: &Path) -> std::sync::Arc<rustls::ServerConfig> {
     .expect("the certificate and key match");
     std::sync::Arc::new(config)
 }
+
+/// A program started outside this test's process tree, as another program on the host is:
+/// `sh -c 'setsid CMD & echo $!'` (the shell exits, so the program is no descendant of the
+/// test, and `setsid` makes it the leader of its own process group). Stopped with its whole
+/// group, by its pid, when dropped.
+pub struct Detached {
+    /// The program's pid (its process group's too).
+    pub pid: u32,
+}
+
+impl Detached {
+    /// Starts `command` (run by `sh`, its output discarded).
+    pub fn spawn(command: &str) -> Self {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "setsid {command} >/dev/null 2>&1 </dev/null & echo $!"
+            ))
+            .output()
+            .expect("sh runs");
+        let pid = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no pid from sh for {command:?}: {output:?}"));
+        Self { pid }
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.pid);
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        // stress-ng stops its workers on TERM; whatever is left goes with KILL.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    }
+}
+
+/// Other work on the host, as on a shared CI runner: `stress-ng --cpu 2 --cpu-load 60`
+/// outside the test's process tree, shared by the tests that hold it at the same time (started
+/// by the first, stopped by the last), and bounded at 15 minutes whatever happens.
+pub struct BusyHost(());
+
+static BUSY_HOST: std::sync::Mutex<(usize, Option<Detached>)> = std::sync::Mutex::new((0, None));
+
+impl BusyHost {
+    /// Holds the stress until dropped.
+    pub fn hold() -> Self {
+        let mut busy = BUSY_HOST.lock().unwrap_or_else(|e| e.into_inner());
+        if busy.0 == 0 {
+            assert!(
+                Command::new("stress-ng").arg("--version").output().is_ok(),
+                "stress-ng is missing: apt-get install stress-ng"
+            );
+            busy.1 = Some(Detached::spawn(
+                "stress-ng --cpu 2 --cpu-load 60 --timeout 900s --quiet",
+            ));
+        }
+        busy.0 += 1;
+        Self(())
+    }
+
+    /// The name the host's samples give it.
+    pub const NAME: &'static str = "stress-ng";
+}
+
+impl Drop for BusyHost {
+    fn drop(&mut self) {
+        let mut busy = BUSY_HOST.lock().unwrap_or_else(|e| e.into_inner());
+        busy.0 -= 1;
+        if busy.0 == 0 {
+            busy.1 = None;
+        }
+    }
+}

@@ -73,8 +73,8 @@ pub struct Config {
     /// How long each job takes (e.g. 500ms, 2s), on top of ffmpeg when --ffmpeg is on.
     #[arg(long, env = "TESTBED_JOB_SECONDS", default_value = "1s", value_parser = common::duration::parse_arg)]
     pub job_seconds: Duration,
-    /// Jobs spend --job-seconds burning a CPU core, as ffmpeg encoding does, instead of
-    /// sleeping: with more --workers than cores, the host saturates.
+    /// Jobs spend --job-seconds burning a CPU core in a child ffmpeg, as encoding does, instead
+    /// of sleeping: with more --workers than cores, the host saturates.
     #[arg(long, env = "TESTBED_JOB_BURNS_CPU")]
     pub job_burns_cpu: bool,
     /// What jobs do: finish (ok), end in `failed` (fail), or stay `processing` forever while

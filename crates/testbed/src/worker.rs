@@ -36,6 +36,43 @@ pub struct Worker {
     pub output_dir: PathBuf,
 }
 
+/// Keeps one core busy for `time` in a child ffmpeg (a single-threaded `mandelbrot` render),
+/// so that the CPU shows under the worker's process as Celery's ffmpeg children do: short-lived
+/// processes the host's samples rarely catch alive. Without ffmpeg, in a thread of our own.
+async fn burn_cpu_in_child(time: Duration) {
+    let child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-filter_threads",
+            "1",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "mandelbrot=size=640x480",
+            "-f",
+            "null",
+            "-",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(mut child) = child else {
+        let _ = tokio::task::spawn_blocking(move || burn_cpu(time)).await;
+        return;
+    };
+    tokio::time::sleep(time).await;
+    let _ = child.start_kill();
+    // Reaped here: its CPU time goes to this process's children's times.
+    let _ = child.wait().await;
+}
+
 /// Keeps one core busy for `time`, as an encoder does.
 fn burn_cpu(time: Duration) {
     let until = std::time::Instant::now() + time;
@@ -107,9 +144,7 @@ impl Worker {
             std::future::pending::<()>().await;
         }
         if self.burns_cpu {
-            let job_time = self.job_time;
-            // On a blocking thread, as a worker process of its own would be.
-            let _ = tokio::task::spawn_blocking(move || burn_cpu(job_time)).await;
+            burn_cpu_in_child(self.job_time).await;
         } else {
             tokio::time::sleep(self.job_time).await;
         }

@@ -19,7 +19,9 @@ use crate::support::{fixtures, scenario, until};
 
 /// A testbed on a fresh database and queue, planted by `tweak`; returns it, the database URL
 /// and the queue name.
-async fn planted(tweak: impl FnOnce(&mut testbed::Config)) -> (testbed::Testbed, String, String) {
+pub(crate) async fn planted(
+    tweak: impl FnOnce(&mut testbed::Config),
+) -> (testbed::Testbed, String, String) {
     let database = fresh_database().await;
     let queue = format!("celery-{}", uuid::Uuid::new_v4().simple());
     let mut config = testbed::Config::for_tests();
@@ -33,7 +35,7 @@ async fn planted(tweak: impl FnOnce(&mut testbed::Config)) -> (testbed::Testbed,
 
 /// Starts loadgen with `args` and the monitor on the testbed's database and queue. The run is
 /// bounded at 3 minutes; tests stop it on an event long before.
-async fn start(
+pub(crate) async fn start(
     testbed: &testbed::Testbed,
     database: &str,
     queue: &str,
@@ -43,17 +45,27 @@ async fn start(
 }
 
 /// The same, with the monitor's PostgreSQL URL `watched` (another database of the server).
-async fn watching(
+pub(crate) async fn watching(
     testbed: &testbed::Testbed,
     watched: &str,
     queue: &str,
     args: &[&str],
 ) -> (RunHandle, loadgen::config::RunConfig) {
-    let database = watched;
+    start_at(&testbed.base_url(), watched, queue, args).await
+}
+
+/// Starts loadgen on the API at `base_url` with `args` and the monitor on PostgreSQL's
+/// `database` and the Redis queue `1/queue`, bounded at 3 minutes.
+pub(crate) async fn start_at(
+    base_url: &str,
+    database: &str,
+    queue: &str,
+    args: &[&str],
+) -> (RunHandle, loadgen::config::RunConfig) {
     let mut argv: Vec<String> = [
         "loadgen",
         "-H",
-        &testbed.base_url(),
+        base_url,
         "--fixtures",
         &fixtures().display().to_string(),
         "--monitor-postgres",
@@ -80,7 +92,7 @@ async fn watching(
 
 /// Waits (170 s at most, a bound only, inside the 3-minute run) until the run's figures so far
 /// pass `wanted`: on a host loaded 5 times over, a planted hash queue takes a minute.
-async fn until_figures(
+pub(crate) async fn until_figures(
     handle: &RunHandle,
     what: &str,
     wanted: impl Fn(&loadgen::stats::StatsSnapshot) -> bool,
@@ -97,7 +109,11 @@ async fn until_figures(
 
 /// Waits for the first update that passes `wanted`, then for `secs` seconds of the run more
 /// (as updates tell them: monitor samples of that state to judge).
-async fn until_then_for(handle: &RunHandle, wanted: impl Fn(&Update) -> bool, secs: u64) {
+pub(crate) async fn until_then_for(
+    handle: &RunHandle,
+    wanted: impl Fn(&Update) -> bool,
+    secs: u64,
+) {
     until(handle, wanted).await;
     let from = handle.subscribe().borrow().as_ref().map(|u| u.elapsed);
     until(handle, |u| {
@@ -107,7 +123,7 @@ async fn until_then_for(handle: &RunHandle, wanted: impl Fn(&Update) -> bool, se
 }
 
 /// Requests of `phase` so far.
-fn phase_count(snapshot: &loadgen::stats::StatsSnapshot, phase: Phase) -> u64 {
+pub(crate) fn phase_count(snapshot: &loadgen::stats::StatsSnapshot, phase: Phase) -> u64 {
     snapshot
         .endpoints
         .iter()
@@ -117,12 +133,12 @@ fn phase_count(snapshot: &loadgen::stats::StatsSnapshot, phase: Phase) -> u64 {
 }
 
 /// Job polls so far.
-fn polls(snapshot: &loadgen::stats::StatsSnapshot) -> u64 {
+pub(crate) fn polls(snapshot: &loadgen::stats::StatsSnapshot) -> u64 {
     phase_count(snapshot, Phase::Poll)
 }
 
 /// Stops the run and judges it.
-async fn finish(
+pub(crate) async fn finish(
     handle: RunHandle,
     config: &loadgen::config::RunConfig,
 ) -> (std::sync::Arc<RunOutcome>, Analysis) {
@@ -134,7 +150,7 @@ async fn finish(
 }
 
 /// The finding of `rule`, which must be there.
-fn found<'a>(analysis: &'a Analysis, rule: &str) -> &'a Finding {
+pub(crate) fn found<'a>(analysis: &'a Analysis, rule: &str) -> &'a Finding {
     analysis
         .findings
         .iter()
@@ -143,12 +159,12 @@ fn found<'a>(analysis: &'a Analysis, rule: &str) -> &'a Finding {
 }
 
 /// Where `rule` ranks, if found.
-fn rank(analysis: &Analysis, rule: &str) -> Option<usize> {
+pub(crate) fn rank(analysis: &Analysis, rule: &str) -> Option<usize> {
     analysis.findings.iter().position(|f| f.rule == rule)
 }
 
 /// `cause` is found, and ranked before every symptom it explains that was found too.
-fn explains(analysis: &Analysis, cause: &str) {
+pub(crate) fn explains(analysis: &Analysis, cause: &str) {
     let at = rank(analysis, cause)
         .unwrap_or_else(|| panic!("no {cause} finding in {:#?}", analysis.findings));
     for symptom in &found(analysis, cause).cause_of {
@@ -163,7 +179,7 @@ fn explains(analysis: &Analysis, cause: &str) {
 }
 
 /// Seconds with a backend sample, so that rules over the ticks have enough of them.
-fn at_least_secs(update: &Update, secs: u64) -> bool {
+pub(crate) fn at_least_secs(update: &Update, secs: u64) -> bool {
     update.elapsed >= Duration::from_secs(secs)
 }
 
@@ -720,41 +736,5 @@ async fn hashing_on_the_event_loop_is_found_blocking_everyone() {
         costly.evidence
     );
     explains(&analysis, "load.costly_startup");
-    testbed.stop().await;
-}
-
-/// Planted: jobs that burn a core each, as ffmpeg encoding does, on more workers than the
-/// machine has cores. The saturated host is the cause, named with who burns the CPU, and it
-/// comes before the symptoms it causes (a growing queue, slow jobs and endpoints).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_that_burn_the_cpu_are_found_saturating_the_host() {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
-    let (testbed, database, queue) = planted(|c| {
-        c.workers = 2 * cores;
-        c.job_seconds = Duration::from_secs(3);
-        c.job_burns_cpu = true;
-    })
-    .await;
-    let args = [
-        "--user-classes",
-        "CreateTaskUser",
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "--job-sample",
-        "1",
-    ];
-    let (handle, config) = start(&testbed, &database, &queue, &args).await;
-    // Burning, then 8 s of host samples of it.
-    until_then_for(&handle, |u| u.second.jobs_in_flight >= u64::from(cores), 8).await;
-    let (_, analysis) = finish(handle, &config).await;
-    let host = found(&analysis, "host.cpu_saturated");
-    assert!(
-        host.evidence.contains("CPU-seconds by process"),
-        "{}",
-        host.evidence
-    );
-    explains(&analysis, "host.cpu_saturated");
     testbed.stop().await;
 }

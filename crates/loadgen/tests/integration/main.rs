@@ -7,6 +7,7 @@
 
 mod accounting;
 mod bad_input;
+mod busy_host;
 mod certificates;
 mod ci;
 mod cli;
