@@ -899,16 +899,16 @@ async fn an_open_endpoint_or_a_url_naming_nothing_is_refused_at_start() {
     );
 }
 
-/// A queue watched in the wrong database reads 0 all run: the first reading says so, and names
-/// the database where the key is.
+/// A queue watched in the wrong database reads 0 all run: a check says so, and names the
+/// database where the broker's keys are (an idle Celery queue: its binding, and no list).
 #[tokio::test]
 async fn a_queue_watched_in_the_wrong_database_is_named_where_it_is() {
     let services = Services::start();
     let client = redis::Client::open(format!("{}/1", services.redis_url)).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("RPUSH")
-        .arg("celery")
-        .arg(1)
+    let _: i64 = redis::cmd("SADD")
+        .arg("_kombu.binding.celery")
+        .arg("celery\x06\x16\x06\x16celery")
         .query_async(&mut connection)
         .await
         .unwrap();
@@ -916,21 +916,35 @@ async fn a_queue_watched_in_the_wrong_database_is_named_where_it_is() {
         .iter()
         .map(|q| q.parse::<Queue>().unwrap())
         .collect();
+    let period = Duration::from_millis(100);
     let mut supervised = monitor::source::Supervised::new(
-        Box::new(Redis::new(&services.redis_url, queues)),
+        Box::new(Redis::new(&services.redis_url, queues).with_check_every(period)),
         Duration::from_secs(30),
     );
-    let first = supervised.poll().await;
-    assert!(first.up, "{first:?}");
-    // An absent key (an idle Celery queue has none) is no note.
-    assert_eq!(first.notes.len(), 1, "{:?}", first.notes);
+    let mut notes = Vec::new();
+    for _ in 0..100 {
+        let reading = supervised.poll().await;
+        assert!(reading.up, "{reading:?}");
+        notes = reading.notes;
+        if !notes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(period / 2).await;
+    }
+    // An absent key (an idle Celery queue has no list) is no note, nor the right database.
+    assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
-        first.notes[0].contains("\"celery\" does not exist in db 0, but in db 1: watch 1/celery"),
-        "{:?}",
-        first.notes
+        notes[0].contains(
+            "\"celery\" is watched in db 0, but the broker's keys for it \
+             (_kombu.binding.celery) are in db 1: watch 1/celery"
+        ),
+        "{notes:?}"
     );
-    // Said once.
-    assert!(supervised.poll().await.notes.is_empty());
+    // Said once, over the next checks.
+    for _ in 0..4 {
+        tokio::time::sleep(period / 2).await;
+        assert!(supervised.poll().await.notes.is_empty());
+    }
 }
 
 /// Who uses the host: a process that burns a core shows in the host's process groups, by name.
@@ -1158,4 +1172,232 @@ async fn no_command_line_and_no_url_secret_reaches_any_output() {
             Vec::<String>::new()
         );
     }
+}
+
+// Where a watched Redis queue's broker lives, checked during the run (sources/redis/queues.rs).
+// The keys are Celery's own, as `app.send_task` wrote them to a broker on db 2 with no worker
+// (Celery 5.7, Kombu 5.7): a set `_kombu.binding.<queue>` with one member
+// `<queue>\x06\x16\x06\x16<queue>`, and the list `<queue>` of JSON messages, which a worker
+// deletes when it drains it while the binding stays.
+
+/// How often the queue tests' sources check the databases.
+const QUEUE_CHECK: Duration = Duration::from_millis(200);
+
+/// The tests' Redis: `TEST_REDIS_URL`'s when set (shared by tests running in parallel, so each
+/// test has queue names of its own), else a server of this test's own.
+fn queue_redis() -> (String, Option<Services>) {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(url) => (url.trim_end_matches('/').to_owned(), None),
+        Err(_) => {
+            let services = Services::start();
+            (services.redis_url.clone(), Some(services))
+        }
+    }
+}
+
+/// A queue of a name no other test uses, planted as Celery's broker writes it in any database;
+/// its keys are deleted from every database when dropped.
+struct Broker {
+    url: String,
+    name: String,
+}
+
+impl Broker {
+    fn new(url: &str, prefix: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            name: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    fn binding(&self) -> String {
+        format!("_kombu.binding.{}", self.name)
+    }
+
+    fn watched(&self, db: i64) -> Queue {
+        format!("{db}/{}", self.name).parse().unwrap()
+    }
+
+    async fn connection(&self, db: i64) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("{}/{db}", self.url))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Declares the queue in `db`, as a publisher or a starting worker does.
+    async fn bind(&self, db: i64) {
+        let _: i64 = redis::cmd("SADD")
+            .arg(self.binding())
+            .arg(format!("{0}\x06\x16\x06\x16{0}", self.name))
+            .query_async(&mut self.connection(db).await)
+            .await
+            .unwrap();
+    }
+
+    /// Publishes `n` messages in `db`.
+    async fn push(&self, db: i64, n: usize) {
+        let messages =
+            vec!["{\"body\": \"W1sxXSwge31d\", \"content-type\": \"application/json\"}"; n];
+        let _: i64 = redis::cmd("RPUSH")
+            .arg(&self.name)
+            .arg(messages)
+            .query_async(&mut self.connection(db).await)
+            .await
+            .unwrap();
+    }
+
+    /// Consumes every message in `db`: Redis deletes the emptied list.
+    async fn drain(&self, db: i64) {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&self.name)
+            .query_async(&mut self.connection(db).await)
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let Ok(mut connection) =
+            redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        for db in 0..4 {
+            let _: redis::RedisResult<()> = redis::pipe()
+                .cmd("SELECT")
+                .arg(db)
+                .cmd("DEL")
+                .arg(&self.name)
+                .arg(self.binding())
+                .query(&mut connection);
+        }
+    }
+}
+
+/// One reading of `source`: its values and its notes.
+async fn read_with_notes(source: &mut Redis) -> (Values, Vec<String>) {
+    let values = source.read().await.unwrap();
+    (values, source.notes())
+}
+
+/// The length a reading gives the list `key` (`DB/NAME`).
+fn list_length(values: &Values, key: &str) -> i64 {
+    match values {
+        Values::Redis(r) => r.lists.get(key).copied().unwrap_or(-1),
+        _ => -1,
+    }
+}
+
+/// The broker on db 2, the queue watched on db 1: the list there is drained to nothing after
+/// the first reading (so that at most checks it exists nowhere), and the binding key that
+/// outlives it names db 2, within a few checks, once.
+#[tokio::test]
+async fn a_redis_queue_watched_in_the_wrong_db_names_the_brokers_db() {
+    let (url, _services) = queue_redis();
+    let broker = Broker::new(&url, "lt-wrong-db");
+    broker.bind(2).await;
+    broker.push(2, 3).await;
+    let mut source = Redis::new(&url, vec![broker.watched(1)]).with_check_every(QUEUE_CHECK);
+    let (first, notes) = read_with_notes(&mut source).await;
+    assert!(notes.is_empty(), "one check proves nothing: {notes:?}");
+    assert_eq!(list_length(&first, &format!("1/{}", broker.name)), 0);
+    broker.drain(2).await;
+    let started = Instant::now();
+    let mut noted = None;
+    for reading in 2..=60 {
+        tokio::time::sleep(QUEUE_CHECK / 2).await;
+        let (_, notes) = read_with_notes(&mut source).await;
+        if !notes.is_empty() {
+            noted = Some((reading, notes));
+            break;
+        }
+    }
+    let (reading, notes) = noted.unwrap_or_else(|| {
+        panic!(
+            "no note in 60 readings over {:.1} s",
+            started.elapsed().as_secs_f64()
+        )
+    });
+    println!(
+        "noted at reading {reading}, {:.2} s after the drain (checks every {:?})",
+        started.elapsed().as_secs_f64(),
+        QUEUE_CHECK
+    );
+    let expected = format!(
+        "queue \"{0}\" is watched in db 1, but the broker's keys for it (_kombu.binding.{0}) are \
+         in db 2: watch 2/{0} (it reads 0 as it is)",
+        broker.name
+    );
+    assert_eq!(notes, [expected], "at reading {reading}");
+    // At most one note per queue per run, whatever the later checks find.
+    broker.push(2, 2).await;
+    let later = Instant::now();
+    while later.elapsed() < QUEUE_CHECK * 4 {
+        tokio::time::sleep(QUEUE_CHECK / 2).await;
+        let (_, notes) = read_with_notes(&mut source).await;
+        assert!(notes.is_empty(), "said again: {notes:?}");
+    }
+}
+
+/// A stale queue in db 0 (its list never changes length, its binding left behind) while the
+/// watched db 1 is idle for several checks, then declared and growing: no note at any reading.
+#[tokio::test]
+async fn a_stale_redis_list_elsewhere_is_no_evidence() {
+    let (url, _services) = queue_redis();
+    let broker = Broker::new(&url, "lt-stale");
+    broker.bind(0).await;
+    broker.push(0, 5).await;
+    let mut source = Redis::new(&url, vec![broker.watched(1)]).with_check_every(QUEUE_CHECK);
+    let key = format!("1/{}", broker.name);
+    let started = Instant::now();
+    let (mut readings, mut grew) = (0, 0);
+    // Idle for 4 checks, then live for 4 more.
+    while started.elapsed() < QUEUE_CHECK * 8 || readings < 8 {
+        if started.elapsed() >= QUEUE_CHECK * 4 {
+            broker.bind(1).await;
+            broker.push(1, 1).await;
+            grew += 1;
+        }
+        let (values, notes) = read_with_notes(&mut source).await;
+        readings += 1;
+        assert!(
+            notes.is_empty(),
+            "reading {readings} at {:.2} s: {notes:?}",
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(list_length(&values, &key), grew, "reading {readings}");
+        tokio::time::sleep(QUEUE_CHECK / 2).await;
+    }
+    println!(
+        "{readings} readings over {:.2} s, no note; db 1's list grew to {grew}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(grew > 0, "db 1's list never grew in {readings} readings");
+}
+
+/// The queue watched where its broker is from the start (an idle queue: its binding, no list),
+/// while a list of the same name in db 3 changes at every reading: no note.
+#[tokio::test]
+async fn a_redis_queue_watched_in_its_brokers_db_is_no_note() {
+    let (url, _services) = queue_redis();
+    let broker = Broker::new(&url, "lt-right-db");
+    broker.bind(1).await;
+    let mut source = Redis::new(&url, vec![broker.watched(1)]).with_check_every(QUEUE_CHECK);
+    let started = Instant::now();
+    let mut readings = 0;
+    while started.elapsed() < QUEUE_CHECK * 6 || readings < 6 {
+        broker.push(3, 1).await;
+        let (values, notes) = read_with_notes(&mut source).await;
+        readings += 1;
+        assert!(notes.is_empty(), "reading {readings}: {notes:?}");
+        assert_eq!(list_length(&values, &format!("1/{}", broker.name)), 0);
+        tokio::time::sleep(QUEUE_CHECK / 2).await;
+    }
+    println!(
+        "{readings} readings over {:.2} s, no note",
+        started.elapsed().as_secs_f64()
+    );
 }

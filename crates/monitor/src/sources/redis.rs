@@ -1,8 +1,13 @@
 //! Redis on one connection: `INFO clients`, `stats` and `memory`, and the lengths of named lists
-//! on their databases (the Celery queue: `celery` on db 1).
+//! on their databases (the Celery queue: `celery` on db 1). Where each list's broker lives is
+//! checked during the run ([`queues`]), so that a queue watched in the wrong database says so.
+
+mod queues;
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use queues::Watch;
 
 use crate::redact;
 use crate::sample::{RedisValues, Values};
@@ -60,13 +65,16 @@ pub struct Redis {
     queues: Vec<Queue>,
     connection: Option<(redis::aio::MultiplexedConnection, i64)>,
     previous: Option<(Instant, i64, i64)>,
-    /// Whether the queues were looked for once (on the first good connection).
-    queues_checked: bool,
+    /// What the checks found of each queue, in the order of `queues`; built on the first
+    /// connection, when the URL's database is known.
+    watches: Option<Vec<Watch>>,
+    check_every: Duration,
+    next_check: Option<Instant>,
     notes: Vec<String>,
 }
 
-/// Databases searched for a queue missing from its own (Redis's default count).
-const DATABASES: i64 = 16;
+/// How often the databases are checked for the watched queues' broker keys.
+const CHECK_EVERY: Duration = Duration::from_secs(10);
 
 impl Redis {
     /// Watches the server at `url` and the lengths of `queues`.
@@ -76,9 +84,18 @@ impl Redis {
             queues,
             connection: None,
             previous: None,
-            queues_checked: false,
+            watches: None,
+            check_every: CHECK_EVERY,
+            next_check: None,
             notes: Vec::new(),
         }
+    }
+
+    /// Checks where the queues live every `period` instead of every 10 s (the first reading
+    /// always checks).
+    pub fn with_check_every(mut self, period: Duration) -> Self {
+        self.check_every = period;
+        self
     }
 
     fn error(&self, what: &str, e: redis::RedisError) -> SourceError {
@@ -86,6 +103,36 @@ impl Redis {
             &format!("{what} {}: {e}", redact::url(&self.url)),
             &self.url,
         ))
+    }
+
+    /// Connects unless connected; the first connection, which knows the URL's database, also
+    /// sets up the queues' watches.
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        if self.connection.is_some() {
+            return Ok(());
+        }
+        let client =
+            redis::Client::open(self.url.as_str()).map_err(|e| self.error("bad URL", e))?;
+        let default_db = client.get_connection_info().redis_settings().db();
+        let connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| self.error("cannot connect to", e))?;
+        self.connection = Some((connection, default_db));
+        self.watches.get_or_insert_with(|| {
+            self.queues
+                .iter()
+                .map(|q| Watch::new(q.resolved(default_db), &q.name))
+                .collect()
+        });
+        Ok(())
+    }
+}
+
+impl Queue {
+    /// The database watched: the queue's own, or the URL's.
+    fn resolved(&self, default_db: i64) -> i64 {
+        if self.db < 0 { default_db } else { self.db }
     }
 }
 
@@ -101,6 +148,39 @@ fn number<T: std::str::FromStr + Default>(info: &HashMap<&str, &str>, key: &str)
         .unwrap_or_default()
 }
 
+/// `INFO clients stats memory`, and the length of each queue's list in its database.
+async fn query(
+    connection: &mut redis::aio::MultiplexedConnection,
+    queues: &[Queue],
+    default_db: i64,
+) -> Result<(String, Vec<(String, i64)>), redis::RedisError> {
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .arg("stats")
+        .arg("memory")
+        .query_async(connection)
+        .await?;
+    let mut lengths = Vec::new();
+    for queue in queues {
+        let db = queue.resolved(default_db);
+        // SELECT, LLEN and SELECT back in one pipeline, so the connection's database
+        // is never left switched.
+        let (length,): (i64,) = redis::pipe()
+            .cmd("SELECT")
+            .arg(db)
+            .ignore()
+            .cmd("LLEN")
+            .arg(&queue.name)
+            .cmd("SELECT")
+            .arg(default_db)
+            .ignore()
+            .query_async(connection)
+            .await?;
+        lengths.push((format!("{db}/{}", queue.name), length));
+    }
+    Ok((info, lengths))
+}
+
 #[async_trait::async_trait]
 impl Source for Redis {
     fn name(&self) -> &'static str {
@@ -112,60 +192,52 @@ impl Source for Redis {
     }
 
     async fn read(&mut self) -> Result<Values, SourceError> {
-        if self.connection.is_none() {
-            let client =
-                redis::Client::open(self.url.as_str()).map_err(|e| self.error("bad URL", e))?;
-            let default_db = client.get_connection_info().redis_settings().db();
-            let connection = client
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(|e| self.error("cannot connect to", e))?;
-            self.connection = Some((connection, default_db));
-        }
+        self.connect().await?;
         let Some((connection, default_db)) = self.connection.as_mut() else {
             return Err(SourceError("no connection".into()));
         };
         let default_db = *default_db;
-        let result: Result<(String, Vec<(String, i64)>), redis::RedisError> = async {
-            let info: String = redis::cmd("INFO")
-                .arg("clients")
-                .arg("stats")
-                .arg("memory")
-                .query_async(connection)
-                .await?;
-            let mut lengths = Vec::new();
-            for queue in &self.queues {
-                let db = if queue.db < 0 { default_db } else { queue.db };
-                // SELECT, LLEN and SELECT back in one pipeline, so the connection's database
-                // is never left switched.
-                let (length,): (i64,) = redis::pipe()
-                    .cmd("SELECT")
-                    .arg(db)
-                    .ignore()
-                    .cmd("LLEN")
-                    .arg(&queue.name)
-                    .cmd("SELECT")
-                    .arg(default_db)
-                    .ignore()
-                    .query_async(connection)
-                    .await?;
-                lengths.push((format!("{db}/{}", queue.name), length));
-            }
-            Ok((info, lengths))
-        }
-        .await;
-        let (info, lengths) = match result {
+        let (info, lengths) = match query(connection, &self.queues, default_db).await {
             Ok(found) => found,
             Err(e) => {
                 self.connection = None;
                 return Err(self.error("lost", e));
             }
         };
-        if !self.queues_checked {
-            self.queues_checked = true;
-            self.notes = self.look_for_queues(default_db).await;
+        for (watch, (_, length)) in self.watches.iter_mut().flatten().zip(&lengths) {
+            watch.saw_length(*length);
         }
-        let info = info_map(&info);
+        self.check_queues(default_db).await;
+        Ok(self.values(&info, lengths))
+    }
+}
+
+impl Redis {
+    /// At the first reading and then every `check_every`, looks in every database for the
+    /// queues' broker keys and lists (see [`queues`]); a failed check waits for the next one
+    /// (the reading's own queries say whether the server is down).
+    async fn check_queues(&mut self, default_db: i64) {
+        let now = Instant::now();
+        if self.queues.is_empty() || self.next_check.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_check = Some(now + self.check_every);
+        let (Some((connection, _)), Some(watches)) =
+            (self.connection.as_mut(), self.watches.as_mut())
+        else {
+            return;
+        };
+        let names: Vec<&str> = self.queues.iter().map(|q| q.name.as_str()).collect();
+        let Ok(checks) = queues::check(connection, &names, default_db).await else {
+            return;
+        };
+        for (watch, check) in watches.iter_mut().zip(checks) {
+            self.notes.extend(watch.judge(check));
+        }
+    }
+
+    fn values(&mut self, info: &str, lengths: Vec<(String, i64)>) -> Values {
+        let info = info_map(info);
         let now = Instant::now();
         let rejected: i64 = number(&info, "rejected_connections");
         let evicted: i64 = number(&info, "evicted_keys");
@@ -175,7 +247,7 @@ impl Source for Redis {
         };
         self.previous = Some((now, rejected, evicted));
         let connected: i64 = number(&info, "connected_clients");
-        Ok(Values::Redis(RedisValues {
+        Values::Redis(RedisValues {
             // The monitor's own connection is one of them.
             connected_clients: (connected - 1).max(0),
             blocked_clients: number(&info, "blocked_clients"),
@@ -189,56 +261,7 @@ impl Source for Redis {
             used_memory_bytes: number(&info, "used_memory"),
             maxmemory_bytes: number(&info, "maxmemory"),
             lists: lengths.into_iter().collect(),
-        }))
-    }
-}
-
-impl Redis {
-    /// A watched queue absent from its database but present in another reads 0 for the whole
-    /// run: one note for each, naming the databases where the key is. A key absent everywhere
-    /// is no note: Celery deletes an empty list, so an idle queue has no key.
-    async fn look_for_queues(&mut self, default_db: i64) -> Vec<String> {
-        let Some((connection, _)) = self.connection.as_mut() else {
-            return Vec::new();
-        };
-        let mut notes = Vec::new();
-        for queue in &self.queues {
-            let db = if queue.db < 0 { default_db } else { queue.db };
-            let mut found_in = Vec::new();
-            let mut in_own = false;
-            for candidate in 0..DATABASES {
-                let exists: Result<(i64,), _> = redis::pipe()
-                    .cmd("SELECT")
-                    .arg(candidate)
-                    .ignore()
-                    .cmd("EXISTS")
-                    .arg(&queue.name)
-                    .cmd("SELECT")
-                    .arg(default_db)
-                    .ignore()
-                    .query_async(connection)
-                    .await;
-                match exists {
-                    Ok((1,)) if candidate == db => in_own = true,
-                    Ok((1,)) => found_in.push(candidate),
-                    Ok(_) => {}
-                    // Fewer databases than 16: the rest do not exist.
-                    Err(_) => break,
-                }
-            }
-            if in_own || found_in.is_empty() {
-                continue;
-            }
-            let dbs: Vec<String> = found_in.iter().map(i64::to_string).collect();
-            notes.push(format!(
-                "queue {:?} does not exist in db {db}, but in db {}: watch {}/{} (it reads 0 as it is)",
-                queue.name,
-                dbs.join(", "),
-                found_in[0],
-                queue.name
-            ));
-        }
-        notes
+        })
     }
 }
 
