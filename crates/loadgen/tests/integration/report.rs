@@ -87,6 +87,8 @@ async fn the_html_report_renders_its_charts_and_findings_offline() {
         );
     }
     let findings = dom.find("<h2>Findings</h2>").unwrap();
+    let validity = dom.find("<h2>Is this run valid?</h2>").unwrap();
+    assert!(validity < findings, "the run's validity is read first");
     assert!(
         dom[findings..].contains("Rate limiting"),
         "the rate-limit finding is shown"
