@@ -947,30 +947,162 @@ async fn a_queue_watched_in_the_wrong_database_is_named_where_it_is() {
     }
 }
 
-/// Who uses the host: a process that burns a core shows in the host's process groups, by name.
+/// The tests that burn the CPU take turns: each measures its own burner, not a neighbour's.
+static BURNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A process started away from this test: its launcher exits at once, so it is reparented to
+/// init and is no descendant of the test's process (which the host source counts as the
+/// generator). Killed by its pid when dropped.
+struct Detached(u32);
+
+impl Detached {
+    /// `program args...`, its output thrown away.
+    fn start(program: &str, args: &[&str]) -> Self {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" "$@" >/dev/null 2>&1 </dev/null & echo $!"#)
+            .arg(program)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let pid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        Self(pid)
+    }
+
+    /// utime + stime + cutime + cstime, seconds: its CPU and that of the children it reaped.
+    fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        // Fields 14 to 17, counted from 3 after the comm.
+        let ticks: i64 = fields[11..15]
+            .iter()
+            .map(|f| f.parse::<i64>().unwrap())
+            .sum();
+        let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        let per_sec: f64 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        ticks as f64 / per_sec
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// The host's process groups in `values`.
+fn groups(values: &Values) -> &[monitor::sample::ProcessGroup] {
+    match values {
+        Values::Host(h) => &h.processes,
+        _ => &[],
+    }
+}
+
+/// Who uses the host: a process that burns a core, outside this test's tree, shows in the
+/// host's process groups by name, as a group of its own outside the stack.
 #[tokio::test]
 async fn the_host_names_the_process_that_burns_the_cpu() {
-    let mut burner = std::process::Command::new("yes")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let _turn = BURNING.lock().await;
+    let burner = Detached::start("yes", &[]);
+    let pid = burner.0;
     let mut host = monitor::sources::host::Host::new(monitor::sources::host::Capacity::default());
-    let busy = |v: &Values| match v {
-        Values::Host(h) => h
-            .processes
+    let busy = |v: &Values| {
+        groups(v)
             .iter()
-            .any(|g| g.name == "yes" && g.cpu_pct > 20.0),
-        _ => false,
+            .any(|g| g.pid == pid && g.name == "yes" && g.cpu_pct > 20.0)
     };
     // CPU shares need two readings; a loaded machine may need a few more.
     let values = read_until(&mut host, Duration::from_secs(30), busy).await;
-    let _ = burner.kill();
-    let _ = burner.wait();
+    drop(burner);
     assert!(busy(&values), "{values:?}");
-    let Values::Host(h) = values else { panic!() };
-    let yes = h.processes.iter().find(|g| g.name == "yes").unwrap();
+    let yes = groups(&values).iter().find(|g| g.name == "yes").unwrap();
     assert_eq!(yes.count, 1);
+    assert_eq!(yes.role, monitor::sample::ProcessRole::Outside);
     assert!(yes.memory_bytes > 0, "{yes:?}");
+}
+
+/// Two unrelated processes of one name are two groups, told apart by their pid.
+#[tokio::test]
+async fn two_unrelated_processes_of_one_name_are_two_groups() {
+    let _turn = BURNING.lock().await;
+    let burners = [Detached::start("yes", &[]), Detached::start("yes", &[])];
+    let pids = burners.each_ref().map(|b| b.0);
+    let mut host = monitor::sources::host::Host::new(monitor::sources::host::Capacity::default());
+    let each = |v: &Values| {
+        pids.iter().all(|&pid| {
+            groups(v)
+                .iter()
+                .any(|g| g.pid == pid && g.name == "yes" && g.count == 1 && g.cpu_pct > 5.0)
+        })
+    };
+    let values = read_until(&mut host, Duration::from_secs(30), each).await;
+    drop(burners);
+    assert!(each(&values), "{values:?}");
+}
+
+/// A worker's short-lived children count under the worker: a `celery` (a shell under that
+/// name) runs `yes` for 0.3 s at a time, so that no child is alive at two readings a second
+/// apart; the worker's group still shows the CPU they burned, as the kernel counts it in
+/// the worker's own figures.
+#[tokio::test]
+async fn short_lived_children_count_under_their_parent() {
+    const READINGS: u32 = 8;
+    let _turn = BURNING.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let celery = dir.path().join("celery");
+    std::fs::copy("/bin/sh", &celery).unwrap();
+    let script = "end=$(($(date +%s)+30)); \
+                  while [ $(date +%s) -lt $end ]; do timeout 0.3 yes >/dev/null; done";
+    let worker = Detached::start(celery.to_str().unwrap(), &["-c", script]);
+    let mut host = monitor::sources::host::Host::new(monitor::sources::host::Capacity::default());
+    host.read().await.unwrap();
+    let (start, truth_before) = (Instant::now(), worker.cpu_secs());
+    let mut figures = Vec::new();
+    let mut worker_secs = 0.0;
+    let mut last = start;
+    for n in 1..=READINGS {
+        tokio::time::sleep_until((start + Duration::from_secs(n.into())).into()).await;
+        let values = host.read().await.unwrap();
+        let now = Instant::now();
+        // Absent: below the 1 % from which a group of the stack is always kept.
+        let pct = groups(&values)
+            .iter()
+            .find(|g| g.pid == worker.0)
+            .map_or(0.0, |g| {
+                assert_eq!(
+                    (g.name.as_str(), g.role),
+                    ("celery", monitor::sample::ProcessRole::Worker)
+                );
+                g.cpu_pct
+            });
+        worker_secs += pct / 100.0 * now.duration_since(last).as_secs_f64();
+        last = now;
+        figures.push(pct.round());
+    }
+    let truth = worker.cpu_secs() - truth_before;
+    let window = last.duration_since(start).as_secs_f64();
+    drop(worker);
+    let average_pct = worker_secs / window * 100.0;
+    let said = format!(
+        "the worker's group: {average_pct:.0} % of a core on average, {worker_secs:.2} CPU-s \
+         over {window:.1} s (per reading {figures:?}); the kernel's count for the worker and \
+         its reaped children: {truth:.2} CPU-s"
+    );
+    println!("{said}");
+    // No child lives 0.3 s: a sampler that saw only the processes alive at two readings would
+    // show the worker at about 0 %.
+    assert!(average_pct >= 25.0, "{said}");
+    assert!(
+        (worker_secs / truth - 1.0).abs() < 0.3,
+        "the group's CPU is not the worker's own: {said}"
+    );
 }
 
 /// The value of the one sample of `family` in Prometheus text.
@@ -1082,11 +1214,8 @@ async fn no_command_line_and_no_url_secret_reaches_any_output() {
     let jsonl = out.path().join("samples.jsonl");
     let csv = out.path().join("samples.csv");
     // Burns a core, so that it is among the busiest groups the host source keeps.
-    let mut burner = Command::new("yes")
-        .arg(format!("password={ARGUMENT}"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let _turn = BURNING.lock().await;
+    let burner = Detached::start("yes", &[&format!("password={ARGUMENT}")]);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
         .args(["--postgres-url", postgres.as_str()])
         .args(["--interval", "300ms", "--listen", "127.0.0.1:0"])
@@ -1146,8 +1275,7 @@ async fn no_command_line_and_no_url_secret_reaches_any_output() {
         printed.push('\n');
     }
     let output = child.wait_with_output().await.unwrap();
-    let _ = burner.kill();
-    let _ = burner.wait();
+    drop(burner);
     assert!(output.status.success(), "{printed}");
     let ticks = std::fs::read_to_string(&jsonl).unwrap();
     let everything = [

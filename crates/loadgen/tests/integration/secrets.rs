@@ -30,23 +30,33 @@ const ARGUMENT: &str = "PlantedArgument89";
 
 /// A process that burns a core, so that the monitor's host source counts it among the busiest,
 /// with a secret in its command line; killed when dropped.
-struct Burner(std::process::Child);
+struct Burner(u32);
 
 impl Burner {
+    /// Detached from the test (its launcher exits at once): a child of the test would be in the
+    /// test runner's process tree, never a group of its own named `yes`.
     fn start() -> Self {
-        let child = std::process::Command::new("yes")
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"yes "$0" >/dev/null 2>&1 </dev/null & echo $!"#)
             .arg(format!("api_key={ARGUMENT}"))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("yes runs");
-        Self(child)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .expect("sh runs");
+        Self(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("a pid"),
+        )
     }
 }
 
 impl Drop for Burner {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
     }
 }
 

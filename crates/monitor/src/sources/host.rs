@@ -1,17 +1,23 @@
 //! The machine, through sysinfo: CPU, memory, disk and network rates, with disk and network as
-//! a share of a capacity the user sets (no portable way to read a link's or a disk's speed).
+//! a share of a capacity the user sets (no portable way to read a link's or a disk's speed);
+//! and who uses it, as process trees read from `/proc` (the modules below).
+
+mod groups;
+mod proc_fs;
+mod processes;
+pub mod programs;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sysinfo::{Disks, Networks, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+use sysinfo::{Disks, Networks, System};
 
-use crate::sample::{HostValues, ProcessGroup, Values};
-
-/// Process groups kept per tick: the busiest by CPU, then by memory.
-const TOP_GROUPS: usize = 8;
+use crate::sample::{HostValues, Values};
 use crate::source::{Source, SourceError};
+
+use processes::Processes;
+use programs::Programs;
 
 /// Capacities that disk and network rates are judged against.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +43,7 @@ struct Readers {
     system: System,
     disks: Disks,
     networks: Networks,
+    processes: Processes,
     last: Instant,
 }
 
@@ -59,6 +66,7 @@ impl Host {
                 system,
                 disks: Disks::new_with_refreshed_list(),
                 networks: Networks::new_with_refreshed_list(),
+                processes: Processes::new(Programs::default()),
                 last: Instant::now(),
             })),
             capacity,
@@ -104,41 +112,6 @@ pub fn group_name(name: &str, cmd: &[String]) -> String {
         }
     }
     program
-}
-
-/// The busiest process groups: [`TOP_GROUPS`] by CPU, and any of the top 3 by memory.
-fn process_groups(system: &System) -> Vec<ProcessGroup> {
-    let mut groups: std::collections::HashMap<String, ProcessGroup> = Default::default();
-    for process in system.processes().values() {
-        // Threads are counted in their process.
-        if process.thread_kind().is_some() {
-            continue;
-        }
-        let cmd: Vec<String> = process
-            .cmd()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let name = group_name(&process.name().to_string_lossy(), &cmd);
-        let group = groups.entry(name.clone()).or_insert_with(|| ProcessGroup {
-            name,
-            ..Default::default()
-        });
-        group.count += 1;
-        group.cpu_pct += f64::from(process.cpu_usage());
-        group.memory_bytes += process.memory();
-    }
-    let mut all: Vec<ProcessGroup> = groups.into_values().collect();
-    all.sort_by_key(|g| std::cmp::Reverse(g.memory_bytes));
-    let by_memory: Vec<String> = all.iter().take(3).map(|g| g.name.clone()).collect();
-    all.sort_by(|a, b| b.cpu_pct.total_cmp(&a.cpu_pct));
-    let mut kept: Vec<ProcessGroup> = Vec::new();
-    for (rank, group) in all.into_iter().enumerate() {
-        if rank < TOP_GROUPS || by_memory.contains(&group.name) {
-            kept.push(group);
-        }
-    }
-    kept
 }
 
 /// Virtual interfaces that would count the same bytes twice.
@@ -201,15 +174,8 @@ fn read_host(r: &mut Readers, capacity: Capacity) -> Values {
     }
     let (disk_read_bps, disk_write_bps) = (read as f64 / secs, written as f64 / secs);
     let (net_rx_bps, net_tx_bps) = (rx as f64 / secs, tx as f64 / secs);
-    r.system.refresh_processes_specifics(
-        ProcessesToUpdate::All,
-        true,
-        ProcessRefreshKind::nothing()
-            .with_cpu()
-            .with_memory()
-            .with_cmd(UpdateKind::OnlyIfNotSet),
-    );
-    let processes = process_groups(&r.system);
+    let cores = r.system.cpus().len() as u32;
+    let processes = r.processes.read(cores);
     Values::Host(HostValues {
         processes,
         cpu_pct: f64::from(r.system.global_cpu_usage()),
@@ -225,7 +191,7 @@ fn read_host(r: &mut Readers, capacity: Capacity) -> Values {
         disk_write_bytes: written_total,
         net_rx_bytes: rx_total,
         net_tx_bytes: tx_total,
-        cores: r.system.cpus().len() as u32,
+        cores,
     })
 }
 
