@@ -40,7 +40,10 @@ pub struct Worker {
 /// so that the CPU shows under the worker's process as Celery's ffmpeg children do: short-lived
 /// processes the host's samples rarely catch alive. Without ffmpeg, in a thread of our own.
 async fn burn_cpu_in_child(time: Duration) {
+    // Bounded by itself too (by its CPU seconds), should the testbed be killed before it.
+    let limit = (time.as_secs() + 2).to_string();
     let child = Command::new("ffmpeg")
+        .args(["-timelimit", &limit])
         .args([
             "-hide_banner",
             "-nostdin",
