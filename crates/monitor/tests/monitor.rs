@@ -13,6 +13,7 @@ use monitor::sources::docker::{Docker, Selector};
 use monitor::sources::postgres::{Postgres, Scope};
 use monitor::sources::redis::{Queue, Redis};
 use sqlx::{Connection, Executor, PgConnection};
+use test_support::Detached;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -950,51 +951,23 @@ async fn a_queue_watched_in_the_wrong_database_is_named_where_it_is() {
 /// The tests that burn the CPU take turns: each measures its own burner, not a neighbour's.
 static BURNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A process started away from this test: its launcher exits at once, so it is reparented to
-/// init and is no descendant of the test's process (which the host source counts as the
-/// generator). Killed by its pid when dropped.
-struct Detached(u32);
-
-impl Detached {
-    /// `program args...`, its output thrown away.
-    fn start(program: &str, args: &[&str]) -> Self {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(r#""$0" "$@" >/dev/null 2>&1 </dev/null & echo $!"#)
-            .arg(program)
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let pid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        Self(pid)
-    }
-
-    /// utime + stime + cutime + cstime, seconds: its CPU and that of the children it reaped.
-    fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap();
-        let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        // Fields 14 to 17, counted from 3 after the comm.
-        let ticks: i64 = fields[11..15]
-            .iter()
-            .map(|f| f.parse::<i64>().unwrap())
-            .sum();
-        let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-        let per_sec: f64 = String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .unwrap();
-        ticks as f64 / per_sec
-    }
-}
-
-impl Drop for Detached {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.0.to_string()])
-            .status();
-    }
+/// utime + stime + cutime + cstime of process `pid`, seconds: its CPU and that of the
+/// children it reaped.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 to 17, counted from 3 after the comm.
+    let ticks: i64 = fields[11..15]
+        .iter()
+        .map(|f| f.parse::<i64>().unwrap())
+        .sum();
+    let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    let per_sec: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    ticks as f64 / per_sec
 }
 
 /// The host's process groups in `values`.
@@ -1011,7 +984,7 @@ fn groups(values: &Values) -> &[monitor::sample::ProcessGroup] {
 async fn the_host_names_the_process_that_burns_the_cpu() {
     let _turn = BURNING.lock().await;
     let burner = Detached::start("yes", &[]);
-    let pid = burner.0;
+    let pid = burner.pid;
     let mut host = monitor::sources::host::Host::new(monitor::sources::host::Capacity::default());
     let busy = |v: &Values| {
         groups(v)
@@ -1033,7 +1006,7 @@ async fn the_host_names_the_process_that_burns_the_cpu() {
 async fn two_unrelated_processes_of_one_name_are_two_groups() {
     let _turn = BURNING.lock().await;
     let burners = [Detached::start("yes", &[]), Detached::start("yes", &[])];
-    let pids = burners.each_ref().map(|b| b.0);
+    let pids = burners.each_ref().map(|b| b.pid);
     let mut host = monitor::sources::host::Host::new(monitor::sources::host::Capacity::default());
     let each = |v: &Values| {
         pids.iter().all(|&pid| {
@@ -1063,7 +1036,7 @@ async fn short_lived_children_count_under_their_parent() {
     let worker = Detached::start(celery.to_str().unwrap(), &["-c", script]);
     let mut host = monitor::sources::host::Host::new(monitor::sources::host::Capacity::default());
     host.read().await.unwrap();
-    let (start, truth_before) = (Instant::now(), worker.cpu_secs());
+    let (start, truth_before) = (Instant::now(), cpu_secs(worker.pid));
     let mut figures = Vec::new();
     let mut worker_secs = 0.0;
     let mut last = start;
@@ -1074,7 +1047,7 @@ async fn short_lived_children_count_under_their_parent() {
         // Absent: below the 1 % from which a group of the stack is always kept.
         let pct = groups(&values)
             .iter()
-            .find(|g| g.pid == worker.0)
+            .find(|g| g.pid == worker.pid)
             .map_or(0.0, |g| {
                 assert_eq!(
                     (g.name.as_str(), g.role),
@@ -1086,7 +1059,7 @@ async fn short_lived_children_count_under_their_parent() {
         last = now;
         figures.push(pct.round());
     }
-    let truth = worker.cpu_secs() - truth_before;
+    let truth = cpu_secs(worker.pid) - truth_before;
     let window = last.duration_since(start).as_secs_f64();
     drop(worker);
     let average_pct = worker_secs / window * 100.0;

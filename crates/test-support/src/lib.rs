@@ -179,29 +179,31 @@ pub fn self_signed_tls(ca_file: &Path) -> std::sync::Arc<rustls::ServerConfig> {
     std::sync::Arc::new(config)
 }
 
-/// A program started outside this test's process tree, as another program on the host is:
-/// `sh -c 'setsid CMD & echo $!'` (the shell exits, so the program is no descendant of the
-/// test, and `setsid` makes it the leader of its own process group). Stopped with its whole
-/// group, by its pid, when dropped.
+/// A program started outside this test's process tree, as another program on the host is: its
+/// launcher (`sh ... &`) exits at once, so it is reparented and no descendant of the test (which
+/// a host source in the test's process counts as the load generator's); `setsid` makes it the
+/// leader of its own process group. Stopped with its whole group, by its pid, when dropped.
 pub struct Detached {
     /// The program's pid (its process group's too).
     pub pid: u32,
 }
 
 impl Detached {
-    /// Starts `command` (run by `sh`, its output discarded).
-    pub fn spawn(command: &str) -> Self {
+    /// `program args...`, its output discarded (the arguments are passed as they are, never
+    /// through a shell's parsing).
+    pub fn start(program: &str, args: &[&str]) -> Self {
         let output = Command::new("sh")
             .arg("-c")
-            .arg(format!(
-                "setsid {command} >/dev/null 2>&1 </dev/null & echo $!"
-            ))
+            .arg(r#"setsid "$0" "$@" >/dev/null 2>&1 </dev/null & echo $!"#)
+            .arg(program)
+            .args(args)
+            .stderr(std::process::Stdio::null())
             .output()
             .expect("sh runs");
         let pid = String::from_utf8_lossy(&output.stdout)
             .trim()
             .parse()
-            .unwrap_or_else(|_| panic!("no pid from sh for {command:?}: {output:?}"));
+            .unwrap_or_else(|_| panic!("no pid from sh for {program}: {output:?}"));
         Self { pid }
     }
 }
@@ -232,8 +234,17 @@ impl BusyHost {
                 Command::new("stress-ng").arg("--version").output().is_ok(),
                 "stress-ng is missing: apt-get install stress-ng"
             );
-            busy.1 = Some(Detached::spawn(
-                "stress-ng --cpu 2 --cpu-load 60 --timeout 900s --quiet",
+            busy.1 = Some(Detached::start(
+                "stress-ng",
+                &[
+                    "--cpu",
+                    "2",
+                    "--cpu-load",
+                    "60",
+                    "--timeout",
+                    "900s",
+                    "--quiet",
+                ],
             ));
         }
         busy.0 += 1;

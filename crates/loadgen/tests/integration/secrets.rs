@@ -28,36 +28,11 @@ const STEP_SIG: &str = "PlantedStepSig87";
 const HOST_PASSWORD: &str = "PlantedHostPw88";
 const ARGUMENT: &str = "PlantedArgument89";
 
-/// A process that burns a core, so that the monitor's host source counts it among the busiest,
-/// with a secret in its command line; killed when dropped.
-struct Burner(u32);
-
-impl Burner {
-    /// Detached from the test (its launcher exits at once): a child of the test would be in the
-    /// test runner's process tree, never a group of its own named `yes`.
-    fn start() -> Self {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(r#"yes "$0" >/dev/null 2>&1 </dev/null & echo $!"#)
-            .arg(format!("api_key={ARGUMENT}"))
-            .stderr(std::process::Stdio::null())
-            .output()
-            .expect("sh runs");
-        Self(
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .expect("a pid"),
-        )
-    }
-}
-
-impl Drop for Burner {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &self.0.to_string()])
-            .status();
-    }
+/// A process that burns a core, detached from the test (a child of the test would be in the
+/// test runner's process tree, never a group of its own named `yes`), so that the monitor's
+/// host source counts it among the busiest, with a secret in its command line.
+fn burner() -> test_support::Detached {
+    test_support::Detached::start("yes", &[&format!("api_key={ARGUMENT}")])
 }
 
 /// A scenario whose one step's path holds secrets in its query, and whose headers are
@@ -132,7 +107,7 @@ async fn no_planted_secret_reaches_any_output() {
     let mut redis = url::Url::parse(&test_support::redis_url()).unwrap();
     redis.set_password(Some(REDIS)).unwrap();
     let host = format!("{}/?password={HOST_PASSWORD}", testbed.base_url());
-    let burner = Burner::start();
+    let burner = burner();
 
     let path = |name: &str| out.path().join(name).display().to_string();
     let output = short_run(&host)
@@ -209,7 +184,7 @@ async fn nothing_the_web_ui_serves_holds_a_planted_secret() {
     let scenario = secret_scenario(out.path());
     let (postgres, password) = monitor_postgres();
     let host = format!("{}/?password={HOST_PASSWORD}", testbed.base_url());
-    let burner = Burner::start();
+    let burner = burner();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["-H", &host, "-f", &scenario])
         .args(["-u", "2", "-r", "10", "--autostart", "--web-port", "0"])
