@@ -335,16 +335,7 @@ async fn jobs_burning_the_cpu_in_children_are_the_stacks_cause_on_a_busy_host() 
     let (handle, config) = start_at(&testbed.base_url, &database, &queue, &args).await;
     until_then_for(&handle, |u| u.second.jobs_in_flight >= cores as u64, 10).await;
     let (_, analysis) = finish(handle, &config).await;
-    let host = analysis
-        .findings
-        .iter()
-        .find(|f| f.rule == "host.cpu_saturated")
-        .unwrap_or_else(|| {
-            panic!(
-                "the stack's ffmpeg children saturate the host: {:#?}\nvalidity: {:#?}",
-                analysis.findings, analysis.validity
-            )
-        });
+    let host = top_is(&analysis, "host.cpu_saturated");
     assert!(
         host.evidence.contains("testbed (pid"),
         "the worker process is named, its children's CPU under it: {}",
