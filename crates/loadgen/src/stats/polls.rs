@@ -8,7 +8,8 @@
 //! waiting for a poll the budget held back. A new job is followed only if its first poll fits
 //! and no followed job is waiting: under a tight budget loadgen follows fewer jobs rather than
 //! reading the followed ones less. A followed job's first poll is reserved, so its status is
-//! read; a later poll held back goes out as soon as the users' requests make room for it.
+//! read; a later poll held back goes out as soon as the users' requests make room for it. A
+//! stalled job (see `user::pace`) waits without holding new jobs back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -85,28 +86,32 @@ pub struct JobPolls {
 }
 
 impl JobPolls {
-    /// Whether the job may send a poll now (then it is counted as sent). If not, the job waits
-    /// for one, and no new job is followed until it had it.
-    pub fn may_send(&mut self) -> bool {
+    /// Whether the job may send a poll now (then it is counted as sent). If not, the job
+    /// waits for one, and no new job is followed until it had it, unless it `stalled`: the
+    /// polls of a job whose status no longer moves tell the least, and stuck jobs must not
+    /// keep every other job from being followed.
+    pub fn may_send(&mut self, stalled: bool) -> bool {
         let answered = self.budget.answered.load(Ordering::Acquire);
         let mut polls = self.budget.lock();
-        if self.owed {
+        let granted = if self.owed {
             // Its first poll, reserved when it was followed.
             self.owed = false;
             polls.owed -= 1;
-        } else if !polls.fit(1, answered) {
-            if !self.waiting {
-                self.waiting = true;
+            true
+        } else {
+            polls.fit(1, answered)
+        };
+        polls.sent += u64::from(granted);
+        let waiting = !granted && !stalled;
+        if waiting != self.waiting {
+            self.waiting = waiting;
+            if waiting {
                 polls.waiting += 1;
+            } else {
+                polls.waiting -= 1;
             }
-            return false;
         }
-        polls.sent += 1;
-        if self.waiting {
-            self.waiting = false;
-            polls.waiting -= 1;
-        }
-        true
+        granted
     }
 
     /// The run's budget, for the requests to count their answers in.
@@ -140,7 +145,7 @@ mod tests {
         let mut granted = 0;
         for _ in 0..1000 {
             budget.count_answered();
-            if job.may_send() {
+            if job.may_send(false) {
                 granted += 1;
                 budget.count_answered();
             }
@@ -165,16 +170,19 @@ mod tests {
             "the free polls, all reserved"
         );
         for job in &mut jobs {
-            assert!(job.may_send(), "a reserved first poll is always sent");
+            assert!(job.may_send(false), "a reserved first poll is always sent");
         }
         // No request answered since: a second poll waits, and no new job is followed.
-        assert!(!jobs[0].may_send());
+        assert!(!jobs[0].may_send(false));
         answered(&budget, 1000);
         assert!(
             budget.follow().is_none(),
             "a followed job waits for its poll"
         );
-        assert!(jobs[0].may_send(), "its poll, as soon as there is room");
+        assert!(
+            jobs[0].may_send(false),
+            "its poll, as soon as there is room"
+        );
         let more = budget.follow().expect("room again, and no job waits");
         drop(jobs);
         drop(more);
@@ -183,13 +191,39 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_job_waits_without_holding_new_jobs_back() {
+        let budget = Arc::new(PollBudget::default());
+        let mut jobs: Vec<JobPolls> = std::iter::from_fn(|| budget.follow()).collect();
+        for job in &mut jobs {
+            assert!(job.may_send(false));
+        }
+        answered(&budget, 59);
+        assert!(
+            !jobs[0].may_send(false),
+            "no room: 6 polls need 60 requests"
+        );
+        assert!(
+            budget.follow().is_none(),
+            "a moving job waits: it comes first"
+        );
+        assert!(!jobs[0].may_send(true), "still no room");
+        budget.count_answered();
+        let followed = budget.follow();
+        assert!(
+            followed.is_some(),
+            "a stalled job does not hold new ones back"
+        );
+        assert_eq!(budget.lock().waiting, 0);
+    }
+
+    #[test]
     fn a_job_dropped_gives_back_its_reserved_poll_and_its_wait() {
         let budget = Arc::new(PollBudget::default());
         let mut waiting: Vec<JobPolls> = std::iter::from_fn(|| budget.follow()).collect();
         for job in &mut waiting {
-            assert!(job.may_send());
+            assert!(job.may_send(false));
         }
-        assert!(!waiting[0].may_send());
+        assert!(!waiting[0].may_send(false));
         drop(waiting);
         answered(&budget, 200);
         let reserved = budget.follow().expect("no job waits any more");
@@ -211,7 +245,7 @@ mod tests {
                             jobs.extend(budget.follow());
                         }
                         for job in &mut jobs {
-                            if job.may_send() {
+                            if job.may_send(false) {
                                 budget.count_answered();
                             }
                         }

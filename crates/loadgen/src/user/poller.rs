@@ -107,7 +107,7 @@ impl JobPoller {
         let mut next = wait;
         loop {
             tokio::time::sleep(next).await;
-            if self.budget.may_send() {
+            if self.budget.may_send(self.stalled()) {
                 if let Some((outcome, elapsed, message)) = self.poll().await {
                     self.finish(outcome, elapsed, message);
                     return;
