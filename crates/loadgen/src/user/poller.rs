@@ -31,6 +31,7 @@ fn server_completion_us(task: &Value) -> Option<u64> {
 
 /// A job just created, to follow: what its poller needs.
 pub(super) struct Followed {
+    /// How its type's jobs are followed.
     pub track: Track,
     /// The row of its polls.
     pub key: Key,
@@ -38,7 +39,9 @@ pub(super) struct Followed {
     pub path: String,
     /// Its user's headers and cookies.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Its own connection, apart from its user's.
     pub connection: Connection,
+    /// The run's clock.
     pub clock: RunClock,
     /// Its share of the run's poll budget.
     pub budget: JobPolls,
@@ -101,6 +104,8 @@ impl JobPoller {
         }
     }
 
+    /// Polls until the job ends or times out; dropped first (the run ended), it records the
+    /// job as unfinished or unknown.
     pub(super) async fn run(mut self) {
         let deadline = self.created + self.track.timeout;
         let mut wait = self.track.every;
