@@ -27,7 +27,7 @@ fn joins(snapshot: &StatsSnapshot, wanted: impl Fn(u64, u64) -> bool) -> bool {
 
 /// Planted: every job stays `processing` forever, and each user creates one in four tasks, so
 /// that following them all would take far more than a tenth of the requests (every job costs
-/// a poll at least). The polls of the JSON report stay within a tenth of its requests.
+/// a poll at least, and jobs are a fifth of the requests: 18 % under stress-ng, 23 % without). The polls of the JSON report stay within a tenth of its requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_of_stuck_jobs_stay_within_a_tenth_of_the_requests() {
     let (testbed, _database, _queue) =
@@ -70,8 +70,8 @@ async fn polls_of_stuck_jobs_stay_within_a_tenth_of_the_requests() {
     assert!(all >= 200, "a run long enough to judge: {figures}");
     assert!(polls * 10 <= all, "polls within a tenth: {figures}");
     assert!(
-        created * 10 > all * 2,
-        "planted: following every job would take over a fifth of the requests: {figures}"
+        created * 20 > all * 3,
+        "planted: following every job would take over 15 % of the requests: {figures}"
     );
     assert!(polls > 0 && count("unfinished") > 0, "{figures}");
     assert!(
@@ -142,13 +142,14 @@ async fn jobs_whose_every_poll_is_refused_are_unknown_not_unfinished() {
     testbed.stop().await;
 }
 
-/// Jobs that take 3 s, polled after 1 s then every 2 s, by users who send 2 requests a
-/// second: their polls would be over a tenth of the requests, and the budget holds some back.
-/// Every job followed is still seen completed, none unknown.
+/// Jobs that take 5 s, polled after 1 s then every 2 s (4 polls each, 12 in all), by 3 users
+/// who send 2 requests a second: the polls would be a fifth of the requests when the jobs end,
+/// and the budget holds them back past the free ones. Every job followed is still seen
+/// completed, none unknown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_that_complete_are_seen_completed_under_the_budget() {
     let (testbed, database, queue) = planted(|c| {
-        c.job_seconds = Duration::from_secs(3);
+        c.job_seconds = Duration::from_secs(5);
         c.workers = 4;
     })
     .await;
@@ -188,8 +189,9 @@ async fn jobs_that_complete_are_seen_completed_under_the_budget() {
     assert!(join.completed > 0, "{figures}");
     assert_eq!(join.unknown + join.unfinished + join.failed, 0, "{figures}");
     assert!(
-        polls <= loadgen::stats::polls::FREE_POLLS || polls * 10 <= all,
-        "{figures}"
+        polls > loadgen::stats::polls::FREE_POLLS,
+        "past the free polls: {figures}"
     );
+    assert!(polls * 10 <= all, "polls within a tenth: {figures}");
     testbed.stop().await;
 }
