@@ -15,9 +15,10 @@ use crate::config::LoadSettings;
 use crate::engine::{EngineError, RunOutcome, Update};
 use crate::http::Target;
 use crate::scenario::{Scenario, UserType};
+use crate::stats::PollBudget;
 use crate::stats::overlap::StartupWindow;
 use crate::stats::{self, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot};
-use crate::user::{Shared, StepKeys, VirtualUser};
+use crate::user::{JobTypes, Shared, StepKeys, VirtualUser};
 
 /// The target user count and the rate to reach it, as the engine's handle sets them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,6 +81,10 @@ pub(crate) struct Runner {
     run_id: String,
     /// Start-up requests in flight across every thread, for the overlap comparison.
     startup_window: Arc<StartupWindow>,
+    /// Requests answered and job polls sent across every thread: polls within a tenth.
+    poll_budget: Arc<PollBudget>,
+    /// When each type's jobs last ended, across every thread: the pace of their polls.
+    job_types: Arc<JobTypes>,
 }
 
 impl Runner {
@@ -93,6 +98,8 @@ impl Runner {
             run_id,
             per_name_history: false,
             startup_window: Arc::default(),
+            poll_budget: Arc::default(),
+            job_types: Arc::default(),
         }
     }
 
@@ -387,6 +394,8 @@ impl Runner {
         let settings = self.settings.clone();
         let run_id: Arc<str> = self.run_id.as_str().into();
         let startup_window = self.startup_window.clone();
+        let poll_budget = self.poll_budget.clone();
+        let job_types = self.job_types.clone();
         let thread_wake = wake.clone();
         let thread_stop = stop.clone();
         let join = std::thread::Builder::new()
@@ -420,6 +429,8 @@ impl Runner {
                     job_sample: settings.job_sample,
                     max_redirects: settings.max_redirects,
                     startup_window,
+                    poll_budget,
+                    job_types,
                 });
                 let keys: Vec<Rc<StepKeys>> = scenario
                     .users
@@ -500,7 +511,7 @@ impl Runner {
                     }
                 });
                 // Dropping the set drops every user and job poller (pollers record their jobs as
-                // unfinished), then the last shard goes out.
+                // unfinished, or unknown if no poll read them), then the last shard goes out.
                 drop(local);
                 let _ = shards.send((index, stats::take_shard()));
             })?;

@@ -2,6 +2,9 @@
 //! waiting between them, on its own connection. Everything it measures goes to its thread's
 //! stats shard.
 
+mod pace;
+mod poller;
+
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,8 +20,10 @@ use crate::scenario::template::{Context, EvalError};
 use crate::scenario::{Body, MultipartPart, Step, StepRef, Track, UserType, Wait};
 use crate::stats::overlap::StartupWindow;
 use crate::stats::{
-    self, Failure, FailureKind, InFlight, JobOutcome, Key, Phase, RunClock, Sample,
+    self, Failure, FailureKind, InFlight, Key, Phase, PollBudget, RunClock, Sample,
 };
+pub use pace::JobTypes;
+use poller::{Followed, JobPoller};
 
 /// What every user of a run shares.
 pub struct Shared {
@@ -36,6 +41,10 @@ pub struct Shared {
     pub max_redirects: usize,
     /// The run's start-up requests in flight, across threads.
     pub startup_window: Arc<StartupWindow>,
+    /// The run's requests and job polls, across threads: polls stay within a tenth of them.
+    pub poll_budget: Arc<PollBudget>,
+    /// When the jobs of each type last ended, across threads: the pace of their polls.
+    pub job_types: Arc<JobTypes>,
 }
 
 /// The keys of one user type's steps, built once per thread so recording never formats a string.
@@ -202,6 +211,7 @@ impl VirtualUser {
     async fn run_step(&mut self, index: usize, phase: Phase, may_handle: bool) -> Outcome {
         let user_type = self.user_type.clone();
         let keys = self.keys.clone();
+        let shared = self.shared.clone();
         let step = &user_type.steps[index];
         let key = match phase {
             Phase::Startup => &keys.startup[index],
@@ -223,7 +233,7 @@ impl VirtualUser {
             .extend(step.extract.iter().map(|(var, _)| var.clone()));
         // Dropped with its user (the run or `--stop-timeout` ended), it counts the request as
         // in flight at the stop, so that the server's count can be reconciled.
-        let in_flight = InFlight::start(key, self.connection.resends());
+        let in_flight = InFlight::start(key, self.connection.resends(), &shared.poll_budget);
         let started = in_flight.started();
         let window = &self.shared.startup_window;
         let startup_request = (phase == Phase::Startup).then(|| StartupWindow::enter(window));
@@ -565,6 +575,10 @@ impl VirtualUser {
         let Some(poll_key) = self.keys.polls[index].clone() else {
             return;
         };
+        let Some(budget) = self.shared.poll_budget.follow() else {
+            stats::record_job_unfollowed(&track.job);
+            return;
+        };
         let id = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|json| lookup(&json, &track.id).cloned());
@@ -604,18 +618,16 @@ impl VirtualUser {
         let headers = self
             .with_cookies(|| format!("{origin}{path}"), &headers)
             .unwrap_or(headers);
-        let poller = JobPoller {
+        let poller = JobPoller::new(Followed {
             track: track.clone(),
             key: poll_key,
             path,
             headers,
             connection: Connection::new(self.shared.target.clone(), self.shared.options),
             clock: self.shared.clock,
-            created: Instant::now(),
-            finished: false,
-            last_status: None,
-            status_since: Instant::now(),
-        };
+            budget,
+            progress: self.shared.job_types.of(&track.job),
+        });
         stats::job_in_flight(true);
         tokio::task::spawn_local(caught("a job poller", poller.run()));
     }
@@ -708,193 +720,8 @@ fn status_message(status: u16, body: &[u8]) -> String {
     }
 }
 
-/// `completed_at - created_at` of a task as the API answers it, µs: ISO 8601 times, with an
-/// offset or without one (then both in the server's zone).
-fn server_completion_us(task: &Value) -> Option<u64> {
-    let time = |field: &str| -> Option<chrono::NaiveDateTime> {
-        let text = task.get(field)?.as_str()?;
-        chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| t.naive_utc())
-            .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
-            .ok()
-    };
-    let took = time("completed_at")? - time("created_at")?;
-    u64::try_from(took.num_microseconds()?).ok()
-}
-
-/// Polls one created job until it reaches a final status or times out.
-struct JobPoller {
-    track: Track,
-    key: Key,
-    path: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    connection: Connection,
-    clock: RunClock,
-    created: Instant,
-    finished: bool,
-    /// The status the last successful poll saw.
-    last_status: Option<String>,
-    /// Since when the polls have seen it.
-    status_since: Instant,
-}
-
-impl JobPoller {
-    async fn run(mut self) {
-        let deadline = self.created + self.track.timeout;
-        let mut wait = self.track.every;
-        loop {
-            tokio::time::sleep(wait).await;
-            // Backs off: a job that takes a minute costs 9 polls, not 60.
-            wait = (wait * 2).min(self.track.max_every);
-            let in_flight = InFlight::start(&self.key, self.connection.resends());
-            let started = in_flight.started();
-            let answer = self
-                .connection
-                .send(
-                    &http::Method::GET,
-                    &self.path,
-                    &self.headers,
-                    &Payload::default(),
-                )
-                .await;
-            let retries = in_flight.answered();
-            let latency_us = started.elapsed().as_micros() as u64;
-            match answer {
-                Ok(answer) => {
-                    let ok = answer.status == 200;
-                    let error = (!ok).then(|| status_error(answer.status, &answer.body));
-                    stats::record(
-                        &self.clock,
-                        Sample {
-                            key: &self.key,
-                            latency_us,
-                            bytes: answer.body.len() as u64,
-                            status: Some(answer.status),
-                            error,
-                            timings: Some(answer.timings),
-                            retries,
-                        },
-                    );
-                    if ok && let Ok(json) = serde_json::from_slice::<Value>(&answer.body) {
-                        let status = lookup(&json, &self.track.field)
-                            .and_then(Value::as_str)
-                            .unwrap_or("");
-                        let elapsed = self.created.elapsed().as_micros() as u64;
-                        // What a timeout or the end of the run reports as "last seen".
-                        if self.last_status.as_deref() != Some(status) {
-                            self.last_status = Some(status.to_owned());
-                            self.status_since = Instant::now();
-                        }
-                        if self.track.done.iter().any(|d| d == status) {
-                            // The server's own times, when it gives them, are exact; ours
-                            // are only as fine as the backed-off polls. The server's clock
-                            // started before the creation was answered, so it may be ahead of
-                            // ours by that request's time; more than that is a zone mismatch.
-                            let completion = server_completion_us(&json)
-                                .filter(|us| *us <= elapsed + 10_000_000)
-                                .unwrap_or(elapsed);
-                            self.finish(JobOutcome::Completed, completion, None);
-                            return;
-                        }
-                        if self.track.failed.iter().any(|f| f == status) {
-                            let message = json["error_message"]
-                                .as_str()
-                                .map(|m| format!("{status}: {m}"));
-                            self.finish(
-                                JobOutcome::Failed,
-                                elapsed,
-                                message.or(Some(status.to_owned())),
-                            );
-                            return;
-                        }
-                    }
-                }
-                Err(error) => {
-                    stats::record(
-                        &self.clock,
-                        Sample {
-                            key: &self.key,
-                            latency_us,
-                            bytes: 0,
-                            status: None,
-                            error: Some(error.into()),
-                            timings: None,
-                            retries,
-                        },
-                    );
-                }
-            }
-            if Instant::now() >= deadline {
-                let (outcome, message) =
-                    self.timed_out(format!("no final status within {:?}", self.track.timeout));
-                self.finish(outcome, 0, Some(message));
-                return;
-            }
-        }
-    }
-
-    /// Timed out if a poll saw it pending or processing; unknown if no poll could read it.
-    fn timed_out(&self, why: String) -> (JobOutcome, String) {
-        match &self.last_status {
-            Some(status) => (JobOutcome::TimedOut, format!("{why} (last seen {status})")),
-            None => (
-                JobOutcome::Unknown,
-                "its status could not be read: every poll failed".to_owned(),
-            ),
-        }
-    }
-
-    /// An unfinished job's last status, and how long it had it.
-    fn record_last_status(&self) {
-        if let Some(status) = &self.last_status {
-            stats::record_job_last_status(&self.track.job, status, self.status_since.elapsed());
-        }
-    }
-
-    fn finish(&mut self, outcome: JobOutcome, elapsed_us: u64, message: Option<String>) {
-        self.finished = true;
-        if outcome == JobOutcome::TimedOut {
-            self.record_last_status();
-        }
-        stats::record_job(&self.track.job, outcome, elapsed_us, message);
-    }
-}
-
-impl Drop for JobPoller {
-    fn drop(&mut self) {
-        stats::job_in_flight(false);
-        // The run ended while the job was still going: it counts as unfinished.
-        if !self.finished {
-            let message = match &self.last_status {
-                Some(status) => format!("still running when the run ended (last seen {status})"),
-                None => "still running when the run ended".to_owned(),
-            };
-            stats::record_job(&self.track.job, JobOutcome::Unfinished, 0, Some(message));
-            self.record_last_status();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_completed_tasks_own_times_give_its_completion() {
-        let with_offset = serde_json::json!({
-            "created_at": "2026-12-01T10:00:00.250000Z",
-            "completed_at": "2026-12-01T10:00:03.750000+00:00",
-        });
-        assert_eq!(super::server_completion_us(&with_offset), Some(3_500_000));
-        // FastAPI's naive datetimes.
-        let naive = serde_json::json!({
-            "created_at": "2026-12-01T10:00:00",
-            "completed_at": "2026-12-01T10:00:01.5",
-        });
-        assert_eq!(super::server_completion_us(&naive), Some(1_500_000));
-        let unfinished =
-            serde_json::json!({"created_at": "2026-12-01T10:00:00", "completed_at": null});
-        assert_eq!(super::server_completion_us(&unfinished), None);
-    }
-
     #[tokio::test(flavor = "current_thread")]
     async fn a_panicking_task_is_caught_counted_and_named() {
         let local = tokio::task::LocalSet::new();

@@ -233,9 +233,17 @@ pub fn summary(report: &Report) -> String {
                 job.completion_secs.get("p100").copied().unwrap_or(0.0)
             )
         };
+        let unfollowed = if job.unfollowed == 0 {
+            String::new()
+        } else {
+            format!(
+                " ({} more not followed: the polls were at their budget)",
+                job.unfollowed
+            )
+        };
         let _ = writeln!(
             out,
-            "Jobs {:<11} {} completed, {} failed, {} unfinished, {} unknown{times}",
+            "Jobs {:<11} {} completed, {} failed, {} unfinished, {} unknown{times}{unfollowed}",
             format!("{}:", job.job),
             job.completed,
             job.failed,

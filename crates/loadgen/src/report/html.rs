@@ -122,15 +122,17 @@ pub fn render(report: &Report) -> String {
         table(&mut out, &report.polls, &report.polls_total);
     }
     if !report.jobs.is_empty() {
-        out.push_str("<h2>Jobs</h2><table><tr><th>Job</th><th>completed</th><th>failed</th><th>unfinished</th><th>p50 s</th><th>p95 s</th></tr>\n");
+        out.push_str("<h2>Jobs</h2><table><tr><th>Job</th><th>completed</th><th>failed</th><th>unfinished</th><th>unknown</th><th>not followed</th><th>p50 s</th><th>p95 s</th></tr>\n");
         for j in &report.jobs {
             let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
                 escape(&j.job),
                 j.completed,
                 j.failed,
                 j.unfinished,
+                j.unknown,
+                j.unfollowed,
                 j.completion_secs.get("p50").copied().unwrap_or(0.0),
                 j.completion_secs.get("p95").copied().unwrap_or(0.0)
             );

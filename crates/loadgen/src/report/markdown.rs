@@ -15,6 +15,34 @@ fn cell(text: &str) -> String {
         .replace(['\r', '\n'], " ")
 }
 
+/// The followed jobs in one line, unknown ones included: a job no poll read is no unfinished
+/// one.
+fn jobs_line(out: &mut String, report: &Report) {
+    if report.jobs.is_empty() {
+        return;
+    }
+    let jobs: Vec<String> = report
+        .jobs
+        .iter()
+        .map(|j| {
+            format!(
+                "{} {} completed, {} failed, {} unfinished, {} unknown{}",
+                cell(&j.job),
+                j.completed,
+                j.failed,
+                j.unfinished,
+                j.unknown,
+                if j.unfollowed == 0 {
+                    String::new()
+                } else {
+                    format!(", {} not followed (poll budget)", j.unfollowed)
+                }
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "**Jobs** {}\n", jobs.join(" · "));
+}
+
 /// The Markdown summary of `report`.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -68,6 +96,7 @@ pub fn render(report: &Report) -> String {
             report.timed_out, report.resent, report.in_flight_at_stop, report.stuck_users.peak
         );
     }
+    jobs_line(&mut out, report);
     out.push_str("### Targets\n\n| | Target | Measured | Threshold |\n|---|---|---|---|\n");
     for v in verdicts {
         let _ = writeln!(

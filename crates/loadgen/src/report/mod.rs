@@ -251,6 +251,8 @@ pub struct JobRow {
     pub unfinished: u64,
     /// Status never read.
     pub unknown: u64,
+    /// Not followed: created while the polls were at their budget (a tenth of the requests).
+    pub unfollowed: u64,
     /// Completion time percentiles (50, 95, 99, 100), s.
     pub completion_secs: BTreeMap<String, f64>,
     /// Failure messages seen.
@@ -526,6 +528,7 @@ impl Report {
                     failed: job.failed,
                     unfinished: job.unfinished,
                     unknown: job.unknown,
+                    unfollowed: job.unfollowed,
                     completion_secs: if job.completed == 0 {
                         BTreeMap::new()
                     } else {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{HistoryRow, Key, Phase, SHARD, Stats};
+use super::{HistoryRow, Key, Phase, PollBudget, SHARD, Stats};
 
 /// A user waiting longer than this for one answer is stuck: far beyond what an interactive
 /// client waits, and far beyond a healthy API's slowest answers.
@@ -62,6 +62,9 @@ thread_local! {
 /// age as a censored latency of its endpoint.
 pub struct InFlight<'k> {
     key: &'k Key,
+    /// The run's poll budget, which counts the requests answered: here, once for every
+    /// request, whatever sends it.
+    budget: &'k PollBudget,
     slot: usize,
     started: Instant,
     /// The counter of resends of the connections the request goes over, and its value when
@@ -73,8 +76,8 @@ pub struct InFlight<'k> {
 
 impl<'k> InFlight<'k> {
     /// A request of `key`'s row going out now over connections that count their resends in
-    /// `resends`.
-    pub fn start(key: &'k Key, resends: Rc<Cell<u64>>) -> Self {
+    /// `resends`, in the run of `budget`.
+    pub fn start(key: &'k Key, resends: Rc<Cell<u64>>, budget: &'k PollBudget) -> Self {
         let started = Instant::now();
         let entry = Entry {
             started,
@@ -96,6 +99,7 @@ impl<'k> InFlight<'k> {
         let resends_before = resends.get();
         Self {
             key,
+            budget,
             slot,
             started,
             resends,
@@ -112,6 +116,7 @@ impl<'k> InFlight<'k> {
     /// Its answer or failure came: it leaves the table. Returns how many times it was resent.
     pub fn answered(mut self) -> u64 {
         self.answered = true;
+        self.budget.count_answered();
         self.retries()
     }
 
@@ -236,11 +241,12 @@ mod tests {
     #[test]
     fn a_request_dropped_unanswered_is_counted_at_its_age_with_its_resends() {
         let resends = Rc::new(Cell::new(7));
+        let budget = PollBudget::default();
         let (user, poll) = (key(Phase::Steady), key(Phase::Poll));
         drop(crate::stats::take_shard());
-        let answered = InFlight::start(&user, resends.clone());
-        let cut_off = InFlight::start(&user, resends.clone());
-        let polling = InFlight::start(&poll, resends.clone());
+        let answered = InFlight::start(&user, resends.clone(), &budget);
+        let cut_off = InFlight::start(&user, resends.clone(), &budget);
+        let polling = InFlight::start(&poll, resends.clone(), &budget);
         resends.set(8);
         let level = census();
         assert_eq!((level.requests, level.stuck_users), (3, 0));
@@ -259,7 +265,7 @@ mod tests {
             "in the percentiles at its age"
         );
         // The table's slots are reused.
-        let again = InFlight::start(&user, resends);
+        let again = InFlight::start(&user, resends, &budget);
         assert!(again.slot <= 2);
         let _ = again.answered();
     }

@@ -9,6 +9,7 @@ mod endpoint;
 pub mod grouping;
 mod in_flight;
 pub mod overlap;
+pub mod polls;
 mod snapshot;
 mod timeline;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use endpoint::{EndpointStats, PhaseHistograms, new_histogram};
 pub use in_flight::{InFlight, InFlightLevel, STUCK_AFTER, StuckUsers};
+pub use polls::{JobPolls, PollBudget};
 pub use snapshot::{SelfWatchFigures, SnapshotError, StatsSnapshot};
 pub use timeline::{Cumulative, EndpointSecond, HistoryRow, NameSecond, PerNameSecond};
 pub(crate) use timeline::{Second, add_late};
@@ -149,6 +151,9 @@ pub struct JobStats {
     pub timed_out: u64,
     /// Jobs whose status could not be read.
     pub unknown: u64,
+    /// Jobs created while the polls were at their budget (see [`polls`]): not followed, as
+    /// jobs out of the track's sample are not, and in none of the counts above.
+    pub unfollowed: u64,
     /// The first failure messages seen (at most 5).
     pub failure_messages: Vec<String>,
     /// Jobs that never finished, by the status their polls last saw.
@@ -174,6 +179,7 @@ impl Default for JobStats {
             unfinished: 0,
             timed_out: 0,
             unknown: 0,
+            unfollowed: 0,
             failure_messages: Vec::new(),
             last_statuses: BTreeMap::new(),
         }
@@ -189,6 +195,7 @@ impl JobStats {
         self.unfinished += other.unfinished;
         self.timed_out += other.timed_out;
         self.unknown += other.unknown;
+        self.unfollowed += other.unfollowed;
         for message in &other.failure_messages {
             if self.failure_messages.len() < 5 && !self.failure_messages.contains(message) {
                 self.failure_messages.push(message.clone());
@@ -531,6 +538,14 @@ pub fn record_job_last_status(kind: &Arc<str>, status: &str, held: std::time::Du
         let last = job.last_statuses.entry(status.to_owned()).or_default();
         last.jobs += 1;
         last.longest_secs = last.longest_secs.max(held.as_secs());
+    });
+}
+
+/// Records a job of `kind` created and not followed: the polls were at their budget.
+pub fn record_job_unfollowed(kind: &Arc<str>) {
+    SHARD.with(|shard| {
+        let mut shard = shard.borrow_mut();
+        shard.stats.jobs.entry(kind.clone()).or_default().unfollowed += 1;
     });
 }
 

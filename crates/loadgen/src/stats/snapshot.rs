@@ -116,6 +116,9 @@ pub struct JobEntry {
     pub timed_out: u64,
     /// Status never read.
     pub unknown: u64,
+    /// Not followed: the polls were at their budget.
+    #[serde(default)]
+    pub unfollowed: u64,
     /// The first failure messages.
     pub failure_messages: Vec<String>,
     /// Unfinished jobs by the status last seen.
@@ -236,6 +239,7 @@ impl StatsSnapshot {
                     unfinished: j.unfinished,
                     timed_out: j.timed_out,
                     unknown: j.unknown,
+                    unfollowed: j.unfollowed,
                     failure_messages: j.failure_messages.clone(),
                     last_statuses: j.last_statuses.clone(),
                 })
@@ -324,6 +328,7 @@ impl StatsSnapshot {
                     unfinished: j.unfinished,
                     timed_out: j.timed_out,
                     unknown: j.unknown,
+                    unfollowed: j.unfollowed,
                     failure_messages: j.failure_messages.clone(),
                     last_statuses: j.last_statuses.clone(),
                 });

@@ -12,7 +12,7 @@ use test_support::{start_in_memory, start_on_services};
 use tokio::io::AsyncBufReadExt;
 
 /// Runs loadgen with `args` (after the host) and returns its exit code and JSON report.
-async fn loadgen(host: &str, args: &[&str]) -> (ExitCode, Value, tempfile::TempDir) {
+pub(crate) async fn loadgen(host: &str, args: &[&str]) -> (ExitCode, Value, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("report.json");
     let csv = out.path().join("run");

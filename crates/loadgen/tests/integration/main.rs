@@ -23,6 +23,7 @@ mod false_alarms;
 mod fuzz;
 mod http_semantics;
 mod master_guard;
+mod polls;
 mod report;
 mod secrets;
 mod stop;
