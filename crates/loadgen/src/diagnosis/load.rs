@@ -659,6 +659,33 @@ pub fn nothing_found(e: &Evidence<'_>) -> Finding {
         .filter(|v| !v.met)
         .map(|v| v.name.as_str())
         .collect();
+    let unwatched: Vec<&str> = e
+        .backend
+        .unwatched()
+        .into_iter()
+        .map(|(source, ..)| source)
+        .collect();
+    if !unwatched.is_empty() {
+        // A layer left unwatched is no layer found healthy (the validity section says why).
+        return Finding::new(
+            "load.nothing_found",
+            Layer::Load,
+            Severity::Warning,
+            format!(
+                "Nothing found in the layers watched ({} not watched)",
+                unwatched.join(", ")
+            ),
+            format!(
+                "{}{figures}",
+                if missed.is_empty() {
+                    String::new()
+                } else {
+                    format!("missed: {}; ", missed.join(", "))
+                }
+            ),
+            "Fix the watch (see \"Is this run valid?\") and run again: the unwatched layers may hold the cause",
+        );
+    }
     if missed.is_empty() {
         Finding {
             rule: "load.nothing_found",
