@@ -20,6 +20,8 @@
 //! ```
 
 mod containers;
+#[cfg(test)]
+mod coverage;
 mod evidence;
 mod host;
 mod jobs;
