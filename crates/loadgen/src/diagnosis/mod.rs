@@ -30,7 +30,7 @@ mod loadgen;
 mod postgres;
 mod redis;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod watch;
 
 use std::fmt;
