@@ -432,3 +432,6 @@ impl RunHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -764,3 +764,6 @@ impl ClusterRun {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -389,4 +389,33 @@ mod tests {
             found[0].evidence
         );
     }
+
+    #[test]
+    fn jobs_never_read_are_unknown_with_the_failures_that_hid_them() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let join = run.stats.jobs.entry("join".into()).or_default();
+        join.completed = 7;
+        join.unfinished = 1;
+        join.unknown = 2;
+        join.failure_messages = vec!["poll: HTTP 429".into()];
+        run.stats.jobs.entry("trim".into()).or_default().completed = 4;
+        let found = with_evidence(&run, &[], unknown);
+        assert_eq!(
+            found.len(),
+            1,
+            "only the kind with unknown jobs: {found:#?}"
+        );
+        assert_eq!(found[0].rule, "jobs.unknown");
+        assert_eq!(found[0].severity, Severity::Info);
+        assert_eq!(found[0].title, "join jobs: status unknown");
+        assert_eq!(
+            found[0].evidence,
+            "2 of 10 followed join jobs were never read: poll: HTTP 429"
+        );
+        // Every status read: nothing unknown.
+        if let Some(join) = run.stats.jobs.get_mut("join") {
+            join.unknown = 0;
+        }
+        assert!(with_evidence(&run, &[], unknown).is_empty());
+    }
 }

@@ -20,6 +20,8 @@
 //! ```
 
 mod containers;
+#[cfg(test)]
+mod coverage;
 mod evidence;
 mod host;
 mod jobs;
@@ -28,7 +30,7 @@ mod loadgen;
 mod postgres;
 mod redis;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod watch;
 
 use std::fmt;
