@@ -16,7 +16,7 @@
 //! let evidence = Evidence::new(&outcome, &targets, &[], Default::default());
 //! let diagnosis = diagnose(&evidence);
 //! assert_eq!(diagnosis.findings[0].rule, "load.no_requests");
-//! assert!(diagnosis.validity.is_empty());
+//! assert_eq!(diagnosis.validity[0].rule, "watch.nothing_watched");
 //! ```
 
 mod containers;
@@ -194,6 +194,7 @@ pub const VALIDITY_RULES: &[Rule] = &[
     loadgen::workers_lost,
     loadgen::memory_limit,
     host::outside_cpu,
+    watch::nothing_watched,
     watch::sources_down,
     watch::source_notes,
     postgres::no_api_backends,

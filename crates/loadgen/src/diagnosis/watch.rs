@@ -3,6 +3,22 @@
 
 use super::{Evidence, Finding, Layer, Severity};
 
+/// Validity: nothing but loadgen itself was watched, so nothing can be said of the host or the
+/// stack (the validity section must not claim them quiet).
+pub fn nothing_watched(e: &Evidence<'_>) -> Vec<Finding> {
+    if e.backend.start().is_some() {
+        return Vec::new();
+    }
+    vec![Finding::new(
+        "watch.nothing_watched",
+        Layer::Load,
+        Severity::Info,
+        "The host and the stack were not watched",
+        "no monitor source: only loadgen's own figures (its CPU, its timers) were checked",
+        "Add --monitor-postgres, --monitor-redis or --monitor-docker (the host comes with any of them) so that the run's validity and the findings cover the stack",
+    )]
+}
+
 /// What the sources noted once (a watched queue in another database than the one watched).
 pub fn source_notes(e: &Evidence<'_>) -> Vec<Finding> {
     e.backend
@@ -141,5 +157,13 @@ mod tests {
         assert_eq!(found[0].evidence, note);
         let quiet = watched(6, |_, _, _| {});
         assert!(with_evidence(&run, &quiet, source_notes).is_empty());
+    }
+
+    #[test]
+    fn a_run_without_a_monitor_says_the_stack_was_not_watched() {
+        let run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let found = with_evidence(&run, &[], nothing_watched);
+        assert_eq!(found[0].title, "The host and the stack were not watched");
+        assert!(with_evidence(&run, &watched(3, |_, _, _| {}), nothing_watched).is_empty());
     }
 }
