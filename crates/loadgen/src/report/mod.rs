@@ -82,10 +82,7 @@ pub fn print(text: &str) {
 /// The version of the JSON report's layout, raised when a field a `--baseline` reads changes.
 pub const REPORT_VERSION: u32 = 1;
 
-/// The percentiles of Locust's tables and CSV files.
-pub const PERCENTILES: [f64; 11] = [
-    50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 99.99, 100.0,
-];
+pub use crate::stats::PERCENTILES;
 
 /// One row of figures, in Locust's units (ms, req/s).
 #[derive(Debug, Clone, Serialize)]
