@@ -19,9 +19,8 @@ use tokio::sync::{Mutex, mpsc};
 use super::listener::{self, Event};
 use super::protocol::ToWorker;
 use super::run::ClusterRun;
-use super::summary::WorkerSummary;
 use crate::config::RunConfig;
-use crate::engine::{EngineError, RunOutcome};
+use crate::outcome::{EngineError, RunOutcome, WorkerSummary};
 use crate::runner::Channels;
 
 /// A worker that sent nothing for this long is lost.

@@ -10,7 +10,8 @@
 //! - `run`: one distributed run, as the master drives it.
 //! - [`worker`]: a worker, one more driver of the engine.
 //! - [`share`]: how users, rates and fixed counts are shared out.
-//! - [`summary`]: what the report says of each worker and of the cluster's events.
+//! - what the report says of each worker and of the cluster's events is in
+//!   [`crate::outcome::cluster`], below the engine, as the readers need it.
 //! - [`tls`]: optional TLS on the connections (`wss://`).
 
 pub mod hello;
@@ -19,14 +20,13 @@ pub mod master;
 pub mod protocol;
 mod run;
 pub mod share;
-pub mod summary;
 pub mod tls;
 pub mod worker;
 
 use std::time::Duration;
 
+pub use crate::outcome::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
 pub use master::{Master, MasterSettings};
-pub use summary::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
 pub use worker::WorkerSettings;
 
 /// How often each side says it is there.

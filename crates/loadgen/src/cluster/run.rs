@@ -12,9 +12,9 @@ use super::listener::Event;
 use super::master::{Connected, MISSING_AFTER};
 use super::protocol::{Resume, RunSpec, ToMaster, ToWorker, WorkerSnapshot};
 use super::share;
-use super::summary::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
 use crate::config::RunConfig;
-use crate::engine::{EngineError, RunOutcome, Update};
+use crate::outcome::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
+use crate::outcome::{EngineError, RunOutcome, Update};
 use crate::runner::{Channels, Control};
 use crate::stats::{Second, SelfWatchFigures, Stats, StatsSnapshot};
 

@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use crate::config::LiveConfig;
-use crate::engine::{RunHandle, Update};
+use crate::engine::RunHandle;
+use crate::outcome::Update;
 use crate::stats::{InFlightLevel, Phase};
 
 /// Follows `handle` until the run ends, printing as `config` says.

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::config::RunConfig;
 use crate::diagnosis::{self, Evidence, Finding};
-use crate::engine::RunOutcome;
+use crate::outcome::RunOutcome;
 use crate::scenario::ScenarioIdentity;
 use crate::stats::{Cumulative, EndpointSecond, EndpointStats, PerNameSecond, Phase};
 use crate::targets::{self, Targets, Verdict};
@@ -372,7 +372,7 @@ pub struct Report {
     pub baseline: Option<Comparison>,
     /// The workers and what happened to them, when the run was distributed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<crate::cluster::ClusterSummary>,
+    pub cluster: Option<crate::outcome::ClusterSummary>,
 }
 
 /// Why a run ended before its run time, as its reports say it.
