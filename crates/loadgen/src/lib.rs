@@ -28,6 +28,7 @@ pub mod stats;
 pub mod targets;
 pub mod user;
 pub mod web;
+pub mod worker;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -64,7 +65,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Demo { args }) => demo(args),
         None if cli.dry_run => dry_run(&cli),
         None => match cli.cluster.role(&cli.fixtures, cli.threads)? {
-            Role::Worker(settings) => cluster::worker::serve(settings).await,
+            Role::Worker(settings) => worker::serve(settings).await,
             Role::Master { settings, expect } if cli.headless => {
                 let config = cli.resolve()?;
                 // Without --expect-workers, the run starts with the first worker; the others

@@ -8,7 +8,7 @@
 //! - [`listener`]: the master's side of the connections.
 //! - [`master`]: the master, which the engine runs in place of its local users.
 //! - `run`: one distributed run, as the master drives it.
-//! - [`worker`]: a worker, one more driver of the engine.
+//! - the worker is one more driver of the engine, above it: [`crate::worker`].
 //! - [`share`]: how users, rates and fixed counts are shared out.
 //! - what the report says of each worker and of the cluster's events is in
 //!   [`crate::outcome::cluster`], below the engine, as the readers need it.
@@ -21,13 +21,11 @@ pub mod protocol;
 mod run;
 pub mod share;
 pub mod tls;
-pub mod worker;
 
 use std::time::Duration;
 
 pub use crate::outcome::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
 pub use master::{Master, MasterSettings};
-pub use worker::WorkerSettings;
 
 /// How often each side says it is there.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
