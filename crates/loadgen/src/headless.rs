@@ -53,7 +53,7 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
     // Workers get FINISH_GRACE to send their last figures even without --stop-timeout.
     let stop_may_wait = master.is_some() || !config.load.stop_timeout.is_zero();
     shutdown::spawn_handler(signals, reports.clone(), stop_may_wait);
-    report::live::follow(&handle, &config.live, config.load.run_time).await;
+    crate::live::follow(&handle, &config.live, config.load.run_time).await;
     let outcome = handle.wait().await;
     if let Some(error) = &outcome.error {
         bail!("{error}");

@@ -18,6 +18,7 @@ pub mod diagnosis;
 pub mod engine;
 pub mod headless;
 pub mod http;
+pub mod live;
 pub mod outcome;
 pub mod preflight;
 pub mod report;

@@ -8,7 +8,6 @@ pub mod csv;
 pub mod files;
 pub mod html;
 pub mod junit;
-pub mod live;
 pub mod markdown;
 pub mod markup;
 
