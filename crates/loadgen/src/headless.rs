@@ -8,10 +8,10 @@ use anyhow::bail;
 use crate::cluster::Master;
 use crate::config::RunConfig;
 use crate::engine::Run;
+use crate::exit_code::{EXIT_ERROR, EXIT_OK, EXIT_TARGET_MISSED};
 use crate::report::files::Written;
 use crate::report::{self, Report};
 use crate::shutdown::{self, RunReports};
-use crate::{EXIT_ERROR, EXIT_OK, EXIT_TARGET_MISSED};
 
 /// Runs the load test `config` describes; returns the exit code.
 pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {

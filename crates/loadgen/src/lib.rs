@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod diagnosis;
 pub mod engine;
+pub mod exit_code;
 pub mod headless;
 pub mod http;
 pub mod live;
@@ -42,12 +43,7 @@ use cli::cluster::Role;
 use cli::{Cli, Command, ScenarioAction};
 use cluster::Master;
 
-/// Exit code when every target is met.
-pub const EXIT_OK: u8 = 0;
-/// Exit code when a target is missed.
-pub const EXIT_TARGET_MISSED: u8 = 1;
-/// Exit code for an error in the tool or its input.
-pub const EXIT_ERROR: u8 = 2;
+pub use exit_code::{EXIT_ERROR, EXIT_OK, EXIT_TARGET_MISSED};
 
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {

@@ -116,7 +116,7 @@ pub async fn serve(settings: WorkerSettings) -> anyhow::Result<u8> {
                     run.handle.stop();
                     run.handle.wait().await;
                 }
-                return Ok(crate::EXIT_OK);
+                return Ok(crate::exit_code::EXIT_OK);
             }
         };
         let (socket, worker_id) = match connected {
@@ -163,7 +163,7 @@ pub async fn serve(settings: WorkerSettings) -> anyhow::Result<u8> {
                     run.handle.stop();
                     run.handle.wait().await;
                 }
-                return Ok(crate::EXIT_OK);
+                return Ok(crate::exit_code::EXIT_OK);
             }
             Ended::Lost(why) => {
                 eprintln!("loadgen: worker: lost the master ({why}); trying again");
