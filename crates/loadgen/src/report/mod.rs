@@ -78,8 +78,7 @@ pub fn print(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// The version of the JSON report's layout, raised when a field a `--baseline` reads changes.
-pub const REPORT_VERSION: u32 = 1;
+pub use crate::config::baseline::REPORT_VERSION;
 
 pub use crate::stats::PERCENTILES;
 
