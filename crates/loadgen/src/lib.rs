@@ -2,12 +2,32 @@
 //! microsecond HdrHistograms, reports as Locust does (tables and CSV files), judges the run
 //! against targets, and explains what it found.
 //!
-//! The layers: [`cli`] (what the user typed) → [`config::RunConfig`] (resolved once, checked) →
+//! One run: [`cli`] (what the user typed) → [`config::RunConfig`] (resolved once, checked) →
 //! [`engine::Run::start`] → [`engine::RunHandle`] (steer, snapshot, subscribe, wait; the runner's
-//! threads of users record into [`stats`] shards) → [`report::Report`] with its
-//! [`report::Analysis`] ([`targets`] and [`diagnosis`]) → console, CSV, JSON, HTML. Drivers (the
-//! headless CLI in [`headless`], the demo, the web UI, a worker) hold a handle and nothing else
-//! of the engine.
+//! threads of users record into [`stats`] shards) → [`outcome::RunOutcome`] → [`report::Report`]
+//! with its [`report::Analysis`] ([`targets`] and [`diagnosis`]) → console, CSV, JSON, HTML.
+//! Drivers (the headless CLI in [`headless`], the demo, the web UI, a worker) hold a handle and
+//! nothing else of the engine.
+//!
+//! # Layers
+//!
+//! The modules form layers, bottom first. A module uses modules of its own layer or of lower
+//! ones, never of a higher one, and no two use each other: `tests/layers.rs` reads the `use`
+//! lines and keeps it so (test-only code aside). A type two layers share lives in the lower one;
+//! where a public path used to name it higher up, the higher module re-exports it
+//! (`engine::RunOutcome`, `cluster::ClusterSummary`, `report::PERCENTILES`,
+//! `report::baseline::Thresholds`).
+//!
+//! | layer | modules | what they hold |
+//! |---|---|---|
+//! | leaves | [`atomic_file`], [`exit_code`] | files written whole or not at all; the exit codes |
+//! | mechanisms | [`http`], [`stats`], [`scenario`], [`preflight`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the checks before the first request |
+//! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
+//! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
+//! | readers | [`diagnosis`], [`report`] | the rules over a finished run, and the reports made of it |
+//! | drivers | `shutdown`, [`live`], [`headless`], [`web`], [`worker`], [`cli`] | who starts and steers runs: signals, the live console, the headless CLI, the web UI, a worker, and the flags that choose among them |
+//!
+//! The crate root above them dispatches the command line ([`run`]).
 
 pub mod atomic_file;
 pub mod backend;
