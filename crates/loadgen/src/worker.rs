@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cluster::master::MISSING_AFTER;
+use crate::cluster::MISSING_AFTER;
 use crate::cluster::protocol::{
     self, PROTOCOL, Resume, RunSpec, ToMaster, ToWorker, VERSION, WorkerSnapshot,
 };

@@ -29,3 +29,6 @@ pub use master::{Master, MasterSettings};
 
 /// How often each side says it is there.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// A worker that sent nothing for this long is lost (and a master, to its worker).
+pub const MISSING_AFTER: Duration = Duration::from_secs(3);
