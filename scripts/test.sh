@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what the tests need, starts a private PostgreSQL
 # cluster and Redis server on free loopback ports (data in a temporary folder, stopped at the
-# end), checks that the Docker engine answers, then runs fmt, clippy and every test (every test
-# binary, even after a failure), and ends with one line per test binary and the total.
+# end), checks that the Docker engine answers, then runs fmt, clippy, cargo machete and every
+# test (every test binary, even after a failure), and ends with one line per test binary and the
+# total.
 #
 #   scripts/test.sh            the suite
 #   scripts/test.sh --stress   the suite with `stress-ng --cpu 2 --cpu-load 70` beside it, as on
@@ -65,6 +66,12 @@ fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
+# cargo-machete: a dependency that no code uses fails the run, as a clippy warning does
+# (built once into ~/.cargo/bin, kept between runs).
+if ! cargo machete --version >/dev/null 2>&1; then
+  say "installing cargo-machete"
+  cargo install cargo-machete --locked
+fi
 
 if ! docker info >/dev/null 2>&1; then
   echo "the Docker engine does not answer (docker info failed): start it (e.g. 'sudo service docker start')" >&2
@@ -89,6 +96,9 @@ say "cargo fmt --check"
 cargo fmt --all --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Exits 1 when a crate lists a dependency its code never names.
+say "cargo machete"
+cargo machete
 clippy_done=$SECONDS
 if $stress; then
   say "stress-ng --cpu 2 --cpu-load 70 beside the tests"
@@ -100,7 +110,7 @@ log="$services/test.log"
 status=0
 # --no-fail-fast: a failing binary does not hide the tests of the ones after it.
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
-say "summary (clippy $((clippy_done - started)) s, tests $((SECONDS - clippy_done)) s)"
+say "summary (clippy and machete $((clippy_done - started)) s, tests $((SECONDS - clippy_done)) s)"
 cargo metadata --format-version 1 --no-deps --locked > "$services/metadata.json"
 python3 scripts/test_summary.py "$services/metadata.json" "$log"
 exit "$status"

@@ -212,3 +212,50 @@ pub struct RunConfig {
     /// An earlier run to compare with (`--baseline`), read and checked before the run.
     pub baseline: Option<baseline::BaselineCheck>,
 }
+
+/// Configurations made to order for unit tests, resolved from a command line as the CLI
+/// resolves them, so that a field added to [`RunConfig`] changes nothing here.
+#[cfg(test)]
+pub(crate) mod testing {
+    use clap::Parser;
+
+    use super::RunConfig;
+
+    /// Two user types: 3 `Watcher`s across the run (or cluster), `Reader`s for the rest.
+    pub const FIXED_AND_WEIGHTED: &str = r#"
+[[users]]
+name = "Watcher"
+fixed_count = 3
+wait = { constant = "100ms" }
+
+[[users.tasks]]
+run = ["health"]
+
+[users.steps.health]
+path = "/api/v1/health/"
+
+[[users]]
+name = "Reader"
+wait = { constant = "100ms" }
+
+[[users.tasks]]
+run = ["read"]
+
+[users.steps.read]
+path = "/api/v1/tasks"
+"#;
+
+    /// `loadgen -H http://127.0.0.1:9 -f SCENARIO ARGS...`, resolved; `scenario` is the TOML
+    /// text (written to a temporary file for the resolution).
+    pub fn resolved(scenario: &str, args: &[&str]) -> RunConfig {
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let path = folder.path().join("scenario.toml");
+        std::fs::write(&path, scenario).expect("the scenario written");
+        let path = path.to_string_lossy().into_owned();
+        let line = ["loadgen", "-H", "http://127.0.0.1:9", "-f", &path]
+            .into_iter()
+            .chain(args.iter().copied());
+        let cli = crate::cli::Cli::try_parse_from(line).expect("the test's command line parses");
+        cli.resolve().expect("the test's command line resolves")
+    }
+}

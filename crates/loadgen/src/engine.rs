@@ -330,3 +330,6 @@ impl RunHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

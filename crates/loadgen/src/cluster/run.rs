@@ -771,3 +771,6 @@ impl ClusterRun {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

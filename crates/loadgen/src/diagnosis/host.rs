@@ -12,9 +12,12 @@ use super::{Evidence, Finding, Layer, Severity};
 /// A host sample at or above this CPU share is saturated.
 const HOT_PCT: f64 = 85.0;
 
-/// The stack's share of the saturated host's CPU from which the host is the stack's cause.
-/// Under it the stack did not use the CPU it lacked: others did.
-const STACK_CAUSE_PCT: f64 = 50.0;
+/// The stack's share of the saturated host's CPU from which the host is (one of) the stack's
+/// causes: its own processes then hold as much as 4 in 10 of all the cores, whatever else runs
+/// (the evidence names the rest, and the validity section weighs it). Under it, the stack did not
+/// use the CPU it lacked: others did. (Measured on 2 cores under two stress-ng: 8 ffmpeg jobs
+/// held 46 to 59 %, the stack of a healthy run 1 %.)
+const STACK_CAUSE_PCT: f64 = 40.0;
 
 /// The share of the host's CPU that processes outside the stack must hold to disturb the run:
 /// while the host is saturated, and over the whole run.

@@ -45,10 +45,16 @@ pub fn unknown(e: &Evidence<'_>) -> Vec<Finding> {
         .filter(|(_, job)| job.unknown > 0)
         .map(|(kind, job)| {
             let ended = job.completed + job.failed + job.unfinished + job.unknown;
-            let why = if job.failure_messages.is_empty() {
+            // The messages of this type's other jobs (unfinished ones) say nothing of these.
+            let reasons: Vec<&str> = job
+                .failure_messages
+                .iter()
+                .filter_map(|m| m.strip_prefix("its status was never read: "))
+                .collect();
+            let why = if reasons.is_empty() {
                 String::new()
             } else {
-                format!(": {}", job.failure_messages.join("; "))
+                format!(": {}", reasons.join("; "))
             };
             Finding::new(
                 "jobs.unknown",
@@ -388,5 +394,38 @@ mod tests {
             "{}",
             found[0].evidence
         );
+    }
+
+    #[test]
+    fn jobs_never_read_are_unknown_with_the_failures_that_hid_them() {
+        let mut run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let join = run.stats.jobs.entry("join".into()).or_default();
+        join.completed = 7;
+        join.unfinished = 1;
+        join.unknown = 2;
+        // An unfinished job's message says nothing of the unknown ones: left out.
+        join.failure_messages = vec![
+            "still running when the run ended (last seen pending)".into(),
+            "its status was never read: all 7 polls answered 429".into(),
+        ];
+        run.stats.jobs.entry("trim".into()).or_default().completed = 4;
+        let found = with_evidence(&run, &[], unknown);
+        assert_eq!(
+            found.len(),
+            1,
+            "only the kind with unknown jobs: {found:#?}"
+        );
+        assert_eq!(found[0].rule, "jobs.unknown");
+        assert_eq!(found[0].severity, Severity::Info);
+        assert_eq!(found[0].title, "join jobs: status unknown");
+        assert_eq!(
+            found[0].evidence,
+            "2 of 10 followed join jobs were never read: all 7 polls answered 429"
+        );
+        // Every status read: nothing unknown.
+        if let Some(join) = run.stats.jobs.get_mut("join") {
+            join.unknown = 0;
+        }
+        assert!(with_evidence(&run, &[], unknown).is_empty());
     }
 }

@@ -1047,4 +1047,45 @@ mod tests {
             Severity::Warning
         );
     }
+
+    #[test]
+    fn a_run_without_one_request_is_said_so_and_one_request_is_enough() {
+        let nothing = crate::engine::RunOutcome::default();
+        let found = with_evidence(&nothing, &[], no_requests);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rule, "load.no_requests");
+        assert_eq!(found[0].severity, Severity::Critical);
+        assert!(with_evidence(&outcome(&[1], &[1], 10, &[]), &[], no_requests).is_empty());
+    }
+
+    #[test]
+    fn slow_endpoints_name_those_over_the_target_and_only_those() {
+        let mut run = outcome(&[5; 6], &[20; 6], 900, &[]);
+        let health = run
+            .stats
+            .endpoints
+            .entry(Key {
+                phase: Phase::Steady,
+                method: "GET".into(),
+                name: "/api/v1/health/".into(),
+            })
+            .or_default();
+        for _ in 0..30 {
+            health.record(5_000, 10, Some(200), false);
+        }
+        let found = with_evidence(&run, &[], slow_endpoints);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].rule, "load.slow_endpoints");
+        let evidence = &found[0].evidence;
+        assert!(
+            evidence.starts_with("steady-state p95 90")
+                && evidence.contains("GET /api/v1/tasks p95 90"),
+            "{evidence}"
+        );
+        assert!(!evidence.contains("health"), "{evidence}");
+        // The same run at 10 ms: under the 500 ms target.
+        assert!(
+            with_evidence(&outcome(&[5; 6], &[20; 6], 10, &[]), &[], slow_endpoints).is_empty()
+        );
+    }
 }

@@ -175,4 +175,83 @@ mod tests {
             found[0].evidence
         );
     }
+
+    fn worker(name: &str, saturated_secs: u64) -> crate::cluster::WorkerSummary {
+        crate::cluster::WorkerSummary {
+            name: name.into(),
+            threads: 2,
+            peak_cpu_pct: if saturated_secs > 0 { 195.0 } else { 40.0 },
+            saturated_secs,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_saturated_worker_is_named_and_the_others_are_not() {
+        let mut run = outcome(&[6; 6], &[50; 6], 10, &[99.0; 6]);
+        run.cluster = Some(crate::cluster::ClusterSummary {
+            workers: vec![
+                worker("w-busy", 5),
+                worker("w-idle", 0),
+                worker("w-brief", 2),
+            ],
+            events: Vec::new(),
+        });
+        let found = with_evidence(&run, &[], worker_saturated);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].rule, "loadgen.worker_saturated");
+        assert_eq!(found[0].severity, Severity::Critical);
+        assert_eq!(found[0].title, "1 of 3 worker(s) were the bottleneck");
+        let evidence = &found[0].evidence;
+        assert!(
+            evidence.starts_with("w-busy (up to 195% CPU on 2 thread(s)")
+                && evidence.contains("5 s affected"),
+            "{evidence}"
+        );
+        assert!(
+            !evidence.contains("w-idle") && !evidence.contains("w-brief"),
+            "{evidence}"
+        );
+        // The cluster's summed CPU is never judged as one process's: per worker only.
+        assert!(with_evidence(&run, &[], saturated).is_empty());
+        // No cluster, or no worker saturated 3 s: nothing.
+        if let Some(cluster) = &mut run.cluster {
+            cluster.workers.remove(0);
+        }
+        assert!(with_evidence(&run, &[], worker_saturated).is_empty());
+        run.cluster = None;
+        assert!(with_evidence(&run, &[], worker_saturated).is_empty());
+    }
+
+    #[test]
+    fn lost_workers_are_listed_with_when_and_other_events_are_not() {
+        use crate::cluster::{ClusterEvent, ClusterSummary, EventKind};
+        let event = |at_secs, kind, what: &str| ClusterEvent {
+            at_secs,
+            kind,
+            what: what.into(),
+        };
+        let mut run = outcome(&[6; 6], &[50; 6], 10, &[]);
+        run.cluster = Some(ClusterSummary {
+            workers: vec![worker("a", 0), worker("b", 0)],
+            events: vec![
+                event(1.0, EventKind::Joined, "worker b joined"),
+                event(4.2, EventKind::Lost, "worker b lost (closed)"),
+                event(7.0, EventKind::Back, "worker b answers again"),
+                event(9.0, EventKind::Lost, "worker a lost (no message for 3 s)"),
+            ],
+        });
+        let found = with_evidence(&run, &[], workers_lost);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].rule, "loadgen.worker_lost");
+        assert_eq!(found[0].title, "2 worker(s) lost during the run");
+        assert_eq!(
+            found[0].evidence,
+            "at 4 s, worker b lost (closed); at 9 s, worker a lost (no message for 3 s)"
+        );
+        if let Some(cluster) = &mut run.cluster {
+            cluster.events.retain(|e| e.kind != EventKind::Lost);
+        }
+        assert!(with_evidence(&run, &[], workers_lost).is_empty());
+    }
 }

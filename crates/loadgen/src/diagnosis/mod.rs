@@ -16,10 +16,12 @@
 //! let evidence = Evidence::new(&outcome, &targets, &[], Default::default());
 //! let diagnosis = diagnose(&evidence);
 //! assert_eq!(diagnosis.findings[0].rule, "load.no_requests");
-//! assert!(diagnosis.validity.is_empty());
+//! assert_eq!(diagnosis.validity[0].rule, "watch.nothing_watched");
 //! ```
 
 mod containers;
+#[cfg(test)]
+mod coverage;
 mod evidence;
 mod host;
 mod jobs;
@@ -28,7 +30,7 @@ mod loadgen;
 mod postgres;
 mod redis;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod watch;
 
 use std::fmt;
@@ -192,6 +194,7 @@ pub const VALIDITY_RULES: &[Rule] = &[
     loadgen::workers_lost,
     loadgen::memory_limit,
     host::outside_cpu,
+    watch::nothing_watched,
     watch::sources_down,
     watch::source_notes,
     postgres::no_api_backends,
@@ -282,22 +285,25 @@ fn rank(found: Vec<Finding>) -> Vec<Finding> {
     ranked
 }
 
-/// Appends `cause`, then (depth first) the findings left in `pending` that it explains.
+/// Appends `cause`, then the findings left in `pending` that it explains directly (in their
+/// rank order), each followed by its own symptoms: a symptom of the cause stays one level under
+/// it, even when another of its symptoms explains it too.
 fn place_with_symptoms(cause: Finding, pending: &mut Vec<Finding>, ranked: &mut Vec<Finding>) {
-    let symptoms: Vec<&'static str> = cause.cause_of.clone();
     let rule = cause.rule;
-    ranked.push(cause);
+    let mut symptoms = Vec::new();
     let mut i = 0;
     while i < pending.len() {
-        if pending[i].rule != rule && symptoms.contains(&pending[i].rule) {
+        if pending[i].rule != rule && cause.cause_of.contains(&pending[i].rule) {
             let mut symptom = pending.remove(i);
             symptom.explained_by = Some(rule);
-            place_with_symptoms(symptom, pending, ranked);
-            // `pending` shrank under the recursion: look again from the start.
-            i = 0;
+            symptoms.push(symptom);
         } else {
             i += 1;
         }
+    }
+    ranked.push(cause);
+    for symptom in symptoms {
+        place_with_symptoms(symptom, pending, ranked);
     }
 }
 

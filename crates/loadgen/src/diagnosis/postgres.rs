@@ -480,4 +480,59 @@ mod tests {
             found[0].evidence
         );
     }
+
+    #[test]
+    fn a_watched_database_without_clients_while_another_has_them_is_named() {
+        let run = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let elsewhere = |watched: &'static str, n: usize| {
+            ticks(n, move |i| {
+                vec![postgres(|p| {
+                    p.database = watched.into();
+                    p.clients = vec![
+                        PostgresClients {
+                            database: "billing".into(),
+                            ..api(2 + i as i64, 1)
+                        },
+                        PostgresClients {
+                            database: "app".into(),
+                            ..api(3, 1)
+                        },
+                        // The maintenance database is never the API's.
+                        PostgresClients {
+                            database: "postgres".into(),
+                            ..api(9, 1)
+                        },
+                    ];
+                })]
+            })
+        };
+        let found = with_evidence(&run, &elsewhere("ffmpeg_api", 4), no_api_backends);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].rule, "postgres.no_api_backends");
+        assert_eq!(
+            found[0].title,
+            "The watched database ffmpeg_api had no client while billing had some"
+        );
+        assert!(
+            found[0]
+                .evidence
+                .contains("in any of 4 samples, while database billing had up to 5"),
+            "{}",
+            found[0].evidence
+        );
+        assert!(found[0].action.contains("/billing"), "{}", found[0].action);
+        // Too few samples to say; or the whole server watched (`postgres`): nothing.
+        assert!(with_evidence(&run, &elsewhere("ffmpeg_api", 2), no_api_backends).is_empty());
+        assert!(with_evidence(&run, &elsewhere("postgres", 4), no_api_backends).is_empty());
+        // One client of the watched database in one sample: it is the API's.
+        let mut used = elsewhere("ffmpeg_api", 4);
+        if let Some(monitor::sample::Values::Postgres(p)) = used[2]
+            .sources
+            .get_mut("postgres")
+            .and_then(|r| r.values.as_mut())
+        {
+            p.clients.push(api(1, 0));
+        }
+        assert!(with_evidence(&run, &used, no_api_backends).is_empty());
+    }
 }

@@ -6,6 +6,8 @@ pub mod charts;
 pub mod console;
 pub mod csv;
 pub mod files;
+#[cfg(test)]
+mod golden;
 pub mod html;
 pub mod junit;
 pub mod markdown;

@@ -205,6 +205,9 @@ async fn api_stats(State(state): State<AppState>) -> Json<Value> {
         "host": session.shown_host(),
         "elapsed_secs": elapsed,
         "workers": session.master.as_ref().map(crate::cluster::Master::workers),
+        // The percentile of each figure of the rows' `percentiles_ms`, in order: the UI reads
+        // them by percentile.
+        "percentiles": report::PERCENTILES,
         "report": report,
     }))
 }

@@ -153,8 +153,8 @@ async fn stuck_jobs_are_the_top_finding_on_a_busy_host() {
     })
     .await;
     let args = [
-        "--user-classes",
-        "CreateTaskUser",
+        "-f",
+        &scenario("jobs.toml"),
         "-u",
         "4",
         "-r",
@@ -317,14 +317,15 @@ async fn jobs_burning_the_cpu_in_children_are_the_stacks_cause_on_a_busy_host() 
         ("DATABASE_URL", database.clone()),
         ("REDIS_URL", format!("{}/1", redis_url())),
         ("TESTBED_QUEUE", queue.clone()),
-        ("TESTBED_WORKERS", (2 * cores).to_string()),
+        // Twice the jobs the cores can run: the stack's ffmpeg outnumber stress-ng's workers.
+        ("TESTBED_WORKERS", (4 * cores).to_string()),
         ("TESTBED_JOB_SECONDS", "3s".into()),
         ("TESTBED_JOB_BURNS_CPU", "true".into()),
     ])
     .await;
     let args = [
-        "--user-classes",
-        "CreateTaskUser",
+        "-f",
+        &scenario("jobs.toml"),
         "-u",
         "4",
         "-r",
@@ -333,7 +334,7 @@ async fn jobs_burning_the_cpu_in_children_are_the_stacks_cause_on_a_busy_host() 
         "1",
     ];
     let (handle, config) = start_at(&testbed.base_url, &database, &queue, &args).await;
-    until_then_for(&handle, |u| u.second.jobs_in_flight >= cores as u64, 10).await;
+    until_then_for(&handle, |u| u.second.jobs_in_flight >= 2 * cores as u64, 10).await;
     let (_, analysis) = finish(handle, &config).await;
     let host = top_is(&analysis, "host.cpu_saturated");
     assert!(

@@ -307,8 +307,8 @@ async fn jobs_that_never_finish_are_found() {
     })
     .await;
     let args = [
-        "--user-classes",
-        "CreateTaskUser",
+        "-f",
+        &scenario("jobs.toml"),
         "-u",
         "4",
         "-r",
@@ -466,8 +466,8 @@ async fn job_findings_quote_the_worker_containers_last_log_lines() {
     .await;
     let selector = format!("name={name}");
     let args = [
-        "--user-classes",
-        "CreateTaskUser",
+        "-f",
+        &scenario("jobs.toml"),
         "-u",
         "3",
         "-r",
@@ -584,8 +584,8 @@ async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() 
     std::fs::write(&log, lines.join("\n")).unwrap();
     let log = log.display().to_string();
     let args = [
-        "--user-classes",
-        "CreateTaskUser",
+        "-f",
+        &scenario("jobs.toml"),
         "-u",
         "4",
         "-r",

@@ -260,6 +260,24 @@ async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
         "{csv}"
     );
     assert!(csv.contains("\r\n,Aggregated,"), "{csv}");
+    // The UI's 95%ile and 99%ile columns hold the percentiles of those names: the figures of
+    // the CSV's "95%" and "99%" columns for the reads (all in the steady state), within the
+    // rounding of the two.
+    page.until(
+        "fetch('stats/requests/csv').then(r => r.text()).then(text => {
+           const lines = text.trim().split('\\r\\n').map(l => l.split(','));
+           const csv = lines.find(l => l[lines[0].indexOf('Name')] === '/api/v1/tasks');
+           const headers = [...document.querySelectorAll('#stats_table th')].map(th => th.textContent);
+           const ui = [...document.querySelectorAll('#stats_table tr')]
+             .find(tr => tr.children[1] && tr.children[1].textContent === '/api/v1/tasks');
+           if (!csv || !ui) return false;
+           const near = (header, column) => Math.abs(
+             Number(ui.children[headers.indexOf(header)].textContent) -
+             Number(csv[lines[0].indexOf(column)])) <= 1;
+           return near('95%ile (ms)', '95%') && near('99%ile (ms)', '99%');
+         })",
+    )
+    .await;
     page.close().await;
 
     // A page elsewhere cannot start a run: its Origin is refused.

@@ -4,6 +4,10 @@
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
 const num = (v, digits = 0) => Number(v || 0).toFixed(digits);
+// Which percentile each figure of a row's percentiles_ms is: the server's list (/api/stats
+// `percentiles`), so that a figure is read by its percentile, never by a position of its own.
+let percentiles = [];
+const percentile = (row, p) => row.percentiles_ms[percentiles.indexOf(p)];
 
 function rowsTable(table, rows, total) {
   let html = "<tr><th>Type</th><th>Name</th><th># Requests</th><th># Fails</th><th>Median (ms)</th>" +
@@ -11,8 +15,8 @@ function rowsTable(table, rows, total) {
     "<th>Average size (bytes)</th><th>RPS</th><th>Failures/s</th><th># Retries</th><th># Timeouts</th><th># In flight at stop</th></tr>";
   for (const r of rows.concat(total ? [total] : [])) {
     html += `<tr class="${r === total ? "total" : ""}"><td class="text">${esc(r.method)}</td><td>${esc(r.name)}</td>` +
-      `<td>${r.requests}</td><td>${r.failures}</td><td>${num(r.median_ms)}</td><td>${num(r.percentiles_ms[5])}</td>` +
-      `<td>${num(r.percentiles_ms[7])}</td><td>${num(r.average_ms)}</td><td>${num(r.min_ms)}</td><td>${num(r.max_ms)}</td>` +
+      `<td>${r.requests}</td><td>${r.failures}</td><td>${num(r.median_ms)}</td><td>${num(percentile(r, 95))}</td>` +
+      `<td>${num(percentile(r, 99))}</td><td>${num(r.average_ms)}</td><td>${num(r.min_ms)}</td><td>${num(r.max_ms)}</td>` +
       `<td>${num(r.average_bytes)}</td><td>${num(r.rps, 1)}</td><td>${num(r.failures_per_sec, 1)}</td>` +
       `<td>${r.retries}</td><td>${r.timed_out}</td><td>${r.in_flight_at_stop ? r.in_flight_at_stop.requests : 0}</td></tr>`;
   }
@@ -35,6 +39,7 @@ function render(data) {
   }
   const report = data.report;
   if (!report) return;
+  percentiles = data.percentiles || [];
   const total = report.steady_total;
   $("rps").textContent = num(total.rps, 1);
   $("failures").textContent = num(total.requests ? (100 * total.failures) / total.requests : 0) + "%";
