@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ClusterRun, State};
 use crate::cluster::EventKind;
 use crate::cluster::listener::Event;
-use crate::cluster::master::Connected;
+use crate::cluster::run::Connected;
 use crate::cluster::protocol::{Resume, ToMaster, ToWorker, WorkerSnapshot};
 use crate::config::testing::{FIXED_AND_WEIGHTED, resolved};
 use crate::runner::{Channels, Control};
