@@ -2,6 +2,8 @@
 //! [`crate::cli`], or built directly by the demo, the web UI or a worker) and checked. Nothing
 //! below this point knows about command-line flags.
 
+pub mod baseline;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -208,7 +210,7 @@ pub struct RunConfig {
     /// The console while running.
     pub live: LiveConfig,
     /// An earlier run to compare with (`--baseline`), read and checked before the run.
-    pub baseline: Option<crate::report::baseline::BaselineCheck>,
+    pub baseline: Option<baseline::BaselineCheck>,
 }
 
 /// Configurations made to order for unit tests, resolved from a command line as the CLI

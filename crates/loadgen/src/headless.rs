@@ -8,10 +8,10 @@ use anyhow::bail;
 use crate::cluster::Master;
 use crate::config::RunConfig;
 use crate::engine::Run;
+use crate::exit_code::{EXIT_ERROR, EXIT_OK, EXIT_TARGET_MISSED};
 use crate::report::files::Written;
 use crate::report::{self, Report};
 use crate::shutdown::{self, RunReports};
-use crate::{EXIT_ERROR, EXIT_OK, EXIT_TARGET_MISSED};
 
 /// Runs the load test `config` describes; returns the exit code.
 pub async fn drive(config: RunConfig) -> anyhow::Result<u8> {
@@ -53,7 +53,7 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
     // Workers get FINISH_GRACE to send their last figures even without --stop-timeout.
     let stop_may_wait = master.is_some() || !config.load.stop_timeout.is_zero();
     shutdown::spawn_handler(signals, reports.clone(), stop_may_wait);
-    report::live::follow(&handle, &config.live, config.load.run_time).await;
+    crate::live::follow(&handle, &config.live, config.load.run_time).await;
     let outcome = handle.wait().await;
     if let Some(error) = &outcome.error {
         bail!("{error}");

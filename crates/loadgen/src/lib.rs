@@ -2,12 +2,32 @@
 //! microsecond HdrHistograms, reports as Locust does (tables and CSV files), judges the run
 //! against targets, and explains what it found.
 //!
-//! The layers: [`cli`] (what the user typed) → [`config::RunConfig`] (resolved once, checked) →
+//! One run: [`cli`] (what the user typed) → [`config::RunConfig`] (resolved once, checked) →
 //! [`engine::Run::start`] → [`engine::RunHandle`] (steer, snapshot, subscribe, wait; the runner's
-//! threads of users record into [`stats`] shards) → [`report::Report`] with its
-//! [`report::Analysis`] ([`targets`] and [`diagnosis`]) → console, CSV, JSON, HTML. Drivers (the
-//! headless CLI in [`headless`], the demo, the web UI, a worker) hold a handle and nothing else
-//! of the engine.
+//! threads of users record into [`stats`] shards) → [`outcome::RunOutcome`] → [`report::Report`]
+//! with its [`report::Analysis`] ([`targets`] and [`diagnosis`]) → console, CSV, JSON, HTML.
+//! Drivers (the headless CLI in [`headless`], the demo, the web UI, a worker) hold a handle and
+//! nothing else of the engine.
+//!
+//! # Layers
+//!
+//! The modules form layers, bottom first. A module uses modules of its own layer or of lower
+//! ones, never of a higher one, and no two use each other: `tests/layers.rs` reads the `use`
+//! lines and keeps it so (test-only code aside). A type two layers share lives in the lower one;
+//! where a public path used to name it higher up, the higher module re-exports it
+//! (`engine::RunOutcome`, `cluster::ClusterSummary`, `report::PERCENTILES`,
+//! `report::baseline::Thresholds`).
+//!
+//! | layer | modules | what they hold |
+//! |---|---|---|
+//! | leaves | [`atomic_file`], [`exit_code`] | files written whole or not at all; the exit codes |
+//! | mechanisms | [`http`], [`stats`], [`scenario`], [`preflight`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the checks before the first request |
+//! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
+//! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
+//! | readers | [`diagnosis`], [`report`] | the rules over a finished run, and the reports made of it |
+//! | drivers | `shutdown`, [`live`], [`headless`], [`web`], [`worker`], [`cli`] | who starts and steers runs: signals, the live console, the headless CLI, the web UI, a worker, and the flags that choose among them |
+//!
+//! The crate root above them dispatches the command line ([`run`]).
 
 pub mod atomic_file;
 pub mod backend;
@@ -16,8 +36,11 @@ pub mod cluster;
 pub mod config;
 pub mod diagnosis;
 pub mod engine;
+pub mod exit_code;
 pub mod headless;
 pub mod http;
+pub mod live;
+pub mod outcome;
 pub mod preflight;
 pub mod report;
 mod runner;
@@ -27,6 +50,7 @@ pub mod stats;
 pub mod targets;
 pub mod user;
 pub mod web;
+pub mod worker;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -39,12 +63,7 @@ use cli::cluster::Role;
 use cli::{Cli, Command, ScenarioAction};
 use cluster::Master;
 
-/// Exit code when every target is met.
-pub const EXIT_OK: u8 = 0;
-/// Exit code when a target is missed.
-pub const EXIT_TARGET_MISSED: u8 = 1;
-/// Exit code for an error in the tool or its input.
-pub const EXIT_ERROR: u8 = 2;
+pub use exit_code::{EXIT_ERROR, EXIT_OK, EXIT_TARGET_MISSED};
 
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
@@ -63,7 +82,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Demo { args }) => demo(args),
         None if cli.dry_run => dry_run(&cli),
         None => match cli.cluster.role(&cli.fixtures, cli.threads)? {
-            Role::Worker(settings) => cluster::worker::serve(settings).await,
+            Role::Worker(settings) => worker::serve(settings).await,
             Role::Master { settings, expect } if cli.headless => {
                 let config = cli.resolve()?;
                 // Without --expect-workers, the run starts with the first worker; the others

@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoadSettings;
-use crate::engine::{EngineError, RunOutcome, Update};
 use crate::http::Target;
+use crate::outcome::{EngineError, RunOutcome, Update};
 use crate::scenario::{Scenario, UserType};
 use crate::stats::PollBudget;
 use crate::stats::overlap::StartupWindow;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::cluster::{MasterSettings, WorkerSettings};
+use crate::cluster::MasterSettings;
+use crate::worker::WorkerSettings;
 
 /// Distributed runs.
 #[derive(Debug, Clone, Args)]

@@ -14,9 +14,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use anyhow::{Context, bail};
 
+use crate::config::baseline::{Baseline, BaselineCheck, Thresholds};
 use crate::config::{BackendConfig, LiveConfig, LoadSettings, Outputs, RunConfig};
 use crate::http::TlsSettings;
-use crate::report::baseline::{Baseline, BaselineCheck, Thresholds};
 use crate::scenario::ScenarioSource;
 use crate::targets::{TargetOverride, Targets};
 

@@ -18,14 +18,10 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::listener::{self, Event};
 use super::protocol::ToWorker;
-use super::run::ClusterRun;
-use super::summary::WorkerSummary;
+use super::run::{ClusterRun, Connected};
 use crate::config::RunConfig;
-use crate::engine::{EngineError, RunOutcome};
+use crate::outcome::{EngineError, RunOutcome, WorkerSummary};
 use crate::runner::Channels;
-
-/// A worker that sent nothing for this long is lost.
-pub const MISSING_AFTER: Duration = Duration::from_secs(3);
 
 /// Where a master listens.
 #[derive(Debug, Clone)]
@@ -64,13 +60,6 @@ impl std::fmt::Debug for Master {
 struct Hub {
     events: mpsc::UnboundedReceiver<Event>,
     idle: BTreeMap<u64, Connected>,
-}
-
-/// A worker connected and not in a run.
-pub(super) struct Connected {
-    pub(super) name: String,
-    pub(super) cores: usize,
-    pub(super) outbox: mpsc::UnboundedSender<ToWorker>,
 }
 
 impl Master {

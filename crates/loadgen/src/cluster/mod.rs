@@ -8,9 +8,10 @@
 //! - [`listener`]: the master's side of the connections.
 //! - [`master`]: the master, which the engine runs in place of its local users.
 //! - `run`: one distributed run, as the master drives it.
-//! - [`worker`]: a worker, one more driver of the engine.
+//! - the worker is one more driver of the engine, above it: [`crate::worker`].
 //! - [`share`]: how users, rates and fixed counts are shared out.
-//! - [`summary`]: what the report says of each worker and of the cluster's events.
+//! - what the report says of each worker and of the cluster's events is in
+//!   [`crate::outcome::cluster`], below the engine, as the readers need it.
 //! - [`tls`]: optional TLS on the connections (`wss://`).
 
 pub mod hello;
@@ -19,15 +20,15 @@ pub mod master;
 pub mod protocol;
 mod run;
 pub mod share;
-pub mod summary;
 pub mod tls;
-pub mod worker;
 
 use std::time::Duration;
 
+pub use crate::outcome::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
 pub use master::{Master, MasterSettings};
-pub use summary::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
-pub use worker::WorkerSettings;
 
 /// How often each side says it is there.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// A worker that sent nothing for this long is lost (and a master, to its worker).
+pub const MISSING_AFTER: Duration = Duration::from_secs(3);

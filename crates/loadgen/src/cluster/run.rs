@@ -9,12 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use super::listener::Event;
-use super::master::{Connected, MISSING_AFTER};
 use super::protocol::{Resume, RunSpec, ToMaster, ToWorker, WorkerSnapshot};
-use super::share;
-use super::summary::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
+use super::{MISSING_AFTER, share};
 use crate::config::RunConfig;
-use crate::engine::{EngineError, RunOutcome, Update};
+use crate::outcome::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
+use crate::outcome::{EngineError, RunOutcome, Update};
 use crate::runner::{Channels, Control};
 use crate::stats::{Second, SelfWatchFigures, Stats, StatsSnapshot};
 
@@ -27,6 +26,14 @@ enum State {
     Lost { at_secs: f64 },
     Finished,
     Failed(String),
+}
+
+/// A worker connected and not in a run: the master keeps it between runs, a run takes it in
+/// and hands it back. Here, below the master, so that a run needs nothing of the master.
+pub(super) struct Connected {
+    pub(super) name: String,
+    pub(super) cores: usize,
+    pub(super) outbox: mpsc::UnboundedSender<ToWorker>,
 }
 
 /// A worker in the run.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use monitor::sample::{ContainerValues, HostValues, PostgresValues, RedisValues, Tick, Values};
 
 use super::{Explained, Trouble};
-use crate::engine::RunOutcome;
+use crate::outcome::RunOutcome;
 use crate::stats::{
     EndpointStats, FailureKey, FailureKind, FailureStats, HistoryRow, Phase, Stats, StuckUsers,
 };
@@ -170,7 +170,7 @@ pub struct Evidence<'a> {
     /// The last log lines of the watched worker containers, by container name.
     pub worker_logs: BTreeMap<String, Vec<String>>,
     /// loadgen's own workers, when the run was distributed.
-    pub cluster: Option<&'a crate::cluster::ClusterSummary>,
+    pub cluster: Option<&'a crate::outcome::ClusterSummary>,
     /// Users stuck waiting for answers.
     pub stuck: StuckUsers,
 }

@@ -49,7 +49,7 @@ pub fn worker_saturated(e: &Evidence<'_>) -> Vec<Finding> {
     let Some(cluster) = e.cluster else {
         return Vec::new();
     };
-    let hot: Vec<&crate::cluster::WorkerSummary> =
+    let hot: Vec<&crate::outcome::WorkerSummary> =
         cluster.workers.iter().filter(|w| w.saturated()).collect();
     if hot.is_empty() {
         return Vec::new();
@@ -91,10 +91,10 @@ pub fn workers_lost(e: &Evidence<'_>) -> Vec<Finding> {
     let Some(cluster) = e.cluster else {
         return Vec::new();
     };
-    let lost: Vec<&crate::cluster::ClusterEvent> = cluster
+    let lost: Vec<&crate::outcome::ClusterEvent> = cluster
         .events
         .iter()
-        .filter(|event| event.kind == crate::cluster::EventKind::Lost)
+        .filter(|event| event.kind == crate::outcome::EventKind::Lost)
         .collect();
     if lost.is_empty() {
         return Vec::new();

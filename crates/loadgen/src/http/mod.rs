@@ -45,23 +45,6 @@ pub enum HttpError {
     TooManyRedirects(usize),
 }
 
-impl From<HttpError> for crate::stats::Failure {
-    fn from(error: HttpError) -> Self {
-        use crate::stats::FailureKind;
-        let kind = match &error {
-            HttpError::Refused(_) => FailureKind::Refused,
-            HttpError::Connection(_) | HttpError::Tls(_) => FailureKind::Connection,
-            HttpError::Protocol(_) | HttpError::Limit(_) => FailureKind::Protocol,
-            HttpError::Timeout(_) => FailureKind::Timeout,
-            HttpError::TooManyRedirects(_) => FailureKind::Redirects,
-        };
-        Self {
-            kind,
-            message: error.to_string(),
-        }
-    }
-}
-
 /// Runs a future that uses the client (single-threaded by design: the users' hot path) on a
 /// thread of its own, for callers on a multi-threaded runtime (health checks, the sidecar
 /// poll, the web UI's handlers).

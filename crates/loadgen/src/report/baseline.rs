@@ -2,16 +2,22 @@
 //! scenario (`--baseline`), compared per endpoint with this run, against the thresholds of
 //! `--regression` (p95 and p99 up 20 % and 30 %, failures up 1 point, by default).
 //!
-//! The baseline is read and checked before the first request, so a wrong file costs no run.
+//! The baseline is read and checked before the first request, so a wrong file costs no run
+//! ([`crate::config::baseline`], as [`crate::config::RunConfig`] holds it).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{REPORT_VERSION, Report, Row};
+use super::{Report, Row};
+use crate::config::baseline::BaselineRow;
+// The tests of the baseline's reading stayed here with the comparison's.
+#[cfg(test)]
+use crate::config::baseline::difference;
+#[cfg(test)]
 use crate::scenario::ScenarioIdentity;
+
+pub use crate::config::baseline::{Baseline, BaselineCheck, BaselineError, Thresholds};
 
 /// Rows with fewer requests than this, in either run, are shown but not judged: their
 /// percentiles are a handful of samples.
@@ -20,128 +26,8 @@ pub const MIN_REQUESTS_TO_JUDGE: u64 = 20;
 /// is +50 % and means nothing.
 pub const MIN_LATENCY_CHANGE_MS: f64 = 2.0;
 
-/// Why a baseline cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum BaselineError {
-    /// The file cannot be read.
-    #[error("--baseline {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Not a loadgen JSON report.
-    #[error("--baseline {path}: not a loadgen JSON report (written with --json): {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: serde_json::Error,
-    },
-    /// A report of another version.
-    #[error(
-        "--baseline {path}: a report of version {found}, and this loadgen writes version \
-         {REPORT_VERSION}: run the baseline again with this loadgen"
-    )]
-    Version {
-        /// The file.
-        path: PathBuf,
-        /// Its version (`none`: written before reports had one).
-        found: String,
-    },
-    /// A report of another scenario.
-    #[error("--baseline {path}: a report of another scenario ({difference})")]
-    Scenario {
-        /// The file.
-        path: PathBuf,
-        /// What differs.
-        difference: String,
-    },
-}
-
-/// A baseline and the thresholds to judge this run against it: what `--baseline` and
-/// `--regression` ask for.
-#[derive(Debug, Clone)]
-pub struct BaselineCheck {
-    /// The earlier run.
-    pub baseline: Baseline,
-    /// What may worsen.
-    pub thresholds: Thresholds,
-}
-
-/// The part of a JSON report a comparison reads.
-#[derive(Debug, Clone, Deserialize)]
-struct BaselineFile {
-    scenario: Option<ScenarioIdentity>,
-    started_at: u64,
-    steady: Vec<BaselineRow>,
-    steady_total: BaselineRow,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct BaselineRow {
-    method: String,
-    name: String,
-    requests: u64,
-    failures: u64,
-    rps: f64,
-    median_ms: f64,
-    percentiles_ms: Vec<f64>,
-}
-
-/// An earlier run's report, checked to be comparable with this run.
-#[derive(Debug, Clone)]
-pub struct Baseline {
-    path: PathBuf,
-    file: BaselineFile,
-}
-
+// Read in `config::baseline` before the run; compared here, where the report is.
 impl Baseline {
-    /// Reads `path` and checks that it is a report of this version of `scenario`.
-    pub fn load(path: &Path, scenario: &ScenarioIdentity) -> Result<Self, BaselineError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BaselineError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        // The version first: an older report may lack fields the rest needs.
-        let version = serde_json::from_str::<serde_json::Value>(&text)
-            .map_err(|source| BaselineError::Parse {
-                path: path.to_owned(),
-                source,
-            })?
-            .get("report_version")
-            .and_then(serde_json::Value::as_u64);
-        if version != Some(u64::from(REPORT_VERSION)) {
-            return Err(BaselineError::Version {
-                path: path.to_owned(),
-                found: version.map_or_else(|| "none".to_owned(), |v| v.to_string()),
-            });
-        }
-        let file: BaselineFile =
-            serde_json::from_str(&text).map_err(|source| BaselineError::Parse {
-                path: path.to_owned(),
-                source,
-            })?;
-        let theirs = file
-            .scenario
-            .clone()
-            .ok_or_else(|| BaselineError::Scenario {
-                path: path.to_owned(),
-                difference: "it names no scenario".into(),
-            })?;
-        if let Some(difference) = difference(&theirs, scenario) {
-            return Err(BaselineError::Scenario {
-                path: path.to_owned(),
-                difference,
-            });
-        }
-        Ok(Self {
-            path: path.to_owned(),
-            file,
-        })
-    }
-
     /// This run against the baseline.
     pub fn compare(&self, report: &Report, thresholds: &Thresholds) -> Comparison {
         let mut rows = Vec::new();
@@ -201,27 +87,6 @@ impl Baseline {
             regressions,
         }
     }
-}
-
-/// What differs between two scenarios' identities, if anything.
-fn difference(theirs: &ScenarioIdentity, ours: &ScenarioIdentity) -> Option<String> {
-    let only = |a: &[String], b: &[String]| -> Vec<String> {
-        a.iter().filter(|x| !b.contains(x)).cloned().collect()
-    };
-    let mut parts = Vec::new();
-    for (what, a, b) in [
-        ("user types", &theirs.user_types, &ours.user_types),
-        ("requests", &theirs.requests, &ours.requests),
-    ] {
-        let (gone, new) = (only(a, b), only(b, a));
-        if !gone.is_empty() {
-            parts.push(format!("{what} only in the baseline: {}", gone.join(", ")));
-        }
-        if !new.is_empty() {
-            parts.push(format!("{what} only in this run: {}", new.join(", ")));
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The figures a comparison reads from a row of either report.
@@ -351,101 +216,6 @@ fn relative(before: f64, after: f64) -> f64 {
         100.0
     } else {
         0.0
-    }
-}
-
-/// What may worsen, and by how much, before the run fails: `--regression p95=+20%,failure=+1pp`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Thresholds {
-    /// Largest drop of req/s, percent (`None`: not judged).
-    pub rps: Option<f64>,
-    /// Largest rise of the median, percent.
-    pub p50: Option<f64>,
-    /// Largest rise of p95, percent.
-    pub p95: Option<f64>,
-    /// Largest rise of p99, percent.
-    pub p99: Option<f64>,
-    /// Largest rise of the failure share, percentage points.
-    pub failure_pp: Option<f64>,
-}
-
-impl Default for Thresholds {
-    /// Tail latency and failures are judged; req/s and the median only when asked, as a
-    /// closed-loop run's req/s follows its latency anyway.
-    fn default() -> Self {
-        Self {
-            rps: None,
-            p50: None,
-            p95: Some(20.0),
-            p99: Some(30.0),
-            failure_pp: Some(1.0),
-        }
-    }
-}
-
-impl FromStr for Thresholds {
-    type Err = String;
-
-    /// Overrides of the defaults: `p95=+20%`, `p99=+50%`, `p50=+10%`, `rps=-10%`,
-    /// `failure=+1pp`, and `NAME=off`.
-    fn from_str(input: &str) -> Result<Self, String> {
-        let mut thresholds = Self::default();
-        for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = part.split_once('=').ok_or_else(|| {
-                format!("{part:?}: write NAME=CHANGE, e.g. p95=+20%, rps=-10%, failure=+1pp")
-            })?;
-            let (name, value) = (name.trim(), value.trim());
-            let (slot, unit, sign) = match name {
-                "rps" => (&mut thresholds.rps, "%", '-'),
-                "p50" | "median" => (&mut thresholds.p50, "%", '+'),
-                "p95" => (&mut thresholds.p95, "%", '+'),
-                "p99" => (&mut thresholds.p99, "%", '+'),
-                "failure" | "failures" => (&mut thresholds.failure_pp, "pp", '+'),
-                other => {
-                    return Err(format!(
-                        "unknown regression {other:?}: use rps, p50, p95, p99 or failure"
-                    ));
-                }
-            };
-            if value == "off" {
-                *slot = None;
-                continue;
-            }
-            let number = value
-                .strip_suffix(unit)
-                .map(|v| v.trim().trim_start_matches(sign))
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|n| n.is_finite() && *n >= 0.0)
-                .ok_or_else(|| {
-                    format!(
-                        "{part:?}: write {name}={sign}N{unit} (how much it may {}), or {name}=off",
-                        if sign == '-' { "fall" } else { "rise" }
-                    )
-                })?;
-            *slot = Some(number);
-        }
-        Ok(thresholds)
-    }
-}
-
-impl fmt::Display for Thresholds {
-    /// `p95 +20%, p99 +30%, failures +1pp`: the figures judged.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = [
-            self.rps.map(|l| format!("req/s -{l}%")),
-            self.p50.map(|l| format!("p50 +{l}%")),
-            self.p95.map(|l| format!("p95 +{l}%")),
-            self.p99.map(|l| format!("p99 +{l}%")),
-            self.failure_pp.map(|l| format!("failures +{l}pp")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if parts.is_empty() {
-            f.write_str("none (nothing judged)")
-        } else {
-            f.write_str(&parts.join(", "))
-        }
     }
 }
 

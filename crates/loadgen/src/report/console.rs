@@ -412,7 +412,7 @@ fn human_duration(duration: std::time::Duration) -> String {
 }
 
 /// The workers of a distributed run: each one's share, and what happened to them.
-fn workers_table(cluster: &crate::cluster::ClusterSummary) -> String {
+fn workers_table(cluster: &crate::outcome::ClusterSummary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

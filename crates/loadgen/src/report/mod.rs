@@ -10,7 +10,6 @@ pub mod files;
 mod golden;
 pub mod html;
 pub mod junit;
-pub mod live;
 pub mod markdown;
 pub mod markup;
 
@@ -20,7 +19,7 @@ use serde::Serialize;
 
 use crate::config::RunConfig;
 use crate::diagnosis::{self, Evidence, Finding};
-use crate::engine::RunOutcome;
+use crate::outcome::RunOutcome;
 use crate::scenario::ScenarioIdentity;
 use crate::stats::{Cumulative, EndpointSecond, EndpointStats, PerNameSecond, Phase};
 use crate::targets::{self, Targets, Verdict};
@@ -81,13 +80,9 @@ pub fn print(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// The version of the JSON report's layout, raised when a field a `--baseline` reads changes.
-pub const REPORT_VERSION: u32 = 1;
+pub use crate::config::baseline::REPORT_VERSION;
 
-/// The percentiles of Locust's tables and CSV files.
-pub const PERCENTILES: [f64; 11] = [
-    50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 99.99, 100.0,
-];
+pub use crate::stats::PERCENTILES;
 
 /// One row of figures, in Locust's units (ms, req/s).
 #[derive(Debug, Clone, Serialize)]
@@ -377,7 +372,7 @@ pub struct Report {
     pub baseline: Option<Comparison>,
     /// The workers and what happened to them, when the run was distributed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<crate::cluster::ClusterSummary>,
+    pub cluster: Option<crate::outcome::ClusterSummary>,
 }
 
 /// Why a run ended before its run time, as its reports say it.

@@ -20,12 +20,19 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::http::HttpError;
+
 pub use endpoint::{EndpointStats, PhaseHistograms, new_histogram};
 pub use in_flight::{InFlight, InFlightLevel, STUCK_AFTER, StuckUsers};
 pub use polls::{JobPolls, PollBudget};
 pub use snapshot::{SelfWatchFigures, SnapshotError, StatsSnapshot};
 pub use timeline::{Cumulative, EndpointSecond, HistoryRow, NameSecond, PerNameSecond};
 pub(crate) use timeline::{Second, add_late};
+
+/// The percentiles of Locust's tables and CSV files, and of the timeline's rows.
+pub const PERCENTILES: [f64; 11] = [
+    50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 99.99, 100.0,
+];
 
 /// Whether a request belongs to a user's start-up (`on_start`), to the steady state, or to
 /// loadgen's own following of the jobs it created.
@@ -86,6 +93,23 @@ pub struct Failure {
     pub kind: FailureKind,
     /// The message, e.g. `HTTP 429: Too many requests...`.
     pub message: String,
+}
+
+// Here, not in `http`: stats sits above the client, which knows nothing of how it is counted.
+impl From<HttpError> for Failure {
+    fn from(error: HttpError) -> Self {
+        let kind = match &error {
+            HttpError::Refused(_) => FailureKind::Refused,
+            HttpError::Connection(_) | HttpError::Tls(_) => FailureKind::Connection,
+            HttpError::Protocol(_) | HttpError::Limit(_) => FailureKind::Protocol,
+            HttpError::Timeout(_) => FailureKind::Timeout,
+            HttpError::TooManyRedirects(_) => FailureKind::Redirects,
+        };
+        Self {
+            kind,
+            message: error.to_string(),
+        }
+    }
 }
 
 /// Failures grouped by method, name and error.

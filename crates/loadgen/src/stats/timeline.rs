@@ -10,8 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::endpoint::new_histogram;
-use super::{EndpointStats, InFlightLevel, Key, Phase, Shard, Stats};
-use crate::report::PERCENTILES;
+use super::{EndpointStats, InFlightLevel, Key, PERCENTILES, Phase, Shard, Stats};
 
 /// The window of Locust's "current" percentiles (`CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW`).
 const CURRENT_WINDOW_SECS: usize = 10;
@@ -94,7 +93,7 @@ pub struct Cumulative {
     pub average_bytes: f64,
     /// p95 of the steady state alone, ms (what the live view and the p95 target follow).
     pub steady_p95_ms: f64,
-    /// Locust's reported percentiles of the run so far ([`crate::report::PERCENTILES`]), ms.
+    /// Locust's reported percentiles of the run so far ([`PERCENTILES`]), ms.
     pub percentiles_ms: [f64; 11],
 }
 
@@ -119,7 +118,7 @@ impl Cumulative {
             min_ms: all.min_ms(),
             max_ms: all.max_ms(),
             average_bytes: all.average_bytes(),
-            percentiles_ms: crate::report::PERCENTILES.map(|p| all.percentile_ms(p)),
+            percentiles_ms: PERCENTILES.map(|p| all.percentile_ms(p)),
         }
     }
 }

@@ -18,9 +18,9 @@ use anyhow::Context;
 use tokio::sync::Mutex;
 
 use crate::config::RunConfig;
+use crate::exit_code::{EXIT_OK, EXIT_TARGET_MISSED};
 use crate::report::Report;
 use crate::shutdown::{RunReports, after_first, exit_on_next};
-use crate::{EXIT_OK, EXIT_TARGET_MISSED};
 
 pub use guard::check_exposure;
 pub use session::{Session, SwarmRequest};

@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use crate::config::LiveConfig;
-use crate::engine::{RunHandle, Update};
+use crate::engine::RunHandle;
+use crate::outcome::Update;
+use crate::report::{self, Row};
 use crate::stats::{InFlightLevel, Phase};
 
 /// Follows `handle` until the run ends, printing as `config` says.
@@ -71,13 +73,13 @@ async fn print_table(handle: &RunHandle, update: &Update) {
         return;
     };
     let secs = update.elapsed.as_secs_f64().max(1e-9);
-    let rows: Vec<super::Row> = stats
+    let rows: Vec<Row> = stats
         .endpoints
         .iter()
         .filter(|(k, _)| k.phase == Phase::Steady)
-        .map(|(k, e)| super::Row::live(&k.method, &k.name, e, secs))
+        .map(|(k, e)| Row::live(&k.method, &k.name, e, secs))
         .collect();
-    let total = super::Row::live("", "Aggregated", &stats.aggregated(Phase::Steady), secs);
+    let total = Row::live("", "Aggregated", &stats.aggregated(Phase::Steady), secs);
     // Start-up requests are apart from the table, but counted: during a long start-up (bcrypt
     // logins, uploads) a table of zeros alone would look like a hung run.
     let startup = stats.aggregated(Phase::Startup);
@@ -103,11 +105,11 @@ async fn print_table(handle: &RunHandle, update: &Update) {
         String::new()
     };
     let in_flight = &update.second.in_flight;
-    super::print(&format!(
+    report::print(&format!(
         "[{:.0}s, {} users]\n{}{startup_line}{polls_line}In flight: {} request(s), {}\n\n",
         update.elapsed.as_secs_f64(),
         update.users,
-        super::console::requests_table(&rows, &total),
+        report::console::requests_table(&rows, &total),
         in_flight.requests,
         oldest_in_flight(in_flight)
     ));

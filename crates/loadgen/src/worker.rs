@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::master::MISSING_AFTER;
-use super::protocol::{
+use crate::cluster::MISSING_AFTER;
+use crate::cluster::protocol::{
     self, PROTOCOL, Resume, RunSpec, ToMaster, ToWorker, VERSION, WorkerSnapshot,
 };
 use crate::config::{LiveConfig, LoadSettings, Outputs, RunConfig};
@@ -116,7 +116,7 @@ pub async fn serve(settings: WorkerSettings) -> anyhow::Result<u8> {
                     run.handle.stop();
                     run.handle.wait().await;
                 }
-                return Ok(crate::EXIT_OK);
+                return Ok(crate::exit_code::EXIT_OK);
             }
         };
         let (socket, worker_id) = match connected {
@@ -163,7 +163,7 @@ pub async fn serve(settings: WorkerSettings) -> anyhow::Result<u8> {
                     run.handle.stop();
                     run.handle.wait().await;
                 }
-                return Ok(crate::EXIT_OK);
+                return Ok(crate::exit_code::EXIT_OK);
             }
             Ended::Lost(why) => {
                 eprintln!("loadgen: worker: lost the master ({why}); trying again");
@@ -172,7 +172,7 @@ pub async fn serve(settings: WorkerSettings) -> anyhow::Result<u8> {
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<Box<dyn super::tls::Io>>;
+type Socket = tokio_tungstenite::WebSocketStream<Box<dyn crate::cluster::tls::Io>>;
 
 enum Refusal {
     Refused(String),
@@ -185,7 +185,7 @@ async fn connect(
     resume: Option<Resume>,
 ) -> Result<(Socket, u32), Refusal> {
     let attempt = async {
-        let stream = super::tls::connect(
+        let stream = crate::cluster::tls::connect(
             &settings.master_host,
             settings.master_port,
             settings.tls.as_ref(),
