@@ -28,16 +28,7 @@ pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunO
         ..RunOutcome::default()
     };
     for (i, (&u, &n)) in users.iter().zip(rps).enumerate() {
-        let mut second = EndpointStats::default();
-        for _ in 0..n {
-            second.record(latency_ms * 1000, 10, Some(200), false);
-        }
-        let key = Key {
-            phase: Phase::Steady,
-            method: "GET".into(),
-            name: "/api/v1/tasks".into(),
-        };
-        run.stats.endpoints.entry(key).or_default().merge(&second);
+        let second = tasks_second(&mut run, n, latency_ms);
         run.history.push(HistoryRow {
             at_secs: i as u64 + 1,
             timestamp: base_time() + Duration::from_secs(i as u64 + 1),
@@ -57,8 +48,8 @@ pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunO
     run
 }
 
-/// Adds `count` steady requests of `latency_ms` to second `at` of `run` (and its totals).
-pub fn slow_second(run: &mut RunOutcome, at: usize, count: u64, latency_ms: u64) {
+/// `count` steady `GET /api/v1/tasks` of `latency_ms`, added to `run`'s totals: the second.
+fn tasks_second(run: &mut RunOutcome, count: u64, latency_ms: u64) -> EndpointStats {
     let mut second = EndpointStats::default();
     for _ in 0..count {
         second.record(latency_ms * 1000, 10, Some(200), false);
@@ -69,6 +60,12 @@ pub fn slow_second(run: &mut RunOutcome, at: usize, count: u64, latency_ms: u64)
         name: "/api/v1/tasks".into(),
     };
     run.stats.endpoints.entry(key).or_default().merge(&second);
+    second
+}
+
+/// Adds `count` steady requests of `latency_ms` to second `at` of `run` (and its totals).
+pub fn slow_second(run: &mut RunOutcome, at: usize, count: u64, latency_ms: u64) {
+    let second = tasks_second(run, count, latency_ms);
     run.history[at].interval.merge(&second);
 }
 

@@ -136,29 +136,28 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "{}", super::VALID_RUN);
     }
     for f in &report.analysis.validity {
-        let _ = writeln!(
-            out,
-            "- **[{}] {}**  \n  Evidence: {}  \n  Action: {}",
-            f.severity,
-            f.title.replace('\n', " "),
-            f.evidence.replace('\n', " "),
-            f.action.replace('\n', " ")
-        );
+        finding_item(&mut out, "", "", f);
     }
     out.push_str("\n### Findings\n\n");
     let findings = &report.analysis.findings;
     for (number, f) in crate::diagnosis::numbers(findings).iter().zip(findings) {
+        // A symptom is indented under its cause.
         let indent = "   ".repeat(number.matches('.').count());
-        let _ = writeln!(
-            out,
-            "{indent}- **{number}. [{}] {}**  \n{indent}  Evidence: {}  \n{indent}  Action: {}",
-            f.severity,
-            f.title.replace('\n', " "),
-            f.evidence.replace('\n', " "),
-            f.action.replace('\n', " ")
-        );
+        finding_item(&mut out, &indent, &format!("{number}. "), f);
     }
     out
+}
+
+/// One finding as a list item, on one line each for its title, evidence and action.
+fn finding_item(out: &mut String, indent: &str, number: &str, f: &crate::diagnosis::Finding) {
+    let _ = writeln!(
+        out,
+        "{indent}- **{number}[{}] {}**  \n{indent}  Evidence: {}  \n{indent}  Action: {}",
+        f.severity,
+        f.title.replace('\n', " "),
+        f.evidence.replace('\n', " "),
+        f.action.replace('\n', " ")
+    );
 }
 
 fn comparison_section(out: &mut String, comparison: &Comparison) {
