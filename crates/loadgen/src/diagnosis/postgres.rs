@@ -234,13 +234,18 @@ pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
         .into_iter()
         .filter_map(|(pool, series)| {
             let ceiling = series.iter().map(|(c, _)| *c).max().unwrap_or(0);
+            // Judged from the first sample at the ceiling: a pool opens its connections as the
+            // users ramp up, and on a busy host that can take a few samples.
+            let from = series.iter().position(|(c, _)| *c == ceiling).unwrap_or(0);
+            let judged = series.len() - from;
             let at_ceiling = series.iter().filter(|(c, _)| *c == ceiling).count();
             let all_busy = series
                 .iter()
                 .filter(|(c, active)| *c == ceiling && *active >= ceiling)
                 .count();
             let exhausted = ceiling > 0
-                && at_ceiling * 10 >= series.len() * 7
+                && judged >= 5
+                && at_ceiling * 10 >= judged * 7
                 && all_busy * 2 >= at_ceiling
                 && (ceiling as f64) < 0.8 * max_connections as f64;
             let full_at: Vec<f64> = pg
@@ -373,6 +378,19 @@ mod tests {
             active,
             idle_in_transaction: 0,
         }
+    }
+
+    #[test]
+    fn a_pool_is_judged_from_when_it_filled_up() {
+        // 4 samples of ramp-up (1 connection), then 8 at the ceiling of 2, all busy: 8 of 12
+        // samples in all, but every sample since it filled up.
+        let slow = outcome(&[5; 12], &[20; 12], 900, &[]);
+        let filling = ticks(12, |i| {
+            let size = if i < 4 { 1 } else { 2 };
+            vec![postgres(|p| p.clients = vec![api(size, size)])]
+        });
+        let found = with_evidence(&slow, &filling, pool_exhausted);
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 
     #[test]
