@@ -384,22 +384,7 @@ impl VirtualUser {
                 headers.retain(|(name, _)| !self.user_type.is_secret_header(name.as_str()));
             }
             let with_cookies = self.with_cookies(|| url.clone(), &headers);
-            let connection = if origin == self.shared.target.origin() {
-                &mut self.connection
-            } else {
-                match elsewhere.take() {
-                    Some(c) if c.target().origin() == origin => elsewhere.insert(c),
-                    _ => {
-                        let target = Target::resolve(&origin, self.shared.target.tls.as_ref())
-                            .await
-                            .map_err(|e| HttpError::Connection(format!("redirect: {e}")))?;
-                        elsewhere.insert(
-                            Connection::new(Rc::new(target), self.shared.options)
-                                .sharing_resends(self.connection.resends()),
-                        )
-                    }
-                }
-            };
+            let connection = self.connection_for(&origin, &mut elsewhere).await?;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(HttpError::Timeout(timeout));
@@ -421,6 +406,30 @@ impl VirtualUser {
             self.keep_cookies(|| url.clone(), &answer);
         }
         Ok(answer)
+    }
+
+    /// The connection to `origin`: the user's own, or one kept for the other origin a
+    /// redirect leads to (made when the origin changes).
+    async fn connection_for<'a>(
+        &'a mut self,
+        origin: &str,
+        elsewhere: &'a mut Option<Connection>,
+    ) -> Result<&'a mut Connection, HttpError> {
+        if origin == self.shared.target.origin() {
+            return Ok(&mut self.connection);
+        }
+        match elsewhere.take() {
+            Some(c) if c.target().origin() == origin => Ok(elsewhere.insert(c)),
+            _ => {
+                let target = Target::resolve(origin, self.shared.target.tls.as_ref())
+                    .await
+                    .map_err(|e| HttpError::Connection(format!("redirect: {e}")))?;
+                Ok(elsewhere.insert(
+                    Connection::new(Rc::new(target), self.shared.options)
+                        .sharing_resends(self.connection.resends()),
+                ))
+            }
+        }
     }
 
     /// The headers plus the jar's `Cookie` for `url`; `None` when the jar has none for it (the
