@@ -3,6 +3,8 @@
 //! controller that spawns users at the spawn rate, changes their number on demand, gathers each
 //! thread's stats shard once a second, and stops everything at the end.
 
+mod open;
+
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -87,13 +89,20 @@ pub(crate) struct Runner {
     poll_budget: Arc<PollBudget>,
     /// When each type's jobs last ended, across every thread: the pace of their polls.
     job_types: Arc<JobTypes>,
+    /// The open model, when the settings ask for it.
+    open: Option<open::OpenModel>,
 }
 
 impl Runner {
     /// A runner of `scenario` against `target`.
     pub fn new(settings: LoadSettings, scenario: Scenario, target: Target) -> Self {
         let run_id = settings.run_id.clone().unwrap_or_else(new_run_id);
+        let open = settings
+            .arrival
+            .as_ref()
+            .map(|arrival| open::OpenModel::new(arrival, &scenario.users, settings.run_time));
         Self {
+            open,
             settings,
             scenario: Arc::new(scenario),
             target,
@@ -171,8 +180,14 @@ impl Runner {
         shards: mpsc::UnboundedSender<(usize, Shard)>,
     ) -> Result<Vec<UserThread>, EngineError> {
         let mut threads: Vec<UserThread> = Vec::new();
-        for i in 0..self.settings.threads.max(1) {
-            match self.start_thread(i, clock, shards.clone()) {
+        // In the open model a thread without a user of its own would drop all its iterations.
+        let count = self.open.as_ref().map_or(self.settings.threads, |open| {
+            self.settings
+                .threads
+                .min(usize::try_from(open.cap).unwrap_or(usize::MAX))
+        });
+        for i in 0..count.max(1) {
+            match self.start_thread(i, clock, shards.clone(), count.max(1)) {
                 Ok(thread) => threads.push(thread),
                 // Fewer threads than asked still run the test; none cannot.
                 Err(error) if !threads.is_empty() => {
@@ -213,6 +228,7 @@ impl Runner {
         index: usize,
         clock: RunClock,
         shards: mpsc::UnboundedSender<(usize, Shard)>,
+        threads: usize,
     ) -> std::io::Result<UserThread> {
         let (commands, inbox) = std::sync::mpsc::channel::<Command>();
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -231,6 +247,7 @@ impl Runner {
             startup_window: self.startup_window.clone(),
             poll_budget: self.poll_budget.clone(),
             job_types: self.job_types.clone(),
+            open: self.open.as_ref().map(|open| open.part(index, threads)),
         };
         let join = std::thread::Builder::new()
             .name(format!("loadgen-users-{index}"))
@@ -309,6 +326,10 @@ impl<'a> RunLoop<'a> {
     /// The users to reach: past --memory-limit no user is started, more would only measure
     /// our swap.
     fn target_users(&self, wanted: u64) -> u64 {
+        if self.runner.open.is_some() {
+            // The open model makes its users as iterations need them: none to spawn.
+            return self.running;
+        }
         self.memory_limit_hit
             .map_or(wanted, |(_, cap, _)| wanted.min(cap))
     }
@@ -363,6 +384,7 @@ impl<'a> RunLoop<'a> {
     /// handed over, and publish the news.
     fn on_tick(&mut self, target_users: u64, updates: &watch::Sender<Option<Update>>) {
         let at_secs = self.clock.secs() as u64;
+        self.count_open_users();
         let (cpu_pct, rss_bytes) = self.own.sample();
         self.check_memory(at_secs, rss_bytes);
         // A second's row once every thread has handed over its requests: each hands them over
@@ -397,6 +419,15 @@ impl<'a> RunLoop<'a> {
             second: Arc::new(row),
         };
         updates.send_replace(Some(update));
+    }
+
+    /// The open model's users, as its threads made them.
+    fn count_open_users(&mut self) {
+        if let Some(open) = &self.runner.open {
+            self.running = open.users();
+            self.peak = self.peak.max(self.running);
+            self.started_by_type = open.users_by_type();
+        }
     }
 
     /// Stops the ramp where it is once loadgen's memory passes `--memory-limit`: more users
@@ -512,6 +543,7 @@ impl<'a> RunLoop<'a> {
         for thread in std::mem::take(&mut self.threads) {
             let _ = thread.join.join();
         }
+        self.count_open_users();
         // Every request is in: those of seconds already made rows go to them, and the seconds
         // left (the last one partial) get theirs.
         stats::add_late(&mut self.history, self.second.take_late(self.next_second));
@@ -535,6 +567,7 @@ impl<'a> RunLoop<'a> {
             run_id: self.runner.run_id.clone(),
             threads: thread_count,
             memory_limit_hit: self.memory_limit_hit,
+            users_cap: self.runner.open.as_ref().map(|open| open.cap),
             ..RunOutcome::default()
         }
     }
@@ -555,6 +588,8 @@ struct ThreadSetup {
     startup_window: Arc<StartupWindow>,
     poll_budget: Arc<PollBudget>,
     job_types: Arc<JobTypes>,
+    /// This thread's share of the open model, when the run has one.
+    open: Option<open::ThreadShare>,
 }
 
 /// A running user and the token that stops it.
@@ -607,10 +642,15 @@ impl ThreadSetup {
 
     /// Follows the controller's commands until the stop, then gives the users
     /// `--stop-timeout` to finish.
-    async fn serve(self) {
+    async fn serve(mut self) {
         tokio::task::spawn_local(flush_every_second(self.index, self.shards.clone()));
         let users = Users::new(&self.scenario, self.shared());
         let stop_timeout = self.settings.stop_timeout;
+        if let Some(share) = self.open.take() {
+            let first = self.settings.first_user_number;
+            open::serve(share, users, first, self.stop.clone(), stop_timeout).await;
+            return;
+        }
         let mut running: Vec<UserTask> = Vec::new();
         loop {
             while let Ok(command) = self.inbox.try_recv() {

@@ -102,6 +102,8 @@ pub struct VirtualUser {
     attempted: HashSet<String>,
     /// Cookies the API set, sent back by domain and path rules, as a requests Session does.
     cookies: cookie_store::CookieStore,
+    /// The open model's scheduled instant of the iteration whose first request is next.
+    intended: Option<Instant>,
 }
 
 enum Outcome {
@@ -129,12 +131,44 @@ impl VirtualUser {
             connection,
             attempted: HashSet::new(),
             cookies: cookie_store::CookieStore::default(),
+            intended: None,
         }
     }
 
     /// Runs until `stop` is cancelled (then ends once its current task is done, Locust's
-    /// graceful stop) or the task is dropped.
+    /// graceful stop) or the task is dropped: the closed model's user.
     pub async fn run(mut self, stop: CancellationToken) {
+        if !self.start(&stop).await {
+            return;
+        }
+        while !stop.is_cancelled() {
+            let started = Instant::now();
+            let task = self.pick_task();
+            self.iteration(task, None).await;
+            let wait = match self.user_type.wait {
+                Wait::Constant(d) => d,
+                Wait::Between(lo, hi) if hi > lo => rand::rng().random_range(lo..=hi),
+                Wait::Between(lo, _) => lo,
+                Wait::Pacing(period) => period.saturating_sub(started.elapsed()),
+            };
+            if wait.is_zero() {
+                // Let the other users of this thread run even when no one waits.
+                tokio::task::yield_now().await;
+            } else {
+                if wait >= RELEASE_BUFFERS_AFTER {
+                    self.connection.release_buffers();
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    /// Sets the user's variables and runs its `on_start` steps; `false` when `stop` came
+    /// first.
+    pub async fn start(&mut self, stop: &CancellationToken) -> bool {
         let user_type = self.user_type.clone();
         for (name, template) in &user_type.vars {
             let mut cx = Context {
@@ -154,48 +188,44 @@ impl VirtualUser {
         }
         for step_ref in &user_type.on_start {
             if stop.is_cancelled() {
-                return;
+                return false;
             }
             self.run_ref(*step_ref, Phase::Startup).await;
         }
-        let total_weight: u32 = user_type.tasks.iter().map(|t| t.weight).sum();
-        while !stop.is_cancelled() {
-            let started = Instant::now();
-            let mut pick = rand::rng().random_range(0..total_weight.max(1));
-            let task = user_type
-                .tasks
-                .iter()
-                .find(|t| {
-                    if pick < t.weight {
-                        true
-                    } else {
-                        pick -= t.weight;
-                        false
-                    }
-                })
-                .unwrap_or(&user_type.tasks[0]);
-            for step_ref in &task.run {
-                self.run_ref(*step_ref, Phase::Steady).await;
-            }
-            let wait = match user_type.wait {
-                Wait::Constant(d) => d,
-                Wait::Between(lo, hi) if hi > lo => rand::rng().random_range(lo..=hi),
-                Wait::Between(lo, _) => lo,
-                Wait::Pacing(period) => period.saturating_sub(started.elapsed()),
-            };
-            if wait.is_zero() {
-                // Let the other users of this thread run even when no one waits.
-                tokio::task::yield_now().await;
-            } else {
-                if wait >= RELEASE_BUFFERS_AFTER {
-                    self.connection.release_buffers();
+        true
+    }
+
+    /// A task of this user's type, picked by weight.
+    pub fn pick_task(&self) -> usize {
+        let tasks = &self.user_type.tasks;
+        let total_weight: u32 = tasks.iter().map(|t| t.weight).sum();
+        let mut pick = rand::rng().random_range(0..total_weight.max(1));
+        tasks
+            .iter()
+            .position(|t| {
+                if pick < t.weight {
+                    true
+                } else {
+                    pick -= t.weight;
+                    false
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = stop.cancelled() => return,
-                }
-            }
+            })
+            .unwrap_or(0)
+    }
+
+    /// Runs task `task` once. With `intended` (the open model's scheduled instant), its first
+    /// request is timed from that instant, so that waiting for a free user counts (its
+    /// service time, from the send, is kept apart).
+    pub async fn iteration(&mut self, task: usize, intended: Option<Instant>) {
+        let user_type = self.user_type.clone();
+        let Some(task) = user_type.tasks.get(task) else {
+            return;
+        };
+        self.intended = intended;
+        for step_ref in &task.run {
+            self.run_ref(*step_ref, Phase::Steady).await;
         }
+        self.intended = None;
     }
 
     async fn run_ref(&mut self, step_ref: StepRef, phase: Phase) {
@@ -238,10 +268,16 @@ impl VirtualUser {
         let window = &self.shared.startup_window;
         let startup_request = (phase == Phase::Startup).then(|| StartupWindow::enter(window));
         let steady_start = (phase == Phase::Steady).then(|| window.steady_start());
+        // The open model times an iteration's first request from its scheduled instant.
+        let intended = self.intended.take().filter(|_| phase == Phase::Steady);
         let answer = self.exchange(step, request).await;
         let retries = in_flight.answered();
         drop(startup_request);
-        let latency_us = started.elapsed().as_micros() as u64;
+        let service_us = started.elapsed().as_micros() as u64;
+        let latency_us = intended.map_or(service_us, |at| at.elapsed().as_micros() as u64);
+        if phase == Phase::Steady {
+            stats::record_service(service_us);
+        }
         if let Some(start) = steady_start {
             let overlapped = self.shared.startup_window.overlapped(start);
             stats::record_steady_overlap(latency_us, overlapped);
