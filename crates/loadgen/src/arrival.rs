@@ -277,16 +277,42 @@ impl Arrival {
     /// Users pre-started: as asked, or the peak rate per second (k6 users size
     /// `preAllocatedVUs` so), at least 1 and never above `max_users`.
     pub fn pre_allocated(&self) -> u64 {
+        self.pre_allocated_with(0.0)
+    }
+
+    /// As [`Arrival::pre_allocated`], with user types' own rates adding `more_per_sec`.
+    pub fn pre_allocated_with(&self, more_per_sec: f64) -> u64 {
         let asked = self
             .pre_allocate
-            .unwrap_or_else(|| self.peak_per_sec().ceil() as u64)
+            .unwrap_or_else(|| (self.peak_per_sec() + more_per_sec).ceil() as u64)
             .max(1);
         self.max_users.map_or(asked, |cap| asked.min(cap))
     }
 
     /// The cap on users: as asked, or the pre-allocated ones.
     pub fn users_cap(&self) -> u64 {
-        self.max_users.unwrap_or_else(|| self.pre_allocated())
+        self.users_cap_with(0.0)
+    }
+
+    /// As [`Arrival::users_cap`], with user types' own rates adding `more_per_sec`.
+    pub fn users_cap_with(&self, more_per_sec: f64) -> u64 {
+        self.max_users
+            .unwrap_or_else(|| self.pre_allocated_with(more_per_sec))
+    }
+
+    /// These settings, with `file`'s (a scenario's `[load]`) where these have none: the
+    /// command line beats the file.
+    pub fn or_file(self, file: &Arrival) -> Arrival {
+        Arrival {
+            rate: self.rate.or(file.rate),
+            stages: if self.stages.is_empty() {
+                file.stages.clone()
+            } else {
+                self.stages
+            },
+            max_users: self.max_users.or(file.max_users),
+            pre_allocate: self.pre_allocate.or(file.pre_allocate),
+        }
     }
 
     /// How long the stages last together (`None` for a constant rate: until stopped).

@@ -888,6 +888,7 @@ mod tests {
             name: name.into(),
             weight,
             fixed_count: fixed,
+            arrival_rate: None,
             wait: Wait::Constant(Duration::ZERO),
             tags: vec![],
             vars: vec![],

@@ -432,12 +432,12 @@ impl Cli {
 
     fn resolve_with_host(&self, host: String, users_are_final: bool) -> anyhow::Result<RunConfig> {
         let (users, spawn_rate, run_time) = self.load_shape()?;
-        let arrival = self.arrival()?;
-        // k6's ramping-arrival-rate lasts as long as its stages.
-        let run_time = run_time.or(arrival.as_ref().and_then(|a| a.stages_length()));
         let threads = self.threads(users_are_final)?;
         let scenario_source = self.scenario_source()?;
         let scenario = scenario_source.load(&self.fixtures)?;
+        let arrival = self.arrival(&scenario)?;
+        // k6's ramping-arrival-rate lasts as long as its stages.
+        let run_time = run_time.or(arrival.as_ref().and_then(|a| a.stages_length()));
         let backend = self.backend()?;
         if let Some(BackendConfig::File(path)) = &backend
             && !path.is_file()
@@ -547,10 +547,19 @@ impl Cli {
         })
     }
 
-    /// The open model, when --arrival-rate or --arrival-stages asks for it, checked.
-    pub fn arrival(&self) -> anyhow::Result<Option<crate::arrival::Arrival>> {
+    /// The open model, when --arrival-rate or --arrival-stages asks for it, or `scenario`'s
+    /// `[load]` table or a user type's `arrival_rate` does (the flags beat the file), checked.
+    pub fn arrival(
+        &self,
+        scenario: &crate::scenario::Scenario,
+    ) -> anyhow::Result<Option<crate::arrival::Arrival>> {
         use crate::arrival::{Arrival, Stage};
-        if self.arrival_rate.is_none() && self.arrival_stages.is_none() {
+        let per_type = scenario.users.iter().any(|u| u.arrival_rate.is_some());
+        if self.arrival_rate.is_none()
+            && self.arrival_stages.is_none()
+            && scenario.load.is_none()
+            && !per_type
+        {
             for (given, flag) in [
                 (self.max_users.is_some(), "--max-users"),
                 (self.pre_allocate.is_some(), "--pre-allocate"),
@@ -569,9 +578,23 @@ impl Cli {
             }
             None => Vec::new(),
         };
-        if stages.is_empty() && self.arrival_rate.is_some_and(|r| r.count_per_minute() == 0) {
+        let flags = Arrival {
+            rate: self.arrival_rate,
+            stages,
+            max_users: None,
+            pre_allocate: self.pre_allocate,
+        };
+        let merged = match &scenario.load {
+            Some(file) => flags.or_file(file),
+            None => flags,
+        };
+        if merged.stages.is_empty()
+            && !per_type
+            && merged.rate.is_none_or(|r| r.count_per_minute() == 0)
+        {
             bail!(
-                "--arrival-rate 0/s starts no iteration: give a rate above 0, or --arrival-stages"
+                "--arrival-rate {}: starts no iteration: give a rate above 0, or --arrival-stages",
+                merged.rate.unwrap_or_default()
             );
         }
         // -u is the closed model's users; beside an arrival rate it caps the users instead.
@@ -580,18 +603,16 @@ impl Cli {
                 "-u/--users and --max-users both given: in the open model -u is --max-users; give one"
             ),
             (Some(0), None) | (None, Some(0)) => bail!("--max-users 0: allow at least one user"),
-            (max, users) => max.or(users),
+            (max, users) => max.or(users).or(merged.max_users),
         };
-        if let (Some(pre), Some(max)) = (self.pre_allocate, max_users)
+        if let (Some(pre), Some(max)) = (merged.pre_allocate, max_users)
             && pre > max
         {
             bail!("--pre-allocate {pre} is above --max-users {max}: pre-allocate at most the cap");
         }
         Ok(Some(Arrival {
-            rate: self.arrival_rate,
-            stages,
             max_users,
-            pre_allocate: self.pre_allocate,
+            ..merged
         }))
     }
 

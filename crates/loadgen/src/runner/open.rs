@@ -29,21 +29,34 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    /// The streams of a run: one for the run's rate, shared by the types' weights.
+    /// The streams of a run: one per user type with its own `arrival_rate`, and one for the
+    /// run's rate shared by the other types' weights.
     pub fn of(arrival: &Arrival, types: &[UserType]) -> Vec<Stream> {
+        let mut streams: Vec<Stream> = types
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let rate = t.arrival_rate?;
+                Some(Stream {
+                    schedule: Schedule::constant(rate),
+                    types: vec![(i, 1)],
+                })
+            })
+            .collect();
         let weighted: Vec<(usize, u64)> = types
             .iter()
             .enumerate()
+            .filter(|(_, t)| t.arrival_rate.is_none())
             .map(|(i, t)| (i, u64::from(t.weight)))
             .filter(|(_, w)| *w > 0)
             .collect();
-        if weighted.is_empty() {
-            return Vec::new();
+        if !weighted.is_empty() && (arrival.rate.is_some() || !arrival.stages.is_empty()) {
+            streams.push(Stream {
+                schedule: arrival.schedule(),
+                types: weighted,
+            });
         }
-        vec![Stream {
-            schedule: arrival.schedule(),
-            types: weighted,
-        }]
+        streams
     }
 }
 
@@ -64,10 +77,15 @@ pub(crate) struct OpenModel {
 impl OpenModel {
     /// The model `arrival` describes for `types`.
     pub fn new(arrival: &Arrival, types: &[UserType], run_time: Option<Duration>) -> Self {
+        let own_rates: f64 = types
+            .iter()
+            .filter_map(|t| t.arrival_rate)
+            .map(crate::arrival::Rate::per_sec)
+            .sum();
         Self {
             streams: Stream::of(arrival, types),
-            cap: arrival.users_cap(),
-            pre_allocate: arrival.pre_allocated(),
+            cap: arrival.users_cap_with(own_rates),
+            pre_allocate: arrival.pre_allocated_with(own_rates),
             run_time: run_time.or(arrival.stages_length()),
             made: Arc::new(types.iter().map(|_| AtomicU64::new(0)).collect()),
         }

@@ -176,3 +176,88 @@ async fn a_stall_shows_in_the_response_time_not_in_the_service_time() {
         "and far less in the service time: {figures}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_load_table_and_a_types_own_rate_set_the_schedule() {
+    let (host, seen) = start(Arc::new(|_, _| Act::Answer)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scenario.toml");
+    std::fs::write(
+        &path,
+        "[load]\narrival_rate = \"100/s\"\nstages = []\nmax_users = 40\n\n\
+         [[users]]\nname = \"Shared\"\n[[users.tasks]]\nrun = [\"get\"]\n\
+         [users.steps.get]\npath = \"/shared\"\n\n\
+         [[users]]\nname = \"Own\"\narrival_rate = \"50/s\"\n[[users.tasks]]\nrun = [\"get\"]\n\
+         [users.steps.get]\npath = \"/own\"\n",
+    )
+    .unwrap();
+    let (_, report) = run(&host, path.to_str().unwrap(), dir.path(), &["-t", "3s"]).await;
+    settled(&host, &seen).await;
+    let by_type = &report["open_model"]["by_type"];
+    let scheduled = |t: &str| by_type[t]["scheduled"].as_u64().unwrap();
+    let figures = format!("{:#}", report["open_model"]);
+    assert!(scheduled("Shared").abs_diff(300) <= 1, "{figures}");
+    assert!(scheduled("Own").abs_diff(150) <= 1, "{figures}");
+    assert_eq!(
+        report["open_model"]["users_cap"].as_u64(),
+        Some(40),
+        "{figures}"
+    );
+    assert_eq!(
+        read_at(&seen, "/shared") + by_type["Shared"]["dropped"].as_u64().unwrap(),
+        scheduled("Shared"),
+        "{figures}"
+    );
+}
+
+#[test]
+fn bad_open_model_flags_name_the_flag_and_the_fix() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario(dir.path(), ONE_GET);
+    let resolve = |args: &[&str]| {
+        let mut argv = vec![
+            "loadgen",
+            "--headless",
+            "-H",
+            "http://127.0.0.1:9",
+            "-f",
+            &file,
+        ];
+        argv.extend_from_slice(args);
+        match loadgen::cli::Cli::try_parse_from(argv) {
+            Err(error) => error.to_string(),
+            Ok(cli) => cli
+                .resolve()
+                .err()
+                .map_or_else(|| "resolved".to_owned(), |e| format!("{e:#}")),
+        }
+    };
+    let unit = resolve(&["--arrival-rate", "5/h"]);
+    assert!(
+        unit.contains("--arrival-rate") && unit.contains("the unit is /s or /m"),
+        "{unit}"
+    );
+    let stages = resolve(&["--arrival-stages", "30s-50/s"]);
+    assert!(
+        stages.contains("--arrival-stages") && stages.contains("DURATION:RATE"),
+        "{stages}"
+    );
+    let both = resolve(&["--arrival-rate", "10/s", "-u", "5", "--max-users", "9"]);
+    assert!(both.contains("-u is --max-users"), "{both}");
+    let above = resolve(&[
+        "--arrival-rate",
+        "10/s",
+        "--max-users",
+        "5",
+        "--pre-allocate",
+        "9",
+    ]);
+    assert!(above.contains("pre-allocate at most the cap"), "{above}");
+    let alone = resolve(&["--max-users", "5"]);
+    assert!(
+        alone.contains("--max-users is for the open model"),
+        "{alone}"
+    );
+    assert_eq!(resolve(&["--arrival-rate", "10/s", "-u", "5"]), "resolved");
+}
