@@ -50,6 +50,10 @@ pub struct LoadSettings {
     /// The open model (`--arrival-rate`, `--arrival-stages`): iterations arrive on a schedule
     /// and `users`/`spawn_rate` do not apply; `None` is the closed model.
     pub arrival: Option<crate::arrival::Arrival>,
+    /// `--latency-correction`: a paced user (`constant_pacing`, `constant_throughput`) whose
+    /// request overran its pacing also records the starts it delayed, as oha's option.
+    #[doc(alias = "record_correct")]
+    pub latency_correction: bool,
 }
 
 /// User threads per core beyond which more threads buy nothing: each is a whole runtime, and a
@@ -105,6 +109,7 @@ impl Default for LoadSettings {
             run_id: None,
             first_user_number: 0,
             arrival: None,
+            latency_correction: false,
         }
     }
 }

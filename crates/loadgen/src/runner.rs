@@ -637,6 +637,7 @@ impl ThreadSetup {
             startup_window: self.startup_window.clone(),
             poll_budget: self.poll_budget.clone(),
             job_types: self.job_types.clone(),
+            latency_correction: self.settings.latency_correction,
         })
     }
 

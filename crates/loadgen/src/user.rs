@@ -45,6 +45,8 @@ pub struct Shared {
     pub poll_budget: Arc<PollBudget>,
     /// When the jobs of each type last ended, across threads: the pace of their polls.
     pub job_types: Arc<JobTypes>,
+    /// `--latency-correction`: a paced user's requests also count the starts they delayed.
+    pub latency_correction: bool,
 }
 
 /// The keys of one user type's steps, built once per thread so recording never formats a string.
@@ -104,6 +106,8 @@ pub struct VirtualUser {
     cookies: cookie_store::CookieStore,
     /// The open model's scheduled instant of the iteration whose first request is next.
     intended: Option<Instant>,
+    /// The pacing whose missed starts are recorded (`--latency-correction`, closed model).
+    correct_for: Option<std::time::Duration>,
 }
 
 enum Outcome {
@@ -132,6 +136,7 @@ impl VirtualUser {
             attempted: HashSet::new(),
             cookies: cookie_store::CookieStore::default(),
             intended: None,
+            correct_for: None,
         }
     }
 
@@ -140,6 +145,10 @@ impl VirtualUser {
     pub async fn run(mut self, stop: CancellationToken) {
         if !self.start(&stop).await {
             return;
+        }
+        if let (Wait::Pacing(period), true) = (self.user_type.wait, self.shared.latency_correction)
+        {
+            self.correct_for = Some(period);
         }
         while !stop.is_cancelled() {
             let started = Instant::now();
@@ -330,6 +339,9 @@ impl VirtualUser {
                 retries,
             },
         );
+        if let (Some(period), Phase::Steady) = (self.correct_for, phase) {
+            stats::record_missed(key, latency_us, period.as_micros() as u64);
+        }
         if let (Some(handler), false, true) = (handler, expected, may_handle) {
             stats::record_handled(&step.name, answer.status);
             return Outcome::Handled(handler);

@@ -424,7 +424,7 @@ async fn start(settings: &WorkerSettings, spec: &RunSpec) -> anyhow::Result<(Run
             run_id: Some(spec.run_id.clone()),
             first_user_number: spec.first_user_number,
             // The open model is not distributed yet: a worker runs the closed model.
-            arrival: None,
+            ..LoadSettings::default()
         },
         targets: crate::targets::Targets::default(),
         exit_code_on_error: None,

@@ -201,6 +201,11 @@ pub struct Cli {
     /// (k6's preAllocatedVUs; default: the peak rate per second, at most --max-users).
     #[arg(long, env = "LOADGEN_PRE_ALLOCATE")]
     pub pre_allocate: Option<u64>,
+    /// The closed model's correction for coordinated omission, as oha's: a paced user
+    /// (wait = { pacing } or { constant_throughput }) whose request overran its pacing also
+    /// records the requests it should have started meanwhile (HdrHistogram's record_correct).
+    #[arg(long, env = "LOADGEN_LATENCY_CORRECTION")]
+    pub latency_correction: bool,
     /// A request with no complete answer within this time fails, as a timeout (a step's
     /// `timeout` in the scenario overrides it).
     #[arg(long, visible_alias = "request-timeout", env = "LOADGEN_TIMEOUT", default_value = "60s", value_parser = common::duration::parse_positive_arg)]
@@ -478,6 +483,7 @@ impl Cli {
                 reset_stats: self.reset_stats,
                 stop_timeout: self.stop_timeout.unwrap_or_default(),
                 arrival,
+                latency_correction: self.latency_correction,
                 ..LoadSettings::default()
             },
             exit_code_on_error: self.exit_code_on_error,

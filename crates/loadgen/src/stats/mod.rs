@@ -532,6 +532,25 @@ pub fn record_iteration(clock: &RunClock, user_type: &Arc<str>, fate: Fate) {
     });
 }
 
+/// Adds the samples a paced user missed while a request of `latency_us` ran past its pacing
+/// `interval_us`: one for each start it should have made meanwhile, at the latency that request
+/// would have had (HdrHistogram's `record_correct`, as oha's `--latency-correction`). The
+/// request count is unchanged; only the percentiles see them.
+pub fn record_missed(key: &Key, latency_us: u64, interval_us: u64) {
+    if interval_us == 0 || latency_us <= interval_us {
+        return;
+    }
+    SHARD.with(|shard| {
+        if let Some(endpoint) = shard.borrow_mut().stats.endpoints.get_mut(key) {
+            let mut missed = latency_us - interval_us;
+            while missed >= interval_us {
+                let _ = endpoint.histogram.record(missed);
+                missed -= interval_us;
+            }
+        }
+    });
+}
+
 /// Records a steady request's service time: from its send, whatever its response time.
 pub fn record_service(service_us: u64) {
     SHARD.with(|shard| shard.borrow_mut().stats.arrivals.record_service(service_us));

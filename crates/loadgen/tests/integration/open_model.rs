@@ -261,3 +261,41 @@ fn bad_open_model_flags_name_the_flag_and_the_fix() {
     );
     assert_eq!(resolve(&["--arrival-rate", "10/s", "-u", "5"]), "resolved");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_correction_counts_the_starts_a_paced_user_missed() {
+    // 2 users paced at 20 ms; one request takes 1 s. Without correction it is one slow
+    // sample of about 500; with it, the ~49 starts its user missed are counted too.
+    let p99_of = |correct: bool| async move {
+        let (host, _seen) = start(Arc::new(|n, path| match (path, n) {
+            ("/item", 100) => Act::Late(Duration::from_secs(1)),
+            _ => Act::Answer,
+        }))
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scenario.toml");
+        std::fs::write(
+            &path,
+            format!("[[users]]\nname = \"Paced\"\nwait = {{ pacing = \"20ms\" }}\n\n{ONE_GET}"),
+        )
+        .unwrap();
+        let mut args = vec!["-u", "2", "-t", "5s"];
+        if correct {
+            args.push("--latency-correction");
+        }
+        let (_, report) = run(&host, path.to_str().unwrap(), dir.path(), &args).await;
+        let total = &report["steady_total"];
+        (
+            total["percentiles_ms"][7].as_f64().unwrap(),
+            total["requests"].as_u64().unwrap(),
+        )
+    };
+    let (plain, plain_requests) = p99_of(false).await;
+    let (corrected, corrected_requests) = p99_of(true).await;
+    let figures = format!(
+        "p99 {plain} ms of {plain_requests} requests without correction, \
+         {corrected} ms of {corrected_requests} with"
+    );
+    assert!(corrected >= 200.0, "{figures}");
+    assert!(corrected >= 10.0 * plain.max(1.0), "{figures}");
+}
