@@ -44,11 +44,19 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
             return Ok(u8::try_from(signal.exit_code()).unwrap_or(EXIT_ERROR));
         }
     };
-    tracing::info!(
-        "Ramping to {} users at a rate of {:.2} per second",
-        config.load.users,
-        config.load.spawn_rate
-    );
+    match &config.load.arrival {
+        Some(arrival) => tracing::info!(
+            "Open model: iterations arrive at {}, served by up to {} users ({} started first)",
+            crate::report::open_model::describe_rate(arrival),
+            arrival.users_cap(),
+            arrival.pre_allocated()
+        ),
+        None => tracing::info!(
+            "Ramping to {} users at a rate of {:.2} per second",
+            config.load.users,
+            config.load.spawn_rate
+        ),
+    }
     let reports = RunReports::new(&config, handle.clone());
     // Workers get FINISH_GRACE to send their last figures even without --stop-timeout.
     let stop_may_wait = master.is_some() || !config.load.stop_timeout.is_zero();

@@ -188,7 +188,8 @@ pub fn arrival_rate_missed(e: &Evidence<'_>) -> Vec<Finding> {
         action: if hot >= 3 {
             "Give loadgen more cores (--threads), or share the rate among workers".into()
         } else {
-            "Raise --max-users (the API answers slower than the rate needs users for), or lower              the rate: the throughput measured is below the rate asked"
+            "Raise --max-users (the API answers slower than the rate needs users for), or lower \
+             the rate: the throughput measured is below the rate asked"
                 .into()
         },
         cause_of: vec!["load.plateau"],

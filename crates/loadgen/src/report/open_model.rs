@@ -30,18 +30,8 @@ impl OpenModel {
     pub fn of(config: &RunConfig, outcome: &RunOutcome, secs: f64) -> Option<Self> {
         let arrival = config.load.arrival.as_ref()?;
         let counts = outcome.stats.arrivals.total;
-        let stages: Vec<String> = arrival.stages.iter().map(ToString::to_string).collect();
-        let rate = match (arrival.rate, stages.is_empty()) {
-            (Some(rate), true) => rate.to_string(),
-            (rate, false) => format!(
-                "from {} through {}",
-                rate.unwrap_or_default(),
-                stages.join(",")
-            ),
-            (None, true) => "0/s".to_owned(),
-        };
         Some(Self {
-            rate,
+            rate: describe_rate(arrival),
             users_cap: outcome.users_cap.unwrap_or_else(|| arrival.users_cap()),
             counts,
             dropped_per_sec: counts.dropped as f64 / secs.max(1e-9),
@@ -74,6 +64,21 @@ impl OpenModel {
             self.counts.late
         ));
         out
+    }
+}
+
+/// The rate asked for: `500/s`, or `from 0/s through 30s:50/s,2m:500/s`; a user type's own
+/// rate is not in it.
+pub fn describe_rate(arrival: &crate::arrival::Arrival) -> String {
+    let stages: Vec<String> = arrival.stages.iter().map(ToString::to_string).collect();
+    match (arrival.rate, stages.is_empty()) {
+        (Some(rate), true) => rate.to_string(),
+        (rate, false) => format!(
+            "from {} through {}",
+            rate.unwrap_or_default(),
+            stages.join(",")
+        ),
+        (None, true) => "the user types' own rates".to_owned(),
     }
 }
 

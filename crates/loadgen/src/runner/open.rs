@@ -270,7 +270,7 @@ impl Executor {
     async fn drive(self: Rc<Self>, index: usize, stream: Stream) {
         while let Some(at) = self.next_due(index, &stream, None) {
             let due = self.clock.start + at;
-            tokio::time::sleep_until(due.into()).await;
+            until(due).await;
             let user_type = self.take_next(index, &stream);
             self.clone().dispatch(user_type, due);
         }
@@ -366,6 +366,22 @@ impl Executor {
         }
     }
 }
+
+/// Tokio's timers fire on the first millisecond tick past their deadline, and later still when
+/// the thread wakes: enough to start nearly every iteration a millisecond late. So the timer
+/// sleeps to a millisecond before `due`, and the last stretch yields to the thread's other
+/// tasks until the clock reaches it.
+async fn until(due: Instant) {
+    if let Some(early) = due.checked_sub(COARSE) {
+        tokio::time::sleep_until(early.into()).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// What tokio's timer is trusted to within.
+const COARSE: Duration = Duration::from_millis(1);
 
 /// The type furthest below its weighted share of the iterations started so far.
 fn pick(types: &[(usize, u64)], started: &[u64]) -> usize {
