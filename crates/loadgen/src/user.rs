@@ -233,7 +233,7 @@ impl VirtualUser {
             .extend(step.extract.iter().map(|(var, _)| var.clone()));
         // Dropped with its user (the run or `--stop-timeout` ended), it counts the request as
         // in flight at the stop, so that the server's count can be reconciled.
-        let in_flight = InFlight::start(key, self.connection.resends(), &shared.poll_budget);
+        let in_flight = InFlight::start(key, self.connection.sends(), &shared.poll_budget);
         let started = in_flight.started();
         let window = &self.shared.startup_window;
         let startup_request = (phase == Phase::Startup).then(|| StartupWindow::enter(window));
@@ -395,7 +395,7 @@ impl VirtualUser {
                             .map_err(|e| HttpError::Connection(format!("redirect: {e}")))?;
                         elsewhere.insert(
                             Connection::new(Rc::new(target), self.shared.options)
-                                .sharing_resends(self.connection.resends()),
+                                .sharing_sends(self.connection.sends()),
                         )
                     }
                 }

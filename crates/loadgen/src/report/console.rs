@@ -494,11 +494,19 @@ fn accounting(out: &mut String, report: &Report) {
                 .map_or(String::new(), |s| format!(" (from {s} s into the run)"))
         );
     }
-    if report.resent + report.in_flight_at_stop > 0 {
+    if report.resent + report.in_flight_at_stop + report.unsent_at_stop > 0 {
+        let unsent = if report.unsent_at_stop > 0 {
+            format!(
+                "; {} more stopped while connecting, never sent",
+                report.unsent_at_stop
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "Sent:            {} request(s): {answered_or_failed} answered or failed, {} resent, \
-             {} in flight at the stop",
+             {} in flight at the stop{unsent}",
             answered_or_failed + report.resent + report.in_flight_at_stop,
             report.resent,
             report.in_flight_at_stop

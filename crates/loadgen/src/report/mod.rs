@@ -351,6 +351,9 @@ pub struct Report {
     /// Requests sent but still unanswered when their user was stopped: not in the rows'
     /// requests, but in their percentiles at their age; the server may have counted them.
     pub in_flight_at_stop: u64,
+    /// Requests whose user was stopped before a byte of them went out (while connecting): not
+    /// sent, so no server counted them; in their rows' percentiles at their age.
+    pub unsent_at_stop: u64,
     /// Failed requests that had no complete answer within their timeout.
     pub timed_out: u64,
     /// Users stuck waiting for answers longer than [`crate::stats::STUCK_AFTER`].
@@ -512,6 +515,7 @@ impl Report {
                 .collect(),
             resent: outcome.stats.resent,
             in_flight_at_stop: outcome.stats.in_flight_at_stop,
+            unsent_at_stop: outcome.stats.unsent_at_stop,
             timed_out: everything.timed_out,
             stuck_users: crate::stats::StuckUsers::of(&outcome.stats, &outcome.history),
             panics: outcome.stats.panics,

@@ -256,6 +256,10 @@ pub struct Stats {
     /// run, past `--stop-timeout`, or when the users were lowered): sent, so the server may
     /// count them; in their rows' percentiles at their age, not in their counts.
     pub in_flight_at_stop: u64,
+    /// Requests whose user was stopped before a byte of them went out (while their connection
+    /// opened): never sent, so the server cannot count them; in their rows' percentiles at
+    /// their age, as the requests in flight.
+    pub unsent_at_stop: u64,
     /// User tasks and job pollers that panicked (a bug of loadgen's): each was caught, counted
     /// and printed, and the run's exit code is 2.
     pub panics: u64,
@@ -284,6 +288,7 @@ impl Stats {
         self.missing_values += other.missing_values;
         self.resent += other.resent;
         self.in_flight_at_stop += other.in_flight_at_stop;
+        self.unsent_at_stop += other.unsent_at_stop;
         self.panics += other.panics;
         self.startup_overlap.merge(&other.startup_overlap);
     }
