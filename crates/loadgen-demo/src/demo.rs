@@ -215,10 +215,6 @@ fn demo_config(
         docker: None,
     };
     Ok(RunConfig {
-        worker_logs: Vec::new(),
-        host,
-        scenario,
-        scenario_source,
         load: LoadSettings {
             users: args.users,
             spawn_rate: 10.0,
@@ -229,7 +225,6 @@ fn demo_config(
             users: Some(args.users),
             ..Default::default()
         },
-        exit_code_on_error: None,
         backend: Some(BackendConfig::InProcess(sources)),
         outputs: Outputs {
             html: Some(args.html.clone()),
@@ -239,7 +234,7 @@ fn demo_config(
             quiet: true,
             ..LiveConfig::default()
         },
-        baseline: None,
+        ..RunConfig::new(host, scenario, scenario_source)
     })
 }
 

@@ -14,9 +14,8 @@ use crate::cluster::MISSING_AFTER;
 use crate::cluster::protocol::{
     self, PROTOCOL, Resume, RunSpec, ToMaster, ToWorker, VERSION, WorkerSnapshot,
 };
-use crate::config::{LiveConfig, LoadSettings, Outputs, RunConfig};
+use crate::config::{LiveConfig, LoadSettings, RunConfig};
 use crate::engine::{Run, RunHandle};
-use crate::http::TlsSettings;
 
 /// How a worker reaches its master.
 #[derive(Debug, Clone)]
@@ -295,8 +294,8 @@ impl Session<'_> {
                                 Ok((handle, threads)) => {
                                     eprintln!(
                                         "loadgen: worker: run {} started: {} users against {}",
-                                        spec.run_id,
-                                        spec.users,
+                                        spec.run_id(),
+                                        spec.load.users,
                                         common::redact::reference(&spec.host)
                                     );
                                     if let Some(old) = current.take() {
@@ -304,7 +303,7 @@ impl Session<'_> {
                                     }
                                     *current = Some(Current {
                                         handle,
-                                        run_id: spec.run_id.clone(),
+                                        run_id: spec.run_id().to_owned(),
                                         worker_id,
                                         seq: 0,
                                         epoch: 0,
@@ -313,8 +312,8 @@ impl Session<'_> {
                                     });
                                 }
                                 Err(error) => {
-                                    eprintln!("loadgen: worker: cannot start run {}: {error:#}", spec.run_id);
-                                    out.push(ToMaster::Failed { run_id: spec.run_id.clone(), message: format!("{error:#}") });
+                                    eprintln!("loadgen: worker: cannot start run {}: {error:#}", spec.run_id());
+                                    out.push(ToMaster::Failed { run_id: spec.run_id().to_owned(), message: format!("{error:#}") });
                                 }
                             }
                         }
@@ -401,38 +400,20 @@ async fn start(settings: &WorkerSettings, spec: &RunSpec) -> anyhow::Result<(Run
         }
     }
     let config = RunConfig {
-        worker_logs: Vec::new(),
-        host: spec.host.clone(),
-        scenario,
-        scenario_source: spec.scenario.clone(),
         load: LoadSettings {
-            users: spec.users,
-            spawn_rate: spec.spawn_rate,
-            run_time: None,
+            // This machine's own; the master ends the run, resets the figures and watches
+            // its own memory.
             threads: settings.threads,
-            timeout: Duration::from_millis(spec.timeout_ms),
-            max_redirects: spec.max_redirects,
-            max_body: spec.max_body,
-            tls: TlsSettings {
-                ca_cert: None,
-                insecure: spec.insecure,
-            },
-            job_sample: spec.job_sample,
-            memory_limit: None,
+            run_time: None,
             reset_stats: false,
-            stop_timeout: Duration::from_millis(spec.stop_timeout_ms),
-            run_id: Some(spec.run_id.clone()),
-            first_user_number: spec.first_user_number,
+            memory_limit: None,
+            ..spec.load.clone()
         },
-        targets: crate::targets::Targets::default(),
-        exit_code_on_error: None,
-        backend: None,
-        outputs: Outputs::default(),
         live: LiveConfig {
             quiet: true,
             ..LiveConfig::default()
         },
-        baseline: None,
+        ..RunConfig::new(spec.host.clone(), scenario, spec.scenario.clone())
     };
     let handle = Run::start(&config).await?;
     Ok((handle, settings.threads))
