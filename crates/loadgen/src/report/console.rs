@@ -4,7 +4,7 @@
 use super::baseline::{Comparison, Metric};
 use std::fmt::Write;
 
-use super::{JobRow, PERCENTILES, Report, Row};
+use super::{JobRow, P95, P99, PERCENTILES, Report, Row};
 use crate::stats::Phase;
 use crate::targets::ms;
 
@@ -257,8 +257,8 @@ fn response_times(out: &mut String, report: &Report) {
         "Response times:  avg {}, median {}, p95 {}, p99 {}, max {}",
         ms(steady.average_ms),
         ms(steady.median_ms),
-        ms(steady.percentiles_ms[5]),
-        ms(steady.percentiles_ms[7]),
+        ms(steady.p(P95)),
+        ms(steady.p(P99)),
         ms(steady.max_ms)
     );
     if report.startup_total.requests > 0 {
@@ -266,7 +266,9 @@ fn response_times(out: &mut String, report: &Report) {
         let _ = writeln!(
             out,
             "Start-up:        avg {:.0} ms, p95 {:.0} ms over {} requests",
-            s.average_ms, s.percentiles_ms[5], s.requests
+            s.average_ms,
+            s.p(P95),
+            s.requests
         );
     }
 }
@@ -328,7 +330,7 @@ fn endpoint_section(out: &mut String, report: &Report) {
         .chain(&report.startup)
         .chain(&report.polls)
         .collect();
-    by_p95.sort_by(|a, b| b.percentiles_ms[5].total_cmp(&a.percentiles_ms[5]));
+    by_p95.sort_by(|a, b| b.p(P95).total_cmp(&a.p(P95)));
     for row in by_p95 {
         let statuses: Vec<String> = row
             .statuses
@@ -345,7 +347,7 @@ fn endpoint_section(out: &mut String, report: &Report) {
             "{:<6} {:<40} p95 {:>6.0} ms  avg {:>6.0} ms  {:>6.2}% failed  [{}]{phase}",
             row.method,
             row.name,
-            row.percentiles_ms[5],
+            row.p(P95),
             row.average_ms,
             if row.requests == 0 {
                 0.0

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use monitor::sample::Values;
 
 use super::charts::{Series, line_chart};
-use super::{Analysis, FailureRow, HistoryPoint, JobRow, PERCENTILES, Report, Row};
+use super::{Analysis, FailureRow, HistoryPoint, JobRow, P50, P95, P99, PERCENTILES, Report, Row};
 
 fn table(out: &mut String, rows: &[Row], total: &Row) {
     out.push_str("<table><tr><th>Type</th><th>Name</th><th># reqs</th><th># fails</th><th>Avg ms</th><th>Min</th><th>Max</th>");
@@ -278,9 +278,9 @@ fn load_charts(out: &mut String, history: &[HistoryPoint], x_max: f64) {
         "Response time percentiles",
         "ms",
         vec![
-            line("p50", &|p| p.percentiles_ms[0]),
-            line("p95", &|p| p.percentiles_ms[5]),
-            line("p99", &|p| p.percentiles_ms[7]),
+            line("p50", &|p| p.p(P50)),
+            line("p95", &|p| p.p(P95)),
+            line("p99", &|p| p.p(P99)),
         ],
     );
     chart(

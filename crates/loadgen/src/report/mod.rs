@@ -86,7 +86,7 @@ pub fn print(text: &str) {
 
 pub use crate::config::baseline::REPORT_VERSION;
 
-pub use crate::stats::PERCENTILES;
+pub use crate::stats::{P50, P95, P99, PERCENTILES, Percentile};
 
 /// One row of figures, in Locust's units (ms, req/s).
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +189,11 @@ impl TimingRow {
 }
 
 impl Row {
+    /// The figure of percentile `q`, ms.
+    pub fn p(&self, q: Percentile) -> f64 {
+        q.among(&self.percentiles_ms)
+    }
+
     /// A steady-state row for the live view.
     pub fn live(method: &str, name: &str, stats: &EndpointStats, secs: f64) -> Self {
         Self::new(Phase::Steady, method, name, stats, secs)
@@ -567,6 +572,11 @@ impl JobRow {
 }
 
 impl HistoryPoint {
+    /// The figure of percentile `q` in this second, ms.
+    pub fn p(&self, q: Percentile) -> f64 {
+        q.among(&self.percentiles_ms)
+    }
+
     /// The report's view of one second of the timeline.
     fn of(h: &HistoryRow) -> Self {
         Self {
