@@ -34,6 +34,49 @@ pub const PERCENTILES: [f64; 11] = [
     50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 99.99, 100.0,
 ];
 
+/// One of [`PERCENTILES`], known by its value. Figures listed per percentile
+/// (`percentiles_ms`) are in [`PERCENTILES`]' order, so a writer that reads one through a
+/// `Percentile` keeps its column when the list changes; and one made in a `const`, as
+/// [`P50`], [`P95`] and [`P99`] are, stops the build when the list loses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percentile(usize);
+
+impl Percentile {
+    /// The percentile `p` (`95.0` for p95).
+    ///
+    /// # Panics
+    ///
+    /// When `p` is not one of [`PERCENTILES`]: at compile time in a `const`.
+    pub const fn of(p: f64) -> Self {
+        let mut place = 0;
+        while place < PERCENTILES.len() {
+            if PERCENTILES[place] == p {
+                return Self(place);
+            }
+            place += 1;
+        }
+        panic!("not one of PERCENTILES");
+    }
+
+    /// Its place in [`PERCENTILES`].
+    pub const fn place(self) -> usize {
+        self.0
+    }
+
+    /// Its figure among `figures`, given in [`PERCENTILES`]' order; 0 when there are fewer
+    /// (a report file is read from disk).
+    pub fn among(self, figures: &[f64]) -> f64 {
+        figures.get(self.0).copied().unwrap_or(0.0)
+    }
+}
+
+/// The median.
+pub const P50: Percentile = Percentile::of(50.0);
+/// The 95th percentile: the p95 target's.
+pub const P95: Percentile = Percentile::of(95.0);
+/// The 99th percentile: the p99 target's.
+pub const P99: Percentile = Percentile::of(99.0);
+
 /// Whether a request belongs to a user's start-up (`on_start`), to the steady state, or to
 /// loadgen's own following of the jobs it created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -652,6 +695,19 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Moved from the web UI's `at_percentile`, which `Percentile` replaces.
+    #[test]
+    fn figures_are_read_by_their_percentile() {
+        let figures: Vec<f64> = PERCENTILES.iter().map(|p| p * 10.0).collect();
+        assert_eq!(P95.among(&figures), 950.0);
+        assert_eq!(P99.among(&figures), 990.0);
+        assert_eq!(P50.among(&figures), 500.0);
+        assert_eq!(Percentile::of(99.9).among(&figures), 999.0);
+        assert_eq!(P95.among(&[]), 0.0, "no figures yet");
+        let absent = std::panic::catch_unwind(|| Percentile::of(97.0));
+        assert!(absent.is_err(), "97 is not one of the list");
+    }
 
     fn key(name: &str) -> Key {
         Key {
