@@ -79,21 +79,7 @@ async fn answers_redis(url: &str) -> bool {
 /// Runs the demo; returns loadgen's exit code.
 pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     let mut config = testbed::Config::for_tests();
-    // The demo never touches an existing database: it creates its own on the server, and drops
-    // it at the end.
-    let postgres = match &args.database_url {
-        Some(url) if answers_postgres(url).await => match demo_database(url).await {
-            Ok(created) => Some(created),
-            Err(e) => {
-                println!(
-                    "demo: cannot create a demo database on {}: {e}",
-                    common::redact::url(url)
-                );
-                None
-            }
-        },
-        _ => None,
-    };
+    let postgres = demo_postgres(&args).await;
     let redis = match &args.redis_url {
         Some(url) if answers_redis(url).await => Some(url.clone()),
         _ => None,
@@ -108,7 +94,53 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         (Bottleneck::Auto, None) => Bottleneck::RateLimit,
         (chosen, _) => chosen,
     };
-    let planted = match bottleneck {
+    let planted = plant(&mut config, bottleneck)?;
+    let testbed = testbed::start(config)
+        .await
+        .context("starting the testbed")?;
+    println!("demo: {}", testbed.startup_line());
+    say_where(&args, &postgres, redis.is_some(), &queue);
+    println!("demo: planted bottleneck: {planted}");
+    let fixtures = demo_fixtures(&args)?;
+    let result = match demo_config(
+        &args,
+        testbed.base_url(),
+        &fixtures,
+        &postgres,
+        &redis,
+        &queue,
+    ) {
+        Ok(config) => loadgen::headless::drive(config).await,
+        Err(error) => Err(error),
+    };
+    testbed.stop().await;
+    if let (Some((_, name)), Some(admin)) = (&postgres, &args.database_url) {
+        drop_database(admin, name).await;
+    }
+    result
+}
+
+/// A database of the demo's own on `--database-url`'s server, as (URL, name), when the server
+/// answers: the demo never touches an existing database, and drops its own at the end.
+async fn demo_postgres(args: &DemoArgs) -> Option<(String, String)> {
+    match &args.database_url {
+        Some(url) if answers_postgres(url).await => match demo_database(url).await {
+            Ok(created) => Some(created),
+            Err(e) => {
+                println!(
+                    "demo: cannot create a demo database on {}: {e}",
+                    common::redact::url(url)
+                );
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
+/// Sets the testbed's knobs for `bottleneck`; says what was planted.
+fn plant(config: &mut testbed::Config, bottleneck: Bottleneck) -> anyhow::Result<&'static str> {
+    Ok(match bottleneck {
         Bottleneck::Pool | Bottleneck::Auto => {
             config.db_pool = 1;
             config.workers = 8;
@@ -128,12 +160,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             config.job_seconds = Duration::from_secs(3);
             "one job worker taking 3 s per job"
         }
-    };
-    let testbed = testbed::start(config)
-        .await
-        .context("starting the testbed")?;
-    println!("demo: {}", testbed.startup_line());
-    match (&postgres, &args.database_url) {
+    })
+}
+
+/// Which store and which job queue the testbed uses, and why.
+fn say_where(args: &DemoArgs, postgres: &Option<(String, String)>, on_redis: bool, queue: &str) {
+    match (postgres, &args.database_url) {
         (Some((_, name)), _) => {
             println!("demo: using PostgreSQL (database {name}, dropped at the end)")
         }
@@ -146,46 +178,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     }
     println!(
         "demo: job queue: {}",
-        if redis.is_some() {
+        if on_redis {
             format!("Redis list 1/{queue}")
         } else {
             "in memory".into()
         }
     );
-    println!("demo: planted bottleneck: {planted}");
+}
 
-    let fixtures = if args.fixtures.join("test_video.mp4").is_file()
+/// `--fixtures` when it holds both files, else short ones made with ffmpeg in a temporary
+/// folder.
+fn demo_fixtures(args: &DemoArgs) -> anyhow::Result<PathBuf> {
+    if args.fixtures.join("test_video.mp4").is_file()
         && args.fixtures.join("test_audio.mp3").is_file()
     {
-        args.fixtures.clone()
-    } else {
-        let dir = std::env::temp_dir().join("loadgen-demo-fixtures");
-        let spec = fixtures_gen::spec::FixtureSpec {
-            duration_secs: 2.0,
-            ..Default::default()
-        };
-        fixtures_gen::Fixtures::new(&dir, spec, fixtures_gen::Tools::default())
-            .generate(false)
-            .context("making the demo's fixtures with ffmpeg")?;
-        dir
-    };
-
-    let result = match demo_config(
-        &args,
-        testbed.base_url(),
-        &fixtures,
-        &postgres,
-        &redis,
-        &queue,
-    ) {
-        Ok(config) => loadgen::headless::drive(config).await,
-        Err(error) => Err(error),
-    };
-    testbed.stop().await;
-    if let (Some((_, name)), Some(admin)) = (&postgres, &args.database_url) {
-        drop_database(admin, name).await;
+        return Ok(args.fixtures.clone());
     }
-    result
+    let dir = std::env::temp_dir().join("loadgen-demo-fixtures");
+    let spec = fixtures_gen::spec::FixtureSpec {
+        duration_secs: 2.0,
+        ..Default::default()
+    };
+    fixtures_gen::Fixtures::new(&dir, spec, fixtures_gen::Tools::default())
+        .generate(false)
+        .context("making the demo's fixtures with ffmpeg")?;
+    Ok(dir)
 }
 
 /// The run the demo drives: the built-in scenario, 10 users a second up to `--users`, the
@@ -215,10 +232,6 @@ fn demo_config(
         docker: None,
     };
     Ok(RunConfig {
-        worker_logs: Vec::new(),
-        host,
-        scenario,
-        scenario_source,
         load: LoadSettings {
             users: args.users,
             spawn_rate: 10.0,
@@ -229,7 +242,6 @@ fn demo_config(
             users: Some(args.users),
             ..Default::default()
         },
-        exit_code_on_error: None,
         backend: Some(BackendConfig::InProcess(sources)),
         outputs: Outputs {
             html: Some(args.html.clone()),
@@ -239,7 +251,7 @@ fn demo_config(
             quiet: true,
             ..LiveConfig::default()
         },
-        baseline: None,
+        ..RunConfig::new(host, scenario, scenario_source)
     })
 }
 

@@ -86,7 +86,7 @@ async fn worker(index: usize, url: &str, token: Option<String>, load: &Load) -> 
                 let Message::Text(text) = message? else { continue };
                 match protocol::decode::<ToWorker>(&text).map_err(anyhow::Error::msg)? {
                     ToWorker::Start(spec) => run = Some(Running {
-                        run_id: spec.run_id,
+                        run_id: spec.run_id().to_owned(),
                         started: Instant::now(),
                         stats: Stats::default(),
                         seq: 0,

@@ -7,6 +7,8 @@ pub mod baseline;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::http::TlsSettings;
 use crate::scenario::{Scenario, ScenarioSource};
 use crate::targets::Targets;
@@ -15,8 +17,11 @@ use crate::targets::Targets;
 /// Locust's HttpUser, allows 30; an API that redirects more than a few times is looping).
 pub const DEFAULT_MAX_REDIRECTS: usize = 10;
 
-/// The load itself.
-#[derive(Debug, Clone)]
+/// The load itself: the one type of what a run needs, as the CLI resolves it, the web form
+/// edits it, the master sends it to its workers (with each one's share) and each runs it.
+/// A new option is a field here (with its default below), its flag in `cli/`, and its use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LoadSettings {
     /// Users to reach.
     pub users: u64,
@@ -193,7 +198,7 @@ impl Default for LiveConfig {
     }
 }
 
-/// Everything a run needs.
+/// Everything a run needs. Drivers start from [`RunConfig::new`] and set what they need.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     /// Base URL of the target.
@@ -220,6 +225,26 @@ pub struct RunConfig {
     pub live: LiveConfig,
     /// An earlier run to compare with (`--baseline`), read and checked before the run.
     pub baseline: Option<baseline::BaselineCheck>,
+}
+
+impl RunConfig {
+    /// A run of `scenario` (loaded from `scenario_source`) against `host`, with the default
+    /// load (one user), no targets, no backend, no files, and the live view on.
+    pub fn new(host: String, scenario: Scenario, scenario_source: ScenarioSource) -> Self {
+        Self {
+            host,
+            scenario,
+            scenario_source,
+            load: LoadSettings::default(),
+            targets: Targets::default(),
+            exit_code_on_error: None,
+            backend: None,
+            worker_logs: Vec::new(),
+            outputs: Outputs::default(),
+            live: LiveConfig::default(),
+            baseline: None,
+        }
+    }
 }
 
 /// Configurations made to order for unit tests, resolved from a command line as the CLI

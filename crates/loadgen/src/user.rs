@@ -272,7 +272,7 @@ impl VirtualUser {
             .extend(step.extract.iter().map(|(var, _)| var.clone()));
         // Dropped with its user (the run or `--stop-timeout` ended), it counts the request as
         // in flight at the stop, so that the server's count can be reconciled.
-        let in_flight = InFlight::start(key, self.connection.resends(), &shared.poll_budget);
+        let in_flight = InFlight::start(key, self.connection.sends(), &shared.poll_budget);
         let started = in_flight.started();
         let window = &self.shared.startup_window;
         let startup_request = (phase == Phase::Startup).then(|| StartupWindow::enter(window));
@@ -282,15 +282,7 @@ impl VirtualUser {
         let answer = self.exchange(step, request).await;
         let retries = in_flight.answered();
         drop(startup_request);
-        let service_us = started.elapsed().as_micros() as u64;
-        let latency_us = intended.map_or(service_us, |at| at.elapsed().as_micros() as u64);
-        if phase == Phase::Steady {
-            stats::record_service(service_us);
-        }
-        if let Some(start) = steady_start {
-            let overlapped = self.shared.startup_window.overlapped(start);
-            stats::record_steady_overlap(latency_us, overlapped);
-        }
+        let latency_us = self.response_time(started, intended, steady_start);
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
@@ -356,6 +348,25 @@ impl VirtualUser {
             }
         }
         Outcome::Passed
+    }
+
+    /// A request's response time, µs: from the open model's scheduled instant when it has
+    /// one, else from its send. A steady request's service time (from the send) and its
+    /// overlap with start-up work are recorded on the way.
+    fn response_time(
+        &self,
+        started: Instant,
+        intended: Option<Instant>,
+        steady_start: Option<crate::stats::overlap::SteadyStart>,
+    ) -> u64 {
+        let service_us = started.elapsed().as_micros() as u64;
+        let latency_us = intended.map_or(service_us, |at| at.elapsed().as_micros() as u64);
+        if let Some(start) = steady_start {
+            stats::record_service(service_us);
+            let overlapped = self.shared.startup_window.overlapped(start);
+            stats::record_steady_overlap(latency_us, overlapped);
+        }
+        latency_us
     }
 
     /// Sends the step's request, following redirects as Locust's HttpUser does: up to
@@ -474,7 +485,7 @@ impl VirtualUser {
                     .map_err(|e| HttpError::Connection(format!("redirect: {e}")))?;
                 Ok(elsewhere.insert(
                     Connection::new(Rc::new(target), self.shared.options)
-                        .sharing_resends(self.connection.resends()),
+                        .sharing_sends(self.connection.sends()),
                 ))
             }
         }

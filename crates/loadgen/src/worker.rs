@@ -14,9 +14,8 @@ use crate::cluster::MISSING_AFTER;
 use crate::cluster::protocol::{
     self, PROTOCOL, Resume, RunSpec, ToMaster, ToWorker, VERSION, WorkerSnapshot,
 };
-use crate::config::{LiveConfig, LoadSettings, Outputs, RunConfig};
+use crate::config::{LiveConfig, LoadSettings, RunConfig};
 use crate::engine::{Run, RunHandle};
-use crate::http::TlsSettings;
 
 /// How a worker reaches its master.
 #[derive(Debug, Clone)]
@@ -156,8 +155,9 @@ pub async fn serve(settings: WorkerSettings) -> anyhow::Result<u8> {
             settings: &settings,
             worker_id,
             last_contact: &mut last_contact,
+            current: &mut current,
         };
-        match session.serve(socket, &mut current, &mut signals).await {
+        match session.serve(socket, &mut signals).await {
             Ended::Quit => {
                 if let Some(run) = &mut current {
                     run.handle.stop();
@@ -253,139 +253,179 @@ struct Session<'a> {
     worker_id: u32,
     /// When the master was last heard.
     last_contact: &'a mut Instant,
+    /// The run this worker is in, which outlives the connection.
+    current: &'a mut Option<Current>,
 }
+
+/// What a message, a second or the run's end asks to send to the master, or that the
+/// connection is over.
+type Reply = Result<Vec<ToMaster>, Ended>;
 
 impl Session<'_> {
     /// Follows the master's messages until the connection ends.
-    async fn serve(
-        self,
-        socket: Socket,
-        current: &mut Option<Current>,
-        signals: &mut common::signals::Signals,
-    ) -> Ended {
-        let Session {
-            settings,
-            worker_id,
-            last_contact,
-        } = self;
+    async fn serve(mut self, socket: Socket, signals: &mut common::signals::Signals) -> Ended {
         let (mut sink, mut incoming) = socket.split();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            let current = &*self.current;
             let run_ended = async {
-                match current.as_ref() {
+                match current {
                     Some(run) if !run.stopping => {
                         run.handle.wait().await;
                     }
                     _ => std::future::pending::<()>().await,
                 }
             };
-            let mut out = Vec::new();
-            tokio::select! {
-                message = incoming.next() => {
-                    let text = match message {
-                        Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Close(_))) | None => return Ended::Lost("the master closed the connection".into()),
-                        Some(Ok(_)) => continue,
-                        Some(Err(error)) => return Ended::Lost(error.to_string()),
-                    };
-                    *last_contact = Instant::now();
-                    match protocol::decode::<ToWorker>(text.as_str()) {
-                        Ok(ToWorker::Start(spec)) => {
-                            match start(settings, &spec).await {
-                                Ok((handle, threads)) => {
-                                    eprintln!(
-                                        "loadgen: worker: run {} started: {} users against {}",
-                                        spec.run_id,
-                                        spec.users,
-                                        common::redact::reference(&spec.host)
-                                    );
-                                    if let Some(old) = current.take() {
-                                        old.handle.stop();
-                                    }
-                                    *current = Some(Current {
-                                        handle,
-                                        run_id: spec.run_id.clone(),
-                                        worker_id,
-                                        seq: 0,
-                                        epoch: 0,
-                                        threads,
-                                        stopping: false,
-                                    });
-                                }
-                                Err(error) => {
-                                    eprintln!("loadgen: worker: cannot start run {}: {error:#}", spec.run_id);
-                                    out.push(ToMaster::Failed { run_id: spec.run_id.clone(), message: format!("{error:#}") });
-                                }
-                            }
-                        }
-                        Ok(ToWorker::Steer { users, spawn_rate, fixed_counts }) => {
-                            if let Some(run) = current.as_ref() {
-                                if !fixed_counts.is_empty() {
-                                    run.handle.set_fixed_counts(fixed_counts);
-                                }
-                                if let Err(error) = run.handle.set_users(users, spawn_rate) {
-                                    tracing::warn!("worker: cannot steer: {error}");
-                                }
-                            }
-                        }
-                        Ok(ToWorker::Reset) => {
-                            if let Some(run) = current.as_mut() {
-                                run.handle.reset_stats();
-                                run.epoch += 1;
-                            }
-                        }
-                        Ok(ToWorker::Stop) => {
-                            if let Some(run) = current.as_mut() {
-                                run.handle.stop();
-                                run.stopping = true;
-                                let last = run.finished().await;
-                                out.push(ToMaster::Finished(Box::new(last)));
-                                eprintln!("loadgen: worker: run {} finished", run.run_id);
-                                *current = None;
-                            }
-                        }
-                        Ok(ToWorker::Quit) => return Ended::Quit,
-                        Ok(ToWorker::Welcome { .. } | ToWorker::Refused { .. } | ToWorker::Heartbeat) => {}
-                        Err(error) => tracing::warn!("worker: {error}"),
-                    }
-                }
-                () = run_ended => {
-                    // The run ended on its own (an error in it): the master hears why.
-                    if let Some(run) = current.as_mut() {
-                        run.stopping = true;
-                        let last = run.finished().await;
-                        out.push(ToMaster::Finished(Box::new(last)));
-                        *current = None;
-                    }
-                }
-                _ = tick.tick() => {
-                    if last_contact.elapsed() > MISSING_AFTER {
-                        return Ended::Lost(format!("no message for {} s", MISSING_AFTER.as_secs()));
-                    }
-                    match current.as_mut() {
-                        Some(run) => out.push(ToMaster::Snapshot(Box::new(run.snapshot().await))),
-                        None => out.push(ToMaster::Heartbeat),
-                    }
-                }
-                signal = signals.next() => {
-                    eprintln!("loadgen: worker: {}: stopping the users, then sending the last figures", signal.name());
-                    if let Some(run) = current.as_mut() {
-                        run.handle.stop();
-                        run.stopping = true;
-                        let last = run.finished().await;
-                        let _ = sink.send(Message::text(protocol::encode(&ToMaster::Finished(Box::new(last))))).await;
-                    }
-                    let _ = sink.close().await;
-                    *current = None;
-                    return Ended::Quit;
-                }
-            }
+            let reply = tokio::select! {
+                message = incoming.next() => self.on_message(message).await,
+                () = run_ended => Ok(self.on_run_ended().await),
+                _ = tick.tick() => self.on_tick().await,
+                signal = signals.next() => return self.on_signal(signal, &mut sink).await,
+            };
+            let out = match reply {
+                Ok(out) => out,
+                Err(ended) => return ended,
+            };
             for message in out {
                 if let Err(error) = sink.send(Message::text(protocol::encode(&message))).await {
                     return Ended::Lost(error.to_string());
                 }
             }
         }
+    }
+
+    async fn on_message(
+        &mut self,
+        message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Reply {
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(Ended::Lost("the master closed the connection".into()));
+            }
+            Some(Ok(_)) => return Ok(Vec::new()),
+            Some(Err(error)) => return Err(Ended::Lost(error.to_string())),
+        };
+        *self.last_contact = Instant::now();
+        let mut out = Vec::new();
+        match protocol::decode::<ToWorker>(text.as_str()) {
+            Ok(ToWorker::Start(spec)) => out.extend(self.on_start(&spec).await),
+            Ok(ToWorker::Steer {
+                users,
+                spawn_rate,
+                fixed_counts,
+            }) => {
+                if let Some(run) = self.current.as_ref() {
+                    if !fixed_counts.is_empty() {
+                        run.handle.set_fixed_counts(fixed_counts);
+                    }
+                    if let Err(error) = run.handle.set_users(users, spawn_rate) {
+                        tracing::warn!("worker: cannot steer: {error}");
+                    }
+                }
+            }
+            Ok(ToWorker::Reset) => {
+                if let Some(run) = self.current.as_mut() {
+                    run.handle.reset_stats();
+                    run.epoch += 1;
+                }
+            }
+            Ok(ToWorker::Stop) => {
+                if let Some(run) = self.current.as_mut() {
+                    run.handle.stop();
+                    eprintln!("loadgen: worker: run {} finished", run.run_id);
+                }
+                out.extend(self.on_run_ended().await);
+            }
+            Ok(ToWorker::Quit) => return Err(Ended::Quit),
+            Ok(ToWorker::Welcome { .. } | ToWorker::Refused { .. } | ToWorker::Heartbeat) => {}
+            Err(error) => tracing::warn!("worker: {error}"),
+        }
+        Ok(out)
+    }
+
+    /// Starts the run (ending the one before, if any); a run that cannot start is a failure
+    /// the master hears of.
+    async fn on_start(&mut self, spec: &RunSpec) -> Option<ToMaster> {
+        match start(self.settings, spec).await {
+            Ok((handle, threads)) => {
+                eprintln!(
+                    "loadgen: worker: run {} started: {} users against {}",
+                    spec.run_id(),
+                    spec.load.users,
+                    common::redact::reference(&spec.host)
+                );
+                if let Some(old) = self.current.take() {
+                    old.handle.stop();
+                }
+                *self.current = Some(Current {
+                    handle,
+                    run_id: spec.run_id().to_owned(),
+                    worker_id: self.worker_id,
+                    seq: 0,
+                    epoch: 0,
+                    threads,
+                    stopping: false,
+                });
+                None
+            }
+            Err(error) => {
+                eprintln!(
+                    "loadgen: worker: cannot start run {}: {error:#}",
+                    spec.run_id()
+                );
+                Some(ToMaster::Failed {
+                    run_id: spec.run_id().to_owned(),
+                    message: format!("{error:#}"),
+                })
+            }
+        }
+    }
+
+    /// The run ended (stopped by the master, or on its own after an error in it): the
+    /// master gets its last figures.
+    async fn on_run_ended(&mut self) -> Vec<ToMaster> {
+        let Some(run) = self.current.as_mut() else {
+            return Vec::new();
+        };
+        run.stopping = true;
+        let last = run.finished().await;
+        *self.current = None;
+        vec![ToMaster::Finished(Box::new(last))]
+    }
+
+    /// Every second: the figures so far, or a heartbeat; a master silent too long is lost.
+    async fn on_tick(&mut self) -> Reply {
+        if self.last_contact.elapsed() > MISSING_AFTER {
+            return Err(Ended::Lost(format!(
+                "no message for {} s",
+                MISSING_AFTER.as_secs()
+            )));
+        }
+        Ok(vec![match self.current.as_mut() {
+            Some(run) => ToMaster::Snapshot(Box::new(run.snapshot().await)),
+            None => ToMaster::Heartbeat,
+        }])
+    }
+
+    /// A signal: the users stop, the master gets the last figures, and the worker ends.
+    async fn on_signal(
+        &mut self,
+        signal: common::signals::Signal,
+        sink: &mut futures::stream::SplitSink<Socket, Message>,
+    ) -> Ended {
+        eprintln!(
+            "loadgen: worker: {}: stopping the users, then sending the last figures",
+            signal.name()
+        );
+        if let Some(run) = self.current.as_mut() {
+            run.handle.stop();
+        }
+        for last in self.on_run_ended().await {
+            let _ = sink.send(Message::text(protocol::encode(&last))).await;
+        }
+        let _ = sink.close().await;
+        Ended::Quit
     }
 }
 
@@ -401,40 +441,20 @@ async fn start(settings: &WorkerSettings, spec: &RunSpec) -> anyhow::Result<(Run
         }
     }
     let config = RunConfig {
-        worker_logs: Vec::new(),
-        host: spec.host.clone(),
-        scenario,
-        scenario_source: spec.scenario.clone(),
         load: LoadSettings {
-            users: spec.users,
-            spawn_rate: spec.spawn_rate,
-            run_time: None,
+            // This machine's own; the master ends the run, resets the figures and watches
+            // its own memory.
             threads: settings.threads,
-            timeout: Duration::from_millis(spec.timeout_ms),
-            max_redirects: spec.max_redirects,
-            max_body: spec.max_body,
-            tls: TlsSettings {
-                ca_cert: None,
-                insecure: spec.insecure,
-            },
-            job_sample: spec.job_sample,
-            memory_limit: None,
+            run_time: None,
             reset_stats: false,
-            stop_timeout: Duration::from_millis(spec.stop_timeout_ms),
-            run_id: Some(spec.run_id.clone()),
-            first_user_number: spec.first_user_number,
-            // The open model is not distributed yet: a worker runs the closed model.
-            ..LoadSettings::default()
+            memory_limit: None,
+            ..spec.load.clone()
         },
-        targets: crate::targets::Targets::default(),
-        exit_code_on_error: None,
-        backend: None,
-        outputs: Outputs::default(),
         live: LiveConfig {
             quiet: true,
             ..LiveConfig::default()
         },
-        baseline: None,
+        ..RunConfig::new(spec.host.clone(), scenario, spec.scenario.clone())
     };
     let handle = Run::start(&config).await?;
     Ok((handle, settings.threads))

@@ -479,141 +479,156 @@ impl Values {
             });
         };
         match self {
-            Values::Docker(d) => {
-                for (name, c) in &d.containers {
-                    let l = || vec![("container", name.clone())];
-                    push("docker_up", l(), f64::from(u8::from(c.state == "running")));
-                    push("docker_restart_count", l(), c.restart_count as f64);
-                    push("docker_cpu_pct", l(), c.cpu_pct);
-                    push("docker_memory_bytes", l(), c.memory_bytes as f64);
-                    push(
-                        "docker_memory_limit_bytes",
-                        l(),
-                        c.memory_limit_bytes as f64,
-                    );
-                    push("docker_memory_pct", l(), c.memory_pct);
-                    push("docker_net_rx_bps", l(), c.net_rx_bps);
-                    push("docker_net_tx_bps", l(), c.net_tx_bps);
-                    push("docker_block_read_bps", l(), c.block_read_bps);
-                    push("docker_block_write_bps", l(), c.block_write_bps);
-                    push("docker_net_rx_bytes_total", l(), c.net_rx_bytes as f64);
-                    push("docker_net_tx_bytes_total", l(), c.net_tx_bytes as f64);
-                    push(
-                        "docker_block_read_bytes_total",
-                        l(),
-                        c.block_read_bytes as f64,
-                    );
-                    push(
-                        "docker_block_write_bytes_total",
-                        l(),
-                        c.block_write_bytes as f64,
-                    );
-                }
-            }
-            Values::Postgres(p) => {
-                for (name, value) in [
-                    ("postgres_connections", p.connections as f64),
-                    ("postgres_max_connections", p.max_connections as f64),
-                    ("postgres_connections_pct", p.connections_pct),
-                    ("postgres_active", p.active as f64),
-                    ("postgres_idle", p.idle as f64),
-                    ("postgres_idle_in_transaction", p.idle_in_transaction as f64),
-                    (
-                        "postgres_idle_in_transaction_aborted",
-                        p.idle_in_transaction_aborted as f64,
-                    ),
-                    ("postgres_blocked", p.blocked as f64),
-                    ("postgres_longest_query_secs", p.longest_query_secs),
-                    (
-                        "postgres_longest_transaction_secs",
-                        p.longest_transaction_secs,
-                    ),
-                    (
-                        "postgres_longest_idle_in_transaction_secs",
-                        p.longest_idle_in_transaction_secs,
-                    ),
-                    ("postgres_commits_per_sec", p.commits_per_sec),
-                    ("postgres_rollbacks_per_sec", p.rollbacks_per_sec),
-                    ("postgres_cache_hit_pct", p.cache_hit_pct),
-                    ("postgres_deadlocks", p.deadlocks as f64),
-                    ("postgres_commits_total", p.commits_total as f64),
-                    ("postgres_rollbacks_total", p.rollbacks_total as f64),
-                    ("postgres_deadlocks_total", p.deadlocks_total as f64),
-                ] {
-                    push(name, vec![], value);
-                }
-                for (kind, count) in &p.waiting {
-                    push(
-                        "postgres_waiting",
-                        vec![("wait_event_type", kind.clone())],
-                        *count as f64,
-                    );
-                }
-                for c in &p.clients {
-                    let l = || {
-                        vec![
-                            ("database", c.database.clone()),
-                            ("application", c.application.clone()),
-                            ("address", c.address.clone()),
-                        ]
-                    };
-                    push("postgres_client_connections", l(), c.connections as f64);
-                    push("postgres_client_active", l(), c.active as f64);
-                }
-            }
-            Values::Redis(r) => {
-                for (name, value) in [
-                    ("redis_connected_clients", r.connected_clients as f64),
-                    ("redis_blocked_clients", r.blocked_clients as f64),
-                    ("redis_maxclients", r.maxclients as f64),
-                    ("redis_ops_per_sec", r.ops_per_sec),
-                    ("redis_rejected_connections", r.rejected_connections as f64),
-                    ("redis_evicted_keys", r.evicted_keys as f64),
-                    ("redis_used_memory_bytes", r.used_memory_bytes as f64),
-                    ("redis_maxmemory_bytes", r.maxmemory_bytes as f64),
-                    ("redis_commands_total", r.commands_total as f64),
-                    (
-                        "redis_rejected_connections_total",
-                        r.rejected_connections_total as f64,
-                    ),
-                    ("redis_evicted_keys_total", r.evicted_keys_total as f64),
-                ] {
-                    push(name, vec![], value);
-                }
-                for (list, length) in &r.lists {
-                    push(
-                        "redis_list_length",
-                        vec![("list", list.clone())],
-                        *length as f64,
-                    );
-                }
-            }
-            Values::Host(h) => {
-                for (name, value) in [
-                    ("host_cpu_pct", h.cpu_pct),
-                    ("host_memory_pct", h.memory_pct),
-                    ("host_memory_used_bytes", h.memory_used_bytes as f64),
-                    ("host_disk_read_bps", h.disk_read_bps),
-                    ("host_disk_write_bps", h.disk_write_bps),
-                    ("host_disk_pct", h.disk_pct),
-                    ("host_net_rx_bps", h.net_rx_bps),
-                    ("host_net_tx_bps", h.net_tx_bps),
-                    ("host_net_pct", h.net_pct),
-                    ("host_disk_read_bytes_total", h.disk_read_bytes as f64),
-                    ("host_disk_write_bytes_total", h.disk_write_bytes as f64),
-                    ("host_net_rx_bytes_total", h.net_rx_bytes as f64),
-                    ("host_net_tx_bytes_total", h.net_tx_bytes as f64),
-                ] {
-                    push(name, vec![], value);
-                }
-                for group in &h.processes {
-                    let l = || vec![("process", group.name.clone())];
-                    push("host_process_cpu_pct", l(), group.cpu_pct);
-                    push("host_process_memory_bytes", l(), group.memory_bytes as f64);
-                }
-            }
+            Values::Docker(d) => docker_metrics(d, &mut push),
+            Values::Postgres(p) => postgres_metrics(p, &mut push),
+            Values::Redis(r) => redis_metrics(r, &mut push),
+            Values::Host(h) => host_metrics(h, &mut push),
         }
         out
+    }
+}
+
+/// Where a source's figures go: a name, its labels and the value.
+type Push<'a> = dyn FnMut(&str, Vec<(&'static str, String)>, f64) + 'a;
+
+/// Each container's figures, labelled with its name.
+fn docker_metrics(d: &DockerValues, push: &mut Push<'_>) {
+    for (name, c) in &d.containers {
+        let l = || vec![("container", name.clone())];
+        push("docker_up", l(), f64::from(u8::from(c.state == "running")));
+        push("docker_restart_count", l(), c.restart_count as f64);
+        push("docker_cpu_pct", l(), c.cpu_pct);
+        push("docker_memory_bytes", l(), c.memory_bytes as f64);
+        push(
+            "docker_memory_limit_bytes",
+            l(),
+            c.memory_limit_bytes as f64,
+        );
+        push("docker_memory_pct", l(), c.memory_pct);
+        push("docker_net_rx_bps", l(), c.net_rx_bps);
+        push("docker_net_tx_bps", l(), c.net_tx_bps);
+        push("docker_block_read_bps", l(), c.block_read_bps);
+        push("docker_block_write_bps", l(), c.block_write_bps);
+        push("docker_net_rx_bytes_total", l(), c.net_rx_bytes as f64);
+        push("docker_net_tx_bytes_total", l(), c.net_tx_bytes as f64);
+        push(
+            "docker_block_read_bytes_total",
+            l(),
+            c.block_read_bytes as f64,
+        );
+        push(
+            "docker_block_write_bytes_total",
+            l(),
+            c.block_write_bytes as f64,
+        );
+    }
+}
+
+/// The server's figures, then the waits by type and the connections of each client.
+fn postgres_metrics(p: &PostgresValues, push: &mut Push<'_>) {
+    for (name, value) in [
+        ("postgres_connections", p.connections as f64),
+        ("postgres_max_connections", p.max_connections as f64),
+        ("postgres_connections_pct", p.connections_pct),
+        ("postgres_active", p.active as f64),
+        ("postgres_idle", p.idle as f64),
+        ("postgres_idle_in_transaction", p.idle_in_transaction as f64),
+        (
+            "postgres_idle_in_transaction_aborted",
+            p.idle_in_transaction_aborted as f64,
+        ),
+        ("postgres_blocked", p.blocked as f64),
+        ("postgres_longest_query_secs", p.longest_query_secs),
+        (
+            "postgres_longest_transaction_secs",
+            p.longest_transaction_secs,
+        ),
+        (
+            "postgres_longest_idle_in_transaction_secs",
+            p.longest_idle_in_transaction_secs,
+        ),
+        ("postgres_commits_per_sec", p.commits_per_sec),
+        ("postgres_rollbacks_per_sec", p.rollbacks_per_sec),
+        ("postgres_cache_hit_pct", p.cache_hit_pct),
+        ("postgres_deadlocks", p.deadlocks as f64),
+        ("postgres_commits_total", p.commits_total as f64),
+        ("postgres_rollbacks_total", p.rollbacks_total as f64),
+        ("postgres_deadlocks_total", p.deadlocks_total as f64),
+    ] {
+        push(name, vec![], value);
+    }
+    for (kind, count) in &p.waiting {
+        push(
+            "postgres_waiting",
+            vec![("wait_event_type", kind.clone())],
+            *count as f64,
+        );
+    }
+    for c in &p.clients {
+        let l = || {
+            vec![
+                ("database", c.database.clone()),
+                ("application", c.application.clone()),
+                ("address", c.address.clone()),
+            ]
+        };
+        push("postgres_client_connections", l(), c.connections as f64);
+        push("postgres_client_active", l(), c.active as f64);
+    }
+}
+
+/// The server's figures, then the length of each list watched.
+fn redis_metrics(r: &RedisValues, push: &mut Push<'_>) {
+    for (name, value) in [
+        ("redis_connected_clients", r.connected_clients as f64),
+        ("redis_blocked_clients", r.blocked_clients as f64),
+        ("redis_maxclients", r.maxclients as f64),
+        ("redis_ops_per_sec", r.ops_per_sec),
+        ("redis_rejected_connections", r.rejected_connections as f64),
+        ("redis_evicted_keys", r.evicted_keys as f64),
+        ("redis_used_memory_bytes", r.used_memory_bytes as f64),
+        ("redis_maxmemory_bytes", r.maxmemory_bytes as f64),
+        ("redis_commands_total", r.commands_total as f64),
+        (
+            "redis_rejected_connections_total",
+            r.rejected_connections_total as f64,
+        ),
+        ("redis_evicted_keys_total", r.evicted_keys_total as f64),
+    ] {
+        push(name, vec![], value);
+    }
+    for (list, length) in &r.lists {
+        push(
+            "redis_list_length",
+            vec![("list", list.clone())],
+            *length as f64,
+        );
+    }
+}
+
+/// The machine's figures, then each group of processes.
+fn host_metrics(h: &HostValues, push: &mut Push<'_>) {
+    for (name, value) in [
+        ("host_cpu_pct", h.cpu_pct),
+        ("host_memory_pct", h.memory_pct),
+        ("host_memory_used_bytes", h.memory_used_bytes as f64),
+        ("host_disk_read_bps", h.disk_read_bps),
+        ("host_disk_write_bps", h.disk_write_bps),
+        ("host_disk_pct", h.disk_pct),
+        ("host_net_rx_bps", h.net_rx_bps),
+        ("host_net_tx_bps", h.net_tx_bps),
+        ("host_net_pct", h.net_pct),
+        ("host_disk_read_bytes_total", h.disk_read_bytes as f64),
+        ("host_disk_write_bytes_total", h.disk_write_bytes as f64),
+        ("host_net_rx_bytes_total", h.net_rx_bytes as f64),
+        ("host_net_tx_bytes_total", h.net_tx_bytes as f64),
+    ] {
+        push(name, vec![], value);
+    }
+    for group in &h.processes {
+        let l = || vec![("process", group.name.clone())];
+        push("host_process_cpu_pct", l(), group.cpu_pct);
+        push("host_process_memory_bytes", l(), group.memory_bytes as f64);
     }
 }
 

@@ -133,49 +133,9 @@ impl Drop for Testbed {
 
 /// Starts the API and its workers; returns once it accepts connections.
 pub async fn start(config: Config) -> Result<Testbed, StartError> {
-    let store: Arc<dyn Store> = match &config.database_url {
-        Some(url) => {
-            let shown = redact_url(url);
-            Arc::new(
-                PostgresStore::connect(url, &shown, config.db_pool)
-                    .await
-                    .map_err(|cause| StartError::Database { url: shown, cause })?,
-            )
-        }
-        None => Arc::new(MemoryStore::new(config.db_pool)),
-    };
-    let queue: Arc<dyn JobQueue> = match &config.redis_url {
-        Some(url) => {
-            let shown = redact_url(url);
-            Arc::new(
-                RedisQueue::connect(url, &shown, &config.queue_name)
-                    .await
-                    .map_err(|cause| StartError::Redis { url: shown, cause })?,
-            )
-        }
-        None => Arc::new(MemoryQueue::default()),
-    };
-    let (storage_dir, temporary_storage) = match &config.storage_dir {
-        Some(dir) => (dir.clone(), None),
-        None => {
-            let temp = tempfile::Builder::new()
-                .prefix("testbed-storage-")
-                .tempdir()
-                .map_err(|cause| StartError::Storage {
-                    path: std::env::temp_dir(),
-                    cause,
-                })?;
-            (temp.path().to_owned(), Some(temp))
-        }
-    };
-    let upload_dir = storage_dir.join("uploads");
-    let output_dir = storage_dir.join("outputs");
-    for dir in [&upload_dir, &output_dir] {
-        std::fs::create_dir_all(dir).map_err(|cause| StartError::Storage {
-            path: dir.clone(),
-            cause,
-        })?;
-    }
+    let store = open_store(&config).await?;
+    let queue = open_queue(&config).await?;
+    let storage = Storage::make(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|cause| StartError::Listen {
@@ -186,7 +146,109 @@ pub async fn start(config: Config) -> Result<Testbed, StartError> {
         addr: config.listen,
         cause,
     })?;
+    let (app, answered) = app(&config, &store, &queue, storage.uploads.clone())?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = vec![spawn_server(&config, listener, app, shutdown.clone())?];
+    for _ in 0..config.workers {
+        let worker = worker::Worker {
+            store: store.clone(),
+            queue: queue.clone(),
+            job_time: config.job_seconds,
+            mode: config.job_mode,
+            modes_by_type: config.job_modes_by_type.clone(),
+            run_ffmpeg: config.ffmpeg,
+            burns_cpu: config.job_burns_cpu,
+            output_dir: storage.outputs.clone(),
+        };
+        tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+    Ok(Testbed {
+        addr,
+        answered,
+        store_description: store.describe(),
+        queue_description: queue.describe(),
+        shutdown,
+        tasks,
+        _temporary_storage: storage.temporary,
+    })
+}
 
+/// PostgreSQL at `--database-url`, migrated, or memory.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match &config.database_url {
+        Some(url) => {
+            let shown = redact_url(url);
+            Arc::new(
+                PostgresStore::connect(url, &shown, config.db_pool)
+                    .await
+                    .map_err(|cause| StartError::Database { url: shown, cause })?,
+            )
+        }
+        None => Arc::new(MemoryStore::new(config.db_pool)),
+    })
+}
+
+/// The Redis list at `--redis-url`, or memory.
+async fn open_queue(config: &Config) -> Result<Arc<dyn JobQueue>, StartError> {
+    Ok(match &config.redis_url {
+        Some(url) => {
+            let shown = redact_url(url);
+            Arc::new(
+                RedisQueue::connect(url, &shown, &config.queue_name)
+                    .await
+                    .map_err(|cause| StartError::Redis { url: shown, cause })?,
+            )
+        }
+        None => Arc::new(MemoryQueue::default()),
+    })
+}
+
+/// Where uploads and outputs go: under `--storage-dir`, or a temporary folder removed with
+/// the testbed.
+struct Storage {
+    uploads: PathBuf,
+    outputs: PathBuf,
+    temporary: Option<tempfile::TempDir>,
+}
+
+impl Storage {
+    fn make(config: &Config) -> Result<Self, StartError> {
+        let (storage_dir, temporary) = match &config.storage_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("testbed-storage-")
+                    .tempdir()
+                    .map_err(|cause| StartError::Storage {
+                        path: std::env::temp_dir(),
+                        cause,
+                    })?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
+        let uploads = storage_dir.join("uploads");
+        let outputs = storage_dir.join("outputs");
+        for dir in [&uploads, &outputs] {
+            std::fs::create_dir_all(dir).map_err(|cause| StartError::Storage {
+                path: dir.clone(),
+                cause,
+            })?;
+        }
+        Ok(Self {
+            uploads,
+            outputs,
+            temporary,
+        })
+    }
+}
+
+/// The API's routes with their knobs, and the count of the requests answered.
+fn app(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    queue: &Arc<dyn JobQueue>,
+    upload_dir: PathBuf,
+) -> Result<(axum::Router, Arc<std::sync::atomic::AtomicU64>), StartError> {
     let secret = config
         .jwt_secret
         .clone()
@@ -218,76 +280,60 @@ pub async fn start(config: Config) -> Result<Testbed, StartError> {
             }
         },
     ));
+    Ok((app, answered))
+}
 
-    let shutdown = CancellationToken::new();
-    let mut tasks = Vec::new();
-    let server_shutdown = shutdown.clone();
-    let serve = |listener: tokio::net::TcpListener| async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, service)
-            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "server stopped");
-        }
-    };
-    if config.hash_on_event_loop {
-        // One event loop on its own thread, as a single uvicorn worker: what blocks it blocks
-        // every request.
-        let listener = listener.into_std().map_err(|cause| StartError::Listen {
+/// Serves `app` on `listener` until `shutdown`.
+async fn serve(listener: TcpListener, app: axum::Router, shutdown: CancellationToken) {
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "server stopped");
+    }
+}
+
+/// The server's task: on the caller's runtime, or with `--hash-on-event-loop` on one event loop
+/// of its own thread, as a single uvicorn worker (what blocks it blocks every request).
+fn spawn_server(
+    config: &Config,
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    if !config.hash_on_event_loop {
+        return Ok(tokio::spawn(serve(listener, app, shutdown)));
+    }
+    let listener = listener.into_std().map_err(|cause| StartError::Listen {
+        addr: config.listen,
+        cause,
+    })?;
+    let (stopped, on_stop) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("testbed-event-loop".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => serve(listener, app, shutdown).await,
+                        Err(error) => tracing::error!(%error, "server stopped"),
+                    }
+                }),
+                Err(error) => tracing::error!(%error, "no event loop"),
+            }
+            let _ = stopped.send(());
+        });
+    if let Err(cause) = thread {
+        return Err(StartError::Listen {
             addr: config.listen,
             cause,
-        })?;
-        let (stopped, on_stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("testbed-event-loop".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                match runtime {
-                    Ok(runtime) => runtime.block_on(async move {
-                        match tokio::net::TcpListener::from_std(listener) {
-                            Ok(listener) => serve(listener).await,
-                            Err(error) => tracing::error!(%error, "server stopped"),
-                        }
-                    }),
-                    Err(error) => tracing::error!(%error, "no event loop"),
-                }
-                let _ = stopped.send(());
-            });
-        if let Err(cause) = thread {
-            return Err(StartError::Listen {
-                addr: config.listen,
-                cause,
-            });
-        }
-        tasks.push(tokio::spawn(async move {
-            let _ = on_stop.await;
-        }));
-    } else {
-        tasks.push(tokio::spawn(serve(listener)));
+        });
     }
-    for _ in 0..config.workers {
-        let worker = worker::Worker {
-            store: store.clone(),
-            queue: queue.clone(),
-            job_time: config.job_seconds,
-            mode: config.job_mode,
-            modes_by_type: config.job_modes_by_type.clone(),
-            run_ffmpeg: config.ffmpeg,
-            burns_cpu: config.job_burns_cpu,
-            output_dir: output_dir.clone(),
-        };
-        tasks.push(tokio::spawn(worker.run(shutdown.clone())));
-    }
-    Ok(Testbed {
-        addr,
-        answered,
-        store_description: store.describe(),
-        queue_description: queue.describe(),
-        shutdown,
-        tasks,
-        _temporary_storage: temporary_storage,
-    })
+    Ok(tokio::spawn(async move {
+        let _ = on_stop.await;
+    }))
 }

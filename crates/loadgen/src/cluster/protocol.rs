@@ -22,11 +22,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::LoadSettings;
 use crate::scenario::ScenarioSource;
 use crate::stats::StatsSnapshot;
 
 /// The version of these messages.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// This loadgen's version: a master and its workers must have the same.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -145,38 +146,23 @@ pub enum ToWorker {
 /// A run, as a worker starts it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSpec {
-    /// The run's id (`${run}` in templates): the same on every worker.
-    pub run_id: String,
     /// Base URL of the target.
     pub host: String,
     /// The scenario.
     pub scenario: ScenarioSource,
-    /// Users on this worker.
-    pub users: u64,
-    /// Users started per second on this worker.
-    pub spawn_rate: f64,
-    /// The number of this worker's first user (`${user}`): each worker has its own range,
-    /// so that user numbers are unique in the cluster.
-    pub first_user_number: u64,
+    /// The master's load settings as resolved, with this worker's share in them: its users
+    /// and spawn rate, the number of its first user (`${user}`: each worker has its own
+    /// range) and the run's id (`${run}`, the same on every worker).
+    pub load: LoadSettings,
     /// This worker's share of each type's `fixed_count`.
     pub fixed_counts: BTreeMap<String, u32>,
-    /// Per-request timeout, ms.
-    pub timeout_ms: u64,
-    /// Redirects followed for one request before it fails.
-    #[serde(default = "default_max_redirects")]
-    pub max_redirects: usize,
-    /// The largest answer body accepted, bytes.
-    pub max_body: u64,
-    /// Accept any server certificate.
-    pub insecure: bool,
-    /// Overrides every track's sample ratio.
-    pub job_sample: Option<f64>,
-    /// How long stopped users may finish their task, ms.
-    pub stop_timeout_ms: u64,
 }
 
-fn default_max_redirects() -> usize {
-    crate::config::DEFAULT_MAX_REDIRECTS
+impl RunSpec {
+    /// The run's id, as the master set it.
+    pub fn run_id(&self) -> &str {
+        self.load.run_id.as_deref().unwrap_or_default()
+    }
 }
 
 /// A message that is not one of these, as the receiver reports it.

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::listener::Event;
 use super::protocol::{Resume, RunSpec, ToMaster, ToWorker, WorkerSnapshot};
 use super::{MISSING_AFTER, share};
-use crate::config::RunConfig;
+use crate::config::{LoadSettings, RunConfig};
 use crate::outcome::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
 use crate::outcome::{EngineError, RunOutcome, Update};
 use crate::runner::{Channels, Control};
@@ -269,21 +269,17 @@ impl ClusterRun {
             .position(|m| m.id == id)
             .unwrap_or(0);
         let fixed_counts = self.fixed_counts(index, running);
-        let load = &self.config.load;
         let spec = RunSpec {
-            run_id: self.run_id.clone(),
             host: self.config.host.clone(),
             scenario: self.config.scenario_source.clone(),
-            users,
-            spawn_rate: share::rate(self.control.spawn_rate, users, self.control.users),
-            first_user_number: share::first_user_number(id),
+            load: LoadSettings {
+                users,
+                spawn_rate: share::rate(self.control.spawn_rate, users, self.control.users),
+                first_user_number: share::first_user_number(id),
+                run_id: Some(self.run_id.clone()),
+                ..self.config.load.clone()
+            },
             fixed_counts,
-            timeout_ms: load.timeout.as_millis() as u64,
-            max_redirects: load.max_redirects,
-            max_body: load.max_body,
-            insecure: load.tls.insecure,
-            job_sample: load.job_sample,
-            stop_timeout_ms: load.stop_timeout.as_millis() as u64,
         };
         if let Some(member) = self.members.get_mut(&id) {
             member.share = users;

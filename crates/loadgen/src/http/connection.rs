@@ -92,10 +92,42 @@ pub struct Connection {
     /// deadline later is one atomic update, where a timer per request costs a registration
     /// in the timer wheel and its removal (it showed in profiles).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Requests resent, counted the moment they go again: a resend whose second attempt fails
-    /// or is cut off reached the server twice all the same. Shared with the other
-    /// connections of the same user (redirects to another host).
-    resends: Rc<Cell<u64>>,
+    /// Requests written, and resends among them, each counted the moment its bytes went out:
+    /// a resend whose second attempt fails or is cut off reached the server twice all the
+    /// same, and one cut off while it connected never did. Shared with the other connections
+    /// of the same user (redirects to another host).
+    sends: Rc<Sends>,
+    /// The next attempt is a resend: counted as one once it is written.
+    resending: bool,
+}
+
+/// What a user's connections have written so far: every request whose bytes went out, and the
+/// resends among them. A request compares them before and after to tell whether it reached
+/// the socket, and how many times.
+#[derive(Debug, Default)]
+pub struct Sends {
+    written: Cell<u64>,
+    resent: Cell<u64>,
+}
+
+impl Sends {
+    /// Requests written, resends included.
+    pub fn written(&self) -> u64 {
+        self.written.get()
+    }
+
+    /// Requests written a second time after a stale kept-alive connection.
+    pub fn resent(&self) -> u64 {
+        self.resent.get()
+    }
+
+    /// One request written (a resend, if `resend`).
+    pub fn count_written(&self, resend: bool) {
+        self.written.set(self.written.get() + 1);
+        if resend {
+            self.resent.set(self.resent.get() + 1);
+        }
+    }
 }
 
 /// How one attempt ended.
@@ -121,20 +153,21 @@ impl Connection {
             request: Vec::with_capacity(512),
             incoming: BytesMut::new(),
             deadline: None,
-            resends: Rc::default(),
+            sends: Rc::default(),
+            resending: false,
         }
     }
 
-    /// This connection, counting its resends in `resends` (another connection's
-    /// [`Connection::resends`]) instead of its own counter.
-    pub fn sharing_resends(mut self, resends: Rc<Cell<u64>>) -> Self {
-        self.resends = resends;
+    /// This connection, counting what it writes in `sends` (another connection's
+    /// [`Connection::sends`]) instead of its own counters.
+    pub fn sharing_sends(mut self, sends: Rc<Sends>) -> Self {
+        self.sends = sends;
         self
     }
 
-    /// The counter of the requests this connection has resent so far.
-    pub fn resends(&self) -> Rc<Cell<u64>> {
-        self.resends.clone()
+    /// The counters of what this connection has written so far.
+    pub fn sends(&self) -> Rc<Sends> {
+        self.sends.clone()
     }
 
     /// Gives back the request and read buffers while the user waits: with thousands of users
@@ -268,6 +301,8 @@ impl Connection {
 
     async fn exchange(&mut self, method: &Method) -> Result<Answer, HttpError> {
         let mut resent = false;
+        // A resend that never went out (its connection failed) is not carried to the next.
+        self.resending = false;
         loop {
             let reused = self.still_open();
             match self.attempt(method).await {
@@ -281,7 +316,7 @@ impl Connection {
                 Err(Attempt::Stale) if reused && method.is_idempotent() && !resent => {
                     self.stream = None;
                     resent = true;
-                    self.resends.set(self.resends.get() + 1);
+                    self.resending = true;
                 }
                 Err(Attempt::Stale) if reused && !method.is_idempotent() => {
                     return Err(HttpError::Connection(format!(
@@ -372,7 +407,11 @@ impl Connection {
         let Some(stream) = self.stream.as_mut() else {
             return Err(HttpError::Connection("no connection".into()).into());
         };
-        let sent_whole = match write_reading(stream, &self.request, &mut self.incoming).await {
+        let written = write_reading(stream, &self.request, &mut self.incoming).await;
+        // Written (or reset as it was written): the server may have read it.
+        self.sends
+            .count_written(std::mem::take(&mut self.resending));
+        let sent_whole = match written {
             Ok(sent_whole) => sent_whole,
             // The peer reset as we wrote: stale if nothing came back, else read what did.
             Err(e) if is_reset(&e) && self.incoming.is_empty() => return Err(Attempt::Stale),
@@ -705,11 +744,15 @@ mod tests {
         });
         local(async move {
             let mut c = connection(addr);
-            let resends = c.resends();
+            let sends = c.sends();
             get(&mut c, "/1").await.unwrap();
             let error = get(&mut c, "/2").await.unwrap_err();
             assert!(error.to_string().contains("closed"), "{error}");
-            assert_eq!(resends.get(), 1, "the second attempt went out");
+            assert_eq!(
+                (sends.resent(), sends.written()),
+                (1, 3),
+                "the second attempt went out"
+            );
         })
         .await;
         server.await.unwrap();

@@ -13,7 +13,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use connection::{Answer, Connection, Options, Timings};
+pub use connection::{Answer, Connection, Options, Sends, Timings};
 pub use payload::{MultipartField, Payload};
 pub use response::Limits;
 pub use target::{Target, TargetError};

@@ -335,88 +335,122 @@ fn parse_head(buf: &[u8], is_head_request: bool) -> Result<Option<(Head, usize)>
         return Err(head_too_large());
     }
     let status = response.code.unwrap_or(0);
-    let mut content_length: Option<u64> = None;
-    // Only the last coding decides the framing; whether there was any at all matters too.
-    let mut last_coding: Option<&[u8]> = None;
-    let (mut close, mut keep_alive_token) = (false, false);
-    let mut location = None;
-    let mut gzip = false;
-    let mut set_cookies = Vec::new();
-    for header in response.headers.iter() {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            for value in header.value.split(|&b| b == b',') {
-                let text = String::from_utf8_lossy(value);
-                let text = text.trim();
-                if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(HttpError::Protocol(format!(
-                        "malformed Content-Length {text:?}"
-                    )));
-                }
-                let length = text.parse::<u64>().map_err(|_| {
-                    HttpError::Protocol(format!("Content-Length {text} does not fit in 64 bits"))
-                })?;
-                match content_length {
-                    Some(earlier) if earlier != length => {
-                        return Err(HttpError::Protocol(format!(
-                            "conflicting Content-Length values {earlier} and {length}"
-                        )));
-                    }
-                    _ => content_length = Some(length),
-                }
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if let Some(last) = tokens(header.value).last() {
-                last_coding = Some(last);
-            }
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in tokens(header.value) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case("location") {
-            location = Some(String::from_utf8_lossy(header.value).trim().to_owned());
-        } else if name.eq_ignore_ascii_case("set-cookie") {
-            set_cookies.push(String::from_utf8_lossy(header.value).into_owned());
-        } else if name.eq_ignore_ascii_case("content-encoding") {
-            gzip = tokens(header.value).last().is_some_and(|t| {
-                t.eq_ignore_ascii_case(b"gzip") || t.eq_ignore_ascii_case(b"x-gzip")
-            });
-        }
-    }
-    let mut keep_alive = !close && (response.version == Some(1) || keep_alive_token);
+    let fields = Fields::read(response.headers)?;
     let no_body = is_head_request || (100..200).contains(&status) || status == 204 || status == 304;
-    let framing = if no_body {
-        Framing::None
-    } else if let Some(last) = last_coding {
-        // Transfer-Encoding overrides Content-Length; a message with both may be an attempt
-        // at request smuggling, so the connection is not used again.
-        if content_length.is_some() {
-            keep_alive = false;
-        }
-        if last.eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            keep_alive = false;
-            Framing::UntilClose
-        }
-    } else if let Some(length) = content_length {
-        Framing::Length(length)
-    } else {
-        keep_alive = false;
-        Framing::UntilClose
-    };
+    let (framing, keep_alive) = fields.framing(no_body, response.version == Some(1));
     Ok(Some((
         Head {
             status,
             framing,
             keep_alive,
-            location,
-            gzip,
-            set_cookies,
+            location: fields.location,
+            gzip: fields.gzip,
+            set_cookies: fields.set_cookies,
         },
         used,
     )))
+}
+
+/// What the framing, the connection and the user take from an answer's header fields.
+#[derive(Default)]
+struct Fields<'b> {
+    content_length: Option<u64>,
+    // Only the last coding decides the framing; whether there was any at all matters too.
+    last_coding: Option<&'b [u8]>,
+    close: bool,
+    keep_alive_token: bool,
+    location: Option<String>,
+    gzip: bool,
+    set_cookies: Vec<String>,
+}
+
+impl<'b> Fields<'b> {
+    /// Reads every header field, refusing a malformed or conflicting Content-Length.
+    fn read(headers: &[httparse::Header<'b>]) -> Result<Self, HttpError> {
+        let mut fields = Self::default();
+        for header in headers {
+            fields.add(header)?;
+        }
+        Ok(fields)
+    }
+
+    fn add(&mut self, header: &httparse::Header<'b>) -> Result<(), HttpError> {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            for value in header.value.split(|&b| b == b',') {
+                self.add_content_length(value)?;
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if let Some(last) = tokens(header.value).last() {
+                self.last_coding = Some(last);
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in tokens(header.value) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("location") {
+            self.location = Some(String::from_utf8_lossy(header.value).trim().to_owned());
+        } else if name.eq_ignore_ascii_case("set-cookie") {
+            self.set_cookies
+                .push(String::from_utf8_lossy(header.value).into_owned());
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            self.gzip = tokens(header.value).last().is_some_and(|t| {
+                t.eq_ignore_ascii_case(b"gzip") || t.eq_ignore_ascii_case(b"x-gzip")
+            });
+        }
+        Ok(())
+    }
+
+    /// One Content-Length value: digits only, within 64 bits, equal to any earlier one.
+    fn add_content_length(&mut self, value: &[u8]) -> Result<(), HttpError> {
+        let text = String::from_utf8_lossy(value);
+        let text = text.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(HttpError::Protocol(format!(
+                "malformed Content-Length {text:?}"
+            )));
+        }
+        let length = text.parse::<u64>().map_err(|_| {
+            HttpError::Protocol(format!("Content-Length {text} does not fit in 64 bits"))
+        })?;
+        match self.content_length {
+            Some(earlier) if earlier != length => Err(HttpError::Protocol(format!(
+                "conflicting Content-Length values {earlier} and {length}"
+            ))),
+            _ => {
+                self.content_length = Some(length);
+                Ok(())
+            }
+        }
+    }
+
+    /// How the body is framed, and whether the connection may carry another request after it
+    /// (`http_1_1`: kept alive unless told otherwise).
+    fn framing(&self, no_body: bool, http_1_1: bool) -> (Framing, bool) {
+        let mut keep_alive = !self.close && (http_1_1 || self.keep_alive_token);
+        let framing = if no_body {
+            Framing::None
+        } else if let Some(last) = self.last_coding {
+            // Transfer-Encoding overrides Content-Length; a message with both may be an attempt
+            // at request smuggling, so the connection is not used again.
+            if self.content_length.is_some() {
+                keep_alive = false;
+            }
+            if last.eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked
+            } else {
+                keep_alive = false;
+                Framing::UntilClose
+            }
+        } else if let Some(length) = self.content_length {
+            Framing::Length(length)
+        } else {
+            keep_alive = false;
+            Framing::UntilClose
+        };
+        (framing, keep_alive)
+    }
 }
 
 #[cfg(test)]

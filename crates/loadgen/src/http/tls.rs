@@ -15,9 +15,12 @@ use rustls::{
 };
 
 /// How servers' certificates are checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TlsSettings {
-    /// Trust these PEM certificates instead of the system's roots.
+    /// Trust these PEM certificates instead of the system's roots. A path on one machine: a
+    /// master does not send it to its workers, whose machines may not have it.
+    #[serde(skip)]
     pub ca_cert: Option<PathBuf>,
     /// Check no certificate at all (Locust's `verify=False`).
     pub insecure: bool,

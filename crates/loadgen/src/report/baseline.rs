@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Report, Row};
+use super::{P95, P99, Report, Row};
 use crate::config::baseline::BaselineRow;
 // The tests of the baseline's reading stayed here with the comparison's.
 #[cfg(test)]
@@ -106,8 +106,8 @@ impl From<&BaselineRow> for Figures {
             failure_pct: pct(row.failures, row.requests),
             rps: row.rps,
             p50: row.median_ms,
-            p95: row.percentiles_ms.get(5).copied().unwrap_or(0.0),
-            p99: row.percentiles_ms.get(7).copied().unwrap_or(0.0),
+            p95: P95.among(&row.percentiles_ms),
+            p99: P99.among(&row.percentiles_ms),
         }
     }
 }
@@ -119,8 +119,8 @@ impl From<&Row> for Figures {
             failure_pct: pct(row.failures, row.requests),
             rps: row.rps,
             p50: row.median_ms,
-            p95: row.percentiles_ms[5],
-            p99: row.percentiles_ms[7],
+            p95: row.p(P95),
+            p99: row.p(P99),
         }
     }
 }
@@ -386,8 +386,8 @@ mod tests {
 
     fn before(requests: u64, failures: u64, p95: f64) -> BaselineRow {
         let mut percentiles_ms = vec![10.0; 11];
-        percentiles_ms[5] = p95;
-        percentiles_ms[7] = p95 * 1.5;
+        percentiles_ms[P95.place()] = p95;
+        percentiles_ms[P99.place()] = p95 * 1.5;
         BaselineRow {
             method: "GET".into(),
             name: "/a".into(),
@@ -405,8 +405,8 @@ mod tests {
             stats.record(10_000, 100, Some(200), i < failures);
         }
         let mut row = Row::new(crate::stats::Phase::Steady, "GET", "/a", &stats, 10.0);
-        row.percentiles_ms[5] = p95;
-        row.percentiles_ms[7] = p95 * 1.5;
+        row.percentiles_ms[P95.place()] = p95;
+        row.percentiles_ms[P99.place()] = p95 * 1.5;
         row.median_ms = 10.0;
         row
     }

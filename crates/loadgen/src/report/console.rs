@@ -4,7 +4,7 @@
 use super::baseline::{Comparison, Metric};
 use std::fmt::Write;
 
-use super::{PERCENTILES, Report, Row};
+use super::{JobRow, P95, P99, PERCENTILES, Report, Row};
 use crate::stats::Phase;
 use crate::targets::ms;
 
@@ -114,9 +114,24 @@ pub fn percentiles_table(rows: &[Row], total: &Row) -> String {
     out
 }
 
-/// The whole end-of-run text.
+/// The whole end-of-run text: Locust's tables, then one section after another.
 pub fn summary(report: &Report) -> String {
     let mut out = String::new();
+    locust_tables(&mut out, report);
+    run_summary(&mut out, report);
+    target_section(&mut out, &report.analysis);
+    if let Some(comparison) = &report.baseline {
+        baseline_section(&mut out, comparison);
+    }
+    endpoint_section(&mut out, report);
+    validity_section(&mut out, &report.analysis);
+    recommendations_section(&mut out, &report.analysis);
+    out
+}
+
+/// Locust's own tables: requests and percentiles of the steady state, the start-up requests
+/// and job polls apart, the error report and the scenario errors.
+fn locust_tables(out: &mut String, report: &Report) {
     out.push_str(&requests_table(&report.steady, &report.steady_total));
     out.push('\n');
     out.push_str(&percentiles_table(&report.steady, &report.steady_total));
@@ -138,33 +153,61 @@ pub fn summary(report: &Report) -> String {
         );
         out.push_str(&requests_table(&report.polls, &report.polls_total));
     }
-    if !report.failures.is_empty() {
-        let _ = writeln!(out, "\nError report");
-        let _ = writeln!(
-            out,
-            "{:>8}  {:<60} {:>8} {:>8}",
-            "# occ", "Error", "first s", "last s"
-        );
-        for f in &report.failures {
-            let _ = writeln!(
-                out,
-                "{:>8}  {:<60} {:>8.0} {:>8.0}",
-                f.occurrences,
-                format!("{} {}: {}", f.method, f.name, f.error),
-                f.first_seen_secs,
-                f.last_seen_secs
-            );
-        }
-    }
+    error_report(out, report);
     if !report.exceptions.is_empty() {
         let _ = writeln!(out, "\nScenario errors");
         for (message, count) in &report.exceptions {
             let _ = writeln!(out, "{count:>8}  {message}");
         }
     }
+}
 
-    let steady = &report.steady_total;
+/// Locust's error report: each failure grouped, with when it was first and last seen.
+fn error_report(out: &mut String, report: &Report) {
+    if report.failures.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nError report");
+    let _ = writeln!(
+        out,
+        "{:>8}  {:<60} {:>8} {:>8}",
+        "# occ", "Error", "first s", "last s"
+    );
+    for f in &report.failures {
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<60} {:>8.0} {:>8.0}",
+            f.occurrences,
+            format!("{} {}: {}", f.method, f.name, f.error),
+            f.first_seen_secs,
+            f.last_seen_secs
+        );
+    }
+}
+
+/// LOAD TEST SUMMARY: the run's shape and totals, then its jobs, handled answers and workers.
+fn run_summary(out: &mut String, report: &Report) {
     let _ = writeln!(out, "\n{RULE}\nLOAD TEST SUMMARY\n{RULE}");
+    run_totals(out, report);
+    accounting(out, report);
+    response_times(out, report);
+    for job in &report.jobs {
+        job_line(out, job);
+    }
+    for (name, status, count) in &report.handled {
+        let _ = writeln!(
+            out,
+            "Handled:         {count} x {status} on {name} (handler step ran, request retried)"
+        );
+    }
+    if let Some(cluster) = &report.cluster {
+        out.push_str(&workers_table(cluster));
+    }
+}
+
+/// Host, duration, users, requests and failures of the run.
+fn run_totals(out: &mut String, report: &Report) {
+    let steady = &report.steady_total;
     let _ = writeln!(out, "Host:            {}", report.host);
     let ran = human_duration(std::time::Duration::from_secs_f64(report.duration_secs));
     let _ = writeln!(
@@ -207,15 +250,19 @@ pub fn summary(report: &Report) -> String {
             steady.failures as f64 * 100.0 / steady.requests as f64
         }
     );
-    accounting(&mut out, report);
+}
+
+/// Throughput and response times of the steady state, and of the start-up requests if any.
+fn response_times(out: &mut String, report: &Report) {
+    let steady = &report.steady_total;
     let _ = writeln!(out, "Throughput:      {:.2} req/s", steady.rps);
     let _ = writeln!(
         out,
         "Response times:  avg {}, median {}, p95 {}, p99 {}, max {}",
         ms(steady.average_ms),
         ms(steady.median_ms),
-        ms(steady.percentiles_ms[5]),
-        ms(steady.percentiles_ms[7]),
+        ms(steady.p(P95)),
+        ms(steady.p(P99)),
         ms(steady.max_ms)
     );
     if report.startup_total.requests > 0 {
@@ -223,50 +270,48 @@ pub fn summary(report: &Report) -> String {
         let _ = writeln!(
             out,
             "Start-up:        avg {:.0} ms, p95 {:.0} ms over {} requests",
-            s.average_ms, s.percentiles_ms[5], s.requests
+            s.average_ms,
+            s.p(P95),
+            s.requests
         );
     }
-    for job in &report.jobs {
-        let times = if job.completion_secs.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; completion p50 {:.1} s, p95 {:.1} s, max {:.1} s",
-                job.completion_secs.get("p50").copied().unwrap_or(0.0),
-                job.completion_secs.get("p95").copied().unwrap_or(0.0),
-                job.completion_secs.get("p100").copied().unwrap_or(0.0)
-            )
-        };
-        let unfollowed = if job.unfollowed == 0 {
-            String::new()
-        } else {
-            format!(
-                " ({} more not followed: the polls were at their budget)",
-                job.unfollowed
-            )
-        };
-        let _ = writeln!(
-            out,
-            "Jobs {:<11} {} completed, {} failed, {} unfinished, {} unknown{times}{unfollowed}",
-            format!("{}:", job.job),
-            job.completed,
-            job.failed,
-            job.unfinished,
-            job.unknown
-        );
-    }
-    for (name, status, count) in &report.handled {
-        let _ = writeln!(
-            out,
-            "Handled:         {count} x {status} on {name} (handler step ran, request retried)"
-        );
-    }
-    if let Some(cluster) = &report.cluster {
-        out.push_str(&workers_table(cluster));
-    }
+}
 
+/// One kind of job: how its jobs ended, and how long they took.
+fn job_line(out: &mut String, job: &JobRow) {
+    let times = if job.completion_secs.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; completion p50 {:.1} s, p95 {:.1} s, max {:.1} s",
+            job.completion_secs.get("p50").copied().unwrap_or(0.0),
+            job.completion_secs.get("p95").copied().unwrap_or(0.0),
+            job.completion_secs.get("p100").copied().unwrap_or(0.0)
+        )
+    };
+    let unfollowed = if job.unfollowed == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({} more not followed: the polls were at their budget)",
+            job.unfollowed
+        )
+    };
+    let _ = writeln!(
+        out,
+        "Jobs {:<11} {} completed, {} failed, {} unfinished, {} unknown{times}{unfollowed}",
+        format!("{}:", job.job),
+        job.completed,
+        job.failed,
+        job.unfinished,
+        job.unknown
+    );
+}
+
+/// TARGET ANALYSIS: each target passed or failed, and how many were met.
+fn target_section(out: &mut String, analysis: &super::Analysis) {
     let _ = writeln!(out, "\n{RULE}\nTARGET ANALYSIS\n{RULE}");
-    for v in &report.analysis.verdicts {
+    for v in &analysis.verdicts {
         let _ = writeln!(
             out,
             "{} {:<24} {:>12}  (target {})",
@@ -276,17 +321,12 @@ pub fn summary(report: &Report) -> String {
             v.threshold
         );
     }
-    let met = report.analysis.verdicts.iter().filter(|v| v.met).count();
-    let _ = writeln!(
-        out,
-        "{met} of {} targets met",
-        report.analysis.verdicts.len()
-    );
+    let met = analysis.verdicts.iter().filter(|v| v.met).count();
+    let _ = writeln!(out, "{met} of {} targets met", analysis.verdicts.len());
+}
 
-    if let Some(comparison) = &report.baseline {
-        baseline_section(&mut out, comparison);
-    }
-
+/// ENDPOINT ANALYSIS: every endpoint of every phase, slowest p95 first.
+fn endpoint_section(out: &mut String, report: &Report) {
     let _ = writeln!(out, "\n{RULE}\nENDPOINT ANALYSIS\n{RULE}");
     let mut by_p95: Vec<&Row> = report
         .steady
@@ -294,7 +334,7 @@ pub fn summary(report: &Report) -> String {
         .chain(&report.startup)
         .chain(&report.polls)
         .collect();
-    by_p95.sort_by(|a, b| b.percentiles_ms[5].total_cmp(&a.percentiles_ms[5]));
+    by_p95.sort_by(|a, b| b.p(P95).total_cmp(&a.p(P95)));
     for row in by_p95 {
         let statuses: Vec<String> = row
             .statuses
@@ -311,7 +351,7 @@ pub fn summary(report: &Report) -> String {
             "{:<6} {:<40} p95 {:>6.0} ms  avg {:>6.0} ms  {:>6.2}% failed  [{}]{phase}",
             row.method,
             row.name,
-            row.percentiles_ms[5],
+            row.p(P95),
             row.average_ms,
             if row.requests == 0 {
                 0.0
@@ -321,10 +361,12 @@ pub fn summary(report: &Report) -> String {
             statuses.join(" ")
         );
     }
+}
 
-    validity_section(&mut out, &report.analysis);
+/// OPTIMIZATION RECOMMENDATIONS: the findings, each symptom numbered under its cause.
+fn recommendations_section(out: &mut String, analysis: &super::Analysis) {
     let _ = writeln!(out, "\n{RULE}\nOPTIMIZATION RECOMMENDATIONS\n{RULE}");
-    let findings = &report.analysis.findings;
+    let findings = &analysis.findings;
     for (number, finding) in crate::diagnosis::numbers(findings).iter().zip(findings) {
         // A symptom is indented under its cause.
         let indent = "   ".repeat(number.matches('.').count());
@@ -336,7 +378,6 @@ pub fn summary(report: &Report) -> String {
         let _ = writeln!(out, "{indent}   Evidence: {}", finding.evidence);
         let _ = writeln!(out, "{indent}   Action:   {}", finding.action);
     }
-    out
 }
 
 /// "Is this run valid?": what could have disturbed the figures, before the findings.
@@ -498,11 +539,19 @@ fn accounting(out: &mut String, report: &Report) {
                 .map_or(String::new(), |s| format!(" (from {s} s into the run)"))
         );
     }
-    if report.resent + report.in_flight_at_stop > 0 {
+    if report.resent + report.in_flight_at_stop + report.unsent_at_stop > 0 {
+        let unsent = if report.unsent_at_stop > 0 {
+            format!(
+                "; {} more stopped while connecting, never sent",
+                report.unsent_at_stop
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "Sent:            {} request(s): {answered_or_failed} answered or failed, {} resent, \
-             {} in flight at the stop",
+             {} in flight at the stop{unsent}",
             answered_or_failed + report.resent + report.in_flight_at_stop,
             report.resent,
             report.in_flight_at_stop

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use std::collections::BTreeMap;
 
-use super::{HistoryPoint, PERCENTILES, Report, Row};
+use super::{HistoryPoint, P50, P95, P99, PERCENTILES, Report, Row};
 use crate::stats::Cumulative;
 
 /// Locust's percentile column labels.
@@ -412,9 +412,9 @@ fn write_timeline<W: std::io::Write>(
             point.users.to_string(),
             point.requests.to_string(),
             point.failures.to_string(),
-            format!("{:.1}", point.percentiles_ms[0]),
-            format!("{:.1}", point.percentiles_ms[5]),
-            format!("{:.1}", point.percentiles_ms[7]),
+            format!("{:.1}", point.p(P50)),
+            format!("{:.1}", point.p(P95)),
+            format!("{:.1}", point.p(P99)),
             point.jobs_done.to_string(),
             point.jobs_in_flight.to_string(),
             format!("{:.1}", point.loadgen_cpu_pct),
@@ -426,7 +426,7 @@ fn write_timeline<W: std::io::Write>(
                 .endpoints
                 .iter()
                 .find(|e| format!("{} {}", e.method, e.name) == *endpoint);
-            record.push(found.map_or(String::new(), |e| format!("{:.1}", e.percentiles_ms[1])));
+            record.push(found.map_or(String::new(), |e| format!("{:.1}", e.p95_ms())));
         }
         let nearest = ticks
             .iter()

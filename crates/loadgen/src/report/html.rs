@@ -10,7 +10,7 @@ use std::fmt::Write;
 use monitor::sample::Values;
 
 use super::charts::{Series, line_chart};
-use super::{PERCENTILES, Report, Row};
+use super::{Analysis, FailureRow, HistoryPoint, JobRow, P50, P95, P99, PERCENTILES, Report, Row};
 
 fn table(out: &mut String, rows: &[Row], total: &Row) {
     out.push_str("<table><tr><th>Type</th><th>Name</th><th># reqs</th><th># fails</th><th>Avg ms</th><th>Min</th><th>Max</th>");
@@ -47,11 +47,34 @@ fn table(out: &mut String, rows: &[Row], total: &Row) {
     out.push_str("</table>\n");
 }
 
-/// The page.
+/// The page: the judgement first (validity, findings, targets), then the charts and tables.
 pub fn render(report: &Report) -> String {
     let mut out = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>loadgen report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}.fail{color:#b00}.pass{color:#070}.chart{margin:8px 0}</style></head><body>\n",
     );
+    heading(&mut out, report);
+    validity_list(&mut out, &report.analysis);
+    findings_list(&mut out, &report.analysis);
+    targets_list(&mut out, &report.analysis);
+    charts(&mut out, report);
+    out.push_str("<h2>Steady state</h2>\n");
+    table(&mut out, &report.steady, &report.steady_total);
+    if !report.startup.is_empty() {
+        out.push_str("<h2>Start-up requests</h2>\n");
+        table(&mut out, &report.startup, &report.startup_total);
+    }
+    if !report.polls.is_empty() {
+        out.push_str("<h2>Job polls</h2>\n");
+        table(&mut out, &report.polls, &report.polls_total);
+    }
+    jobs_table(&mut out, &report.jobs);
+    failures_table(&mut out, &report.failures);
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// The title and the run in one line: length, users, requests, who stopped it.
+fn heading(out: &mut String, report: &Report) {
     let _ = writeln!(out, "<h1>Load test of {}</h1>", escape(&report.host));
     let _ = writeln!(
         out,
@@ -69,11 +92,15 @@ pub fn render(report: &Report) -> String {
                 escape(&i.describe())
             ))
     );
+}
+
+/// "Is this run valid?": what could have disturbed the figures.
+fn validity_list(out: &mut String, analysis: &Analysis) {
     out.push_str("<h2>Is this run valid?</h2><ul>\n");
-    if report.analysis.validity.is_empty() {
+    if analysis.validity.is_empty() {
         let _ = writeln!(out, "<li>{}</li>", escape(super::VALID_RUN));
     }
-    for f in &report.analysis.validity {
+    for f in &analysis.validity {
         let _ = writeln!(
             out,
             "<li><b>[{}] {}</b><br>Evidence: {}<br>Action: {}</li>",
@@ -83,10 +110,14 @@ pub fn render(report: &Report) -> String {
             escape(&f.action)
         );
     }
-    out.push_str("</ul><h2>Findings</h2>\n");
-    let findings = &report.analysis.findings;
+    out.push_str("</ul>");
+}
+
+/// The findings, each symptom indented under its cause.
+fn findings_list(out: &mut String, analysis: &Analysis) {
+    out.push_str("<h2>Findings</h2>\n");
+    let findings = &analysis.findings;
     for (number, f) in crate::diagnosis::numbers(findings).iter().zip(findings) {
-        // Symptoms indented under their cause.
         let depth = number.matches('.').count();
         let _ = writeln!(
             out,
@@ -98,8 +129,12 @@ pub fn render(report: &Report) -> String {
             escape(&f.action)
         );
     }
+}
+
+/// Each target, met or missed.
+fn targets_list(out: &mut String, analysis: &Analysis) {
     out.push_str("<h2>Targets</h2><ul>\n");
-    for v in &report.analysis.verdicts {
+    for v in &analysis.verdicts {
         let class = if v.met { "pass" } else { "fail" };
         let _ = writeln!(
             out,
@@ -110,51 +145,48 @@ pub fn render(report: &Report) -> String {
         );
     }
     out.push_str("</ul>\n");
-    charts(&mut out, report);
-    out.push_str("<h2>Steady state</h2>\n");
-    table(&mut out, &report.steady, &report.steady_total);
-    if !report.startup.is_empty() {
-        out.push_str("<h2>Start-up requests</h2>\n");
-        table(&mut out, &report.startup, &report.startup_total);
+}
+
+/// The followed jobs of each kind: how they ended, how long they took.
+fn jobs_table(out: &mut String, jobs: &[JobRow]) {
+    if jobs.is_empty() {
+        return;
     }
-    if !report.polls.is_empty() {
-        out.push_str("<h2>Job polls</h2>\n");
-        table(&mut out, &report.polls, &report.polls_total);
+    out.push_str("<h2>Jobs</h2><table><tr><th>Job</th><th>completed</th><th>failed</th><th>unfinished</th><th>unknown</th><th>not followed</th><th>p50 s</th><th>p95 s</th></tr>\n");
+    for j in jobs {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+            escape(&j.job),
+            j.completed,
+            j.failed,
+            j.unfinished,
+            j.unknown,
+            j.unfollowed,
+            j.completion_secs.get("p50").copied().unwrap_or(0.0),
+            j.completion_secs.get("p95").copied().unwrap_or(0.0)
+        );
     }
-    if !report.jobs.is_empty() {
-        out.push_str("<h2>Jobs</h2><table><tr><th>Job</th><th>completed</th><th>failed</th><th>unfinished</th><th>unknown</th><th>not followed</th><th>p50 s</th><th>p95 s</th></tr>\n");
-        for j in &report.jobs {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
-                escape(&j.job),
-                j.completed,
-                j.failed,
-                j.unfinished,
-                j.unknown,
-                j.unfollowed,
-                j.completion_secs.get("p50").copied().unwrap_or(0.0),
-                j.completion_secs.get("p95").copied().unwrap_or(0.0)
-            );
-        }
-        out.push_str("</table>\n");
+    out.push_str("</table>\n");
+}
+
+/// Each kind of failure and how often it happened.
+fn failures_table(out: &mut String, failures: &[FailureRow]) {
+    if failures.is_empty() {
+        return;
     }
-    if !report.failures.is_empty() {
-        out.push_str("<h2>Failures</h2><table><tr><th>Method</th><th>Name</th><th>Error</th><th>Occurrences</th></tr>\n");
-        for f in &report.failures {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&f.method),
-                escape(&f.name),
-                escape(&f.error),
-                f.occurrences
-            );
-        }
-        out.push_str("</table>\n");
+    out.push_str("<h2>Failures</h2><table><tr><th>Method</th><th>Name</th><th>Error</th><th>Occurrences</th></tr>\n");
+    for f in failures {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&f.method),
+            escape(&f.name),
+            escape(&f.error),
+            f.occurrences
+        );
     }
-    out.push_str("</body></html>\n");
-    out
+    out.push_str("</table>\n");
 }
 
 /// Named series keyed by label, built from the backend's ticks.
@@ -174,150 +206,182 @@ pub fn charts_section(report: &Report) -> String {
     out
 }
 
+/// The load's charts, then the backend's on the same time axis.
 fn charts(out: &mut String, report: &Report) {
-    let h = &report.history;
     let x_max = report.duration_secs.ceil();
-    let at = |secs: u64| secs as f64;
-    let pick = |f: &dyn Fn(&super::HistoryPoint) -> f64| -> Vec<(f64, f64)> {
-        h.iter().map(|p| (at(p.at_secs), f(p))).collect()
-    };
-    let chart = |out: &mut String, title: &str, unit: &str, lines: Vec<Series>| {
-        if lines.iter().any(|s| !s.points.is_empty()) {
-            let _ = writeln!(
-                out,
-                "<div class=\"chart\" data-title=\"{}\">{}</div>",
-                escape(title),
-                line_chart(title, unit, x_max, &lines)
-            );
-        }
+    load_charts(out, &report.history, x_max);
+    if report.backend.is_empty() {
+        return;
+    }
+    let lines = BackendLines::of(report);
+    out.push_str("<h2>Backend (same time axis)</h2>\n");
+    chart(
+        out,
+        x_max,
+        "Container CPU",
+        "% of a core",
+        series(lines.cpu),
+    );
+    chart(out, x_max, "Container memory", "MB", series(lines.memory));
+    chart(
+        out,
+        x_max,
+        "PostgreSQL backends",
+        "backends",
+        series(lines.postgres),
+    );
+    chart(
+        out,
+        x_max,
+        "Redis clients and queues",
+        "count",
+        series(lines.redis),
+    );
+    chart(out, x_max, "Host", "%", series(lines.host));
+}
+
+/// One chart up to `x_max` seconds, left out when none of its lines has a point.
+fn chart(out: &mut String, x_max: f64, title: &str, unit: &str, lines: Vec<Series>) {
+    if lines.iter().any(|s| !s.points.is_empty()) {
+        let _ = writeln!(
+            out,
+            "<div class=\"chart\" data-title=\"{}\">{}</div>",
+            escape(title),
+            line_chart(title, unit, x_max, &lines)
+        );
+    }
+}
+
+/// The load's charts, from the run's seconds: requests, response times, users, loadgen itself.
+fn load_charts(out: &mut String, history: &[HistoryPoint], x_max: f64) {
+    let line = |label: &str, figure: &dyn Fn(&HistoryPoint) -> f64| Series {
+        label: label.into(),
+        points: history
+            .iter()
+            .map(|p| (p.at_secs as f64, figure(p)))
+            .collect(),
     };
     out.push_str("<h2>Load</h2>\n");
     chart(
         out,
+        x_max,
         "Requests and failures per second",
         "per second",
         vec![
-            Series {
-                label: "requests/s".into(),
-                points: pick(&|p| p.requests as f64),
-            },
-            Series {
-                label: "failures/s".into(),
-                points: pick(&|p| p.failures as f64),
-            },
+            line("requests/s", &|p| p.requests as f64),
+            line("failures/s", &|p| p.failures as f64),
         ],
     );
     chart(
         out,
+        x_max,
         "Response time percentiles",
         "ms",
         vec![
-            Series {
-                label: "p50".into(),
-                points: pick(&|p| p.percentiles_ms[0]),
-            },
-            Series {
-                label: "p95".into(),
-                points: pick(&|p| p.percentiles_ms[5]),
-            },
-            Series {
-                label: "p99".into(),
-                points: pick(&|p| p.percentiles_ms[7]),
-            },
+            line("p50", &|p| p.p(P50)),
+            line("p95", &|p| p.p(P95)),
+            line("p99", &|p| p.p(P99)),
         ],
     );
     chart(
         out,
+        x_max,
         "Users",
         "users",
-        vec![Series {
-            label: "users".into(),
-            points: pick(&|p| p.users as f64),
-        }],
+        vec![line("users", &|p| p.users as f64)],
     );
     chart(
         out,
+        x_max,
         "loadgen itself",
         "% of a core / ms",
         vec![
-            Series {
-                label: "CPU %".into(),
-                points: pick(&|p| p.loadgen_cpu_pct),
-            },
-            Series {
-                label: "timer lag ms".into(),
-                points: pick(&|p| p.timer_lag_ms),
-            },
+            line("CPU %", &|p| p.loadgen_cpu_pct),
+            line("timer lag ms", &|p| p.timer_lag_ms),
         ],
     );
+}
 
-    if report.backend.is_empty() {
-        return;
+/// The backend's lines, one set per chart, in seconds since the run's start.
+#[derive(Default)]
+struct BackendLines {
+    cpu: Lines,
+    memory: Lines,
+    postgres: Lines,
+    redis: Lines,
+    host: Lines,
+}
+
+impl BackendLines {
+    /// Every reading of every tick of `report`'s backend.
+    fn of(report: &Report) -> Self {
+        let mut lines = Self::default();
+        for tick in &report.backend {
+            let x = (tick.timestamp.timestamp_millis() as f64 / 1000.0 - report.started_at as f64)
+                .max(0.0);
+            for reading in tick.sources.values() {
+                if let Some(values) = &reading.values {
+                    lines.add(x, values);
+                }
+            }
+        }
+        lines
     }
-    let (mut cpu, mut memory, mut postgres, mut redis, mut host) = (
-        Lines::new(),
-        Lines::new(),
-        Lines::new(),
-        Lines::new(),
-        Lines::new(),
-    );
-    for tick in &report.backend {
-        let x =
-            (tick.timestamp.timestamp_millis() as f64 / 1000.0 - report.started_at as f64).max(0.0);
-        for reading in tick.sources.values() {
-            match &reading.values {
-                Some(Values::Docker(d)) => {
-                    for (name, c) in &d.containers {
-                        cpu.entry(name.clone()).or_default().push((x, c.cpu_pct));
-                        memory
-                            .entry(name.clone())
-                            .or_default()
-                            .push((x, c.memory_bytes as f64 / 1e6));
-                    }
-                }
-                Some(Values::Postgres(p)) => {
-                    for (label, value) in [
-                        ("active", p.active),
-                        ("idle", p.idle),
-                        ("idle in transaction", p.idle_in_transaction),
-                        ("blocked", p.blocked),
-                    ] {
-                        postgres
-                            .entry(label.into())
-                            .or_default()
-                            .push((x, value as f64));
-                    }
-                }
-                Some(Values::Redis(r)) => {
-                    redis
-                        .entry("clients".into())
+
+    /// One source's reading at `x` seconds.
+    fn add(&mut self, x: f64, values: &Values) {
+        match values {
+            Values::Docker(d) => {
+                for (name, c) in &d.containers {
+                    self.cpu
+                        .entry(name.clone())
                         .or_default()
-                        .push((x, r.connected_clients as f64));
-                    redis
-                        .entry("blocked clients".into())
+                        .push((x, c.cpu_pct));
+                    self.memory
+                        .entry(name.clone())
                         .or_default()
-                        .push((x, r.blocked_clients as f64));
-                    for (list, length) in &r.lists {
-                        redis
-                            .entry(format!("queue {list}"))
-                            .or_default()
-                            .push((x, *length as f64));
-                    }
+                        .push((x, c.memory_bytes as f64 / 1e6));
                 }
-                Some(Values::Host(v)) => {
-                    host.entry("CPU %".into()).or_default().push((x, v.cpu_pct));
-                    host.entry("memory %".into())
+            }
+            Values::Postgres(p) => {
+                for (label, value) in [
+                    ("active", p.active),
+                    ("idle", p.idle),
+                    ("idle in transaction", p.idle_in_transaction),
+                    ("blocked", p.blocked),
+                ] {
+                    self.postgres
+                        .entry(label.into())
                         .or_default()
-                        .push((x, v.memory_pct));
+                        .push((x, value as f64));
                 }
-                None => {}
+            }
+            Values::Redis(r) => {
+                self.redis
+                    .entry("clients".into())
+                    .or_default()
+                    .push((x, r.connected_clients as f64));
+                self.redis
+                    .entry("blocked clients".into())
+                    .or_default()
+                    .push((x, r.blocked_clients as f64));
+                for (list, length) in &r.lists {
+                    self.redis
+                        .entry(format!("queue {list}"))
+                        .or_default()
+                        .push((x, *length as f64));
+                }
+            }
+            Values::Host(v) => {
+                self.host
+                    .entry("CPU %".into())
+                    .or_default()
+                    .push((x, v.cpu_pct));
+                self.host
+                    .entry("memory %".into())
+                    .or_default()
+                    .push((x, v.memory_pct));
             }
         }
     }
-    out.push_str("<h2>Backend (same time axis)</h2>\n");
-    chart(out, "Container CPU", "% of a core", series(cpu));
-    chart(out, "Container memory", "MB", series(memory));
-    chart(out, "PostgreSQL backends", "backends", series(postgres));
-    chart(out, "Redis clients and queues", "count", series(redis));
-    chart(out, "Host", "%", series(host));
 }

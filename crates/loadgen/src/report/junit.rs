@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::baseline::{Comparison, RowState};
 use super::markup::escape;
-use super::{Report, Row};
+use super::{P95, Report, Row};
 use crate::targets::ms;
 
 /// One test case.
@@ -188,7 +188,7 @@ fn endpoints(report: &Report) -> Suite {
     let target = report.analysis.targets.p95_ms;
     let case = |row: &Row| {
         let name = format!("{} {} p95 < {target} ms", row.method, row.name);
-        let p95 = row.percentiles_ms[5];
+        let p95 = row.p(P95);
         let failed_pct = if row.requests == 0 {
             0.0
         } else {

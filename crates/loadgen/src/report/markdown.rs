@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use super::Report;
 use super::baseline::{Comparison, Metric};
+use super::{P95, P99, Report};
 use crate::targets::ms;
 
 /// Text safe in a table cell: pipes escaped, one line.
@@ -84,7 +84,7 @@ pub fn render(report: &Report) -> String {
         steady.rps,
         report.startup_total.requests,
         report.polls_total.requests,
-        ms(steady.percentiles_ms[5]),
+        ms(steady.p(P95)),
     );
 
     if report.timed_out + report.resent + report.in_flight_at_stop > 0 {
@@ -121,8 +121,8 @@ pub fn render(report: &Report) -> String {
             row.requests,
             row.failures,
             ms(row.median_ms),
-            ms(row.percentiles_ms[5]),
-            ms(row.percentiles_ms[7]),
+            ms(row.p(P95)),
+            ms(row.p(P99)),
             row.rps
         );
     }

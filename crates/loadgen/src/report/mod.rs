@@ -15,6 +15,7 @@ pub mod markup;
 pub mod open_model;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -22,7 +23,10 @@ use crate::config::RunConfig;
 use crate::diagnosis::{self, Evidence, Finding};
 use crate::outcome::RunOutcome;
 use crate::scenario::ScenarioIdentity;
-use crate::stats::{Cumulative, EndpointSecond, EndpointStats, PerNameSecond, Phase};
+use crate::stats::{
+    Cumulative, EndpointSecond, EndpointStats, FailureKey, FailureStats, HistoryRow, JobStats,
+    PerNameSecond, Phase, Stats,
+};
 use crate::targets::{self, Targets, Verdict};
 use baseline::Comparison;
 
@@ -83,7 +87,7 @@ pub fn print(text: &str) {
 
 pub use crate::config::baseline::REPORT_VERSION;
 
-pub use crate::stats::PERCENTILES;
+pub use crate::stats::{P50, P95, P99, PERCENTILES, Percentile};
 
 /// One row of figures, in Locust's units (ms, req/s).
 #[derive(Debug, Clone, Serialize)]
@@ -186,6 +190,11 @@ impl TimingRow {
 }
 
 impl Row {
+    /// The figure of percentile `q`, ms.
+    pub fn p(&self, q: Percentile) -> f64 {
+        q.among(&self.percentiles_ms)
+    }
+
     /// A steady-state row for the live view.
     pub fn live(method: &str, name: &str, stats: &EndpointStats, secs: f64) -> Self {
         Self::new(Phase::Steady, method, name, stats, secs)
@@ -354,6 +363,9 @@ pub struct Report {
     /// Requests sent but still unanswered when their user was stopped: not in the rows'
     /// requests, but in their percentiles at their age; the server may have counted them.
     pub in_flight_at_stop: u64,
+    /// Requests whose user was stopped before a byte of them went out (while connecting): not
+    /// sent, so no server counted them; in their rows' percentiles at their age.
+    pub unsent_at_stop: u64,
     /// Failed requests that had no complete answer within their timeout.
     pub timed_out: u64,
     /// Users stuck waiting for answers longer than [`crate::stats::STUCK_AFTER`].
@@ -448,38 +460,10 @@ impl Report {
     /// The snapshot of a run, without its baseline comparison.
     fn new(config: &RunConfig, outcome: &RunOutcome, analysis: Analysis) -> Self {
         let secs = outcome.duration.as_secs_f64().max(1e-9);
-        let rows = |phase| -> Vec<Row> {
-            outcome
-                .stats
-                .endpoints
-                .iter()
-                .filter(|(k, _)| k.phase == phase)
-                .map(|(k, e)| Row::new(phase, &k.method, &k.name, e, secs))
-                .collect()
-        };
-        let total = |phase| {
-            Row::new(
-                phase,
-                "",
-                "Aggregated",
-                &outcome.stats.aggregated(phase),
-                secs,
-            )
-        };
-        // Locust has no start-up phase: its rows hold every request of a name.
-        let mut by_name: BTreeMap<(&str, &str), EndpointStats> = BTreeMap::new();
-        for (key, e) in &outcome.stats.endpoints {
-            by_name
-                .entry((&*key.name, &*key.method))
-                .or_default()
-                .merge(e);
-        }
-        let everything = outcome.stats.aggregated_all();
+        let stats = &outcome.stats;
+        let everything = stats.aggregated_all();
         Self {
-            locust_rows: by_name
-                .iter()
-                .map(|((name, method), e)| Row::new(Phase::Steady, method, name, e, secs))
-                .collect(),
+            locust_rows: locust_rows(stats, secs),
             locust_total: Row::new(Phase::Steady, "", "Aggregated", &everything, secs),
             report_version: REPORT_VERSION,
             scenario: config.scenario.identity(),
@@ -492,103 +476,144 @@ impl Report {
             run_id: outcome.run_id.clone(),
             peak_users: outcome.peak_users,
             users_by_type: outcome.users_by_type.clone(),
-            steady: rows(Phase::Steady),
-            steady_total: total(Phase::Steady),
-            startup: rows(Phase::Startup),
-            startup_total: total(Phase::Startup),
-            polls: rows(Phase::Poll),
-            polls_total: total(Phase::Poll),
-            failures: outcome
-                .stats
-                .failures
-                .iter()
-                .map(|(k, f)| FailureRow {
-                    method: k.method.to_string(),
-                    name: k.name.to_string(),
-                    error: k.error.clone(),
-                    occurrences: f.count,
-                    first_seen_secs: f.first_seen_secs,
-                    last_seen_secs: f.last_seen_secs,
-                })
-                .collect(),
-            exceptions: outcome
-                .stats
+            steady: phase_rows(stats, Phase::Steady, secs),
+            steady_total: phase_total(stats, Phase::Steady, secs),
+            startup: phase_rows(stats, Phase::Startup, secs),
+            startup_total: phase_total(stats, Phase::Startup, secs),
+            polls: phase_rows(stats, Phase::Poll, secs),
+            polls_total: phase_total(stats, Phase::Poll, secs),
+            failures: stats.failures.iter().map(FailureRow::of).collect(),
+            exceptions: stats
                 .exceptions
                 .iter()
                 .map(|(m, n)| (m.clone(), *n))
                 .collect(),
-            resent: outcome.stats.resent,
-            in_flight_at_stop: outcome.stats.in_flight_at_stop,
+            resent: stats.resent,
+            in_flight_at_stop: stats.in_flight_at_stop,
+            unsent_at_stop: stats.unsent_at_stop,
             timed_out: everything.timed_out,
-            stuck_users: crate::stats::StuckUsers::of(&outcome.stats, &outcome.history),
-            panics: outcome.stats.panics,
-            jobs: outcome
-                .stats
-                .jobs
-                .iter()
-                .map(|(kind, job)| JobRow {
-                    job: kind.to_string(),
-                    completed: job.completed,
-                    failed: job.failed,
-                    unfinished: job.unfinished,
-                    unknown: job.unknown,
-                    unfollowed: job.unfollowed,
-                    completion_secs: if job.completed == 0 {
-                        BTreeMap::new()
-                    } else {
-                        [50.0, 95.0, 99.0, 100.0]
-                            .iter()
-                            .map(|p| {
-                                (
-                                    format!("p{p}"),
-                                    job.completion.value_at_percentile(*p) as f64 / 1e6,
-                                )
-                            })
-                            .collect()
-                    },
-                    failure_messages: job.failure_messages.clone(),
-                    last_statuses: job.last_statuses.clone(),
-                })
-                .collect(),
-            handled: outcome
-                .stats
+            stuck_users: crate::stats::StuckUsers::of(stats, &outcome.history),
+            panics: stats.panics,
+            jobs: stats.jobs.iter().map(JobRow::of).collect(),
+            handled: stats
                 .handled
                 .iter()
                 .map(|((name, status), n)| (name.to_string(), *status, *n))
                 .collect(),
-            history: outcome
-                .history
-                .iter()
-                .map(|h| HistoryPoint {
-                    timestamp: unix(h.timestamp),
-                    at_secs: h.at_secs,
-                    users: h.users,
-                    requests: h.interval.count,
-                    failures: h.interval.failures,
-                    percentiles_ms: PERCENTILES
-                        .iter()
-                        .map(|p| h.interval.percentile_ms(*p))
-                        .collect(),
-                    average_ms: h.interval.average_ms(),
-                    statuses: h.interval.statuses.clone(),
-                    loadgen_cpu_pct: h.loadgen_cpu_pct,
-                    loadgen_rss_bytes: h.loadgen_rss_bytes,
-                    timer_lag_ms: h.timer_lag_ms,
-                    endpoints: h.endpoints.clone(),
-                    jobs_done: h.jobs_done,
-                    jobs_in_flight: h.jobs_in_flight,
-                    in_flight: h.in_flight,
-                    cumulative: h.cumulative,
-                    per_name: h.per_name.clone(),
-                    arrivals: h.arrivals,
-                })
-                .collect(),
+            history: outcome.history.iter().map(HistoryPoint::of).collect(),
             open_model: open_model::OpenModel::of(config, outcome, secs),
             service_time: open_model::ServiceTime::of(&outcome.stats),
             analysis,
             backend: outcome.backend.clone(),
             baseline: None,
             cluster: outcome.cluster.clone(),
+        }
+    }
+}
+
+/// The rows of one phase, one per endpoint.
+fn phase_rows(stats: &Stats, phase: Phase, secs: f64) -> Vec<Row> {
+    stats
+        .endpoints
+        .iter()
+        .filter(|(k, _)| k.phase == phase)
+        .map(|(k, e)| Row::new(phase, &k.method, &k.name, e, secs))
+        .collect()
+}
+
+/// The aggregate row of one phase.
+fn phase_total(stats: &Stats, phase: Phase, secs: f64) -> Row {
+    Row::new(phase, "", "Aggregated", &stats.aggregated(phase), secs)
+}
+
+/// Locust's rows: Locust has no start-up phase, so each holds every request of a name.
+fn locust_rows(stats: &Stats, secs: f64) -> Vec<Row> {
+    let mut by_name: BTreeMap<(&str, &str), EndpointStats> = BTreeMap::new();
+    for (key, e) in &stats.endpoints {
+        by_name
+            .entry((&*key.name, &*key.method))
+            .or_default()
+            .merge(e);
+    }
+    by_name
+        .iter()
+        .map(|((name, method), e)| Row::new(Phase::Steady, method, name, e, secs))
+        .collect()
+}
+
+impl FailureRow {
+    /// The row of one kind of failure.
+    fn of((key, failure): (&FailureKey, &FailureStats)) -> Self {
+        Self {
+            method: key.method.to_string(),
+            name: key.name.to_string(),
+            error: key.error.clone(),
+            occurrences: failure.count,
+            first_seen_secs: failure.first_seen_secs,
+            last_seen_secs: failure.last_seen_secs,
+        }
+    }
+}
+
+impl JobRow {
+    /// The row of one kind of followed job.
+    fn of((kind, job): (&Arc<str>, &JobStats)) -> Self {
+        Self {
+            job: kind.to_string(),
+            completed: job.completed,
+            failed: job.failed,
+            unfinished: job.unfinished,
+            unknown: job.unknown,
+            unfollowed: job.unfollowed,
+            completion_secs: if job.completed == 0 {
+                BTreeMap::new()
+            } else {
+                [50.0, 95.0, 99.0, 100.0]
+                    .iter()
+                    .map(|p| {
+                        (
+                            format!("p{p}"),
+                            job.completion.value_at_percentile(*p) as f64 / 1e6,
+                        )
+                    })
+                    .collect()
+            },
+            failure_messages: job.failure_messages.clone(),
+            last_statuses: job.last_statuses.clone(),
+        }
+    }
+}
+
+impl HistoryPoint {
+    /// The figure of percentile `q` in this second, ms.
+    pub fn p(&self, q: Percentile) -> f64 {
+        q.among(&self.percentiles_ms)
+    }
+
+    /// The report's view of one second of the timeline.
+    fn of(h: &HistoryRow) -> Self {
+        Self {
+            timestamp: unix(h.timestamp),
+            at_secs: h.at_secs,
+            users: h.users,
+            requests: h.interval.count,
+            failures: h.interval.failures,
+            percentiles_ms: PERCENTILES
+                .iter()
+                .map(|p| h.interval.percentile_ms(*p))
+                .collect(),
+            average_ms: h.interval.average_ms(),
+            statuses: h.interval.statuses.clone(),
+            loadgen_cpu_pct: h.loadgen_cpu_pct,
+            loadgen_rss_bytes: h.loadgen_rss_bytes,
+            timer_lag_ms: h.timer_lag_ms,
+            endpoints: h.endpoints.clone(),
+            jobs_done: h.jobs_done,
+            jobs_in_flight: h.jobs_in_flight,
+            in_flight: h.in_flight,
+            cumulative: h.cumulative,
+            per_name: h.per_name.clone(),
+            arrivals: h.arrivals,
         }
     }
 }

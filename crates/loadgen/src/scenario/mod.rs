@@ -482,110 +482,15 @@ fn compile_user(
     }
     let wait = match &user.wait {
         None => Wait::Constant(Duration::ZERO),
-        Some(w) => {
-            let s = w.span();
-            match (
-                &w.get_ref().between,
-                &w.get_ref().constant,
-                &w.get_ref().pacing,
-            ) {
-                (Some([lo, hi]), None, None) => {
-                    let (lo, hi) = (
-                        parse_duration(checker, s.clone(), lo)?,
-                        parse_duration(checker, s.clone(), hi)?,
-                    );
-                    if lo > hi {
-                        return Err(checker.error(
-                            s,
-                            "wait.between: the first duration must not exceed the second",
-                        ));
-                    }
-                    Wait::Between(lo, hi)
-                }
-                (None, Some(c), None) => Wait::Constant(parse_duration(checker, s, c)?),
-                (None, None, Some(p)) if w.get_ref().constant_throughput.is_none() => {
-                    Wait::Pacing(parse_duration(checker, s, p)?)
-                }
-                (None, None, None) => match w.get_ref().constant_throughput {
-                    // Locust's constant_throughput(N): N task runs a second, a pacing of 1/N s.
-                    Some(n) if n.is_finite() && n > 0.0 => {
-                        Wait::Pacing(Duration::from_secs_f64(1.0 / n))
-                    }
-                    _ => {
-                        return Err(checker.error(
-                            s,
-                            "wait.constant_throughput: give a number of task runs per second above 0, e.g. 2",
-                        ));
-                    }
-                },
-                _ => {
-                    return Err(checker.error(s, "wait takes exactly one of between = [\"1s\", \"3s\"], constant = \"1s\", pacing = \"2s\" or constant_throughput = 2"));
-                }
-            }
-        }
+        Some(w) => compile_wait(checker, w)?,
     };
     let keys: Vec<&String> = user.steps.keys().collect();
-    let resolve = |r: &Spanned<raw::StepRef>| -> Result<StepRef, ScenarioError> {
-        let (name, repeat) = match r.get_ref() {
-            raw::StepRef::Name(n) => (n, 1),
-            raw::StepRef::Repeated { step, repeat } => (step, *repeat),
-        };
-        let repeat = u32::try_from(repeat)
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| {
-                checker.error(
-                    r.span(),
-                    format!(
-                        "step `{name}`: repeat = {repeat}: a step runs 1 or more times in a row"
-                    ),
-                )
-            })?;
-        let step = keys.iter().position(|k| *k == name).ok_or_else(|| {
-            let known: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
-            checker.error(
-                r.span(),
-                format!(
-                    "no step `{name}` in user type `{}` (steps: {})",
-                    user.name,
-                    known.join(", ")
-                ),
-            )
-        })?;
-        Ok(StepRef { step, repeat })
-    };
     let on_start = user
         .on_start
         .iter()
-        .map(&resolve)
+        .map(|r| resolve_step_ref(checker, user, &keys, r))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut tasks = Vec::new();
-    for task in &user.tasks {
-        let t = task.get_ref();
-        if t.run.is_empty() {
-            return Err(checker.error(task.span(), "a task needs at least one step in `run`"));
-        }
-        tasks.push(Task {
-            weight: t.weight,
-            tags: t.tags.clone(),
-            run: t.run.iter().map(&resolve).collect::<Result<_, _>>()?,
-        });
-    }
-    if tasks.iter().all(|t| t.weight == 0) {
-        return Err(checker.error(span, "every task has weight 0"));
-    }
-    let total_weight: u64 = tasks.iter().map(|t| u64::from(t.weight)).sum();
-    if total_weight > u64::from(u32::MAX) {
-        return Err(checker.error(
-            span,
-            format!(
-                "user type `{}`: the task weights add up to {total_weight}, more than {}; \
-                 weights are shares, so use small numbers (e.g. 1, 2, 5)",
-                user.name,
-                u32::MAX
-            ),
-        ));
-    }
+    let tasks = compile_tasks(checker, spanned, &keys)?;
     let mut steps = Vec::new();
     for (key, step) in &user.steps {
         steps.push(compile_step(
@@ -626,6 +531,123 @@ fn compile_user(
         tasks,
         steps,
     })
+}
+
+/// A user type's wait between tasks: exactly one of `between`, `constant` and `pacing`.
+fn compile_wait(
+    checker: &Checker<'_>,
+    spanned: &Spanned<raw::Wait>,
+) -> Result<Wait, ScenarioError> {
+    let s = spanned.span();
+    let w = spanned.get_ref();
+    match (&w.between, &w.constant, &w.pacing) {
+        (Some([lo, hi]), None, None) => {
+            let (lo, hi) = (
+                parse_duration(checker, s.clone(), lo)?,
+                parse_duration(checker, s.clone(), hi)?,
+            );
+            if lo > hi {
+                return Err(checker.error(
+                    s,
+                    "wait.between: the first duration must not exceed the second",
+                ));
+            }
+            Ok(Wait::Between(lo, hi))
+        }
+        (None, Some(c), None) if w.constant_throughput.is_none() => {
+            Ok(Wait::Constant(parse_duration(checker, s, c)?))
+        }
+        (None, None, Some(p)) if w.constant_throughput.is_none() => {
+            Ok(Wait::Pacing(parse_duration(checker, s, p)?))
+        }
+        (None, None, None) => match w.constant_throughput {
+            // Locust's constant_throughput(N): N task runs a second, a pacing of 1/N s.
+            Some(n) if n.is_finite() && n > 0.0 => Ok(Wait::Pacing(Duration::from_secs_f64(1.0 / n))),
+            _ => Err(checker.error(
+                s,
+                "wait.constant_throughput: give a number of task runs per second above 0, e.g. 2",
+            )),
+        },
+        _ => Err(checker.error(s, "wait takes exactly one of between = [\"1s\", \"3s\"], constant = \"1s\", pacing = \"2s\" or constant_throughput = 2")),
+    }
+}
+
+/// A step named in `on_start` or a task's `run`, as an index into the user type's steps
+/// (`keys`), with its repeat count.
+fn resolve_step_ref(
+    checker: &Checker<'_>,
+    user: &raw::User,
+    keys: &[&String],
+    r: &Spanned<raw::StepRef>,
+) -> Result<StepRef, ScenarioError> {
+    let (name, repeat) = match r.get_ref() {
+        raw::StepRef::Name(n) => (n, 1),
+        raw::StepRef::Repeated { step, repeat } => (step, *repeat),
+    };
+    let repeat = u32::try_from(repeat)
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            checker.error(
+                r.span(),
+                format!("step `{name}`: repeat = {repeat}: a step runs 1 or more times in a row"),
+            )
+        })?;
+    let step = keys.iter().position(|k| *k == name).ok_or_else(|| {
+        let known: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+        checker.error(
+            r.span(),
+            format!(
+                "no step `{name}` in user type `{}` (steps: {})",
+                user.name,
+                known.join(", ")
+            ),
+        )
+    })?;
+    Ok(StepRef { step, repeat })
+}
+
+/// A user type's tasks: each runs a step at least, and their weights are shares that some task
+/// holds and that add up to a `u32`.
+fn compile_tasks(
+    checker: &Checker<'_>,
+    spanned: &Spanned<raw::User>,
+    keys: &[&String],
+) -> Result<Vec<Task>, ScenarioError> {
+    let user = spanned.get_ref();
+    let span = spanned.span();
+    let mut tasks = Vec::new();
+    for task in &user.tasks {
+        let t = task.get_ref();
+        if t.run.is_empty() {
+            return Err(checker.error(task.span(), "a task needs at least one step in `run`"));
+        }
+        tasks.push(Task {
+            weight: t.weight,
+            tags: t.tags.clone(),
+            run: t
+                .run
+                .iter()
+                .map(|r| resolve_step_ref(checker, user, keys, r))
+                .collect::<Result<_, _>>()?,
+        });
+    }
+    if tasks.iter().all(|t| t.weight == 0) {
+        return Err(checker.error(span, "every task has weight 0"));
+    }
+    let total_weight: u64 = tasks.iter().map(|t| u64::from(t.weight)).sum();
+    if total_weight > u64::from(u32::MAX) {
+        return Err(checker.error(
+            span,
+            format!(
+                "user type `{}`: the task weights add up to {total_weight}, more than {}; \
+                 weights are shares, so use small numbers (e.g. 1, 2, 5)",
+                user.name,
+                u32::MAX
+            ),
+        ));
+    }
+    Ok(tasks)
 }
 
 /// The name requests are reported under: a path's secret parameters (`?api_key=...`) masked,
@@ -747,130 +769,11 @@ fn compile_step(
         Template::parse(step.path.get_ref()).map_err(|e| checker.error(step.path.span(), e))?;
     check_request_path(step.path.get_ref())
         .map_err(|why| checker.error(step.path.span(), format!("step `{key}`: {why}")))?;
-    let bodies = [
-        step.json.is_some(),
-        step.form.is_some(),
-        step.multipart.is_some(),
-    ];
-    if bodies.iter().filter(|b| **b).count() > 1 {
-        return Err(checker.error(
-            span,
-            format!("step `{key}`: use only one of json, form and multipart"),
-        ));
-    }
-    let body = if let Some(json) = &step.json {
-        Body::Json(
-            ValueTemplate::from_toml(json.get_ref()).map_err(|e| checker.error(json.span(), e))?,
-        )
-    } else if let Some(form) = &step.form {
-        Body::Form(templates(checker, form)?)
-    } else if let Some(parts) = &step.multipart {
-        let mut compiled = Vec::new();
-        for (field, part) in parts {
-            let part_value = match part.get_ref() {
-                raw::Part::Text(text) => MultipartPart::Text(
-                    Template::parse(text).map_err(|e| checker.error(part.span(), e))?,
-                ),
-                raw::Part::File {
-                    fixture,
-                    content_type,
-                    filename,
-                } => {
-                    let bytes = match fixture_cache.get(fixture) {
-                        Some(bytes) => bytes.clone(),
-                        None => {
-                            let path = fixtures.join(fixture);
-                            let bytes = Bytes::from(std::fs::read(&path).map_err(|e| {
-                                checker.error(part.span(), format!("fixture {} cannot be read ({e}): run `fixtures-gen --out {}` or pass --fixtures DIR", path.display(), fixtures.display()))
-                            })?);
-                            fixture_cache.insert(fixture.clone(), bytes.clone());
-                            bytes
-                        }
-                    };
-                    MultipartPart::File {
-                        filename: filename.clone().unwrap_or_else(|| fixture.clone()),
-                        content_type: content_type.clone(),
-                        bytes,
-                    }
-                }
-            };
-            compiled.push((field.clone(), part_value));
-        }
-        Body::Multipart(compiled)
-    } else {
-        Body::Empty
-    };
-    let mut on_status = Vec::new();
-    for (status, target) in &step.on_status {
-        let code: u16 = status
-            .parse()
-            .ok()
-            .filter(|c| (100..600).contains(c))
-            .ok_or_else(|| {
-                checker.error(
-                    target.span(),
-                    format!("step `{key}`: on_status key {status:?} is not an HTTP status"),
-                )
-            })?;
-        let index = keys
-            .iter()
-            .position(|k| *k == target.get_ref())
-            .ok_or_else(|| {
-                checker.error(
-                    target.span(),
-                    format!(
-                        "step `{key}`: on_status names no step `{}`",
-                        target.get_ref()
-                    ),
-                )
-            })?;
-        if keys[index] == key {
-            return Err(checker.error(
-                target.span(),
-                format!("step `{key}`: on_status cannot call the step itself"),
-            ));
-        }
-        on_status.push((code, index));
-    }
+    let body = compile_body(checker, key, spanned, fixtures, fixture_cache)?;
+    let on_status = compile_on_status(checker, key, step, keys)?;
     let track = match &step.track {
         None => None,
-        Some(t) => {
-            let s = t.span();
-            let raw = t.get_ref();
-            if !(0.0..=1.0).contains(&raw.sample) {
-                return Err(
-                    checker.error(s, format!("step `{key}`: track.sample must be from 0 to 1"))
-                );
-            }
-            check_request_path(&raw.poll).map_err(|why| {
-                checker.error(s.clone(), format!("step `{key}`: track.poll: {why}"))
-            })?;
-            Some(Track {
-                job: raw.job.as_str().into(),
-                poll: Template::parse(&raw.poll).map_err(|e| checker.error(s.clone(), e))?,
-                name: display_name(
-                    raw.name
-                        .clone()
-                        .unwrap_or_else(|| raw.poll.replace("${id}", "[id]")),
-                ),
-                id: field_path(&raw.id),
-                field: field_path(&raw.field),
-                done: raw.done.clone(),
-                failed: raw.failed.clone(),
-                every: parse_duration(checker, s.clone(), &raw.every)?,
-                max_every: {
-                    let every = parse_duration(checker, s.clone(), &raw.every)?;
-                    let max = parse_duration(checker, s.clone(), &raw.max_every)?;
-                    if every.is_zero() {
-                        return Err(checker
-                            .error(s, format!("step `{key}`: track.every must be above zero")));
-                    }
-                    max.max(every)
-                },
-                timeout: parse_duration(checker, s, &raw.timeout)?,
-                sample: raw.sample,
-            })
-        }
+        Some(t) => Some(compile_track(checker, key, t)?),
     };
     let timeout = match &step.timeout {
         None => None,
@@ -911,6 +814,162 @@ fn compile_step(
             .collect(),
         on_status,
         track,
+    })
+}
+
+/// A step's body: at most one of `json`, `form` and `multipart`, or none.
+fn compile_body(
+    checker: &Checker<'_>,
+    key: &str,
+    spanned: &Spanned<raw::Step>,
+    fixtures: &Path,
+    fixture_cache: &mut HashMap<String, Bytes>,
+) -> Result<Body, ScenarioError> {
+    let step = spanned.get_ref();
+    let bodies = [
+        step.json.is_some(),
+        step.form.is_some(),
+        step.multipart.is_some(),
+    ];
+    if bodies.iter().filter(|b| **b).count() > 1 {
+        return Err(checker.error(
+            spanned.span(),
+            format!("step `{key}`: use only one of json, form and multipart"),
+        ));
+    }
+    Ok(if let Some(json) = &step.json {
+        Body::Json(
+            ValueTemplate::from_toml(json.get_ref()).map_err(|e| checker.error(json.span(), e))?,
+        )
+    } else if let Some(form) = &step.form {
+        Body::Form(templates(checker, form)?)
+    } else if let Some(parts) = &step.multipart {
+        let mut compiled = Vec::new();
+        for (field, part) in parts {
+            compiled.push((
+                field.clone(),
+                compile_part(checker, part, fixtures, fixture_cache)?,
+            ));
+        }
+        Body::Multipart(compiled)
+    } else {
+        Body::Empty
+    })
+}
+
+/// One part of a multipart body: a text template, or a fixture file read once per scenario.
+fn compile_part(
+    checker: &Checker<'_>,
+    part: &Spanned<raw::Part>,
+    fixtures: &Path,
+    fixture_cache: &mut HashMap<String, Bytes>,
+) -> Result<MultipartPart, ScenarioError> {
+    Ok(match part.get_ref() {
+        raw::Part::Text(text) => {
+            MultipartPart::Text(Template::parse(text).map_err(|e| checker.error(part.span(), e))?)
+        }
+        raw::Part::File {
+            fixture,
+            content_type,
+            filename,
+        } => {
+            let bytes = match fixture_cache.get(fixture) {
+                Some(bytes) => bytes.clone(),
+                None => {
+                    let path = fixtures.join(fixture);
+                    let bytes = Bytes::from(std::fs::read(&path).map_err(|e| {
+                        checker.error(part.span(), format!("fixture {} cannot be read ({e}): run `fixtures-gen --out {}` or pass --fixtures DIR", path.display(), fixtures.display()))
+                    })?);
+                    fixture_cache.insert(fixture.clone(), bytes.clone());
+                    bytes
+                }
+            };
+            MultipartPart::File {
+                filename: filename.clone().unwrap_or_else(|| fixture.clone()),
+                content_type: content_type.clone(),
+                bytes,
+            }
+        }
+    })
+}
+
+/// A step's `on_status` handlers: each an HTTP status and the index of another step.
+fn compile_on_status(
+    checker: &Checker<'_>,
+    key: &str,
+    step: &raw::Step,
+    keys: &[&String],
+) -> Result<Vec<(u16, usize)>, ScenarioError> {
+    let mut on_status = Vec::new();
+    for (status, target) in &step.on_status {
+        let code: u16 = status
+            .parse()
+            .ok()
+            .filter(|c| (100..600).contains(c))
+            .ok_or_else(|| {
+                checker.error(
+                    target.span(),
+                    format!("step `{key}`: on_status key {status:?} is not an HTTP status"),
+                )
+            })?;
+        let index = keys
+            .iter()
+            .position(|k| *k == target.get_ref())
+            .ok_or_else(|| {
+                checker.error(
+                    target.span(),
+                    format!(
+                        "step `{key}`: on_status names no step `{}`",
+                        target.get_ref()
+                    ),
+                )
+            })?;
+        if keys[index] == key {
+            return Err(checker.error(
+                target.span(),
+                format!("step `{key}`: on_status cannot call the step itself"),
+            ));
+        }
+        on_status.push((code, index));
+    }
+    Ok(on_status)
+}
+
+/// A step's `track`: how to follow the job it creates (its status URL, fields and timing).
+fn compile_track(
+    checker: &Checker<'_>,
+    key: &str,
+    spanned: &Spanned<raw::Track>,
+) -> Result<Track, ScenarioError> {
+    let s = spanned.span();
+    let raw = spanned.get_ref();
+    if !(0.0..=1.0).contains(&raw.sample) {
+        return Err(checker.error(s, format!("step `{key}`: track.sample must be from 0 to 1")));
+    }
+    check_request_path(&raw.poll)
+        .map_err(|why| checker.error(s.clone(), format!("step `{key}`: track.poll: {why}")))?;
+    let poll = Template::parse(&raw.poll).map_err(|e| checker.error(s.clone(), e))?;
+    let every = parse_duration(checker, s.clone(), &raw.every)?;
+    let max_every = parse_duration(checker, s.clone(), &raw.max_every)?;
+    if every.is_zero() {
+        return Err(checker.error(s, format!("step `{key}`: track.every must be above zero")));
+    }
+    Ok(Track {
+        job: raw.job.as_str().into(),
+        poll,
+        name: display_name(
+            raw.name
+                .clone()
+                .unwrap_or_else(|| raw.poll.replace("${id}", "[id]")),
+        ),
+        id: field_path(&raw.id),
+        field: field_path(&raw.field),
+        done: raw.done.clone(),
+        failed: raw.failed.clone(),
+        every,
+        max_every: max_every.max(every),
+        timeout: parse_duration(checker, s, &raw.timeout)?,
+        sample: raw.sample,
     })
 }
 

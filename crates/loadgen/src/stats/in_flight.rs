@@ -5,13 +5,14 @@
 //! answer comes is recorded as a censored value, at least as slow as its age (issue 22: a run
 //! where 5 % of the requests were never answered reported a p99 of 3.9 ms).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::{HistoryRow, Key, Phase, PollBudget, SHARD, Stats};
+use crate::http::Sends;
 
 /// A user waiting longer than this for one answer is stuck: far beyond what an interactive
 /// client waits, and far beyond a healthy API's slowest answers.
@@ -67,17 +68,19 @@ pub struct InFlight<'k> {
     budget: &'k PollBudget,
     slot: usize,
     started: Instant,
-    /// The counter of resends of the connections the request goes over, and its value when
-    /// the request went out: a request resent and then cut off still counts its resend.
-    resends: Rc<Cell<u64>>,
-    resends_before: u64,
+    /// What the connections the request goes over have written, and the counts when the
+    /// request began: a request resent and then cut off still counts its resend, and one cut
+    /// off before its bytes went out (while it connected) was never sent.
+    sends: Rc<Sends>,
+    resent_before: u64,
+    written_before: u64,
     answered: bool,
 }
 
 impl<'k> InFlight<'k> {
-    /// A request of `key`'s row going out now over connections that count their resends in
-    /// `resends`, in the run of `budget`.
-    pub fn start(key: &'k Key, resends: Rc<Cell<u64>>, budget: &'k PollBudget) -> Self {
+    /// A request of `key`'s row going out now over connections that count what they write in
+    /// `sends`, in the run of `budget`.
+    pub fn start(key: &'k Key, sends: Rc<Sends>, budget: &'k PollBudget) -> Self {
         let started = Instant::now();
         let entry = Entry {
             started,
@@ -96,14 +99,14 @@ impl<'k> InFlight<'k> {
                 }
             }
         });
-        let resends_before = resends.get();
         Self {
             key,
             budget,
             slot,
             started,
-            resends,
-            resends_before,
+            resent_before: sends.resent(),
+            written_before: sends.written(),
+            sends,
             answered: false,
         }
     }
@@ -121,7 +124,7 @@ impl<'k> InFlight<'k> {
     }
 
     fn retries(&self) -> u64 {
-        self.resends.get().saturating_sub(self.resends_before)
+        self.sends.resent().saturating_sub(self.resent_before)
     }
 }
 
@@ -140,10 +143,15 @@ impl Drop for InFlight<'_> {
         }
         let age_us = self.started.elapsed().as_micros() as u64;
         let retries = self.retries();
+        let written = self.sends.written() > self.written_before;
         let _ = SHARD.try_with(|shard| {
             let mut shard = shard.borrow_mut();
             let stats = &mut shard.stats;
-            stats.in_flight_at_stop += 1;
+            if written {
+                stats.in_flight_at_stop += 1;
+            } else {
+                stats.unsent_at_stop += 1;
+            }
             stats.resent += retries;
             let endpoint = stats.endpoints.entry(self.key.clone()).or_default();
             endpoint.record_unanswered(age_us);
@@ -240,23 +248,30 @@ mod tests {
 
     #[test]
     fn a_request_dropped_unanswered_is_counted_at_its_age_with_its_resends() {
-        let resends = Rc::new(Cell::new(7));
+        let (user_sends, poll_sends) = (Rc::new(Sends::default()), Rc::new(Sends::default()));
         let budget = PollBudget::default();
         let (user, poll) = (key(Phase::Steady), key(Phase::Poll));
         drop(crate::stats::take_shard());
-        let answered = InFlight::start(&user, resends.clone(), &budget);
-        let cut_off = InFlight::start(&user, resends.clone(), &budget);
-        let polling = InFlight::start(&poll, resends.clone(), &budget);
-        resends.set(8);
-        let level = census();
-        assert_eq!((level.requests, level.stuck_users), (3, 0));
+        let answered = InFlight::start(&user, user_sends.clone(), &budget);
+        user_sends.count_written(false);
+        user_sends.count_written(true);
         assert_eq!(answered.answered(), 1, "the resend during it");
+        let cut_off = InFlight::start(&user, user_sends.clone(), &budget);
+        user_sends.count_written(true);
+        // A poll whose connection never opened: nothing of it went out.
+        let connecting = InFlight::start(&poll, poll_sends, &budget);
+        let level = census();
+        assert_eq!((level.requests, level.stuck_users), (2, 0));
         std::thread::sleep(Duration::from_millis(20));
         drop(cut_off);
-        drop(polling);
+        drop(connecting);
         assert_eq!(census().requests, 0, "every entry left the table");
         let shard = crate::stats::take_shard();
-        assert_eq!(shard.stats.in_flight_at_stop, 2);
+        assert_eq!(
+            (shard.stats.in_flight_at_stop, shard.stats.unsent_at_stop),
+            (1, 1),
+            "sent and unanswered, apart from never sent"
+        );
         let row = &shard.stats.endpoints[&user];
         assert_eq!((row.count, row.unanswered.len(), row.retries), (0, 1, 1));
         assert!(row.unanswered.max() >= 20_000, "{}", row.unanswered.max());
@@ -265,7 +280,7 @@ mod tests {
             "in the percentiles at its age"
         );
         // The table's slots are reused.
-        let again = InFlight::start(&user, resends, &budget);
+        let again = InFlight::start(&user, user_sends, &budget);
         assert!(again.slot <= 2);
         let _ = again.answered();
     }

@@ -36,6 +36,49 @@ pub const PERCENTILES: [f64; 11] = [
     50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 99.99, 100.0,
 ];
 
+/// One of [`PERCENTILES`], known by its value. Figures listed per percentile
+/// (`percentiles_ms`) are in [`PERCENTILES`]' order, so a writer that reads one through a
+/// `Percentile` keeps its column when the list changes; and one made in a `const`, as
+/// [`P50`], [`P95`] and [`P99`] are, stops the build when the list loses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percentile(usize);
+
+impl Percentile {
+    /// The percentile `p` (`95.0` for p95).
+    ///
+    /// # Panics
+    ///
+    /// When `p` is not one of [`PERCENTILES`]: at compile time in a `const`.
+    pub const fn of(p: f64) -> Self {
+        let mut place = 0;
+        while place < PERCENTILES.len() {
+            if PERCENTILES[place] == p {
+                return Self(place);
+            }
+            place += 1;
+        }
+        panic!("not one of PERCENTILES");
+    }
+
+    /// Its place in [`PERCENTILES`].
+    pub const fn place(self) -> usize {
+        self.0
+    }
+
+    /// Its figure among `figures`, given in [`PERCENTILES`]' order; 0 when there are fewer
+    /// (a report file is read from disk).
+    pub fn among(self, figures: &[f64]) -> f64 {
+        figures.get(self.0).copied().unwrap_or(0.0)
+    }
+}
+
+/// The median.
+pub const P50: Percentile = Percentile::of(50.0);
+/// The 95th percentile: the p95 target's.
+pub const P95: Percentile = Percentile::of(95.0);
+/// The 99th percentile: the p99 target's.
+pub const P99: Percentile = Percentile::of(99.0);
+
 /// Whether a request belongs to a user's start-up (`on_start`), to the steady state, or to
 /// loadgen's own following of the jobs it created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -258,6 +301,10 @@ pub struct Stats {
     /// run, past `--stop-timeout`, or when the users were lowered): sent, so the server may
     /// count them; in their rows' percentiles at their age, not in their counts.
     pub in_flight_at_stop: u64,
+    /// Requests whose user was stopped before a byte of them went out (while their connection
+    /// opened): never sent, so the server cannot count them; in their rows' percentiles at
+    /// their age, as the requests in flight.
+    pub unsent_at_stop: u64,
     /// User tasks and job pollers that panicked (a bug of loadgen's): each was caught, counted
     /// and printed, and the run's exit code is 2.
     pub panics: u64,
@@ -288,6 +335,7 @@ impl Stats {
         self.missing_values += other.missing_values;
         self.resent += other.resent;
         self.in_flight_at_stop += other.in_flight_at_stop;
+        self.unsent_at_stop += other.unsent_at_stop;
         self.panics += other.panics;
         self.startup_overlap.merge(&other.startup_overlap);
         self.arrivals.merge(&other.arrivals);
@@ -699,6 +747,19 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Moved from the web UI's `at_percentile`, which `Percentile` replaces.
+    #[test]
+    fn figures_are_read_by_their_percentile() {
+        let figures: Vec<f64> = PERCENTILES.iter().map(|p| p * 10.0).collect();
+        assert_eq!(P95.among(&figures), 950.0);
+        assert_eq!(P99.among(&figures), 990.0);
+        assert_eq!(P50.among(&figures), 500.0);
+        assert_eq!(Percentile::of(99.9).among(&figures), 999.0);
+        assert_eq!(P95.among(&[]), 0.0, "no figures yet");
+        let absent = std::panic::catch_unwind(|| Percentile::of(97.0));
+        assert!(absent.is_err(), "97 is not one of the list");
+    }
 
     fn key(name: &str) -> Key {
         Key {

@@ -152,6 +152,9 @@ pub struct StatsSnapshot {
     /// Requests in flight when their user was stopped.
     #[serde(default)]
     pub in_flight_at_stop: u64,
+    /// Requests whose user was stopped before they went out.
+    #[serde(default)]
+    pub unsent_at_stop: u64,
     /// User tasks and job pollers that panicked.
     #[serde(default)]
     pub panics: u64,
@@ -257,6 +260,7 @@ impl StatsSnapshot {
             missing_values: stats.missing_values,
             resent: stats.resent,
             in_flight_at_stop: stats.in_flight_at_stop,
+            unsent_at_stop: stats.unsent_at_stop,
             panics: stats.panics,
             startup_overlap: (
                 encode(&stats.startup_overlap.overlapped),
@@ -345,6 +349,7 @@ impl StatsSnapshot {
         stats.missing_values = self.missing_values;
         stats.resent = self.resent;
         stats.in_flight_at_stop = self.in_flight_at_stop;
+        stats.unsent_at_stop = self.unsent_at_stop;
         stats.panics = self.panics;
         let what = || "steady requests beside start-up work".to_owned();
         stats.startup_overlap = super::overlap::StartupOverlap {

@@ -143,6 +143,13 @@ pub struct EndpointSecond {
     pub percentiles_ms: [f64; 3],
 }
 
+impl EndpointSecond {
+    /// The p95 of this second, ms.
+    pub fn p95_ms(&self) -> f64 {
+        self.percentiles_ms[1]
+    }
+}
+
 /// Adds requests handed over after their second's row was made to that row (rows are one a
 /// second from the first; the last row takes any whose row is missing).
 pub(crate) fn add_late(history: &mut [HistoryRow], late: Vec<(u64, EndpointStats)>) {

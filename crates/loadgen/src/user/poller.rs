@@ -143,7 +143,7 @@ impl JobPoller {
 
     /// Sends one poll and records it; the job's end, if the poll read a final status.
     async fn poll(&mut self) -> Option<Ended> {
-        let in_flight = InFlight::start(&self.key, self.connection.resends(), self.budget.budget());
+        let in_flight = InFlight::start(&self.key, self.connection.sends(), self.budget.budget());
         let started = in_flight.started();
         let answer = self
             .connection

@@ -4,18 +4,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::report::{PERCENTILES, Report, Row};
-
-/// The figure of percentile `p` among `percentiles_ms` (in [`PERCENTILES`]' order); 0 when `p`
-/// is not one of them.
-fn at_percentile(percentiles_ms: &[f64], p: f64) -> f64 {
-    PERCENTILES
-        .iter()
-        .position(|q| q.total_cmp(&p).is_eq())
-        .and_then(|i| percentiles_ms.get(i))
-        .copied()
-        .unwrap_or(0.0)
-}
+use crate::report::{P50, P95, P99, Percentile, Report, Row};
 
 /// One entry of `stats`, as Locust's `StatsEntry.to_dict()`.
 #[derive(Serialize)]
@@ -85,8 +74,8 @@ fn entry<'a>(report: &Report, row: &'a Row, total: bool) -> Entry<'a> {
         median_response_time: row.median_ms.round(),
         total_rps: row.rps,
         total_fail_per_sec: row.failures_per_sec,
-        p95: at_percentile(&row.percentiles_ms, 95.0).round(),
-        p99: at_percentile(&row.percentiles_ms, 99.0).round(),
+        p95: row.p(P95).round(),
+        p99: row.p(P99).round(),
         avg_content_length: row.average_bytes,
         num_retries: row.retries,
         num_timeouts: row.timed_out,
@@ -129,8 +118,7 @@ pub fn stats_requests(report: Option<&Report>, state: &str, user_count: u64) -> 
         })
         .collect();
     let last = report.history.last();
-    let percentile =
-        |p: f64| last.map_or(Value::Null, |h| json!(at_percentile(&h.percentiles_ms, p)));
+    let percentile = |p: Percentile| last.map_or(Value::Null, |h| json!(h.p(p)));
     let fail_ratio = if report.locust_total.requests == 0 {
         0.0
     } else {
@@ -143,8 +131,8 @@ pub fn stats_requests(report: Option<&Report>, state: &str, user_count: u64) -> 
         "total_fail_per_sec": total.total_fail_per_sec,
         "fail_ratio": fail_ratio,
         "current_response_time_percentiles": {
-            "response_time_percentile_0.5": percentile(50.0),
-            "response_time_percentile_0.95": percentile(95.0),
+            "response_time_percentile_0.5": percentile(P50),
+            "response_time_percentile_0.95": percentile(P95),
         },
         "state": state,
         "user_count": user_count,
@@ -176,17 +164,7 @@ pub fn add_workers(answer: &mut Value, workers: &[crate::cluster::WorkerSummary]
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn figures_are_read_by_their_percentile() {
-        let figures: Vec<f64> = PERCENTILES.iter().map(|p| p * 10.0).collect();
-        assert_eq!(at_percentile(&figures, 95.0), 950.0);
-        assert_eq!(at_percentile(&figures, 99.0), 990.0);
-        assert_eq!(at_percentile(&figures, 50.0), 500.0);
-        assert_eq!(at_percentile(&figures, 97.0), 0.0, "not one of the list");
-        assert_eq!(at_percentile(&[], 95.0), 0.0, "no figures yet");
-    }
+    use crate::report::PERCENTILES;
 
     #[test]
     fn the_web_ui_reads_no_percentile_by_its_position() {

@@ -101,72 +101,13 @@ impl Session {
     /// Starts a run, or steers the one going (Locust's form does both). Returns a message for
     /// the form.
     pub async fn swarm(&mut self, request: SwarmRequest) -> Result<String, String> {
-        if request.users < 1 {
-            return Err(format!("{} users: start at least 1", request.users));
-        }
-        if !(request.spawn_rate.is_finite() && request.spawn_rate > 0.0) {
-            return Err(format!(
-                "spawn rate {}: must be a positive number of users per second",
-                request.spawn_rate
-            ));
-        }
+        request.check()?;
         if let Some(run) = &mut self.run
             && !run.handle.is_finished()
         {
-            run.handle
-                .set_users(request.users, request.spawn_rate)
-                .map_err(|e| e.to_string())?;
-            if run.config.targets.users == Some(run.config.load.users) {
-                run.config.targets.users = Some(request.users);
-            }
-            run.config.load.users = request.users;
-            return Ok(format!(
-                "Ramping to {} users at a rate of {:.2} per second",
-                request.users, request.spawn_rate
-            ));
+            return run.steer(&request);
         }
-        let mut config = self.template.clone();
-        if let Some(host) = request.host.filter(|h| !h.trim().is_empty()) {
-            // The page shows the host with its secrets masked: sent back as shown, it is the
-            // host already set, secrets and all.
-            if host.trim() != self.shown_host() {
-                config.host = host.trim().to_owned();
-            }
-        }
-        if config.host.is_empty() {
-            return Err("no host: enter the API's URL, e.g. http://127.0.0.1:8000".into());
-        }
-        if !request.user_classes.is_empty() {
-            let known: Vec<String> = config
-                .scenario
-                .users
-                .iter()
-                .map(|u| u.name.clone())
-                .collect();
-            if let Some(unknown) = request.user_classes.iter().find(|c| !known.contains(c)) {
-                return Err(format!(
-                    "no user class `{unknown}` (the scenario has {})",
-                    known.join(", ")
-                ));
-            }
-            config
-                .scenario
-                .users
-                .retain(|u| request.user_classes.contains(&u.name));
-            config.scenario.check_runnable()?;
-            // Workers load the scenario themselves: they pick the same classes.
-            config
-                .scenario_source
-                .user_classes
-                .clone_from(&request.user_classes);
-        }
-        // The concurrency target follows the form unless the command line set it apart.
-        if config.targets.users == Some(config.load.users) {
-            config.targets.users = Some(request.users);
-        }
-        config.load.users = request.users;
-        config.load.spawn_rate = request.spawn_rate;
-        config.load.run_time = request.run_time;
+        let config = self.config_for(&request)?;
         let handle = match &self.master {
             Some(master) => Run::start_on(&config, master).await,
             None => Run::start(&config).await,
@@ -177,26 +118,7 @@ impl Session {
             request.users,
             request.spawn_rate
         );
-        let history: Arc<Mutex<Vec<Arc<HistoryRow>>>> = Arc::default();
-        let mut updates = handle.subscribe();
-        let seconds = history.clone();
-        tokio::spawn(async move {
-            while updates.changed().await.is_ok() {
-                let second = updates
-                    .borrow_and_update()
-                    .as_ref()
-                    .map(|u| u.second.clone());
-                if let (Some(second), Ok(mut seconds)) = (second, seconds.lock()) {
-                    // Each second once: an update without a new second repeats the last.
-                    if seconds
-                        .last()
-                        .map_or(second.at_secs > 0, |last| second.at_secs > last.at_secs)
-                    {
-                        seconds.push(second);
-                    }
-                }
-            }
-        });
+        let history = follow_seconds(&handle);
         self.template.host = config.host.clone();
         self.run = Some(Current {
             handle,
@@ -206,6 +128,32 @@ impl Session {
             started_at: SystemTime::now(),
         });
         Ok("Swarming started".into())
+    }
+
+    /// The form's defaults with what `request` asks for: its host, user classes and load.
+    fn config_for(&self, request: &SwarmRequest) -> Result<RunConfig, String> {
+        let mut config = self.template.clone();
+        if let Some(host) = request.host.as_ref().filter(|h| !h.trim().is_empty()) {
+            // The page shows the host with its secrets masked: sent back as shown, it is the
+            // host already set, secrets and all.
+            if host.trim() != self.shown_host() {
+                config.host = host.trim().to_owned();
+            }
+        }
+        if config.host.is_empty() {
+            return Err("no host: enter the API's URL, e.g. http://127.0.0.1:8000".into());
+        }
+        if !request.user_classes.is_empty() {
+            pick_user_classes(&mut config, &request.user_classes)?;
+        }
+        // The concurrency target follows the form unless the command line set it apart.
+        if config.targets.users == Some(config.load.users) {
+            config.targets.users = Some(request.users);
+        }
+        config.load.users = request.users;
+        config.load.spawn_rate = request.spawn_rate;
+        config.load.run_time = request.run_time;
+        Ok(config)
     }
 
     /// Stops the run going, if any (its reports say the web UI stopped it).
@@ -235,7 +183,85 @@ impl Session {
     }
 }
 
+impl SwarmRequest {
+    /// Refuses a request no run can follow: no users, or a spawn rate that is not positive.
+    fn check(&self) -> Result<(), String> {
+        if self.users < 1 {
+            return Err(format!("{} users: start at least 1", self.users));
+        }
+        if !(self.spawn_rate.is_finite() && self.spawn_rate > 0.0) {
+            return Err(format!(
+                "spawn rate {}: must be a positive number of users per second",
+                self.spawn_rate
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Keeps only the scenario's user types named in `classes`, refusing a name it does not have.
+fn pick_user_classes(config: &mut RunConfig, classes: &[String]) -> Result<(), String> {
+    let known: Vec<String> = config
+        .scenario
+        .users
+        .iter()
+        .map(|u| u.name.clone())
+        .collect();
+    if let Some(unknown) = classes.iter().find(|c| !known.contains(c)) {
+        return Err(format!(
+            "no user class `{unknown}` (the scenario has {})",
+            known.join(", ")
+        ));
+    }
+    config.scenario.users.retain(|u| classes.contains(&u.name));
+    config.scenario.check_runnable()?;
+    // Workers load the scenario themselves: they pick the same classes.
+    config.scenario_source.user_classes = classes.to_vec();
+    Ok(())
+}
+
+/// The seconds the run delivers, gathered as they come (each once) by a task of their own.
+fn follow_seconds(handle: &RunHandle) -> Arc<Mutex<Vec<Arc<HistoryRow>>>> {
+    let history: Arc<Mutex<Vec<Arc<HistoryRow>>>> = Arc::default();
+    let mut updates = handle.subscribe();
+    let seconds = history.clone();
+    tokio::spawn(async move {
+        while updates.changed().await.is_ok() {
+            let second = updates
+                .borrow_and_update()
+                .as_ref()
+                .map(|u| u.second.clone());
+            if let (Some(second), Ok(mut seconds)) = (second, seconds.lock()) {
+                // Each second once: an update without a new second repeats the last.
+                if seconds
+                    .last()
+                    .map_or(second.at_secs > 0, |last| second.at_secs > last.at_secs)
+                {
+                    seconds.push(second);
+                }
+            }
+        }
+    });
+    history
+}
+
 impl Current {
+    /// Steers the run going to `request`'s users and spawn rate; the concurrency target
+    /// follows unless the command line set it apart.
+    fn steer(&mut self, request: &SwarmRequest) -> Result<String, String> {
+        self.handle
+            .set_users(request.users, request.spawn_rate)
+            .map_err(|e| e.to_string())?;
+        if self.config.targets.users == Some(self.config.load.users) {
+            self.config.targets.users = Some(request.users);
+        }
+        self.config.load.users = request.users;
+        Ok(format!(
+            "Ramping to {} users at a rate of {:.2} per second",
+            request.users, request.spawn_rate
+        ))
+    }
+
     /// The run so far as an outcome, from a snapshot of the engine and the seconds delivered.
     async fn so_far(&self) -> RunOutcome {
         let snapshot = self.handle.snapshot().await;

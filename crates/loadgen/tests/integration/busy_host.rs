@@ -68,6 +68,37 @@ fn validity_names_the_busy_host(analysis: &Analysis) {
     );
 }
 
+/// Each tick's PostgreSQL figures, one line each: the pool rule's evidence, for a failure.
+fn postgres_series(outcome: &loadgen::engine::RunOutcome) -> String {
+    outcome
+        .backend
+        .iter()
+        .map(|tick| {
+            let pg = tick.sources.get("postgres");
+            match pg.and_then(|r| r.values.as_ref()) {
+                Some(monitor::sample::Values::Postgres(p)) => format!(
+                    "{}: connections {} active {} waiting {:?} blocked {} clients {:?}",
+                    tick.tick,
+                    p.connections,
+                    p.active,
+                    p.waiting,
+                    p.blocked,
+                    p.clients
+                        .iter()
+                        .map(|c| (c.database.as_str(), c.connections, c.active))
+                        .collect::<Vec<_>>()
+                ),
+                _ => format!(
+                    "{}: down {:?}",
+                    tick.tick,
+                    pg.and_then(|r| r.error.as_ref())
+                ),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn no_host_cause(analysis: &Analysis) {
     let host: Vec<&Finding> = analysis
         .findings
@@ -97,7 +128,10 @@ async fn a_pool_of_two_shared_with_the_workers_is_the_top_finding_on_a_busy_host
         u.users == 20 && at_least_secs(u, 15) && u.second.cumulative.requests >= 100
     })
     .await;
-    let (_, analysis) = finish(handle, &config).await;
+    let (outcome, analysis) = finish(handle, &config).await;
+    if analysis.findings.first().map(|f| f.rule) != Some("postgres.pool_exhausted") {
+        eprintln!("PostgreSQL, tick by tick:\n{}", postgres_series(&outcome));
+    }
     let pool = top_is(&analysis, "postgres.pool_exhausted");
     assert!(
         pool.evidence.contains("stayed at 2 in"),

@@ -205,7 +205,7 @@ async fn hello(port: u16, name: &str, token: &str) -> serde_json::Value {
         .await
         .unwrap();
     let hello = serde_json::json!({"type": "hello", "data": {
-        "protocol": 1, "version": env!("CARGO_PKG_VERSION"), "name": name, "cores": 1,
+        "protocol": loadgen::cluster::protocol::PROTOCOL, "version": env!("CARGO_PKG_VERSION"), "name": name, "cores": 1,
         "token": token
     }});
     socket.send(Message::text(hello.to_string())).await.unwrap();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker as Client;
-use bollard::models::ContainerStatsResponse;
+use bollard::models::{ContainerStatsResponse, ContainerSummary};
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder, StatsOptionsBuilder,
 };
@@ -104,6 +104,26 @@ pub struct Docker {
 /// How long a removed container stays in the output, marked `gone`.
 pub const KEEP_GONE: std::time::Duration = std::time::Duration::from_secs(60);
 
+impl Selector {
+    /// The engine's list filters for this selector (names are matched after listing).
+    fn list_filters(&self) -> HashMap<String, Vec<String>> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        match self {
+            Selector::Label(label) => {
+                filters.insert("label".into(), vec![label.clone()]);
+            }
+            Selector::Compose(project) => {
+                filters.insert(
+                    "label".into(),
+                    vec![format!("com.docker.compose.project={project}")],
+                );
+            }
+            Selector::All | Selector::Names(_) => {}
+        }
+        filters
+    }
+}
+
 impl Docker {
     /// How long a removed container stays in the output ([`KEEP_GONE`] by default).
     pub fn keep_gone(mut self, keep: std::time::Duration) -> Self {
@@ -148,25 +168,38 @@ impl Docker {
         let Some(client) = self.client.clone() else {
             return Ok(DockerValues::default());
         };
-        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
-        match &self.selector {
-            Selector::Label(label) => {
-                filters.insert("label".into(), vec![label.clone()]);
-            }
-            Selector::Compose(project) => {
-                filters.insert(
-                    "label".into(),
-                    vec![format!("com.docker.compose.project={project}")],
-                );
-            }
-            Selector::All | Selector::Names(_) => {}
-        }
+        let filters = self.selector.list_filters();
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
             .build();
         let listed = client.list_containers(Some(options)).await?;
-        let mut picked: Vec<(String, String, String)> = Vec::new();
+        let picked = self.pick(listed);
+        // Every container's inspection at once: a tick must not wait on one after another.
+        let inspections = futures::future::join_all(
+            picked
+                .iter()
+                .map(|(id, _, _)| client.inspect_container(id, None::<InspectContainerOptions>)),
+        )
+        .await;
+        let mut values = DockerValues::default();
+        let mut present = Vec::new();
+        for ((id, name, state), inspect) in picked.into_iter().zip(inspections) {
+            present.push(name.clone());
+            self.known.insert(name.clone(), id.clone());
+            let restart_count = inspect.ok().and_then(|i| i.restart_count).unwrap_or(0);
+            let container = self.read(&client, &id, &name, state, restart_count);
+            values.containers.insert(name, container);
+        }
+        self.drop_stale_watchers(&present);
+        self.keep_gone_ones(&present, &mut values);
+        Ok(values)
+    }
+
+    /// The containers listed that the selector wants, as (id, name, state): the running ones,
+    /// and the others if they were watched before.
+    fn pick(&self, listed: Vec<ContainerSummary>) -> Vec<(String, String, String)> {
+        let mut picked = Vec::new();
         for summary in listed {
             let Some(id) = summary.id.clone() else {
                 continue;
@@ -192,44 +225,47 @@ impl Docker {
             }
             picked.push((id, name, state));
         }
-        // Every container's inspection at once: a tick must not wait on one after another.
-        let inspections = futures::future::join_all(
-            picked
-                .iter()
-                .map(|(id, _, _)| client.inspect_container(id, None::<InspectContainerOptions>)),
-        )
-        .await;
-        let mut values = DockerValues::default();
-        let mut present = Vec::new();
-        for ((id, name, state), inspect) in picked.into_iter().zip(inspections) {
-            present.push(name.clone());
-            self.known.insert(name.clone(), id.clone());
-            let restart_count = inspect.ok().and_then(|i| i.restart_count).unwrap_or(0);
-            let mut container = ContainerValues {
-                state: state.clone(),
-                restart_count,
-                ..Default::default()
-            };
-            if state == "running" {
-                let watcher = self
-                    .watchers
-                    .entry(id.clone())
-                    .or_insert_with(|| Self::watch(&client, &id));
-                let latest = watcher
-                    .latest
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                if let Some(stats) = latest {
-                    self.fill(&name, &stats, &mut container);
-                }
-            } else {
-                self.watchers.remove(&id);
-                self.previous.remove(&name);
+        picked
+    }
+
+    /// One container's figures: a running one's from the latest statistics its watcher (started
+    /// on first sight) has received; a stopped one is no longer watched.
+    fn read(
+        &mut self,
+        client: &Client,
+        id: &str,
+        name: &str,
+        state: String,
+        restart_count: i64,
+    ) -> ContainerValues {
+        let running = state == "running";
+        let mut container = ContainerValues {
+            state,
+            restart_count,
+            ..Default::default()
+        };
+        if running {
+            let watcher = self
+                .watchers
+                .entry(id.to_owned())
+                .or_insert_with(|| Self::watch(client, id));
+            let latest = watcher
+                .latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(stats) = latest {
+                self.fill(name, &stats, &mut container);
             }
-            values.containers.insert(name, container);
+        } else {
+            self.watchers.remove(id);
+            self.previous.remove(name);
         }
-        // Watched before and no longer listed: removed.
+        container
+    }
+
+    /// Stops watching the containers watched before and no longer listed: removed.
+    fn drop_stale_watchers(&mut self, present: &[String]) {
         let listed_ids: Vec<&String> = present.iter().filter_map(|n| self.known.get(n)).collect();
         let stale: Vec<String> = self
             .watchers
@@ -240,6 +276,11 @@ impl Docker {
         for id in stale {
             self.watchers.remove(&id);
         }
+    }
+
+    /// Containers known and no longer present show as `gone` for [`Docker::keep_gone`], then
+    /// are forgotten.
+    fn keep_gone_ones(&mut self, present: &[String], values: &mut DockerValues) {
         let now = std::time::Instant::now();
         self.gone_since.retain(|name, _| !present.contains(name));
         let mut forgotten = Vec::new();
@@ -263,7 +304,6 @@ impl Docker {
             self.known.remove(&name);
             self.gone_since.remove(&name);
         }
-        Ok(values)
     }
 
     /// CPU % from the delta between the stream's two last collections (`cpu_stats` and

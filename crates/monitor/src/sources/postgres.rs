@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::redact;
@@ -80,65 +81,10 @@ impl Postgres {
         };
         let max_connections = *max_connections;
         let database = database.clone();
-        let row = sqlx::query(
-            "SELECT
-                count(*) AS connections,
-                count(*) FILTER (WHERE state = 'active') AS active,
-                count(*) FILTER (WHERE state = 'idle') AS idle,
-                count(*) FILTER (WHERE state = 'idle in transaction') AS iit,
-                count(*) FILTER (WHERE state = 'idle in transaction (aborted)') AS iit_aborted,
-                count(*) FILTER (WHERE cardinality(pg_blocking_pids(pid)) > 0) AS blocked,
-                COALESCE(EXTRACT(EPOCH FROM max(now() - query_start) FILTER (WHERE state = 'active')), 0)::float8 AS longest_query,
-                COALESCE(EXTRACT(EPOCH FROM max(now() - xact_start)), 0)::float8 AS longest_xact,
-                COALESCE(EXTRACT(EPOCH FROM max(now() - state_change) FILTER (WHERE state LIKE 'idle in transaction%')), 0)::float8 AS longest_iit
-             FROM pg_stat_activity
-             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-               AND ($1 OR datname = current_database())",
-        )
-        .bind(all)
-        .fetch_one(&mut *connection)
-        .await?;
-        // Idle backends wait on Client/Activity events: those are not waits that matter.
-        let waits: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT wait_event_type, count(*) FROM pg_stat_activity
-             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-               AND ($1 OR datname = current_database())
-               AND state <> 'idle' AND wait_event_type IS NOT NULL
-               AND wait_event_type NOT IN ('Client', 'Activity')
-             GROUP BY wait_event_type",
-        )
-        .bind(all)
-        .fetch_all(&mut *connection)
-        .await?;
-        // Server-wide, whatever the scope: which pool holds how many backends, and how busy.
-        let clients: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT COALESCE(datname, ''), COALESCE(application_name, ''),
-                    COALESCE(host(client_addr), 'local'), count(*),
-                    count(*) FILTER (WHERE state = 'active'),
-                    count(*) FILTER (WHERE state LIKE 'idle in transaction%')
-             FROM pg_stat_activity
-             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-             GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3",
-        )
-        .fetch_all(&mut *connection)
-        .await?;
-        let db: (i64, i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(sum(xact_commit), 0)::int8, COALESCE(sum(xact_rollback), 0)::int8,
-                    COALESCE(sum(blks_hit), 0)::int8, COALESCE(sum(blks_read), 0)::int8,
-                    COALESCE(sum(deadlocks), 0)::int8
-             FROM pg_stat_database WHERE $1 OR datname = current_database()",
-        )
-        .bind(all)
-        .fetch_one(&mut *connection)
-        .await?;
-        let now = Totals {
-            at: Instant::now(),
-            commits: db.0,
-            rollbacks: db.1,
-            hits: db.2,
-            reads: db.3,
-            deadlocks: db.4,
-        };
+        let row = activity(connection, all).await?;
+        let waits = waits(connection, all).await?;
+        let clients = client_groups(connection).await?;
+        let now = Totals::read(connection, all).await?;
         let connections: i64 = row.try_get("connections")?;
         let mut values = PostgresValues {
             connections,
@@ -157,36 +103,122 @@ impl Postgres {
             commits_total: now.commits,
             rollbacks_total: now.rollbacks,
             deadlocks_total: now.deadlocks,
-            server_connections: clients.iter().map(|c| c.3).sum(),
+            server_connections: clients.iter().map(|c| c.connections).sum(),
             database,
-            clients: clients
-                .into_iter()
-                .take(MAX_CLIENT_GROUPS)
-                .map(
-                    |(database, application, address, connections, active, iit)| PostgresClients {
-                        database,
-                        application,
-                        address,
-                        connections,
-                        active,
-                        idle_in_transaction: iit,
-                    },
-                )
-                .collect(),
+            clients: clients.into_iter().take(MAX_CLIENT_GROUPS).collect(),
             ..Default::default()
         };
         if let Some(before) = &self.previous {
-            let secs = now.at.duration_since(before.at).as_secs_f64().max(1e-3);
-            values.commits_per_sec = (now.commits - before.commits).max(0) as f64 / secs;
-            values.rollbacks_per_sec = (now.rollbacks - before.rollbacks).max(0) as f64 / secs;
-            let (hits, reads) = (now.hits - before.hits, now.reads - before.reads);
-            if hits + reads > 0 {
-                values.cache_hit_pct = hits as f64 * 100.0 / (hits + reads) as f64;
-            }
-            values.deadlocks = (now.deadlocks - before.deadlocks).max(0);
+            now.rates_since(before, &mut values);
         }
         self.previous = Some(now);
         Ok(values)
+    }
+}
+
+/// Client backends by state, blocked ones, and the longest query and transactions, from
+/// `pg_stat_activity` (the monitor's own backend left out).
+async fn activity(connection: &mut PgConnection, all: bool) -> Result<PgRow, sqlx::Error> {
+    sqlx::query(
+        "SELECT
+                count(*) AS connections,
+                count(*) FILTER (WHERE state = 'active') AS active,
+                count(*) FILTER (WHERE state = 'idle') AS idle,
+                count(*) FILTER (WHERE state = 'idle in transaction') AS iit,
+                count(*) FILTER (WHERE state = 'idle in transaction (aborted)') AS iit_aborted,
+                count(*) FILTER (WHERE cardinality(pg_blocking_pids(pid)) > 0) AS blocked,
+                COALESCE(EXTRACT(EPOCH FROM max(now() - query_start) FILTER (WHERE state = 'active')), 0)::float8 AS longest_query,
+                COALESCE(EXTRACT(EPOCH FROM max(now() - xact_start)), 0)::float8 AS longest_xact,
+                COALESCE(EXTRACT(EPOCH FROM max(now() - state_change) FILTER (WHERE state LIKE 'idle in transaction%')), 0)::float8 AS longest_iit
+             FROM pg_stat_activity
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+               AND ($1 OR datname = current_database())",
+    )
+    .bind(all)
+    .fetch_one(connection)
+    .await
+}
+
+/// Backends waiting, by wait event type.
+async fn waits(
+    connection: &mut PgConnection,
+    all: bool,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    // Idle backends wait on Client/Activity events: those are not waits that matter.
+    sqlx::query_as(
+        "SELECT wait_event_type, count(*) FROM pg_stat_activity
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+               AND ($1 OR datname = current_database())
+               AND state <> 'idle' AND wait_event_type IS NOT NULL
+               AND wait_event_type NOT IN ('Client', 'Activity')
+             GROUP BY wait_event_type",
+    )
+    .bind(all)
+    .fetch_all(connection)
+    .await
+}
+
+/// Server-wide, whatever the scope: which pool holds how many backends, and how busy; the
+/// largest groups first.
+async fn client_groups(connection: &mut PgConnection) -> Result<Vec<PostgresClients>, sqlx::Error> {
+    let groups: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT COALESCE(datname, ''), COALESCE(application_name, ''),
+                    COALESCE(host(client_addr), 'local'), count(*),
+                    count(*) FILTER (WHERE state = 'active'),
+                    count(*) FILTER (WHERE state LIKE 'idle in transaction%')
+             FROM pg_stat_activity
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+             GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3",
+    )
+    .fetch_all(connection)
+    .await?;
+    Ok(groups
+        .into_iter()
+        .map(
+            |(database, application, address, connections, active, iit)| PostgresClients {
+                database,
+                application,
+                address,
+                connections,
+                active,
+                idle_in_transaction: iit,
+            },
+        )
+        .collect())
+}
+
+impl Totals {
+    /// The counters of `pg_stat_database`, now.
+    async fn read(connection: &mut PgConnection, all: bool) -> Result<Self, sqlx::Error> {
+        let db: (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(sum(xact_commit), 0)::int8, COALESCE(sum(xact_rollback), 0)::int8,
+                    COALESCE(sum(blks_hit), 0)::int8, COALESCE(sum(blks_read), 0)::int8,
+                    COALESCE(sum(deadlocks), 0)::int8
+             FROM pg_stat_database WHERE $1 OR datname = current_database()",
+        )
+        .bind(all)
+        .fetch_one(connection)
+        .await?;
+        Ok(Self {
+            at: Instant::now(),
+            commits: db.0,
+            rollbacks: db.1,
+            hits: db.2,
+            reads: db.3,
+            deadlocks: db.4,
+        })
+    }
+
+    /// Commits and rollbacks per second, the cache hit ratio and the deadlocks since `before`.
+    fn rates_since(&self, before: &Totals, values: &mut PostgresValues) {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-3);
+        values.commits_per_sec = (self.commits - before.commits).max(0) as f64 / secs;
+        values.rollbacks_per_sec = (self.rollbacks - before.rollbacks).max(0) as f64 / secs;
+        let (hits, reads) = (self.hits - before.hits, self.reads - before.reads);
+        if hits + reads > 0 {
+            values.cache_hit_pct = hits as f64 * 100.0 / (hits + reads) as f64;
+        }
+        values.deadlocks = (self.deadlocks - before.deadlocks).max(0);
     }
 }
 

@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::{ClusterRun, State};
 use crate::cluster::EventKind;
 use crate::cluster::listener::Event;
-use crate::cluster::protocol::{Resume, ToMaster, ToWorker, WorkerSnapshot};
+use crate::cluster::protocol::{self, Resume, ToMaster, ToWorker, WorkerSnapshot};
 use crate::cluster::run::Connected;
 use crate::config::testing::{FIXED_AND_WEIGHTED, resolved};
+use crate::config::{LoadSettings, RunConfig};
 use crate::runner::{Channels, Control};
 use crate::stats::{Key, Phase, SelfWatchFigures, Stats, StatsSnapshot};
 
@@ -26,7 +27,15 @@ struct Bench {
 }
 
 fn bench(users: u64) -> Bench {
-    let config = resolved(FIXED_AND_WEIGHTED, &["-u", &users.to_string(), "-r", "10"]);
+    bench_of(resolved(
+        FIXED_AND_WEIGHTED,
+        &["-u", &users.to_string(), "-r", "10"],
+    ))
+}
+
+/// A cluster run of `config`, before any worker.
+fn bench_of(config: RunConfig) -> Bench {
+    let users = config.load.users;
     let (control_tx, control) = watch::channel(Control {
         users,
         spawn_rate: 10.0,
@@ -73,7 +82,7 @@ fn share(inbox: &mut mpsc::UnboundedReceiver<ToWorker>) -> Option<(u64, BTreeMap
             fixed_counts,
             ..
         } => Some((users, fixed_counts)),
-        ToWorker::Start(spec) => Some((spec.users, spec.fixed_counts)),
+        ToWorker::Start(spec) => Some((spec.load.users, spec.fixed_counts)),
         _ => None,
     })
 }
@@ -317,12 +326,12 @@ fn a_worker_joining_mid_run_is_started_with_its_share_and_the_others_steered() {
         _ => None,
     });
     let start = start.expect("the newcomer is started");
-    assert_eq!(start.users, 3);
+    assert_eq!(start.load.users, 3);
     assert_eq!(
-        start.first_user_number, 3_000_000,
+        start.load.first_user_number, 3_000_000,
         "its own range of user numbers"
     );
-    assert_eq!(start.run_id, run.run_id);
+    assert_eq!(start.run_id(), run.run_id);
     assert_eq!(users_of(&mut [&mut w1, &mut w2]), [Some(3), Some(3)]);
     assert_eq!(
         events(&run, EventKind::Joined),
@@ -454,4 +463,59 @@ fn a_worker_saturated_in_three_seconds_is_marked_and_a_finished_one_says_so() {
         70,
         "the finished worker's last totals count"
     );
+}
+
+#[test]
+fn a_worker_runs_the_masters_load_settings_unchanged_but_for_its_share() {
+    let config = resolved(
+        FIXED_AND_WEIGHTED,
+        &[
+            "-u",
+            "6",
+            "-r",
+            "10",
+            "--request-timeout",
+            "7s",
+            "--stop-timeout",
+            "3s",
+            "--max-redirects",
+            "4",
+            "--max-body",
+            "12345",
+            "--insecure",
+            "--job-sample",
+            "0.5",
+        ],
+    );
+    let Bench { mut run, .. } = bench_of(config.clone());
+    let (mut w1, mut w2) = (connect(&mut run, 1), connect(&mut run, 2));
+    run.rebalance();
+    let (outbox, mut w3) = mpsc::unbounded_channel();
+    run.handle(Event::Hello {
+        conn: 3,
+        name: "w3".into(),
+        cores: 4,
+        resume: None,
+        outbox,
+    });
+    // As the worker reads it: through the wire format.
+    let spec = sent(&mut w3)
+        .into_iter()
+        .find_map(|m| match m {
+            ToWorker::Start(spec) => Some(protocol::encode(&ToWorker::Start(spec))),
+            _ => None,
+        })
+        .map(|text| protocol::decode::<ToWorker>(&text));
+    let Some(Ok(ToWorker::Start(spec))) = spec else {
+        panic!("no start, or it does not decode: {spec:?}")
+    };
+    let _ = (sent(&mut w1), sent(&mut w2));
+    let expected = LoadSettings {
+        users: 2,
+        spawn_rate: super::share::rate(10.0, 2, 6),
+        first_user_number: 3_000_000,
+        run_id: Some(run.run_id.clone()),
+        ..config.load
+    };
+    assert_eq!(spec.load, expected);
 }
