@@ -396,6 +396,61 @@ fn pick(types: &[(usize, u64)], started: &[u64]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arrival::Rate;
+
+    fn user_type(name: &str, weight: u32, rate: Option<Rate>) -> UserType {
+        let scenario = crate::scenario::parse(
+            &format!(
+                "[[users]]\nname = \"{name}\"\nweight = {weight}\n[[users.tasks]]\nrun = [\"get\"]\n\
+                 [users.steps.get]\npath = \"/\"\n"
+            ),
+            "t.toml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        UserType {
+            arrival_rate: rate,
+            ..scenario.users[0].clone()
+        }
+    }
+
+    #[test]
+    fn a_type_with_its_own_rate_has_its_own_stream() {
+        let arrival = Arrival {
+            rate: Some(Rate::per_second(100)),
+            ..Arrival::default()
+        };
+        let types = [
+            user_type("a", 3, None),
+            user_type("b", 1, None),
+            user_type("own", 1, Some(Rate::per_second(5))),
+        ];
+        let streams = Stream::of(&arrival, &types);
+        assert_eq!(streams.len(), 2);
+        assert_eq!(streams[0].types, [(2, 1)]);
+        assert_eq!(streams[1].types, [(0, 3), (1, 1)]);
+        let model = OpenModel::new(&arrival, &types, None);
+        assert_eq!(
+            (model.cap, model.pre_allocate),
+            (105, 105),
+            "k6's default: the rates"
+        );
+    }
+
+    #[test]
+    fn threads_share_the_users_exactly() {
+        let arrival = Arrival {
+            rate: Some(Rate::per_second(10)),
+            max_users: Some(7),
+            pre_allocate: Some(5),
+            ..Arrival::default()
+        };
+        let model = OpenModel::new(&arrival, &[user_type("a", 1, None)], None);
+        let shares: Vec<ThreadShare> = (0..3).map(|i| model.part(i, 3)).collect();
+        assert_eq!(shares.iter().map(|s| s.cap).sum::<u64>(), 7);
+        assert_eq!(shares.iter().map(|s| s.pre_allocate).sum::<u64>(), 5);
+        assert!(shares.iter().all(|s| s.parts == 3));
+    }
 
     #[test]
     fn iterations_follow_the_weights_exactly() {
