@@ -439,6 +439,10 @@ impl<'a> RunLoop<'a> {
         {
             let running = self.running;
             self.memory_limit_hit = Some((at_secs, running, rss_bytes));
+            if let Some(open) = &self.runner.open {
+                open.no_more_users
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             eprintln!(
                 "loadgen: warning: memory {} MB passed --memory-limit {} MB at {running} users: no more users are started",
                 rss_bytes / 1_000_000,

@@ -72,6 +72,9 @@ pub(crate) struct OpenModel {
     pub run_time: Option<Duration>,
     /// Users made so far, by type, over every thread.
     pub made: Arc<Vec<AtomicU64>>,
+    /// Set when `--memory-limit` is passed: no user is made after it (iterations that would
+    /// need one are dropped).
+    pub no_more_users: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl OpenModel {
@@ -88,6 +91,7 @@ impl OpenModel {
             pre_allocate: arrival.pre_allocated_with(own_rates),
             run_time: run_time.or(arrival.stages_length()),
             made: Arc::new(types.iter().map(|_| AtomicU64::new(0)).collect()),
+            no_more_users: Arc::default(),
         }
     }
 
@@ -253,7 +257,8 @@ impl Executor {
     fn make(&self, user_type: usize) -> Option<VirtualUser> {
         let number = {
             let mut pool = self.pool.borrow_mut();
-            if pool.made >= self.share.cap {
+            if pool.made >= self.share.cap || self.share.model.no_more_users.load(Ordering::Relaxed)
+            {
                 return None;
             }
             pool.made += 1;

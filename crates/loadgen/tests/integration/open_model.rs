@@ -304,3 +304,36 @@ async fn latency_correction_counts_the_starts_a_paced_user_missed() {
     assert!(corrected >= 200.0, "{figures}");
     assert!(corrected >= 10.0 * plain.max(1.0), "{figures}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_memory_limit_no_user_is_made() {
+    // Answers take 3 s: 50/s would need 150 users, capped at 100. The memory limit (1 MB, passed
+    // at the first second) stops making them after about 50.
+    let (host, _seen) = start(Arc::new(|_, path| match path {
+        "/item" => Act::Late(Duration::from_secs(3)),
+        _ => Act::Answer,
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario(dir.path(), ONE_GET);
+    let args = [
+        "--arrival-rate",
+        "50/s",
+        "--pre-allocate",
+        "1",
+        "--max-users",
+        "100",
+        "--memory-limit",
+        "1",
+        "-t",
+        "5s",
+    ];
+    let (_, report) = run(&host, &file, dir.path(), &args).await;
+    let peak = report["peak_users"].as_u64().unwrap();
+    let figures = format!("peak {peak} users, open model {}", report["open_model"]);
+    assert!(peak <= 80, "{figures}");
+    assert!(
+        report["open_model"]["dropped"].as_u64().unwrap() > 50,
+        "{figures}"
+    );
+}
