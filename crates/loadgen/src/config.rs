@@ -52,6 +52,13 @@ pub struct LoadSettings {
     pub run_id: Option<String>,
     /// The number of the first user (`${user}`): a master gives each worker its own range.
     pub first_user_number: u64,
+    /// The open model (`--arrival-rate`, `--arrival-stages`): iterations arrive on a schedule
+    /// and `users`/`spawn_rate` do not apply; `None` is the closed model.
+    pub arrival: Option<crate::arrival::Arrival>,
+    /// `--latency-correction`: a paced user (`constant_pacing`, `constant_throughput`) whose
+    /// request overran its pacing also records the starts it delayed, as oha's option.
+    #[doc(alias = "record_correct")]
+    pub latency_correction: bool,
 }
 
 /// User threads per core beyond which more threads buy nothing: each is a whole runtime, and a
@@ -106,6 +113,8 @@ impl Default for LoadSettings {
             stop_timeout: Duration::ZERO,
             run_id: None,
             first_user_number: 0,
+            arrival: None,
+            latency_correction: false,
         }
     }
 }

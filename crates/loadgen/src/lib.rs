@@ -21,7 +21,7 @@
 //! | layer | modules | what they hold |
 //! |---|---|---|
 //! | leaves | [`atomic_file`], [`exit_code`] | files written whole or not at all; the exit codes |
-//! | mechanisms | [`http`], [`stats`], [`scenario`], [`preflight`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the checks before the first request |
+//! | mechanisms | [`http`], [`stats`], [`scenario`], [`preflight`], [`arrival`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the checks before the first request, the open model's arrival schedules |
 //! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
 //! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
 //! | readers | [`diagnosis`], [`report`] | the rules over a finished run, and the reports made of it |
@@ -29,6 +29,7 @@
 //!
 //! The crate root above them dispatches the command line ([`run`]).
 
+pub mod arrival;
 pub mod atomic_file;
 pub mod backend;
 pub mod cli;

@@ -139,6 +139,7 @@ mod tests {
             },
             cumulative: Default::default(),
             per_name: None,
+            arrivals: Default::default(),
         };
         let update = |second: &crate::stats::HistoryRow| Update {
             elapsed: Duration::from_secs(12),

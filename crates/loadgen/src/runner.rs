@@ -3,6 +3,8 @@
 //! controller that spawns users at the spawn rate, changes their number on demand, gathers each
 //! thread's stats shard once a second, and stops everything at the end.
 
+mod open;
+
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,7 +19,9 @@ use crate::outcome::{EngineError, RunOutcome, Update};
 use crate::scenario::{Scenario, UserType};
 use crate::stats::PollBudget;
 use crate::stats::overlap::StartupWindow;
-use crate::stats::{self, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot};
+use crate::stats::{
+    self, HistoryRow, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot,
+};
 use crate::user::{JobTypes, Shared, StepKeys, VirtualUser};
 
 /// The target user count and the rate to reach it, as the engine's handle sets them.
@@ -85,13 +89,20 @@ pub(crate) struct Runner {
     poll_budget: Arc<PollBudget>,
     /// When each type's jobs last ended, across every thread: the pace of their polls.
     job_types: Arc<JobTypes>,
+    /// The open model, when the settings ask for it.
+    open: Option<open::OpenModel>,
 }
 
 impl Runner {
     /// A runner of `scenario` against `target`.
     pub fn new(settings: LoadSettings, scenario: Scenario, target: Target) -> Self {
         let run_id = settings.run_id.clone().unwrap_or_else(new_run_id);
+        let open = settings
+            .arrival
+            .as_ref()
+            .map(|arrival| open::OpenModel::new(arrival, &scenario.users, settings.run_time));
         Self {
+            open,
             settings,
             scenario: Arc::new(scenario),
             target,
@@ -116,9 +127,67 @@ impl Runner {
         };
         let started_at = SystemTime::now();
         let (shard_tx, mut shard_rx) = mpsc::unbounded_channel::<(usize, Shard)>();
+        let threads = self.start_threads(clock, shard_tx)?;
+        let mut state = RunLoop::new(&self, clock, started_at, threads);
+        let deadline = self.settings.run_time.map(|t| clock.start + t);
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let mut steerable = true;
+        loop {
+            let control = *channels.control.borrow();
+            let target_users = state.target_users(control.users);
+            let spawn_every = Duration::from_secs_f64(1.0 / control.spawn_rate.max(0.001));
+            let sleep_until = if state.running != target_users {
+                state.next_spawn
+            } else {
+                tokio::time::Instant::now() + Duration::from_secs(3600)
+            };
+            let run_over = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = channels.stop.cancelled() => { state.interrupted = true; break; }
+                Some(reply) = channels.snapshots.recv() => state.on_snapshot(reply),
+                Some(reply) = channels.outcomes.recv() => {
+                    state.on_outcome_asked(reply, channels.stop.is_cancelled());
+                }
+                () = run_over => break,
+                Some(counts) = channels.fixed_counts.recv() => state.on_fixed_counts(&counts),
+                Some(()) = channels.resets.recv() => state.on_reset(),
+                Some((thread, shard)) = shard_rx.recv() => state.on_shard(thread, &shard),
+                _ = tick.tick() => state.on_tick(target_users, &channels.updates),
+                changed = channels.control.changed(), if steerable => {
+                    // Every handle is gone: the run goes on as it was last set.
+                    steerable = changed.is_ok();
+                }
+                () = tokio::time::sleep_until(sleep_until) => {
+                    state.on_spawn_due(target_users, spawn_every);
+                }
+            }
+        }
+        Ok(state.finish(shard_rx, &mut channels.outcomes).await)
+    }
+
+    /// One thread per `--threads` (fewer when some cannot start; an error when none can).
+    fn start_threads(
+        &self,
+        clock: RunClock,
+        shards: mpsc::UnboundedSender<(usize, Shard)>,
+    ) -> Result<Vec<UserThread>, EngineError> {
         let mut threads: Vec<UserThread> = Vec::new();
-        for i in 0..self.settings.threads.max(1) {
-            match self.start_thread(i, clock, shard_tx.clone()) {
+        // In the open model a thread without a user of its own would drop all its iterations.
+        let count = self.open.as_ref().map_or(self.settings.threads, |open| {
+            self.settings
+                .threads
+                .min(usize::try_from(open.cap).unwrap_or(usize::MAX))
+        });
+        for i in 0..count.max(1) {
+            match self.start_thread(i, clock, shards.clone(), count.max(1)) {
                 Ok(thread) => threads.push(thread),
                 // Fewer threads than asked still run the test; none cannot.
                 Err(error) if !threads.is_empty() => {
@@ -131,233 +200,7 @@ impl Runner {
                 Err(error) => return Err(EngineError::Threads(error)),
             }
         }
-        drop(shard_tx);
-
-        let mut plan = TypePlan::new(&self.scenario.users);
-        let mut started_by_type = vec![0u64; self.scenario.users.len()];
-        let mut running_by_thread = vec![0u64; threads.len()];
-        let mut running: u64 = 0;
-        // User numbers go on from the last one given: a worker's range starts where its
-        // master says.
-        let mut numbers: u64 = self.settings.first_user_number;
-        let mut peak = 0;
-        let mut totals = Stats::default();
-        let mut history = Vec::new();
-        let mut second = Second::starting_at(started_at);
-        // The next second of the run to make a row of.
-        let mut next_second: u64 = 0;
-        if self.per_name_history {
-            second.keep_per_name();
-        }
-        let deadline = self.settings.run_time.map(|t| clock.start + t);
-        let mut next_spawn = tokio::time::Instant::now();
-        let mut tick = tokio::time::interval_at(
-            tokio::time::Instant::now() + Duration::from_secs(1),
-            Duration::from_secs(1),
-        );
-        let mut interrupted = false;
-        let mut own = SelfWatch::new();
-        let mut memory_limit_hit = None;
-
-        let mut own_figures = SelfWatchFigures::default();
-        let mut steerable = true;
-        let mut stats_reset = false;
-        loop {
-            let Control {
-                users: wanted,
-                spawn_rate,
-            } = *channels.control.borrow();
-            // Past --memory-limit no user is started: more would only measure our swap.
-            let target_users = memory_limit_hit.map_or(wanted, |(_, cap, _)| wanted.min(cap));
-            let spawn_every = Duration::from_secs_f64(1.0 / spawn_rate.max(0.001));
-            let spawn_due = running != target_users;
-            let sleep_until = if spawn_due {
-                next_spawn
-            } else {
-                tokio::time::Instant::now() + Duration::from_secs(3600)
-            };
-            let run_over = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = channels.stop.cancelled() => { interrupted = true; break; }
-                Some(reply) = channels.snapshots.recv() => {
-                    let snapshot = StatsSnapshot::of(&totals, clock.secs(), running, own_figures);
-                    let _ = reply.send(snapshot);
-                }
-                Some(reply) = channels.outcomes.recv() => {
-                    let _ = reply.send(RunOutcome {
-                        stats: in_hand(&totals, &second),
-                        history: history.clone(),
-                        duration: clock.start.elapsed(),
-                        peak_users: peak,
-                        users_by_type: self.users_by_type(&started_by_type),
-                        interrupted: channels.stop.is_cancelled(),
-                        memory_limit_hit,
-                        ..self.outcome_frame(started_at, threads.len())
-                    });
-                }
-                () = run_over => break,
-                Some(counts) = channels.fixed_counts.recv() => {
-                    // Users started from now on follow them; those running stay.
-                    plan.set_fixed(&self.scenario.users, &counts);
-                }
-                Some(()) = channels.resets.recv() => {
-                    totals = Stats::default();
-                    second.reset_window();
-                    tracing::info!("Resetting stats");
-                }
-                Some((thread, shard)) = shard_rx.recv() => {
-                    totals.merge(&shard.stats);
-                    second.add(thread, &shard);
-                }
-                _ = tick.tick() => {
-                    let at_secs = clock.secs() as u64;
-                    let (loadgen_cpu_pct, loadgen_rss_bytes) = own.sample();
-                    if let Some(limit) = self.settings.memory_limit
-                        && loadgen_rss_bytes > limit
-                        && memory_limit_hit.is_none()
-                    {
-                        // Stop the ramp where it is: more users would only measure our swap.
-                        memory_limit_hit = Some((at_secs, running, loadgen_rss_bytes));
-                        eprintln!(
-                            "loadgen: warning: memory {} MB passed --memory-limit {} MB at {running} users: no more users are started",
-                            loadgen_rss_bytes / 1_000_000,
-                            limit / 1_000_000
-                        );
-                    }
-                    // A second's row once every thread has handed over its requests: each hands
-                    // them over every second, so the second before the last is complete. A thread
-                    // later than that adds them to their row when they come.
-                    stats::add_late(&mut history, second.take_late(next_second));
-                    while next_second + 2 <= at_secs {
-                        let row = second.row(next_second, running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals);
-                        next_second += 1;
-                        history.push(row);
-                    }
-                    // The users and their types are news every tick, a second's row or not.
-                    let row = history.last().cloned().unwrap_or_else(|| {
-                        second.placeholder(running, (loadgen_cpu_pct, loadgen_rss_bytes), &totals)
-                    });
-                    own_figures = SelfWatchFigures {
-                        cpu_pct: loadgen_cpu_pct,
-                        rss_bytes: loadgen_rss_bytes,
-                        timer_lag_ms: row.timer_lag_ms,
-                    };
-                    let update = Update {
-                        elapsed: clock.start.elapsed(),
-                        users: running,
-                        target_users,
-                        users_by_type: Arc::new(self.users_by_type(&started_by_type)),
-                        second: Arc::new(row),
-                    };
-                    channels.updates.send_replace(Some(update));
-                }
-                changed = channels.control.changed(), if steerable => {
-                    // Every handle is gone: the run goes on as it was last set.
-                    steerable = changed.is_ok();
-                }
-                () = tokio::time::sleep_until(sleep_until) => {
-                    if running < target_users {
-                        let user_type = plan.next(&started_by_type);
-                        started_by_type[user_type] += 1;
-                        numbers += 1;
-                        let thread = (numbers - self.settings.first_user_number - 1) as usize % threads.len();
-                        let _ = threads[thread].commands.send(Command::Spawn { user_type, number: numbers });
-                        threads[thread].wake.notify_one();
-                        running_by_thread[thread] += 1;
-                        running += 1;
-                        peak = peak.max(running);
-                        if running == target_users {
-                            let by_type: Vec<String> = self.scenario.users.iter()
-                                .zip(&started_by_type)
-                                .map(|(u, n)| format!("\"{}\": {n}", u.name))
-                                .collect();
-                            tracing::info!("All users spawned: {{{}}} ({running} total users)", by_type.join(", "));
-                            if self.settings.reset_stats && !stats_reset {
-                                // Locust's --reset-stats: the ramp-up is forgotten.
-                                stats_reset = true;
-                                totals = Stats::default();
-                                second.reset_window();
-                                tracing::info!("Resetting stats");
-                            }
-                        }
-                    } else if running > target_users {
-                        // Stop from the busiest thread.
-                        let (thread, _) = running_by_thread.iter().enumerate().max_by_key(|(_, n)| **n).unwrap_or((0, &0));
-                        let _ = threads[thread].commands.send(Command::StopOne);
-                        threads[thread].wake.notify_one();
-                        running_by_thread[thread] = running_by_thread[thread].saturating_sub(1);
-                        running -= 1;
-                    }
-                    next_spawn += spawn_every;
-                    let now = tokio::time::Instant::now();
-                    if next_spawn < now {
-                        next_spawn = now;
-                    }
-                }
-            }
-        }
-        let duration = clock.start.elapsed();
-        for thread in &threads {
-            thread.stop.cancel();
-        }
-        // Each thread drops its users, then sends its last shard; the channel closes when all
-        // have ended. Until then (up to --stop-timeout) the figures in hand are asked for, by a
-        // second signal.
-        loop {
-            tokio::select! {
-                shard = shard_rx.recv() => match shard {
-                    Some((thread, shard)) => {
-                        totals.merge(&shard.stats);
-                        second.add(thread, &shard);
-                    }
-                    None => break,
-                },
-                Some(reply) = channels.outcomes.recv() => {
-                    let _ = reply.send(RunOutcome {
-                        stats: in_hand(&totals, &second),
-                        history: history.clone(),
-                        duration,
-                        peak_users: peak,
-                        users_by_type: self.users_by_type(&started_by_type),
-                        interrupted,
-                        memory_limit_hit,
-                        ..self.outcome_frame(started_at, threads.len())
-                    });
-                }
-            }
-        }
-        let thread_count = threads.len();
-        for thread in threads {
-            let _ = thread.join.join();
-        }
-        // Every request is in: those of seconds already made rows go to them, and the seconds
-        // left (the last one partial) get theirs.
-        stats::add_late(&mut history, second.take_late(next_second));
-        if let Some(last) = second.last_pending() {
-            let own_now = own.sample();
-            for remaining in next_second..=last {
-                history.push(second.row(remaining, running, own_now, &totals));
-            }
-        }
-        let users_by_type = self.users_by_type(&started_by_type);
-        Ok(RunOutcome {
-            stats: totals,
-            history,
-            started_at,
-            duration,
-            peak_users: peak,
-            users_by_type,
-            interrupted,
-            run_id: self.run_id,
-            threads: thread_count,
-            memory_limit_hit,
-            ..RunOutcome::default()
-        })
+        Ok(threads)
     }
 
     /// The parts of an outcome that do not change while the run goes.
@@ -385,142 +228,527 @@ impl Runner {
         index: usize,
         clock: RunClock,
         shards: mpsc::UnboundedSender<(usize, Shard)>,
+        threads: usize,
     ) -> std::io::Result<UserThread> {
         let (commands, inbox) = std::sync::mpsc::channel::<Command>();
         let wake = Arc::new(tokio::sync::Notify::new());
         let stop = CancellationToken::new();
-        let scenario = self.scenario.clone();
-        let target = self.target.clone();
-        let settings = self.settings.clone();
-        let run_id: Arc<str> = self.run_id.as_str().into();
-        let startup_window = self.startup_window.clone();
-        let poll_budget = self.poll_budget.clone();
-        let job_types = self.job_types.clone();
-        let thread_wake = wake.clone();
-        let thread_stop = stop.clone();
+        let setup = ThreadSetup {
+            index,
+            clock,
+            shards,
+            inbox,
+            wake: wake.clone(),
+            stop: stop.clone(),
+            scenario: self.scenario.clone(),
+            target: self.target.clone(),
+            settings: self.settings.clone(),
+            run_id: self.run_id.as_str().into(),
+            startup_window: self.startup_window.clone(),
+            poll_budget: self.poll_budget.clone(),
+            job_types: self.job_types.clone(),
+            open: self.open.as_ref().map(|open| open.part(index, threads)),
+        };
         let join = std::thread::Builder::new()
             .name(format!("loadgen-users-{index}"))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        stats::record_exception(format!(
-                            "user thread {index} could not start: {error}"
-                        ));
-                        let _ = shards.send((index, stats::take_shard()));
-                        return;
-                    }
-                };
-                let local = tokio::task::LocalSet::new();
-                let shared = Rc::new(Shared {
-                    target: Rc::new(target),
-                    clock,
-                    run_id,
-                    options: crate::http::Options {
-                        timeout: settings.timeout,
-                        limits: crate::http::Limits {
-                            max_body: settings.max_body,
-                        },
-                        gzip: scenario.gzip,
-                    },
-                    job_sample: settings.job_sample,
-                    max_redirects: settings.max_redirects,
-                    startup_window,
-                    poll_budget,
-                    job_types,
-                });
-                let keys: Vec<Rc<StepKeys>> = scenario
-                    .users
-                    .iter()
-                    .map(|u| Rc::new(StepKeys::new(u)))
-                    .collect();
-                let types: Vec<Arc<UserType>> =
-                    scenario.users.iter().map(|u| Arc::new(u.clone())).collect();
-                local.block_on(&runtime, async {
-                    let flush = shards.clone();
-                    tokio::task::spawn_local(async move {
-                        let mut every = tokio::time::interval(Duration::from_secs(1));
-                        every.tick().await;
-                        loop {
-                            let due = every.tick().await;
-                            let mut shard = stats::take_shard();
-                            shard.timer_lag_us = due.elapsed().as_micros() as u64;
-                            let _ = flush.send((index, shard));
-                        }
-                    });
-                    let stop_timeout = settings.stop_timeout;
-                    let mut users: Vec<(tokio::task::JoinHandle<()>, CancellationToken)> =
-                        Vec::new();
-                    loop {
-                        while let Ok(command) = inbox.try_recv() {
-                            match command {
-                                Command::Spawn { user_type, number } => {
-                                    let user = VirtualUser::new(
-                                        types[user_type].clone(),
-                                        keys[user_type].clone(),
-                                        shared.clone(),
-                                        number,
-                                    );
-                                    let user_stop = CancellationToken::new();
-                                    let task = tokio::task::spawn_local(crate::user::caught(
-                                        "a user",
-                                        user.run(user_stop.clone()),
-                                    ));
-                                    users.push((task, user_stop));
-                                }
-                                Command::StopOne => {
-                                    if let Some((task, user_stop)) = users.pop() {
-                                        // Locust's --stop-timeout: the user ends its task, or
-                                        // is cut off when the time is up.
-                                        user_stop.cancel();
-                                        if stop_timeout.is_zero() {
-                                            task.abort();
-                                        } else {
-                                            tokio::task::spawn_local(async move {
-                                                let abort = task.abort_handle();
-                                                if tokio::time::timeout(stop_timeout, task)
-                                                    .await
-                                                    .is_err()
-                                                {
-                                                    abort.abort();
-                                                }
-                                            });
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        tokio::select! {
-                            () = thread_stop.cancelled() => break,
-                            () = thread_wake.notified() => {}
-                        }
-                    }
-                    if !stop_timeout.is_zero() {
-                        for (_, user_stop) in &users {
-                            user_stop.cancel();
-                        }
-                        let all_done = async {
-                            for (task, _) in users {
-                                let _ = task.await;
-                            }
-                        };
-                        let _ = tokio::time::timeout(stop_timeout, all_done).await;
-                    }
-                });
-                // Dropping the set drops every user and job poller (pollers record their jobs as
-                // unfinished, or unknown if no poll read them), then the last shard goes out.
-                drop(local);
-                let _ = shards.send((index, stats::take_shard()));
-            })?;
+            .spawn(move || setup.run())?;
         Ok(UserThread {
             commands,
             wake,
             join,
             stop,
         })
+    }
+}
+
+/// The controller's state while the run goes: one handler per event of its loop.
+struct RunLoop<'a> {
+    runner: &'a Runner,
+    clock: RunClock,
+    started_at: SystemTime,
+    threads: Vec<UserThread>,
+    plan: TypePlan,
+    started_by_type: Vec<u64>,
+    running_by_thread: Vec<u64>,
+    running: u64,
+    /// The last user number given: a worker's range starts where its master says.
+    numbers: u64,
+    peak: u64,
+    totals: Stats,
+    history: Vec<HistoryRow>,
+    second: Second,
+    /// The next second of the run to make a row of.
+    next_second: u64,
+    next_spawn: tokio::time::Instant,
+    interrupted: bool,
+    own: SelfWatch,
+    memory_limit_hit: Option<(u64, u64, u64)>,
+    own_figures: SelfWatchFigures,
+    stats_reset: bool,
+}
+
+impl<'a> RunLoop<'a> {
+    fn new(
+        runner: &'a Runner,
+        clock: RunClock,
+        started_at: SystemTime,
+        threads: Vec<UserThread>,
+    ) -> Self {
+        let mut second = Second::starting_at(started_at);
+        if runner.per_name_history {
+            second.keep_per_name();
+        }
+        let types = runner.scenario.users.len();
+        Self {
+            runner,
+            clock,
+            started_at,
+            plan: TypePlan::new(&runner.scenario.users),
+            started_by_type: vec![0; types],
+            running_by_thread: vec![0; threads.len()],
+            threads,
+            running: 0,
+            numbers: runner.settings.first_user_number,
+            peak: 0,
+            totals: Stats::default(),
+            history: Vec::new(),
+            second,
+            next_second: 0,
+            next_spawn: tokio::time::Instant::now(),
+            interrupted: false,
+            own: SelfWatch::new(),
+            memory_limit_hit: None,
+            own_figures: SelfWatchFigures::default(),
+            stats_reset: false,
+        }
+    }
+
+    /// The users to reach: past --memory-limit no user is started, more would only measure
+    /// our swap.
+    fn target_users(&self, wanted: u64) -> u64 {
+        if self.runner.open.is_some() {
+            // The open model makes its users as iterations need them: none to spawn.
+            return self.running;
+        }
+        self.memory_limit_hit
+            .map_or(wanted, |(_, cap, _)| wanted.min(cap))
+    }
+
+    /// The outcome so far, for reports written before the users have finished.
+    fn outcome_so_far(&self, duration: Duration, interrupted: bool) -> RunOutcome {
+        RunOutcome {
+            stats: in_hand(&self.totals, &self.second),
+            history: self.history.clone(),
+            duration,
+            peak_users: self.peak,
+            users_by_type: self.runner.users_by_type(&self.started_by_type),
+            interrupted,
+            memory_limit_hit: self.memory_limit_hit,
+            ..self
+                .runner
+                .outcome_frame(self.started_at, self.threads.len())
+        }
+    }
+
+    fn on_snapshot(&self, reply: oneshot::Sender<StatsSnapshot>) {
+        let snapshot = StatsSnapshot::of(
+            &self.totals,
+            self.clock.secs(),
+            self.running,
+            self.own_figures,
+        );
+        let _ = reply.send(snapshot);
+    }
+
+    fn on_outcome_asked(&self, reply: oneshot::Sender<RunOutcome>, interrupted: bool) {
+        let _ = reply.send(self.outcome_so_far(self.clock.start.elapsed(), interrupted));
+    }
+
+    /// Users started from now on follow the new counts; those running stay.
+    fn on_fixed_counts(&mut self, counts: &BTreeMap<String, u32>) {
+        self.plan.set_fixed(&self.runner.scenario.users, counts);
+    }
+
+    fn on_reset(&mut self) {
+        self.totals = Stats::default();
+        self.second.reset_window();
+        tracing::info!("Resetting stats");
+    }
+
+    fn on_shard(&mut self, thread: usize, shard: &Shard) {
+        self.totals.merge(&shard.stats);
+        self.second.add(thread, shard);
+    }
+
+    /// Once a second: watch loadgen itself, make the rows of the seconds every thread has
+    /// handed over, and publish the news.
+    fn on_tick(&mut self, target_users: u64, updates: &watch::Sender<Option<Update>>) {
+        let at_secs = self.clock.secs() as u64;
+        self.count_open_users();
+        let (cpu_pct, rss_bytes) = self.own.sample();
+        self.check_memory(at_secs, rss_bytes);
+        // A second's row once every thread has handed over its requests: each hands them over
+        // every second, so the second before the last is complete. A thread later than that
+        // adds them to their row when they come.
+        stats::add_late(&mut self.history, self.second.take_late(self.next_second));
+        while self.next_second + 2 <= at_secs {
+            let row = self.second.row(
+                self.next_second,
+                self.running,
+                (cpu_pct, rss_bytes),
+                &self.totals,
+            );
+            self.next_second += 1;
+            self.history.push(row);
+        }
+        // The users and their types are news every tick, a second's row or not.
+        let row = self.history.last().cloned().unwrap_or_else(|| {
+            self.second
+                .placeholder(self.running, (cpu_pct, rss_bytes), &self.totals)
+        });
+        self.own_figures = SelfWatchFigures {
+            cpu_pct,
+            rss_bytes,
+            timer_lag_ms: row.timer_lag_ms,
+        };
+        let update = Update {
+            elapsed: self.clock.start.elapsed(),
+            users: self.running,
+            target_users,
+            users_by_type: Arc::new(self.runner.users_by_type(&self.started_by_type)),
+            second: Arc::new(row),
+        };
+        updates.send_replace(Some(update));
+    }
+
+    /// The open model's users, as its threads made them.
+    fn count_open_users(&mut self) {
+        if let Some(open) = &self.runner.open {
+            self.running = open.users();
+            self.peak = self.peak.max(self.running);
+            self.started_by_type = open.users_by_type();
+        }
+    }
+
+    /// Stops the ramp where it is once loadgen's memory passes `--memory-limit`: more users
+    /// would only measure our swap.
+    fn check_memory(&mut self, at_secs: u64, rss_bytes: u64) {
+        if let Some(limit) = self.runner.settings.memory_limit
+            && rss_bytes > limit
+            && self.memory_limit_hit.is_none()
+        {
+            let running = self.running;
+            self.memory_limit_hit = Some((at_secs, running, rss_bytes));
+            eprintln!(
+                "loadgen: warning: memory {} MB passed --memory-limit {} MB at {running} users: no more users are started",
+                rss_bytes / 1_000_000,
+                limit / 1_000_000
+            );
+        }
+    }
+
+    /// The spawn timer: one user more or one less, towards `target_users`.
+    fn on_spawn_due(&mut self, target_users: u64, spawn_every: Duration) {
+        if self.running < target_users {
+            self.spawn_one(target_users);
+        } else if self.running > target_users {
+            self.stop_one();
+        }
+        self.next_spawn += spawn_every;
+        let now = tokio::time::Instant::now();
+        if self.next_spawn < now {
+            self.next_spawn = now;
+        }
+    }
+
+    fn spawn_one(&mut self, target_users: u64) {
+        let user_type = self.plan.next(&self.started_by_type);
+        self.started_by_type[user_type] += 1;
+        self.numbers += 1;
+        let first = self.runner.settings.first_user_number;
+        let thread = (self.numbers - first - 1) as usize % self.threads.len();
+        let _ = self.threads[thread].commands.send(Command::Spawn {
+            user_type,
+            number: self.numbers,
+        });
+        self.threads[thread].wake.notify_one();
+        self.running_by_thread[thread] += 1;
+        self.running += 1;
+        self.peak = self.peak.max(self.running);
+        if self.running == target_users {
+            self.all_spawned();
+        }
+    }
+
+    fn all_spawned(&mut self) {
+        let by_type: Vec<String> = self
+            .runner
+            .scenario
+            .users
+            .iter()
+            .zip(&self.started_by_type)
+            .map(|(u, n)| format!("\"{}\": {n}", u.name))
+            .collect();
+        tracing::info!(
+            "All users spawned: {{{}}} ({} total users)",
+            by_type.join(", "),
+            self.running
+        );
+        if self.runner.settings.reset_stats && !self.stats_reset {
+            // Locust's --reset-stats: the ramp-up is forgotten.
+            self.stats_reset = true;
+            self.on_reset();
+        }
+    }
+
+    /// Stops one user, from the busiest thread.
+    fn stop_one(&mut self) {
+        let (thread, _) = self
+            .running_by_thread
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, n)| **n)
+            .unwrap_or((0, &0));
+        let _ = self.threads[thread].commands.send(Command::StopOne);
+        self.threads[thread].wake.notify_one();
+        self.running_by_thread[thread] = self.running_by_thread[thread].saturating_sub(1);
+        self.running -= 1;
+    }
+
+    /// Stops the threads, gathers their last shards and makes the last rows.
+    async fn finish(
+        mut self,
+        mut shard_rx: mpsc::UnboundedReceiver<(usize, Shard)>,
+        outcomes: &mut mpsc::Receiver<oneshot::Sender<RunOutcome>>,
+    ) -> RunOutcome {
+        let duration = self.clock.start.elapsed();
+        for thread in &self.threads {
+            thread.stop.cancel();
+        }
+        // Each thread drops its users, then sends its last shard; the channel closes when all
+        // have ended. Until then (up to --stop-timeout) the figures in hand are asked for, by a
+        // second signal.
+        loop {
+            tokio::select! {
+                shard = shard_rx.recv() => match shard {
+                    Some((thread, shard)) => self.on_shard(thread, &shard),
+                    None => break,
+                },
+                Some(reply) = outcomes.recv() => {
+                    let _ = reply.send(self.outcome_so_far(duration, self.interrupted));
+                }
+            }
+        }
+        let thread_count = self.threads.len();
+        for thread in std::mem::take(&mut self.threads) {
+            let _ = thread.join.join();
+        }
+        self.count_open_users();
+        // Every request is in: those of seconds already made rows go to them, and the seconds
+        // left (the last one partial) get theirs.
+        stats::add_late(&mut self.history, self.second.take_late(self.next_second));
+        if let Some(last) = self.second.last_pending() {
+            let own_now = self.own.sample();
+            for remaining in self.next_second..=last {
+                let row = self
+                    .second
+                    .row(remaining, self.running, own_now, &self.totals);
+                self.history.push(row);
+            }
+        }
+        RunOutcome {
+            users_by_type: self.runner.users_by_type(&self.started_by_type),
+            stats: self.totals,
+            history: self.history,
+            started_at: self.started_at,
+            duration,
+            peak_users: self.peak,
+            interrupted: self.interrupted,
+            run_id: self.runner.run_id.clone(),
+            threads: thread_count,
+            memory_limit_hit: self.memory_limit_hit,
+            users_cap: self.runner.open.as_ref().map(|open| open.cap),
+            ..RunOutcome::default()
+        }
+    }
+}
+
+/// What a user thread is given: it builds its runtime and its users' shared parts from it.
+struct ThreadSetup {
+    index: usize,
+    clock: RunClock,
+    shards: mpsc::UnboundedSender<(usize, Shard)>,
+    inbox: std::sync::mpsc::Receiver<Command>,
+    wake: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+    scenario: Arc<Scenario>,
+    target: Target,
+    settings: LoadSettings,
+    run_id: Arc<str>,
+    startup_window: Arc<StartupWindow>,
+    poll_budget: Arc<PollBudget>,
+    job_types: Arc<JobTypes>,
+    /// This thread's share of the open model, when the run has one.
+    open: Option<open::ThreadShare>,
+}
+
+/// A running user and the token that stops it.
+type UserTask = (tokio::task::JoinHandle<()>, CancellationToken);
+
+impl ThreadSetup {
+    /// The thread's body: its runtime, its users until the stop, then its last shard.
+    fn run(self) {
+        let index = self.index;
+        let shards = self.shards.clone();
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                stats::record_exception(format!("user thread {index} could not start: {error}"));
+                let _ = shards.send((index, stats::take_shard()));
+                return;
+            }
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, self.serve());
+        // Dropping the set drops every user and job poller (pollers record their jobs as
+        // unfinished, or unknown if no poll read them), then the last shard goes out.
+        drop(local);
+        let _ = shards.send((index, stats::take_shard()));
+    }
+
+    /// What every user of this thread shares.
+    fn shared(&self) -> Rc<Shared> {
+        Rc::new(Shared {
+            target: Rc::new(self.target.clone()),
+            clock: self.clock,
+            run_id: self.run_id.clone(),
+            options: crate::http::Options {
+                timeout: self.settings.timeout,
+                limits: crate::http::Limits {
+                    max_body: self.settings.max_body,
+                },
+                gzip: self.scenario.gzip,
+            },
+            job_sample: self.settings.job_sample,
+            max_redirects: self.settings.max_redirects,
+            startup_window: self.startup_window.clone(),
+            poll_budget: self.poll_budget.clone(),
+            job_types: self.job_types.clone(),
+            latency_correction: self.settings.latency_correction,
+        })
+    }
+
+    /// Follows the controller's commands until the stop, then gives the users
+    /// `--stop-timeout` to finish.
+    async fn serve(mut self) {
+        tokio::task::spawn_local(flush_every_second(self.index, self.shards.clone()));
+        let users = Users::new(&self.scenario, self.shared());
+        let stop_timeout = self.settings.stop_timeout;
+        if let Some(share) = self.open.take() {
+            let first = self.settings.first_user_number;
+            open::serve(share, users, first, self.stop.clone(), stop_timeout).await;
+            return;
+        }
+        let mut running: Vec<UserTask> = Vec::new();
+        loop {
+            while let Ok(command) = self.inbox.try_recv() {
+                match command {
+                    Command::Spawn { user_type, number } => {
+                        running.push(users.spawn(user_type, number));
+                    }
+                    Command::StopOne => {
+                        if let Some(user) = running.pop() {
+                            stop_user(user, stop_timeout);
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                () = self.wake.notified() => {}
+            }
+        }
+        if !stop_timeout.is_zero() {
+            for (_, user_stop) in &running {
+                user_stop.cancel();
+            }
+            let all_done = async {
+                for (task, _) in running {
+                    let _ = task.await;
+                }
+            };
+            let _ = tokio::time::timeout(stop_timeout, all_done).await;
+        }
+    }
+}
+
+/// Hands this thread's shard over once a second, with how late its timer fired.
+async fn flush_every_second(index: usize, shards: mpsc::UnboundedSender<(usize, Shard)>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.tick().await;
+    loop {
+        let due = every.tick().await;
+        let mut shard = stats::take_shard();
+        shard.timer_lag_us = due.elapsed().as_micros() as u64;
+        let _ = shards.send((index, shard));
+    }
+}
+
+/// Locust's --stop-timeout: the user ends its task, or is cut off when the time is up.
+fn stop_user((task, user_stop): UserTask, stop_timeout: Duration) {
+    user_stop.cancel();
+    if stop_timeout.is_zero() {
+        task.abort();
+    } else {
+        tokio::task::spawn_local(async move {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(stop_timeout, task).await.is_err() {
+                abort.abort();
+            }
+        });
+    }
+}
+
+/// What a thread makes its users of: each type and the keys of its steps, built once.
+struct Users {
+    types: Vec<Arc<UserType>>,
+    keys: Vec<Rc<StepKeys>>,
+    shared: Rc<Shared>,
+}
+
+impl Users {
+    fn new(scenario: &Scenario, shared: Rc<Shared>) -> Self {
+        Self {
+            types: scenario.users.iter().map(|u| Arc::new(u.clone())).collect(),
+            keys: scenario
+                .users
+                .iter()
+                .map(|u| Rc::new(StepKeys::new(u)))
+                .collect(),
+            shared,
+        }
+    }
+
+    /// User `number` of type `user_type`, not started.
+    fn user(&self, user_type: usize, number: u64) -> VirtualUser {
+        VirtualUser::new(
+            self.types[user_type].clone(),
+            self.keys[user_type].clone(),
+            self.shared.clone(),
+            number,
+        )
+    }
+
+    /// Starts user `number` of type `user_type` on this thread (the closed model's loop).
+    fn spawn(&self, user_type: usize, number: u64) -> UserTask {
+        let user = self.user(user_type, number);
+        let user_stop = CancellationToken::new();
+        let task =
+            tokio::task::spawn_local(crate::user::caught("a user", user.run(user_stop.clone())));
+        (task, user_stop)
     }
 }
 
@@ -661,6 +889,7 @@ mod tests {
             name: name.into(),
             weight,
             fixed_count: fixed,
+            arrival_rate: None,
             wait: Wait::Constant(Duration::ZERO),
             tags: vec![],
             vars: vec![],

@@ -45,6 +45,8 @@ pub struct Shared {
     pub poll_budget: Arc<PollBudget>,
     /// When the jobs of each type last ended, across threads: the pace of their polls.
     pub job_types: Arc<JobTypes>,
+    /// `--latency-correction`: a paced user's requests also count the starts they delayed.
+    pub latency_correction: bool,
 }
 
 /// The keys of one user type's steps, built once per thread so recording never formats a string.
@@ -102,6 +104,10 @@ pub struct VirtualUser {
     attempted: HashSet<String>,
     /// Cookies the API set, sent back by domain and path rules, as a requests Session does.
     cookies: cookie_store::CookieStore,
+    /// The open model's scheduled instant of the iteration whose first request is next.
+    intended: Option<Instant>,
+    /// The pacing whose missed starts are recorded (`--latency-correction`, closed model).
+    correct_for: Option<std::time::Duration>,
 }
 
 enum Outcome {
@@ -129,12 +135,49 @@ impl VirtualUser {
             connection,
             attempted: HashSet::new(),
             cookies: cookie_store::CookieStore::default(),
+            intended: None,
+            correct_for: None,
         }
     }
 
     /// Runs until `stop` is cancelled (then ends once its current task is done, Locust's
-    /// graceful stop) or the task is dropped.
+    /// graceful stop) or the task is dropped: the closed model's user.
     pub async fn run(mut self, stop: CancellationToken) {
+        if !self.start(&stop).await {
+            return;
+        }
+        if let (Wait::Pacing(period), true) = (self.user_type.wait, self.shared.latency_correction)
+        {
+            self.correct_for = Some(period);
+        }
+        while !stop.is_cancelled() {
+            let started = Instant::now();
+            let task = self.pick_task();
+            self.iteration(task, None).await;
+            let wait = match self.user_type.wait {
+                Wait::Constant(d) => d,
+                Wait::Between(lo, hi) if hi > lo => rand::rng().random_range(lo..=hi),
+                Wait::Between(lo, _) => lo,
+                Wait::Pacing(period) => period.saturating_sub(started.elapsed()),
+            };
+            if wait.is_zero() {
+                // Let the other users of this thread run even when no one waits.
+                tokio::task::yield_now().await;
+            } else {
+                if wait >= RELEASE_BUFFERS_AFTER {
+                    self.connection.release_buffers();
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    /// Sets the user's variables and runs its `on_start` steps; `false` when `stop` came
+    /// first.
+    pub async fn start(&mut self, stop: &CancellationToken) -> bool {
         let user_type = self.user_type.clone();
         for (name, template) in &user_type.vars {
             let mut cx = Context {
@@ -154,48 +197,44 @@ impl VirtualUser {
         }
         for step_ref in &user_type.on_start {
             if stop.is_cancelled() {
-                return;
+                return false;
             }
             self.run_ref(*step_ref, Phase::Startup).await;
         }
-        let total_weight: u32 = user_type.tasks.iter().map(|t| t.weight).sum();
-        while !stop.is_cancelled() {
-            let started = Instant::now();
-            let mut pick = rand::rng().random_range(0..total_weight.max(1));
-            let task = user_type
-                .tasks
-                .iter()
-                .find(|t| {
-                    if pick < t.weight {
-                        true
-                    } else {
-                        pick -= t.weight;
-                        false
-                    }
-                })
-                .unwrap_or(&user_type.tasks[0]);
-            for step_ref in &task.run {
-                self.run_ref(*step_ref, Phase::Steady).await;
-            }
-            let wait = match user_type.wait {
-                Wait::Constant(d) => d,
-                Wait::Between(lo, hi) if hi > lo => rand::rng().random_range(lo..=hi),
-                Wait::Between(lo, _) => lo,
-                Wait::Pacing(period) => period.saturating_sub(started.elapsed()),
-            };
-            if wait.is_zero() {
-                // Let the other users of this thread run even when no one waits.
-                tokio::task::yield_now().await;
-            } else {
-                if wait >= RELEASE_BUFFERS_AFTER {
-                    self.connection.release_buffers();
+        true
+    }
+
+    /// A task of this user's type, picked by weight.
+    pub fn pick_task(&self) -> usize {
+        let tasks = &self.user_type.tasks;
+        let total_weight: u32 = tasks.iter().map(|t| t.weight).sum();
+        let mut pick = rand::rng().random_range(0..total_weight.max(1));
+        tasks
+            .iter()
+            .position(|t| {
+                if pick < t.weight {
+                    true
+                } else {
+                    pick -= t.weight;
+                    false
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = stop.cancelled() => return,
-                }
-            }
+            })
+            .unwrap_or(0)
+    }
+
+    /// Runs task `task` once. With `intended` (the open model's scheduled instant), its first
+    /// request is timed from that instant, so that waiting for a free user counts (its
+    /// service time, from the send, is kept apart).
+    pub async fn iteration(&mut self, task: usize, intended: Option<Instant>) {
+        let user_type = self.user_type.clone();
+        let Some(task) = user_type.tasks.get(task) else {
+            return;
+        };
+        self.intended = intended;
+        for step_ref in &task.run {
+            self.run_ref(*step_ref, Phase::Steady).await;
         }
+        self.intended = None;
     }
 
     async fn run_ref(&mut self, step_ref: StepRef, phase: Phase) {
@@ -238,10 +277,16 @@ impl VirtualUser {
         let window = &self.shared.startup_window;
         let startup_request = (phase == Phase::Startup).then(|| StartupWindow::enter(window));
         let steady_start = (phase == Phase::Steady).then(|| window.steady_start());
+        // The open model times an iteration's first request from its scheduled instant.
+        let intended = self.intended.take().filter(|_| phase == Phase::Steady);
         let answer = self.exchange(step, request).await;
         let retries = in_flight.answered();
         drop(startup_request);
-        let latency_us = started.elapsed().as_micros() as u64;
+        let service_us = started.elapsed().as_micros() as u64;
+        let latency_us = intended.map_or(service_us, |at| at.elapsed().as_micros() as u64);
+        if phase == Phase::Steady {
+            stats::record_service(service_us);
+        }
         if let Some(start) = steady_start {
             let overlapped = self.shared.startup_window.overlapped(start);
             stats::record_steady_overlap(latency_us, overlapped);
@@ -264,23 +309,7 @@ impl VirtualUser {
                 return Outcome::Failed;
             }
         };
-        let handler = step
-            .on_status
-            .iter()
-            .find(|(s, _)| *s == answer.status)
-            .map(|(_, h)| *h);
-        let expected = step.expect.contains(&answer.status);
-        let mut error = None;
-        if expected {
-            if let Err(missing) = self.extract(step, &answer.body) {
-                error = Some(Failure {
-                    kind: FailureKind::Content,
-                    message: missing,
-                });
-            }
-        } else if handler.is_none() || !may_handle {
-            error = Some(status_error(answer.status, &answer.body));
-        }
+        let (error, handler) = self.judge(step, &answer, may_handle);
         let failed = error.is_some();
         stats::record(
             &self.shared.clock,
@@ -294,7 +323,10 @@ impl VirtualUser {
                 retries,
             },
         );
-        if let (Some(handler), false, true) = (handler, expected, may_handle) {
+        if let (Some(period), Phase::Steady) = (self.correct_for, phase) {
+            stats::record_missed(key, latency_us, period.as_micros() as u64);
+        }
+        if let Some(handler) = handler {
             stats::record_handled(&step.name, answer.status);
             return Outcome::Handled(handler);
         }
@@ -308,6 +340,34 @@ impl VirtualUser {
             }
         }
         Outcome::Passed
+    }
+
+    /// What an answer to `step` means: a failure (a status not expected, or a value the step
+    /// extracts missing), or the step's handler of its status (e.g. log in again on 401),
+    /// when it has one and `may_handle`.
+    fn judge(
+        &mut self,
+        step: &Step,
+        answer: &Answer,
+        may_handle: bool,
+    ) -> (Option<Failure>, Option<usize>) {
+        if step.expect.contains(&answer.status) {
+            let missing = self.extract(step, &answer.body).err();
+            let error = missing.map(|message| Failure {
+                kind: FailureKind::Content,
+                message,
+            });
+            return (error, None);
+        }
+        let handler = step
+            .on_status
+            .iter()
+            .find(|(s, _)| *s == answer.status)
+            .map(|(_, h)| *h);
+        match handler {
+            Some(handler) if may_handle => (None, Some(handler)),
+            _ => (Some(status_error(answer.status, &answer.body)), None),
+        }
     }
 
     /// Sends the step's request, following redirects as Locust's HttpUser does: up to
@@ -384,22 +444,7 @@ impl VirtualUser {
                 headers.retain(|(name, _)| !self.user_type.is_secret_header(name.as_str()));
             }
             let with_cookies = self.with_cookies(|| url.clone(), &headers);
-            let connection = if origin == self.shared.target.origin() {
-                &mut self.connection
-            } else {
-                match elsewhere.take() {
-                    Some(c) if c.target().origin() == origin => elsewhere.insert(c),
-                    _ => {
-                        let target = Target::resolve(&origin, self.shared.target.tls.as_ref())
-                            .await
-                            .map_err(|e| HttpError::Connection(format!("redirect: {e}")))?;
-                        elsewhere.insert(
-                            Connection::new(Rc::new(target), self.shared.options)
-                                .sharing_sends(self.connection.sends()),
-                        )
-                    }
-                }
-            };
+            let connection = self.connection_for(&origin, &mut elsewhere).await?;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(HttpError::Timeout(timeout));
@@ -421,6 +466,30 @@ impl VirtualUser {
             self.keep_cookies(|| url.clone(), &answer);
         }
         Ok(answer)
+    }
+
+    /// The connection to `origin`: the user's own, or one kept for the other origin a
+    /// redirect leads to (made when the origin changes).
+    async fn connection_for<'a>(
+        &'a mut self,
+        origin: &str,
+        elsewhere: &'a mut Option<Connection>,
+    ) -> Result<&'a mut Connection, HttpError> {
+        if origin == self.shared.target.origin() {
+            return Ok(&mut self.connection);
+        }
+        match elsewhere.take() {
+            Some(c) if c.target().origin() == origin => Ok(elsewhere.insert(c)),
+            _ => {
+                let target = Target::resolve(origin, self.shared.target.tls.as_ref())
+                    .await
+                    .map_err(|e| HttpError::Connection(format!("redirect: {e}")))?;
+                Ok(elsewhere.insert(
+                    Connection::new(Rc::new(target), self.shared.options)
+                        .sharing_sends(self.connection.sends()),
+                ))
+            }
+        }
     }
 
     /// The headers plus the jar's `Cookie` for `url`; `None` when the jar has none for it (the

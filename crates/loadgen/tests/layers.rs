@@ -17,7 +17,10 @@ use std::path::Path;
 /// the graph as a whole has no cycle. `src/lib.rs` documents the same table (checked below).
 const LAYERS: &[(&str, &[&str])] = &[
     ("leaves", &["atomic_file", "exit_code"]),
-    ("mechanisms", &["http", "stats", "scenario", "preflight"]),
+    (
+        "mechanisms",
+        &["http", "stats", "scenario", "preflight", "arrival"],
+    ),
     ("values", &["targets", "config", "outcome"]),
     (
         "engine",

@@ -183,6 +183,29 @@ pub struct Cli {
     /// OS threads that run users (default: one per available core).
     #[arg(long, env = "LOADGEN_THREADS")]
     pub threads: Option<usize>,
+    /// The open model (k6's constant-arrival-rate): start this many iterations (one task of a
+    /// user type) per second or minute, whatever the target does, e.g. 500/s, 30/m. With
+    /// --arrival-stages, the rate the first stage ramps from. -u then means --max-users.
+    #[arg(long, env = "LOADGEN_ARRIVAL_RATE", value_name = "N/s|N/m", value_parser = parse_rate)]
+    pub arrival_rate: Option<crate::arrival::Rate>,
+    /// The open model with ramps (k6's ramping-arrival-rate): DURATION:RATE stages, each a
+    /// linear ramp from the rate before, e.g. "30s:50/s,2m:500/s,30s:0/s". The run lasts as
+    /// long as the stages unless -t says otherwise.
+    #[arg(long, env = "LOADGEN_ARRIVAL_STAGES", value_name = "DURATION:RATE,...")]
+    pub arrival_stages: Option<String>,
+    /// The open model's cap on users (k6's maxVUs; default: --pre-allocate): an iteration due
+    /// when every user is busy and the cap is reached is dropped and counted. -u gives it too.
+    #[arg(long, env = "LOADGEN_MAX_USERS")]
+    pub max_users: Option<u64>,
+    /// The open model's users made and started (on_start run) before the first iteration
+    /// (k6's preAllocatedVUs; default: the peak rate per second, at most --max-users).
+    #[arg(long, env = "LOADGEN_PRE_ALLOCATE")]
+    pub pre_allocate: Option<u64>,
+    /// The closed model's correction for coordinated omission, as oha's: a paced user
+    /// (wait = { pacing } or { constant_throughput }) whose request overran its pacing also
+    /// records the requests it should have started meanwhile (HdrHistogram's record_correct).
+    #[arg(long, env = "LOADGEN_LATENCY_CORRECTION")]
+    pub latency_correction: bool,
     /// A request with no complete answer within this time fails, as a timeout (a step's
     /// `timeout` in the scenario overrides it).
     #[arg(long, visible_alias = "request-timeout", env = "LOADGEN_TIMEOUT", default_value = "60s", value_parser = common::duration::parse_positive_arg)]
@@ -371,6 +394,11 @@ fn env_host() -> Option<String> {
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
 }
 
+/// `--arrival-rate`'s value: `500/s`, `30/m`.
+fn parse_rate(text: &str) -> Result<crate::arrival::Rate, String> {
+    crate::arrival::Rate::parse(text).map_err(|e| e.to_string())
+}
+
 impl Cli {
     /// Resolves what the user typed into a checked [`RunConfig`]: flags beat `LOADGEN_*`
     /// variables (clap applies both), which beat `--profile`, which beats the defaults.
@@ -412,6 +440,9 @@ impl Cli {
         let threads = self.threads(users_are_final)?;
         let scenario_source = self.scenario_source()?;
         let scenario = scenario_source.load(&self.fixtures)?;
+        let arrival = self.arrival(&scenario)?;
+        // k6's ramping-arrival-rate lasts as long as its stages.
+        let run_time = run_time.or(arrival.as_ref().and_then(|a| a.stages_length()));
         let backend = self.backend()?;
         if let Some(BackendConfig::File(path)) = &backend
             && !path.is_file()
@@ -451,6 +482,8 @@ impl Cli {
                 memory_limit: self.memory_limit.map(|mb| mb.saturating_mul(1_000_000)),
                 reset_stats: self.reset_stats,
                 stop_timeout: self.stop_timeout.unwrap_or_default(),
+                arrival,
+                latency_correction: self.latency_correction,
                 ..LoadSettings::default()
             },
             exit_code_on_error: self.exit_code_on_error,
@@ -518,6 +551,75 @@ impl Cli {
             allowed_hosts: self.web_allowed_hosts.clone(),
             insecure_no_auth: self.web_insecure_no_auth,
         })
+    }
+
+    /// The open model, when --arrival-rate or --arrival-stages asks for it, or `scenario`'s
+    /// `[load]` table or a user type's `arrival_rate` does (the flags beat the file), checked.
+    pub fn arrival(
+        &self,
+        scenario: &crate::scenario::Scenario,
+    ) -> anyhow::Result<Option<crate::arrival::Arrival>> {
+        use crate::arrival::{Arrival, Stage};
+        let per_type = scenario.users.iter().any(|u| u.arrival_rate.is_some());
+        if self.arrival_rate.is_none()
+            && self.arrival_stages.is_none()
+            && scenario.load.is_none()
+            && !per_type
+        {
+            for (given, flag) in [
+                (self.max_users.is_some(), "--max-users"),
+                (self.pre_allocate.is_some(), "--pre-allocate"),
+            ] {
+                if given {
+                    bail!(
+                        "{flag} is for the open model: give --arrival-rate or --arrival-stages too"
+                    );
+                }
+            }
+            return Ok(None);
+        }
+        let stages = match &self.arrival_stages {
+            Some(text) => {
+                Stage::parse_list(text).map_err(|e| anyhow::anyhow!("--arrival-stages: {e}"))?
+            }
+            None => Vec::new(),
+        };
+        let flags = Arrival {
+            rate: self.arrival_rate,
+            stages,
+            max_users: None,
+            pre_allocate: self.pre_allocate,
+        };
+        let merged = match &scenario.load {
+            Some(file) => flags.or_file(file),
+            None => flags,
+        };
+        if merged.stages.is_empty()
+            && !per_type
+            && merged.rate.is_none_or(|r| r.count_per_minute() == 0)
+        {
+            bail!(
+                "--arrival-rate {}: starts no iteration: give a rate above 0, or --arrival-stages",
+                merged.rate.unwrap_or_default()
+            );
+        }
+        // -u is the closed model's users; beside an arrival rate it caps the users instead.
+        let max_users = match (self.max_users, self.users) {
+            (Some(_), Some(_)) => bail!(
+                "-u/--users and --max-users both given: in the open model -u is --max-users; give one"
+            ),
+            (Some(0), None) | (None, Some(0)) => bail!("--max-users 0: allow at least one user"),
+            (max, users) => max.or(users).or(merged.max_users),
+        };
+        if let (Some(pre), Some(max)) = (merged.pre_allocate, max_users)
+            && pre > max
+        {
+            bail!("--pre-allocate {pre} is above --max-users {max}: pre-allocate at most the cap");
+        }
+        Ok(Some(Arrival {
+            max_users,
+            ..merged
+        }))
     }
 
     /// Users, spawn rate and run time: the flag (or its variable, or the config file), else the

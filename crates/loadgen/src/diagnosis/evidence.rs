@@ -159,6 +159,8 @@ pub struct Evidence<'a> {
     pub threads: usize,
     /// When `--memory-limit` stopped the ramp: (seconds, users, RSS bytes).
     pub memory_limit_hit: Option<(u64, u64, u64)>,
+    /// The open model's cap on users, when the run had an arrival rate.
+    pub users_cap: Option<u64>,
     /// The thresholds.
     pub targets: &'a Targets,
     /// The targets' verdicts.
@@ -190,6 +192,7 @@ impl<'a> Evidence<'a> {
             peak_users: outcome.peak_users,
             threads: outcome.threads,
             memory_limit_hit: outcome.memory_limit_hit,
+            users_cap: outcome.users_cap,
             cluster: outcome.cluster.as_ref(),
             targets,
             verdicts,

@@ -139,6 +139,64 @@ pub fn memory_limit(e: &Evidence<'_>) -> Vec<Finding> {
     }]
 }
 
+/// The open model dropped iterations: the generator could not hold the arrival rate, with
+/// its users at their cap, or its own CPU saturated. The figures measure a lower rate than
+/// asked, so this is a validity item, not a property of the API.
+pub fn arrival_rate_missed(e: &Evidence<'_>) -> Vec<Finding> {
+    let counts = e.stats.arrivals.total;
+    if counts.dropped == 0 {
+        return Vec::new();
+    }
+    let cores = e.threads.max(1) as f64 * 100.0;
+    let hot = e
+        .history
+        .iter()
+        .filter(|h| h.loadgen_cpu_pct >= 0.9 * cores || h.timer_lag_ms >= 100.0)
+        .count();
+    let secs = e.duration.as_secs_f64().max(1e-9);
+    let why = if hot >= 3 {
+        format!(
+            "its own CPU was saturated ({hot} s with its threads' cores busy or its timers 100 ms late)"
+        )
+    } else {
+        format!(
+            "users at the cap of {} ({} made)",
+            e.users_cap.unwrap_or(e.peak_users),
+            e.peak_users
+        )
+    };
+    let share = counts.dropped as f64 / counts.scheduled.max(1) as f64 * 100.0;
+    vec![Finding {
+        rule: "loadgen.arrival_rate_missed",
+        layer: Layer::LoadGenerator,
+        severity: if share >= 1.0 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        title: format!(
+            "The generator could not hold the arrival rate: {} iterations dropped, {why}",
+            counts.dropped
+        ),
+        evidence: format!(
+            "{} of {} iterations scheduled were dropped ({share:.1}%, {:.1}/s); {} started more than 1 ms late",
+            counts.dropped,
+            counts.scheduled,
+            counts.dropped as f64 / secs,
+            counts.late
+        ),
+        action: if hot >= 3 {
+            "Give loadgen more cores (--threads), or share the rate among workers".into()
+        } else {
+            "Raise --max-users (the API answers slower than the rate needs users for), or lower              the rate: the throughput measured is below the rate asked"
+                .into()
+        },
+        cause_of: vec!["load.plateau"],
+        explains: None,
+        explained_by: None,
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{outcome, with_evidence};
@@ -161,6 +219,34 @@ mod tests {
         );
         let quiet = outcome(&[5; 6], &[50; 6], 900, &[20.0; 6]);
         assert!(with_evidence(&quiet, &[], saturated).is_empty());
+    }
+
+    #[test]
+    fn dropped_iterations_say_the_users_cap_or_the_cpu() {
+        let mut run = outcome(&[50; 6], &[25; 6], 2000, &[20.0; 6]);
+        assert!(with_evidence(&run, &[], arrival_rate_missed).is_empty());
+        run.stats.arrivals.total = crate::stats::ArrivalCounts {
+            scheduled: 600,
+            dropped: 450,
+            late: 3,
+        };
+        run.users_cap = Some(50);
+        let found = with_evidence(&run, &[], arrival_rate_missed);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0]
+                .title
+                .contains("450 iterations dropped, users at the cap of 50"),
+            "{}",
+            found[0].title
+        );
+        assert_eq!(found[0].severity, Severity::Critical);
+        let mut hot = run.clone();
+        for row in &mut hot.history {
+            row.loadgen_cpu_pct = 99.0;
+        }
+        let found = with_evidence(&hot, &[], arrival_rate_missed);
+        assert!(found[0].title.contains("its own CPU"), "{}", found[0].title);
     }
 
     #[test]

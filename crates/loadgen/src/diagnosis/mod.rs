@@ -193,6 +193,7 @@ pub const VALIDITY_RULES: &[Rule] = &[
     loadgen::worker_saturated,
     loadgen::workers_lost,
     loadgen::memory_limit,
+    loadgen::arrival_rate_missed,
     host::outside_cpu,
     watch::nothing_watched,
     watch::sources_down,

@@ -43,6 +43,7 @@ pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunO
             in_flight: Default::default(),
             cumulative: Default::default(),
             per_name: None,
+            arrivals: Default::default(),
         });
     }
     run

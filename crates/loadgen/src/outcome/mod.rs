@@ -64,6 +64,8 @@ pub struct RunOutcome {
     pub run_id: String,
     /// Threads that ran users.
     pub threads: usize,
+    /// The open model's cap on users, when the run had one.
+    pub users_cap: Option<u64>,
     /// When `--memory-limit` stopped the ramp: (seconds into the run, users then, RSS bytes).
     pub memory_limit_hit: Option<(u64, u64, u64)>,
     /// The backend's ticks, on the run's clock.
@@ -93,6 +95,7 @@ impl Default for RunOutcome {
             run_id: String::new(),
             threads: 0,
             memory_limit_hit: None,
+            users_cap: None,
             backend: Vec::new(),
             backend_error: None,
             worker_logs: BTreeMap::new(),

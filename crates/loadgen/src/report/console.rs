@@ -135,6 +135,10 @@ fn locust_tables(out: &mut String, report: &Report) {
     out.push_str(&requests_table(&report.steady, &report.steady_total));
     out.push('\n');
     out.push_str(&percentiles_table(&report.steady, &report.steady_total));
+    if let Some(open) = &report.open_model {
+        out.push('\n');
+        out.push_str(&open.console(report.peak_users));
+    }
     if !report.startup.is_empty() {
         let _ = writeln!(
             out,

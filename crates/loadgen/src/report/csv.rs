@@ -30,6 +30,10 @@ fn percentile_labels() -> Vec<String> {
 /// position still find theirs): every request sent is accounted for there too.
 const ACCOUNTING_COLUMNS: [&str; 3] = ["Retries", "Timeouts", "In Flight At Stop"];
 
+/// Our columns after Locust's in `_stats_history.csv`: the open model's iterations of the
+/// second (0 in a closed run; empty on a name's row, as they are counted by user type).
+const ARRIVAL_COLUMNS: [&str; 2] = ["Dropped Iterations", "Late Starts"];
+
 /// The `_stats.csv` header.
 pub fn stats_header() -> Vec<String> {
     let mut header: Vec<String> = [
@@ -77,6 +81,7 @@ pub fn history_header() -> Vec<String> {
         ]
         .map(String::from),
     );
+    header.extend(ARRIVAL_COLUMNS.map(String::from));
     header
 }
 
@@ -213,6 +218,7 @@ fn write_history<W: std::io::Write>(
                     rolling_rate(seconds, point.at_secs),
                 );
                 record.extend(history_figures(&entry.current_ms, &entry.cumulative));
+                record.extend(ARRIVAL_COLUMNS.map(|_| String::new()));
                 w.write_record(record)?;
             }
         }
@@ -224,6 +230,10 @@ fn write_history<W: std::io::Write>(
             });
         let mut record = head("", "Aggregated", rolling_rate(&all, point.at_secs));
         record.extend(history_figures(percentiles, &point.cumulative));
+        record.extend([
+            point.arrivals.dropped.to_string(),
+            point.arrivals.late.to_string(),
+        ]);
         w.write_record(record)?;
     }
     w.flush()?;

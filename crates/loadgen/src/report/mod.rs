@@ -12,6 +12,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod markup;
+pub mod open_model;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -305,6 +306,8 @@ pub struct HistoryPoint {
     /// Each of Locust's rows, with `--csv-full-history`.
     #[serde(skip)]
     pub per_name: Option<PerNameSecond>,
+    /// The open model's iterations due in this second.
+    pub arrivals: crate::stats::ArrivalCounts,
 }
 
 /// Everything a report shows.
@@ -375,6 +378,10 @@ pub struct Report {
     pub handled: Vec<(String, u16, u64)>,
     /// Per second.
     pub history: Vec<HistoryPoint>,
+    /// The open model's iterations, when the run had one.
+    pub open_model: Option<open_model::OpenModel>,
+    /// Steady requests timed from their send (the service time).
+    pub service_time: open_model::ServiceTime,
     /// Targets and findings.
     pub analysis: Analysis,
     /// The backend's ticks, on the same clock as `history`.
@@ -494,6 +501,8 @@ impl Report {
                 .map(|((name, status), n)| (name.to_string(), *status, *n))
                 .collect(),
             history: outcome.history.iter().map(HistoryPoint::of).collect(),
+            open_model: open_model::OpenModel::of(config, outcome, secs),
+            service_time: open_model::ServiceTime::of(&outcome.stats),
             analysis,
             backend: outcome.backend.clone(),
             baseline: None,
@@ -604,6 +613,7 @@ impl HistoryPoint {
             in_flight: h.in_flight,
             cumulative: h.cumulative,
             per_name: h.per_name.clone(),
+            arrivals: h.arrivals,
         }
     }
 }

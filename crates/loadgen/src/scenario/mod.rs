@@ -49,6 +49,8 @@ pub struct Scenario {
     pub gzip: bool,
     /// The user types.
     pub users: Vec<UserType>,
+    /// The open model of its `[load]` table, if it has one.
+    pub load: Option<crate::arrival::Arrival>,
 }
 
 /// What a scenario is, for telling whether two reports can be compared: its user types and
@@ -107,6 +109,8 @@ pub struct UserType {
     pub weight: u32,
     /// Exactly this many users, taken before the weighted share.
     pub fixed_count: Option<u32>,
+    /// This type's own arrival rate in the open model, instead of a share of the run's.
+    pub arrival_rate: Option<crate::arrival::Rate>,
     /// Wait between tasks.
     pub wait: Wait,
     /// Tags for `--tags`.
@@ -406,15 +410,52 @@ pub fn parse(text: &str, file: &str, fixtures: &Path) -> Result<Scenario, Scenar
         }
         None => None,
     };
+    let load = match &raw.load {
+        Some(load) => {
+            Some(compile_load(load.get_ref()).map_err(|why| checker.error(load.span(), why))?)
+        }
+        None => None,
+    };
     let scenario = Scenario {
         health,
         gzip: raw.gzip,
         users,
+        load,
     };
     scenario
         .check_runnable()
         .map_err(|why| checker.error(raw.users[0].span(), why))?;
     Ok(scenario)
+}
+
+/// `[load]` as the open model's settings.
+fn compile_load(load: &raw::Load) -> Result<crate::arrival::Arrival, String> {
+    use crate::arrival::{Arrival, Rate, Stage};
+    let rate = load
+        .arrival_rate
+        .as_deref()
+        .map(Rate::parse)
+        .transpose()
+        .map_err(|e| format!("[load] arrival_rate: {e}"))?;
+    let stages = match &load.stages {
+        None => Ok(Vec::new()),
+        Some(raw::Stages::Joined(text)) => Stage::parse_list(text),
+        Some(raw::Stages::Listed(list)) => list.iter().map(|s| Stage::parse(s)).collect(),
+    }
+    .map_err(|e| format!("[load] stages: {e}"))?;
+    if let (Some(pre), Some(max)) = (load.pre_allocate, load.max_users)
+        && pre > max
+    {
+        return Err(format!(
+            "[load] pre_allocate = {pre} is above max_users = {max}: pre-allocate at most the cap"
+        ));
+    }
+    Ok(Arrival {
+        rate,
+        stages,
+        max_users: load.max_users,
+        pre_allocate: load.pre_allocate,
+    })
 }
 
 fn parse_duration(
@@ -467,10 +508,20 @@ fn compile_user(
             .map_err(|e| checker.error(value.span(), e))?;
         vars.push((name.clone(), template));
     }
+    let arrival_rate = match &user.arrival_rate {
+        Some(rate) => Some(crate::arrival::Rate::parse(rate.get_ref()).map_err(|e| {
+            checker.error(
+                rate.span(),
+                format!("user type `{}`: arrival_rate: {e}", user.name),
+            )
+        })?),
+        None => None,
+    };
     Ok(UserType {
         name: user.name.clone(),
         weight: user.weight.unwrap_or(1),
         fixed_count: user.fixed_count,
+        arrival_rate,
         wait,
         tags: user.tags.clone(),
         vars,
@@ -489,8 +540,8 @@ fn compile_wait(
 ) -> Result<Wait, ScenarioError> {
     let s = spanned.span();
     let w = spanned.get_ref();
-    match (&w.between, &w.constant, &w.pacing) {
-        (Some([lo, hi]), None, None) => {
+    match (&w.between, &w.constant, &w.pacing, w.constant_throughput) {
+        (Some([lo, hi]), None, None, None) => {
             let (lo, hi) = (
                 parse_duration(checker, s.clone(), lo)?,
                 parse_duration(checker, s.clone(), hi)?,
@@ -503,9 +554,17 @@ fn compile_wait(
             }
             Ok(Wait::Between(lo, hi))
         }
-        (None, Some(c), None) => Ok(Wait::Constant(parse_duration(checker, s, c)?)),
-        (None, None, Some(p)) => Ok(Wait::Pacing(parse_duration(checker, s, p)?)),
-        _ => Err(checker.error(s, "wait takes exactly one of between = [\"1s\", \"3s\"], constant = \"1s\" or pacing = \"2s\"")),
+        (None, Some(c), None, None) => Ok(Wait::Constant(parse_duration(checker, s, c)?)),
+        (None, None, Some(p), None) => Ok(Wait::Pacing(parse_duration(checker, s, p)?)),
+        // Locust's constant_throughput(N): N task runs a second, a pacing of 1/N s.
+        (None, None, None, Some(n)) if n.is_finite() && n > 0.0 => {
+            Ok(Wait::Pacing(Duration::from_secs_f64(1.0 / n)))
+        }
+        (None, None, None, Some(_)) => Err(checker.error(
+            s,
+            "wait.constant_throughput: give a number of task runs per second above 0, e.g. 2",
+        )),
+        _ => Err(checker.error(s, "wait takes exactly one of between = [\"1s\", \"3s\"], constant = \"1s\", pacing = \"2s\" or constant_throughput = 2")),
     }
 }
 
@@ -919,6 +978,54 @@ mod tests {
         std::fs::write(dir.path().join("test_video.mp4"), b"video").unwrap();
         std::fs::write(dir.path().join("test_audio.mp3"), b"audio").unwrap();
         dir
+    }
+
+    #[test]
+    fn constant_throughput_is_a_pacing_and_load_is_the_open_model() {
+        let dir = fixtures();
+        let text = |wait: &str, load: &str| {
+            format!(
+                "{load}\n[[users]]\nname = \"U\"\nwait = {wait}\narrival_rate = \"2/s\"\n\
+                 [[users.tasks]]\nrun = [\"get\"]\n[users.steps.get]\npath = \"/\"\n"
+            )
+        };
+        let scenario = parse(
+            &text(
+                "{ constant_throughput = 4 }",
+                "[load]\narrival_rate = \"30/m\"\nstages = [\"10s:5/s\"]\nmax_users = 8",
+            ),
+            "t.toml",
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            scenario.users[0].wait,
+            Wait::Pacing(Duration::from_millis(250))
+        );
+        assert_eq!(
+            scenario.users[0].arrival_rate,
+            Some(crate::arrival::Rate::per_second(2))
+        );
+        let load = scenario.load.unwrap();
+        assert_eq!(load.rate, Some(crate::arrival::Rate::per_minute(30)));
+        assert_eq!((load.stages.len(), load.max_users), (1, Some(8)));
+        let bad = parse(
+            &text("{ constant = \"0s\" }", "[load]\narrival_rate = \"5/h\""),
+            "t.toml",
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(
+            bad.message.contains("[load] arrival_rate") && bad.message.contains("/s or /m"),
+            "{}",
+            bad.message
+        );
+        let zero = parse(
+            &text("{ constant_throughput = 0 }", ""),
+            "t.toml",
+            dir.path(),
+        );
+        assert!(zero.unwrap_err().message.contains("above 0"));
     }
 
     #[test]

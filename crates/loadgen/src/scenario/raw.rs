@@ -17,6 +17,31 @@ pub struct File {
     pub gzip: bool,
     #[serde(default, rename = "users")]
     pub users: Vec<Spanned<User>>,
+    /// The open model, as the command line's --arrival-rate and its companions.
+    #[serde(default)]
+    pub load: Option<Spanned<Load>>,
+}
+
+/// `[load]`: the open model's settings; the command line's flags beat them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    #[serde(default)]
+    pub arrival_rate: Option<String>,
+    #[serde(default)]
+    pub stages: Option<Stages>,
+    #[serde(default)]
+    pub max_users: Option<u64>,
+    #[serde(default)]
+    pub pre_allocate: Option<u64>,
+}
+
+/// Stages as one string (`"30s:50/s,2m:500/s"`) or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Stages {
+    Joined(String),
+    Listed(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +52,9 @@ pub struct User {
     pub weight: Option<u32>,
     #[serde(default)]
     pub fixed_count: Option<u32>,
+    /// This type's own arrival rate in the open model (`"20/s"`).
+    #[serde(default)]
+    pub arrival_rate: Option<Spanned<String>>,
     #[serde(default)]
     pub wait: Option<Spanned<Wait>>,
     #[serde(default)]
@@ -56,6 +84,9 @@ pub struct Wait {
     pub constant: Option<String>,
     #[serde(default)]
     pub pacing: Option<String>,
+    /// Locust's `constant_throughput`: task runs per second per user (pacing of 1/N s).
+    #[serde(default)]
+    pub constant_throughput: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 //! history. Latencies are microseconds in HdrHistograms (3 significant figures), which merge
 //! exactly, so totals are the same whether one thread or many, one process or many, made them.
 
+pub mod arrivals;
 mod delta;
 mod endpoint;
 pub mod grouping;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::HttpError;
 
+pub use arrivals::{ArrivalCounts, Arrivals, Fate};
 pub use endpoint::{EndpointStats, PhaseHistograms, new_histogram};
 pub use in_flight::{InFlight, InFlightLevel, STUCK_AFTER, StuckUsers};
 pub use polls::{JobPolls, PollBudget};
@@ -308,6 +310,8 @@ pub struct Stats {
     pub panics: u64,
     /// Steady latencies apart by whether start-up work was in flight beside them.
     pub startup_overlap: overlap::StartupOverlap,
+    /// The open model's iterations and service times (empty in a closed run).
+    pub arrivals: Arrivals,
 }
 
 impl Stats {
@@ -334,6 +338,7 @@ impl Stats {
         self.unsent_at_stop += other.unsent_at_stop;
         self.panics += other.panics;
         self.startup_overlap.merge(&other.startup_overlap);
+        self.arrivals.merge(&other.arrivals);
     }
 
     /// All endpoints of one phase merged into one row.
@@ -362,6 +367,8 @@ impl Stats {
 pub struct Interval {
     /// Requests by the second they finished in.
     pub by_second: BTreeMap<u64, EndpointStats>,
+    /// The open model's iterations by the second they were due in.
+    pub arrivals: BTreeMap<u64, ArrivalCounts>,
 }
 
 impl Interval {
@@ -550,6 +557,51 @@ fn add_exception(exceptions: &mut BTreeMap<String, u64>, message: String, count:
         message
     };
     *exceptions.entry(message).or_default() += count;
+}
+
+/// Counts one iteration of the open model, of `user_type`, due now.
+pub fn record_iteration(clock: &RunClock, user_type: &Arc<str>, fate: Fate) {
+    let second = clock.secs() as u64;
+    SHARD.with(|shard| {
+        let mut shard = shard.borrow_mut();
+        shard.stats.arrivals.count(user_type, fate);
+        let mut one = ArrivalCounts::default();
+        match fate {
+            Fate::Started { late } => one.late = u64::from(late),
+            Fate::Dropped => one.dropped = 1,
+        }
+        one.scheduled = 1;
+        shard
+            .interval
+            .arrivals
+            .entry(second)
+            .or_default()
+            .merge(&one);
+    });
+}
+
+/// Adds the samples a paced user missed while a request of `latency_us` ran past its pacing
+/// `interval_us`: one for each start it should have made meanwhile, at the latency that request
+/// would have had (HdrHistogram's `record_correct`, as oha's `--latency-correction`). The
+/// request count is unchanged; only the percentiles see them.
+pub fn record_missed(key: &Key, latency_us: u64, interval_us: u64) {
+    if interval_us == 0 || latency_us <= interval_us {
+        return;
+    }
+    SHARD.with(|shard| {
+        if let Some(endpoint) = shard.borrow_mut().stats.endpoints.get_mut(key) {
+            let mut missed = latency_us - interval_us;
+            while missed >= interval_us {
+                let _ = endpoint.histogram.record(missed);
+                missed -= interval_us;
+            }
+        }
+    });
+}
+
+/// Records a steady request's service time: from its send, whatever its response time.
+pub fn record_service(service_us: u64) {
+    SHARD.with(|shard| shard.borrow_mut().stats.arrivals.record_service(service_us));
 }
 
 /// Counts a steady request apart by whether it overlapped start-up work (see [`overlap`]).

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::endpoint::new_histogram;
-use super::{EndpointStats, InFlightLevel, Key, PERCENTILES, Phase, Shard, Stats};
+use super::{ArrivalCounts, EndpointStats, InFlightLevel, Key, PERCENTILES, Phase, Shard, Stats};
 
 /// The window of Locust's "current" percentiles (`CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW`).
 const CURRENT_WINDOW_SECS: usize = 10;
@@ -45,6 +45,8 @@ pub struct HistoryRow {
     pub cumulative: Cumulative,
     /// Each of Locust's rows at this second, kept only for `--csv-full-history`.
     pub per_name: Option<PerNameSecond>,
+    /// The open model's iterations due in this second: scheduled, dropped, started late.
+    pub arrivals: ArrivalCounts,
 }
 
 /// Locust's rows (every request of a name and method, start-up included) at one second, as
@@ -174,6 +176,8 @@ pub(crate) struct Second {
     started: Option<SystemTime>,
     /// Requests of the seconds not yet made rows, by the second they finished in.
     pending: BTreeMap<u64, EndpointStats>,
+    /// The open model's iterations of the seconds not yet made rows, by the second due.
+    arrivals: BTreeMap<u64, ArrivalCounts>,
     by_endpoint: BTreeMap<Key, EndpointStats>,
     jobs_done: u64,
     in_flight: BTreeMap<usize, u64>,
@@ -250,7 +254,9 @@ impl Second {
 
     /// The last second a request finished in, among those not yet made rows.
     pub(crate) fn last_pending(&self) -> Option<u64> {
-        self.pending.keys().next_back().copied()
+        let requests = self.pending.keys().next_back().copied();
+        let iterations = self.arrivals.keys().next_back().copied();
+        requests.max(iterations)
     }
 
     /// The requests of seconds before `second` that came after their rows were made (a thread
@@ -265,6 +271,9 @@ impl Second {
     pub(crate) fn add(&mut self, thread: usize, shard: &Shard) {
         for (second, requests) in &shard.interval.by_second {
             self.pending.entry(*second).or_default().merge(requests);
+        }
+        for (second, counts) in &shard.interval.arrivals {
+            self.arrivals.entry(*second).or_default().merge(counts);
         }
         for (key, stats) in &shard.stats.endpoints {
             // The requests cut off at the stop ended in no second: they are in the totals.
@@ -301,6 +310,7 @@ impl Second {
             in_flight: self.requests_in_flight(),
             cumulative: Cumulative::of(totals),
             per_name: None,
+            arrivals: ArrivalCounts::default(),
         }
     }
 
@@ -316,6 +326,12 @@ impl Second {
     ) -> HistoryRow {
         let at_secs = second + 1;
         let interval = self.pending.remove(&second).unwrap_or_default();
+        // Iterations handed over after their second's row go to the next row made.
+        let later = self.arrivals.split_off(&(second + 1));
+        let mut arrivals = ArrivalCounts::default();
+        for counts in std::mem::replace(&mut self.arrivals, later).values() {
+            arrivals.merge(counts);
+        }
         let per_name = self
             .current
             .as_mut()
@@ -351,6 +367,7 @@ impl Second {
             in_flight: self.requests_in_flight(),
             cumulative: Cumulative::of(totals),
             per_name,
+            arrivals,
         }
     }
 

@@ -88,7 +88,11 @@ fn postgres_series(outcome: &loadgen::engine::RunOutcome) -> String {
                         .map(|c| (c.database.as_str(), c.connections, c.active))
                         .collect::<Vec<_>>()
                 ),
-                _ => format!("{}: down {:?}", tick.tick, pg.and_then(|r| r.error.as_ref())),
+                _ => format!(
+                    "{}: down {:?}",
+                    tick.tick,
+                    pg.and_then(|r| r.error.as_ref())
+                ),
             }
         })
         .collect::<Vec<_>>()

@@ -341,8 +341,9 @@ async fn targets_decide_the_exit_code_and_csv_files_have_locusts_headers() {
     assert_eq!(
         header("run_stats_history.csv").join(","),
         format!(
-            "Timestamp,User Count,Type,Name,Requests/s,Failures/s,{percentiles},Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,Total Min Response Time,Total Max Response Time,Total Average Content Size"
-        )
+            "Timestamp,User Count,Type,Name,Requests/s,Failures/s,{percentiles},Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,Total Min Response Time,Total Max Response Time,Total Average Content Size,Dropped Iterations,Late Starts"
+        ),
+        "Locust's columns, then ours"
     );
     assert_eq!(
         header("run_failures.csv").join(","),
