@@ -319,6 +319,30 @@ impl Arrival {
     pub fn stages_length(&self) -> Option<Duration> {
         (!self.stages.is_empty()).then(|| self.stages.iter().map(|s| s.duration).sum())
     }
+
+    /// Part `part` of `parts` equal shares (a master's share for each of its workers): the
+    /// rate, every stage's target and the users, each split exactly, so that the shares'
+    /// schedules add up to this one's and their users to its users.
+    pub fn share(&self, part: usize, parts: usize) -> Arrival {
+        let parts = parts.max(1);
+        let part = part.min(parts - 1);
+        let even = vec![1; parts];
+        let users = |n: Option<u64>| n.map(|n| split_exactly(n, &even)[part]);
+        Arrival {
+            rate: self.rate.map(|r| r.split(parts)[part]),
+            stages: self
+                .stages
+                .iter()
+                .map(|s| Stage {
+                    target: s.target.split(parts)[part],
+                    ..*s
+                })
+                .collect(),
+            // A share of users cannot be 0 while its share of the rate is not.
+            max_users: users(self.max_users).map(|n| n.max(1)),
+            pre_allocate: users(self.pre_allocate),
+        }
+    }
 }
 
 /// A piece of a schedule: the rate ramps linearly from `from` to `to` (per second) over
@@ -616,5 +640,33 @@ mod tests {
             let shares = split_exactly(total, &weights);
             prop_assert_eq!(shares.iter().sum::<u64>(), total);
         }
+    }
+
+    #[test]
+    fn shares_add_up_to_the_whole_schedule_and_its_users() {
+        let whole = Arrival {
+            rate: Some(Rate::parse("1001/s").unwrap()),
+            stages: Stage::parse_list("10s:333/s,5s:0/s").unwrap(),
+            max_users: Some(7),
+            pre_allocate: Some(5),
+        };
+        let shares: Vec<Arrival> = (0..3).map(|part| whole.share(part, 3)).collect();
+        // Through the wire format, as a worker reads it.
+        let shares: Vec<Arrival> = shares
+            .iter()
+            .map(|a| serde_json::from_str(&serde_json::to_string(a).unwrap()).unwrap())
+            .collect();
+        let (schedule, parts): (Schedule, Vec<Schedule>) = (
+            whole.schedule(),
+            shares.iter().map(Arrival::schedule).collect(),
+        );
+        for at in [0.5, 3.0, 10.0, 12.5, 15.0] {
+            let at = Duration::from_secs_f64(at);
+            let sum: f64 = parts.iter().map(|p| p.due_by(at)).sum();
+            assert!((sum - schedule.due_by(at)).abs() < 1e-6, "{sum} at {at:?}");
+        }
+        let total = |f: fn(&Arrival) -> Option<u64>| shares.iter().filter_map(f).sum::<u64>();
+        assert_eq!(total(|a| a.max_users), 7);
+        assert_eq!(total(|a| a.pre_allocate), 5);
     }
 }

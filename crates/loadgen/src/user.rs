@@ -301,23 +301,7 @@ impl VirtualUser {
                 return Outcome::Failed;
             }
         };
-        let handler = step
-            .on_status
-            .iter()
-            .find(|(s, _)| *s == answer.status)
-            .map(|(_, h)| *h);
-        let expected = step.expect.contains(&answer.status);
-        let mut error = None;
-        if expected {
-            if let Err(missing) = self.extract(step, &answer.body) {
-                error = Some(Failure {
-                    kind: FailureKind::Content,
-                    message: missing,
-                });
-            }
-        } else if handler.is_none() || !may_handle {
-            error = Some(status_error(answer.status, &answer.body));
-        }
+        let (error, handler) = self.judge(step, &answer, may_handle);
         let failed = error.is_some();
         stats::record(
             &self.shared.clock,
@@ -334,7 +318,7 @@ impl VirtualUser {
         if let (Some(period), Phase::Steady) = (self.correct_for, phase) {
             stats::record_missed(key, latency_us, period.as_micros() as u64);
         }
-        if let (Some(handler), false, true) = (handler, expected, may_handle) {
+        if let Some(handler) = handler {
             stats::record_handled(&step.name, answer.status);
             return Outcome::Handled(handler);
         }
@@ -367,6 +351,34 @@ impl VirtualUser {
             stats::record_steady_overlap(latency_us, overlapped);
         }
         latency_us
+    }
+
+    /// What an answer to `step` means: a failure (a status not expected, or a value the step
+    /// extracts missing), or the step's handler of its status (e.g. log in again on 401),
+    /// when it has one and `may_handle`.
+    fn judge(
+        &mut self,
+        step: &Step,
+        answer: &Answer,
+        may_handle: bool,
+    ) -> (Option<Failure>, Option<usize>) {
+        if step.expect.contains(&answer.status) {
+            let missing = self.extract(step, &answer.body).err();
+            let error = missing.map(|message| Failure {
+                kind: FailureKind::Content,
+                message,
+            });
+            return (error, None);
+        }
+        let handler = step
+            .on_status
+            .iter()
+            .find(|(s, _)| *s == answer.status)
+            .map(|(_, h)| *h);
+        match handler {
+            Some(handler) if may_handle => (None, Some(handler)),
+            _ => (Some(status_error(answer.status, &answer.body)), None),
+        }
     }
 
     /// Sends the step's request, following redirects as Locust's HttpUser does: up to

@@ -578,12 +578,6 @@ impl Cli {
             }
             return Ok(None);
         }
-        if self.cluster.master {
-            // Until the master shares the rate out, each worker would run all of it.
-            bail!(
-                "--arrival-rate with --master: the open model is not shared among workers yet; run it on one machine"
-            );
-        }
         let stages = match &self.arrival_stages {
             Some(text) => {
                 Stage::parse_list(text).map_err(|e| anyhow::anyhow!("--arrival-stages: {e}"))?

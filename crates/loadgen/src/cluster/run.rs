@@ -269,6 +269,7 @@ impl ClusterRun {
             .position(|m| m.id == id)
             .unwrap_or(0);
         let fixed_counts = self.fixed_counts(index, running);
+        let load = &self.config.load;
         let spec = RunSpec {
             host: self.config.host.clone(),
             scenario: self.config.scenario_source.clone(),
@@ -277,7 +278,8 @@ impl ClusterRun {
                 spawn_rate: share::rate(self.control.spawn_rate, users, self.control.users),
                 first_user_number: share::first_user_number(id),
                 run_id: Some(self.run_id.clone()),
-                ..self.config.load.clone()
+                arrival: load.arrival.as_ref().map(|a| a.share(index, running)),
+                ..load.clone()
             },
             fixed_counts,
         };

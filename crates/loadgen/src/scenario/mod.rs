@@ -540,8 +540,8 @@ fn compile_wait(
 ) -> Result<Wait, ScenarioError> {
     let s = spanned.span();
     let w = spanned.get_ref();
-    match (&w.between, &w.constant, &w.pacing) {
-        (Some([lo, hi]), None, None) => {
+    match (&w.between, &w.constant, &w.pacing, w.constant_throughput) {
+        (Some([lo, hi]), None, None, None) => {
             let (lo, hi) = (
                 parse_duration(checker, s.clone(), lo)?,
                 parse_duration(checker, s.clone(), hi)?,
@@ -554,20 +554,16 @@ fn compile_wait(
             }
             Ok(Wait::Between(lo, hi))
         }
-        (None, Some(c), None) if w.constant_throughput.is_none() => {
-            Ok(Wait::Constant(parse_duration(checker, s, c)?))
+        (None, Some(c), None, None) => Ok(Wait::Constant(parse_duration(checker, s, c)?)),
+        (None, None, Some(p), None) => Ok(Wait::Pacing(parse_duration(checker, s, p)?)),
+        // Locust's constant_throughput(N): N task runs a second, a pacing of 1/N s.
+        (None, None, None, Some(n)) if n.is_finite() && n > 0.0 => {
+            Ok(Wait::Pacing(Duration::from_secs_f64(1.0 / n)))
         }
-        (None, None, Some(p)) if w.constant_throughput.is_none() => {
-            Ok(Wait::Pacing(parse_duration(checker, s, p)?))
-        }
-        (None, None, None) => match w.constant_throughput {
-            // Locust's constant_throughput(N): N task runs a second, a pacing of 1/N s.
-            Some(n) if n.is_finite() && n > 0.0 => Ok(Wait::Pacing(Duration::from_secs_f64(1.0 / n))),
-            _ => Err(checker.error(
-                s,
-                "wait.constant_throughput: give a number of task runs per second above 0, e.g. 2",
-            )),
-        },
+        (None, None, None, Some(_)) => Err(checker.error(
+            s,
+            "wait.constant_throughput: give a number of task runs per second above 0, e.g. 2",
+        )),
         _ => Err(checker.error(s, "wait takes exactly one of between = [\"1s\", \"3s\"], constant = \"1s\", pacing = \"2s\" or constant_throughput = 2")),
     }
 }

@@ -89,6 +89,16 @@ impl Stats {
                 shard.stats.jobs.insert(kind.clone(), delta);
             }
         }
+        // The open model's iterations due since, in this second (a worker's are its own).
+        let (now, before) = (&self.arrivals.total, &earlier.arrivals.total);
+        let arrivals = super::ArrivalCounts {
+            scheduled: now.scheduled.saturating_sub(before.scheduled),
+            dropped: now.dropped.saturating_sub(before.dropped),
+            late: now.late.saturating_sub(before.late),
+        };
+        if arrivals.scheduled > 0 {
+            shard.interval.arrivals.insert(second, arrivals);
+        }
         shard
     }
 }
@@ -120,9 +130,15 @@ mod tests {
 
     #[test]
     fn the_difference_of_two_totals_is_exactly_the_requests_in_between() {
-        let before = stats(&[("/a", 1_000), ("/a", 2_000), ("/b", 5_000)]);
+        let mut before = stats(&[("/a", 1_000), ("/a", 2_000), ("/b", 5_000)]);
+        let reader: std::sync::Arc<str> = "Reader".into();
+        before.arrivals.count(&reader, crate::stats::Fate::Dropped);
         let mut after = before.clone();
         after.merge(&stats(&[("/a", 90_000), ("/c", 7_000)]));
+        after.arrivals.count(&reader, crate::stats::Fate::Dropped);
+        after
+            .arrivals
+            .count(&reader, crate::stats::Fate::Started { late: true });
         let shard = after.shard_since(&before, 7);
         let a = &shard.stats.endpoints[&key("/a")];
         assert_eq!((a.count, a.total_us, a.bytes), (1, 90_000, 10));
@@ -132,6 +148,15 @@ mod tests {
         assert_eq!(shard.stats.endpoints[&key("/c")].count, 1);
         assert_eq!(shard.interval.by_second[&7].count, 2);
         assert_eq!(shard.interval.count(), 2);
+        assert_eq!(
+            shard.interval.arrivals[&7],
+            crate::stats::ArrivalCounts {
+                scheduled: 2,
+                dropped: 1,
+                late: 1
+            },
+            "the iterations due in between, in the second"
+        );
         // Taking it back adds up to the later total.
         let mut rebuilt = before.clone();
         rebuilt.merge(&shard.stats);

@@ -162,8 +162,52 @@ pub struct StatsSnapshot {
     /// others.
     #[serde(default)]
     pub startup_overlap: (Vec<u8>, Vec<u8>),
+    /// The open model's iterations (in all and by user type) and its service times, µs,
+    /// V2-encoded; empty in a closed run.
+    #[serde(default)]
+    pub arrivals: ArrivalsEntry,
     /// loadgen watching itself in the last second.
     pub self_watch: SelfWatchFigures,
+}
+
+/// The open model's figures of a snapshot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ArrivalsEntry {
+    /// Every iteration.
+    pub total: super::ArrivalCounts,
+    /// By user type.
+    pub by_type: Vec<(String, super::ArrivalCounts)>,
+    /// Service times, µs, V2-encoded (empty with none).
+    pub service: Vec<u8>,
+}
+
+impl ArrivalsEntry {
+    fn of(arrivals: &super::Arrivals) -> Self {
+        Self {
+            total: arrivals.total,
+            by_type: arrivals
+                .by_type
+                .iter()
+                .map(|(name, counts)| (name.to_string(), *counts))
+                .collect(),
+            service: arrivals.service.as_ref().map_or_else(Vec::new, encode),
+        }
+    }
+
+    fn to_arrivals(&self) -> Result<super::Arrivals, SnapshotError> {
+        let service = (!self.service.is_empty())
+            .then(|| decode(&self.service, || "service times".to_owned()))
+            .transpose()?;
+        Ok(super::Arrivals {
+            total: self.total,
+            by_type: self
+                .by_type
+                .iter()
+                .map(|(name, counts)| (Arc::from(name.as_str()), *counts))
+                .collect(),
+            service,
+        })
+    }
 }
 
 fn encode(histogram: &hdrhistogram::Histogram<u64>) -> Vec<u8> {
@@ -266,6 +310,7 @@ impl StatsSnapshot {
                 encode(&stats.startup_overlap.overlapped),
                 encode(&stats.startup_overlap.clear),
             ),
+            arrivals: ArrivalsEntry::of(&stats.arrivals),
             self_watch,
         }
     }
@@ -356,6 +401,7 @@ impl StatsSnapshot {
             overlapped: decode(&self.startup_overlap.0, what)?,
             clear: decode(&self.startup_overlap.1, what)?,
         };
+        stats.arrivals = self.arrivals.to_arrivals()?;
         Ok(stats)
     }
 
@@ -419,8 +465,15 @@ mod tests {
     fn snapshots_survive_json_and_merge_exactly() {
         // Two "workers" with very different latencies: the merged p99 must be the p99 of the
         // union, which no average of per-worker percentiles gives.
-        let fast = stats_with((1..=9_000).map(|i| 1_000 + i), 200);
-        let slow = stats_with((1..=1_000).map(|i| 2_000_000 + i * 100), 500);
+        let mut fast = stats_with((1..=9_000).map(|i| 1_000 + i), 200);
+        let mut slow = stats_with((1..=1_000).map(|i| 2_000_000 + i * 100), 500);
+        // The open model's iterations and service times travel too.
+        let reader: Arc<str> = "Reader".into();
+        fast.arrivals.count(&reader, super::super::Fate::Dropped);
+        fast.arrivals.record_service(1_500);
+        slow.arrivals
+            .count(&reader, super::super::Fate::Started { late: true });
+        slow.arrivals.record_service(900_000);
         let mut union = fast.clone();
         union.merge(&slow);
 
@@ -448,6 +501,10 @@ mod tests {
         assert_eq!(merged_stats.failures.len(), 2);
         assert_eq!(merged_stats.jobs["join"].completed, 2);
         assert_eq!(merged_stats.jobs["join"].completion.len(), 2);
+        let arrivals = &merged_stats.arrivals;
+        assert_eq!(arrivals.total, union.arrivals.total);
+        assert_eq!(arrivals.by_type, union.arrivals.by_type);
+        assert_eq!(arrivals.service, union.arrivals.service);
     }
 
     #[test]

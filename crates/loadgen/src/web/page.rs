@@ -53,6 +53,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <span>Users <b id="users">0</b></span>
   <span>RPS <b id="rps">0</b></span>
   <span>Failures <b id="failures">0%</b></span>
+  <span id="dropped_box" hidden>Dropped <b id="dropped">0</b></span>
   <button id="edit" type="button">Edit</button>
   <button id="stop" type="button">Stop</button>
   <button id="reset" type="button">Reset stats</button>
@@ -63,6 +64,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <form id="swarm">
     <label>Number of users (peak concurrency) <input name="user_count" id="user_count" type="number" value="{users}"></label>
     <label>Ramp up (users started/second) <input name="spawn_rate" id="spawn_rate" type="text" value="{spawn_rate}"></label>
+    <label>Rate (iterations arriving, e.g. 50/s, or stages 30s:50/s,1m:200/s; empty: each user loops) <input name="arrival_rate" id="arrival_rate" type="text" value="{arrival_rate}" placeholder="closed model"></label>
     <label>Host <input name="host" id="host_input" type="text" value="{host_value}" placeholder="{host_placeholder}"></label>
     <label>Run time (e.g. 20s, 3m; empty: until stopped) <input name="run_time" id="run_time" type="text" value="{run_time}"></label>
     {classes}
@@ -108,5 +110,8 @@ pub fn index(session: &Session, class_picker: bool) -> String {
         users = template.load.users,
         spawn_rate = template.load.spawn_rate,
         run_time = escape(&run_time),
+        arrival_rate = escape(&super::session::arrival_field(
+            template.load.arrival.as_ref()
+        )),
     )
 }

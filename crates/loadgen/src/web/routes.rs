@@ -83,7 +83,8 @@ async fn style() -> Response {
         .into_response()
 }
 
-/// Parses Locust's form: `user_count`, `spawn_rate`, `host`, `run_time`, `user_classes`.
+/// Parses Locust's form: `user_count`, `spawn_rate`, `host`, `run_time`, `user_classes`, and
+/// ours, `arrival_rate` (absent from Locust's form: the closed model).
 fn swarm_from_form(fields: &[(String, String)]) -> Result<SwarmRequest, String> {
     let field = |name: &str| {
         fields
@@ -113,6 +114,7 @@ fn swarm_from_form(fields: &[(String, String)]) -> Result<SwarmRequest, String> 
             .filter(|(k, _)| k == "user_classes")
             .map(|(_, v)| v.clone())
             .collect(),
+        arrival_rate: field("arrival_rate").map(str::to_owned),
     })
 }
 
@@ -154,6 +156,9 @@ struct ApiSwarm {
     run_time: Option<String>,
     #[serde(default)]
     user_classes: Vec<String>,
+    /// The open model's rate or stages, as in the form.
+    #[serde(default)]
+    arrival_rate: Option<String>,
 }
 
 async fn api_swarm(State(state): State<AppState>, Json(body): Json<ApiSwarm>) -> Json<Value> {
@@ -174,6 +179,7 @@ async fn api_swarm(State(state): State<AppState>, Json(body): Json<ApiSwarm>) ->
         host: body.host,
         run_time,
         user_classes: body.user_classes,
+        arrival_rate: body.arrival_rate,
     });
     Json(swarm(&state, request).await)
 }

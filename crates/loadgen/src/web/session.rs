@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::arrival::{Arrival, Rate, Stage};
 use crate::config::RunConfig;
 use crate::engine::{Run, RunHandle, RunOutcome};
 use crate::report::Report;
@@ -32,6 +33,9 @@ pub struct SwarmRequest {
     pub run_time: Option<Duration>,
     /// User classes to run (empty: all).
     pub user_classes: Vec<String>,
+    /// The open model's rate (`500/s`) or stages (`30s:50/s,1m:200/s`); empty: users loop,
+    /// the closed model; `None` (Locust's form has no such field): as the command line set it.
+    pub arrival_rate: Option<String>,
 }
 
 /// One run started from the UI.
@@ -153,6 +157,12 @@ impl Session {
         config.load.users = request.users;
         config.load.spawn_rate = request.spawn_rate;
         config.load.run_time = request.run_time;
+        if let Some(field) = &request.arrival_rate {
+            config.load.arrival = arrival_of(field, config.load.arrival.take())?;
+        }
+        if let Some(stages) = config.load.arrival.as_ref().and_then(|a| a.stages_length()) {
+            config.load.run_time.get_or_insert(stages);
+        }
         Ok(config)
     }
 
@@ -279,5 +289,43 @@ impl Current {
             backend: self.handle.backend_so_far(),
             ..RunOutcome::default()
         }
+    }
+}
+
+/// The open model the form's rate field asks for: a rate (`500/s`), or stages
+/// (`30s:50/s,1m:200/s`, ramping from the command line's `--arrival-rate`, or 0); the users'
+/// cap and pre-allocation of `template` (the command line's) stay. Empty: the closed model.
+fn arrival_of(field: &str, template: Option<Arrival>) -> Result<Option<Arrival>, String> {
+    let field = field.trim();
+    if field.is_empty() {
+        return Ok(None);
+    }
+    let template = template.unwrap_or_default();
+    let arrival = if field.contains(':') {
+        Arrival {
+            stages: Stage::parse_list(field).map_err(|e| format!("Rate: {e}"))?,
+            ..template
+        }
+    } else {
+        Arrival {
+            rate: Some(Rate::parse(field).map_err(|e| format!("Rate: {e}"))?),
+            stages: Vec::new(),
+            ..template
+        }
+    };
+    Ok(Some(arrival))
+}
+
+/// What the form's rate field shows for `arrival`: its rate, or its stages.
+pub fn arrival_field(arrival: Option<&Arrival>) -> String {
+    match arrival {
+        Some(a) if !a.stages.is_empty() => a
+            .stages
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(a) => a.rate.map(|r| r.to_string()).unwrap_or_default(),
+        None => String::new(),
     }
 }

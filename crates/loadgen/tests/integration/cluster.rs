@@ -224,6 +224,55 @@ async fn a_master_merges_its_workers_into_one_exact_report() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_share_the_arrival_rate_and_send_the_whole_schedule() {
+    let setup = Setup::new().await;
+    // 200/s for 5 s, split between 2 workers: 1,000 iterations of one request each.
+    let mut master = setup.master(&[
+        "--arrival-rate",
+        "200/s",
+        "--arrival-stages",
+        "5s:200/s",
+        "--pre-allocate",
+        "10",
+        "--max-users",
+        "40",
+        "--expect-workers",
+        "2",
+    ]);
+    let mut workers = [setup.worker("w1", &[]), setup.worker("w2", &[])];
+    assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
+    for w in &mut workers {
+        assert_eq!(w.exit_code().await, Some(0), "{}", w.log());
+    }
+    let report = setup.report();
+    let open = &report["open_model"];
+    let count = |what: &str| open[what].as_u64().unwrap_or(0);
+    let steady = report["steady_total"]["requests"].as_u64().unwrap();
+    let figures = format!(
+        "scheduled {}, dropped {}, steady requests {steady}; workers {}",
+        count("scheduled"),
+        count("dropped"),
+        report["cluster"]["workers"]
+    );
+    assert!(count("scheduled").abs_diff(1_000) <= 10, "{figures}");
+    assert_eq!(steady + count("dropped"), count("scheduled"), "{figures}");
+    // Each worker ran half of the schedule.
+    for w in report["cluster"]["workers"].as_array().unwrap() {
+        let requests = w["requests"].as_u64().unwrap();
+        assert!(requests >= 450, "{figures}");
+    }
+    // The master's seconds hold the workers' iterations.
+    let per_second: u64 = report["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["arrivals"]["scheduled"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(per_second, count("scheduled"), "{figures}");
+    setup.testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_rebalanced_and_what_it_reported_is_kept() {
     let setup = Setup::new().await;
     let mut master = setup.master(&["-u", "12", "-r", "50", "-t", "12s", "--expect-workers", "3"]);

@@ -262,8 +262,6 @@ fn bad_open_model_flags_name_the_flag_and_the_fix() {
         alone.contains("--max-users is for the open model"),
         "{alone}"
     );
-    let master = resolve(&["--arrival-rate", "10/s", "--master"]);
-    assert!(master.contains("not shared among workers yet"), "{master}");
     assert_eq!(resolve(&["--arrival-rate", "10/s", "-u", "5"]), "resolved");
 }
 

@@ -350,6 +350,94 @@ async fn autostart_runs_at_once_and_the_logs_are_served() {
     testbed.stop().await;
 }
 
+/// The start form's Rate field runs the open model; Locust's form, without the field, the
+/// closed one; a rate in a unit we do not know is refused with what to write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_field_starts_the_open_model_and_locusts_form_the_closed_one() {
+    let testbed = start_in_memory(|_| {}).await;
+    let cli =
+        loadgen::cli::Cli::try_parse_from(["loadgen", "-f", &scenario("reads.toml")]).unwrap();
+    let settings = WebSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        autostart: false,
+        autoquit: None,
+        class_picker: false,
+        auth: None,
+        allowed_hosts: Vec::new(),
+        insecure_no_auth: false,
+    };
+    let ui = WebUi::start(cli.resolve_for_web().unwrap(), &settings)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let host = testbed.base_url();
+    let swarm = |rate: Option<&'static str>| {
+        let mut form = vec![
+            ("user_count", "3"),
+            ("spawn_rate", "10"),
+            ("host", host.as_str()),
+            ("run_time", "3s"),
+        ];
+        form.extend(rate.map(|r| ("arrival_rate", r)));
+        let (client, url) = (client.clone(), format!("http://{}/swarm", ui.addr));
+        let form: Vec<(String, String)> = form
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        async move {
+            let answer: Value = client
+                .post(url)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer
+        }
+    };
+    let refused = swarm(Some("40/h")).await;
+    assert_eq!(refused["success"], false, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("/s or /m"),
+        "{refused}"
+    );
+    // Two runs, one after the other: the report of each once it has stopped.
+    let mut reports = Vec::new();
+    for rate in [Some("40/s"), None] {
+        let started = swarm(rate).await;
+        assert_eq!(started["success"], true, "{started}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let report = loop {
+            let stats: Value = client
+                .get(format!("http://{}/api/stats", ui.addr))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if stats["state"] == "stopped" {
+                break stats["report"].clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{stats}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        reports.push(report);
+    }
+    let open = &reports[0]["open_model"];
+    let scheduled = open["scheduled"].as_u64().unwrap_or(0);
+    assert!(scheduled.abs_diff(120) <= 2, "40/s for 3 s: {open}");
+    assert_eq!(open["rate"], "40/s", "{open}");
+    assert!(
+        reports[1]["open_model"].is_null(),
+        "{}",
+        reports[1]["open_model"]
+    );
+    testbed.stop().await;
+}
+
 /// Monitor URLs carry passwords (in the user info, or as `?password=` / `?sslpassword=`). The
 /// sources are real servers that refuse them, so their errors are shown too; nothing the UI
 /// serves, and nothing loadgen prints, holds a planted secret.

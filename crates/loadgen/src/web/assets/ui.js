@@ -43,6 +43,13 @@ function render(data) {
   const total = report.steady_total;
   $("rps").textContent = num(total.rps, 1);
   $("failures").textContent = num(total.requests ? (100 * total.failures) / total.requests : 0) + "%";
+  // The open model: iterations dropped for want of a free user, and the service time.
+  const open = report.open_model;
+  $("dropped_box").hidden = !open;
+  if (open) {
+    $("dropped").textContent = `${open.dropped} of ${open.scheduled} at ${open.rate}` +
+      (report.service_time ? `; service p99 ${num(percentile(report.service_time, 99))} ms` : "");
+  }
   rowsTable($("stats_table"), report.steady, total);
   rowsTable($("startup_table"), report.startup, report.startup.length ? report.startup_total : null);
   rowsTable($("polls_table"), report.polls, report.polls.length ? report.polls_total : null);
