@@ -443,9 +443,10 @@ async fn start(settings: &WorkerSettings, spec: &RunSpec) -> anyhow::Result<(Run
     let config = RunConfig {
         load: LoadSettings {
             // This machine's own; the master ends the run, resets the figures and watches
-            // its own memory.
+            // its own memory. An open-model schedule ends by itself, run time after this
+            // worker started, so that the workers' schedules add up to the whole.
             threads: settings.threads,
-            run_time: None,
+            run_time: spec.load.arrival.as_ref().and(spec.load.run_time),
             reset_stats: false,
             memory_limit: None,
             ..spec.load.clone()

@@ -17,6 +17,11 @@ use crate::outcome::{EngineError, RunOutcome, Update};
 use crate::runner::{Channels, Control};
 use crate::stats::{Second, SelfWatchFigures, Stats, StatsSnapshot};
 
+
+/// How much later than its run time a master of an open-model run stops its workers: each
+/// worker ends its own schedule, started when the master's start message reached it.
+const OPEN_MODEL_GRACE: Duration = Duration::from_secs(3);
+
 /// How long stopped workers have to send their final figures, past `--stop-timeout`.
 const FINISH_GRACE: Duration = Duration::from_secs(10);
 
@@ -191,7 +196,18 @@ impl ClusterRun {
         for id in ids {
             self.start_member(id, shares.get(&id).copied().unwrap_or(0));
         }
-        let deadline = self.config.load.run_time.map(|t| self.start + t);
+        // In the open model each worker ends its own schedule, run time after it started (so
+        // that the schedules add up to the whole): the master waits that much longer for them.
+        let schedules_end = if self.config.load.arrival.is_some() {
+            OPEN_MODEL_GRACE
+        } else {
+            Duration::ZERO
+        };
+        let deadline = self
+            .config
+            .load
+            .run_time
+            .map(|t| self.start + t + schedules_end);
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::now() + Duration::from_secs(1),
             Duration::from_secs(1),
