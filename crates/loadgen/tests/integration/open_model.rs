@@ -353,9 +353,17 @@ fn four_slots_of_100_ms() -> super::loopback::Policy {
     })
 }
 
-/// Runs `rate` against [`four_slots_of_100_ms`] for 8 s: the findings and validity items
-/// (rule ids, in order) and the figures to print on failure.
-async fn against_four_slots(rate: &str) -> (Vec<String>, Vec<String>, String) {
+/// What a run against [`four_slots_of_100_ms`] left: the findings' and validity items' rule
+/// ids (in order), its JUnit file, and the figures to print on failure.
+struct FourSlots {
+    findings: Vec<String>,
+    validity: Vec<String>,
+    junit: String,
+    figures: String,
+}
+
+/// Runs `rate` against [`four_slots_of_100_ms`] for 8 s.
+async fn against_four_slots(rate: &str) -> FourSlots {
     let (host, _seen) = start(four_slots_of_100_ms()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(dir.path(), ONE_GET);
@@ -384,7 +392,12 @@ async fn against_four_slots(rate: &str) -> (Vec<String>, Vec<String>, String) {
         "open model {}\nper-second p50 {p50:?}\nfindings {:#}\nvalidity {:#}",
         report["open_model"], report["analysis"]["findings"], report["analysis"]["validity"]
     );
-    (rules("findings"), rules("validity"), figures)
+    FourSlots {
+        findings: rules("findings"),
+        validity: rules("validity"),
+        junit: std::fs::read_to_string(dir.path().join("junit.xml")).unwrap(),
+        figures,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,23 +405,41 @@ async fn a_rate_over_the_apis_capacity_is_the_top_finding() {
     // 100/s asked of a server that answers about 40/s: the users (100 at the cap) pile up on
     // it, its queue grows, then iterations are dropped; the API's capacity, not the
     // generator's.
-    let (findings, validity, figures) = against_four_slots("100/s").await;
+    let run = against_four_slots("100/s").await;
+    let figures = &run.figures;
     assert_eq!(
-        findings.first().map(String::as_str),
+        run.findings.first().map(String::as_str),
         Some("load.over_capacity"),
         "{figures}"
     );
     assert!(
-        !validity.iter().any(|r| r == "loadgen.arrival_rate_missed"),
+        !run.validity
+            .iter()
+            .any(|r| r == "loadgen.arrival_rate_missed"),
         "{figures}"
+    );
+    // The JUnit file says the rate was not held (the users at the cap dropped iterations).
+    assert!(
+        run.junit.contains("<testcase name=\"arrival rate held\" classname=\"loadgen.open_model\" time=\"0\">\n      <failure"),
+        "{}\n{figures}",
+        run.junit
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_well_under_capacity_is_not_over_capacity() {
-    let (findings, _, figures) = against_four_slots("15/s").await;
+    let run = against_four_slots("15/s").await;
     assert!(
-        !findings.iter().any(|r| r == "load.over_capacity"),
-        "{figures}"
+        !run.findings.iter().any(|r| r == "load.over_capacity"),
+        "{}",
+        run.figures
+    );
+    assert!(
+        run.junit.contains(
+            "<testcase name=\"arrival rate held\" classname=\"loadgen.open_model\" time=\"0\"/>"
+        ),
+        "held: {}\n{}",
+        run.junit,
+        run.figures
     );
 }
