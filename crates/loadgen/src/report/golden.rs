@@ -359,6 +359,10 @@ fn an_open_model_run_is_in_every_report() {
             && xml.contains("<testcase name=\"arrival rate held\" classname=\"loadgen.open_model\" time=\"0\">\n      <failure message=\"90 of 600 iterations dropped (7.5/s) at 50/s, users cap 20\""),
         "{xml}"
     );
+    assert!(
+        xml.contains("<testcase name=\"dropped iterations against the baseline\" classname=\"loadgen.baseline\" time=\"0\">\n      <failure message=\"dropped iterations 1.00% → 15.00% (+14.00pp)"),
+        "{xml}"
+    );
     let comparison = report.baseline.as_ref().expect("compared");
     assert!(
         comparison

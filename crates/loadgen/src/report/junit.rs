@@ -284,7 +284,7 @@ fn endpoints(report: &Report) -> Suite {
 }
 
 fn baseline(comparison: &Comparison) -> Suite {
-    let cases = comparison
+    let mut cases: Vec<Case> = comparison
         .rows
         .iter()
         .map(|row| {
@@ -319,6 +319,22 @@ fn baseline(comparison: &Comparison) -> Suite {
             }
         })
         .collect();
+    if let Some(dropped) = &comparison.dropped {
+        // The open model's dropped iterations, judged as the failures are.
+        cases.push(Case {
+            name: "dropped iterations against the baseline".into(),
+            failure: dropped.regressed.then(|| {
+                format!(
+                    "dropped iterations {} ({}); allowed: {}",
+                    dropped.values(),
+                    dropped.delta(),
+                    comparison.thresholds
+                )
+            }),
+            skipped: None,
+            error: None,
+        });
+    }
     Suite {
         name: "loadgen.baseline",
         cases,
