@@ -767,7 +767,13 @@ pub fn nothing_found(e: &Evidence<'_>) -> Finding {
             severity: Severity::Info,
             title: "No problem found".into(),
             evidence: figures,
-            action: "Raise the users (-u) to find the capacity limit".into(),
+            action: if e.stats.arrivals.total.scheduled > 0 {
+                // The open model's load is its rate, not its users.
+                "Raise the arrival rate (--arrival-rate, or ramp it with --arrival-stages) to find the capacity limit"
+            } else {
+                "Raise the users (-u) to find the capacity limit"
+            }
+            .into(),
             cause_of: Vec::new(),
             explains: None,
             explained_by: None,
@@ -847,9 +853,13 @@ mod tests {
             "{ranked:#?}"
         );
 
-        // A rate well under capacity: answered as asked, latency flat.
+        // A rate well under capacity: answered as asked, latency flat; the next step is a
+        // higher rate, not more users.
         let healthy = open_run(100, &[100; 9], 0);
         assert!(with_evidence(&healthy, &[], over_capacity).is_empty());
+        let targets = crate::targets::Targets::default();
+        let calm = nothing_found(&Evidence::new(&healthy, &targets, &[], Default::default()));
+        assert!(calm.action.contains("--arrival-rate"), "{calm:#?}");
         // A fixed 2 s answer and a cap of 100 users: short of the rate, latency flat; the
         // users' cap is too low for the API's latency, which the generator's note says.
         let capped = open_run(50, &[2000; 9], 450);

@@ -363,6 +363,11 @@ fn an_open_model_run_is_in_every_report() {
         xml.contains("<testcase name=\"dropped iterations against the baseline\" classname=\"loadgen.baseline\" time=\"0\">\n      <failure message=\"dropped iterations 1.00% → 15.00% (+14.00pp)"),
         "{xml}"
     );
+    let console = console::summary(&report);
+    assert!(
+        console.contains("Dropped iterations: 1.00% → 15.00% (+14.00pp)!"),
+        "{console}"
+    );
     let comparison = report.baseline.as_ref().expect("compared");
     assert!(
         comparison
