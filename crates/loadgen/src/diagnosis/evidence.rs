@@ -368,8 +368,14 @@ impl<'a> Evidence<'a> {
     }
 
     /// Seconds in which loadgen's CPU was near its threads' cores or its timers fired 100 ms
-    /// late: the generator, not the API, held the load back then.
+    /// late (in a distributed run, the busiest worker's): the generator, not the API, held
+    /// the load back then.
     pub fn generator_busy_secs(&self) -> usize {
+        if let Some(cluster) = self.cluster {
+            // Summed over workers, the CPU is no one process's: the busiest worker's seconds.
+            let most = cluster.workers.iter().map(|w| w.saturated_secs).max();
+            return most.unwrap_or(0) as usize;
+        }
         let cores = self.threads.max(1) as f64 * 100.0;
         self.history
             .iter()

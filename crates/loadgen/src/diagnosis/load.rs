@@ -875,6 +875,17 @@ mod tests {
             row.loadgen_cpu_pct = 99.0;
         }
         assert!(with_evidence(&busy, &[], over_capacity).is_empty());
+        // Shared among workers, the summed CPU is no one process's: judged per worker.
+        let mut shared = busy.clone();
+        shared.cluster = Some(crate::cluster::ClusterSummary {
+            workers: vec![crate::cluster::WorkerSummary {
+                name: "w1".into(),
+                saturated_secs: 1,
+                ..Default::default()
+            }],
+            events: Vec::new(),
+        });
+        assert_eq!(with_evidence(&shared, &[], over_capacity).len(), 1);
         // A closed run has no rate to fall short of.
         let mut closed = over;
         closed.stats.arrivals = Default::default();
