@@ -74,6 +74,16 @@ pub(crate) struct BaselineFile {
     pub(crate) started_at: u64,
     pub(crate) steady: Vec<BaselineRow>,
     pub(crate) steady_total: BaselineRow,
+    /// The open model's iterations, when the earlier run had one.
+    #[serde(default)]
+    pub(crate) open_model: Option<BaselineArrivals>,
+}
+
+/// The earlier run's open-model iterations (the report's `open_model`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) struct BaselineArrivals {
+    pub(crate) scheduled: u64,
+    pub(crate) dropped: u64,
 }
 
 /// One row of it (the comparison in [`crate::report::baseline`] reads the fields).

@@ -144,6 +144,62 @@ impl<'a> Backend<'a> {
     }
 }
 
+/// How many times the last third's p50 must be the first third's to call latency unbounded.
+const OVER_CAPACITY_GROWTH: f64 = 2.5;
+
+/// And by how much at least, ms: a fast API's 2 ms becoming 6 ms is no queue.
+const OVER_CAPACITY_MIN_MS: f64 = 100.0;
+
+/// The open model over capacity: work arrived faster than the API answered, so it queued and
+/// the latency grew through the run (a queue with no bound but the users' cap).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverCapacity {
+    /// Iterations scheduled per second.
+    pub asked_per_sec: f64,
+    /// Requests an iteration sent, on average (1 or more).
+    pub per_iteration: f64,
+    /// Steady requests answered per second.
+    pub answered_per_sec: f64,
+    /// The lowest per-second p50 of the first third of the run, ms: before the queue built.
+    pub early_p50_ms: f64,
+    /// The median per-second p50 of the last third, ms.
+    pub late_p50_ms: f64,
+    /// Iterations dropped (users at their cap, all waiting on the API).
+    pub dropped: u64,
+}
+
+/// The per-second p50s of the seconds with answers (6 at least): the lowest of the first
+/// third, the median of the last third, and the least-squares slope over them all (ms/s).
+fn p50_trend(history: &[HistoryRow]) -> Option<(f64, f64, f64)> {
+    let p50: Vec<(f64, f64)> = history
+        .iter()
+        .filter(|row| row.interval.count > 0)
+        .map(|row| (row.at_secs as f64, row.interval.percentile_ms(50.0)))
+        .collect();
+    if p50.len() < 6 {
+        return None;
+    }
+    let third = p50.len() / 3;
+    let early = p50[..third]
+        .iter()
+        .map(|(_, ms)| *ms)
+        .fold(f64::MAX, f64::min);
+    let mut late: Vec<f64> = p50[p50.len() - third..].iter().map(|(_, ms)| *ms).collect();
+    late.sort_by(f64::total_cmp);
+    let late = late[late.len() / 2];
+    let n = p50.len() as f64;
+    let (mean_t, mean_ms) = (
+        p50.iter().map(|(t, _)| t).sum::<f64>() / n,
+        p50.iter().map(|(_, ms)| ms).sum::<f64>() / n,
+    );
+    let covariance: f64 = p50
+        .iter()
+        .map(|(t, ms)| (t - mean_t) * (ms - mean_ms))
+        .sum();
+    let variance: f64 = p50.iter().map(|(t, _)| (t - mean_t).powi(2)).sum();
+    Some((early, late, covariance / variance.max(1e-9)))
+}
+
 /// Everything a rule may read.
 #[derive(Debug)]
 pub struct Evidence<'a> {
@@ -309,6 +365,51 @@ impl<'a> Evidence<'a> {
     /// The steady requests' slowdown: their time above the unhurried latency, µs.
     pub fn steady_excess_us(&self) -> f64 {
         (self.steady.total_us as f64 - self.steady.count as f64 * self.unhurried_us()).max(0.0)
+    }
+
+    /// Seconds in which loadgen's CPU was near its threads' cores or its timers fired 100 ms
+    /// late (in a distributed run, the busiest worker's): the generator, not the API, held
+    /// the load back then.
+    pub fn generator_busy_secs(&self) -> usize {
+        if let Some(cluster) = self.cluster {
+            // Summed over workers, the CPU is no one process's: the busiest worker's seconds.
+            let most = cluster.workers.iter().map(|w| w.saturated_secs).max();
+            return most.unwrap_or(0) as usize;
+        }
+        let cores = self.threads.max(1) as f64 * 100.0;
+        self.history
+            .iter()
+            .filter(|h| h.loadgen_cpu_pct >= 0.9 * cores || h.timer_lag_ms >= 100.0)
+            .count()
+    }
+
+    /// The open model over the API's capacity (see [`OverCapacity`]), when the run shows it
+    /// and the generator kept up.
+    pub fn over_capacity(&self) -> Option<OverCapacity> {
+        let counts = self.stats.arrivals.total;
+        if counts.scheduled == 0 || self.generator_busy_secs() >= 3 {
+            return None;
+        }
+        let (early_p50_ms, late_p50_ms, slope) = p50_trend(self.history)?;
+        let secs = self.duration.as_secs_f64().max(1e-9);
+        let started = counts.scheduled.saturating_sub(counts.dropped).max(1);
+        // An iteration may send several requests: what the schedule asked in requests.
+        let sent = self.steady.count + self.stats.in_flight_at_stop;
+        let per_iteration = (sent as f64 / started as f64).max(1.0);
+        let asked_per_sec = counts.scheduled as f64 / secs;
+        let answered_per_sec = self.steady.count as f64 / secs;
+        let short = answered_per_sec < 0.9 * asked_per_sec * per_iteration;
+        let grew = slope > 0.0
+            && late_p50_ms >= OVER_CAPACITY_GROWTH * early_p50_ms
+            && late_p50_ms - early_p50_ms >= OVER_CAPACITY_MIN_MS;
+        (short && grew).then_some(OverCapacity {
+            asked_per_sec,
+            per_iteration,
+            answered_per_sec,
+            early_p50_ms,
+            late_p50_ms,
+            dropped: counts.dropped,
+        })
     }
 
     /// Whether the host's CPU was saturated (85 % or more) in at least a third of its samples,

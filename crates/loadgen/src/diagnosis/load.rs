@@ -23,6 +23,74 @@ pub fn no_requests(e: &Evidence<'_>) -> Vec<Finding> {
     }]
 }
 
+/// The open model over the API's capacity (issue 25): the API answered fewer requests than
+/// the schedule sent, so they queued and the latency grew through the run; iterations dropped
+/// with the users at their cap, all waiting on it, are the API's capacity too, not the
+/// generator's (only the generator's own CPU is, and then this rule stays silent).
+pub fn over_capacity(e: &Evidence<'_>) -> Vec<Finding> {
+    let Some(over) = e.over_capacity() else {
+        return Vec::new();
+    };
+    let asked = if over.per_iteration >= 1.05 {
+        format!(
+            "asked {:.1} iterations/s ({:.1} req/s at {:.1} requests each)",
+            over.asked_per_sec,
+            over.asked_per_sec * over.per_iteration,
+            over.per_iteration
+        )
+    } else {
+        format!("asked {:.1}/s", over.asked_per_sec)
+    };
+    let mut evidence = format!(
+        "{asked}, answered {:.1}/s; p50 from {} in the first third of the run to {} in the last",
+        over.answered_per_sec,
+        thousands_ms(over.early_p50_ms),
+        thousands_ms(over.late_p50_ms)
+    );
+    if over.dropped > 0 {
+        evidence.push_str(&format!(
+            "; {} iterations dropped: the users, at their cap of {}, were all waiting on the API",
+            over.dropped,
+            e.users_cap.unwrap_or(e.peak_users)
+        ));
+    }
+    vec![
+        Finding::new(
+            "load.over_capacity",
+            Layer::Api,
+            Severity::Critical,
+            format!(
+                "Over capacity: the API answers about {:.0} req/s, less than the rate asked",
+                over.answered_per_sec
+            ),
+            evidence,
+            "Work arrives faster than the API answers it, so it queues and latency grows \
+             without bound: lower the rate below this capacity to measure latency, or raise \
+             the capacity (more API workers or cores, the findings under this one)",
+        )
+        .causing(&[
+            "load.slow_endpoints",
+            "load.stuck_users",
+            "load.plateau",
+            "load.connections_closed",
+        ]),
+    ]
+}
+
+/// `ms` as `1,900 ms`: thousands grouped, for figures read at a glance.
+fn thousands_ms(ms: f64) -> String {
+    let whole = ms.round().max(0.0) as u64;
+    let digits = whole.to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{grouped} ms")
+}
+
 /// Users waiting for answers that do not come (issue 22: with 5 % of the requests never
 /// answered, every user was stuck from the second second on, and the answered requests alone
 /// made a fast, passing run). Stuck users at the stop, or in any second, or timeouts: the
@@ -631,12 +699,7 @@ fn other_limits(e: &Evidence<'_>) -> Vec<String> {
     if skipped > 0 {
         limits.push(format!("{skipped} steps were skipped"));
     }
-    let cores = e.threads.max(1) as f64 * 100.0;
-    let generator_busy = e
-        .history
-        .iter()
-        .filter(|h| h.loadgen_cpu_pct >= 0.9 * cores || h.timer_lag_ms >= 100.0)
-        .count();
+    let generator_busy = e.generator_busy_secs();
     if generator_busy >= 3 {
         limits.push(format!(
             "the load generator was saturated in {generator_busy} seconds"
@@ -704,7 +767,13 @@ pub fn nothing_found(e: &Evidence<'_>) -> Finding {
             severity: Severity::Info,
             title: "No problem found".into(),
             evidence: figures,
-            action: "Raise the users (-u) to find the capacity limit".into(),
+            action: if e.stats.arrivals.total.scheduled > 0 {
+                // The open model's load is its rate, not its users.
+                "Raise the arrival rate (--arrival-rate, or ramp it with --arrival-stages) to find the capacity limit"
+            } else {
+                "Raise the users (-u) to find the capacity limit"
+            }
+            .into(),
             cause_of: Vec::new(),
             explains: None,
             explained_by: None,
@@ -729,6 +798,99 @@ mod tests {
     use super::super::testing::{fail, login, outcome, with_evidence};
     use super::*;
     use crate::stats::{Key, Phase};
+
+    /// An open run of 9 s at 100/s whose second `i` answered `answered` requests of
+    /// `latency_ms[i]`, with `dropped` iterations dropped at a cap of 100 users.
+    fn open_run(answered: u64, latency_ms: &[u64], dropped: u64) -> crate::engine::RunOutcome {
+        let mut run = outcome(&[100; 9], &[0; 9], 0, &[]);
+        for (i, ms) in latency_ms.iter().enumerate() {
+            super::super::testing::slow_second(&mut run, i, answered, *ms);
+        }
+        run.stats.arrivals.total = crate::stats::ArrivalCounts {
+            scheduled: 900,
+            dropped,
+            late: 0,
+        };
+        run.users_cap = Some(100);
+        run
+    }
+
+    #[test]
+    fn over_capacity_is_a_growing_latency_at_a_throughput_short_of_the_rate() {
+        // 40/s answered of 100/s asked, p50 from 300 ms to 2.5 s: the users reached the cap.
+        let growing = [300, 900, 1900, 2500, 2500, 2500, 2500, 2500, 2500];
+        let over = open_run(40, &growing, 300);
+        let found = with_evidence(&over, &[], over_capacity);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let evidence = &found[0].evidence;
+        assert!(
+            // The histograms' precision: 2,500 ms reads 2,501.
+            evidence.starts_with("asked 100.0/s, answered 40.0/s; p50 from 300 ms in the first third of the run to 2,50")
+                && evidence.contains("300 iterations dropped: the users, at their cap of 100, were all waiting on the API"),
+            "{evidence}"
+        );
+        assert_eq!(found[0].severity, Severity::Critical);
+        // Its dropped iterations are the API's capacity, not a generator's validity note.
+        let ranked = super::super::diagnose(&Evidence::new(
+            &over,
+            &crate::targets::Targets::default(),
+            &[],
+            Default::default(),
+        ));
+        assert_eq!(ranked.findings[0].rule, "load.over_capacity", "{ranked:#?}");
+        assert!(
+            ranked.findings[1..]
+                .iter()
+                .filter(|f| f.rule == "load.slow_endpoints")
+                .all(|f| f.explained_by == Some("load.over_capacity")),
+            "{ranked:#?}"
+        );
+        assert!(
+            ranked
+                .validity
+                .iter()
+                .all(|f| f.rule != "loadgen.arrival_rate_missed"),
+            "{ranked:#?}"
+        );
+
+        // A rate well under capacity: answered as asked, latency flat; the next step is a
+        // higher rate, not more users.
+        let healthy = open_run(100, &[100; 9], 0);
+        assert!(with_evidence(&healthy, &[], over_capacity).is_empty());
+        let targets = crate::targets::Targets::default();
+        let calm = nothing_found(&Evidence::new(&healthy, &targets, &[], Default::default()));
+        assert!(calm.action.contains("--arrival-rate"), "{calm:#?}");
+        // A fixed 2 s answer and a cap of 100 users: short of the rate, latency flat; the
+        // users' cap is too low for the API's latency, which the generator's note says.
+        let capped = open_run(50, &[2000; 9], 450);
+        assert!(with_evidence(&capped, &[], over_capacity).is_empty());
+        let note = with_evidence(&capped, &[], crate::diagnosis::loadgen::arrival_rate_missed);
+        assert_eq!(note.len(), 1, "{note:#?}");
+        // Latency that grows while everything asked is answered: no queue without bound.
+        let answered = open_run(100, &growing, 0);
+        assert!(with_evidence(&answered, &[], over_capacity).is_empty());
+        // The generator's own CPU saturated: its limit, not the API's.
+        let mut busy = over.clone();
+        for row in &mut busy.history {
+            row.loadgen_cpu_pct = 99.0;
+        }
+        assert!(with_evidence(&busy, &[], over_capacity).is_empty());
+        // Shared among workers, the summed CPU is no one process's: judged per worker.
+        let mut shared = busy.clone();
+        shared.cluster = Some(crate::cluster::ClusterSummary {
+            workers: vec![crate::cluster::WorkerSummary {
+                name: "w1".into(),
+                saturated_secs: 1,
+                ..Default::default()
+            }],
+            events: Vec::new(),
+        });
+        assert_eq!(with_evidence(&shared, &[], over_capacity).len(), 1);
+        // A closed run has no rate to fall short of.
+        let mut closed = over;
+        closed.stats.arrivals = Default::default();
+        assert!(with_evidence(&closed, &[], over_capacity).is_empty());
+    }
 
     #[test]
     fn stuck_users_are_a_finding_ranked_above_the_slow_endpoints_they_cause() {

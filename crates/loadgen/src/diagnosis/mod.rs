@@ -37,7 +37,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-pub use evidence::{Backend, Evidence};
+pub use evidence::{Backend, Evidence, OverCapacity};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -218,6 +218,7 @@ pub const RULES: &[Rule] = &[
     jobs::unfinished,
     jobs::unknown,
     load::no_requests,
+    load::over_capacity,
     load::stuck_users,
     load::refused,
     load::connections_closed,

@@ -66,7 +66,7 @@ impl Baseline {
             Some(&report.steady_total),
             thresholds,
         ));
-        let regressions = rows
+        let mut regressions: Vec<String> = rows
             .iter()
             .flat_map(|row| {
                 row.changes.iter().filter(|c| c.regressed).map(|c| {
@@ -79,13 +79,44 @@ impl Baseline {
                 })
             })
             .collect();
+        let dropped = self.compare_dropped(report, thresholds);
+        if let Some(change) = dropped.as_ref().filter(|c| c.regressed) {
+            regressions.push(format!(
+                "Dropped iterations {}",
+                change.describe_against(thresholds)
+            ));
+        }
         Comparison {
             baseline: self.path.display().to_string(),
             baseline_started_at: self.file.started_at,
             thresholds: *thresholds,
             rows,
             regressions,
+            dropped,
         }
+    }
+
+    /// The open model's dropped iterations, as a share of those scheduled, against the
+    /// baseline's: judged as failures are (a rise past the failures' points), when both runs
+    /// had an open model with enough iterations.
+    fn compare_dropped(&self, report: &Report, thresholds: &Thresholds) -> Option<Change> {
+        let (before, now) = (self.file.open_model?, report.open_model.as_ref()?.counts);
+        let judged =
+            before.scheduled >= MIN_REQUESTS_TO_JUDGE && now.scheduled >= MIN_REQUESTS_TO_JUDGE;
+        let (before, after) = (
+            pct(before.dropped, before.scheduled),
+            pct(now.dropped, now.scheduled),
+        );
+        Some(Change {
+            metric: Metric::Dropped,
+            before,
+            after,
+            change: after - before,
+            regressed: judged
+                && thresholds
+                    .failure_pp
+                    .is_some_and(|limit| after - before > limit),
+        })
     }
 }
 
@@ -233,6 +264,8 @@ pub enum Metric {
     P99,
     /// Failure share, percent.
     Failures,
+    /// The open model's dropped iterations, percent of those scheduled.
+    Dropped,
 }
 
 impl fmt::Display for Metric {
@@ -243,6 +276,7 @@ impl fmt::Display for Metric {
             Self::P95 => "p95",
             Self::P99 => "p99",
             Self::Failures => "failures",
+            Self::Dropped => "dropped iterations",
         })
     }
 }
@@ -266,7 +300,7 @@ impl Change {
     /// `+12.3%`, or `+0.40pp` for failures.
     pub fn delta(&self) -> String {
         match self.metric {
-            Metric::Failures => format!("{:+.2}pp", self.change),
+            Metric::Failures | Metric::Dropped => format!("{:+.2}pp", self.change),
             _ => format!("{:+.1}%", self.change),
         }
     }
@@ -275,7 +309,9 @@ impl Change {
     pub fn values(&self) -> String {
         match self.metric {
             Metric::Rps => format!("{:.1} → {:.1}", self.before, self.after),
-            Metric::Failures => format!("{:.2}% → {:.2}%", self.before, self.after),
+            Metric::Failures | Metric::Dropped => {
+                format!("{:.2}% → {:.2}%", self.before, self.after)
+            }
             _ => format!(
                 "{} → {}",
                 crate::targets::ms(self.before),
@@ -290,7 +326,7 @@ impl Change {
             Metric::P50 => thresholds.p50.map(|l| format!("+{l}%")),
             Metric::P95 => thresholds.p95.map(|l| format!("+{l}%")),
             Metric::P99 => thresholds.p99.map(|l| format!("+{l}%")),
-            Metric::Failures => thresholds.failure_pp.map(|l| format!("+{l}pp")),
+            Metric::Failures | Metric::Dropped => thresholds.failure_pp.map(|l| format!("+{l}pp")),
         };
         format!(
             "{} ({}), allowed {}",
@@ -371,6 +407,9 @@ pub struct Comparison {
     pub rows: Vec<ComparedRow>,
     /// One line per figure past its threshold; empty when none is.
     pub regressions: Vec<String>,
+    /// The open model's dropped iterations, when both runs had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<Change>,
 }
 
 impl Comparison {

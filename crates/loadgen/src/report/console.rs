@@ -435,6 +435,15 @@ fn baseline_section(out: &mut String, comparison: &Comparison) {
             figure(Metric::Failures),
         );
     }
+    if let Some(c) = &comparison.dropped {
+        let _ = writeln!(
+            out,
+            "Dropped iterations: {} ({}){}",
+            c.values(),
+            c.delta(),
+            if c.regressed { "!" } else { "" }
+        );
+    }
     for line in &comparison.regressions {
         let _ = writeln!(out, "[REGRESSION] {line}");
     }

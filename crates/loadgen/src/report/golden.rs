@@ -13,7 +13,7 @@ use std::time::Duration;
 use monitor::sample::{PostgresClients, Values};
 
 use super::baseline::{Baseline, Thresholds};
-use super::{Report, console, csv, markdown};
+use super::{Report, console, csv, html, junit, markdown};
 use crate::cluster::{ClusterEvent, ClusterSummary, EventKind, WorkerSummary};
 use crate::config::RunConfig;
 use crate::config::testing::{FIXED_AND_WEIGHTED, resolved};
@@ -231,6 +231,44 @@ fn report() -> Report {
     report
 }
 
+/// The made-up run as an open model at 50/s with a cap of 20 users: `dropped` of its 600
+/// iterations dropped, its service time a third of its response time.
+fn made_up_open_run(dropped: u64) -> RunOutcome {
+    let mut run = made_up_run(1.0);
+    let counts = crate::stats::ArrivalCounts {
+        scheduled: 600,
+        dropped,
+        late: 4,
+    };
+    run.stats.arrivals.total = counts;
+    run.stats.arrivals.by_type = BTreeMap::from([("Reader".into(), counts)]);
+    for n in 0..200 {
+        run.stats.arrivals.record_service(20_000 + n * 500);
+    }
+    run.users_cap = Some(20);
+    run.cluster = None;
+    run
+}
+
+/// The report of the open run, compared with the same run that dropped less.
+fn open_report() -> Report {
+    let config = resolved(
+        FIXED_AND_WEIGHTED,
+        &["--arrival-rate", "50/s", "--max-users", "20", "-t", "12s"],
+    );
+    let mut report = Report::of_run(&config, &made_up_open_run(90));
+    let earlier = Report::of_run(&config, &made_up_open_run(6));
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let path = folder.path().join("baseline.json");
+    let json = serde_json::to_vec(&earlier).expect("a report serialises");
+    std::fs::write(&path, json).expect("the baseline written");
+    let baseline = Baseline::load(&path, &config.scenario.identity()).expect("a baseline");
+    let mut comparison = baseline.compare(&report, &Thresholds::default());
+    comparison.baseline = "baseline.json".into();
+    report.baseline = Some(comparison);
+    report
+}
+
 /// Compares `actual` with the golden file `name`, or rewrites it under `UPDATE_GOLDEN=1`.
 /// Returns what differs, if anything.
 fn check(name: &str, actual: &[u8]) -> Option<String> {
@@ -294,6 +332,62 @@ fn the_console_summary_is_the_golden_one() {
 fn the_markdown_summary_is_the_golden_one() {
     let text = markdown::render(&report());
     assert_golden(vec![("summary.md".into(), text.into_bytes())]);
+}
+
+#[test]
+fn an_open_model_run_is_in_every_report() {
+    let report = open_report();
+    assert_golden(vec![
+        (
+            "open_summary.md".into(),
+            markdown::render(&report).into_bytes(),
+        ),
+        ("open_junit.xml".into(), junit::render(&report).into_bytes()),
+    ]);
+    // What the golden files must keep showing: the schedule, the service time, the failed
+    // "arrival rate held" case, the dropped iterations' regression.
+    let summary = markdown::render(&report);
+    assert!(
+        summary.contains("**Open model** 50/s: 600 iterations scheduled, 90 dropped (7.5/s), 4 started late, users cap 20")
+            && summary.contains("**Service time** median")
+            && summary.contains("**Dropped iterations** 1.00% → 15.00% (+14.00pp) ❌"),
+        "{summary}"
+    );
+    let xml = junit::render(&report);
+    assert!(
+        xml.contains("<property name=\"iterations_dropped\" value=\"90\"/>")
+            && xml.contains("<testcase name=\"arrival rate held\" classname=\"loadgen.open_model\" time=\"0\">\n      <failure message=\"90 of 600 iterations dropped (7.5/s) at 50/s, users cap 20\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<testcase name=\"dropped iterations against the baseline\" classname=\"loadgen.baseline\" time=\"0\">\n      <failure message=\"dropped iterations 1.00% → 15.00% (+14.00pp)"),
+        "{xml}"
+    );
+    let console = console::summary(&report);
+    assert!(
+        console.contains("Dropped iterations: 1.00% → 15.00% (+14.00pp)!"),
+        "{console}"
+    );
+    let comparison = report.baseline.as_ref().expect("compared");
+    assert!(
+        comparison
+            .regressions
+            .iter()
+            .any(|r| r.starts_with("Dropped iterations 1.00% → 15.00%")),
+        "{:?}",
+        comparison.regressions
+    );
+    let page = html::render(&report);
+    assert!(
+        page.contains("<p>Open model at 50/s: 600 iterations scheduled, 90 dropped")
+            && page.contains("; service time: median"),
+        "the HTML report's lines"
+    );
+    // None of it in a closed run's reports.
+    let closed = self::report();
+    assert!(!markdown::render(&closed).contains("Open model"));
+    assert!(!junit::render(&closed).contains("open_model"));
+    assert!(!html::render(&closed).contains("Open model"));
 }
 
 #[test]

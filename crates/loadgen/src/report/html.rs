@@ -11,6 +11,7 @@ use monitor::sample::Values;
 
 use super::charts::{Series, line_chart};
 use super::{Analysis, FailureRow, HistoryPoint, JobRow, P50, P95, P99, PERCENTILES, Report, Row};
+use crate::targets::ms;
 
 fn table(out: &mut String, rows: &[Row], total: &Row) {
     out.push_str("<table><tr><th>Type</th><th>Name</th><th># reqs</th><th># fails</th><th>Avg ms</th><th>Min</th><th>Max</th>");
@@ -92,6 +93,18 @@ fn heading(out: &mut String, report: &Report) {
                 escape(&i.describe())
             ))
     );
+    if let Some(open) = &report.open_model {
+        // The response time runs from the scheduled instant, the service time from the send.
+        let _ = writeln!(
+            out,
+            "<p>Open model at {}</p>\n<p>Response time: median {}, p95 {}, p99 {}; service time: {}</p>",
+            escape(&open.line()),
+            ms(report.steady_total.median_ms),
+            ms(report.steady_total.p(P95)),
+            ms(report.steady_total.p(P99)),
+            report.service_time.line()
+        );
+    }
 }
 
 /// "Is this run valid?": what could have disturbed the figures.

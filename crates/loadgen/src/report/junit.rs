@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::baseline::{Comparison, RowState};
 use super::markup::escape;
-use super::{P95, Report, Row};
+use super::{P95, P99, Report, Row};
 use crate::targets::ms;
 
 /// One test case.
@@ -34,6 +34,7 @@ struct Suite {
 pub fn render(report: &Report) -> String {
     let mut suites: Vec<Suite> = interrupted(report).into_iter().collect();
     suites.extend([targets(report), endpoints(report)]);
+    suites.extend(open_model(report));
     if let Some(comparison) = &report.baseline {
         suites.push(baseline(comparison));
     }
@@ -75,7 +76,7 @@ pub fn render(report: &Report) -> String {
         // Every request sent, accounted for: what the rows count, and what they do not.
         let _ = writeln!(
             out,
-            "    <properties><property name=\"host\" value=\"{}\"/><property name=\"run_id\" value=\"{}\"/>{interrupted_by}<property name=\"requests\" value=\"{}\"/><property name=\"failures\" value=\"{}\"/><property name=\"timeouts\" value=\"{}\"/><property name=\"retries\" value=\"{}\"/><property name=\"in_flight_at_stop\" value=\"{}\"/><property name=\"stuck_users\" value=\"{}\"/></properties>",
+            "    <properties><property name=\"host\" value=\"{}\"/><property name=\"run_id\" value=\"{}\"/>{interrupted_by}<property name=\"requests\" value=\"{}\"/><property name=\"failures\" value=\"{}\"/><property name=\"timeouts\" value=\"{}\"/><property name=\"retries\" value=\"{}\"/><property name=\"in_flight_at_stop\" value=\"{}\"/><property name=\"stuck_users\" value=\"{}\"/>{}</properties>",
             escape(&report.host),
             escape(&report.run_id),
             report.locust_total.requests,
@@ -84,6 +85,7 @@ pub fn render(report: &Report) -> String {
             report.resent,
             report.in_flight_at_stop,
             report.stuck_users.peak,
+            open_model_properties(report),
         );
         for case in &suite.cases {
             let _ = write!(
@@ -122,6 +124,51 @@ pub fn render(report: &Report) -> String {
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+/// The open model's schedule as properties (none for a closed run).
+fn open_model_properties(report: &Report) -> String {
+    let Some(open) = &report.open_model else {
+        return String::new();
+    };
+    let service = &report.service_time.percentiles_ms;
+    [
+        ("arrival_rate", escape(&open.rate)),
+        ("iterations_scheduled", open.counts.scheduled.to_string()),
+        ("iterations_dropped", open.counts.dropped.to_string()),
+        ("iterations_late", open.counts.late.to_string()),
+        ("users_cap", open.users_cap.to_string()),
+        ("service_time_p95_ms", format!("{:.1}", P95.among(service))),
+        ("service_time_p99_ms", format!("{:.1}", P99.among(service))),
+    ]
+    .iter()
+    .map(|(name, value)| format!("<property name=\"{name}\" value=\"{value}\"/>"))
+    .collect()
+}
+
+/// The `loadgen.open_model` suite of an open-model run: one case, "arrival rate held", failed
+/// when iterations were dropped (the run measured a lower rate than asked).
+fn open_model(report: &Report) -> Option<Suite> {
+    let open = report.open_model.as_ref()?;
+    Some(Suite {
+        name: "loadgen.open_model",
+        cases: vec![Case {
+            name: "arrival rate held".into(),
+            failure: (!open.held()).then(|| {
+                format!(
+                    "{} of {} iterations dropped ({:.1}/s) at {}, users cap {}",
+                    open.counts.dropped,
+                    open.counts.scheduled,
+                    open.dropped_per_sec,
+                    open.rate,
+                    open.users_cap
+                )
+            }),
+            skipped: None,
+            error: None,
+        }],
+        system_out: Some(open.line()),
+    })
 }
 
 /// The `loadgen.run` suite of an interrupted run: one case, in error.
@@ -237,7 +284,7 @@ fn endpoints(report: &Report) -> Suite {
 }
 
 fn baseline(comparison: &Comparison) -> Suite {
-    let cases = comparison
+    let mut cases: Vec<Case> = comparison
         .rows
         .iter()
         .map(|row| {
@@ -272,6 +319,22 @@ fn baseline(comparison: &Comparison) -> Suite {
             }
         })
         .collect();
+    if let Some(dropped) = &comparison.dropped {
+        // The open model's dropped iterations, judged as the failures are.
+        cases.push(Case {
+            name: "dropped iterations against the baseline".into(),
+            failure: dropped.regressed.then(|| {
+                format!(
+                    "dropped iterations {} ({}); allowed: {}",
+                    dropped.values(),
+                    dropped.delta(),
+                    comparison.thresholds
+                )
+            }),
+            skipped: None,
+            error: None,
+        });
+    }
     Suite {
         name: "loadgen.baseline",
         cases,

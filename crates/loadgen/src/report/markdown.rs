@@ -43,6 +43,24 @@ fn jobs_line(out: &mut String, report: &Report) {
     let _ = writeln!(out, "**Jobs** {}\n", jobs.join(" · "));
 }
 
+/// The open model's schedule and the service time beside the response time (from the
+/// scheduled instant); nothing for a closed run, whose two times are one.
+fn open_model_line(out: &mut String, report: &Report) {
+    let Some(open) = &report.open_model else {
+        return;
+    };
+    let steady = &report.steady_total;
+    let _ = writeln!(
+        out,
+        "**Open model** {} · **Response time** median {}, p95 {}, p99 {} · **Service time** {}\n",
+        cell(&open.line()),
+        ms(steady.median_ms),
+        ms(steady.p(P95)),
+        ms(steady.p(P99)),
+        report.service_time.line()
+    );
+}
+
 /// The Markdown summary of `report`.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -96,6 +114,7 @@ pub fn render(report: &Report) -> String {
             report.timed_out, report.resent, report.in_flight_at_stop, report.stuck_users.peak
         );
     }
+    open_model_line(&mut out, report);
     jobs_line(&mut out, report);
     out.push_str("### Targets\n\n| | Target | Measured | Threshold |\n|---|---|---|---|\n");
     for v in verdicts {
@@ -194,6 +213,15 @@ fn comparison_section(out: &mut String, comparison: &Comparison) {
             figure(Metric::P95),
             figure(Metric::P99),
             figure(Metric::Failures),
+        );
+    }
+    if let Some(c) = &comparison.dropped {
+        let _ = writeln!(
+            out,
+            "\n**Dropped iterations** {} ({}){}",
+            c.values(),
+            c.delta(),
+            if c.regressed { " ❌" } else { "" }
         );
     }
 }

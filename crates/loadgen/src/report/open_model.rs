@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::config::RunConfig;
 use crate::outcome::RunOutcome;
-use crate::stats::{ArrivalCounts, PERCENTILES, Stats};
+use crate::stats::{ArrivalCounts, P50, P95, P99, PERCENTILES, Stats};
+use crate::targets::ms;
 
 /// The open model's figures; `None` in the report of a closed run.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +44,25 @@ impl OpenModel {
                 .map(|(name, counts)| (name.to_string(), *counts))
                 .collect(),
         })
+    }
+
+    /// The model in one line, as the Markdown, HTML and JUnit reports give it:
+    /// `100/s: 800 iterations scheduled, 384 dropped (48.0/s), 3 started late, users cap 100`.
+    pub fn line(&self) -> String {
+        format!(
+            "{}: {} iterations scheduled, {} dropped ({:.1}/s), {} started late, users cap {}",
+            self.rate,
+            self.counts.scheduled,
+            self.counts.dropped,
+            self.dropped_per_sec,
+            self.counts.late,
+            self.users_cap
+        )
+    }
+
+    /// Whether the arrival rate was held: no iteration dropped.
+    pub fn held(&self) -> bool {
+        self.counts.dropped == 0
     }
 
     /// The console's lines: what was dropped and started late, and why.
@@ -93,6 +113,16 @@ pub struct ServiceTime {
 }
 
 impl ServiceTime {
+    /// `median 100 ms, p95 104 ms, p99 105 ms`: the figures a response time is read beside.
+    pub fn line(&self) -> String {
+        format!(
+            "median {}, p95 {}, p99 {}",
+            ms(P50.among(&self.percentiles_ms)),
+            ms(P95.among(&self.percentiles_ms)),
+            ms(P99.among(&self.percentiles_ms))
+        )
+    }
+
     /// The service time of `stats`.
     pub fn of(stats: &Stats) -> Self {
         Self {

@@ -335,3 +335,111 @@ async fn past_the_memory_limit_no_user_is_made() {
         "{figures}"
     );
 }
+
+/// A server that serves `/item` 4 at a time, 100 ms each, in arrival order: a capacity of
+/// about 40/s, past which requests queue and wait longer the longer the queue.
+fn four_slots_of_100_ms() -> super::loopback::Policy {
+    let free_at = std::sync::Mutex::new([Instant::now(); 4]);
+    Arc::new(move |_, path| {
+        if path != "/item" {
+            return Act::Answer;
+        }
+        let now = Instant::now();
+        let mut slots = free_at.lock().unwrap();
+        let slot = slots.iter_mut().min().unwrap();
+        let done = (*slot).max(now) + Duration::from_millis(100);
+        *slot = done;
+        Act::Late(done - now)
+    })
+}
+
+/// What a run against [`four_slots_of_100_ms`] left: the findings' and validity items' rule
+/// ids (in order), its JUnit file, and the figures to print on failure.
+struct FourSlots {
+    findings: Vec<String>,
+    validity: Vec<String>,
+    junit: String,
+    figures: String,
+}
+
+/// Runs `rate` against [`four_slots_of_100_ms`] for 8 s.
+async fn against_four_slots(rate: &str) -> FourSlots {
+    let (host, _seen) = start(four_slots_of_100_ms()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario(dir.path(), ONE_GET);
+    let (_, report) = run(
+        &host,
+        &file,
+        dir.path(),
+        &["--arrival-rate", rate, "-t", "8s"],
+    )
+    .await;
+    let rules = |list: &str| -> Vec<String> {
+        report["analysis"][list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let p50: Vec<f64> = report["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["percentiles_ms"][0].as_f64().unwrap_or(-1.0))
+        .collect();
+    let figures = format!(
+        "open model {}\nper-second p50 {p50:?}\nfindings {:#}\nvalidity {:#}",
+        report["open_model"], report["analysis"]["findings"], report["analysis"]["validity"]
+    );
+    FourSlots {
+        findings: rules("findings"),
+        validity: rules("validity"),
+        junit: std::fs::read_to_string(dir.path().join("junit.xml")).unwrap(),
+        figures,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_over_the_apis_capacity_is_the_top_finding() {
+    // 100/s asked of a server that answers about 40/s: the users (100 at the cap) pile up on
+    // it, its queue grows, then iterations are dropped; the API's capacity, not the
+    // generator's.
+    let run = against_four_slots("100/s").await;
+    let figures = &run.figures;
+    assert_eq!(
+        run.findings.first().map(String::as_str),
+        Some("load.over_capacity"),
+        "{figures}"
+    );
+    assert!(
+        !run.validity
+            .iter()
+            .any(|r| r == "loadgen.arrival_rate_missed"),
+        "{figures}"
+    );
+    // The JUnit file says the rate was not held (the users at the cap dropped iterations).
+    assert!(
+        run.junit.contains("<testcase name=\"arrival rate held\" classname=\"loadgen.open_model\" time=\"0\">\n      <failure"),
+        "{}\n{figures}",
+        run.junit
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_well_under_capacity_is_not_over_capacity() {
+    let run = against_four_slots("15/s").await;
+    assert!(
+        !run.findings.iter().any(|r| r == "load.over_capacity"),
+        "{}",
+        run.figures
+    );
+    assert!(
+        run.junit.contains(
+            "<testcase name=\"arrival rate held\" classname=\"loadgen.open_model\" time=\"0\"/>"
+        ),
+        "held: {}\n{}",
+        run.junit,
+        run.figures
+    );
+}
