@@ -17,7 +17,6 @@ use crate::outcome::{EngineError, RunOutcome, Update};
 use crate::runner::{Channels, Control};
 use crate::stats::{Second, SelfWatchFigures, Stats, StatsSnapshot};
 
-
 /// How much later than its run time a master of an open-model run stops its workers: each
 /// worker ends its own schedule, started when the master's start message reached it.
 const OPEN_MODEL_GRACE: Duration = Duration::from_secs(3);
