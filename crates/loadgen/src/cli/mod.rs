@@ -433,13 +433,18 @@ impl Cli {
         self.threads_for(users_are_final.then_some(users))
     }
 
-    /// As [`Cli::threads`], capped by `users` when they are known.
-    fn threads_for(&self, users: Option<u64>) -> anyhow::Result<usize> {
-        let asked = match self.threads {
+    /// `--threads` (or one per core), refused when 0.
+    fn asked_threads(&self) -> anyhow::Result<usize> {
+        Ok(match self.threads {
             Some(0) => bail!("--threads 0: run users on at least one thread"),
             Some(n) => n,
             None => LoadSettings::default().threads,
-        };
+        })
+    }
+
+    /// As [`Cli::threads`], capped by `users` when they are known.
+    fn threads_for(&self, users: Option<u64>) -> anyhow::Result<usize> {
+        let asked = self.asked_threads()?;
         let (threads, why) = crate::config::cap_threads(asked, users);
         if let (Some(why), Some(_)) = (why, self.threads) {
             eprintln!("loadgen: warning: {why}");
@@ -449,6 +454,8 @@ impl Cli {
 
     fn resolve_with_host(&self, host: String, users_are_final: bool) -> anyhow::Result<RunConfig> {
         let (users, spawn_rate, run_time) = self.load_shape()?;
+        // Checked before the scenario's files are read, as every flag of its own.
+        self.asked_threads()?;
         let scenario_source = self.scenario_source()?;
         let scenario = scenario_source.load(&self.fixtures)?;
         let shape = self.shape(&scenario)?;
