@@ -154,3 +154,27 @@ async fn a_shape_file_beats_the_users_flags_and_a_bad_one_names_its_stage_and_li
     assert!(report["open_model"].is_null(), "the closed model: {stderr}");
     assert_eq!(report["interrupted"], false, "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_shape_holds_each_rate_through_its_stage() {
+    let (host, _seen) = start(Arc::new(|_, _| Act::Answer)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stages = "
+[[shape]]
+duration = \"2s\"
+arrival_rate = \"10/s\"
+
+[[shape]]
+duration = \"1s\"
+arrival_rate = \"20/s\"
+";
+    let file = scenario(dir.path(), &format!("{ONE_GET}{stages}"));
+    let (code, report) = run(&host, &file, dir.path(), &[]).await;
+    let open = &report["open_model"];
+    let scheduled = open["scheduled"].as_u64().unwrap();
+    let figures = format!("open model {open}, run of {} s", report["duration_secs"]);
+    assert_eq!(code, ExitCode::SUCCESS, "{figures}");
+    // Held, not ramped: 2 s at 10/s and 1 s at 20/s (a ramp from 0 would schedule 25).
+    assert_eq!(scheduled, 40, "{figures}");
+    assert_eq!(report["interrupted"], false, "{figures}");
+}
