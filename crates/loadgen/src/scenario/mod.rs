@@ -1150,6 +1150,9 @@ mod tests {
         ] {
             parse(text, name, dir.path()).unwrap_or_else(|e| panic!("{e}"));
         }
+        let step = include_str!("../../examples/shape_step.toml");
+        let shape = parse_shape(step, "shape_step.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shape.length(), Duration::from_secs(12));
     }
 
     /// What `scenario check` once passed, then failed every request or let the server read an

@@ -259,7 +259,10 @@ async fn the_master_drives_a_load_shape_and_its_workers_follow_their_shares() {
     assert_eq!(report["peak_users"], 6, "{figures}");
     assert_eq!(shares.iter().sum::<u64>(), 6, "{figures}");
     assert!(users.contains(&2) && users.contains(&6), "{figures}");
-    assert_eq!(report["interrupted"], false, "ended by its shape: {figures}");
+    assert_eq!(
+        report["interrupted"], false,
+        "ended by its shape: {figures}"
+    );
     setup.testbed.stop().await;
 }
 
