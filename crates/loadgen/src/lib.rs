@@ -175,6 +175,9 @@ fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
             "from the web UI"
         },
     );
+    if !load.shape.is_empty() {
+        plan.push_str(&format!("  {}\n", shape::describe(&load.shape)));
+    }
     let identity = config.scenario.identity();
     plan.push_str(&format!(
         "  scenario: user types {}; {} requests\n",
