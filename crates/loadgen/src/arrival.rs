@@ -246,10 +246,12 @@ pub struct Arrival {
     pub rate: Option<Rate>,
     /// Ramping stages (k6's `ramping-arrival-rate`); empty for a constant rate.
     pub stages: Vec<Stage>,
-    /// Users created at most to serve iterations (k6's `maxVUs`); default: `pre_allocate`.
+    /// Users created at most to serve iterations (k6's `maxVUs`); default: the peak rate per
+    /// second (iterations of up to a second each at the peak), at least `pre_allocate`.
     pub max_users: Option<u64>,
     /// Users created and started (their `on_start` run) before the first iteration (k6's
-    /// `preAllocatedVUs`); default: the rate per second, at least 1.
+    /// `preAllocatedVUs`); default: a tenth of the peak rate per second (answers of 100 ms at
+    /// the peak), at least 1. More are made as needed, up to `max_users`.
     pub pre_allocate: Option<u64>,
 }
 
@@ -274,8 +276,9 @@ impl Arrival {
             .fold(0.0, f64::max)
     }
 
-    /// Users pre-started: as asked, or the peak rate per second (k6 users size
-    /// `preAllocatedVUs` so), at least 1 and never above `max_users`.
+    /// Users pre-started: as asked, or a tenth of the peak rate per second, at least 1 and
+    /// never above `max_users`. Starting a user per iteration a second up front cost more than
+    /// the run at 20,000/s (each is a connection), and a fast API needs far fewer.
     pub fn pre_allocated(&self) -> u64 {
         self.pre_allocated_with(0.0)
     }
@@ -284,20 +287,22 @@ impl Arrival {
     pub fn pre_allocated_with(&self, more_per_sec: f64) -> u64 {
         let asked = self
             .pre_allocate
-            .unwrap_or_else(|| (self.peak_per_sec() + more_per_sec).ceil() as u64)
+            .unwrap_or_else(|| ((self.peak_per_sec() + more_per_sec) / 10.0).ceil() as u64)
             .max(1);
         self.max_users.map_or(asked, |cap| asked.min(cap))
     }
 
-    /// The cap on users: as asked, or the pre-allocated ones.
+    /// The cap on users: as asked, or the peak rate per second (at least the pre-allocated).
     pub fn users_cap(&self) -> u64 {
         self.users_cap_with(0.0)
     }
 
     /// As [`Arrival::users_cap`], with user types' own rates adding `more_per_sec`.
     pub fn users_cap_with(&self, more_per_sec: f64) -> u64 {
-        self.max_users
-            .unwrap_or_else(|| self.pre_allocated_with(more_per_sec))
+        self.max_users.unwrap_or_else(|| {
+            let peak = (self.peak_per_sec() + more_per_sec).ceil() as u64;
+            peak.max(self.pre_allocated_with(more_per_sec))
+        })
     }
 
     /// These settings, with `file`'s (a scenario's `[load]`) where these have none: the
@@ -566,18 +571,23 @@ mod tests {
     }
 
     #[test]
-    fn arrival_defaults_follow_k6() {
+    fn arrival_defaults_size_the_users_from_the_rate() {
         let arrival = Arrival {
             rate: Some(Rate::per_second(100)),
             ..Arrival::default()
         };
-        assert_eq!(arrival.pre_allocated(), 100);
+        assert_eq!(arrival.pre_allocated(), 10);
         assert_eq!(arrival.users_cap(), 100);
+        let asked = Arrival {
+            pre_allocate: Some(150),
+            ..arrival.clone()
+        };
+        assert_eq!((asked.pre_allocated(), asked.users_cap()), (150, 150));
         let capped = Arrival {
             max_users: Some(50),
             ..arrival.clone()
         };
-        assert_eq!((capped.pre_allocated(), capped.users_cap()), (50, 50));
+        assert_eq!((capped.pre_allocated(), capped.users_cap()), (10, 50));
     }
 
     #[test]

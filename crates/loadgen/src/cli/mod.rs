@@ -200,12 +200,14 @@ pub struct Cli {
     /// warning); the run lasts as long as the stages unless -t is shorter.
     #[arg(long, env = "LOADGEN_SHAPE", value_name = "FILE")]
     pub shape: Option<PathBuf>,
-    /// The open model's cap on users (k6's maxVUs; default: --pre-allocate): an iteration due
+    /// The open model's cap on users (k6's maxVUs; default: the peak rate per second, and at
+    /// least --pre-allocate): an iteration due
     /// when every user is busy and the cap is reached is dropped and counted. -u gives it too.
     #[arg(long, env = "LOADGEN_MAX_USERS")]
     pub max_users: Option<u64>,
     /// The open model's users made and started (on_start run) before the first iteration
-    /// (k6's preAllocatedVUs; default: the peak rate per second, at most --max-users).
+    /// (k6's preAllocatedVUs; default: a tenth of the peak rate per second, at most
+    /// --max-users); more are made as iterations need them, up to --max-users.
     #[arg(long, env = "LOADGEN_PRE_ALLOCATE")]
     pub pre_allocate: Option<u64>,
     /// The closed model's correction for coordinated omission, as oha's: a paced user

@@ -437,8 +437,8 @@ mod tests {
         let model = OpenModel::new(&arrival, &types, None);
         assert_eq!(
             (model.cap, model.pre_allocate),
-            (105, 105),
-            "k6's default: the rates"
+            (105, 11),
+            "the cap a second of both rates, a tenth of it pre-allocated"
         );
     }
 
