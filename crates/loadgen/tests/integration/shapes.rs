@@ -178,3 +178,85 @@ arrival_rate = \"20/s\"
     assert_eq!(scheduled, 40, "{figures}");
     assert_eq!(report["interrupted"], false, "{figures}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_says_where_the_run_is_on_its_shape() {
+    use tokio::io::AsyncBufReadExt;
+    let testbed = test_support::start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shape = dir.path().join("shape.toml");
+    std::fs::write(
+        &shape,
+        "[[shape]]\nduration = \"1m\"\nusers = 1\nspawn_rate = 10\n\n\
+         [[shape]]\nduration = \"1m\"\nusers = 2\nspawn_rate = 10\n",
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "-H",
+            &testbed.base_url(),
+            "-f",
+            &super::support::scenario("reads.toml"),
+        ])
+        .args([
+            "--shape",
+            shape.to_str().unwrap(),
+            "--autostart",
+            "--web-port",
+            "0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let ui = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("loadgen: web UI at ") {
+                return url.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("loadgen ended without serving its UI");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let stats = loop {
+        let stats: Value = client
+            .get(format!("{ui}/api/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["user_count"] == 1 && !stats["stage"].is_null() && !stats["report"].is_null() {
+            break stats;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stage = &stats["stage"];
+    assert_eq!(
+        (stage["number"].as_u64(), stage["of"].as_u64()),
+        (Some(1), Some(2)),
+        "{stage}"
+    );
+    assert_eq!(stage["users"], 1, "{stage}");
+    let shape = stats["report"]["shape"].as_array().unwrap();
+    assert_eq!(
+        shape.len(),
+        2,
+        "the page's list of stages: {}",
+        stats["report"]
+    );
+    let page = client.get(&ui).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("id=\"stage_box\""),
+        "the header has the stage's place"
+    );
+    child.kill().await.unwrap();
+    testbed.stop().await;
+}
