@@ -59,6 +59,26 @@ pub struct LoadSettings {
     /// request overran its pacing also records the starts it delayed, as oha's option.
     #[doc(alias = "record_correct")]
     pub latency_correction: bool,
+    /// A closed-model load shape (`[[shape]]`, `--shape`): the engine of the run's master (or
+    /// single process) sets the users at each stage's start; empty: none. A worker clears it.
+    pub shape: Vec<crate::shape::ShapeStage>,
+}
+
+impl LoadSettings {
+    /// These settings with their shape applied: its first stage's users and spawn rate, and a
+    /// run time that ends with its last stage (or earlier, when `run_time` is shorter).
+    pub fn shaped(&self) -> LoadSettings {
+        let Some(first) = self.shape.first() else {
+            return self.clone();
+        };
+        let length = crate::shape::length(&self.shape);
+        LoadSettings {
+            users: first.users,
+            spawn_rate: first.spawn_rate,
+            run_time: Some(self.run_time.map_or(length, |t| t.min(length))),
+            ..self.clone()
+        }
+    }
 }
 
 /// User threads per core beyond which more threads buy nothing: each is a whole runtime, and a
@@ -115,6 +135,7 @@ impl Default for LoadSettings {
             first_user_number: 0,
             arrival: None,
             latency_correction: false,
+            shape: Vec::new(),
         }
     }
 }

@@ -37,6 +37,7 @@ use crate::config::RunConfig;
 use crate::http::{Target, TlsSettings, tls};
 use crate::preflight;
 use crate::runner::{Channels, Control, Runner};
+use crate::shape::{self, ShapeStage, StageAt};
 use crate::stats::{SelfWatchFigures, Stats, StatsSnapshot};
 
 pub use crate::outcome::{EngineError, RunOutcome, Update};
@@ -49,6 +50,7 @@ impl Run {
     /// Checks the target (resolution, the scenario's health endpoint, the open-file limit),
     /// starts the backend watch, then the users; returns at once with the handle.
     pub async fn start(config: &RunConfig) -> Result<RunHandle, EngineError> {
+        let config = &shaped(config);
         if !(config.load.spawn_rate.is_finite() && config.load.spawn_rate > 0.0) {
             return Err(EngineError::SpawnRate(config.load.spawn_rate));
         }
@@ -84,6 +86,8 @@ impl Run {
     /// handle, the same outcome, the figures merged from every worker. The workers check the
     /// target themselves.
     pub async fn start_on(config: &RunConfig, master: &Master) -> Result<RunHandle, EngineError> {
+        // The master drives the shape; its workers get theirs cleared (worker.rs).
+        let config = &shaped(config);
         if !(config.load.spawn_rate.is_finite() && config.load.spawn_rate > 0.0) {
             return Err(EngineError::SpawnRate(config.load.spawn_rate));
         }
@@ -132,6 +136,16 @@ impl Run {
             fixed_counts,
             outcomes,
         };
+        let control_tx = Arc::new(control_tx);
+        let started = tokio::time::Instant::now();
+        if !config.load.shape.is_empty() {
+            tokio::spawn(drive_shape(
+                config.load.shape.clone(),
+                started,
+                control_tx.clone(),
+                finished.clone(),
+            ));
+        }
         let worker_log_files = config.worker_logs.clone();
         let reason = stop_reason.clone();
         tokio::spawn(async move {
@@ -170,7 +184,9 @@ impl Run {
             finished_tx.send_replace(Some(Arc::new(outcome)));
         });
         RunHandle {
-            control: Arc::new(control_tx),
+            control: control_tx,
+            shape: config.load.shape.clone().into(),
+            started,
             stop,
             snapshots: snapshot_tx,
             resets: reset_tx,
@@ -182,6 +198,56 @@ impl Run {
             finished,
         }
     }
+}
+
+/// `config` with its load shape applied (the first stage's users, the run time of the shape).
+fn shaped(config: &RunConfig) -> RunConfig {
+    RunConfig {
+        load: config.load.shaped(),
+        ..config.clone()
+    }
+}
+
+/// Drives a users shape from the run's start: at each stage's start (absolute instants, so
+/// nothing drifts) the users are steered as [`RunHandle::set_users`] steers them; the first
+/// stage is the run's start. The run ends with the last stage through its run time.
+async fn drive_shape(
+    stages: Vec<ShapeStage>,
+    started: tokio::time::Instant,
+    control: Arc<watch::Sender<Control>>,
+    mut finished: watch::Receiver<Option<Arc<RunOutcome>>>,
+) {
+    let of = stages.len();
+    for (i, (stage, at)) in stages
+        .iter()
+        .zip(shape::starts(&stages))
+        .enumerate()
+        .skip(1)
+    {
+        tokio::select! {
+            _ = finished.wait_for(Option::is_some) => return,
+            () = tokio::time::sleep_until(started + at) => {}
+        }
+        tracing::info!(
+            "Shape stage {} of {of}: ramping to {} users at a rate of {:.2} per second",
+            i + 1,
+            stage.users,
+            stage.spawn_rate
+        );
+        if let Err(error) = steer(&control, stage.users, stage.spawn_rate) {
+            // Checked when the shape was read: only a settings value built by hand gets here.
+            tracing::warn!("shape stage {}: {error}", i + 1);
+        }
+    }
+}
+
+/// Sets the users to reach and the rate to reach them: the one path of every steering.
+fn steer(control: &watch::Sender<Control>, users: u64, spawn_rate: f64) -> Result<(), EngineError> {
+    if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
+        return Err(EngineError::SpawnRate(spawn_rate));
+    }
+    control.send_replace(Control { users, spawn_rate });
+    Ok(())
 }
 
 fn jobs_went_wrong(stats: &Stats) -> bool {
@@ -196,6 +262,9 @@ fn jobs_went_wrong(stats: &Stats) -> bool {
 #[derive(Clone)]
 pub struct RunHandle {
     control: Arc<watch::Sender<Control>>,
+    /// The users shape the engine drives, and when the run started, for [`RunHandle::stage`].
+    shape: Arc<[ShapeStage]>,
+    started: tokio::time::Instant,
     stop: CancellationToken,
     snapshots: mpsc::Sender<oneshot::Sender<StatsSnapshot>>,
     resets: mpsc::Sender<()>,
@@ -219,11 +288,21 @@ impl std::fmt::Debug for RunHandle {
 impl RunHandle {
     /// Ramps to `users` at `spawn_rate` users per second (up or down).
     pub fn set_users(&self, users: u64, spawn_rate: f64) -> Result<(), EngineError> {
-        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
-            return Err(EngineError::SpawnRate(spawn_rate));
+        steer(&self.control, users, spawn_rate)
+    }
+
+    /// Where the run is on its load shape (`stage 2 of 4`); `None` without a shape, or once
+    /// it has ended.
+    pub fn stage(&self) -> Option<StageAt> {
+        if self.is_finished() {
+            return None;
         }
-        self.control.send_replace(Control { users, spawn_rate });
-        Ok(())
+        shape::stage_at(&self.shape, self.started.elapsed())
+    }
+
+    /// The run's load shape (empty: none).
+    pub fn shape(&self) -> &[ShapeStage] {
+        &self.shape
     }
 
     /// Forgets the figures measured so far (Locust's "Reset stats"); the run goes on. A run

@@ -57,6 +57,9 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
             config.load.spawn_rate
         ),
     }
+    if !config.load.shape.is_empty() {
+        tracing::info!("{}", crate::shape::describe(&config.load.shape));
+    }
     let reports = RunReports::new(&config, handle.clone());
     // Workers get FINISH_GRACE to send their last figures even without --stop-timeout.
     let stop_may_wait = master.is_some() || !config.load.stop_timeout.is_zero();

@@ -21,7 +21,7 @@
 //! | layer | modules | what they hold |
 //! |---|---|---|
 //! | leaves | [`atomic_file`], [`exit_code`] | files written whole or not at all; the exit codes |
-//! | mechanisms | [`http`], [`stats`], [`scenario`], [`preflight`], [`arrival`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the checks before the first request, the open model's arrival schedules |
+//! | mechanisms | [`http`], [`stats`], [`scenario`], [`preflight`], [`arrival`], [`shape`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the checks before the first request, the open model's arrival schedules, load shapes' stages |
 //! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
 //! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
 //! | readers | [`diagnosis`], [`report`] | the rules over a finished run, and the reports made of it |
@@ -46,6 +46,7 @@ pub mod preflight;
 pub mod report;
 mod runner;
 pub mod scenario;
+pub mod shape;
 mod shutdown;
 pub mod stats;
 pub mod targets;
@@ -174,6 +175,9 @@ fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
             "from the web UI"
         },
     );
+    if !load.shape.is_empty() {
+        plan.push_str(&format!("  {}\n", shape::describe(&load.shape)));
+    }
     let identity = config.scenario.identity();
     plan.push_str(&format!(
         "  scenario: user types {}; {} requests\n",

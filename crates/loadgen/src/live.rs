@@ -8,6 +8,7 @@ use crate::config::LiveConfig;
 use crate::engine::RunHandle;
 use crate::outcome::Update;
 use crate::report::{self, Row};
+use crate::shape::StageAt;
 use crate::stats::{InFlightLevel, Phase};
 
 /// Follows `handle` until the run ends, printing as `config` says.
@@ -23,7 +24,7 @@ pub async fn follow(handle: &RunHandle, config: &LiveConfig, run_time: Option<Du
             continue;
         };
         if terminal {
-            eprint!("\r{}   ", progress_line(&update, run_time));
+            eprint!("\r{}   ", progress_line(&update, run_time, handle.stage()));
         } else if last_table.elapsed() >= config.every {
             last_table = Instant::now();
             print_table(handle, &update).await;
@@ -35,23 +36,33 @@ pub async fn follow(handle: &RunHandle, config: &LiveConfig, run_time: Option<Du
 }
 
 /// `[  12s] users 10/10 | 48.0 req/s | failures 3 (0.52%) | p95 120 ms | oldest in flight
-/// 0.2 s | 18s left`.
-pub fn progress_line(update: &Update, run_time: Option<Duration>) -> String {
+/// 0.2 s | 18s left`; with a load shape, `users 2/6 (stage 2 of 3)`.
+pub fn progress_line(
+    update: &Update,
+    run_time: Option<Duration>,
+    stage: Option<StageAt>,
+) -> String {
     let left = run_time
         .map(|t| format!("{}s left", t.saturating_sub(update.elapsed).as_secs()))
         .unwrap_or_else(|| "Ctrl-C to stop".into());
     let so_far = &update.second.cumulative;
     let failure_pct = so_far.failures as f64 * 100.0 / so_far.requests.max(1) as f64;
     format!(
-        "[{:>4}s] users {}/{} | {:.1} req/s | failures {} ({failure_pct:.2}%) | p95 {:.0} ms | {} | {left}",
+        "[{:>4}s] users {}/{}{} | {:.1} req/s | failures {} ({failure_pct:.2}%) | p95 {:.0} ms | {} | {left}",
         update.elapsed.as_secs(),
         update.users,
         update.target_users,
+        stage_note(stage),
         update.second.interval.count,
         so_far.failures,
         so_far.steady_p95_ms,
         oldest_in_flight(&update.second.in_flight)
     )
+}
+
+/// ` (stage 2 of 3)` while a load shape drives the run.
+fn stage_note(stage: Option<StageAt>) -> String {
+    stage.map(|s| format!(" ({s})")).unwrap_or_default()
 }
 
 /// `oldest in flight 12.3 s (4 stuck)`: a hung request shows while it hangs, not only in the
@@ -106,9 +117,10 @@ async fn print_table(handle: &RunHandle, update: &Update) {
     };
     let in_flight = &update.second.in_flight;
     report::print(&format!(
-        "[{:.0}s, {} users]\n{}{startup_line}{polls_line}In flight: {} request(s), {}\n\n",
+        "[{:.0}s, {} users{}]\n{}{startup_line}{polls_line}In flight: {} request(s), {}\n\n",
         update.elapsed.as_secs_f64(),
         update.users,
+        stage_note(handle.stage()),
         report::console::requests_table(&rows, &total),
         in_flight.requests,
         oldest_in_flight(in_flight)
@@ -148,17 +160,25 @@ mod tests {
             users_by_type: Default::default(),
             second: std::sync::Arc::new(second.clone()),
         };
-        let line = progress_line(&update(&second), None);
+        let line = progress_line(&update(&second), None, None);
         assert!(
             line.contains("| oldest in flight 11.8 s (19 stuck) |"),
             "{line}"
         );
+        let stage = crate::shape::StageAt {
+            number: 2,
+            of: 3,
+            users: 20,
+            left: Duration::from_secs(1),
+        };
+        let line = progress_line(&update(&second), None, Some(stage));
+        assert!(line.contains("users 20/20 (stage 2 of 3) |"), "{line}");
         second.in_flight = InFlightLevel {
             requests: 3,
             oldest_ms: 40,
             stuck_users: 0,
         };
-        let line = progress_line(&update(&second), None);
+        let line = progress_line(&update(&second), None, None);
         assert!(line.contains("| oldest in flight 0.0 s |"), "{line}");
     }
 }

@@ -279,6 +279,10 @@ struct RunLoop<'a> {
     second: Second,
     /// The next second of the run to make a row of.
     next_second: u64,
+    /// The users at each tick, by the second of the run it fell in: a row says the users at
+    /// its second's end, not those of the later tick that makes it (a shape's stages would
+    /// show a second late).
+    users_at: std::collections::VecDeque<(u64, u64)>,
     next_spawn: tokio::time::Instant,
     interrupted: bool,
     own: SelfWatch,
@@ -314,6 +318,7 @@ impl<'a> RunLoop<'a> {
             history: Vec::new(),
             second,
             next_second: 0,
+            users_at: std::collections::VecDeque::new(),
             next_spawn: tokio::time::Instant::now(),
             interrupted: false,
             own: SelfWatch::new(),
@@ -390,14 +395,13 @@ impl<'a> RunLoop<'a> {
         // A second's row once every thread has handed over its requests: each hands them over
         // every second, so the second before the last is complete. A thread later than that
         // adds them to their row when they come.
+        self.users_at.push_back((at_secs, self.running));
         stats::add_late(&mut self.history, self.second.take_late(self.next_second));
         while self.next_second + 2 <= at_secs {
-            let row = self.second.row(
-                self.next_second,
-                self.running,
-                (cpu_pct, rss_bytes),
-                &self.totals,
-            );
+            let users = self.users_at_end_of(self.next_second);
+            let row = self
+                .second
+                .row(self.next_second, users, (cpu_pct, rss_bytes), &self.totals);
             self.next_second += 1;
             self.history.push(row);
         }
@@ -419,6 +423,16 @@ impl<'a> RunLoop<'a> {
             second: Arc::new(row),
         };
         updates.send_replace(Some(update));
+    }
+
+    /// The users at the end of `second` (at the first tick after it), forgetting older ticks.
+    fn users_at_end_of(&mut self, second: u64) -> u64 {
+        while self.users_at.front().is_some_and(|(at, _)| *at <= second) {
+            self.users_at.pop_front();
+        }
+        self.users_at
+            .front()
+            .map_or(self.running, |(_, users)| *users)
     }
 
     /// The open model's users, as its threads made them.
@@ -554,9 +568,8 @@ impl<'a> RunLoop<'a> {
         if let Some(last) = self.second.last_pending() {
             let own_now = self.own.sample();
             for remaining in self.next_second..=last {
-                let row = self
-                    .second
-                    .row(remaining, self.running, own_now, &self.totals);
+                let users = self.users_at_end_of(remaining);
+                let row = self.second.row(remaining, users, own_now, &self.totals);
                 self.history.push(row);
             }
         }

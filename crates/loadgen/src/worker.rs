@@ -449,6 +449,8 @@ async fn start(settings: &WorkerSettings, spec: &RunSpec) -> anyhow::Result<(Run
             run_time: spec.load.arrival.as_ref().and(spec.load.run_time),
             reset_stats: false,
             memory_limit: None,
+            // The master drives the shape: its set_users shares each stage's users out.
+            shape: Vec::new(),
             ..spec.load.clone()
         },
         live: LiveConfig {

@@ -18,6 +18,7 @@ use crate::config::baseline::{Baseline, BaselineCheck, Thresholds};
 use crate::config::{BackendConfig, LiveConfig, LoadSettings, Outputs, RunConfig};
 use crate::http::TlsSettings;
 use crate::scenario::ScenarioSource;
+use crate::shape::{self, Shape};
 use crate::targets::{TargetOverride, Targets};
 
 /// Load tests for the FFmpeg API, with Locust's command line.
@@ -193,6 +194,12 @@ pub struct Cli {
     /// long as the stages unless -t says otherwise.
     #[arg(long, env = "LOADGEN_ARRIVAL_STAGES", value_name = "DURATION:RATE,...")]
     pub arrival_stages: Option<String>,
+    /// A load shape: a TOML file of [[shape]] stages, each a duration with users and
+    /// spawn_rate (Locust's LoadTestShape stages) or with an arrival_rate (held through the
+    /// stage). It beats a scenario's [[shape]], and -u, -r and the arrival flags (with a
+    /// warning); the run lasts as long as the stages unless -t is shorter.
+    #[arg(long, env = "LOADGEN_SHAPE", value_name = "FILE")]
+    pub shape: Option<PathBuf>,
     /// The open model's cap on users (k6's maxVUs; default: the peak rate per second, and at
     /// least --pre-allocate): an iteration due
     /// when every user is busy and the cap is reached is dropped and counted. -u gives it too.
@@ -424,13 +431,23 @@ impl Cli {
     /// The user threads: `--threads` (or one per core), capped at what this machine and the
     /// users (when `users_are_final`) can use, with a warning when the flag asked for more.
     pub fn threads(&self, users_are_final: bool) -> anyhow::Result<usize> {
-        let asked = match self.threads {
+        let (users, _, _) = self.load_shape()?;
+        self.threads_for(users_are_final.then_some(users))
+    }
+
+    /// `--threads` (or one per core), refused when 0.
+    fn asked_threads(&self) -> anyhow::Result<usize> {
+        Ok(match self.threads {
             Some(0) => bail!("--threads 0: run users on at least one thread"),
             Some(n) => n,
             None => LoadSettings::default().threads,
-        };
-        let (users, _, _) = self.load_shape()?;
-        let (threads, why) = crate::config::cap_threads(asked, users_are_final.then_some(users));
+        })
+    }
+
+    /// As [`Cli::threads`], capped by `users` when they are known.
+    fn threads_for(&self, users: Option<u64>) -> anyhow::Result<usize> {
+        let asked = self.asked_threads()?;
+        let (threads, why) = crate::config::cap_threads(asked, users);
         if let (Some(why), Some(_)) = (why, self.threads) {
             eprintln!("loadgen: warning: {why}");
         }
@@ -439,10 +456,26 @@ impl Cli {
 
     fn resolve_with_host(&self, host: String, users_are_final: bool) -> anyhow::Result<RunConfig> {
         let (users, spawn_rate, run_time) = self.load_shape()?;
-        let threads = self.threads(users_are_final)?;
+        // Checked before the scenario's files are read, as every flag of its own.
+        self.asked_threads()?;
         let scenario_source = self.scenario_source()?;
         let scenario = scenario_source.load(&self.fixtures)?;
-        let arrival = self.arrival(&scenario)?;
+        let shape = self.shape(&scenario)?;
+        let (users, spawn_rate, run_time, stages) = match &shape {
+            Some(shape @ Shape::Users(stages)) => {
+                let (first, run_time) = (stages[0], self.shape_run_time(shape));
+                (first.users, first.spawn_rate, run_time, stages.clone())
+            }
+            Some(shape) => (users, spawn_rate, self.shape_run_time(shape), Vec::new()),
+            None => (users, spawn_rate, run_time, Vec::new()),
+        };
+        let peak = Some(shape::peak_users(&stages)).filter(|_| !stages.is_empty());
+        let threads = self.threads_for(users_are_final.then_some(peak.unwrap_or(users)))?;
+        let arrival = match &shape {
+            Some(Shape::Users(_)) => None,
+            Some(rates) => self.arrival_with(&scenario, Some(rates.arrival_stages()))?,
+            None => self.arrival_with(&scenario, None)?,
+        };
         // k6's ramping-arrival-rate lasts as long as its stages.
         let run_time = run_time.or(arrival.as_ref().and_then(|a| a.stages_length()));
         let backend = self.backend()?;
@@ -486,13 +519,14 @@ impl Cli {
                 stop_timeout: self.stop_timeout.unwrap_or_default(),
                 arrival,
                 latency_correction: self.latency_correction,
+                shape: stages,
                 ..LoadSettings::default()
             },
             exit_code_on_error: self.exit_code_on_error,
             targets: {
                 // The concurrency target is the users asked for, unless given.
                 let mut targets = Targets::with(&self.targets);
-                targets.users.get_or_insert(users);
+                targets.users.get_or_insert(peak.unwrap_or(users));
                 targets
             },
             backend,
@@ -561,9 +595,20 @@ impl Cli {
         &self,
         scenario: &crate::scenario::Scenario,
     ) -> anyhow::Result<Option<crate::arrival::Arrival>> {
+        self.arrival_with(scenario, None)
+    }
+
+    /// As [`Cli::arrival`]; a rate shape's `shaped` stages, when given, beat the flags' and the
+    /// file's stages and rate.
+    fn arrival_with(
+        &self,
+        scenario: &crate::scenario::Scenario,
+        shaped: Option<Vec<crate::arrival::Stage>>,
+    ) -> anyhow::Result<Option<crate::arrival::Arrival>> {
         use crate::arrival::{Arrival, Stage};
         let per_type = scenario.users.iter().any(|u| u.arrival_rate.is_some());
-        if self.arrival_rate.is_none()
+        if shaped.is_none()
+            && self.arrival_rate.is_none()
             && self.arrival_stages.is_none()
             && scenario.load.is_none()
             && !per_type
@@ -592,10 +637,14 @@ impl Cli {
             max_users: None,
             pre_allocate: self.pre_allocate,
         };
-        let merged = match &scenario.load {
+        let mut merged = match &scenario.load {
             Some(file) => flags.or_file(file),
             None => flags,
         };
+        if let Some(stages) = shaped {
+            // Each stage jumps to its rate: the rate it would ramp from does not matter.
+            (merged.rate, merged.stages) = (None, stages);
+        }
         if merged.stages.is_empty()
             && !per_type
             && merged.rate.is_none_or(|r| r.count_per_minute() == 0)
@@ -622,6 +671,64 @@ impl Cli {
             max_users,
             ..merged
         }))
+    }
+
+    /// The load shape: `--shape FILE`, else the scenario's `[[shape]]`. The shape wins over
+    /// -u, -r, --profile and the arrival flags (as Locust's and k6's do): each one given
+    /// gets a warning that says so.
+    fn shape(&self, scenario: &crate::scenario::Scenario) -> anyhow::Result<Option<Shape>> {
+        let shape = match &self.shape {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--shape {}: cannot read it", path.display()))?;
+                let name = path.display().to_string();
+                Some(crate::scenario::parse_shape(&text, &name)?)
+            }
+            None => scenario.shape.clone(),
+        };
+        let Some(shape) = shape else {
+            return Ok(None);
+        };
+        let from = match &self.shape {
+            Some(path) => format!("--shape {}", path.display()),
+            None => "the scenario's [[shape]]".to_owned(),
+        };
+        let users_shape = matches!(shape, Shape::Users(_));
+        let ignored = [
+            (self.users.is_some() && users_shape, "-u/--users"),
+            (self.spawn_rate.is_some(), "-r/--spawn-rate"),
+            (self.profile.is_some(), "--profile"),
+            (self.arrival_rate.is_some(), "--arrival-rate"),
+            (self.arrival_stages.is_some(), "--arrival-stages"),
+            (
+                scenario.load.is_some() && users_shape,
+                "the scenario's [load]",
+            ),
+        ];
+        for (_, what) in ignored.iter().filter(|(given, _)| *given) {
+            eprintln!("loadgen: warning: {what} ignored: {from} sets the load");
+        }
+        Ok(Some(shape))
+    }
+
+    /// A shape's run time: the sum of its stages, or -t when it is shorter (a longer -t gets a
+    /// warning: the run ends with the shape).
+    fn shape_run_time(&self, shape: &Shape) -> Option<Duration> {
+        let length = shape.length();
+        match self.run_time {
+            Some(t) if t < length => Some(t),
+            Some(t) => {
+                if t > length {
+                    eprintln!(
+                        "loadgen: warning: -t {}: the shape ends the run after {}",
+                        humantime::format_duration(t),
+                        humantime::format_duration(length)
+                    );
+                }
+                Some(length)
+            }
+            None => Some(length),
+        }
     }
 
     /// Users, spawn rate and run time: the flag (or its variable, or the config file), else the

@@ -380,6 +380,10 @@ pub struct Report {
     pub history: Vec<HistoryPoint>,
     /// The open model's iterations, when the run had one.
     pub open_model: Option<open_model::OpenModel>,
+    /// The users shape the run followed, stage by stage (a rate shape is the open model's
+    /// stages); absent without one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shape: Vec<crate::shape::ShapeStage>,
     /// Steady requests timed from their send (the service time).
     pub service_time: open_model::ServiceTime,
     /// Targets and findings.
@@ -502,6 +506,7 @@ impl Report {
                 .collect(),
             history: outcome.history.iter().map(HistoryPoint::of).collect(),
             open_model: open_model::OpenModel::of(config, outcome, secs),
+            shape: config.load.shape.clone(),
             service_time: open_model::ServiceTime::of(&outcome.stats),
             analysis,
             backend: outcome.backend.clone(),

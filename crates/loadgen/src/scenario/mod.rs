@@ -51,6 +51,8 @@ pub struct Scenario {
     pub users: Vec<UserType>,
     /// The open model of its `[load]` table, if it has one.
     pub load: Option<crate::arrival::Arrival>,
+    /// Its `[[shape]]` stages, if it has some.
+    pub shape: Option<crate::shape::Shape>,
 }
 
 /// What a scenario is, for telling whether two reports can be compared: its user types and
@@ -416,16 +418,87 @@ pub fn parse(text: &str, file: &str, fixtures: &Path) -> Result<Scenario, Scenar
         }
         None => None,
     };
+    let shape = if raw.shape.is_empty() {
+        None
+    } else {
+        Some(compile_shape(&checker, &raw.shape)?)
+    };
     let scenario = Scenario {
         health,
         gzip: raw.gzip,
         users,
         load,
+        shape,
     };
     scenario
         .check_runnable()
         .map_err(|why| checker.error(raw.users[0].span(), why))?;
     Ok(scenario)
+}
+
+/// Parses and checks a `--shape` file: `[[shape]]` tables only; `file` names it in errors.
+pub fn parse_shape(text: &str, file: &str) -> Result<crate::shape::Shape, ScenarioError> {
+    let checker = Checker { file, text };
+    let raw: raw::ShapeFile = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        checker.error(span, e.message().trim().to_owned())
+    })?;
+    compile_shape(&checker, &raw.shape)
+}
+
+/// `[[shape]]` stages, checked; an error names the stage's number and points at its line.
+fn compile_shape(
+    checker: &Checker<'_>,
+    stages: &[toml::Spanned<raw::ShapeStage>],
+) -> Result<crate::shape::Shape, ScenarioError> {
+    use crate::shape::{RawStage, Shape};
+    let mut checked = Vec::with_capacity(stages.len());
+    for (i, spanned) in stages.iter().enumerate() {
+        let stage = spanned.get_ref();
+        let fail = |span: Range<usize>, why: String| {
+            checker.error(span, format!("shape stage {}: {why}", i + 1))
+        };
+        let duration = match &stage.duration {
+            None => None,
+            Some(value) => {
+                Some(stage_duration(value.get_ref()).map_err(|why| fail(value.span(), why))?)
+            }
+        };
+        let arrival_rate = stage
+            .arrival_rate
+            .as_deref()
+            .map(crate::arrival::Rate::parse)
+            .transpose()
+            .map_err(|e| fail(spanned.span(), format!("arrival_rate: {e}")))?;
+        checked.push(RawStage {
+            duration,
+            users: stage.users,
+            spawn_rate: stage.spawn_rate,
+            arrival_rate,
+        });
+    }
+    Shape::check(&checked).map_err(|(i, why)| {
+        let span = stages.get(i).map_or(0..0, toml::Spanned::span);
+        checker.error(span, why)
+    })
+}
+
+/// A stage's `duration`: seconds (`30`, `1.5`) or a duration string (`"30s"`, `"2m"`).
+fn stage_duration(value: &toml::Value) -> Result<Duration, String> {
+    let secs = match value {
+        toml::Value::String(text) => {
+            return common::duration::parse(text).map_err(|e| format!("duration: {e}"));
+        }
+        toml::Value::Integer(n) => *n as f64,
+        toml::Value::Float(x) => *x,
+        other => {
+            return Err(format!(
+                "duration = {other}: write seconds or \"30s\", \"2m\""
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("duration = {secs}: a positive number of seconds"))
 }
 
 /// `[load]` as the open model's settings.
@@ -1077,6 +1150,9 @@ mod tests {
         ] {
             parse(text, name, dir.path()).unwrap_or_else(|e| panic!("{e}"));
         }
+        let step = include_str!("../../examples/shape_step.toml");
+        let shape = parse_shape(step, "shape_step.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shape.length(), Duration::from_secs(12));
     }
 
     /// What `scenario check` once passed, then failed every request or let the server read an
@@ -1119,6 +1195,58 @@ mod tests {
                 .err()
                 .unwrap_or_else(|| panic!("accepted:\n{text}"));
             assert!(error.message.contains(message), "{text}\n{error}");
+        }
+    }
+
+    #[test]
+    fn shape_stages_are_read_and_bad_ones_point_at_their_line() {
+        use crate::shape::Shape;
+        let dir = fixtures();
+        let user = "[[users]]\nname = \"A\"\n[[users.tasks]]\nrun = [\"s\"]\n[users.steps.s]\npath = \"/\"\n";
+        let good = format!(
+            "{user}[[shape]]\nduration = \"2s\"\nusers = 2\nspawn_rate = 10\n\
+             [[shape]]\nduration = 1.5\nusers = 0\nspawn_rate = 5\n"
+        );
+        let scenario = parse(&good, "s.toml", dir.path()).unwrap();
+        let Some(Shape::Users(stages)) = scenario.shape else {
+            panic!("a users shape: {:?}", scenario.shape);
+        };
+        assert_eq!(stages.len(), 2);
+        assert_eq!(stages[1].duration, Duration::from_millis(1_500));
+        // Lines 7-10 are the first stage; the second, the bad one, is lines 12-15.
+        let cases = [
+            (
+                "duration = \"1s\"\nusers = 2\narrival_rate = \"1/s\"",
+                "shape stage 2: users and arrival_rate both",
+            ),
+            ("users = 2\nspawn_rate = 1\n", "shape stage 2: no duration"),
+            (
+                "duration = \"1s\"\nusers = -2\nspawn_rate = 1",
+                "shape stage 2: users = -2",
+            ),
+            (
+                "duration = -3\nusers = 2\nspawn_rate = 1",
+                "shape stage 2: duration = -3",
+            ),
+            (
+                "duration = \"1s\"\narrival_rate = \"5/h\"",
+                "shape stage 2: arrival_rate",
+            ),
+            (
+                "duration = \"1s\"\nusers = 2\nspwan_rate = 1",
+                "unknown field `spwan_rate`",
+            ),
+        ];
+        for (second, message) in cases {
+            let first = "duration = \"1s\"\nusers = 1\nspawn_rate = 1";
+            let text = format!("{user}[[shape]]\n{first}\n\n[[shape]]\n{second}\n");
+            let error = parse(&text, "s.toml", dir.path()).unwrap_err();
+            assert!(error.message.contains(message), "{text}\n{error}");
+            assert!(
+                (12..=15).contains(&error.line),
+                "line {} is not the second stage's (12-15):\n{text}\n{error}",
+                error.line
+            );
         }
     }
 

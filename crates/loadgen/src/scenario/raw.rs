@@ -20,6 +20,33 @@ pub struct File {
     /// The open model, as the command line's --arrival-rate and its companions.
     #[serde(default)]
     pub load: Option<Spanned<Load>>,
+    /// `[[shape]]` stages (Locust's `LoadTestShape`).
+    #[serde(default)]
+    pub shape: Vec<Spanned<ShapeStage>>,
+}
+
+/// A `--shape` file: only `[[shape]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShapeFile {
+    #[serde(default)]
+    pub shape: Vec<Spanned<ShapeStage>>,
+}
+
+/// One `[[shape]]` table: a duration with users and a spawn rate, or an arrival rate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShapeStage {
+    /// Seconds, or a duration string (`"30s"`, `"2m"`).
+    #[serde(default)]
+    pub duration: Option<Spanned<toml::Value>>,
+    // Signed, so that a negative count gets a plain message rather than serde's.
+    #[serde(default)]
+    pub users: Option<i64>,
+    #[serde(default)]
+    pub spawn_rate: Option<f64>,
+    #[serde(default)]
+    pub arrival_rate: Option<String>,
 }
 
 /// `[load]`: the open model's settings; the command line's flags beat them.

@@ -54,6 +54,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <span>RPS <b id="rps">0</b></span>
   <span>Failures <b id="failures">0%</b></span>
   <span id="dropped_box" hidden>Dropped <b id="dropped">0</b></span>
+  <span id="stage_box" hidden>Shape <b id="stage"></b></span>
   <button id="edit" type="button">Edit</button>
   <button id="stop" type="button">Stop</button>
   <button id="reset" type="button">Reset stats</button>

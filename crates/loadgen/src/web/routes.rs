@@ -208,6 +208,8 @@ async fn api_stats(State(state): State<AppState>) -> Json<Value> {
         "state": session.state(),
         "user_count": users,
         "target_users": target_users,
+        // Where the run is on its load shape: {number, of, users, left}, or null.
+        "stage": session.stage(),
         "host": session.shown_host(),
         "elapsed_secs": elapsed,
         "workers": session.master.as_ref().map(crate::cluster::Master::workers),

@@ -102,6 +102,11 @@ impl Session {
         }
     }
 
+    /// Where the run going is on its load shape (`None`: no shape, or no run going).
+    pub fn stage(&self) -> Option<crate::shape::StageAt> {
+        self.run.as_ref().and_then(|run| run.handle.stage())
+    }
+
     /// Starts a run, or steers the one going (Locust's form does both). Returns a message for
     /// the form.
     pub async fn swarm(&mut self, request: SwarmRequest) -> Result<String, String> {

@@ -224,6 +224,49 @@ async fn a_master_merges_its_workers_into_one_exact_report() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_drives_a_load_shape_and_its_workers_follow_their_shares() {
+    let setup = Setup::new().await;
+    let shape = setup.dir.path().join("shape.toml");
+    std::fs::write(
+        &shape,
+        "[[shape]]\nduration = \"3s\"\nusers = 2\nspawn_rate = 50\n\n\
+         [[shape]]\nduration = \"3s\"\nusers = 6\nspawn_rate = 50\n",
+    )
+    .unwrap();
+    let shape = shape.display().to_string();
+    let mut master = setup.master(&["--shape", &shape, "--expect-workers", "2"]);
+    let mut workers = [setup.worker("w1", &[]), setup.worker("w2", &[])];
+    assert_eq!(master.exit_code().await, Some(0), "{}", master.log());
+    for w in &mut workers {
+        assert_eq!(w.exit_code().await, Some(0), "{}", w.log());
+    }
+    let report = setup.report();
+    let users: Vec<u64> = report["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["users"].as_u64().unwrap())
+        .collect();
+    let shares: Vec<u64> = report["cluster"]["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["users"].as_u64().unwrap())
+        .collect();
+    let figures = format!("users by second {users:?}, workers' users {shares:?}");
+    // Had each worker driven the shape too, each would have made 6 users of its own.
+    assert_eq!(report["users_by_type"]["Reader"], 6, "{figures}");
+    assert_eq!(report["peak_users"], 6, "{figures}");
+    assert_eq!(shares.iter().sum::<u64>(), 6, "{figures}");
+    assert!(users.contains(&2) && users.contains(&6), "{figures}");
+    assert_eq!(
+        report["interrupted"], false,
+        "ended by its shape: {figures}"
+    );
+    setup.testbed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workers_share_the_arrival_rate_and_send_the_whole_schedule() {
     let setup = Setup::new().await;
     // 200/s for 5 s, split between 2 workers: 1,000 iterations of one request each.

@@ -30,6 +30,7 @@ mod open_model;
 mod polls;
 mod report;
 mod secrets;
+mod shapes;
 mod stop;
 mod support;
 mod timeline;

@@ -28,6 +28,14 @@ function render(data) {
   $("state").textContent = data.state.toUpperCase();
   $("host").textContent = data.host;
   $("users").textContent = data.user_count;
+  // A load shape: where the run is on it, and (on hover) every stage.
+  const stage = data.stage;
+  $("stage_box").hidden = !stage;
+  if (stage) {
+    $("stage").textContent = `stage ${stage.number} of ${stage.of}: ${stage.users} users, ${Math.ceil(stage.left)} s left`;
+    $("stage_box").title = ((data.report && data.report.shape) || [])
+      .map((s, i) => `${i + 1}. ${s.users} users at ${s.spawn_rate}/s for ${s.duration_secs} s`).join("\n");
+  }
   if (data.workers) {
     $("workers_tab").hidden = false;
     let rows = "<tr><th>Worker</th><th>State</th><th>Users</th><th>Requests</th><th>req/s</th><th>CPU % (peak)</th><th>Timer lag ms (peak)</th></tr>";
