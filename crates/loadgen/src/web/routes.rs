@@ -198,6 +198,9 @@ async fn reset(State(state): State<AppState>) -> &'static str {
 /// come apart, drawn by the server).
 async fn api_stats(State(state): State<AppState>) -> Json<Value> {
     let session = state.session.lock().await;
+    // The state before the report: a run that ends between the two is then "running" with
+    // its figures so far, never "stopped" with figures short of its last second.
+    let run_state = session.state();
     let (users, target_users) = session.users();
     let report = session.report().await.map(|mut r: Report| {
         r.history.clear();
@@ -205,7 +208,7 @@ async fn api_stats(State(state): State<AppState>) -> Json<Value> {
     });
     let elapsed = report.as_ref().map_or(0.0, |r| r.duration_secs);
     Json(json!({
-        "state": session.state(),
+        "state": run_state,
         "user_count": users,
         "target_users": target_users,
         // Where the run is on its load shape: {number, of, users, left}, or null.
@@ -222,9 +225,11 @@ async fn api_stats(State(state): State<AppState>) -> Json<Value> {
 
 async fn locust_stats(State(state): State<AppState>) -> Json<Value> {
     let session = state.session.lock().await;
+    // As in `api_stats`: the state first, so that "stopped" comes with the final figures.
+    let run_state = session.state();
+    let users = session.users().0;
     let report = session.report().await;
-    let mut answer =
-        locust_api::stats_requests(report.as_ref(), session.state(), session.users().0);
+    let mut answer = locust_api::stats_requests(report.as_ref(), run_state, users);
     if let Some(master) = &session.master {
         locust_api::add_workers(&mut answer, &master.workers());
     }
