@@ -181,7 +181,6 @@ arrival_rate = \"20/s\"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_says_where_the_run_is_on_its_shape() {
-    use tokio::io::AsyncBufReadExt;
     let testbed = test_support::start_in_memory(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let shape = dir.path().join("shape.toml");
@@ -209,18 +208,7 @@ async fn the_web_ui_says_where_the_run_is_on_its_shape() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let ui = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("loadgen: web UI at ") {
-                return url.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("loadgen ended without serving its UI");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let ui = crate::support::web_ui_url(&mut child).await;
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let stats = loop {

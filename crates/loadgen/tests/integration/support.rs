@@ -109,3 +109,23 @@ pub async fn tls_front(config: std::sync::Arc<rustls::ServerConfig>, plain: Stri
     });
     port
 }
+
+/// The web UI's URL that `child` (loadgen in web mode, its stderr piped) prints as it starts;
+/// its stderr is drained from then on, so that it never blocks on a full pipe.
+pub async fn web_ui_url(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stderr = child.stderr.take().expect("the child's stderr is piped");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let ui = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("loadgen: web UI at ") {
+                return url.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("loadgen ended without serving its UI");
+    })
+    .await
+    .expect("the web UI served within a minute");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    ui
+}

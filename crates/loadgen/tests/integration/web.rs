@@ -305,18 +305,7 @@ async fn autostart_runs_at_once_and_the_logs_are_served() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let ui = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("loadgen: web UI at ") {
-                return url.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("loadgen ended without serving its UI");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let ui = crate::support::web_ui_url(&mut child).await;
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
