@@ -15,6 +15,19 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::scenario;
 
+/// The UI on a free loopback port, no authentication, nothing started by itself.
+fn on_loopback() -> WebSettings {
+    WebSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        autostart: false,
+        autoquit: None,
+        class_picker: false,
+        auth: None,
+        allowed_hosts: Vec::new(),
+        insecure_no_auth: false,
+    }
+}
+
 /// A DevTools connection to one page.
 struct Browser {
     ws: tokio_tungstenite::WebSocketStream<
@@ -166,20 +179,7 @@ async fn a_user_starts_steers_stops_and_downloads_from_the_web_ui() {
     .unwrap();
     let template = cli.resolve_for_web().unwrap();
     assert_eq!(template.host, "", "no host given: the form asks for it");
-    let ui = WebUi::start(
-        template,
-        &WebSettings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            autostart: false,
-            autoquit: None,
-            class_picker: false,
-            auth: None,
-            allowed_hosts: Vec::new(),
-            insecure_no_auth: false,
-        },
-    )
-    .await
-    .unwrap();
+    let ui = WebUi::start(template, &on_loopback()).await.unwrap();
     let mut page = Browser::open(&format!("http://{}/", ui.addr)).await;
     page.until("document.readyState === 'complete' && !!document.getElementById('swarm')")
         .await;
@@ -346,16 +346,7 @@ async fn the_rate_field_starts_the_open_model_and_locusts_form_the_closed_one() 
     let testbed = start_in_memory(|_| {}).await;
     let cli =
         loadgen::cli::Cli::try_parse_from(["loadgen", "-f", &scenario("reads.toml")]).unwrap();
-    let settings = WebSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        autostart: false,
-        autoquit: None,
-        class_picker: false,
-        auth: None,
-        allowed_hosts: Vec::new(),
-        insecure_no_auth: false,
-    };
-    let ui = WebUi::start(cli.resolve_for_web().unwrap(), &settings)
+    let ui = WebUi::start(cli.resolve_for_web().unwrap(), &on_loopback())
         .await
         .unwrap();
     let client = reqwest::Client::new();
