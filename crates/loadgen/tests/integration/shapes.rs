@@ -210,22 +210,10 @@ async fn the_web_ui_says_where_the_run_is_on_its_shape() {
         .unwrap();
     let ui = crate::support::web_ui_url(&mut child).await;
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let stats = loop {
-        let stats: Value = client
-            .get(format!("{ui}/api/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if stats["user_count"] == 1 && !stats["stage"].is_null() && !stats["report"].is_null() {
-            break stats;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{stats}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let stats = crate::support::poll_json(&client, &format!("{ui}/api/stats"), |stats| {
+        stats["user_count"] == 1 && !stats["stage"].is_null() && !stats["report"].is_null()
+    })
+    .await;
     let stage = &stats["stage"];
     assert_eq!(
         (stage["number"].as_u64(), stage["of"].as_u64()),

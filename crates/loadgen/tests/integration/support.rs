@@ -129,3 +129,21 @@ pub async fn web_ui_url(child: &mut tokio::process::Child) -> String {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     ui
 }
+
+/// Gets the JSON at `url` every 100 ms until `done` holds for it (within 2 minutes), and
+/// returns it; the last one read is printed if it never does.
+pub async fn poll_json(
+    client: &reqwest::Client,
+    url: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let answer: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        if done(&answer) {
+            return answer;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

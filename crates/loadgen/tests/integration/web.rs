@@ -307,22 +307,10 @@ async fn autostart_runs_at_once_and_the_logs_are_served() {
         .unwrap();
     let ui = crate::support::web_ui_url(&mut child).await;
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let stats: Value = client
-            .get(format!("{ui}/stats/requests"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if stats["user_count"] == 2 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{stats}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::poll_json(&client, &format!("{ui}/stats/requests"), |stats| {
+        stats["user_count"] == 2
+    })
+    .await;
     let logs: Vec<String> = client
         .get(format!("{ui}/api/logs"))
         .send()
@@ -388,23 +376,10 @@ async fn the_rate_field_starts_the_open_model_and_locusts_form_the_closed_one() 
     for rate in [Some("40/s"), None] {
         let started = swarm(rate).await;
         assert_eq!(started["success"], true, "{started}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let report = loop {
-            let stats: Value = client
-                .get(format!("http://{}/api/stats", ui.addr))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if stats["state"] == "stopped" {
-                break stats["report"].clone();
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{stats}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        reports.push(report);
+        let url = format!("http://{}/api/stats", ui.addr);
+        let stats =
+            crate::support::poll_json(&client, &url, |stats| stats["state"] == "stopped").await;
+        reports.push(stats["report"].clone());
     }
     let open = &reports[0]["open_model"];
     let scheduled = open["scheduled"].as_u64().unwrap_or(0);
