@@ -101,3 +101,22 @@ mod tests {
         assert_eq!(parse_positive_arg("1"), Ok(Duration::from_secs(1)));
     }
 }
+
+/// Durations as seconds (`2.5`), as every JSON report writes them: for `#[serde(with =
+/// "common::duration::as_secs")]`.
+pub mod as_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `d` as seconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    /// Reads seconds; refuses a negative or endless count.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}

@@ -3,6 +3,7 @@
 //! below this point knows about command-line flags.
 
 pub mod baseline;
+pub mod capacity;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -25,13 +25,14 @@
 //! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
 //! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
 //! | readers | [`diagnosis`], [`report`] | the rules over a finished run, and the reports made of it |
-//! | drivers | `shutdown`, [`live`], [`headless`], [`web`], [`worker`], [`cli`] | who starts and steers runs: signals, the live console, the headless CLI, the web UI, a worker, and the flags that choose among them |
+//! | drivers | `shutdown`, [`live`], [`headless`], [`capacity`], [`web`], [`worker`], [`cli`] | who starts and steers runs: signals, the live console, the headless CLI, the capacity search, the web UI, a worker, and the flags that choose among them |
 //!
 //! The crate root above them dispatches the command line ([`run`]).
 
 pub mod arrival;
 pub mod atomic_file;
 pub mod backend;
+pub mod capacity;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -79,9 +80,23 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
+    cli.capacity.check_unused()?;
     match &cli.command {
         Some(Command::Scenario { action }) => scenario_command(action),
         Some(Command::Demo { args }) => demo(args),
+        Some(Command::Capacity { args }) => {
+            // Reached when a caller parsed the command line itself: parse the search's flags.
+            let line = std::iter::once("loadgen".into())
+                .chain(std::iter::once("capacity".into()))
+                .chain(args.iter().cloned());
+            let cli = cli::config_file::parse(line).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (config, plan) = cli.resolve_for_capacity()?;
+            capacity::drive(config, plan).await
+        }
+        None if cli.capacity.asked => {
+            let (config, plan) = cli.resolve_for_capacity()?;
+            capacity::drive(config, plan).await
+        }
         None if cli.dry_run => dry_run(&cli),
         None => match cli.cluster.role(&cli.fixtures, cli.threads)? {
             Role::Worker(settings) => worker::serve(settings).await,

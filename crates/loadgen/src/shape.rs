@@ -16,7 +16,7 @@ use crate::arrival::{Rate, Stage};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ShapeStage {
     /// How long the stage lasts (seconds in JSON).
-    #[serde(rename = "duration_secs", with = "as_secs")]
+    #[serde(rename = "duration_secs", with = "common::duration::as_secs")]
     pub duration: Duration,
     /// The users to reach at the stage's start.
     pub users: u64,
@@ -56,28 +56,8 @@ pub struct StageAt {
     /// The users the stage asks for.
     pub users: u64,
     /// Time left in the stage.
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "common::duration::as_secs::serialize")]
     pub left: Duration,
-}
-
-fn secs<S: serde::Serializer>(left: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(left.as_secs_f64())
-}
-
-/// Durations as seconds, as the JSON report writes every duration.
-mod as_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        super::secs(d, s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
-    }
 }
 
 impl std::fmt::Display for StageAt {

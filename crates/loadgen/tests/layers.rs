@@ -29,7 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("readers", &["diagnosis", "report"]),
     (
         "drivers",
-        &["shutdown", "live", "headless", "web", "worker", "cli"],
+        &["shutdown", "live", "headless", "capacity", "web", "worker", "cli"],
     ),
     ("root", &[ROOT]),
 ];

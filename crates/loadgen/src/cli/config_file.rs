@@ -115,8 +115,23 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let matches = command().try_get_matches_from(&args)?;
+    let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // `loadgen capacity FLAGS`: a run's flags and the search's, read as one command line.
+    let capacity = args.get(1).is_some_and(|word| word == "capacity");
+    if capacity {
+        args.remove(1);
+        if let Some(program) = args.first_mut() {
+            program.push(" capacity");
+        }
+    }
+    let mut cli = parse_flags(&args)?;
+    cli.capacity.asked = capacity;
+    Ok(cli)
+}
+
+/// [`parse`] of a command line without the `capacity` word.
+fn parse_flags(args: &[OsString]) -> Result<Cli, ParseError> {
+    let matches = command().try_get_matches_from(args)?;
     let cli = Cli::from_arg_matches(&matches)?;
     let Some(path) = cli.config.clone() else {
         return Ok(cli);

@@ -4,6 +4,7 @@
 //! environment, which beats a `--config` file ([`config_file`]), which beats `--profile`, which
 //! beats the defaults.
 
+pub mod capacity;
 pub mod cluster;
 pub mod config_file;
 
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use anyhow::{Context, bail};
 
 use crate::config::baseline::{Baseline, BaselineCheck, Thresholds};
+use crate::config::capacity::CapacityPlan;
 use crate::config::{BackendConfig, LiveConfig, LoadSettings, Outputs, RunConfig};
 use crate::http::TlsSettings;
 use crate::scenario::ScenarioSource;
@@ -37,6 +39,9 @@ pub struct Cli {
     /// Distributed runs: --master, --worker and their flags.
     #[command(flatten)]
     pub cluster: cluster::ClusterArgs,
+    /// `loadgen capacity`: the objective and the steps of the search.
+    #[command(flatten)]
+    pub capacity: capacity::CapacityArgs,
     /// A TOML file of flags (`users = 50`, `run-time = "5m"`, `target = ["p95=800ms"]`), as
     /// Locust's --config: flags and LOADGEN_* variables beat it, it beats --profile.
     #[arg(long, env = "LOADGEN_CONFIG", value_name = "FILE")]
@@ -303,6 +308,15 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Find the highest arrival rate the API sustains under an objective, and what breaks
+    /// first beyond it: steps of the open model, then bisection (`loadgen capacity --help`
+    /// lists its flags under "Capacity search"; every run flag applies to each step).
+    #[command(disable_help_flag = true)]
+    Capacity {
+        /// The flags of the search and of its runs.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Print or check scenario files.
     Scenario {
         /// What to do.
@@ -416,6 +430,54 @@ impl Cli {
             "no host to load: pass -H/--host http://HOST:PORT (or set LOADGEN_HOST or LOCUST_HOST)",
         )?;
         self.resolve_with_host(host, true)
+    }
+
+    /// As [`Cli::resolve`], for `loadgen capacity`: the run each step starts from (its rate,
+    /// run time and users set per step), and the plan of the steps. Flags that choose the
+    /// load themselves are refused, saying so.
+    pub fn resolve_for_capacity(&self) -> anyhow::Result<(RunConfig, CapacityPlan)> {
+        for (given, flag) in [
+            (self.arrival_rate.is_some(), "--arrival-rate"),
+            (self.arrival_stages.is_some(), "--arrival-stages"),
+            (self.shape.is_some(), "--shape"),
+            (self.run_time.is_some(), "-t/--run-time"),
+            (self.profile.is_some(), "--profile"),
+            (self.spawn_rate.is_some(), "-r/--spawn-rate"),
+            (self.reset_stats, "--reset-stats"),
+            (self.baseline.is_some(), "--baseline"),
+            (
+                self.cluster.master || self.cluster.worker,
+                "--master/--worker",
+            ),
+        ] {
+            if given {
+                bail!(
+                    "{flag}: a capacity search sets each step's rate and length itself \
+                     (--start-rate, --step, --step-time, --ceiling); leave {flag} out"
+                );
+            }
+        }
+        let host = self.host.clone().or_else(env_host).context(
+            "no host to load: pass -H/--host http://HOST:PORT (or set LOADGEN_HOST or LOCUST_HOST)",
+        )?;
+        let mut config = self.resolve_with_host(host, false)?;
+        if config
+            .scenario
+            .users
+            .iter()
+            .any(|u| u.arrival_rate.is_some())
+            || !config.load.shape.is_empty()
+        {
+            bail!(
+                "the scenario sets its own arrival rates or shape: a capacity search sets the \
+                 rate of each step; remove them (or run the scenario headless)"
+            );
+        }
+        config.load.threads = self.threads_for(None)?;
+        let plan = self
+            .capacity
+            .plan(&config.targets, self.max_users.or(self.users))?;
+        Ok((config, plan))
     }
 
     /// As [`Cli::resolve`], for the web UI, whose form may give the host: an empty host when

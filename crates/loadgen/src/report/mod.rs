@@ -2,6 +2,7 @@
 //! that print it to the console or write CSV, JSON and HTML.
 
 pub mod baseline;
+pub mod capacity;
 pub mod charts;
 pub mod console;
 pub mod csv;

@@ -1,0 +1,42 @@
+//! The files a capacity search writes, from the run flags that ask for them: `--json` (the
+//! whole report), `--csv PREFIX` (`PREFIX_capacity.csv`, one row per step), `--html` (the
+//! latency–throughput curve), `--junit` (one case: the capacity required) and `--summary-md`.
+//! Each is written whole through [`crate::atomic_file`].
+
+use std::path::PathBuf;
+
+use super::CapacityReport;
+use crate::config::Outputs;
+use crate::report::files::Written;
+
+/// The content of one file, or why it could not be rendered.
+type Render = fn(&CapacityReport) -> Result<Vec<u8>, String>;
+
+/// Writes every file `outputs` asks for; one that cannot be written does not stop the others.
+pub fn write_all(report: &CapacityReport, outputs: &Outputs) -> Written {
+    let mut written = Written::default();
+    let csv = outputs
+        .csv
+        .as_ref()
+        .map(|prefix| PathBuf::from(format!("{prefix}_capacity.csv")));
+    let files: [(&str, Option<PathBuf>, Render); 2] = [
+        ("JSON", outputs.json.clone(), |r| {
+            serde_json::to_vec_pretty(r).map_err(|e| e.to_string())
+        }),
+        ("CSV", csv, |r| {
+            super::csv::render(r).map_err(|e| e.to_string())
+        }),
+    ];
+    for (what, path, render) in files {
+        let Some(path) = path else { continue };
+        match render(report)
+            .and_then(|bytes| crate::atomic_file::write(&path, &bytes).map_err(|e| e.to_string()))
+        {
+            Ok(()) => written.paths.push(path),
+            Err(e) => written
+                .errors
+                .push(format!("{what} {}: {e}", path.display())),
+        }
+    }
+    written
+}
