@@ -444,7 +444,6 @@ impl Cli {
             (self.profile.is_some(), "--profile"),
             (self.spawn_rate.is_some(), "-r/--spawn-rate"),
             (self.reset_stats, "--reset-stats"),
-            (self.baseline.is_some(), "--baseline"),
             (
                 self.cluster.master || self.cluster.worker,
                 "--master/--worker",
@@ -474,9 +473,33 @@ impl Cli {
             );
         }
         config.load.threads = self.threads_for(None)?;
-        let plan = self
+        let mut plan = self
             .capacity
             .plan(&config.targets, self.max_users.or(self.users))?;
+        // Read now, so that a wrong file costs no step.
+        if let Some(path) = &self.baseline {
+            use crate::config::capacity::{CapacityBaseline, DEFAULT_CAPACITY_FALL_PCT};
+            let max_fall_pct = match self.regression {
+                None => DEFAULT_CAPACITY_FALL_PCT,
+                Some(asked)
+                    if asked
+                        == (Thresholds {
+                            rps: asked.rps,
+                            ..Thresholds::default()
+                        }) =>
+                {
+                    asked.rps.unwrap_or(DEFAULT_CAPACITY_FALL_PCT)
+                }
+                Some(_) => bail!(
+                    "--regression: a capacity search compares only its capacity; write \
+                     --regression rps=-N% (how far it may fall, default {DEFAULT_CAPACITY_FALL_PCT}%)"
+                ),
+            };
+            plan.baseline = Some(
+                CapacityBaseline::load(path, &config.scenario.identity(), &plan.slo, max_fall_pct)
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
         Ok((config, plan))
     }
 

@@ -36,6 +36,18 @@ pub enum BaselineError {
         /// Why.
         source: serde_json::Error,
     },
+    /// A report of another kind (a capacity search's).
+    #[error(
+        "--baseline {path}: a {kind} report (written by `loadgen {kind} --json`), and a run \
+         compares only with a run's report (written by `loadgen --json`): give one of those, \
+         or compare with `loadgen {kind} --baseline`"
+    )]
+    Kind {
+        /// The file.
+        path: PathBuf,
+        /// Its `report_kind`.
+        kind: String,
+    },
     /// A report of another version.
     #[error(
         "--baseline {path}: a report of version {found}, and this loadgen writes version \
@@ -112,12 +124,25 @@ impl Baseline {
             path: path.to_owned(),
             source,
         })?;
-        // The version first: an older report may lack fields the rest needs.
-        let version = serde_json::from_str::<serde_json::Value>(&text)
-            .map_err(|source| BaselineError::Parse {
+        let value = serde_json::from_str::<serde_json::Value>(&text).map_err(|source| {
+            BaselineError::Parse {
                 path: path.to_owned(),
                 source,
-            })?
+            }
+        })?;
+        // The kind first: a capacity search's report has a version of its own layout.
+        if let Some(kind) = value
+            .get("report_kind")
+            .and_then(serde_json::Value::as_str)
+            .filter(|kind| *kind != "run")
+        {
+            return Err(BaselineError::Kind {
+                path: path.to_owned(),
+                kind: kind.to_owned(),
+            });
+        }
+        // The version next: an older report may lack fields the rest needs.
+        let version = value
             .get("report_version")
             .and_then(serde_json::Value::as_u64);
         if version != Some(u64::from(REPORT_VERSION)) {

@@ -1,15 +1,29 @@
 //! What a capacity search (`loadgen capacity`) asks: the service-level objective each step is
 //! judged by (`--slo "p95<500ms,failures<1%"`, the targets' syntax), and the plan of its steps
-//! (start rate, step, step time and its settling seconds, ceiling, how far to narrow the edge).
+//! (start rate, step, step time and its settling seconds, ceiling, how far to narrow the edge),
+//! and the earlier search it is compared with (`--baseline`), read and checked before the first
+//! step so that a wrong file costs no run.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::arrival::Rate;
+use crate::scenario::ScenarioIdentity;
 use crate::targets::{TargetOverride, Targets};
+
+/// What a capacity search's JSON report says it is (its `report_kind`), so that `--baseline`
+/// tells it from a run's report exactly.
+pub const CAPACITY_REPORT_KIND: &str = "capacity";
+/// The version of the capacity report's layout (its `report_version`), raised when a field
+/// `--baseline` reads changes. Here, where a report is read back; the report writes it.
+pub const CAPACITY_REPORT_VERSION: u32 = 1;
+/// How far capacity may fall against `--baseline` before the search fails, percent, unless
+/// `--regression rps=-N%` says otherwise.
+pub const DEFAULT_CAPACITY_FALL_PCT: f64 = 10.0;
 
 /// One figure an objective bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +266,9 @@ pub struct CapacityPlan {
     /// Users at most to serve a step's iterations (`--max-users`); default: enough for every
     /// iteration of two seconds of the step (or of the objective's p99, when longer).
     pub max_users: Option<u64>,
+    /// `--baseline`: an earlier search to compare the capacity found with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<CapacityBaseline>,
 }
 
 impl CapacityPlan {
@@ -270,6 +287,7 @@ impl CapacityPlan {
             pause: Duration::from_secs(2),
             require: None,
             max_users: None,
+            baseline: None,
         }
     }
 
@@ -316,6 +334,116 @@ impl CapacityPlan {
                 .fold(0.0, f64::max);
             let secs = (slowest_ms / 1000.0).max(2.0);
             ((rate.per_sec() * secs).ceil() as u64).max(10)
+        })
+    }
+}
+
+/// An earlier search's answer, read from its JSON report (`loadgen capacity --json`) and
+/// checked to be comparable: a capacity report of this layout, of the same scenario, judged by
+/// the same objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityBaseline {
+    /// The file.
+    pub path: PathBuf,
+    /// Unix time of its first step's start, s.
+    pub started_at: u64,
+    /// Its answer's kind (`between`, `at_least`, `generator_limit`, `unfinished`).
+    pub answer: String,
+    /// The highest rate it found to meet the objective.
+    pub held: Option<Rate>,
+    /// How far capacity may fall before the search fails, percent.
+    pub max_fall_pct: f64,
+}
+
+/// The part of a capacity report a comparison reads.
+#[derive(Deserialize)]
+struct CapacityFile {
+    scenario: ScenarioIdentity,
+    started_at: u64,
+    plan: PlanPart,
+    answer: AnswerPart,
+}
+
+#[derive(Deserialize)]
+struct PlanPart {
+    slo: Slo,
+}
+
+#[derive(Deserialize)]
+struct AnswerPart {
+    kind: String,
+    #[serde(default)]
+    held: Option<Rate>,
+}
+
+impl CapacityBaseline {
+    /// Reads `path` and checks that it is a capacity report of this layout, of `scenario`,
+    /// judged by `slo`; a fall of more than `max_fall_pct` percent will fail the search.
+    pub fn load(
+        path: &Path,
+        scenario: &ScenarioIdentity,
+        slo: &Slo,
+        max_fall_pct: f64,
+    ) -> Result<Self, String> {
+        let at = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--baseline {at}: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            format!("--baseline {at}: not a loadgen JSON report (written with --json): {e}")
+        })?;
+        let kind = value.get("report_kind").and_then(serde_json::Value::as_str);
+        let version = value
+            .get("report_version")
+            .and_then(serde_json::Value::as_u64);
+        match (kind, version) {
+            (Some(CAPACITY_REPORT_KIND), Some(v)) if v == u64::from(CAPACITY_REPORT_VERSION) => {}
+            (Some(CAPACITY_REPORT_KIND), found) => {
+                return Err(format!(
+                    "--baseline {at}: a capacity report of version {}, and this loadgen writes \
+                     version {CAPACITY_REPORT_VERSION}: run the baseline search again with this \
+                     loadgen",
+                    found.map_or_else(|| "none".to_owned(), |v| v.to_string())
+                ));
+            }
+            (Some(other), _) => {
+                return Err(format!(
+                    "--baseline {at}: a report of kind {other:?}, not a capacity search's: give \
+                     the JSON of an earlier `loadgen capacity --json`"
+                ));
+            }
+            (None, _) if value.get("steady").is_some() => {
+                return Err(format!(
+                    "--baseline {at}: a run's report (written by `loadgen --json`), not a \
+                     capacity search's: a capacity search compares with the JSON of an earlier \
+                     `loadgen capacity --json`"
+                ));
+            }
+            (None, _) => {
+                return Err(format!(
+                    "--baseline {at}: not a loadgen capacity report (written by `loadgen \
+                     capacity --json`): it has no report_kind"
+                ));
+            }
+        }
+        let file: CapacityFile = serde_json::from_value(value)
+            .map_err(|e| format!("--baseline {at}: a capacity report that cannot be read: {e}"))?;
+        if let Some(difference) = super::baseline::difference(&file.scenario, scenario) {
+            return Err(format!(
+                "--baseline {at}: a search of another scenario ({difference})"
+            ));
+        }
+        if file.plan.slo != *slo {
+            return Err(format!(
+                "--baseline {at}: a search judged by another objective ({}, this one: {slo}): \
+                 capacities under different objectives do not compare; give the same --slo",
+                file.plan.slo
+            ));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            started_at: file.started_at,
+            answer: file.answer.kind,
+            held: file.answer.held,
+            max_fall_pct,
         })
     }
 }
@@ -378,5 +506,65 @@ mod tests {
         assert_eq!(plan.users_for(Rate::per_second(1)), 10);
         let slow = CapacityPlan::new("p99<5s".parse().unwrap());
         assert_eq!(slow.users_for(Rate::per_second(100)), 500);
+    }
+
+    /// A capacity report as `loadgen capacity --json` writes it, reduced to what is read back.
+    fn capacity_json(slo: &str, held: &str) -> String {
+        format!(
+            r#"{{"report_kind": "capacity", "report_version": {CAPACITY_REPORT_VERSION},
+                "scenario": {{"user_types": ["Reader"], "requests": ["GET /api/v1/tasks"]}},
+                "started_at": 1790000000, "plan": {{"slo": {slo}}},
+                "answer": {{"kind": "between", "held": {held}, "broke": "60/s"}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_capacity_baseline_is_read_and_a_report_of_another_kind_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = ScenarioIdentity {
+            user_types: vec!["Reader".into()],
+            requests: vec!["GET /api/v1/tasks".into()],
+        };
+        let slo: Slo = "p95<500ms".parse().unwrap();
+        let slo_json = serde_json::to_string(&slo).unwrap();
+        let path = dir.path().join("capacity.json");
+        std::fs::write(&path, capacity_json(&slo_json, "\"50/s\"")).unwrap();
+        let baseline = CapacityBaseline::load(&path, &scenario, &slo, 10.0).unwrap();
+        assert_eq!(baseline.held, Some(Rate::per_second(50)));
+        assert_eq!(baseline.answer, "between");
+
+        // Another objective, another scenario: refused, saying what differs.
+        let other: Slo = "p95<200ms".parse().unwrap();
+        let error = CapacityBaseline::load(&path, &scenario, &other, 10.0).unwrap_err();
+        assert!(
+            error.contains("another objective") && error.contains("--slo"),
+            "{error}"
+        );
+        let renamed = ScenarioIdentity {
+            user_types: vec!["Writer".into()],
+            ..scenario.clone()
+        };
+        let error = CapacityBaseline::load(&path, &renamed, &slo, 10.0).unwrap_err();
+        assert!(error.contains("another scenario"), "{error}");
+
+        // A run's report to a capacity search, and a capacity report to a run.
+        let run = dir.path().join("run.json");
+        std::fs::write(
+            &run,
+            r#"{"report_version": 1, "steady": [], "started_at": 0}"#,
+        )
+        .unwrap();
+        let error = CapacityBaseline::load(&run, &scenario, &slo, 10.0).unwrap_err();
+        assert!(
+            error.contains("a run's report") && error.contains("loadgen capacity --json"),
+            "{error}"
+        );
+        let error = super::super::baseline::Baseline::load(&path, &scenario)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("a capacity report") && error.contains("loadgen --json"),
+            "{error}"
+        );
     }
 }
