@@ -73,13 +73,19 @@ pub async fn drive(config: RunConfig, plan: CapacityPlan) -> anyhow::Result<u8> 
         eprintln!("loadgen: {who}: the search stopped; reporting the steps done");
     }
     report::print(&console::summary(&report));
+    let comparison = crate::report::capacity::baseline::CapacityComparison::of(&report);
+    if let Some(comparison) = &comparison {
+        report::print(&format!("{}\n", comparison.sentence()));
+    }
     crate::headless::say_written(&crate::report::capacity::files::write_all(
         &report,
         &config.outputs,
     ))?;
-    Ok(match report.requirement_met() {
-        Some(false) => EXIT_TARGET_MISSED,
-        _ => EXIT_OK,
+    let fell = comparison.as_ref().is_some_and(|c| c.fell());
+    Ok(if report.requirement_met() == Some(false) || fell {
+        EXIT_TARGET_MISSED
+    } else {
+        EXIT_OK
     })
 }
 

@@ -1,7 +1,7 @@
 //! The files a capacity search writes, from the run flags that ask for them: `--json` (the
 //! whole report), `--csv PREFIX` (`PREFIX_capacity.csv`, one row per step), `--html` (the
-//! latency–throughput curve), `--junit` (one case: the capacity required) and `--summary-md`.
-//! Each is written whole through [`crate::atomic_file`].
+//! latency–throughput curve), `--junit` (the capacity required, and kept against
+//! `--baseline`) and `--summary-md`. Each is written whole through [`crate::atomic_file`].
 
 use std::path::PathBuf;
 
@@ -19,12 +19,21 @@ pub fn write_all(report: &CapacityReport, outputs: &Outputs) -> Written {
         .csv
         .as_ref()
         .map(|prefix| PathBuf::from(format!("{prefix}_capacity.csv")));
-    let files: [(&str, Option<PathBuf>, Render); 2] = [
+    let files: [(&str, Option<PathBuf>, Render); 5] = [
         ("JSON", outputs.json.clone(), |r| {
             serde_json::to_vec_pretty(r).map_err(|e| e.to_string())
         }),
         ("CSV", csv, |r| {
             super::csv::render(r).map_err(|e| e.to_string())
+        }),
+        ("HTML", outputs.html.clone(), |r| {
+            Ok(super::html::render(r).into_bytes())
+        }),
+        ("JUnit", outputs.junit.clone(), |r| {
+            Ok(super::junit::render(r).into_bytes())
+        }),
+        ("Markdown summary", outputs.summary_md.clone(), |r| {
+            Ok(super::markdown::render(r).into_bytes())
         }),
     ];
     for (what, path, render) in files {

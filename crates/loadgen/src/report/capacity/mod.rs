@@ -3,9 +3,16 @@
 //! what changed between the last step that held and the first that broke ([`Knee`]). The
 //! writers of its files sit beside it, one per format.
 
+pub mod baseline;
+pub mod charts;
 pub mod console;
 pub mod csv;
 pub mod files;
+pub mod html;
+pub mod junit;
+pub mod markdown;
+#[cfg(test)]
+mod testing;
 
 use serde::Serialize;
 
@@ -524,6 +531,10 @@ fn growth(before: f64, after: f64) -> f64 {
 /// The whole search.
 #[derive(Debug, Clone, Serialize)]
 pub struct CapacityReport {
+    /// `capacity`: which kind of report this is, so that `--baseline` tells it from a run's.
+    pub report_kind: &'static str,
+    /// The version of its layout, as a `--baseline` reads it back.
+    pub report_version: u32,
     /// The scenario's identity, as runs' reports give it.
     pub scenario: crate::scenario::ScenarioIdentity,
     /// The host loaded.
@@ -576,6 +587,8 @@ impl CapacityReport {
             .map(|s| s.rate)
             .min();
         Self {
+            report_kind: crate::config::capacity::CAPACITY_REPORT_KIND,
+            report_version: crate::config::capacity::CAPACITY_REPORT_VERSION,
             scenario: identity,
             host: common::redact::reference(host),
             started_at: started_at
