@@ -574,6 +574,8 @@ impl Cli {
             );
         }
         let baseline = match &self.baseline {
+            // A capacity search's baseline is an earlier search's: `resolve_for_capacity` reads it.
+            Some(_) if self.capacity.asked => None,
             Some(path) => Some(BaselineCheck {
                 baseline: Baseline::load(path, &scenario.identity())?,
                 thresholds: self.regression.unwrap_or_default(),
