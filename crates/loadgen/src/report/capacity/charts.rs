@@ -310,7 +310,11 @@ pub fn throughput_against_rate(report: &CapacityReport) -> String {
             let points: Vec<(f64, f64)> = judged.iter().map(|s| at(s)).collect();
             line(chart, "throughput", THROUGHPUT, &points)?;
             if let Some(step) = left {
-                let font = ("sans-serif", 12).into_font().color(&BLACK);
+                // Ending at the point, so that a step at the right edge keeps its label.
+                let font = ("sans-serif", 12)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Right, VPos::Top));
                 // Below the point, clear of the knee's marks above it.
                 chart.draw_series(std::iter::once(
                     EmptyElement::at(at(step))
