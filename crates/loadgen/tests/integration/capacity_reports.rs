@@ -274,7 +274,14 @@ async fn a_capacity_lower_than_its_baseline_exits_1() {
         dir.path(),
         &slow.base_url(),
         slo,
-        &["--baseline", "fast.json", "--junit", "slow.xml"],
+        &[
+            "--baseline",
+            "fast.json",
+            "--junit",
+            "slow.xml",
+            "--json",
+            "slow.json",
+        ],
     )
     .await;
     let console = text(&after.stdout);
@@ -284,6 +291,10 @@ async fn a_capacity_lower_than_its_baseline_exits_1() {
             && console.contains("20/s held there"),
         "{console}"
     );
+    let report: Value = serde_json::from_str(&read(dir.path(), "slow.json")).unwrap();
+    let comparison = &report["baseline_comparison"];
+    assert_eq!(comparison["verdict"], "fell", "{comparison}\n{console}");
+    assert_eq!(comparison["before"], "20/s", "{comparison}");
     let cases = junit_cases(&dir.path().join("slow.xml"));
     let kept = cases
         .iter()

@@ -39,7 +39,8 @@ pub struct CapacityComparison {
     pub change_pct: Option<f64>,
     /// How far it may fall, percent.
     pub max_fall_pct: f64,
-    /// The verdict.
+    /// The verdict (`"verdict": "fell"`, or `"unknown"` with its `"why"`).
+    #[serde(flatten)]
     pub verdict: CapacityVerdict,
 }
 
@@ -229,6 +230,13 @@ pub(crate) mod tests {
         assert!(
             matches!(&no_baseline.verdict, CapacityVerdict::Unknown(why) if why.contains("no rate that held")),
             "{no_baseline:?}"
+        );
+        // In the JSON, the verdict and its reason sit beside the figures.
+        let json = serde_json::to_value(&no_baseline).unwrap();
+        assert_eq!(json["verdict"], "unknown", "{json}");
+        assert!(
+            json["why"].as_str().unwrap().contains("no rate that held"),
+            "{json}"
         );
     }
 }

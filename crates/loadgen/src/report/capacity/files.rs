@@ -6,11 +6,27 @@
 use std::path::PathBuf;
 
 use super::CapacityReport;
+use super::baseline::CapacityComparison;
 use crate::config::Outputs;
 use crate::report::files::Written;
 
 /// The content of one file, or why it could not be rendered.
 type Render = fn(&CapacityReport) -> Result<Vec<u8>, String>;
+
+/// The whole report, with the comparison with `--baseline` (`baseline_comparison`) when the
+/// search had one, as a run's report carries its own.
+fn json(report: &CapacityReport) -> Result<Vec<u8>, String> {
+    let mut value = serde_json::to_value(report).map_err(|e| e.to_string())?;
+    if let (Some(comparison), Some(fields)) =
+        (CapacityComparison::of(report), value.as_object_mut())
+    {
+        fields.insert(
+            "baseline_comparison".to_owned(),
+            serde_json::to_value(comparison).map_err(|e| e.to_string())?,
+        );
+    }
+    serde_json::to_vec_pretty(&value).map_err(|e| e.to_string())
+}
 
 /// Writes every file `outputs` asks for; one that cannot be written does not stop the others.
 pub fn write_all(report: &CapacityReport, outputs: &Outputs) -> Written {
@@ -20,9 +36,7 @@ pub fn write_all(report: &CapacityReport, outputs: &Outputs) -> Written {
         .as_ref()
         .map(|prefix| PathBuf::from(format!("{prefix}_capacity.csv")));
     let files: [(&str, Option<PathBuf>, Render); 5] = [
-        ("JSON", outputs.json.clone(), |r| {
-            serde_json::to_vec_pretty(r).map_err(|e| e.to_string())
-        }),
+        ("JSON", outputs.json.clone(), json),
         ("CSV", csv, |r| {
             super::csv::render(r).map_err(|e| e.to_string())
         }),
