@@ -51,8 +51,10 @@ impl Search {
         let high = broke.count_per_minute();
         // Known well enough: the range is within the precision of the rate that held.
         let precise = (high - low) as f64 <= low as f64 * self.plan.precision_pct / 100.0;
-        let mid = whole(low + (high - low) / 2);
-        (!precise && mid > low && mid < high).then_some((Rate::per_minute(mid), StepKind::Bisect))
+        let mid = Rate::per_minute(whole(low + (high - low) / 2));
+        let between = mid.count_per_minute() > low && mid < broke;
+        // Below a rate too slow to judge, the answer is "below the lowest that broke".
+        (!precise && between && self.plan.judges(mid)).then_some((mid, StepKind::Bisect))
     }
 
     /// Takes the verdict of the step at `rate`.
@@ -177,6 +179,21 @@ mod tests {
         };
         assert!(held.is_some_and(|h| h.per_sec() <= 3.0), "{answer:?}");
         assert!(broke.per_sec() > 3.0);
+    }
+
+    #[test]
+    fn narrowing_stops_above_rates_too_slow_to_judge() {
+        let mut plan = plan();
+        plan.start = Rate::per_second(1);
+        let (answer, tried) = search_against(&plan, 0.01);
+        assert!(
+            tried.iter().all(|r| plan.judges(*r)),
+            "every rate tried starts 10 iterations in 15 s: {tried:?}"
+        );
+        assert_eq!(answer, Answer::Between {
+            held: None,
+            broke: *tried.last().unwrap()
+        });
     }
 
     #[test]
