@@ -127,9 +127,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         &redis,
         &queue,
     ) {
-        Ok(config) if args.capacity => {
-            loadgen::capacity::drive(config, capacity_plan(&args)).await
-        }
+        Ok(config) if args.capacity => loadgen::capacity::drive(config, capacity_plan(&args)).await,
         Ok(config) => loadgen::headless::drive(config).await,
         Err(error) => Err(error),
     };

@@ -190,10 +190,13 @@ mod tests {
             tried.iter().all(|r| plan.judges(*r)),
             "every rate tried starts 10 iterations in 15 s: {tried:?}"
         );
-        assert_eq!(answer, Answer::Between {
-            held: None,
-            broke: *tried.last().unwrap()
-        });
+        assert_eq!(
+            answer,
+            Answer::Between {
+                held: None,
+                broke: *tried.last().unwrap()
+            }
+        );
     }
 
     #[test]

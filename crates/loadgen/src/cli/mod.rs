@@ -445,10 +445,7 @@ impl Cli {
             (self.spawn_rate.is_some(), "-r/--spawn-rate"),
             (self.reset_stats, "--reset-stats"),
             (self.baseline.is_some(), "--baseline"),
-            (
-                self.cluster.master || self.cluster.worker,
-                "--master/--worker",
-            ),
+            (self.cluster.worker, "--worker"),
         ] {
             if given {
                 bail!(
