@@ -81,6 +81,13 @@ impl Search {
         }
     }
 
+    /// Ends the search where it stands: no more steps (a rate limit met on the way makes
+    /// every later step answer 429 until its window passes, so narrowing would measure it).
+    pub fn finish(&mut self) {
+        self.climbing = None;
+        self.bisections = self.plan.max_bisections;
+    }
+
     /// What the steps recorded so far say; `finished` is false when a signal cut the search
     /// short.
     pub fn answer(&self, finished: bool) -> Answer {
@@ -197,6 +204,19 @@ mod tests {
                 broke: *tried.last().unwrap()
             }
         );
+    }
+
+    #[test]
+    fn a_finished_search_runs_no_more_steps_and_keeps_its_range() {
+        let mut search = Search::new(&plan());
+        search.record(Rate::per_second(10), StepKind::Climb, StepVerdict::Held);
+        search.record(Rate::per_second(20), StepKind::Climb, StepVerdict::Broke);
+        search.finish();
+        assert_eq!(search.next(), None);
+        assert_eq!(search.answer(true), Answer::Between {
+            held: Some(Rate::per_second(10)),
+            broke: Rate::per_second(20)
+        });
     }
 
     #[test]
