@@ -99,7 +99,7 @@ function render(data) {
 // The capacity search: one row a step, as it ends.
 function capacityTable(steps) {
   let html = "<tr><th>Step</th><th>Kind</th><th>Rate</th><th>Throughput (req/s)</th><th>p50 (ms)</th><th>p95 (ms)</th>" +
-    "<th>p99 (ms)</th><th>Failures</th><th>Dropped</th><th>Verdict</th><th>Why</th></tr>";
+    "<th>p99 (ms)</th><th>Failures</th><th>Dropped</th><th>Verdict</th><th class='text'>Why</th></tr>";
   for (const s of steps) {
     const why = s.void_because || s.missed.join("; ");
     html += `<tr><td>${s.number}</td><td class="text">${esc(s.kind)}</td><td>${esc(s.rate)}</td><td>${num(s.throughput_rps, 1)}</td>` +
@@ -125,9 +125,11 @@ function capacityChart(steps, knee) {
     `<path d="M${L} ${T}V${H - B}H${W - R}" stroke="#000" fill="none"/>` +
     `<text x="${(W + L) / 2}" y="${H - 6}" text-anchor="middle">throughput (req/s)</text>` +
     `<text transform="translate(14 ${(H - B + T) / 2}) rotate(-90)" text-anchor="middle">ms</text>`;
+  // Ticks in tenths where whole numbers would repeat.
+  const tick = (v, max) => num(v, max < 25 ? 1 : 0);
   for (let i = 0; i <= 5; i++) {
-    svg += `<text x="${x((xMax * i) / 5)}" y="${H - B + 14}" text-anchor="middle">${num((xMax * i) / 5)}</text>` +
-      `<text x="${L - 4}" y="${y((yMax * i) / 5)}" text-anchor="end" dominant-baseline="middle">${num((yMax * i) / 5)}</text>`;
+    svg += `<text x="${x((xMax * i) / 5)}" y="${H - B + 14}" text-anchor="middle">${tick((xMax * i) / 5, xMax)}</text>` +
+      `<text x="${L - 4}" y="${y((yMax * i) / 5)}" text-anchor="end" dominant-baseline="middle">${tick((yMax * i) / 5, yMax)}</text>`;
   }
   const held = knee && points.find((s) => s.number === knee.held_step);
   const broke = knee && points.find((s) => s.number === knee.broke_step);
@@ -260,6 +262,9 @@ for (const link of document.querySelectorAll("#tabs a")) {
     showTab(link.dataset.tab);
   });
 }
+// A link to a tab (…/#capacity) opens it.
+const linked = document.querySelector(`#tabs a[data-tab="${location.hash.slice(1)}"]`);
+if (linked) showTab(linked.dataset.tab);
 refresh();
 refreshCapacity();
 setInterval(refresh, 1000);
