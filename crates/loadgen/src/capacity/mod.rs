@@ -17,7 +17,7 @@ use crate::config::capacity::{CapacityPlan, Metric};
 use crate::config::{Outputs, RunConfig};
 use crate::engine::{EngineError, Run, RunOutcome};
 use crate::exit_code::{EXIT_OK, EXIT_TARGET_MISSED};
-use crate::report::capacity::{CapacityReport, StepReport, StepVerdict, console};
+use crate::report::capacity::{CapacityReport, StepReport, console};
 use crate::report::{self, Report};
 use search::Search;
 
@@ -145,14 +145,7 @@ pub async fn search_on(
             step.missed.push(format!("the step could not run: {error}"));
         }
         on_step(&step);
-        // A step cut short says too little to judge the rate by.
-        if !step.interrupted {
-            search.record(rate, kind, step.verdict);
-            if step.verdict == StepVerdict::Broke && step.rate_limited > 0 {
-                // The limit's window outlasts the step: every later one would meet it too.
-                search.finish();
-            }
-        }
+        search.record_step(&step);
         steps.push(step);
     }
     Ok(CapacityReport::new(

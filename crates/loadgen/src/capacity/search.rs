@@ -5,7 +5,7 @@
 
 use crate::arrival::Rate;
 use crate::config::capacity::CapacityPlan;
-use crate::report::capacity::{Answer, StepKind, StepVerdict};
+use crate::report::capacity::{Answer, StepKind, StepReport, StepVerdict};
 
 /// The state of a search.
 #[derive(Debug, Clone)]
@@ -78,6 +78,18 @@ impl Search {
                 self.void = Some(rate);
                 self.climbing = None;
             }
+        }
+    }
+
+    /// Takes a step that ended: a step cut short (a stop) says too little to judge its rate
+    /// by, and a step the rate limit answered ends the search (see [`Search::finish`]).
+    pub fn record_step(&mut self, step: &StepReport) {
+        if step.interrupted {
+            return;
+        }
+        self.record(step.rate, step.kind, step.verdict);
+        if step.verdict == StepVerdict::Broke && step.rate_limited > 0 {
+            self.finish();
         }
     }
 
@@ -213,10 +225,13 @@ mod tests {
         search.record(Rate::per_second(20), StepKind::Climb, StepVerdict::Broke);
         search.finish();
         assert_eq!(search.next(), None);
-        assert_eq!(search.answer(true), Answer::Between {
-            held: Some(Rate::per_second(10)),
-            broke: Rate::per_second(20)
-        });
+        assert_eq!(
+            search.answer(true),
+            Answer::Between {
+                held: Some(Rate::per_second(10)),
+                broke: Rate::per_second(20)
+            }
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::arrival::Rate;
 use crate::capacity::search::Search;
 use crate::capacity::{self, StopSearch};
+use crate::cluster::Master;
 use crate::config::RunConfig;
 use crate::config::capacity::{CapacityPlan, Metric, Slo, StepSize};
 use crate::engine::EngineError;
@@ -120,17 +121,16 @@ struct Progress {
 impl Progress {
     /// Takes a step as the search does: a step cut short is not recorded.
     fn record(&mut self, step: &StepReport) {
-        if !step.interrupted {
-            self.replay.record(step.rate, step.kind, step.verdict);
-        }
+        self.replay.record_step(step);
         self.steps.push(step.clone());
         self.last_end = Instant::now();
     }
 }
 
 impl CapacitySearch {
-    /// Starts the search `plan` describes with each step a run of `config`.
-    pub fn start(config: RunConfig, plan: CapacityPlan) -> Self {
+    /// Starts the search `plan` describes with each step a run of `config`, on the workers
+    /// of `master` when given.
+    pub fn start(config: RunConfig, plan: CapacityPlan, master: Option<Master>) -> Self {
         let stop = StopSearch::default();
         let progress = Arc::new(Mutex::new(Progress {
             steps: Vec::new(),
@@ -141,11 +141,12 @@ impl CapacitySearch {
         let (task_plan, task_stop, task_progress) = (plan.clone(), stop.clone(), progress.clone());
         tokio::spawn(async move {
             let lock = || task_progress.lock().unwrap_or_else(PoisonError::into_inner);
-            let result = capacity::search(&config, &task_plan, &task_stop, |step| {
-                lock().record(step);
-            })
-            .await
-            .map_err(|e: EngineError| e.to_string());
+            let result =
+                capacity::search_on(&config, &task_plan, master.as_ref(), &task_stop, |step| {
+                    lock().record(step);
+                })
+                .await
+                .map_err(|e: EngineError| e.to_string());
             if let Ok(report) = &result {
                 tracing::info!("Capacity search: {}", report.headline());
             }

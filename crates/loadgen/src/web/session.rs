@@ -173,13 +173,6 @@ impl Session {
                 "a load test is running: stop it first (Stop), then start the search".into(),
             ));
         }
-        if self.master.is_some() {
-            return Err(Refusal::BadValue(
-                "the capacity search sends each step from this machine, and a master's workers \
-                 would sit idle: run it without --master (or `loadgen capacity`)"
-                    .into(),
-            ));
-        }
         let (plan, host) = super::capacity::plan_from_form(fields, &self.template.targets)
             .map_err(Refusal::BadValue)?;
         let mut config = self.template.clone();
@@ -193,7 +186,7 @@ impl Session {
             plan.ceiling
         );
         self.template.host = config.host.clone();
-        self.search = Some(CapacitySearch::start(config, plan));
+        self.search = Some(CapacitySearch::start(config, plan, self.master.clone()));
         Ok("Capacity search started".into())
     }
 
