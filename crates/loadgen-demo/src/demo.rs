@@ -37,6 +37,23 @@ pub struct DemoArgs {
     /// Folder of the fixtures (made in a temporary folder when missing).
     #[arg(long, default_value = "tests/fixtures")]
     pub fixtures: PathBuf,
+    /// Instead of one load test, search the planted stack's capacity (`loadgen capacity`):
+    /// the highest arrival rate that meets --slo, and what breaks beyond it.
+    #[arg(long)]
+    pub capacity: bool,
+    /// The capacity search's objective.
+    #[arg(long, default_value = "p95<1s,failures<1%", requires = "capacity")]
+    pub slo: loadgen::config::capacity::Slo,
+    /// The capacity search's first rate.
+    #[arg(long, default_value = "1/s", value_parser = parse_rate, requires = "capacity")]
+    pub start_rate: loadgen::arrival::Rate,
+    /// The capacity search's highest rate.
+    #[arg(long, default_value = "200/s", value_parser = parse_rate, requires = "capacity")]
+    pub ceiling: loadgen::arrival::Rate,
+}
+
+fn parse_rate(text: &str) -> Result<loadgen::arrival::Rate, String> {
+    loadgen::arrival::Rate::parse(text).map_err(|e| e.to_string())
 }
 
 /// What the demo plants.
@@ -110,6 +127,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         &redis,
         &queue,
     ) {
+        Ok(config) if args.capacity => loadgen::capacity::drive(config, capacity_plan(&args)).await,
         Ok(config) => loadgen::headless::drive(config).await,
         Err(error) => Err(error),
     };
@@ -253,6 +271,17 @@ fn demo_config(
         },
         ..RunConfig::new(host, scenario, scenario_source)
     })
+}
+
+/// The demo's capacity search: from `--start-rate`, doubling, 15 s steps judged after 5 s.
+fn capacity_plan(args: &DemoArgs) -> loadgen::config::capacity::CapacityPlan {
+    loadgen::config::capacity::CapacityPlan {
+        start: args.start_rate,
+        ceiling: args.ceiling,
+        step_time: Duration::from_secs(15),
+        settle: Duration::from_secs(5),
+        ..loadgen::config::capacity::CapacityPlan::new(args.slo.clone())
+    }
 }
 
 /// `url` with its path set to `/db`.

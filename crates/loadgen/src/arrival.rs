@@ -77,6 +77,17 @@ impl Rate {
         self.per_minute as f64 / 60.0
     }
 
+    /// The rate per second as people compare rates: `500/s`, `1.87/s`, `0.5/s` (a capacity
+    /// search's bisection lands between whole rates a minute).
+    pub fn per_sec_text(self) -> String {
+        if self.per_minute.is_multiple_of(60) {
+            format!("{}/s", self.per_minute / 60)
+        } else {
+            let text = format!("{:.2}", self.per_sec());
+            format!("{}/s", text.trim_end_matches('0').trim_end_matches('.'))
+        }
+    }
+
     /// Parses `500/s`, `30/m` (also `/sec`, `/min`).
     pub fn parse(input: &str) -> Result<Self, ArrivalError> {
         let text = input.trim();
@@ -494,6 +505,9 @@ mod tests {
         assert_eq!(Rate::parse("30/m").unwrap().per_sec(), 0.5);
         assert_eq!(Rate::per_second(500).to_string(), "500/s");
         assert_eq!(Rate::per_minute(30).to_string(), "30/m");
+        assert_eq!(Rate::per_minute(30).per_sec_text(), "0.5/s");
+        assert_eq!(Rate::per_minute(112).per_sec_text(), "1.87/s");
+        assert_eq!(Rate::per_second(45).per_sec_text(), "45/s");
     }
 
     #[test]

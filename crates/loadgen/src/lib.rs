@@ -90,13 +90,9 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
                 .chain(std::iter::once("capacity".into()))
                 .chain(args.iter().cloned());
             let cli = cli::config_file::parse(line).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (config, plan) = cli.resolve_for_capacity()?;
-            capacity::drive(config, plan).await
+            capacity_search(&cli).await
         }
-        None if cli.capacity.asked => {
-            let (config, plan) = cli.resolve_for_capacity()?;
-            capacity::drive(config, plan).await
-        }
+        None if cli.capacity.asked => capacity_search(&cli).await,
         None if cli.dry_run => dry_run(&cli),
         None => match cli.cluster.role(&cli.fixtures, cli.threads)? {
             Role::Worker(settings) => worker::serve(settings).await,
@@ -127,7 +123,22 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// `--dry-run`: everything a run checks before its first request, then what it would do.
+/// `loadgen capacity`: on this machine, or on the workers of a `--master`.
+async fn capacity_search(cli: &Cli) -> anyhow::Result<u8> {
+    let (config, plan) = cli.resolve_for_capacity()?;
+    match cli.cluster.role(&cli.fixtures, cli.threads)? {
+        Role::Master { settings, expect } => {
+            let expect = expect
+                .or_else(|| Some((1, Duration::from_secs(cli.cluster.expect_workers_max_wait))));
+            let master = start_master(settings, expect).await?;
+            let code = capacity::drive_on(config, plan, Some(&master)).await;
+            master.quit().await;
+            code
+        }
+        _ => capacity::drive(config, plan).await,
+    }
+}
+
 /// Listens for workers, and waits for `expect` of them (count, at most how long) if given.
 async fn start_master(
     settings: cluster::MasterSettings,
@@ -150,6 +161,7 @@ async fn start_master(
     Ok(master)
 }
 
+/// `--dry-run`: everything a run checks before its first request, then what it would do.
 fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
     let role = cli.cluster.role(&cli.fixtures, cli.threads)?;
     if let Role::Worker(settings) = &role {

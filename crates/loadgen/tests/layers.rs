@@ -29,7 +29,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("readers", &["diagnosis", "report"]),
     (
         "drivers",
-        &["shutdown", "live", "headless", "capacity", "web", "worker", "cli"],
+        &[
+            "shutdown", "live", "headless", "capacity", "web", "worker", "cli",
+        ],
     ),
     ("root", &[ROOT]),
 ];

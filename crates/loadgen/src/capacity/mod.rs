@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::arrival::{Arrival, Rate};
+use crate::cluster::Master;
 use crate::config::capacity::{CapacityPlan, Metric};
 use crate::config::{Outputs, RunConfig};
 use crate::engine::{EngineError, Run, RunOutcome};
@@ -46,6 +47,16 @@ impl StopSearch {
 /// prints each step's row as it ends and the answer at the end, writes the files asked for,
 /// stops on Ctrl-C, SIGTERM or SIGHUP; returns the exit code.
 pub async fn drive(config: RunConfig, plan: CapacityPlan) -> anyhow::Result<u8> {
+    drive_on(config, plan, None).await
+}
+
+/// As [`drive`], each step run on the workers of `master` when given (their share of the
+/// rate each), so that a rate one machine cannot send can still be searched.
+pub async fn drive_on(
+    config: RunConfig,
+    plan: CapacityPlan,
+    master: Option<&Master>,
+) -> anyhow::Result<u8> {
     plan.check().map_err(anyhow::Error::msg)?;
     config
         .outputs
@@ -63,7 +74,7 @@ pub async fn drive(config: RunConfig, plan: CapacityPlan) -> anyhow::Result<u8> 
     });
     eprintln!("loadgen: capacity search: {}", describe(&plan));
     report::print(&console::header());
-    let report = search(&config, &plan, &stop, |step| {
+    let report = search_on(&config, &plan, master, &stop, |step| {
         report::print(&console::row(step));
     })
     .await;
@@ -96,6 +107,17 @@ pub async fn search(
     config: &RunConfig,
     plan: &CapacityPlan,
     stop: &StopSearch,
+    on_step: impl FnMut(&StepReport),
+) -> Result<CapacityReport, EngineError> {
+    search_on(config, plan, None, stop, on_step).await
+}
+
+/// As [`search`], each step run on the workers of `master` when given.
+pub async fn search_on(
+    config: &RunConfig,
+    plan: &CapacityPlan,
+    master: Option<&Master>,
+    stop: &StopSearch,
     mut on_step: impl FnMut(&StepReport),
 ) -> Result<CapacityReport, EngineError> {
     let started_at = SystemTime::now();
@@ -118,7 +140,7 @@ pub async fn search(
             humantime::format_duration(plan.step_time),
             humantime::format_duration(plan.settle)
         );
-        let outcome = match run_step(&step_config, plan, stop).await {
+        let outcome = match run_step(&step_config, plan, master, stop).await {
             Ok(outcome) => outcome,
             Err(error) if steps.is_empty() => return Err(error),
             Err(error) => failed_start(error),
@@ -129,10 +151,7 @@ pub async fn search(
             step.missed.push(format!("the step could not run: {error}"));
         }
         on_step(&step);
-        // A step cut short says too little to judge the rate by.
-        if !step.interrupted {
-            search.record(rate, kind, step.verdict);
-        }
+        search.record_step(&step);
         steps.push(step);
     }
     Ok(CapacityReport::new(
@@ -197,10 +216,17 @@ pub fn step_config(config: &RunConfig, plan: &CapacityPlan, rate: Rate) -> RunCo
 async fn run_step(
     config: &RunConfig,
     plan: &CapacityPlan,
+    master: Option<&Master>,
     stop: &StopSearch,
 ) -> Result<Arc<RunOutcome>, EngineError> {
+    let start = async {
+        match master {
+            Some(master) => Run::start_on(config, master).await,
+            None => Run::start(config).await,
+        }
+    };
     let handle = tokio::select! {
-        started = Run::start(config) => started?,
+        started = start => started?,
         () = stop.token.cancelled() => {
             return Ok(Arc::new(RunOutcome {
                 interrupted: true,

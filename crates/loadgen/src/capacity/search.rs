@@ -5,7 +5,7 @@
 
 use crate::arrival::Rate;
 use crate::config::capacity::CapacityPlan;
-use crate::report::capacity::{Answer, StepKind, StepVerdict};
+use crate::report::capacity::{Answer, StepKind, StepReport, StepVerdict};
 
 /// The state of a search.
 #[derive(Debug, Clone)]
@@ -51,8 +51,10 @@ impl Search {
         let high = broke.count_per_minute();
         // Known well enough: the range is within the precision of the rate that held.
         let precise = (high - low) as f64 <= low as f64 * self.plan.precision_pct / 100.0;
-        let mid = whole(low + (high - low) / 2);
-        (!precise && mid > low && mid < high).then_some((Rate::per_minute(mid), StepKind::Bisect))
+        let mid = Rate::per_minute(whole(low + (high - low) / 2));
+        let between = mid.count_per_minute() > low && mid < broke;
+        // Below a rate too slow to judge, the answer is "below the lowest that broke".
+        (!precise && between && self.plan.judges(mid)).then_some((mid, StepKind::Bisect))
     }
 
     /// Takes the verdict of the step at `rate`.
@@ -77,6 +79,25 @@ impl Search {
                 self.climbing = None;
             }
         }
+    }
+
+    /// Takes a step that ended: a step cut short (a stop) says too little to judge its rate
+    /// by, and a step the rate limit answered ends the search (see [`Search::finish`]).
+    pub fn record_step(&mut self, step: &StepReport) {
+        if step.interrupted {
+            return;
+        }
+        self.record(step.rate, step.kind, step.verdict);
+        if step.verdict == StepVerdict::Broke && step.rate_limited > 0 {
+            self.finish();
+        }
+    }
+
+    /// Ends the search where it stands: no more steps (a rate limit met on the way makes
+    /// every later step answer 429 until its window passes, so narrowing would measure it).
+    pub fn finish(&mut self) {
+        self.climbing = None;
+        self.bisections = self.plan.max_bisections;
     }
 
     /// What the steps recorded so far say; `finished` is false when a signal cut the search
@@ -177,6 +198,40 @@ mod tests {
         };
         assert!(held.is_some_and(|h| h.per_sec() <= 3.0), "{answer:?}");
         assert!(broke.per_sec() > 3.0);
+    }
+
+    #[test]
+    fn narrowing_stops_above_rates_too_slow_to_judge() {
+        let mut plan = plan();
+        plan.start = Rate::per_second(1);
+        let (answer, tried) = search_against(&plan, 0.01);
+        assert!(
+            tried.iter().all(|r| plan.judges(*r)),
+            "every rate tried starts 10 iterations in 15 s: {tried:?}"
+        );
+        assert_eq!(
+            answer,
+            Answer::Between {
+                held: None,
+                broke: *tried.last().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn a_finished_search_runs_no_more_steps_and_keeps_its_range() {
+        let mut search = Search::new(&plan());
+        search.record(Rate::per_second(10), StepKind::Climb, StepVerdict::Held);
+        search.record(Rate::per_second(20), StepKind::Climb, StepVerdict::Broke);
+        search.finish();
+        assert_eq!(search.next(), None);
+        assert_eq!(
+            search.answer(true),
+            Answer::Between {
+                held: Some(Rate::per_second(10)),
+                broke: Rate::per_second(20)
+            }
+        );
     }
 
     #[test]

@@ -444,10 +444,7 @@ impl Cli {
             (self.profile.is_some(), "--profile"),
             (self.spawn_rate.is_some(), "-r/--spawn-rate"),
             (self.reset_stats, "--reset-stats"),
-            (
-                self.cluster.master || self.cluster.worker,
-                "--master/--worker",
-            ),
+            (self.cluster.worker, "--worker"),
         ] {
             if given {
                 bail!(

@@ -237,6 +237,10 @@ impl FromStr for StepSize {
     }
 }
 
+/// Iterations a step must start in its judged seconds for its percentiles to mean anything:
+/// the search goes no lower.
+pub const MIN_ITERATIONS: f64 = 10.0;
+
 /// The steps of a search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapacityPlan {
@@ -310,10 +314,26 @@ impl CapacityPlan {
                 humantime::format_duration(self.step_time)
             ));
         }
+        if !self.judges(self.start) {
+            return Err(format!(
+                "--start-rate {} gives {:.1} iterations in the {} judged of each step, too few \
+                 to judge: start from at least {:.1}/s, or step for longer (--step-time)",
+                self.start,
+                self.start.per_sec() * self.hold().as_secs_f64(),
+                humantime::format_duration(self.hold()),
+                MIN_ITERATIONS / self.hold().as_secs_f64()
+            ));
+        }
         if !(self.precision_pct.is_finite() && self.precision_pct > 0.0) {
             return Err("--precision: a positive share, e.g. 10%".into());
         }
         Ok(())
+    }
+
+    /// Whether a step at `rate` starts iterations enough in its judged seconds to be judged
+    /// ([`MIN_ITERATIONS`]).
+    pub fn judges(&self, rate: Rate) -> bool {
+        rate.per_sec() * self.hold().as_secs_f64() >= MIN_ITERATIONS
     }
 
     /// The seconds of a step that are judged.
@@ -497,6 +517,10 @@ mod tests {
         plan = CapacityPlan::new(plan.slo.clone());
         plan.ceiling = Rate::per_second(5);
         assert!(plan.check().unwrap_err().contains("--ceiling"));
+        plan = CapacityPlan::new(plan.slo.clone());
+        plan.start = Rate::per_minute(30);
+        let error = plan.check().unwrap_err();
+        assert!(error.contains("7.5 iterations"), "{error}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The web UI, Locust's web mode: a driver of the engine like the headless CLI. It serves a
 //! form (users, spawn rate, host, run time), Locust's tabs (statistics, charts, failures,
-//! exceptions, downloads) and ours (jobs, findings), Locust's web API for the scripts written
-//! against it, and our JSON API under `/api`. It listens on loopback unless told otherwise.
+//! exceptions, downloads) and ours (jobs, findings, a capacity search), Locust's web API for the
+//! scripts written against it, and our JSON API under `/api`. It listens on loopback unless
+//! told otherwise.
 
+mod capacity;
 mod guard;
 mod locust_api;
 pub mod logs;
@@ -188,6 +190,10 @@ pub async fn serve_on(
         // --autoquit: the run is over, and a signal exits at once.
         None => tokio::spawn(exit_on_next(signals, reports.clone())),
     };
+    // A capacity search ends with the UI: its step under way stops with the signal.
+    if let Some(search) = session.search.as_ref().filter(|s| s.goes()) {
+        search.stop_by(signal.map_or("the web UI's --autoquit", |s| s.name()));
+    }
     let code = match (&session.run, &reports) {
         (Some(run), Some(reports)) => {
             match signal {

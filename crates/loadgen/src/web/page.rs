@@ -1,11 +1,15 @@
 //! The page: server-rendered HTML, filled with the command line's values, and a small
 //! hand-written script and style sheet embedded in the binary (no CDN, no npm: the UI works
-//! offline). The tabs are Locust's, plus ours: jobs, findings.
+//! offline). The tabs are Locust's, plus ours: jobs, findings, and the capacity search, whose
+//! form sits beside the load test's (a mode switch) and whose steps, chart and answer fill the
+//! Capacity tab.
 
 use crate::report::markup::escape;
 use std::fmt::Write;
 
+use super::capacity::{slo_field, step_field};
 use super::session::Session;
+use crate::config::capacity::{CapacityPlan, Slo};
 
 /// The page's script.
 pub const SCRIPT: &str = include_str!("assets/ui.js");
@@ -29,18 +33,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
         .run_time
         .map(|t| humantime::format_duration(t).to_string())
         .unwrap_or_default();
-    let mut classes = String::new();
-    if class_picker {
-        classes.push_str("<fieldset><legend>User classes</legend>");
-        for user in &template.scenario.users {
-            let _ = write!(
-                classes,
-                "<label><input type=\"checkbox\" name=\"user_classes\" value=\"{0}\" checked> {0}</label> ",
-                escape(&user.name)
-            );
-        }
-        classes.push_str("</fieldset>");
-    }
+    let classes = class_picker_fieldset(template, class_picker);
     format!(
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>loadgen</title>
@@ -60,8 +53,12 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <button id="reset" type="button">Reset stats</button>
   <button id="new" type="button">New test</button>
 </header>
-<section id="start">
+<section id="start" data-mode="swarm">
   <h2>Start new load test</h2>
+  <div id="modes" role="tablist">
+    <button type="button" data-mode="swarm" class="on">Load test</button>
+    <button type="button" data-mode="capacity">Capacity search</button>
+  </div>
   <form id="swarm">
     <label>Number of users (peak concurrency) <input name="user_count" id="user_count" type="number" value="{users}"></label>
     <label>Ramp up (users started/second) <input name="spawn_rate" id="spawn_rate" type="text" value="{spawn_rate}"></label>
@@ -72,6 +69,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
     <button type="submit" id="start_button">Start swarming</button>
     <p id="message" role="alert"></p>
   </form>
+  {capacity_form}
 </section>
 <nav id="tabs">
   <a href="#statistics" data-tab="statistics" class="on">Statistics</a>
@@ -80,6 +78,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <a href="#exceptions" data-tab="exceptions">Exceptions</a>
   <a href="#jobs" data-tab="jobs">Jobs</a>
   <a href="#findings" data-tab="findings">Findings</a>
+  <a href="#capacity" data-tab="capacity">Capacity</a>
   <a href="#download" data-tab="download">Download Data</a>
   <a href="#logs" data-tab="logs">Logs</a>
   <a href="#workers" data-tab="workers" id="workers_tab" hidden>Workers</a>
@@ -91,12 +90,14 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <div id="exceptions" class="tab"><table id="exceptions_table"></table></div>
   <div id="jobs" class="tab"><table id="jobs_table"></table></div>
   <div id="findings" class="tab"><h3>Targets</h3><ul id="verdicts"></ul><h3>Is this run valid?</h3><ul id="validity_list"></ul><h3>Findings</h3><ol id="findings_list"></ol></div>
+  <div id="capacity" class="tab"><p id="capacity_status">No capacity search yet: start one with the Capacity search mode of the start form.</p><table id="capacity_table"></table><div id="capacity_chart" class="chart"></div><p id="capacity_answer"></p></div>
   <div id="download" class="tab"><ul>
     <li><a href="stats/requests/csv">Download requests CSV</a></li>
     <li><a href="stats/failures/csv">Download failures CSV</a></li>
     <li><a href="exceptions/csv">Download exceptions CSV</a></li>
     <li><a href="api/report.json">Download the JSON report</a></li>
     <li><a href="api/report.html">Download the HTML report</a></li>
+    <li><a href="api/capacity/report.json">Download the capacity search's JSON report</a></li>
   </ul></div>
   <div id="logs" class="tab"><pre id="log_lines"></pre></div>
   <div id="workers" class="tab"><table id="workers_table"></table></div>
@@ -104,6 +105,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
 <script src="assets/ui.js"></script>
 </body></html>
 "##,
+        capacity_form = capacity_form(&session.template.targets, &host_value, &host_placeholder),
         state = session.state(),
         host = escape(&host),
         host_value = escape(&host_value),
@@ -114,5 +116,57 @@ pub fn index(session: &Session, class_picker: bool) -> String {
         arrival_rate = escape(&super::session::arrival_field(
             template.load.arrival.as_ref()
         )),
+    )
+}
+
+/// The checkboxes that pick the user classes to run, with `--class-picker` (else nothing).
+fn class_picker_fieldset(template: &crate::config::RunConfig, class_picker: bool) -> String {
+    if !class_picker {
+        return String::new();
+    }
+    let mut classes = String::from("<fieldset><legend>User classes</legend>");
+    for user in &template.scenario.users {
+        let _ = write!(
+            classes,
+            "<label><input type=\"checkbox\" name=\"user_classes\" value=\"{0}\" checked> {0}</label> ",
+            escape(&user.name)
+        );
+    }
+    classes.push_str("</fieldset>");
+    classes
+}
+
+/// The capacity search's form: the objective (the targets' by default) and the plan of the
+/// steps, filled with `loadgen capacity`'s defaults.
+fn capacity_form(
+    targets: &crate::targets::Targets,
+    host_value: &str,
+    host_placeholder: &str,
+) -> String {
+    let plan = CapacityPlan::new(Slo::of_targets(targets));
+    let duration = |d| escape(&humantime::format_duration(d).to_string());
+    format!(
+        r##"<form id="capacity_form" hidden>
+    <p>Raises the arrival rate step by step until the objective breaks, then narrows the edge: the highest rate the API sustains, and what gives out first beyond it.</p>
+    <label>Objective (each step must meet all, e.g. p95&lt;500ms,failures&lt;1%) <input name="slo" id="slo" type="text" value="{slo}"></label>
+    <label>Start rate (the first step's iterations, e.g. 10/s) <input name="start_rate" id="start_rate" type="text" value="{start}"></label>
+    <label>Step (x2 doubles, 50% adds half, 10/s adds 10/s) <input name="step" id="step" type="text" value="{step}"></label>
+    <label>Step time (each step's length, settling included) <input name="step_time" id="step_time" type="text" value="{step_time}"></label>
+    <label>Settle (a step's first seconds, not judged) <input name="settle" id="settle" type="text" value="{settle}"></label>
+    <label>Ceiling (the highest rate tried) <input name="ceiling" id="ceiling" type="text" value="{ceiling}"></label>
+    <label>Pause between steps <input name="pause" id="pause" type="text" value="{pause}"></label>
+    <label>Host <input name="host" id="capacity_host" type="text" value="{host_value}" placeholder="{host_placeholder}"></label>
+    <button type="submit" id="capacity_button">Start the capacity search</button>
+    <p id="capacity_message" role="alert"></p>
+  </form>"##,
+        slo = escape(&slo_field(&plan.slo)),
+        start = plan.start,
+        step = escape(&step_field(plan.step)),
+        step_time = duration(plan.step_time),
+        settle = duration(plan.settle),
+        ceiling = plan.ceiling,
+        pause = duration(plan.pause),
+        host_value = escape(host_value),
+        host_placeholder = escape(host_placeholder),
     )
 }

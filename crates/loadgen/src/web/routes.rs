@@ -1,6 +1,7 @@
 //! The UI's HTTP surface: the page, Locust's web API (`/swarm`, `/stop`, `/stats/reset`,
 //! `/stats/requests`, the CSV downloads) and our own JSON API under `/api`, which the page
-//! itself uses. Each handler is a thin reading of the [`Session`].
+//! itself uses, with the capacity search's (`/api/capacity`). Each handler is a thin reading of
+//! the [`Session`].
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use super::capacity::Refusal;
 use super::guard::{self, AllowedHosts, Credentials};
 use super::session::{Session, SwarmRequest};
 use super::{locust_api, page};
@@ -49,6 +51,10 @@ pub fn router(state: AppState, credentials: Credentials, allowed: AllowedHosts) 
         .route("/api/report.json", get(report_json))
         .route("/api/report.html", get(report_html))
         .route("/api/report.csv", get(|s| csv(s, "stats")))
+        .route("/api/capacity", get(capacity))
+        .route("/api/capacity/start", post(capacity_start))
+        .route("/api/capacity/stop", post(capacity_stop))
+        .route("/api/capacity/report.json", get(capacity_report))
         .layer(axum::middleware::from_fn(guard::origin_check))
         .layer(axum::middleware::from_fn_with_state(
             credentials,
@@ -234,6 +240,76 @@ async fn locust_stats(State(state): State<AppState>) -> Json<Value> {
         locust_api::add_workers(&mut answer, &master.workers());
     }
     Json(answer)
+}
+
+/// `POST /api/capacity/start`: the capacity form's fields; 400 for a value no plan can follow,
+/// 409 while a run or a search goes, each with the message for the form.
+async fn capacity_start(
+    State(state): State<AppState>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let mut session = state.session.lock().await;
+    let (status, success, message) = match session.start_search(&fields) {
+        Ok(message) => (StatusCode::OK, true, message),
+        Err(Refusal::BadValue(message)) => (StatusCode::BAD_REQUEST, false, message),
+        Err(Refusal::Busy(message)) => (StatusCode::CONFLICT, false, message),
+    };
+    let host = session.shown_host();
+    (
+        status,
+        Json(json!({"success": success, "message": message, "host": host})),
+    )
+        .into_response()
+}
+
+/// The capacity search going or done (see `CapacitySearch::to_json`); `{"state": "ready"}`
+/// before the first.
+async fn capacity(State(state): State<AppState>) -> Json<Value> {
+    let session = state.session.lock().await;
+    Json(
+        session
+            .search
+            .as_ref()
+            .map_or_else(|| json!({"state": "ready", "steps": []}), |s| s.to_json()),
+    )
+}
+
+async fn capacity_stop(State(state): State<AppState>) -> Json<Value> {
+    let session = state.session.lock().await;
+    let message = match session.search.as_ref().filter(|s| s.goes()) {
+        Some(search) => {
+            search.stop_by("the web UI");
+            "Capacity search stopped"
+        }
+        None => "no capacity search is going",
+    };
+    Json(json!({"success": true, "message": message}))
+}
+
+async fn capacity_report(State(state): State<AppState>) -> Response {
+    match state
+        .session
+        .lock()
+        .await
+        .search
+        .as_ref()
+        .map(|s| s.report())
+    {
+        Some(Some(report)) => (
+            [(
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"loadgen_capacity.json\"",
+            )],
+            Json(report),
+        )
+            .into_response(),
+        Some(None) => (
+            StatusCode::NOT_FOUND,
+            "the capacity search has no report yet: it goes, or its first step could not start",
+        )
+            .into_response(),
+        None => no_run_yet(),
+    }
 }
 
 async fn charts(State(state): State<AppState>) -> Html<String> {

@@ -1,6 +1,7 @@
 //! What the web UI steers: the form's defaults, and the current run (or the last one) through
 //! its [`RunHandle`], with the seconds it has delivered so far, so that a report of the run so
-//! far can be built at any moment.
+//! far can be built at any moment; or the current (or last) capacity search. One of the two
+//! goes at a time.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -10,6 +11,8 @@ use crate::config::RunConfig;
 use crate::engine::{Run, RunHandle, RunOutcome};
 use crate::report::Report;
 use crate::stats::HistoryRow;
+
+use super::capacity::{CapacitySearch, Refusal};
 
 /// Locust's runner states, as its web API names them.
 pub const STATE_READY: &str = "ready";
@@ -58,6 +61,8 @@ pub struct Session {
     pub run: Option<Current>,
     /// The master whose workers run the users, when distributed.
     pub master: Option<crate::cluster::Master>,
+    /// The current capacity search, or the last one.
+    pub search: Option<CapacitySearch>,
 }
 
 impl Session {
@@ -67,6 +72,7 @@ impl Session {
             template,
             run: None,
             master: None,
+            search: None,
         }
     }
 
@@ -75,8 +81,11 @@ impl Session {
         common::redact::reference(&self.template.host)
     }
 
-    /// Locust's state name of the session.
+    /// Locust's state name of the session: a capacity search going is a test running.
     pub fn state(&self) -> &'static str {
+        if self.search_goes() {
+            return STATE_RUNNING;
+        }
         let Some(run) = &self.run else {
             return STATE_READY;
         };
@@ -111,6 +120,9 @@ impl Session {
     /// the form.
     pub async fn swarm(&mut self, request: SwarmRequest) -> Result<String, String> {
         request.check()?;
+        if self.search_goes() {
+            return Err("a capacity search is going: stop it first (Stop)".into());
+        }
         if let Some(run) = &mut self.run
             && !run.handle.is_finished()
         {
@@ -139,19 +151,63 @@ impl Session {
         Ok("Swarming started".into())
     }
 
+    /// Whether a capacity search goes.
+    pub fn search_goes(&self) -> bool {
+        self.search.as_ref().is_some_and(CapacitySearch::goes)
+    }
+
+    /// Starts a capacity search as the capacity form asks (its fields, by name) on the
+    /// session's settings; refused while a run or another search goes.
+    pub fn start_search(&mut self, fields: &[(String, String)]) -> Result<String, Refusal> {
+        if self.search_goes() {
+            return Err(Refusal::Busy(
+                "a capacity search is going: stop it first (Stop)".into(),
+            ));
+        }
+        if self
+            .run
+            .as_ref()
+            .is_some_and(|run| !run.handle.is_finished())
+        {
+            return Err(Refusal::Busy(
+                "a load test is running: stop it first (Stop), then start the search".into(),
+            ));
+        }
+        let (plan, host) = super::capacity::plan_from_form(fields, &self.template.targets)
+            .map_err(Refusal::BadValue)?;
+        let mut config = self.template.clone();
+        config.host = self
+            .host_asked(host.as_deref())
+            .map_err(Refusal::BadValue)?;
+        tracing::info!(
+            "Capacity search: {}, from {} up to {}",
+            plan.slo,
+            plan.start,
+            plan.ceiling
+        );
+        self.template.host = config.host.clone();
+        self.search = Some(CapacitySearch::start(config, plan, self.master.clone()));
+        Ok("Capacity search started".into())
+    }
+
+    /// The host a form asks for: the one already set when it is empty or shown masked.
+    fn host_asked(&self, host: Option<&str>) -> Result<String, String> {
+        let host = match host.map(str::trim).filter(|h| !h.is_empty()) {
+            // The page shows the host with its secrets masked: sent back as shown, it is the
+            // host already set, secrets and all.
+            Some(host) if host != self.shown_host() => host.to_owned(),
+            _ => self.template.host.clone(),
+        };
+        if host.is_empty() {
+            return Err("no host: enter the API's URL, e.g. http://127.0.0.1:8000".into());
+        }
+        Ok(host)
+    }
+
     /// The form's defaults with what `request` asks for: its host, user classes and load.
     fn config_for(&self, request: &SwarmRequest) -> Result<RunConfig, String> {
         let mut config = self.template.clone();
-        if let Some(host) = request.host.as_ref().filter(|h| !h.trim().is_empty()) {
-            // The page shows the host with its secrets masked: sent back as shown, it is the
-            // host already set, secrets and all.
-            if host.trim() != self.shown_host() {
-                config.host = host.trim().to_owned();
-            }
-        }
-        if config.host.is_empty() {
-            return Err("no host: enter the API's URL, e.g. http://127.0.0.1:8000".into());
-        }
+        config.host = self.host_asked(request.host.as_deref())?;
         if !request.user_classes.is_empty() {
             pick_user_classes(&mut config, &request.user_classes)?;
         }
@@ -171,10 +227,18 @@ impl Session {
         Ok(config)
     }
 
-    /// Stops the run going, if any (its reports say the web UI stopped it).
+    /// Stops the run or the search going, if any (its reports say the web UI stopped it).
     pub fn stop(&self) {
+        self.stop_by("the web UI");
+    }
+
+    /// Stops the run or the search going, saying who.
+    pub fn stop_by(&self, who: &str) {
         if let Some(run) = &self.run {
-            run.handle.stop_by("the web UI");
+            run.handle.stop_by(who);
+        }
+        if let Some(search) = self.search.as_ref().filter(|s| s.goes()) {
+            search.stop_by(who);
         }
     }
 

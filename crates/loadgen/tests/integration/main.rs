@@ -11,6 +11,7 @@ mod accounting;
 mod bad_input;
 mod busy_host;
 mod capacity_reports;
+mod capacity_web;
 mod certificates;
 mod ci;
 mod cli;

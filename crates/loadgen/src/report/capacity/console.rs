@@ -27,7 +27,7 @@ pub fn row(step: &StepReport) -> String {
             super::StepKind::Climb => "climb",
             super::StepKind::Bisect => "narrow",
         },
-        step.rate.to_string(),
+        step.rate.per_sec_text(),
         step.throughput_rps,
         crate::targets::ms(step.p50_ms),
         crate::targets::ms(step.p95_ms),

@@ -1,5 +1,7 @@
 // loadgen's web UI: polls /api/stats every second and draws Locust's tabs; the charts are SVG
-// drawn by the server (/api/charts), the same as the HTML report's. No library, no CDN.
+// drawn by the server (/api/charts), the same as the HTML report's. The capacity search
+// (/api/capacity) is polled too: its steps as a table, its latency-throughput curve drawn here
+// as SVG from the steps' figures, and its answer. No library, no CDN.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
@@ -94,6 +96,92 @@ function render(data) {
   }).join("") || "<li>No problem found so far.</li>";
 }
 
+// The capacity search: one row a step, as it ends.
+function capacityTable(steps) {
+  let html = "<tr><th>Step</th><th>Kind</th><th>Rate</th><th>Throughput (req/s)</th><th>p50 (ms)</th><th>p95 (ms)</th>" +
+    "<th>p99 (ms)</th><th>Failures</th><th>Dropped</th><th>Verdict</th><th class='text'>Why</th></tr>";
+  for (const s of steps) {
+    const why = s.void_because || s.missed.join("; ");
+    html += `<tr><td>${s.number}</td><td class="text">${esc(s.kind)}</td><td>${esc(s.rate)}</td><td>${num(s.throughput_rps, 1)}</td>` +
+      `<td>${num(s.p50_ms)}</td><td>${num(s.p95_ms)}</td><td>${num(s.p99_ms)}</td><td>${num(s.failure_pct, 2)}%</td>` +
+      `<td>${s.dropped} of ${s.scheduled}</td><td class="text ${s.verdict === "held" ? "pass" : "fail"}">${esc(s.verdict)}` +
+      `${s.interrupted ? " (cut short)" : ""}</td><td class="text">${esc(why)}</td></tr>`;
+  }
+  return html;
+}
+
+// The latency-throughput curve: p50, p95 and p99 against the throughput of each step (in the
+// order of their rates), the knee marked between the last rate that held and the first that broke.
+function capacityChart(steps, knee) {
+  const points = steps.filter((s) => s.requests > 0).sort((a, b) => a.rate_per_sec - b.rate_per_sec);
+  if (!points.length) return "";
+  const [W, H, L, R, T, B] = [900, 300, 60, 20, 30, 40];
+  const xMax = Math.max(...points.map((s) => s.throughput_rps)) * 1.1 || 1;
+  const yMax = Math.max(...points.map((s) => s.p99_ms)) * 1.1 || 1;
+  const x = (v) => (L + (v / xMax) * (W - L - R)).toFixed(1);
+  const y = (v) => (H - B - (v / yMax) * (H - T - B)).toFixed(1);
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">` +
+    `<rect width="${W}" height="${H}" fill="#fff"/><text x="${W / 2}" y="18" text-anchor="middle" font-size="16">Latency against throughput</text>` +
+    `<path d="M${L} ${T}V${H - B}H${W - R}" stroke="#000" fill="none"/>` +
+    `<text x="${(W + L) / 2}" y="${H - 6}" text-anchor="middle">throughput (req/s)</text>` +
+    `<text transform="translate(14 ${(H - B + T) / 2}) rotate(-90)" text-anchor="middle">ms</text>`;
+  // Ticks in tenths where whole numbers would repeat.
+  const tick = (v, max) => num(v, max < 25 ? 1 : 0);
+  for (let i = 0; i <= 5; i++) {
+    svg += `<text x="${x((xMax * i) / 5)}" y="${H - B + 14}" text-anchor="middle">${tick((xMax * i) / 5, xMax)}</text>` +
+      `<text x="${L - 4}" y="${y((yMax * i) / 5)}" text-anchor="end" dominant-baseline="middle">${tick((yMax * i) / 5, yMax)}</text>`;
+  }
+  const held = knee && points.find((s) => s.number === knee.held_step);
+  const broke = knee && points.find((s) => s.number === knee.broke_step);
+  if (held) {
+    svg += `<line x1="${x(held.throughput_rps)}" y1="${T}" x2="${x(held.throughput_rps)}" y2="${H - B}" stroke="#888" stroke-dasharray="4 3"/>` +
+      `<text x="${+x(held.throughput_rps) + 4}" y="${T + 12}" id="capacity_knee">knee: ${esc(held.rate)} held` +
+      `${broke ? `, ${esc(broke.rate)} broke` : ""}</text>`;
+  }
+  const series = [["p50", "p50_ms", "#1f77b4"], ["p95", "p95_ms", "#d62728"], ["p99", "p99_ms", "#2ca02c"]];
+  series.forEach(([label, key, color], i) => {
+    svg += `<polyline fill="none" stroke="${color}" stroke-width="2" points="${points.map((s) => `${x(s.throughput_rps)},${y(s[key])}`).join(" ")}"/>`;
+    for (const s of points) {
+      svg += `<circle cx="${x(s.throughput_rps)}" cy="${y(s[key])}" r="${s === broke ? 5 : 3}" fill="${s.verdict === "held" ? color : "#fff"}" stroke="${color}">` +
+        `<title>step ${s.number} at ${esc(s.rate)} (${esc(s.verdict)}): ${label} ${num(s[key])} ms at ${num(s.throughput_rps, 1)} req/s</title></circle>`;
+    }
+    svg += `<line x1="${L + 12}" y1="${T + 12 + 16 * i}" x2="${L + 28}" y2="${T + 12 + 16 * i}" stroke="${color}" stroke-width="2"/>` +
+      `<text x="${L + 32}" y="${T + 12 + 16 * i}" dominant-baseline="middle">${label}</text>`;
+  });
+  return svg + "</svg>";
+}
+
+function renderCapacity(data) {
+  if (data.state === "ready") return;
+  const c = data.current;
+  const status = {
+    running: c ? `Step ${c.number} (${c.kind}) at ${c.rate}: ` +
+      (c.pausing ? "pausing before it" : `${num(c.elapsed_secs)} of ${num(c.step_secs)} s`) : "Ending",
+    stopping: `Stopping (${data.stopped_by}): the step under way ends, its figures kept`,
+    finished: `Done: ${data.steps.length} steps` + (data.stopped_by ? `, stopped by ${data.stopped_by}` : ""),
+    failed: `The search could not start: ${data.error}`,
+  }[data.state];
+  $("capacity_status").textContent = `${status}. Objective: ${data.objective}.`;
+  $("capacity_table").innerHTML = capacityTable(data.steps);
+  $("capacity_chart").innerHTML = capacityChart(data.steps, data.knee);
+  $("capacity_answer").textContent = data.headline || "";
+}
+
+async function refreshCapacity() {
+  try {
+    const answer = await fetch("api/capacity", {cache: "no-store"});
+    if (answer.ok) renderCapacity(await answer.json());
+  } catch (e) { /* the next poll tries again */ }
+}
+
+function showTab(name) {
+  for (const other of document.querySelectorAll("#tabs a, .tab")) other.classList.remove("on");
+  document.querySelector(`#tabs a[data-tab="${name}"]`).classList.add("on");
+  $(name).classList.add("on");
+  refreshCharts();
+  refreshLogs();
+}
+
 async function refresh() {
   try {
     const answer = await fetch("api/stats", {cache: "no-store"});
@@ -138,21 +226,48 @@ $("swarm").addEventListener("submit", async (event) => {
   }
   refresh();
 });
-$("stop").addEventListener("click", async () => { await post("api/stop"); refresh(); });
+$("capacity_form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("capacity_message").textContent = "";
+  try {
+    const result = await post("api/capacity/start", new URLSearchParams(new FormData($("capacity_form"))));
+    if (result.success) {
+      $("start").classList.remove("editing");
+      showTab("capacity");
+    } else {
+      $("capacity_message").textContent = result.message;
+    }
+  } catch (e) {
+    $("capacity_message").textContent = "loadgen did not answer: " + e;
+  }
+  refresh();
+  refreshCapacity();
+});
+// The start form's two modes: a load test, or a capacity search.
+for (const button of document.querySelectorAll("#modes button")) {
+  button.addEventListener("click", () => {
+    for (const other of document.querySelectorAll("#modes button")) other.classList.toggle("on", other === button);
+    $("start").dataset.mode = button.dataset.mode;
+    $("swarm").hidden = button.dataset.mode !== "swarm";
+    $("capacity_form").hidden = button.dataset.mode !== "capacity";
+  });
+}
+$("stop").addEventListener("click", async () => { await post("api/stop"); refresh(); refreshCapacity(); });
 $("reset").addEventListener("click", async () => { await post("api/reset"); refresh(); });
 $("edit").addEventListener("click", () => $("start").classList.add("editing"));
 $("new").addEventListener("click", () => { document.body.dataset.state = "ready"; $("start").classList.add("editing"); });
 for (const link of document.querySelectorAll("#tabs a")) {
   link.addEventListener("click", (event) => {
     event.preventDefault();
-    for (const other of document.querySelectorAll("#tabs a, .tab")) other.classList.remove("on");
-    link.classList.add("on");
-    $(link.dataset.tab).classList.add("on");
-    refreshCharts();
-    refreshLogs();
+    showTab(link.dataset.tab);
   });
 }
+// A link to a tab (…/#capacity) opens it.
+const linked = document.querySelector(`#tabs a[data-tab="${location.hash.slice(1)}"]`);
+if (linked) showTab(linked.dataset.tab);
 refresh();
+refreshCapacity();
 setInterval(refresh, 1000);
+setInterval(refreshCapacity, 1000);
 setInterval(refreshCharts, 2000);
 setInterval(refreshLogs, 2000);
