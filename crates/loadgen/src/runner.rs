@@ -54,6 +54,9 @@ enum Command {
 struct UserThread {
     commands: std::sync::mpsc::Sender<Command>,
     wake: Arc<tokio::sync::Notify>,
+    /// Asks the thread to hand over its shard at once, marked [`Shard::before_reset`] with
+    /// the number of the latest reset.
+    flush_for_reset: Arc<tokio::sync::Notify>,
     join: std::thread::JoinHandle<()>,
     stop: CancellationToken,
 }
@@ -91,6 +94,8 @@ pub(crate) struct Runner {
     job_types: Arc<JobTypes>,
     /// The open model, when the settings ask for it.
     open: Option<open::OpenModel>,
+    /// Resets so far: the number the threads mark their last shard before one with.
+    resets: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Runner {
@@ -111,6 +116,7 @@ impl Runner {
             startup_window: Arc::default(),
             poll_budget: Arc::default(),
             job_types: Arc::default(),
+            resets: Arc::default(),
         }
     }
 
@@ -232,6 +238,7 @@ impl Runner {
     ) -> std::io::Result<UserThread> {
         let (commands, inbox) = std::sync::mpsc::channel::<Command>();
         let wake = Arc::new(tokio::sync::Notify::new());
+        let flush_for_reset = Arc::new(tokio::sync::Notify::new());
         let stop = CancellationToken::new();
         let setup = ThreadSetup {
             index,
@@ -239,6 +246,8 @@ impl Runner {
             shards,
             inbox,
             wake: wake.clone(),
+            flush_for_reset: flush_for_reset.clone(),
+            resets: self.resets.clone(),
             stop: stop.clone(),
             scenario: self.scenario.clone(),
             target: self.target.clone(),
@@ -255,6 +264,7 @@ impl Runner {
         Ok(UserThread {
             commands,
             wake,
+            flush_for_reset,
             join,
             stop,
         })
@@ -289,6 +299,9 @@ struct RunLoop<'a> {
     memory_limit_hit: Option<(u64, u64, u64)>,
     own_figures: SelfWatchFigures,
     stats_reset: bool,
+    /// Threads asked to hand over what they recorded before a reset, and the reset's number,
+    /// while they have not: their shards until then go to the timeline, not to the totals.
+    resetting: BTreeMap<usize, u64>,
 }
 
 impl<'a> RunLoop<'a> {
@@ -325,6 +338,7 @@ impl<'a> RunLoop<'a> {
             memory_limit_hit: None,
             own_figures: SelfWatchFigures::default(),
             stats_reset: false,
+            resetting: BTreeMap::new(),
         }
     }
 
@@ -374,14 +388,29 @@ impl<'a> RunLoop<'a> {
         self.plan.set_fixed(&self.runner.scenario.users, counts);
     }
 
+    /// Forgets the totals. Each thread hands over at once what it recorded before (a request
+    /// ended just before the reset may not have been handed over yet): those shards are left
+    /// out of the totals, so that the figures after a reset are exactly those recorded after
+    /// it.
     fn on_reset(&mut self) {
         self.totals = Stats::default();
         self.second.reset_window();
+        let number = self.runner.resets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.resetting = (0..self.threads.len()).map(|t| (t, number)).collect();
+        for thread in &self.threads {
+            thread.flush_for_reset.notify_one();
+        }
         tracing::info!("Resetting stats");
     }
 
     fn on_shard(&mut self, thread: usize, shard: &Shard) {
-        self.totals.merge(&shard.stats);
+        if let Some(number) = self.resetting.get(&thread) {
+            if shard.before_reset >= Some(*number) {
+                self.resetting.remove(&thread);
+            }
+        } else {
+            self.totals.merge(&shard.stats);
+        }
         self.second.add(thread, shard);
     }
 
@@ -597,6 +626,9 @@ struct ThreadSetup {
     shards: mpsc::UnboundedSender<(usize, Shard)>,
     inbox: std::sync::mpsc::Receiver<Command>,
     wake: Arc<tokio::sync::Notify>,
+    flush_for_reset: Arc<tokio::sync::Notify>,
+    /// The number of the latest reset, which its flush is marked with.
+    resets: Arc<std::sync::atomic::AtomicU64>,
     stop: CancellationToken,
     scenario: Arc<Scenario>,
     target: Target,
@@ -661,7 +693,11 @@ impl ThreadSetup {
     /// Follows the controller's commands until the stop, then gives the users
     /// `--stop-timeout` to finish.
     async fn serve(mut self) {
-        tokio::task::spawn_local(flush_every_second(self.index, self.shards.clone()));
+        tokio::task::spawn_local(flush_every_second(
+            self.index,
+            self.shards.clone(),
+            (self.flush_for_reset.clone(), self.resets.clone()),
+        ));
         let users = Users::new(&self.scenario, self.shared());
         let stop_timeout = self.settings.stop_timeout;
         if let Some(share) = self.open.take() {
@@ -703,13 +739,26 @@ impl ThreadSetup {
 }
 
 /// Hands this thread's shard over once a second, with how late its timer fired.
-async fn flush_every_second(index: usize, shards: mpsc::UnboundedSender<(usize, Shard)>) {
+async fn flush_every_second(
+    index: usize,
+    shards: mpsc::UnboundedSender<(usize, Shard)>,
+    (reset, resets): (Arc<tokio::sync::Notify>, Arc<std::sync::atomic::AtomicU64>),
+) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.tick().await;
     loop {
-        let due = every.tick().await;
-        let mut shard = stats::take_shard();
-        shard.timer_lag_us = due.elapsed().as_micros() as u64;
+        let shard = tokio::select! {
+            due = every.tick() => {
+                let mut shard = stats::take_shard();
+                shard.timer_lag_us = due.elapsed().as_micros() as u64;
+                shard
+            }
+            // Two resets close together may wake it once: the latest one's number says both.
+            () = reset.notified() => Shard {
+                before_reset: Some(resets.load(std::sync::atomic::Ordering::SeqCst)),
+                ..stats::take_shard()
+            },
+        };
         let _ = shards.send((index, shard));
     }
 }

@@ -415,6 +415,10 @@ pub struct Shard {
     pub jobs_in_flight: u64,
     /// This thread's requests waiting for their answers right now (a level).
     pub in_flight: InFlightLevel,
+    /// Handed over at a reset's request (the reset's number): the last of what the thread
+    /// recorded before it, so that the controller can leave everything up to here out of the
+    /// reset figures.
+    pub before_reset: Option<u64>,
 }
 
 thread_local! {
