@@ -395,7 +395,11 @@ impl<'a> RunLoop<'a> {
     fn on_reset(&mut self) {
         self.totals = Stats::default();
         self.second.reset_window();
-        let number = self.runner.resets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let number = self
+            .runner
+            .resets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         self.resetting = (0..self.threads.len()).map(|t| (t, number)).collect();
         for thread in &self.threads {
             thread.flush_for_reset.notify_one();

@@ -128,11 +128,13 @@ pub struct Cli {
     #[arg(long, env = "LOADGEN_SUMMARY_MD", value_name = "FILE")]
     pub summary_md: Option<PathBuf>,
     /// Compare with an earlier run's JSON report (--json) of the same scenario, per endpoint;
-    /// exit 1 when a figure worsened past --regression.
+    /// exit 1 when a figure worsened past --regression. For `loadgen capacity`: an earlier
+    /// search's JSON, and exit 1 when the capacity fell (by more than rps=-10%).
     #[arg(long, env = "LOADGEN_BASELINE", value_name = "PREVIOUS.json")]
     pub baseline: Option<PathBuf>,
     /// How much may worsen against --baseline, e.g. p95=+20%,failure=+1pp,rps=-10%,p99=off
-    /// [default: p95=+20%,p99=+30%,failure=+1pp].
+    /// [default: p95=+20%,p99=+30%,failure=+1pp; for `loadgen capacity`, only rps, the
+    /// capacity's fall: rps=-10%].
     #[arg(
         long,
         env = "LOADGEN_REGRESSION",

@@ -4,7 +4,7 @@
 //! way, and at the end the answer. The session holds one search at a time.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -15,7 +15,8 @@ use crate::cluster::Master;
 use crate::config::RunConfig;
 use crate::config::capacity::{CapacityPlan, Metric, Slo, StepSize};
 use crate::engine::EngineError;
-use crate::report::capacity::{CapacityReport, StepReport};
+use crate::report::capacity::{CapacityReport, StepReport, charts};
+use crate::scenario::ScenarioIdentity;
 use crate::targets::Targets;
 
 /// Why a search was not started: the form's answer and its HTTP status.
@@ -103,6 +104,8 @@ pub fn step_field(step: StepSize) -> String {
 pub struct CapacitySearch {
     /// The plan it follows.
     pub plan: CapacityPlan,
+    /// The scenario and host searched, and when: for the report of the steps so far.
+    searched: (ScenarioIdentity, String, SystemTime),
     stop: StopSearch,
     progress: Arc<Mutex<Progress>>,
 }
@@ -138,6 +141,11 @@ impl CapacitySearch {
             last_end: Instant::now(),
             end: None,
         }));
+        let searched = (
+            config.scenario.identity(),
+            config.host.clone(),
+            SystemTime::now(),
+        );
         let (task_plan, task_stop, task_progress) = (plan.clone(), stop.clone(), progress.clone());
         tokio::spawn(async move {
             let lock = || task_progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -154,6 +162,7 @@ impl CapacitySearch {
         });
         Self {
             plan,
+            searched,
             stop,
             progress,
         }
@@ -171,6 +180,37 @@ impl CapacitySearch {
     /// Ends the search: the step under way stops (its figures kept) and no other starts.
     pub fn stop_by(&self, who: &str) {
         self.stop.stop_by(who);
+    }
+
+    /// The HTML report's charts of the steps so far (latency against throughput with the
+    /// knee, throughput against the rate asked): the page shows the server's charts, as its
+    /// run tabs do.
+    pub fn charts(&self) -> String {
+        let progress = self.progress();
+        let so_far;
+        let report = match &progress.end {
+            Some(Ok(report)) => report,
+            _ => {
+                let (identity, host, started_at) = &self.searched;
+                so_far = CapacityReport::new(
+                    identity.clone(),
+                    host,
+                    *started_at,
+                    self.plan.clone(),
+                    progress.steps.clone(),
+                    progress.replay.answer(false),
+                );
+                &so_far
+            }
+        };
+        if report.steps.is_empty() {
+            return String::new();
+        }
+        format!(
+            "{}{}",
+            charts::latency_throughput(report),
+            charts::throughput_against_rate(report)
+        )
     }
 
     /// The report, once the search has ended with one.

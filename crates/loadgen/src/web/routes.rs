@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::capacity::CapacitySearch;
 use axum::extract::{Form, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -55,6 +56,7 @@ pub fn router(state: AppState, credentials: Credentials, allowed: AllowedHosts) 
         .route("/api/capacity/start", post(capacity_start))
         .route("/api/capacity/stop", post(capacity_stop))
         .route("/api/capacity/report.json", get(capacity_report))
+        .route("/api/capacity/charts", get(capacity_charts))
         .layer(axum::middleware::from_fn(guard::origin_check))
         .layer(axum::middleware::from_fn_with_state(
             credentials,
@@ -271,6 +273,17 @@ async fn capacity(State(state): State<AppState>) -> Json<Value> {
             .search
             .as_ref()
             .map_or_else(|| json!({"state": "ready", "steps": []}), |s| s.to_json()),
+    )
+}
+
+/// The capacity search's charts so far, as SVG (empty before its first step).
+async fn capacity_charts(State(state): State<AppState>) -> Html<String> {
+    let session = state.session.lock().await;
+    Html(
+        session
+            .search
+            .as_ref()
+            .map_or_else(String::new, CapacitySearch::charts),
     )
 }
 

@@ -120,6 +120,16 @@ async fn a_search_started_from_the_page_climbs_to_the_ceiling_and_answers_at_lea
     let headline = done["headline"].as_str().unwrap();
     assert!(headline.contains("at least 20/s"), "{headline}");
     assert!(done["knee"].is_null(), "no step broke: {done}");
+    // The tab's charts are the HTML report's, drawn by the server.
+    let charts = client
+        .get(format!("{ui}/api/capacity/charts"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(charts.matches("<svg").count(), 2, "{charts}");
 
     let report: Value = client
         .get(format!("{ui}/api/capacity/report.json"))

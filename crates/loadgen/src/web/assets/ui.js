@@ -1,7 +1,7 @@
 // loadgen's web UI: polls /api/stats every second and draws Locust's tabs; the charts are SVG
 // drawn by the server (/api/charts), the same as the HTML report's. The capacity search
-// (/api/capacity) is polled too: its steps as a table, its latency-throughput curve drawn here
-// as SVG from the steps' figures, and its answer. No library, no CDN.
+// (/api/capacity) is polled too: its steps as a table, its charts (/api/capacity/charts, the
+// HTML report's), and its answer. No library, no CDN.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
@@ -110,47 +110,6 @@ function capacityTable(steps) {
   return html;
 }
 
-// The latency-throughput curve: p50, p95 and p99 against the throughput of each step (in the
-// order of their rates), the knee marked between the last rate that held and the first that broke.
-function capacityChart(steps, knee) {
-  const points = steps.filter((s) => s.requests > 0).sort((a, b) => a.rate_per_sec - b.rate_per_sec);
-  if (!points.length) return "";
-  const [W, H, L, R, T, B] = [900, 300, 60, 20, 30, 40];
-  const xMax = Math.max(...points.map((s) => s.throughput_rps)) * 1.1 || 1;
-  const yMax = Math.max(...points.map((s) => s.p99_ms)) * 1.1 || 1;
-  const x = (v) => (L + (v / xMax) * (W - L - R)).toFixed(1);
-  const y = (v) => (H - B - (v / yMax) * (H - T - B)).toFixed(1);
-  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">` +
-    `<rect width="${W}" height="${H}" fill="#fff"/><text x="${W / 2}" y="18" text-anchor="middle" font-size="16">Latency against throughput</text>` +
-    `<path d="M${L} ${T}V${H - B}H${W - R}" stroke="#000" fill="none"/>` +
-    `<text x="${(W + L) / 2}" y="${H - 6}" text-anchor="middle">throughput (req/s)</text>` +
-    `<text transform="translate(14 ${(H - B + T) / 2}) rotate(-90)" text-anchor="middle">ms</text>`;
-  // Ticks in tenths where whole numbers would repeat.
-  const tick = (v, max) => num(v, max < 25 ? 1 : 0);
-  for (let i = 0; i <= 5; i++) {
-    svg += `<text x="${x((xMax * i) / 5)}" y="${H - B + 14}" text-anchor="middle">${tick((xMax * i) / 5, xMax)}</text>` +
-      `<text x="${L - 4}" y="${y((yMax * i) / 5)}" text-anchor="end" dominant-baseline="middle">${tick((yMax * i) / 5, yMax)}</text>`;
-  }
-  const held = knee && points.find((s) => s.number === knee.held_step);
-  const broke = knee && points.find((s) => s.number === knee.broke_step);
-  if (held) {
-    svg += `<line x1="${x(held.throughput_rps)}" y1="${T}" x2="${x(held.throughput_rps)}" y2="${H - B}" stroke="#888" stroke-dasharray="4 3"/>` +
-      `<text x="${+x(held.throughput_rps) + 4}" y="${T + 12}" id="capacity_knee">knee: ${esc(held.rate)} held` +
-      `${broke ? `, ${esc(broke.rate)} broke` : ""}</text>`;
-  }
-  const series = [["p50", "p50_ms", "#1f77b4"], ["p95", "p95_ms", "#d62728"], ["p99", "p99_ms", "#2ca02c"]];
-  series.forEach(([label, key, color], i) => {
-    svg += `<polyline fill="none" stroke="${color}" stroke-width="2" points="${points.map((s) => `${x(s.throughput_rps)},${y(s[key])}`).join(" ")}"/>`;
-    for (const s of points) {
-      svg += `<circle cx="${x(s.throughput_rps)}" cy="${y(s[key])}" r="${s === broke ? 5 : 3}" fill="${s.verdict === "held" ? color : "#fff"}" stroke="${color}">` +
-        `<title>step ${s.number} at ${esc(s.rate)} (${esc(s.verdict)}): ${label} ${num(s[key])} ms at ${num(s.throughput_rps, 1)} req/s</title></circle>`;
-    }
-    svg += `<line x1="${L + 12}" y1="${T + 12 + 16 * i}" x2="${L + 28}" y2="${T + 12 + 16 * i}" stroke="${color}" stroke-width="2"/>` +
-      `<text x="${L + 32}" y="${T + 12 + 16 * i}" dominant-baseline="middle">${label}</text>`;
-  });
-  return svg + "</svg>";
-}
-
 function renderCapacity(data) {
   if (data.state === "ready") return;
   const c = data.current;
@@ -163,7 +122,6 @@ function renderCapacity(data) {
   }[data.state];
   $("capacity_status").textContent = `${status}. Objective: ${data.objective}.`;
   $("capacity_table").innerHTML = capacityTable(data.steps);
-  $("capacity_chart").innerHTML = capacityChart(data.steps, data.knee);
   $("capacity_answer").textContent = data.headline || "";
 }
 
@@ -171,6 +129,8 @@ async function refreshCapacity() {
   try {
     const answer = await fetch("api/capacity", {cache: "no-store"});
     if (answer.ok) renderCapacity(await answer.json());
+    const charts = await fetch("api/capacity/charts", {cache: "no-store"});
+    if (charts.ok) $("capacity_chart").innerHTML = await charts.text();
   } catch (e) { /* the next poll tries again */ }
 }
 
