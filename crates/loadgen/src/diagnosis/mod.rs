@@ -38,6 +38,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use evidence::{Backend, Evidence, OverCapacity};
+pub use postgres::fullest_pool;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

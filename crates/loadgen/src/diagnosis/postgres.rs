@@ -218,6 +218,28 @@ fn pools<'a>(pg: &[(f64, &'a PostgresValues)]) -> Vec<(&'a PostgresClients, Vec<
         .collect()
 }
 
+/// The fullest pool of the API's database through `pg` (see [`pools`]): who it is, its
+/// ceiling (the most backends it held), and the share of the samples in which all of them were
+/// busy, percent. A capacity search compares it across the knee: a pool full a little of the
+/// time below the edge and most of it beyond is what gave out.
+pub fn fullest_pool(pg: &[(f64, &PostgresValues)]) -> Option<(String, i64, f64)> {
+    pools(pg)
+        .into_iter()
+        .filter_map(|(pool, series)| {
+            let ceiling = series.iter().map(|(c, _)| *c).max().filter(|c| *c > 0)?;
+            let full = series
+                .iter()
+                .filter(|(c, active)| *c == ceiling && *active >= ceiling)
+                .count();
+            Some((
+                pool.describe(),
+                ceiling,
+                full as f64 * 100.0 / series.len().max(1) as f64,
+            ))
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+}
+
 /// Requests slow down while a pool's backends stay at one count (in 70 % of the samples or
 /// more), all of them busy in half of those or more, well under `max_connections` and without
 /// lock waits in half the samples (a few brief ones, as the workers' updates make on a busy
@@ -378,6 +400,20 @@ mod tests {
             active,
             idle_in_transaction: 0,
         }
+    }
+
+    #[test]
+    fn the_fullest_pool_is_the_share_of_samples_with_every_backend_busy() {
+        // A pool of 2, both busy in 3 of 4 samples: 75 %.
+        let ticks = ticks(4, |i| {
+            vec![postgres(|p| {
+                p.clients = vec![api(2, 2 - i64::from(i == 0))]
+            })]
+        });
+        let backend = crate::diagnosis::Backend::new(&ticks);
+        let (who, ceiling, full_pct) = fullest_pool(&backend.postgres()).unwrap();
+        assert_eq!((ceiling, full_pct), (2, 75.0), "{who}");
+        assert!(who.contains("ffmpeg_api"), "{who}");
     }
 
     #[test]
