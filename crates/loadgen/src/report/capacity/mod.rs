@@ -161,6 +161,10 @@ impl StepReport {
             findings: analysis.findings.clone(),
             interrupted: outcome.interrupted,
         };
+        step.void_because = step
+            .void_because
+            .take()
+            .or_else(|| step.late_with_users_free(plan.users_for(rate)));
         step.missed = step.missed_objectives(&plan.slo);
         step.verdict = if step.void_because.is_some() {
             StepVerdict::Void
@@ -211,13 +215,33 @@ impl StepReport {
             })
             .collect();
         // Iterations dropped while the generator kept up: every user was waiting on the API.
-        if self.dropped * 100 > self.scheduled {
+        if self.void_because.is_none() && self.dropped * 100 > self.scheduled {
             missed.push(format!(
                 "{} of {} iterations dropped: every user was waiting on the API",
                 self.dropped, self.scheduled
             ));
         }
         missed
+    }
+
+    /// Why the step is void when iterations were dropped (1 in 100 or more) while most of
+    /// the `users` cap was free: with so few requests waiting on the API, no iteration lacked
+    /// a user; the generator could not start them on time (its CPU taken, by its own work or
+    /// by other programs on the host, before its own gauges show it saturated).
+    fn late_with_users_free(&self, users: u64) -> Option<String> {
+        let free = self.gauges.in_flight * 2.0 < users as f64;
+        (self.dropped * 100 > self.scheduled && free).then(|| {
+            format!(
+                "{} of {} iterations dropped while {:.0} of the {users} users waited on the API \
+                 on average: the generator could not start them on time",
+                self.dropped, self.scheduled, self.gauges.in_flight
+            )
+        })
+    }
+
+    /// Whether the API's rate limit answered this step: 429s in one request of 100 or more.
+    pub fn met_rate_limit(&self) -> bool {
+        self.rate_limited > 0 && self.rate_limited * 100 >= self.requests.max(1)
     }
 
     /// The step's first cause about the stack: a finding of a layer below the API's answers
@@ -467,8 +491,8 @@ pub struct Knee {
 }
 
 impl Knee {
-    /// The knee between `held` (when a step held) and `broke`.
-    fn of(held: Option<&StepReport>, broke: &StepReport) -> Self {
+    /// The knee between `held` (when a step held) and `broke`, among all the `steps` run.
+    fn of(held: Option<&StepReport>, broke: &StepReport, steps: &[StepReport]) -> Self {
         let mut changes = Vec::new();
         if let Some(held) = held {
             for (what, before, after, unit) in [
@@ -503,11 +527,35 @@ impl Knee {
         Self {
             held_step: held.map(|s| s.number),
             broke_step: broke.number,
-            cause: broke.cause().cloned(),
+            cause: Self::cause_at(broke, steps),
             changes,
         }
     }
+
+    /// What broke first at `broke`: its own first cause; but when that is no cause below the
+    /// API's answers and a step run before it (or it) met the API's rate limit, the limit. A
+    /// limit counted over a window (RATE_LIMIT_PER_MINUTE) refuses every step run after its
+    /// budget is spent, whatever that step's rate, and such a step's own findings name only
+    /// the symptoms (no request answered, steps skipped for the token a refused login would
+    /// have set).
+    fn cause_at(broke: &StepReport, steps: &[StepReport]) -> Option<Finding> {
+        let own = broke.cause();
+        if own
+            .is_some_and(|f| !matches!(f.layer, Layer::Load | Layer::Api) || f.rule == RATE_LIMITED)
+        {
+            return own.cloned();
+        }
+        steps
+            .iter()
+            .filter(|s| s.number <= broke.number && s.met_rate_limit())
+            .find_map(|s| s.findings.iter().find(|f| f.rule == RATE_LIMITED))
+            .or(own)
+            .cloned()
+    }
 }
+
+/// The rule that finds answers 429.
+const RATE_LIMITED: &str = "load.rate_limited";
 
 /// Whether a figure grew enough to be worth naming: by a quarter, and by more than a reading's
 /// noise (5 points of a CPU share).
@@ -566,13 +614,13 @@ impl CapacityReport {
             Answer::Between { broke, .. } => steps
                 .iter()
                 .rfind(|s| s.verdict == StepVerdict::Broke && s.rate == *broke)
-                .map(|b| Knee::of(highest_held(b.rate), b)),
+                .map(|b| Knee::of(highest_held(b.rate), b, &steps)),
             _ => None,
         };
-        // A step that answered 429s in any number is the rate limit at work.
+        // A step that the rate limit answered is the limit at work.
         let rate_limit_from = steps
             .iter()
-            .filter(|s| s.rate_limited > 0 && s.rate_limited * 100 >= s.requests.max(1))
+            .filter(|s| s.met_rate_limit())
             .map(|s| s.rate)
             .min();
         Self {
