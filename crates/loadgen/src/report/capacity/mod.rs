@@ -722,3 +722,98 @@ impl CapacityReport {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::Severity;
+
+    /// A step at `per_sec` that answered `requests`, with `findings` (rule, layer).
+    fn step(number: usize, per_sec: u64, findings: &[(&'static str, Layer)]) -> StepReport {
+        StepReport {
+            number,
+            kind: StepKind::Climb,
+            rate: Rate::per_second(per_sec),
+            rate_per_sec: per_sec as f64,
+            judged_secs: 6.0,
+            requests: 6 * per_sec,
+            failures: 0,
+            failure_pct: 0.0,
+            throughput_rps: per_sec as f64,
+            iterations_per_sec: per_sec as f64,
+            p50_ms: 5.0,
+            p95_ms: 10.0,
+            p99_ms: 20.0,
+            avg_ms: 6.0,
+            unanswered: 0,
+            scheduled: 6 * per_sec,
+            dropped: 0,
+            rate_limited: 0,
+            verdict: StepVerdict::Broke,
+            missed: Vec::new(),
+            void_because: None,
+            gauges: Gauges::default(),
+            findings: findings
+                .iter()
+                .map(|(rule, layer)| {
+                    Finding::new(
+                        rule,
+                        *layer,
+                        Severity::Critical,
+                        *rule,
+                        "evidence",
+                        "action",
+                    )
+                })
+                .collect(),
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn a_step_refused_after_the_rate_limits_budget_is_spent_breaks_for_the_limit() {
+        let mut limited = step(5, 50, &[(RATE_LIMITED, Layer::Api)]);
+        limited.rate_limited = limited.requests / 10;
+        let refused = step(
+            6,
+            45,
+            &[
+                ("load.no_requests", Layer::Load),
+                ("load.scenario_errors", Layer::Load),
+            ],
+        );
+        let steps = [step(4, 40, &[]), limited, refused];
+        let cause = Knee::cause_at(&steps[2], &steps).unwrap();
+        assert_eq!(cause.rule, RATE_LIMITED);
+        // A cause of its own below the API's answers is the step's, whatever came before.
+        let pool = step(7, 42, &[("postgres.pool_exhausted", Layer::Postgres)]);
+        assert_eq!(
+            Knee::cause_at(&pool, &steps).unwrap().rule,
+            "postgres.pool_exhausted"
+        );
+        // Without a limit met before it, a step's own first finding stands.
+        let alone = [steps[0].clone(), steps[2].clone()];
+        assert_eq!(
+            Knee::cause_at(&alone[1], &alone).unwrap().rule,
+            "load.no_requests"
+        );
+    }
+
+    #[test]
+    fn drops_with_most_users_free_are_the_generators_and_with_all_busy_the_apis() {
+        let mut starved = step(1, 1000, &[]);
+        starved.dropped = starved.scheduled / 2;
+        starved.gauges.in_flight = 22.0;
+        let why = starved.late_with_users_free(200).unwrap();
+        assert!(why.contains("the generator could not run them"), "{why}");
+        let mut queued = starved.clone();
+        queued.gauges.in_flight = 20.0;
+        assert_eq!(
+            queued.late_with_users_free(40),
+            None,
+            "users waited on the API"
+        );
+        starved.dropped = starved.scheduled / 200;
+        assert_eq!(starved.late_with_users_free(200), None, "too few drops");
+    }
+}
