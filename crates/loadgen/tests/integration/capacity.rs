@@ -1,11 +1,14 @@
 //! `loadgen capacity` (issue 26) against bottlenecks we plant, where the true capacity is known:
 //! a database pool of 2 held 100 ms a request (20 req/s), password hashing on the one event loop
-//! (its rate measured here, one login after another), the API's rate limit, a healthy API up to
-//! the ceiling, and a rate beyond what the generator can send. Each search runs the command
-//! line's own `capacity::search` on a short plan, its answer asserted within ±20 % of the truth
-//! and its knee naming the layer that gave out; every assertion prints the steps measured.
-//! The two cases that use a whole core (the hashing, the generator at its limit) take turns,
-//! so that neither measures the other.
+//! (its rate measured here, the loop kept busy with logins, before the search and after), the
+//! API's rate limit, a healthy API up to the ceiling, and a rate beyond what the generator can
+//! send. The searches run the command line's own `capacity::search` on short plans (the
+//! generator's, the binary itself beside the server); the answers are asserted within ±20 % of
+//! the truth, and the knee names the layer that gave out. The rate limit counts a minute from
+//! its first request, so a search of short steps meets it once the minute's budget is spent,
+//! not at its rate: that case asserts the limit reported, named and advised against, not a
+//! rate. Every assertion prints the steps measured. The two cases that use a whole core (the
+//! hashing, the generator at its limit) take turns, so that neither measures the other.
 
 use std::time::{Duration, Instant};
 
@@ -187,7 +190,7 @@ async fn logins_per_sec(base_url: &str, username: &str, times: u32) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hashing_on_the_one_event_loop_takes_one_login_per_hash_time_and_is_named() {
+async fn hashing_on_the_one_event_loop_takes_the_logins_it_hashes_and_names_the_login() {
     let _core = ONE_CORE.lock().await;
     let testbed = test_support::start_in_memory(|c| {
         c.hash_cost = 10;
