@@ -699,8 +699,11 @@ impl Cli {
             && scenario.load.is_none()
             && !per_type
         {
+            // A capacity search is the open model: it sets each step's rate itself, and caps
+            // each step's users at --max-users.
+            let capped_later = self.capacity.asked;
             for (given, flag) in [
-                (self.max_users.is_some(), "--max-users"),
+                (self.max_users.is_some() && !capped_later, "--max-users"),
                 (self.pre_allocate.is_some(), "--pre-allocate"),
             ] {
                 if given {

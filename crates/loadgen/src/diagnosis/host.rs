@@ -230,6 +230,71 @@ pub fn cpu_saturated(e: &Evidence<'_>) -> Vec<Finding> {
     ]
 }
 
+/// Around one core, percent: a process whose one busy thread is its limit reads so.
+const ONE_CORE_PCT: std::ops::RangeInclusive<f64> = 85.0..=115.0;
+
+/// A member of the stack, one process, at about one core (85 to 115 % of it) in 7 samples of
+/// 10 or more while requests were slow, on a host of 2 cores or more: one thread serves it (an
+/// event loop, a single worker process under Python's GIL), and the CPU work of one request
+/// (password hashing) holds up every other. More cores would not help it. (On a host that
+/// other programs saturate, such a process gets less than its core, and this cannot be told
+/// from starvation: [`cpu_saturated`] and the validity section speak then.)
+pub fn one_core_saturated(e: &Evidence<'_>) -> Vec<Finding> {
+    let host = e.backend.host();
+    if !e.slow() || host.len() < 5 {
+        return Vec::new();
+    }
+    let usage = CpuUse::of(&host);
+    if !usage.classified || usage.cores < 2.0 {
+        return Vec::new();
+    }
+    // (name, pid) → (samples near one core, CPU summed over them).
+    let mut near: BTreeMap<(String, u32), (usize, f64)> = BTreeMap::new();
+    for (_, sample) in &host {
+        for group in &sample.processes {
+            if group.role.in_stack() && group.count == 1 && ONE_CORE_PCT.contains(&group.cpu_pct) {
+                let entry = near.entry((group.name.clone(), group.pid)).or_default();
+                entry.0 += 1;
+                entry.1 += group.cpu_pct;
+            }
+        }
+    }
+    let Some(((name, pid), (samples, cpu))) = near
+        .into_iter()
+        .filter(|(_, (n, _))| n * 10 >= host.len() * 7)
+        .max_by_key(|(_, (n, _))| *n)
+    else {
+        return Vec::new();
+    };
+    let host_cpu = host.iter().map(|(_, h)| h.cpu_pct).sum::<f64>() / host.len() as f64;
+    vec![
+        Finding::new(
+            "host.one_core_saturated",
+            Layer::Host,
+            Severity::Critical,
+            "One core serves the API: its one busy thread is the limit",
+            format!(
+                "{name} (pid {pid}) at {:.0}% of one core in {samples} of {} samples, while \
+                 the host's {} cores averaged {host_cpu:.0}%; steady-state p95 {:.0} ms",
+                cpu / samples as f64,
+                host.len(),
+                usage.cores,
+                e.p95_ms()
+            ),
+            "One thread serves every request (an event loop, a single worker process, Python's \
+             GIL), so CPU work in one request (password hashing, serialisation) holds up all the \
+             others: move that work off the loop (a thread pool), or run more API processes; \
+             more cores alone will not help",
+        )
+        .causing(&[
+            "load.slow_endpoints",
+            "load.over_capacity",
+            "load.stuck_users",
+            "load.plateau",
+        ]),
+    ]
+}
+
 /// The watched containers' share of the host's CPU over the hot samples (they are the stack,
 /// whatever their processes are called).
 fn containers_share(e: &Evidence<'_>, usage: &CpuUse) -> f64 {
@@ -411,6 +476,44 @@ mod tests {
         // Time spent hot decides, not the average: 2 hot samples in 10 are no saturation.
         let brief = ticks(10, |i| vec![host(if i < 2 { 99.0 } else { 30.0 })]);
         assert!(with_evidence(&run, &brief, cpu_saturated).is_empty());
+    }
+
+    #[test]
+    fn one_process_of_the_stack_at_one_core_beside_idle_cores_is_its_one_thread() {
+        let run = outcome(&[5; 10], &[20; 10], 900, &[]);
+        let looped = host_with(
+            10,
+            55.0,
+            vec![
+                group("testbed", 30, ProcessRole::Api, 99.0),
+                group("loadgen", 10, ProcessRole::Generator, 8.0),
+            ],
+        );
+        let found = with_evidence(&run, &looped, one_core_saturated);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .evidence
+                .starts_with("testbed (pid 30) at 99% of one core in 10 of 10 samples"),
+            "{}",
+            found[0].evidence
+        );
+        // Spread over cores, or fast: not one thread's limit.
+        let spread = host_with(
+            10,
+            80.0,
+            vec![group("testbed", 30, ProcessRole::Api, 160.0)],
+        );
+        assert!(with_evidence(&run, &spread, one_core_saturated).is_empty());
+        let fast = outcome(&[5; 10], &[20; 10], 5, &[]);
+        assert!(with_evidence(&fast, &looped, one_core_saturated).is_empty());
+        // The load generator at one core is no member of the stack.
+        let ours = host_with(
+            10,
+            55.0,
+            vec![group("loadgen", 10, ProcessRole::Generator, 100.0)],
+        );
+        assert!(with_evidence(&run, &ours, one_core_saturated).is_empty());
     }
 
     #[test]

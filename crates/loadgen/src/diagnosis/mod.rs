@@ -205,6 +205,7 @@ pub const VALIDITY_RULES: &[Rule] = &[
 /// What the stack under test did: causes and their symptoms.
 pub const RULES: &[Rule] = &[
     host::cpu_saturated,
+    host::one_core_saturated,
     containers::cpu_saturated,
     postgres::connections_near_max,
     postgres::lock_waits,

@@ -290,13 +290,18 @@ async fn a_healthy_run_on_a_busy_host_has_no_cause_and_a_validity_warning() {
 
 /// The testbed as a process of its own (as the API runs beside loadgen, not inside it), its
 /// jobs burning a core each in ffmpeg children: the stack's own processes saturate the host.
-struct TestbedProcess {
+pub(crate) struct TestbedProcess {
     child: tokio::process::Child,
-    base_url: String,
+    pub(crate) base_url: String,
 }
 
 impl TestbedProcess {
     async fn start(env: &[(&str, String)]) -> Self {
+        Self::start_with(&["--hash-cost", "4"], env).await
+    }
+
+    /// The testbed with `args` (after `--listen 127.0.0.1:0`) and `env`.
+    pub(crate) async fn start_with(args: &[&str], env: &[(&str, String)]) -> Self {
         // Built beside loadgen by `cargo test --workspace`.
         let binary = Path::new(env!("CARGO_BIN_EXE_loadgen")).with_file_name("testbed");
         assert!(
@@ -305,7 +310,8 @@ impl TestbedProcess {
             binary.display()
         );
         let mut child = tokio::process::Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--hash-cost", "4"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -328,7 +334,7 @@ impl TestbedProcess {
     }
 
     /// SIGINT, as a user stops it: it cancels its jobs, which kill their ffmpeg children.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if self.child.id().is_some() {
             crate::support::send("INT", &self.child);
         }

@@ -10,6 +10,7 @@
 mod accounting;
 mod bad_input;
 mod busy_host;
+mod capacity;
 mod capacity_reports;
 mod capacity_web;
 mod certificates;

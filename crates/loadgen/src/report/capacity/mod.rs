@@ -168,6 +168,10 @@ impl StepReport {
             findings: analysis.findings.clone(),
             interrupted: outcome.interrupted,
         };
+        step.void_because = step
+            .void_because
+            .take()
+            .or_else(|| step.late_with_users_free(plan.users_for(rate)));
         step.missed = step.missed_objectives(&plan.slo);
         step.verdict = if step.void_because.is_some() {
             StepVerdict::Void
@@ -218,13 +222,38 @@ impl StepReport {
             })
             .collect();
         // Iterations dropped while the generator kept up: every user was waiting on the API.
-        if self.dropped * 100 > self.scheduled {
+        if self.void_because.is_none() && self.dropped * 100 > self.scheduled {
             missed.push(format!(
                 "{} of {} iterations dropped: every user was waiting on the API",
                 self.dropped, self.scheduled
             ));
         }
         missed
+    }
+
+    /// Why the step is void when iterations were dropped (1 in 100 or more) for want of a free
+    /// user though the requests in flight averaged under a third of the `users` cap: users run
+    /// out when they wait on the API, and then its requests in flight climb to the cap. Here
+    /// the generator itself held them, unable to run them on time (its CPU taken, by its own
+    /// work or by other programs on the host, before its own gauges show it saturated).
+    /// Measured on 2 cores under stress-ng: a starved generator averaged 1 to 65 of 200 users
+    /// in flight; a pool of 2 that the API's requests queued for, 20 of 40.
+    fn late_with_users_free(&self, users: u64) -> Option<String> {
+        (self.dropped * 100 > self.scheduled && self.gauges.in_flight * 3.0 < users as f64).then(
+            || {
+                format!(
+                    "{} of {} iterations dropped for want of a free user, while {:.0} of the \
+                     {users} users waited on the API on average: the generator could not run \
+                     them on time",
+                    self.dropped, self.scheduled, self.gauges.in_flight
+                )
+            },
+        )
+    }
+
+    /// Whether the API's rate limit answered this step: 429s in one request of 100 or more.
+    pub fn met_rate_limit(&self) -> bool {
+        self.rate_limited > 0 && self.rate_limited * 100 >= self.requests.max(1)
     }
 
     /// The step's first cause about the stack: a finding of a layer below the API's answers
@@ -474,8 +503,8 @@ pub struct Knee {
 }
 
 impl Knee {
-    /// The knee between `held` (when a step held) and `broke`.
-    fn of(held: Option<&StepReport>, broke: &StepReport) -> Self {
+    /// The knee between `held` (when a step held) and `broke`, among all the `steps` run.
+    fn of(held: Option<&StepReport>, broke: &StepReport, steps: &[StepReport]) -> Self {
         let mut changes = Vec::new();
         if let Some(held) = held {
             for (what, before, after, unit) in [
@@ -510,11 +539,35 @@ impl Knee {
         Self {
             held_step: held.map(|s| s.number),
             broke_step: broke.number,
-            cause: broke.cause().cloned(),
+            cause: Self::cause_at(broke, steps),
             changes,
         }
     }
+
+    /// What broke first at `broke`: its own first cause; but when that is no cause below the
+    /// API's answers and a step run before it (or it) met the API's rate limit, the limit. A
+    /// limit counted over a window (RATE_LIMIT_PER_MINUTE) refuses every step run after its
+    /// budget is spent, whatever that step's rate, and such a step's own findings name only
+    /// the symptoms (no request answered, steps skipped for the token a refused login would
+    /// have set).
+    fn cause_at(broke: &StepReport, steps: &[StepReport]) -> Option<Finding> {
+        let own = broke.cause();
+        if own
+            .is_some_and(|f| !matches!(f.layer, Layer::Load | Layer::Api) || f.rule == RATE_LIMITED)
+        {
+            return own.cloned();
+        }
+        steps
+            .iter()
+            .filter(|s| s.number <= broke.number && s.met_rate_limit())
+            .find_map(|s| s.findings.iter().find(|f| f.rule == RATE_LIMITED))
+            .or(own)
+            .cloned()
+    }
 }
+
+/// The rule that finds answers 429.
+const RATE_LIMITED: &str = "load.rate_limited";
 
 /// Whether a figure grew enough to be worth naming: by a quarter, and by more than a reading's
 /// noise (5 points of a CPU share).
@@ -577,13 +630,13 @@ impl CapacityReport {
             Answer::Between { broke, .. } => steps
                 .iter()
                 .rfind(|s| s.verdict == StepVerdict::Broke && s.rate == *broke)
-                .map(|b| Knee::of(highest_held(b.rate), b)),
+                .map(|b| Knee::of(highest_held(b.rate), b, &steps)),
             _ => None,
         };
-        // A step that answered 429s in any number is the rate limit at work.
+        // A step that the rate limit answered is the limit at work.
         let rate_limit_from = steps
             .iter()
-            .filter(|s| s.rate_limited > 0 && s.rate_limited * 100 >= s.requests.max(1))
+            .filter(|s| s.met_rate_limit())
             .map(|s| s.rate)
             .min();
         Self {
@@ -680,5 +733,100 @@ impl CapacityReport {
             .map_or_else(String::new, |s| {
                 format!(" (about {:.0} req/s)", s.throughput_rps)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::Severity;
+
+    /// A step at `per_sec` that answered `requests`, with `findings` (rule, layer).
+    fn step(number: usize, per_sec: u64, findings: &[(&'static str, Layer)]) -> StepReport {
+        StepReport {
+            number,
+            kind: StepKind::Climb,
+            rate: Rate::per_second(per_sec),
+            rate_per_sec: per_sec as f64,
+            judged_secs: 6.0,
+            requests: 6 * per_sec,
+            failures: 0,
+            failure_pct: 0.0,
+            throughput_rps: per_sec as f64,
+            iterations_per_sec: per_sec as f64,
+            p50_ms: 5.0,
+            p95_ms: 10.0,
+            p99_ms: 20.0,
+            avg_ms: 6.0,
+            unanswered: 0,
+            scheduled: 6 * per_sec,
+            dropped: 0,
+            rate_limited: 0,
+            verdict: StepVerdict::Broke,
+            missed: Vec::new(),
+            void_because: None,
+            gauges: Gauges::default(),
+            findings: findings
+                .iter()
+                .map(|(rule, layer)| {
+                    Finding::new(
+                        rule,
+                        *layer,
+                        Severity::Critical,
+                        *rule,
+                        "evidence",
+                        "action",
+                    )
+                })
+                .collect(),
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn a_step_refused_after_the_rate_limits_budget_is_spent_breaks_for_the_limit() {
+        let mut limited = step(5, 50, &[(RATE_LIMITED, Layer::Api)]);
+        limited.rate_limited = limited.requests / 10;
+        let refused = step(
+            6,
+            45,
+            &[
+                ("load.no_requests", Layer::Load),
+                ("load.scenario_errors", Layer::Load),
+            ],
+        );
+        let steps = [step(4, 40, &[]), limited, refused];
+        let cause = Knee::cause_at(&steps[2], &steps).unwrap();
+        assert_eq!(cause.rule, RATE_LIMITED);
+        // A cause of its own below the API's answers is the step's, whatever came before.
+        let pool = step(7, 42, &[("postgres.pool_exhausted", Layer::Postgres)]);
+        assert_eq!(
+            Knee::cause_at(&pool, &steps).unwrap().rule,
+            "postgres.pool_exhausted"
+        );
+        // Without a limit met before it, a step's own first finding stands.
+        let alone = [steps[0].clone(), steps[2].clone()];
+        assert_eq!(
+            Knee::cause_at(&alone[1], &alone).unwrap().rule,
+            "load.no_requests"
+        );
+    }
+
+    #[test]
+    fn drops_with_most_users_free_are_the_generators_and_with_all_busy_the_apis() {
+        let mut starved = step(1, 1000, &[]);
+        starved.dropped = starved.scheduled / 2;
+        starved.gauges.in_flight = 22.0;
+        let why = starved.late_with_users_free(200).unwrap();
+        assert!(why.contains("the generator could not run them"), "{why}");
+        let mut queued = starved.clone();
+        queued.gauges.in_flight = 20.0;
+        assert_eq!(
+            queued.late_with_users_free(40),
+            None,
+            "users waited on the API"
+        );
+        starved.dropped = starved.scheduled / 200;
+        assert_eq!(starved.late_with_users_free(200), None, "too few drops");
     }
 }
