@@ -187,7 +187,10 @@ pub fn step_config(config: &RunConfig, plan: &CapacityPlan, rate: Rate) -> RunCo
         rate: Some(rate),
         stages: Vec::new(),
         max_users: Some(users),
-        pre_allocate: config.load.arrival.as_ref().and_then(|a| a.pre_allocate),
+        pre_allocate: plan
+            .pre_allocate
+            .or_else(|| config.load.arrival.as_ref().and_then(|a| a.pre_allocate))
+            .map(|n| n.min(users)),
     });
     step.load.users = users;
     step.load.run_time = Some(plan.step_time);

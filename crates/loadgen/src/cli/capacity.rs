@@ -92,9 +92,13 @@ impl CapacityArgs {
         Ok(())
     }
 
-    /// The plan these flags give, its objective defaulting to `targets`, and `max_users`
-    /// (`-u`/`--max-users`) capping each step's users.
-    pub fn plan(&self, targets: &Targets, max_users: Option<u64>) -> anyhow::Result<CapacityPlan> {
+    /// The plan these flags give, its objective defaulting to `targets`, with the users of
+    /// each step: `-u`/`--max-users` caps them, `--pre-allocate` are started first.
+    pub fn plan(
+        &self,
+        targets: &Targets,
+        (max_users, pre_allocate): (Option<u64>, Option<u64>),
+    ) -> anyhow::Result<CapacityPlan> {
         let defaults =
             CapacityPlan::new(self.slo.clone().unwrap_or_else(|| Slo::of_targets(targets)));
         let plan = CapacityPlan {
@@ -108,6 +112,7 @@ impl CapacityArgs {
             pause: self.pause.unwrap_or(defaults.pause),
             require: self.require,
             max_users,
+            pre_allocate,
             ..defaults
         };
         plan.check().map_err(anyhow::Error::msg)?;

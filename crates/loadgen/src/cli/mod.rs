@@ -472,9 +472,10 @@ impl Cli {
             );
         }
         config.load.threads = self.threads_for(None)?;
-        let mut plan = self
-            .capacity
-            .plan(&config.targets, self.max_users.or(self.users))?;
+        let mut plan = self.capacity.plan(
+            &config.targets,
+            (self.max_users.or(self.users), self.pre_allocate),
+        )?;
         // Read now, so that a wrong file costs no step.
         if let Some(path) = &self.baseline {
             use crate::config::capacity::{CapacityBaseline, DEFAULT_CAPACITY_FALL_PCT};
@@ -699,12 +700,12 @@ impl Cli {
             && scenario.load.is_none()
             && !per_type
         {
-            // A capacity search is the open model: it sets each step's rate itself, and caps
-            // each step's users at --max-users.
-            let capped_later = self.capacity.asked;
+            // A capacity search is the open model: it sets each step's rate itself, caps each
+            // step's users at --max-users and starts --pre-allocate of them first.
+            let set_later = self.capacity.asked;
             for (given, flag) in [
-                (self.max_users.is_some() && !capped_later, "--max-users"),
-                (self.pre_allocate.is_some(), "--pre-allocate"),
+                (self.max_users.is_some() && !set_later, "--max-users"),
+                (self.pre_allocate.is_some() && !set_later, "--pre-allocate"),
             ] {
                 if given {
                     bail!(

@@ -270,6 +270,10 @@ pub struct CapacityPlan {
     /// Users at most to serve a step's iterations (`--max-users`); default: enough for every
     /// iteration of two seconds of the step (or of the objective's p99, when longer).
     pub max_users: Option<u64>,
+    /// Users made and started before each step's first iteration (`--pre-allocate`; default:
+    /// a tenth of the step's rate per second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_allocate: Option<u64>,
     /// `--baseline`: an earlier search to compare the capacity found with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<CapacityBaseline>,
@@ -291,6 +295,7 @@ impl CapacityPlan {
             pause: Duration::from_secs(2),
             require: None,
             max_users: None,
+            pre_allocate: None,
             baseline: None,
         }
     }

@@ -209,7 +209,12 @@ pub fn latency_throughput(report: &CapacityReport) -> String {
             knee_marks(chart, report, |s| at(s, metric))?;
             let hollow: Vec<_> = void
                 .iter()
-                .map(|s| (at(s, Metric::P95), format!("void {}", s.rate)))
+                .map(|s| {
+                    (
+                        at(s, Metric::P95),
+                        format!("void {}", s.rate.per_sec_text()),
+                    )
+                })
                 .collect();
             void_points(chart, &hollow)
         },
@@ -225,7 +230,7 @@ fn clipped_labels(chart: &mut Chart, steps: &[&StepReport], cap: f64) -> Drawn {
         .map(|s| {
             (
                 (s.throughput_rps, cap),
-                format!("{}: p99 {} ↑", s.rate, ms(s.p99_ms)),
+                format!("{}: p99 {} ↑", s.rate.per_sec_text(), ms(s.p99_ms)),
             )
         })
         .collect();
@@ -248,7 +253,7 @@ fn knee_marks(
         mark(
             chart,
             at(held),
-            format!("last held {}", held.rate),
+            format!("last held {}", held.rate.per_sec_text()),
             HELD,
             HPos::Right,
         )?;
@@ -257,7 +262,7 @@ fn knee_marks(
         mark(
             chart,
             at(broke),
-            format!("first broke {}", broke.rate),
+            format!("first broke {}", broke.rate.per_sec_text()),
             BROKE,
             HPos::Left,
         )?;
@@ -319,7 +324,7 @@ pub fn throughput_against_rate(report: &CapacityReport) -> String {
                 chart.draw_series(std::iter::once(
                     EmptyElement::at(at(step))
                         + Text::new(
-                            format!("stops following the rate at {}", step.rate),
+                            format!("stops following the rate at {}", step.rate.per_sec_text()),
                             (0, 14),
                             font,
                         ),
@@ -328,7 +333,7 @@ pub fn throughput_against_rate(report: &CapacityReport) -> String {
             knee_marks(chart, report, at)?;
             let hollow: Vec<_> = void
                 .iter()
-                .map(|s| (at(s), format!("void {}", s.rate)))
+                .map(|s| (at(s), format!("void {}", s.rate.per_sec_text())))
                 .collect();
             void_points(chart, &hollow)
         },

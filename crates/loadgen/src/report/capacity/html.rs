@@ -94,7 +94,7 @@ fn knee(out: &mut String, report: &CapacityReport) {
                 .steps
                 .iter()
                 .find(|s| s.number == n)
-                .map_or_else(String::new, |s| s.rate.to_string())
+                .map_or_else(String::new, |s| s.rate.per_sec_text())
         };
         let _ = writeln!(
             out,
@@ -124,7 +124,10 @@ fn knee(out: &mut String, report: &CapacityReport) {
             out.push_str("</ul>\n");
         }
     }
-    if let Some(rate) = report.rate_limit_from {
+    if let Some(rate) = report
+        .rate_limit_from
+        .map(crate::arrival::Rate::per_sec_text)
+    {
         let _ = writeln!(
             out,
             "<h2>Rate limit</h2>\n<p>The API answered 429 Too Many Requests from {rate}: that is its rate limit, not the stack's capacity. Lift it for the search (e.g. RATE_LIMIT_PER_MINUTE=0) to measure the stack.</p>"
@@ -165,7 +168,7 @@ fn steps_table(out: &mut String, report: &CapacityReport) {
                 StepKind::Climb => "climb",
                 StepKind::Bisect => "narrow",
             },
-            step.rate,
+            step.rate.per_sec_text(),
             step.throughput_rps,
             ms(step.p50_ms),
             ms(step.p95_ms),

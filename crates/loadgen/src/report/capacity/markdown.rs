@@ -27,10 +27,10 @@ pub fn render(report: &CapacityReport) -> String {
         out,
         "## {} loadgen capacity: {}\n",
         if failed { "❌" } else { "✅" },
-        report
-            .answer
-            .held()
-            .map_or_else(|| "no rate held".to_owned(), |h| format!("{h} held")),
+        report.answer.held().map_or_else(
+            || "no rate held".to_owned(),
+            |h| format!("{} held", h.per_sec_text())
+        ),
     );
     let _ = writeln!(out, "{}\n", report.headline().replace('\n', " "));
     let plan = &report.plan;
@@ -69,7 +69,10 @@ pub fn render(report: &CapacityReport) -> String {
     }
     steps_table(&mut out, report);
     knee_section(&mut out, report);
-    if let Some(rate) = report.rate_limit_from {
+    if let Some(rate) = report
+        .rate_limit_from
+        .map(crate::arrival::Rate::per_sec_text)
+    {
         let _ = writeln!(
             out,
             "\n### Rate limit\n\nThe API answered 429 Too Many Requests from {rate}: that is its \
@@ -101,7 +104,7 @@ fn steps_table(out: &mut String, report: &CapacityReport) {
                 StepKind::Climb => "climb",
                 StepKind::Bisect => "narrow",
             },
-            step.rate,
+            step.rate.per_sec_text(),
             step.throughput_rps,
             ms(step.p50_ms),
             ms(step.p95_ms),
@@ -123,7 +126,7 @@ fn knee_section(out: &mut String, report: &CapacityReport) {
             .steps
             .iter()
             .find(|s| s.number == n)
-            .map_or_else(String::new, |s| s.rate.to_string())
+            .map_or_else(String::new, |s| s.rate.per_sec_text())
     };
     let _ = writeln!(
         out,

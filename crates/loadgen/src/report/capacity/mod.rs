@@ -53,15 +53,20 @@ pub struct Gauges {
     pub loadgen_cpu_pct: f64,
     /// Requests waiting for their answers.
     pub in_flight: f64,
-    /// The host's CPU, percent.
+    /// The CPU of the stack's processes on the host together, percent of one core (never
+    /// the whole host's: other processes there are noise, not the stack's load).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_cpu_pct: Option<f64>,
+    pub stack_cpu_pct: Option<f64>,
     /// The busiest process of the stack on the host and its CPU, percent of one core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub busiest_process: Option<(String, f64)>,
     /// The busiest container and its CPU, percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub busiest_container: Option<(String, f64)>,
+    /// The API's fullest database pool: who, its size (the most backends it held), and the
+    /// share of samples with all of them busy, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_pool_full: Option<(String, i64, f64)>,
     /// PostgreSQL's backends running a query.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db_active: Option<f64>,
@@ -303,7 +308,20 @@ impl Gauges {
                     .collect::<Vec<_>>(),
             )
             .unwrap_or(0.0),
-            host_cpu_pct: mean_of(&host.iter().map(|(_, h)| h.cpu_pct).collect::<Vec<_>>()),
+            stack_cpu_pct: mean_of(
+                &host
+                    .iter()
+                    .filter(|(_, h)| !h.processes.is_empty())
+                    .map(|(_, h)| {
+                        h.processes
+                            .iter()
+                            .filter(|p| p.role.in_stack())
+                            .map(|p| p.cpu_pct)
+                            .sum::<f64>()
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            db_pool_full: crate::diagnosis::fullest_pool(&postgres),
             busiest_process: busiest(host.iter().flat_map(|(_, h)| {
                 h.processes
                     .iter()
@@ -360,11 +378,22 @@ impl Gauges {
             }
         };
         both(
-            "host CPU".into(),
-            self.host_cpu_pct,
-            later.host_cpu_pct,
+            "the stack's CPU".into(),
+            self.stack_cpu_pct,
+            later.stack_cpu_pct,
             "%",
         );
+        if let (Some((pool, size, a)), Some((later_pool, _, b))) =
+            (&self.db_pool_full, &later.db_pool_full)
+            && pool == later_pool
+        {
+            both(
+                format!("samples with all {size} connections of the pool of {pool} busy"),
+                Some(*a),
+                Some(*b),
+                "%",
+            );
+        }
         both(
             "database backends running a query".into(),
             self.db_active,
@@ -572,7 +601,13 @@ const RATE_LIMITED: &str = "load.rate_limited";
 /// Whether a figure grew enough to be worth naming: by a quarter, and by more than a reading's
 /// noise (5 points of a CPU share).
 fn grew(before: f64, after: f64, what: &str) -> bool {
-    let visible = if what.ends_with("CPU") { 5.0 } else { 0.5 };
+    // Shares move in points; counts such as a pool of one's busy backends (0.3 to 0.8) in
+    // tenths.
+    let visible = if what.ends_with("CPU") || what.starts_with("samples") {
+        5.0
+    } else {
+        0.2
+    };
     after > before * 1.25 && after - before >= visible
 }
 
@@ -672,31 +707,39 @@ impl CapacityReport {
                 held: Some(held),
                 broke,
             } => format!(
-                "Capacity about {held} ({slo}): {held} held{}, {broke} did not.",
-                rps(*held)
+                "Capacity about {} ({slo}): {} held{}, {} did not.",
+                held.per_sec_text(),
+                held.per_sec_text(),
+                rps(*held),
+                broke.per_sec_text()
             ),
-            Answer::Between { held: None, broke } => format!(
-                "Capacity below {broke} ({slo}): even the lowest rate tried, {broke}, missed the objective."
-            ),
+            Answer::Between { held: None, broke } => {
+                let broke = broke.per_sec_text();
+                format!(
+                    "Capacity below {broke} ({slo}): even the lowest rate tried, {broke}, missed the objective."
+                )
+            }
             Answer::AtLeast { held } => format!(
-                "Capacity at least {held} ({slo}): the ceiling held{}; raise --ceiling to find the edge.",
+                "Capacity at least {} ({slo}): the ceiling held{}; raise --ceiling to find the edge.",
+                held.per_sec_text(),
                 rps(*held)
             ),
             Answer::GeneratorLimit { held, void } => format!(
-                "Capacity at least {} ({slo}): the generator could not send {void} from this \
+                "Capacity at least {} ({slo}): the generator could not send {} from this \
                  machine, so the API's edge lies beyond what it can measure. Give loadgen more \
                  cores (--threads) or workers.",
-                held.map_or_else(|| "0/s".to_owned(), |h| h.to_string())
+                held.map_or_else(|| "0/s".to_owned(), Rate::per_sec_text),
+                void.per_sec_text()
             ),
             Answer::Unfinished { held } => format!(
                 "Stopped before the edge was found; the highest rate that held: {}.",
-                held.map_or_else(|| "none".to_owned(), |h| h.to_string())
+                held.map_or_else(|| "none".to_owned(), Rate::per_sec_text)
             ),
         };
         if let Some(knee) = &self.knee
             && let Some(broke) = self.steps.iter().find(|s| s.number == knee.broke_step)
         {
-            text.push_str(&format!(" Beyond it, at {}: ", broke.rate));
+            text.push_str(&format!(" Beyond it, at {}: ", broke.rate.per_sec_text()));
             match &knee.cause {
                 Some(cause) => text.push_str(&format!("{} ({})", cause.title, cause.evidence)),
                 None => text.push_str(&broke.missed.join("; ")),
@@ -707,13 +750,13 @@ impl CapacityReport {
                     ". Against {}: {}",
                     knee.held_step
                         .and_then(|n| self.steps.iter().find(|s| s.number == n))
-                        .map_or_else(|| "the rates below".to_owned(), |s| s.rate.to_string()),
+                        .map_or_else(|| "the rates below".to_owned(), |s| s.rate.per_sec_text()),
                     changes.join(", ")
                 ));
             }
             text.push('.');
         }
-        if let Some(rate) = self.rate_limit_from {
+        if let Some(rate) = self.rate_limit_from.map(Rate::per_sec_text) {
             text.push_str(&format!(
                 " The API's rate limit answered 429 from {rate}: that is the limit, not the \
                  stack's capacity; lift it for the search (e.g. RATE_LIMIT_PER_MINUTE=0) to \
