@@ -273,12 +273,7 @@ impl CapacitySearch {
 mod tests {
     use super::*;
 
-    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::web::testing::form;
 
     #[test]
     fn the_form_reads_into_a_plan_and_empty_fields_take_the_defaults() {

@@ -222,3 +222,15 @@ pub async fn serve_on(
     tracing::info!("Shutting down (exit code {code})");
     Ok(code)
 }
+
+/// What the web UI's unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A form's fields, as the routes read them.
+    pub fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+}

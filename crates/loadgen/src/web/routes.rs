@@ -383,12 +383,7 @@ fn no_run_yet() -> Response {
 mod tests {
     use super::*;
 
-    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::web::testing::form;
 
     #[test]
     fn locusts_form_fields_are_read_and_bad_ones_named() {

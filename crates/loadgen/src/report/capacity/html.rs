@@ -88,20 +88,8 @@ fn verdicts(out: &mut String, report: &CapacityReport) {
 
 /// What broke first at the knee, what to do, and the figures that grew there; the rate limit.
 fn knee(out: &mut String, report: &CapacityReport) {
-    if let Some(knee) = &report.knee {
-        let rate_of = |n: usize| {
-            report
-                .steps
-                .iter()
-                .find(|s| s.number == n)
-                .map_or_else(String::new, |s| s.rate.per_sec_text())
-        };
-        let _ = writeln!(
-            out,
-            "<h2>At the knee: {} held, {} broke</h2>",
-            knee.held_step.map_or_else(|| "no rate".to_owned(), rate_of),
-            rate_of(knee.broke_step)
-        );
+    if let (Some(knee), Some((held, broke))) = (&report.knee, report.knee_rates()) {
+        let _ = writeln!(out, "<h2>At the knee: {held} held, {broke} broke</h2>");
         match &knee.cause {
             Some(cause) => {
                 let _ = writeln!(

@@ -118,22 +118,10 @@ fn steps_table(out: &mut String, report: &CapacityReport) {
 
 /// The knee: what broke first, what to do, what grew.
 fn knee_section(out: &mut String, report: &CapacityReport) {
-    let Some(knee) = &report.knee else {
+    let (Some(knee), Some((held, broke))) = (&report.knee, report.knee_rates()) else {
         return;
     };
-    let rate_of = |n: usize| {
-        report
-            .steps
-            .iter()
-            .find(|s| s.number == n)
-            .map_or_else(String::new, |s| s.rate.per_sec_text())
-    };
-    let _ = writeln!(
-        out,
-        "\n### At the knee: {} held, {} broke\n",
-        knee.held_step.map_or_else(|| "no rate".to_owned(), rate_of),
-        rate_of(knee.broke_step)
-    );
+    let _ = writeln!(out, "\n### At the knee: {held} held, {broke} broke\n");
     match &knee.cause {
         Some(cause) => {
             let _ = writeln!(

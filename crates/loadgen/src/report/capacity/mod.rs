@@ -698,6 +698,24 @@ impl CapacityReport {
         Some(self.answer.held().is_some_and(|held| held >= required))
     }
 
+    /// The knee's rates as the outputs head it: (the last that held, or "no rate"; the first
+    /// that broke).
+    pub fn knee_rates(&self) -> Option<(String, String)> {
+        let knee = self.knee.as_ref()?;
+        let rate_of = |n: usize| {
+            self.steps
+                .iter()
+                .find(|s| s.number == n)
+                .map(|s| s.rate.per_sec_text())
+        };
+        Some((
+            knee.held_step
+                .and_then(rate_of)
+                .unwrap_or_else(|| "no rate".to_owned()),
+            rate_of(knee.broke_step).unwrap_or_default(),
+        ))
+    }
+
     /// The answer in a sentence or two, as every output ends with it.
     pub fn headline(&self) -> String {
         let slo = &self.plan.slo;
