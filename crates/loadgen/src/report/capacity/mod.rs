@@ -388,7 +388,10 @@ impl Gauges {
             && pool == later_pool
         {
             both(
-                format!("samples with all {size} connections of the pool of {pool} busy"),
+                format!(
+                    "the pool of {pool} ({size} connection{}) all busy, in samples",
+                    if *size == 1 { "" } else { "s" }
+                ),
                 Some(*a),
                 Some(*b),
                 "%",
@@ -603,7 +606,7 @@ const RATE_LIMITED: &str = "load.rate_limited";
 fn grew(before: f64, after: f64, what: &str) -> bool {
     // Shares move in points; counts such as a pool of one's busy backends (0.3 to 0.8) in
     // tenths.
-    let visible = if what.ends_with("CPU") || what.starts_with("samples") {
+    let visible = if what.ends_with("CPU") || what.ends_with("in samples") {
         5.0
     } else {
         0.2
