@@ -2,9 +2,10 @@
 
 use super::{Evidence, Finding, Layer, Severity};
 
-/// A container at 85 % CPU or more in 3 samples while the p95 target is missed.
+/// A container at 85 % CPU or more in 3 samples while the API falls behind (slow, or
+/// dropping iterations: [`Evidence::strained`]).
 pub fn cpu_saturated(e: &Evidence<'_>) -> Vec<Finding> {
-    if !e.slow() {
+    if !e.strained() {
         return Vec::new();
     }
     e.backend

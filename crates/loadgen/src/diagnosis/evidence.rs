@@ -301,6 +301,17 @@ impl<'a> Evidence<'a> {
         self.steady.count > 0 && self.p95_ms() >= self.targets.p95_ms
     }
 
+    /// Whether the API fell behind: slow against the p95 target, or, in the open model,
+    /// iterations dropped at the users' cap while the generator kept up (every user was
+    /// waiting on the API, so the answers it did give can look fast). The rules that name a
+    /// layer's limit (a full pool, one saturated core, a container's CPU) judge by this.
+    pub fn strained(&self) -> bool {
+        self.slow()
+            || (self.steady.count > 0
+                && self.stats.arrivals.total.dropped > 0
+                && self.generator_busy_secs() < 3)
+    }
+
     /// Failed requests, all endpoints and phases.
     pub fn failed_requests(&self) -> u64 {
         self.stats.endpoints.values().map(|e| e.failures).sum()

@@ -234,14 +234,15 @@ pub fn cpu_saturated(e: &Evidence<'_>) -> Vec<Finding> {
 const ONE_CORE_PCT: std::ops::RangeInclusive<f64> = 85.0..=115.0;
 
 /// A member of the stack, one process, at about one core (85 to 115 % of it) in 7 samples of
-/// 10 or more while requests were slow, on a host of 2 cores or more: one thread serves it (an
+/// 10 or more while the API fell behind ([`Evidence::strained`]: slow, or dropping the open
+/// model's iterations with every user waiting on it), on a host of 2 cores or more: one thread serves it (an
 /// event loop, a single worker process under Python's GIL), and the CPU work of one request
 /// (password hashing) holds up every other. More cores would not help it. (On a host that
 /// other programs saturate, such a process gets less than its core, and this cannot be told
 /// from starvation: [`cpu_saturated`] and the validity section speak then.)
 pub fn one_core_saturated(e: &Evidence<'_>) -> Vec<Finding> {
     let host = e.backend.host();
-    if !e.slow() || host.len() < 5 {
+    if !e.strained() || host.len() < 5 {
         return Vec::new();
     }
     let usage = CpuUse::of(&host);
@@ -507,6 +508,18 @@ mod tests {
         assert!(with_evidence(&run, &spread, one_core_saturated).is_empty());
         let fast = outcome(&[5; 10], &[20; 10], 5, &[]);
         assert!(with_evidence(&fast, &looped, one_core_saturated).is_empty());
+        // Fast answers while the open model dropped iterations, every user waiting on the
+        // loop: it fell behind all the same.
+        let mut dropping = fast.clone();
+        dropping.stats.arrivals.total = crate::stats::ArrivalCounts {
+            scheduled: 100,
+            dropped: 20,
+            late: 0,
+        };
+        assert_eq!(
+            with_evidence(&dropping, &looped, one_core_saturated).len(),
+            1
+        );
         // The load generator at one core is no member of the stack.
         let ours = host_with(
             10,

@@ -248,7 +248,7 @@ pub fn fullest_pool(pg: &[(f64, &PostgresValues)]) -> Option<(String, i64, f64)>
 /// else the server serves.
 pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
     let pg = e.backend.postgres();
-    if !e.slow() || pg.len() < 5 || lock_samples(e) * 2 >= pg.len() {
+    if !e.strained() || pg.len() < 5 || lock_samples(e) * 2 >= pg.len() {
         return Vec::new();
     }
     let max_connections = pg.last().map_or(0, |(_, p)| p.max_connections);

@@ -21,7 +21,8 @@ use crate::diagnosis::planted;
 use crate::loopback;
 use crate::support::scenario;
 
-/// Held by the cases that keep a core busy, one at a time.
+/// Held by the cases that keep a core busy (the hashing loop, the generator at its limit) and
+/// by the pool's, whose judged seconds a starved generator would void: one at a time.
 static ONE_CORE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs `loadgen capacity -H host -f scenario --threads 1 ARGS` as the command line does,
@@ -113,6 +114,7 @@ fn knee_cause(report: &CapacityReport) -> Option<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_of_two_held_100_ms_a_request_takes_about_20_per_second_and_is_named() {
+    let _core = ONE_CORE.lock().await;
     let (testbed, database, _) = planted(|c| {
         c.db_pool = 2;
         c.slow = vec!["/api/v1/tasks:100".parse().unwrap()];
