@@ -23,10 +23,7 @@ pub fn row(step: &StepReport) -> String {
     format!(
         "{:>4} {:>6} {:>10} {:>10.1} {:>9} {:>9} {:>9} {:>7.2}%  {verdict}{}\n",
         step.number,
-        match step.kind {
-            super::StepKind::Climb => "climb",
-            super::StepKind::Bisect => "narrow",
-        },
+        step.kind.label(),
         step.rate.per_sec_text(),
         step.throughput_rps,
         crate::targets::ms(step.p50_ms),

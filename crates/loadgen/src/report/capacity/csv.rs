@@ -35,7 +35,7 @@ pub fn render(report: &CapacityReport) -> Result<Vec<u8>, csv::Error> {
         };
         out.write_record([
             step.number.to_string(),
-            format!("{:?}", step.kind).to_lowercase(),
+            step.kind.label().to_owned(),
             step.rate.to_string(),
             format!("{:.3}", step.rate_per_sec),
             format!("{:.1}", step.judged_secs),

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::baseline::{CapacityComparison, CapacityVerdict};
-use super::{CapacityReport, StepKind, StepReport, StepVerdict};
+use super::{CapacityReport, StepReport, StepVerdict};
 use crate::report::markup::escape;
 use crate::targets::ms;
 
@@ -152,10 +152,7 @@ fn steps_table(out: &mut String, report: &CapacityReport) {
             out,
             "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({:.2}%)</td><td>{}</td><td>{}</td><td><b>{verdict}</b> {}</td></tr>",
             step.number,
-            match step.kind {
-                StepKind::Climb => "climb",
-                StepKind::Bisect => "narrow",
-            },
+            step.kind.label(),
             step.rate.per_sec_text(),
             step.throughput_rps,
             ms(step.p50_ms),

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use super::baseline::{CapacityComparison, CapacityVerdict};
 use super::html::why;
-use super::{CapacityReport, StepKind, StepReport, StepVerdict};
+use super::{CapacityReport, StepReport, StepVerdict};
 use crate::targets::ms;
 
 /// Text safe in a table cell: pipes escaped, one line.
@@ -100,10 +100,7 @@ fn steps_table(out: &mut String, report: &CapacityReport) {
             out,
             "| {} | {} | {} | {:.1} | {} | {} | {} | {:.2}% | {} | {} | {verdict} |",
             step.number,
-            match step.kind {
-                StepKind::Climb => "climb",
-                StepKind::Bisect => "narrow",
-            },
+            step.kind.label(),
             step.rate.per_sec_text(),
             step.throughput_rps,
             ms(step.p50_ms),

@@ -34,6 +34,16 @@ pub enum StepKind {
     Bisect,
 }
 
+impl StepKind {
+    /// How the reports name it: `climb`, or `narrow` for a bisection's step.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Climb => "climb",
+            Self::Bisect => "narrow",
+        }
+    }
+}
+
 /// What a step says of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
