@@ -107,6 +107,17 @@ fn heading(out: &mut String, report: &Report) {
     }
 }
 
+/// One finding's title, evidence and action, escaped.
+pub(crate) fn finding_html(f: &crate::diagnosis::Finding) -> String {
+    format!(
+        "<b>[{}] {}</b><br>Evidence: {}<br>Action: {}",
+        f.severity,
+        escape(&f.title),
+        escape(&f.evidence),
+        escape(&f.action)
+    )
+}
+
 /// "Is this run valid?": what could have disturbed the figures.
 fn validity_list(out: &mut String, analysis: &Analysis) {
     out.push_str("<h2>Is this run valid?</h2><ul>\n");
@@ -114,14 +125,7 @@ fn validity_list(out: &mut String, analysis: &Analysis) {
         let _ = writeln!(out, "<li>{}</li>", escape(super::VALID_RUN));
     }
     for f in &analysis.validity {
-        let _ = writeln!(
-            out,
-            "<li><b>[{}] {}</b><br>Evidence: {}<br>Action: {}</li>",
-            f.severity,
-            escape(&f.title),
-            escape(&f.evidence),
-            escape(&f.action)
-        );
+        let _ = writeln!(out, "<li>{}</li>", finding_html(f));
     }
     out.push_str("</ul>");
 }

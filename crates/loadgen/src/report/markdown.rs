@@ -168,7 +168,12 @@ pub fn render(report: &Report) -> String {
 }
 
 /// One finding as a list item, on one line each for its title, evidence and action.
-fn finding_item(out: &mut String, indent: &str, number: &str, f: &crate::diagnosis::Finding) {
+pub(crate) fn finding_item(
+    out: &mut String,
+    indent: &str,
+    number: &str,
+    f: &crate::diagnosis::Finding,
+) {
     let _ = writeln!(
         out,
         "{indent}- **{number}[{}] {}**  \n{indent}  Evidence: {}  \n{indent}  Action: {}",

@@ -92,14 +92,7 @@ fn knee(out: &mut String, report: &CapacityReport) {
         let _ = writeln!(out, "<h2>At the knee: {held} held, {broke} broke</h2>");
         match &knee.cause {
             Some(cause) => {
-                let _ = writeln!(
-                    out,
-                    "<p><b>[{}] {}</b><br>Evidence: {}<br>Action: {}</p>",
-                    cause.severity,
-                    escape(&cause.title),
-                    escape(&cause.evidence),
-                    escape(&cause.action)
-                );
+                let _ = writeln!(out, "<p>{}</p>", crate::report::html::finding_html(cause));
             }
             None => out
                 .push_str("<p>No finding names a cause: the figures below are what changed.</p>\n"),

@@ -120,16 +120,7 @@ fn knee_section(out: &mut String, report: &CapacityReport) {
     };
     let _ = writeln!(out, "\n### At the knee: {held} held, {broke} broke\n");
     match &knee.cause {
-        Some(cause) => {
-            let _ = writeln!(
-                out,
-                "- **[{}] {}**  \n  Evidence: {}  \n  Action: {}",
-                cause.severity,
-                cause.title.replace('\n', " "),
-                cause.evidence.replace('\n', " "),
-                cause.action.replace('\n', " ")
-            );
-        }
+        Some(cause) => crate::report::markdown::finding_item(out, "", "", cause),
         None => out.push_str("No finding names a cause: the figures below are what changed.\n"),
     }
     if !knee.changes.is_empty() {
