@@ -42,7 +42,7 @@ start)
   as_pg "$bin/initdb" -D "$dir/pg" -U postgres_user --pwfile="$dir/pwfile" \
     --auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; exit 1; }
-  echo "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" > "$dir/pg_options"
+  echo "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off -c shared_preload_libraries=pg_stat_statements" > "$dir/pg_options"
   as_pg "$bin/pg_ctl" -D "$dir/pg" -l "$dir/postgres.log" -w -t 60 start -o "$(cat "$dir/pg_options")" \
     >/dev/null || { cat "$dir/postgres.log" >&2; exit 1; }
   redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \

@@ -63,6 +63,10 @@ if [ ! -x "$k8s_venv/bin/kubernetes-validate" ]; then
   python3 -m venv "$k8s_venv"
   "$k8s_venv/bin/pip" install -q kubernetes-validate
 fi
+# The Python reference stack (testbed-py/: FastAPI, SQLAlchemy, Celery) in a venv from PyPI,
+# kept under target/ between runs; its tests find it through TESTBED_PY_VENV.
+TESTBED_PY_VENV=$(scripts/python-venv.sh)
+export TESTBED_PY_VENV
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
