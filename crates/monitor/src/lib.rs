@@ -10,6 +10,7 @@ pub mod sampler;
 pub mod sinks;
 pub mod source;
 pub mod sources;
+pub mod sql;
 pub mod thresholds;
 
 use std::process::ExitCode;
