@@ -12,6 +12,7 @@ const LAYERS: &[(&str, &str)] = &[
     ("loadgen", include_str!("loadgen.rs")),
     ("postgres", include_str!("postgres.rs")),
     ("redis", include_str!("redis.rs")),
+    ("statements", include_str!("statements.rs")),
     ("watch", include_str!("watch.rs")),
 ];
 

@@ -29,6 +29,7 @@ mod load;
 mod loadgen;
 mod postgres;
 mod redis;
+mod statements;
 #[cfg(test)]
 pub(crate) mod testing;
 mod watch;
@@ -212,6 +213,8 @@ pub const RULES: &[Rule] = &[
     postgres::idle_in_transaction,
     postgres::pool_exhausted,
     postgres::small_pool,
+    statements::seq_scan,
+    statements::n_plus_one,
     redis::rejected_connections,
     redis::memory_near_max,
     jobs::queue_grows,

@@ -1,0 +1,506 @@
+//! PostgreSQL's statements (`pg_stat_statements` deltas and generic plans, the queries running
+//! at each tick): which statement the database time went to, a sequential scan of a large table
+//! that an index would spare, and N+1 queries (one statement run many times per request of an
+//! endpoint). The pool and lock findings quote the statements behind them from here.
+
+use std::collections::BTreeMap;
+
+use monitor::sample::{PostgresValues, SeqScan, Statement};
+
+use super::{Evidence, Finding, Layer, Severity};
+
+/// Rows of a table from which a sequential scan is worth an index.
+const LARGE_TABLE_ROWS: f64 = 10_000.0;
+/// The share of database time from which a statement explains a slow database, percent.
+const LARGE_SHARE_PCT: f64 = 20.0;
+/// Calls per request of an endpoint from which a statement runs in a loop.
+const N_PLUS_ONE_PER_REQUEST: f64 = 5.0;
+/// Calls of a statement in the run, at least, before its calls per request mean anything.
+const N_PLUS_ONE_MIN_CALLS: i64 = 100;
+
+/// The symptoms a slow statement explains: slow answers, and the pool its connections hold.
+const SLOW_STATEMENT_SYMPTOMS: &[&str] = &[
+    "load.slow_endpoints",
+    "load.stuck_users",
+    "load.plateau",
+    "postgres.pool_exhausted",
+    "postgres.small_pool",
+    "postgres.connections_near_max",
+];
+
+/// The last reading with statements: their counters since the watch began, and the database
+/// time of every statement, ms.
+fn last_statements<'a>(e: &Evidence<'a>) -> Option<(&'a [Statement], f64)> {
+    e.backend
+        .postgres()
+        .into_iter()
+        .rev()
+        .map(|(_, p)| p)
+        .find(|p| !p.statements.is_empty())
+        .map(|p| {
+            let listed: f64 = p.statements.iter().map(|s| s.total_ms).sum();
+            (p.statements.as_slice(), p.statements_total_ms.max(listed))
+        })
+}
+
+/// A statement's share of the database time, percent.
+fn share_pct(statement: &Statement, total_ms: f64) -> f64 {
+    if total_ms > 0.0 {
+        statement.total_ms * 100.0 / total_ms
+    } else {
+        0.0
+    }
+}
+
+/// `` `SELECT ...` (62% of database time, 4.1 ms mean, 1200 calls) ``.
+fn quoted(statement: &Statement, total_ms: f64) -> String {
+    format!(
+        "`{}` ({:.0}% of database time, {:.1} ms mean, {} calls)",
+        statement.query,
+        share_pct(statement, total_ms),
+        statement.mean_ms,
+        statement.calls
+    )
+}
+
+/// Where the database time went, for the findings about the pool: the top statement, when it
+/// took a large share (`; the time is in ...`), or nothing.
+pub fn time_note(e: &Evidence<'_>) -> String {
+    let Some((statements, total_ms)) = last_statements(e) else {
+        return String::new();
+    };
+    statements
+        .first()
+        .filter(|s| share_pct(s, total_ms) >= LARGE_SHARE_PCT)
+        .map_or(String::new(), |s| {
+            format!("; the time is in {}", quoted(s, total_ms))
+        })
+}
+
+/// The query seen waiting on a lock in the most samples (`; waiting: ...`), for the lock
+/// finding, or nothing.
+pub fn lock_note(e: &Evidence<'_>) -> String {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, p) in e.backend.postgres() {
+        for query in &p.queries {
+            if query.waits.keys().any(|w| w.starts_with("Lock:")) {
+                *seen.entry(query.query.as_str()).or_default() += 1;
+            }
+        }
+    }
+    seen.into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map_or(String::new(), |(query, samples)| {
+            format!("; waiting on the lock: `{query}` (in {samples} samples)")
+        })
+}
+
+/// The scan of a large table with a filter or a sort in `statement`'s plan, if any: the one
+/// of the largest table.
+fn large_scan(statement: &Statement) -> Option<&SeqScan> {
+    statement
+        .plan
+        .as_ref()?
+        .seq_scans
+        .iter()
+        .filter(|s| s.table_rows >= LARGE_TABLE_ROWS)
+        .filter(|s| !s.filter_columns.is_empty() || !s.sort_columns.is_empty())
+        .max_by(|a, b| a.table_rows.total_cmp(&b.table_rows))
+}
+
+/// The index that serves `scan`: its filter's columns, then its sort's.
+fn index_for(scan: &SeqScan) -> String {
+    let mut columns: Vec<&str> = scan.filter_columns.iter().map(String::as_str).collect();
+    for column in &scan.sort_columns {
+        if !columns.contains(&column.as_str()) {
+            columns.push(column);
+        }
+    }
+    format!("CREATE INDEX ON {} ({})", scan.relation, columns.join(", "))
+}
+
+/// While requests were slow, a statement with a large share of the database time scans a large
+/// table (10^4 rows or more) to filter or sort it: the index on those columns.
+pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
+    if !e.strained() {
+        return Vec::new();
+    }
+    let Some((statements, total_ms)) = last_statements(e) else {
+        return Vec::new();
+    };
+    statements
+        .iter()
+        .filter(|s| share_pct(s, total_ms) >= LARGE_SHARE_PCT)
+        .filter_map(|s| Some((s, large_scan(s)?)))
+        .map(|(statement, scan)| {
+            let mut what = Vec::new();
+            if !scan.filter_columns.is_empty() {
+                what.push(format!("filters on {}", scan.filter_columns.join(", ")));
+            }
+            if !scan.sort_columns.is_empty() {
+                what.push(format!("sorts on {}", scan.sort_columns.join(", ")));
+            }
+            let share = share_pct(statement, total_ms);
+            Finding::new(
+                "postgres.seq_scan",
+                Layer::Postgres,
+                Severity::Critical,
+                format!(
+                    "A query reads all of {} ({:.0} rows) for want of an index on {}",
+                    scan.relation,
+                    scan.table_rows,
+                    scan.filter_columns
+                        .first()
+                        .or(scan.sort_columns.first())
+                        .map_or("", String::as_str)
+                ),
+                format!(
+                    "{}; its plan scans all of {} (about {:.0} rows) and {}; steady-state p95 {:.0} ms",
+                    quoted(statement, total_ms),
+                    scan.relation,
+                    scan.table_rows,
+                    what.join(" and "),
+                    e.p95_ms()
+                ),
+                format!(
+                    "{} (CONCURRENTLY on a live database), then check the plan with EXPLAIN ANALYZE",
+                    index_for(scan)
+                ),
+            )
+            .causing(SLOW_STATEMENT_SYMPTOMS)
+            .explaining(e.slowdown(share / 100.0))
+        })
+        .collect()
+}
+
+/// Each endpoint's requests in each second, by `METHOD name`, all phases: (seconds since the
+/// backend's first tick at the second's end, requests).
+fn endpoint_seconds(e: &Evidence<'_>) -> BTreeMap<String, Vec<(f64, u64)>> {
+    let mut by_endpoint: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
+    let Some(start) = e.backend.start() else {
+        return by_endpoint;
+    };
+    for row in e.history {
+        let end = chrono::DateTime::<chrono::Utc>::from(row.timestamp) - start;
+        let end = end.num_milliseconds() as f64 / 1000.0;
+        for endpoint in &row.endpoints {
+            by_endpoint
+                .entry(format!("{} {}", endpoint.method, endpoint.name))
+                .or_default()
+                .push((end, endpoint.requests));
+        }
+    }
+    by_endpoint
+}
+
+/// A statement's calls between consecutive readings that listed it: (from, to, calls).
+fn call_intervals(pg: &[(f64, &PostgresValues)], queryid: i64) -> Vec<(f64, f64, f64)> {
+    let calls: Vec<(f64, i64)> = pg
+        .iter()
+        .filter_map(|(at, p)| {
+            let s = p.statements.iter().find(|s| s.queryid == queryid)?;
+            Some((*at, s.calls))
+        })
+        .collect();
+    calls
+        .windows(2)
+        .map(|w| (w[0].0, w[1].0, (w[1].1 - w[0].1).max(0) as f64))
+        .collect()
+}
+
+/// Pearson's correlation of two series (0 when either is flat).
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len()) as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    if va <= 0.0 || vb <= 0.0 {
+        0.0
+    } else {
+        cov / (va * vb).sqrt()
+    }
+}
+
+/// The endpoint whose requests `intervals` of calls follow best: (endpoint, correlation,
+/// calls, requests) over the intervals; among equally good ones, the one with the most calls
+/// per request.
+fn followed_endpoint(
+    intervals: &[(f64, f64, f64)],
+    seconds: &BTreeMap<String, Vec<(f64, u64)>>,
+) -> Option<(String, f64, f64, f64)> {
+    let calls: Vec<f64> = intervals.iter().map(|(_, _, c)| *c).collect();
+    seconds
+        .iter()
+        .filter_map(|(endpoint, rows)| {
+            let requests: Vec<f64> = intervals
+                .iter()
+                .map(|(from, to, _)| {
+                    rows.iter()
+                        .filter(|(end, _)| *end > *from && *end <= *to)
+                        .map(|(_, n)| *n as f64)
+                        .sum()
+                })
+                .collect();
+            let total: f64 = requests.iter().sum();
+            (total > 0.0).then(|| {
+                let r = correlation(&calls, &requests);
+                (endpoint.clone(), r, calls.iter().sum::<f64>(), total)
+            })
+        })
+        .max_by(|a, b| {
+            // Correlations within 0.05 are a tie: then the most calls per request.
+            let (ra, rb) = ((a.1 * 20.0).round(), (b.1 * 20.0).round());
+            ra.total_cmp(&rb).then((a.2 / a.3).total_cmp(&(b.2 / b.3)))
+        })
+}
+
+/// One `SELECT` run 5 times or more per request of the endpoint whose requests its calls
+/// follow best (100 calls at least): a query in a loop over the rows of another (N+1).
+pub fn n_plus_one(e: &Evidence<'_>) -> Vec<Finding> {
+    let Some((statements, total_ms)) = last_statements(e) else {
+        return Vec::new();
+    };
+    let pg = e.backend.postgres();
+    let seconds = endpoint_seconds(e);
+    statements
+        .iter()
+        .filter(|s| s.calls >= N_PLUS_ONE_MIN_CALLS)
+        .filter(|s| monitor::sql::first_keyword(&s.query).as_deref() == Some("SELECT"))
+        .filter_map(|s| {
+            let intervals = call_intervals(&pg, s.queryid);
+            let (endpoint, r, calls, requests) = followed_endpoint(&intervals, &seconds)?;
+            let per_request = calls / requests;
+            (per_request >= N_PLUS_ONE_PER_REQUEST).then_some((s, endpoint, r, per_request))
+        })
+        .map(|(statement, endpoint, r, per_request)| {
+            Finding::new(
+                "postgres.n_plus_one",
+                Layer::Postgres,
+                if e.strained() { Severity::Critical } else { Severity::Warning },
+                format!(
+                    "N+1 queries: one statement runs {per_request:.0} times per request of {endpoint}"
+                ),
+                format!(
+                    "{} runs {per_request:.1} times per request of {endpoint}, whose requests its calls follow (correlation {r:.2})",
+                    quoted(statement, total_ms)
+                ),
+                "The endpoint queries once per item of a list: load them in one query (a JOIN, or selectinload()/joinedload() on the relationship in SQLAlchemy)",
+            )
+            .causing(SLOW_STATEMENT_SYMPTOMS)
+            .explaining(if e.strained() {
+                e.slowdown(share_pct(statement, total_ms) / 100.0)
+            } else {
+                None
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor::sample::{ActiveQuery, PlanSummary};
+
+    use super::super::testing::{outcome, postgres, ticks, with_evidence};
+    use super::*;
+    use crate::stats::{EndpointSecond, Phase};
+
+    const SCAN_QUERY: &str =
+        "SELECT id, kind FROM file_events WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2";
+
+    fn scanning(rows: f64) -> Statement {
+        Statement {
+            queryid: 7,
+            query: SCAN_QUERY.into(),
+            calls: 400,
+            total_ms: 1640.0,
+            mean_ms: 4.1,
+            plan: Some(PlanSummary {
+                total_cost: 2185.0,
+                seq_scans: vec![SeqScan {
+                    relation: "file_events".into(),
+                    table_rows: rows,
+                    filter_columns: vec!["user_id".into()],
+                    sort_columns: vec!["created_at".into()],
+                }],
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn cheap(queryid: i64, total_ms: f64) -> Statement {
+        Statement {
+            queryid,
+            query: "SELECT id FROM users WHERE id = $1".into(),
+            calls: 1000,
+            total_ms,
+            mean_ms: total_ms / 1000.0,
+            ..Default::default()
+        }
+    }
+
+    fn with_statements(statements: Vec<Statement>, total_ms: f64) -> Vec<monitor::sample::Tick> {
+        ticks(6, move |_| {
+            let statements = statements.clone();
+            vec![postgres(move |p| {
+                p.statements = statements;
+                p.statements_total_ms = total_ms;
+            })]
+        })
+    }
+
+    #[test]
+    fn a_scan_of_a_large_table_in_the_top_statement_names_the_index() {
+        let slow = outcome(&[5; 6], &[20; 6], 900, &[]);
+        let backend = with_statements(vec![scanning(1e5), cheap(8, 100.0)], 2645.0);
+        let found = with_evidence(&slow, &backend, seq_scan);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let f = &found[0];
+        assert_eq!(f.rule, "postgres.seq_scan");
+        assert!(f.evidence.contains(SCAN_QUERY), "{}", f.evidence);
+        assert!(
+            f.evidence.contains("62% of database time"),
+            "{}",
+            f.evidence
+        );
+        assert!(f.evidence.contains("filters on user_id"), "{}", f.evidence);
+        assert!(f.title.contains("file_events") && f.title.contains("user_id"));
+        assert!(
+            f.action
+                .starts_with("CREATE INDEX ON file_events (user_id, created_at)"),
+            "{}",
+            f.action
+        );
+        assert!(f.cause_of.contains(&"postgres.pool_exhausted"));
+        // A small table, a small share or a fast run: nothing.
+        let small = with_statements(vec![scanning(500.0)], 2000.0);
+        assert!(with_evidence(&slow, &small, seq_scan).is_empty());
+        let minor = with_statements(vec![cheap(8, 9000.0), scanning(1e5)], 20000.0);
+        assert!(with_evidence(&slow, &minor, seq_scan).is_empty());
+        let fast = outcome(&[5; 6], &[20; 6], 10, &[]);
+        assert!(with_evidence(&fast, &backend, seq_scan).is_empty());
+    }
+
+    #[test]
+    fn the_pool_finding_quotes_the_statement_that_holds_the_time() {
+        let slow = outcome(&[5; 6], &[20; 6], 900, &[]);
+        let backend = with_statements(vec![scanning(1e5), cheap(8, 100.0)], 2645.0);
+        let mut run = slow.clone();
+        run.backend = backend;
+        let targets = crate::targets::Targets::default();
+        let e = Evidence::new(&run, &targets, &[], BTreeMap::new());
+        assert_eq!(
+            time_note(&e),
+            format!(
+                "; the time is in `{SCAN_QUERY}` (62% of database time, 4.1 ms mean, 400 calls)"
+            )
+        );
+        let spread = with_statements(vec![cheap(8, 100.0)], 2645.0);
+        run.backend = spread;
+        let e = Evidence::new(&run, &targets, &[], BTreeMap::new());
+        assert_eq!(time_note(&e), "");
+    }
+
+    #[test]
+    fn the_lock_finding_names_the_query_that_waits() {
+        let slow = outcome(&[5; 6], &[20; 6], 900, &[]);
+        let backend = ticks(5, |i| {
+            vec![postgres(|p| {
+                p.blocked = 1;
+                p.queries = vec![ActiveQuery {
+                    query: "UPDATE jobs SET status = $1 WHERE id = $2".into(),
+                    backends: 1,
+                    waits: [("Lock:transactionid".to_owned(), 1)].into(),
+                    longest_secs: i as f64,
+                }];
+            })]
+        });
+        let found = with_evidence(&slow, &backend, super::super::postgres::lock_waits);
+        assert!(
+            found[0].evidence.contains(
+                "waiting on the lock: `UPDATE jobs SET status = $1 WHERE id = $2` (in 5 samples)"
+            ),
+            "{}",
+            found[0].evidence
+        );
+    }
+
+    /// Second `i` of a run: `files` requests of GET /api/v1/files and 20 of GET /api/v1/tasks.
+    fn endpoints(files: u64) -> Vec<EndpointSecond> {
+        let second = |name: &str, requests: u64| EndpointSecond {
+            phase: Phase::Steady,
+            method: "GET".into(),
+            name: name.into(),
+            requests,
+            failures: 0,
+            percentiles_ms: [10.0; 3],
+        };
+        vec![second("/api/v1/files", files), second("/api/v1/tasks", 20)]
+    }
+
+    #[test]
+    fn a_statement_run_per_item_of_an_endpoint_is_n_plus_one() {
+        // GET /api/v1/files varies second by second; the statement runs 12 times per request.
+        let files = [4u64, 9, 3, 8, 5, 10, 6, 7, 4, 9];
+        let mut run = outcome(&[5; 10], &[20; 10], 900, &[]);
+        for (row, n) in run.history.iter_mut().zip(files) {
+            row.endpoints = endpoints(n);
+        }
+        let backend = ticks(10, |i| {
+            let calls: u64 = files[..=i].iter().sum::<u64>() * 12;
+            vec![postgres(move |p| {
+                p.statements = vec![Statement {
+                    queryid: 3,
+                    query: "SELECT * FROM file_events WHERE file_id = $1".into(),
+                    calls: calls as i64,
+                    total_ms: calls as f64 * 0.5,
+                    mean_ms: 0.5,
+                    ..Default::default()
+                }];
+                p.statements_total_ms = calls as f64 * 0.6;
+            })]
+        });
+        let found = with_evidence(&run, &backend, n_plus_one);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let f = &found[0];
+        assert!(
+            f.title
+                .contains("runs 12 times per request of GET /api/v1/files"),
+            "{}",
+            f.title
+        );
+        assert!(
+            f.evidence
+                .contains("`SELECT * FROM file_events WHERE file_id = $1`"),
+            "{}",
+            f.evidence
+        );
+        assert!(f.action.contains("selectinload"));
+        // Once per request of GET /api/v1/tasks: no loop.
+        let once = ticks(10, |i| {
+            vec![postgres(move |p| {
+                p.statements = vec![Statement {
+                    queryid: 3,
+                    query: "SELECT * FROM tasks WHERE id = $1".into(),
+                    calls: 20 * (i as i64 + 1),
+                    ..Default::default()
+                }];
+            })]
+        });
+        let found = with_evidence(&run, &once, n_plus_one);
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn a_healthy_run_blames_no_statement() {
+        let fast = outcome(&[5; 6], &[20; 6], 10, &[]);
+        let backend = with_statements(vec![cheap(8, 100.0), cheap(9, 50.0)], 150.0);
+        for rule in [seq_scan, n_plus_one] {
+            assert!(with_evidence(&fast, &backend, rule).is_empty());
+        }
+        assert!(with_evidence(&fast, &[], seq_scan).is_empty());
+    }
+}
