@@ -29,15 +29,78 @@ struct Token {
 /// of placeholders after `IN` collapsed to `(...)`; at most `max_chars` characters (cut with
 /// `...`).
 pub fn normalize(sql: &str, max_chars: usize) -> String {
-    let tokens = collapse_in_lists(lex(sql));
-    let mut out = String::with_capacity(sql.len().min(max_chars + 3));
+    truncate(&render(&collapse_in_lists(lex(sql))), max_chars)
+}
+
+fn render(tokens: &[Token]) -> String {
+    let mut out = String::new();
     for (i, token) in tokens.iter().enumerate() {
         if i > 0 && token.spaced {
             out.push(' ');
         }
         out.push_str(&token.text);
     }
-    truncate(&out, max_chars)
+    out
+}
+
+/// Type names that PostgreSQL's normalized text leaves before a parameter that replaced a
+/// typed literal (`interval '30 days'` is shown `interval $2`, which does not parse).
+const LITERAL_TYPES: &[&str] = &[
+    "interval",
+    "date",
+    "time",
+    "timetz",
+    "timestamp",
+    "timestamptz",
+    "text",
+    "varchar",
+    "int",
+    "integer",
+    "int2",
+    "int4",
+    "int8",
+    "bigint",
+    "smallint",
+    "numeric",
+    "decimal",
+    "real",
+    "float4",
+    "float8",
+    "bool",
+    "boolean",
+    "json",
+    "jsonb",
+    "uuid",
+    "bytea",
+    "inet",
+];
+
+/// `sql` (a statement as `pg_stat_statements` normalized it) made preparable: `interval $2`
+/// becomes `$2::interval`, literals are replaced (there should be none left), comments dropped.
+pub fn preparable(sql: &str) -> String {
+    let tokens = lex(sql);
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        let typed = token.kind == Kind::Word
+            && LITERAL_TYPES.contains(&token.text.to_lowercase().as_str())
+            && tokens
+                .get(i + 1)
+                .is_some_and(|next| next.kind == Kind::Placeholder && next.text.starts_with('$'));
+        if typed {
+            out.push(Token {
+                text: format!("{}::{}", tokens[i + 1].text, token.text),
+                kind: Kind::Placeholder,
+                spaced: token.spaced,
+            });
+            i += 2;
+        } else {
+            out.push(token.clone());
+            i += 1;
+        }
+    }
+    render(&out)
 }
 
 /// The identifiers of `sql` (unquoted ones lower-cased, quoted ones as written), in order:
@@ -401,6 +464,12 @@ mod tests {
             Some("UPDATE")
         );
         assert!(several_statements("SELECT 1; DROP TABLE t"));
+        assert_eq!(
+            preparable(
+                "SELECT count(*) FROM fe WHERE created_at > now() - interval $2 AND a IN ($3, $4)"
+            ),
+            "SELECT count(*) FROM fe WHERE created_at > now() - $2::interval AND a IN ($3, $4)"
+        );
         assert_eq!(parameters("SELECT $2, '$9' FROM t WHERE a = $10"), 10);
         assert!(!several_statements("SELECT ';'; "));
     }

@@ -193,12 +193,13 @@ fn endpoint_seconds(e: &Evidence<'_>) -> BTreeMap<String, Vec<(f64, u64)>> {
     by_endpoint
 }
 
-/// A statement's calls between consecutive readings that listed it: (from, to, calls).
-fn call_intervals(pg: &[(f64, &PostgresValues)], queryid: i64) -> Vec<(f64, f64, f64)> {
+/// A statement's calls between consecutive readings that listed it (by its text, which stays
+/// when the queryid that names it changes): (from, to, calls).
+fn call_intervals(pg: &[(f64, &PostgresValues)], query: &str) -> Vec<(f64, f64, f64)> {
     let calls: Vec<(f64, i64)> = pg
         .iter()
         .filter_map(|(at, p)| {
-            let s = p.statements.iter().find(|s| s.queryid == queryid)?;
+            let s = p.statements.iter().find(|s| s.query == query)?;
             Some((*at, s.calls))
         })
         .collect();
@@ -271,7 +272,7 @@ pub fn n_plus_one(e: &Evidence<'_>) -> Vec<Finding> {
         .filter(|s| s.calls >= N_PLUS_ONE_MIN_CALLS)
         .filter(|s| monitor::sql::first_keyword(&s.query).as_deref() == Some("SELECT"))
         .filter_map(|s| {
-            let intervals = call_intervals(&pg, s.queryid);
+            let intervals = call_intervals(&pg, &s.query);
             let (endpoint, r, calls, requests) = followed_endpoint(&intervals, &seconds)?;
             let per_request = calls / requests;
             (per_request >= N_PLUS_ONE_PER_REQUEST).then_some((s, endpoint, r, per_request))

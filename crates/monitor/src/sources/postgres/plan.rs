@@ -58,8 +58,9 @@ pub async fn explain(
     if !plannable(query) {
         return Err(PlanError::Refused);
     }
+    let query = sql::preparable(query);
     let mut connection = PgConnection::connect(url).await?;
-    let result = explain_on(&mut connection, server_version, query).await;
+    let result = explain_on(&mut connection, server_version, &query).await;
     let _ = connection.close().await;
     result
 }

@@ -121,7 +121,9 @@ impl Statements {
                 .map(|(id, (_, counters))| (*id, counters.clone()))
                 .collect()
         });
-        let mut statements = Vec::new();
+        // One statement per normalized text: PostgreSQL before 18 counts `IN ($1, $2)` and
+        // `IN ($1, $2, $3)` apart, where a list's length is no part of the statement.
+        let mut by_text: HashMap<String, Statement> = HashMap::new();
         let mut total_ms = 0.0;
         for (queryid, (text, counters)) in &now {
             let before = baseline.get(queryid).cloned().unwrap_or_default();
@@ -131,17 +133,27 @@ impl Statements {
             if calls == 0 {
                 continue;
             }
-            statements.push(Statement {
+            let query = sql::normalize(text, MAX_TEXT);
+            let entry = by_text.entry(query.clone()).or_insert_with(|| Statement {
                 queryid: *queryid,
-                query: text.clone(),
-                calls,
-                total_ms: ms,
-                mean_ms: ms / calls as f64,
-                rows: (counters.rows - before.rows).max(0),
-                shared_blks_read: (counters.read - before.read).max(0),
-                shared_blks_hit: (counters.hit - before.hit).max(0),
-                plan: None,
+                query,
+                ..Default::default()
             });
+            // The member with the most time names the statement and is the one planned
+            // (`mean_ms` holds that member's time until the means are computed below).
+            if ms > entry.mean_ms {
+                entry.queryid = *queryid;
+                entry.mean_ms = ms;
+            }
+            entry.calls += calls;
+            entry.total_ms += ms;
+            entry.rows += (counters.rows - before.rows).max(0);
+            entry.shared_blks_read += (counters.read - before.read).max(0);
+            entry.shared_blks_hit += (counters.hit - before.hit).max(0);
+        }
+        let mut statements: Vec<Statement> = by_text.into_values().collect();
+        for statement in &mut statements {
+            statement.mean_ms = statement.total_ms / statement.calls as f64;
         }
         statements.sort_by(|a, b| {
             b.total_ms
@@ -150,9 +162,6 @@ impl Statements {
         });
         statements.truncate(MAX_STATEMENTS);
         self.plan(&mut statements, &now, url).await;
-        for statement in &mut statements {
-            statement.query = sql::normalize(&statement.query, MAX_TEXT);
-        }
         Ok((statements, total_ms))
     }
 
