@@ -350,6 +350,13 @@ fn collapse_in_lists(tokens: Vec<Token>) -> Vec<Token> {
             while tokens.get(j).is_some_and(|t| t.kind == Kind::Placeholder) {
                 items += 1;
                 j += 1;
+                // A cast of the item: `$1::BIGINT`.
+                while tokens.get(j).is_some_and(|t| t.text == ":")
+                    && tokens.get(j + 1).is_some_and(|t| t.text == ":")
+                    && tokens.get(j + 2).is_some_and(|t| t.kind == Kind::Word)
+                {
+                    j += 3;
+                }
                 if tokens.get(j).is_some_and(|t| t.text == ",") {
                     j += 1;
                 } else {
@@ -431,6 +438,10 @@ mod tests {
         assert_eq!(
             n("SELECT * FROM t WHERE id IN (1, 2, 3) AND k in ($1,$2) AND s IN ('a')"),
             "SELECT * FROM t WHERE id IN (...) AND k in (...) AND s IN (...)"
+        );
+        assert_eq!(
+            n("SELECT f FROM files WHERE files.id IN ($1::BIGINT, $2::BIGINT)"),
+            "SELECT f FROM files WHERE files.id IN (...)"
         );
         assert_eq!(
             n("SELECT * FROM t WHERE id IN (SELECT id FROM u)"),

@@ -54,8 +54,10 @@ fn share_pct(statement: &Statement, total_ms: f64) -> f64 {
 
 /// `` `SELECT ...` (62% of database time, 4.1 ms mean, 1200 calls) ``.
 fn quoted(statement: &Statement, total_ms: f64) -> String {
+    // A statement run in a loop takes a few hundredths of a millisecond.
+    let decimals = if statement.mean_ms < 1.0 { 2 } else { 1 };
     format!(
-        "`{}` ({:.0}% of database time, {:.1} ms mean, {} calls)",
+        "`{}` ({:.0}% of database time, {:.decimals$} ms mean, {} calls)",
         statement.query,
         share_pct(statement, total_ms),
         statement.mean_ms,

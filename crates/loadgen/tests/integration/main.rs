@@ -32,6 +32,7 @@ mod master_guard;
 mod open_model;
 mod polls;
 mod python_stack;
+mod python_statements;
 mod report;
 mod secrets;
 mod shapes;

@@ -1,0 +1,178 @@
+//! Query-level findings on the Python reference stack (`testbed-py/`), with loadgen's monitor on
+//! the stack's own database (where the test creates `pg_stat_statements`): the unindexed query
+//! is named with its table, its column and the index to create; the N+1 loop with its calls per
+//! request of `GET /api/v1/tasks`; and a healthy stack blames no statement.
+
+use serde_json::json;
+use sqlx::{Connection, Executor, PgConnection};
+use test_support::PythonStack;
+
+use crate::diagnosis::{at_least_secs, finish, found, start_at};
+use crate::support::{scenario, until};
+
+/// The stack with `env` planted (bcrypt at its cheapest: the logins are not what is judged),
+/// and `pg_stat_statements` in its database.
+async fn stack(env: &[(&str, &str)]) -> PythonStack {
+    let mut env = env.to_vec();
+    env.push(("BCRYPT_ROUNDS", "4"));
+    let stack = PythonStack::start(&env).await;
+    let mut db = PgConnection::connect(stack.database_url()).await.unwrap();
+    db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .unwrap();
+    stack
+}
+
+/// Runs `scenario` with `users` against the stack, monitor on, until `requests` steady requests
+/// and 10 s; the analysis's findings as `rule | title | evidence | action` lines, and the
+/// analysis.
+async fn run(
+    stack: &PythonStack,
+    scenario_file: &str,
+    users: &str,
+    requests: u64,
+) -> (loadgen::report::Analysis, String) {
+    let queue = format!("none-{}", uuid::Uuid::new_v4().simple());
+    let args = [
+        "-f",
+        &scenario(scenario_file),
+        "-u",
+        users,
+        "-r",
+        users,
+        "--target",
+        "p95=100ms",
+    ];
+    let (handle, config) = start_at(&stack.base_url(), stack.database_url(), &queue, &args).await;
+    until(&handle, |u| {
+        at_least_secs(u, 10) && u.second.cumulative.requests >= requests
+    })
+    .await;
+    let (_, analysis) = finish(handle, &config).await;
+    let summary = analysis
+        .findings
+        .iter()
+        .map(|f| format!("{} | {} | {} | {}", f.rule, f.title, f.evidence, f.action))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (analysis, summary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unindexed_query_is_named_with_its_column_and_the_index_to_create() {
+    let stack = stack(&[("PLANT_UNINDEXED_QUERY", "1")]).await;
+    let (analysis, summary) = run(&stack, "user_stats.toml", "6", 40).await;
+    eprintln!("unindexed query, findings:\n{summary}");
+    let top = &analysis.findings[0];
+    assert_eq!(top.rule, "postgres.seq_scan", "{summary}\n{}", stack.logs());
+    let scan = found(&analysis, "postgres.seq_scan");
+    assert!(
+        scan.evidence
+            .contains("`SELECT count(*) FROM file_events WHERE user_id = $1"),
+        "{summary}"
+    );
+    assert!(
+        scan.title.contains("file_events") && scan.title.contains("user_id"),
+        "{summary}"
+    );
+    assert!(
+        scan.action
+            .starts_with("CREATE INDEX ON file_events (user_id, created_at)"),
+        "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_n_plus_one_loop_is_named_with_its_calls_per_request() {
+    let stack = stack(&[("PLANT_N_PLUS_ONE", "1")]).await;
+    // The one user every virtual user logs in as, with 12 tasks to list.
+    let http = reqwest::Client::new();
+    let base = format!("{}/api/v1", stack.base_url());
+    let registered = http
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"username": "lister", "email": "lister@example.com", "password": "Lister1-pass"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let login: serde_json::Value = http
+        .post(format!("{base}/auth/login"))
+        .form(&[("username", "lister"), ("password", "Lister1-pass")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let video = std::fs::read(crate::support::fixtures().join("test_video.mp4")).unwrap();
+    let part = reqwest::multipart::Part::bytes(video)
+        .file_name("test_video.mp4")
+        .mime_str("video/mp4")
+        .unwrap();
+    let uploaded: serde_json::Value = http
+        .post(format!("{base}/files/upload"))
+        .bearer_auth(&token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let video = uploaded["id"].as_i64().unwrap();
+    for n in 0..12 {
+        let created = http
+            .post(format!("{base}/tasks/join"))
+            .bearer_auth(&token)
+            .json(&json!({"file_ids": [video, video], "output_filename": format!("j{n}.mp4")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    let (analysis, summary) = run(&stack, "one_users_tasks.toml", "4", 60).await;
+    eprintln!("n+1, findings:\n{summary}");
+    let top = &analysis.findings[0];
+    assert_eq!(
+        top.rule,
+        "postgres.n_plus_one",
+        "{summary}\n{}",
+        stack.logs()
+    );
+    assert!(
+        top.evidence
+            .contains("`SELECT files.original_filename FROM files WHERE files.id IN (...)`"),
+        "{summary}"
+    );
+    assert!(
+        top.title.contains("per request of GET /api/v1/tasks"),
+        "{summary}"
+    );
+    // 12 tasks on the page: 12 calls a request, give or take the requests of the seconds at
+    // either end of the window the calls are counted over (a tick and a second of the run do
+    // not end at the same instant).
+    let per_request: f64 = top
+        .title
+        .split("runs ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!((8.0..=15.0).contains(&per_request), "{summary}");
+    assert!(top.action.contains("selectinload"), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_stack_blames_no_statement() {
+    let stack = stack(&[]).await;
+    let (analysis, summary) = run(&stack, "user_stats.toml", "4", 40).await;
+    eprintln!("healthy, findings:\n{summary}");
+    assert!(
+        analysis
+            .findings
+            .iter()
+            .all(|f| !matches!(f.rule, "postgres.seq_scan" | "postgres.n_plus_one")),
+        "{summary}"
+    );
+}
