@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use monitor::sample::{PostgresValues, SeqScan, Statement};
 
 use super::{Evidence, Finding, Layer, Severity};
+use crate::stats::Phase;
 
 /// Rows of a table from which a sequential scan is worth an index.
 const LARGE_TABLE_ROWS: f64 = 10_000.0;
@@ -15,6 +16,10 @@ const LARGE_TABLE_ROWS: f64 = 10_000.0;
 const LARGE_SHARE_PCT: f64 = 20.0;
 /// Calls per request of an endpoint from which a statement runs in a loop.
 const N_PLUS_ONE_PER_REQUEST: f64 = 5.0;
+/// The windows a statement's calls and an endpoint's requests are compared over, s at least.
+const WINDOW_SECS: f64 = 3.0;
+/// How closely a statement's calls must follow an endpoint's requests ([`similarity`]).
+const MIN_SIMILARITY: f64 = 0.8;
 /// Calls of a statement in the run, at least, before its calls per request mean anything.
 const N_PLUS_ONE_MIN_CALLS: i64 = 100;
 
@@ -175,8 +180,9 @@ pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
         .collect()
 }
 
-/// Each endpoint's requests in each second, by `METHOD name`, all phases: (seconds since the
-/// backend's first tick at the second's end, requests).
+/// Each endpoint's requests in each second, by `METHOD name`, past the start-up (a user's
+/// login is no request a loop runs in): (seconds since the backend's first tick at the
+/// second's end, requests).
 fn endpoint_seconds(e: &Evidence<'_>) -> BTreeMap<String, Vec<(f64, u64)>> {
     let mut by_endpoint: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
     let Some(start) = e.backend.start() else {
@@ -185,7 +191,7 @@ fn endpoint_seconds(e: &Evidence<'_>) -> BTreeMap<String, Vec<(f64, u64)>> {
     for row in e.history {
         let end = chrono::DateTime::<chrono::Utc>::from(row.timestamp) - start;
         let end = end.num_milliseconds() as f64 / 1000.0;
-        for endpoint in &row.endpoints {
+        for endpoint in row.endpoints.iter().filter(|e| e.phase != Phase::Startup) {
             by_endpoint
                 .entry(format!("{} {}", endpoint.method, endpoint.name))
                 .or_default()
@@ -195,8 +201,8 @@ fn endpoint_seconds(e: &Evidence<'_>) -> BTreeMap<String, Vec<(f64, u64)>> {
     by_endpoint
 }
 
-/// A statement's calls between consecutive readings that listed it (by its text, which stays
-/// when the queryid that names it changes): (from, to, calls).
+/// A statement's calls in windows of [`WINDOW_SECS`] between readings that listed it (by its
+/// text, which stays when the queryid that names it changes): (from, to, calls).
 fn call_intervals(pg: &[(f64, &PostgresValues)], query: &str) -> Vec<(f64, f64, f64)> {
     let calls: Vec<(f64, i64)> = pg
         .iter()
@@ -205,10 +211,26 @@ fn call_intervals(pg: &[(f64, &PostgresValues)], query: &str) -> Vec<(f64, f64, 
             Some((*at, s.calls))
         })
         .collect();
-    calls
-        .windows(2)
-        .map(|w| (w[0].0, w[1].0, (w[1].1 - w[0].1).max(0) as f64))
-        .collect()
+    // Windows of a few seconds: a second's requests are counted when they are handed over,
+    // which on a busy host is lumpy from one second to the next (the totals are exact).
+    let mut windows: Vec<(f64, f64, f64)> = Vec::new();
+    let mut from = 0;
+    for to in 1..calls.len() {
+        if calls[to].0 - calls[from].0 >= WINDOW_SECS || to == calls.len() - 1 {
+            let delta = (calls[to].1 - calls[from].1).max(0) as f64;
+            windows.push((calls[from].0, calls[to].0, delta));
+            from = to;
+        }
+    }
+    windows
+}
+
+/// How well `a` is a multiple of `b`: the cosine of the two series (1 when `a = k·b`; unlike a
+/// correlation, defined for steady series, which a steady load gives).
+fn similarity(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norms = a.iter().map(|x| x * x).sum::<f64>() * b.iter().map(|y| y * y).sum::<f64>();
+    if norms > 0.0 { dot / norms.sqrt() } else { 0.0 }
 }
 
 /// Pearson's correlation of two series (0 when either is flat).
@@ -228,9 +250,11 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-/// The endpoint whose requests `intervals` of calls follow best: (endpoint, correlation,
-/// calls, requests) over the intervals; among equally good ones, the one with the most calls
-/// per request.
+/// The endpoint whose requests `intervals` of calls follow best: (endpoint, similarity,
+/// calls, requests) over the intervals. The calls must be close to a multiple of its requests
+/// (see [`similarity`]); among endpoints that fit as well (a steady load fits every steady
+/// endpoint), the one whose ups and downs they follow (correlation), then the busiest: the
+/// fewest calls per request is the claim the figures support.
 fn followed_endpoint(
     intervals: &[(f64, f64, f64)],
     seconds: &BTreeMap<String, Vec<(f64, u64)>>,
@@ -242,23 +266,34 @@ fn followed_endpoint(
             let requests: Vec<f64> = intervals
                 .iter()
                 .map(|(from, to, _)| {
+                    // A row's requests spread over its second: an interval between two ticks
+                    // takes the share of each second it overlaps (ticks and seconds do not end
+                    // at the same instant, and a late tick would see two seconds, the next none).
                     rows.iter()
-                        .filter(|(end, _)| *end > *from && *end <= *to)
-                        .map(|(_, n)| *n as f64)
+                        .map(|(end, n)| {
+                            let overlap = (end.min(*to) - (end - 1.0).max(*from)).max(0.0);
+                            *n as f64 * overlap
+                        })
                         .sum()
                 })
                 .collect();
             let total: f64 = requests.iter().sum();
             (total > 0.0).then(|| {
+                let fit = similarity(&calls, &requests);
                 let r = correlation(&calls, &requests);
-                (endpoint.clone(), r, calls.iter().sum::<f64>(), total)
+                (endpoint.clone(), fit, r, calls.iter().sum::<f64>(), total)
             })
         })
+        .filter(|(_, fit, ..)| *fit >= MIN_SIMILARITY)
         .max_by(|a, b| {
-            // Correlations within 0.05 are a tie: then the most calls per request.
-            let (ra, rb) = ((a.1 * 20.0).round(), (b.1 * 20.0).round());
-            ra.total_cmp(&rb).then((a.2 / a.3).total_cmp(&(b.2 / b.3)))
+            // Fits within 0.02 are a tie, and correlations within 0.1.
+            let bucket = |x: f64, width: f64| (x / width).round();
+            bucket(a.1, 0.02)
+                .total_cmp(&bucket(b.1, 0.02))
+                .then(bucket(a.2, 0.1).total_cmp(&bucket(b.2, 0.1)))
+                .then(a.4.total_cmp(&b.4))
         })
+        .map(|(endpoint, fit, _, calls, requests)| (endpoint, fit, calls, requests))
 }
 
 /// One `SELECT` run 5 times or more per request of the endpoint whose requests its calls
@@ -288,7 +323,7 @@ pub fn n_plus_one(e: &Evidence<'_>) -> Vec<Finding> {
                     "N+1 queries: one statement runs {per_request:.0} times per request of {endpoint}"
                 ),
                 format!(
-                    "{} runs {per_request:.1} times per request of {endpoint}, whose requests its calls follow (correlation {r:.2})",
+                    "{} runs {per_request:.1} times per request of {endpoint}, whose requests its calls follow (similarity {r:.2})",
                     quoted(statement, total_ms)
                 ),
                 "The endpoint queries once per item of a list: load them in one query (a JOIN, or selectinload()/joinedload() on the relationship in SQLAlchemy)",
@@ -309,7 +344,7 @@ mod tests {
 
     use super::super::testing::{outcome, postgres, ticks, with_evidence};
     use super::*;
-    use crate::stats::{EndpointSecond, Phase};
+    use crate::stats::EndpointSecond;
 
     const SCAN_QUERY: &str =
         "SELECT id, kind FROM file_events WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2";
@@ -482,6 +517,21 @@ mod tests {
             f.evidence
         );
         assert!(f.action.contains("selectinload"));
+        // Logins in the first second only: a start-up request is never the loop's.
+        let mut with_logins = run.clone();
+        with_logins.history[1].endpoints.push(EndpointSecond {
+            phase: Phase::Startup,
+            method: "POST".into(),
+            name: "/api/v1/auth/login".into(),
+            requests: 1,
+            failures: 0,
+            percentiles_ms: [10.0; 3],
+        });
+        let found = with_evidence(&with_logins, &backend, n_plus_one);
+        assert!(
+            found[0].title.contains("of GET /api/v1/files"),
+            "{found:#?}"
+        );
         // Once per request of GET /api/v1/tasks: no loop.
         let once = ticks(10, |i| {
             vec![postgres(move |p| {

@@ -24,14 +24,14 @@ async fn stack(env: &[(&str, &str)]) -> PythonStack {
 }
 
 /// Runs `scenario` with `users` against the stack, monitor on, until `requests` steady requests
-/// and 10 s; the analysis's findings as `rule | title | evidence | action` lines, and the
-/// analysis.
+/// and 10 s: the analysis, its findings as `rule | title | evidence | action` lines, and the
+/// Markdown report.
 async fn run(
     stack: &PythonStack,
     scenario_file: &str,
     users: &str,
     requests: u64,
-) -> (loadgen::report::Analysis, String) {
+) -> (loadgen::report::Analysis, String, String) {
     let queue = format!("none-{}", uuid::Uuid::new_v4().simple());
     let args = [
         "-f",
@@ -48,20 +48,22 @@ async fn run(
         at_least_secs(u, 10) && u.second.cumulative.requests >= requests
     })
     .await;
-    let (_, analysis) = finish(handle, &config).await;
+    let (outcome, analysis) = finish(handle, &config).await;
+    let markdown =
+        loadgen::report::markdown::render(&loadgen::report::Report::of_run(&config, &outcome));
     let summary = analysis
         .findings
         .iter()
         .map(|f| format!("{} | {} | {} | {}", f.rule, f.title, f.evidence, f.action))
         .collect::<Vec<_>>()
         .join("\n");
-    (analysis, summary)
+    (analysis, summary, markdown)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_unindexed_query_is_named_with_its_column_and_the_index_to_create() {
     let stack = stack(&[("PLANT_UNINDEXED_QUERY", "1")]).await;
-    let (analysis, summary) = run(&stack, "user_stats.toml", "6", 40).await;
+    let (analysis, summary, markdown) = run(&stack, "user_stats.toml", "6", 40).await;
     eprintln!("unindexed query, findings:\n{summary}");
     let top = &analysis.findings[0];
     assert_eq!(top.rule, "postgres.seq_scan", "{summary}\n{}", stack.logs());
@@ -79,6 +81,17 @@ async fn the_unindexed_query_is_named_with_its_column_and_the_index_to_create() 
         scan.action
             .starts_with("CREATE INDEX ON file_events (user_id, created_at)"),
         "{summary}"
+    );
+    // The report's table shows it first, with its plan.
+    let table = markdown
+        .split("### Top statements")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no statements table in {markdown}"));
+    let first = table.lines().nth(4).unwrap_or_default();
+    assert!(
+        first.starts_with("| `SELECT count(*) FROM file_events WHERE user_id = $1")
+            && first.contains("seq scan of file_events (500000 rows; filter user_id, created_at)"),
+        "{table}"
     );
 }
 
@@ -131,7 +144,7 @@ async fn the_n_plus_one_loop_is_named_with_its_calls_per_request() {
             .unwrap();
         assert_eq!(created.status(), 201);
     }
-    let (analysis, summary) = run(&stack, "one_users_tasks.toml", "4", 60).await;
+    let (analysis, summary, _) = run(&stack, "one_users_tasks.toml", "4", 60).await;
     eprintln!("n+1, findings:\n{summary}");
     let top = &analysis.findings[0];
     assert_eq!(
@@ -166,7 +179,7 @@ async fn the_n_plus_one_loop_is_named_with_its_calls_per_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_stack_blames_no_statement() {
     let stack = stack(&[]).await;
-    let (analysis, summary) = run(&stack, "user_stats.toml", "4", 40).await;
+    let (analysis, summary, _) = run(&stack, "user_stats.toml", "4", 40).await;
     eprintln!("healthy, findings:\n{summary}");
     assert!(
         analysis
