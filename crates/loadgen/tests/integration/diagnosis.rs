@@ -237,6 +237,13 @@ async fn a_lock_held_by_another_session_is_found() {
     let (_, analysis) = finish(handle, &config).await;
     let locks = found(&analysis, "postgres.lock_waits");
     assert!(locks.evidence.contains("blocked"), "{}", locks.evidence);
+    eprintln!("lock waits: {}", locks.evidence);
+    // The query that waited, by its normalized text: the readers' list of tasks.
+    assert!(
+        locks.evidence.contains("waiting on the lock: `SELECT") && locks.evidence.contains("tasks"),
+        "{}",
+        locks.evidence
+    );
     explains(&analysis, "postgres.lock_waits");
     assert!(
         rank(&analysis, "postgres.small_pool").is_none(),
