@@ -254,3 +254,83 @@ async fn without_pg_stat_statements_one_note_says_how_to_install_it() {
     assert!(INSTALL_NOTE.contains("CREATE EXTENSION pg_stat_statements"));
     assert!(readings.iter().all(|(p, _)| p.statements.is_empty()));
 }
+
+/// Planning never runs what it plans: an UPDATE among the top statements gets its plan, and its
+/// table holds what the workload wrote, no more; a DDL statement gets no plan.
+#[tokio::test]
+async fn planning_an_update_does_not_run_it_and_ddl_is_never_planned() {
+    let url = test_support::fresh_database().await;
+    let mut c = PgConnection::connect(&url).await.unwrap();
+    c.execute(
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+         CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL);
+         INSERT INTO counters SELECT i, 0 FROM generate_series(1, 20000) AS i;
+         ANALYZE counters;",
+    )
+    .await
+    .unwrap();
+    let mut postgres = Postgres::new(&url, Scope::Database);
+    read_until(&mut postgres, Duration::ZERO, |_| true).await;
+    // Every row one more, without a constant (a planned parameter would be NULL and match
+    // nothing): were it run when planned, the sum would show it.
+    let updates = 5;
+    for _ in 0..updates {
+        sqlx::query("UPDATE counters SET n = n + sign(id)::int")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        let ddl = format!("CREATE TABLE made_{i} (id int)");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let planned = |p: &PostgresValues| {
+        p.statements
+            .iter()
+            .any(|s| s.query.starts_with("UPDATE counters") && s.plan.is_some())
+    };
+    let readings = read_until(&mut postgres, Duration::from_secs(30), planned).await;
+    let (last, _) = readings.last().unwrap();
+    assert!(planned(last), "{:#?}", last.statements);
+    // Each later reading would plan the DDL if it were plannable: give it a few.
+    let readings = read_until(&mut postgres, Duration::from_secs(30), {
+        let mut n = 0;
+        move |_| {
+            n += 1;
+            n >= 4
+        }
+    })
+    .await;
+    let (last, _) = readings.last().unwrap();
+    let ddl: Vec<_> = last
+        .statements
+        .iter()
+        .filter(|s| s.query.starts_with("CREATE TABLE"))
+        .collect();
+    assert!(
+        !ddl.is_empty() && ddl.iter().all(|s| s.plan.is_none()),
+        "{:#?}",
+        last.statements
+    );
+    let update = last
+        .statements
+        .iter()
+        .find(|s| s.query.starts_with("UPDATE counters"))
+        .unwrap();
+    assert_eq!(update.calls, updates as i64, "{update:#?}");
+    let scan = &update.plan.as_ref().unwrap().seq_scans;
+    assert_eq!(scan.len(), 1, "{update:#?}");
+    assert_eq!(scan[0].relation, "counters", "{update:#?}");
+    let total: i64 = sqlx::query_scalar("SELECT sum(n)::int8 FROM counters")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        total,
+        5 * 20_000,
+        "the UPDATE ran only the 5 times the test ran it"
+    );
+}
