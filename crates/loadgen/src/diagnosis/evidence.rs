@@ -373,6 +373,19 @@ impl<'a> Evidence<'a> {
         })
     }
 
+    /// The slowdown of one endpoint's steady requests (their time above the unhurried latency)
+    /// as a share of all the steady requests': what a cause inside that endpoint explains at
+    /// most.
+    pub fn endpoint_slowdown(&self, method: &str, name: &str) -> Option<Explained> {
+        let all_us = self.steady_excess_us();
+        let unhurried = self.unhurried_us();
+        let (_, endpoint) = self.stats.endpoints.iter().find(|(key, _)| {
+            key.phase == Phase::Steady && &*key.method == method && &*key.name == name
+        })?;
+        let excess_us = (endpoint.total_us as f64 - endpoint.count as f64 * unhurried).max(0.0);
+        (all_us > 0.0).then(|| self.slowdown((excess_us / all_us).min(1.0)))?
+    }
+
     /// The steady requests' slowdown: their time above the unhurried latency, µs.
     pub fn steady_excess_us(&self) -> f64 {
         (self.steady.total_us as f64 - self.steady.count as f64 * self.unhurried_us()).max(0.0)

@@ -12,6 +12,9 @@ use crate::stats::Phase;
 
 /// Rows of a table from which a sequential scan is worth an index.
 const LARGE_TABLE_ROWS: f64 = 10_000.0;
+/// The mean time from which a statement that scans a large table is worth an index even when
+/// the targets held, ms.
+const SLOW_STATEMENT_MS: f64 = 10.0;
 /// The share of database time from which a statement explains a slow database, percent.
 const LARGE_SHARE_PCT: f64 = 20.0;
 /// Calls per request of an endpoint from which a statement runs in a loop.
@@ -126,18 +129,19 @@ fn index_for(scan: &SeqScan) -> String {
     format!("CREATE INDEX ON {} ({})", scan.relation, columns.join(", "))
 }
 
-/// While requests were slow, a statement with a large share of the database time scans a large
-/// table (10^4 rows or more) to filter or sort it: the index on those columns.
+/// A statement with a large share of the database time scans a large table (10^4 rows or more)
+/// to filter or sort it: the index on those columns. CRITICAL while requests were slow; a
+/// WARNING when the targets held but the statement takes 10 ms or more (the next users will
+/// feel it); nothing otherwise.
 pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
-    if !e.strained() {
-        return Vec::new();
-    }
     let Some((statements, total_ms)) = last_statements(e) else {
         return Vec::new();
     };
+    let strained = e.strained();
     statements
         .iter()
         .filter(|s| share_pct(s, total_ms) >= LARGE_SHARE_PCT)
+        .filter(|s| strained || s.mean_ms >= SLOW_STATEMENT_MS)
         .filter_map(|s| Some((s, large_scan(s)?)))
         .map(|(statement, scan)| {
             let mut what = Vec::new();
@@ -151,7 +155,7 @@ pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
             Finding::new(
                 "postgres.seq_scan",
                 Layer::Postgres,
-                Severity::Critical,
+                if strained { Severity::Critical } else { Severity::Warning },
                 format!(
                     "A query reads all of {} ({:.0} rows) for want of an index on {}",
                     scan.relation,
@@ -175,16 +179,16 @@ pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
                 ),
             )
             .causing(SLOW_STATEMENT_SYMPTOMS)
-            .explaining(e.slowdown(share / 100.0))
+            .explaining(if strained { e.slowdown(share / 100.0) } else { None })
         })
         .collect()
 }
 
-/// Each endpoint's requests in each second, by `METHOD name`, past the start-up (a user's
+/// Each endpoint's requests in each second, by method and name, past the start-up (a user's
 /// login is no request a loop runs in): (seconds since the backend's first tick at the
 /// second's end, requests).
-fn endpoint_seconds(e: &Evidence<'_>) -> BTreeMap<String, Vec<(f64, u64)>> {
-    let mut by_endpoint: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
+fn endpoint_seconds(e: &Evidence<'_>) -> BTreeMap<(String, String), Vec<(f64, u64)>> {
+    let mut by_endpoint: BTreeMap<(String, String), Vec<(f64, u64)>> = BTreeMap::new();
     let Some(start) = e.backend.start() else {
         return by_endpoint;
     };
@@ -193,7 +197,7 @@ fn endpoint_seconds(e: &Evidence<'_>) -> BTreeMap<String, Vec<(f64, u64)>> {
         let end = end.num_milliseconds() as f64 / 1000.0;
         for endpoint in row.endpoints.iter().filter(|e| e.phase != Phase::Startup) {
             by_endpoint
-                .entry(format!("{} {}", endpoint.method, endpoint.name))
+                .entry((endpoint.method.clone(), endpoint.name.clone()))
                 .or_default()
                 .push((end, endpoint.requests));
         }
@@ -255,10 +259,10 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 /// (see [`similarity`]); among endpoints that fit as well (a steady load fits every steady
 /// endpoint), the one whose ups and downs they follow (correlation), then the busiest: the
 /// fewest calls per request is the claim the figures support.
-fn followed_endpoint(
+fn followed_endpoint<'s>(
     intervals: &[(f64, f64, f64)],
-    seconds: &BTreeMap<String, Vec<(f64, u64)>>,
-) -> Option<(String, f64, f64, f64)> {
+    seconds: &'s BTreeMap<(String, String), Vec<(f64, u64)>>,
+) -> Option<(&'s (String, String), f64, f64, f64)> {
     let calls: Vec<f64> = intervals.iter().map(|(_, _, c)| *c).collect();
     seconds
         .iter()
@@ -281,7 +285,7 @@ fn followed_endpoint(
             (total > 0.0).then(|| {
                 let fit = similarity(&calls, &requests);
                 let r = correlation(&calls, &requests);
-                (endpoint.clone(), fit, r, calls.iter().sum::<f64>(), total)
+                (endpoint, fit, r, calls.iter().sum::<f64>(), total)
             })
         })
         .filter(|(_, fit, ..)| *fit >= MIN_SIMILARITY)
@@ -314,26 +318,24 @@ pub fn n_plus_one(e: &Evidence<'_>) -> Vec<Finding> {
             let per_request = calls / requests;
             (per_request >= N_PLUS_ONE_PER_REQUEST).then_some((s, endpoint, r, per_request))
         })
-        .map(|(statement, endpoint, r, per_request)| {
+        .map(|(statement, (method, name), r, per_request)| {
+            let strained = e.strained();
             Finding::new(
                 "postgres.n_plus_one",
                 Layer::Postgres,
-                if e.strained() { Severity::Critical } else { Severity::Warning },
+                if strained { Severity::Critical } else { Severity::Warning },
                 format!(
-                    "N+1 queries: one statement runs {per_request:.0} times per request of {endpoint}"
+                    "N+1 queries: one statement runs {per_request:.0} times per request of {method} {name}"
                 ),
                 format!(
-                    "{} runs {per_request:.1} times per request of {endpoint}, whose requests its calls follow (similarity {r:.2})",
+                    "{} runs {per_request:.1} times per request of {method} {name}, whose requests its calls follow (similarity {r:.2})",
                     quoted(statement, total_ms)
                 ),
                 "The endpoint queries once per item of a list: load them in one query (a JOIN, or selectinload()/joinedload() on the relationship in SQLAlchemy)",
             )
             .causing(SLOW_STATEMENT_SYMPTOMS)
-            .explaining(if e.strained() {
-                e.slowdown(share_pct(statement, total_ms) / 100.0)
-            } else {
-                None
-            })
+            // At most the slowdown of the endpoint it loops in.
+            .explaining(if strained { e.endpoint_slowdown(method, name) } else { None })
         })
         .collect()
 }
@@ -420,6 +422,14 @@ mod tests {
         assert!(with_evidence(&slow, &minor, seq_scan).is_empty());
         let fast = outcome(&[5; 6], &[20; 6], 10, &[]);
         assert!(with_evidence(&fast, &backend, seq_scan).is_empty());
+        // Within the targets, a scan of 50 ms a call is still worth its index: a warning.
+        let mut costly = scanning(1e5);
+        costly.mean_ms = 50.0;
+        let slow_scan = with_statements(vec![costly], 2000.0);
+        let found = with_evidence(&fast, &slow_scan, seq_scan);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].severity, Severity::Warning);
+        assert!(found[0].explains.is_none());
     }
 
     #[test]
