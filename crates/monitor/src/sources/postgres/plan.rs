@@ -10,6 +10,9 @@ use sqlx::{Connection, PgConnection, Row};
 use crate::sample::{PlanSummary, SeqScan};
 use crate::sql;
 
+/// The planning connection's `application_name`.
+pub const APPLICATION_NAME: &str = "monitor-explain";
+
 /// How long planning one statement may take, whatever the server's settings.
 const STATEMENT_TIMEOUT: &str = "2s";
 
@@ -59,7 +62,12 @@ pub async fn explain(
         return Err(PlanError::Refused);
     }
     let query = sql::preparable(query);
-    let mut connection = PgConnection::connect(url).await?;
+    // Named, so that while it closes it is never counted in the API's pool (a pool is a
+    // database, an application name and a client address).
+    let options = url
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .application_name(APPLICATION_NAME);
+    let mut connection = PgConnection::connect_with(&options).await?;
     let result = explain_on(&mut connection, server_version, &query).await;
     let _ = connection.close().await;
     result
