@@ -138,6 +138,8 @@ pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
         return Vec::new();
     };
     let strained = e.strained();
+    let pg = e.backend.postgres();
+    let seconds = endpoint_seconds(e);
     statements
         .iter()
         .filter(|s| share_pct(s, total_ms) >= LARGE_SHARE_PCT)
@@ -151,7 +153,19 @@ pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
             if !scan.sort_columns.is_empty() {
                 what.push(format!("sorts on {}", scan.sort_columns.join(", ")));
             }
-            let share = share_pct(statement, total_ms);
+            // The endpoint that runs it, when its calls follow one: the slowdown it explains
+            // is at most that endpoint's; else its share of the database time.
+            let caller = followed_endpoint(&call_intervals(&pg, &statement.query), &seconds);
+            let called_by = caller.map_or(String::new(), |((method, name), _, calls, requests)| {
+                format!(
+                    "; run by {method} {name} ({:.1} per request)",
+                    calls / requests
+                )
+            });
+            let explained = match caller {
+                Some(((method, name), ..)) => e.endpoint_slowdown(method, name),
+                None => e.slowdown(share_pct(statement, total_ms) / 100.0),
+            };
             Finding::new(
                 "postgres.seq_scan",
                 Layer::Postgres,
@@ -166,7 +180,7 @@ pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
                         .map_or("", String::as_str)
                 ),
                 format!(
-                    "{}; its plan scans all of {} (about {:.0} rows) and {}; steady-state p95 {:.0} ms",
+                    "{}; its plan scans all of {} (about {:.0} rows) and {}{called_by}; steady-state p95 {:.0} ms",
                     quoted(statement, total_ms),
                     scan.relation,
                     scan.table_rows,
@@ -179,7 +193,7 @@ pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
                 ),
             )
             .causing(SLOW_STATEMENT_SYMPTOMS)
-            .explaining(if strained { e.slowdown(share / 100.0) } else { None })
+            .explaining(if strained { explained } else { None })
         })
         .collect()
 }

@@ -78,6 +78,11 @@ async fn the_unindexed_query_is_named_with_its_column_and_the_index_to_create() 
         "{summary}"
     );
     assert!(
+        scan.evidence
+            .contains("run by GET /api/v1/users/me/stats ("),
+        "{summary}"
+    );
+    assert!(
         scan.action
             .starts_with("CREATE INDEX ON file_events (user_id, created_at)"),
         "{summary}"
