@@ -225,28 +225,56 @@ async fn a_sync_sleep_in_a_handler_serializes_its_requests() {
     );
 }
 
+/// The calls and total time of the API's statements on file_events so far (pg_stat_statements).
+async fn file_events_time(db: &mut PgConnection) -> (i64, f64) {
+    sqlx::query_as(
+        "SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(total_exec_time), 0)::float8 \
+         FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+         WHERE d.datname = current_database() AND s.query LIKE 'SELECT count(*) FROM file_events%'",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
 /// `PLANT_UNINDEXED_QUERY`: `GET /users/me/stats` counts the user's recent rows of
-/// file_events (5·10^5 rows) without the index on (user_id, created_at); creating that index,
-/// as the healthy configuration does, makes the same call at least 5 times faster.
+/// file_events (5·10^5 rows) without the index on (user_id, created_at): a sequential scan.
+/// Creating that index, as the healthy configuration does, makes the statement at least 10
+/// times faster in PostgreSQL's own figures (the endpoint's times are printed: on a busy
+/// 2-core machine they carry the noise the statement's do not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unindexed_query_is_5_times_slower_than_with_its_index() {
+async fn an_unindexed_query_is_10_times_slower_than_with_its_index() {
     let stack = PythonStack::start(&[("PLANT_UNINDEXED_QUERY", "1")]).await;
     let client = Client::new(&stack).await;
-    client.timed_get("/users/me/stats").await;
-    let planted = fastest_get(&client, "/users/me/stats", 9).await;
     let mut db = database(&stack).await;
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let mean_ms =
+        |(c0, t0): (i64, f64), (c1, t1): (i64, f64)| (t1 - t0) / ((c1 - c0).max(1) as f64);
+    let start = file_events_time(&mut db).await;
+    let planted = fastest_get(&client, "/users/me/stats", 5).await;
+    let unindexed = file_events_time(&mut db).await;
     sqlx::query("CREATE INDEX file_events_by_user ON file_events (user_id, created_at)")
         .execute(&mut db)
         .await
         .unwrap();
-    client.timed_get("/users/me/stats").await;
-    let indexed = fastest_get(&client, "/users/me/stats", 9).await;
+    let after_index = file_events_time(&mut db).await;
+    let indexed = fastest_get(&client, "/users/me/stats", 5).await;
+    let end = file_events_time(&mut db).await;
+    let (slow, fast) = (mean_ms(start, unindexed), mean_ms(after_index, end));
     eprintln!(
-        "unindexed query: GET /users/me/stats at best {planted:?} planted, {indexed:?} with the index"
+        "unindexed query: the statement {slow:.2} ms planted, {fast:.3} ms with the index; \
+         GET /users/me/stats at best {planted:?} planted, {indexed:?} with the index"
     );
     assert!(
-        planted >= indexed * 5,
-        "the planted query is not 5x slower: {planted:?} without the index, {indexed:?} with it"
+        unindexed.0 > start.0 && end.0 > after_index.0,
+        "pg_stat_statements did not count the calls: {start:?} {unindexed:?} {after_index:?} {end:?}"
+    );
+    assert!(
+        slow >= fast * 10.0,
+        "the planted statement is not 10x slower: {slow:.2} ms without the index, {fast:.3} ms with it"
     );
 }
 
@@ -392,4 +420,83 @@ async fn a_failing_error_handler_leaves_the_job_processing_while_celery_says_fai
         .await
         .unwrap();
     assert_eq!(joined["status"], "completed", "{joined:#?}");
+}
+
+/// The longest `GET /api/v1/health/` of back-to-back probes sent while 4 users register (4
+/// bcrypt hashes at cost 12, 4 more to log in): the event loop's stalls, seen from outside.
+async fn longest_health_probe_during_registrations(stack: &PythonStack) -> Duration {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let registering = async {
+        futures::future::join_all((0..4).map(|_| Client::new(stack))).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let probing = async {
+        let http = reqwest::Client::new();
+        let url = format!("{}/api/v1/health/", stack.base_url());
+        let mut longest = Duration::ZERO;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let start = Instant::now();
+            let response = http.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            longest = longest.max(start.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        longest
+    };
+    tokio::join!(registering, probing).1
+}
+
+/// `PLANT_BCRYPT_ON_LOOP`: register and login hash in the event loop's thread, so a health
+/// probe (no database, no work) waits behind a hash; on the threadpool, as healthy, it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bcrypt_on_the_event_loop_stalls_every_other_request() {
+    let (planted, healthy) = tokio::join!(
+        PythonStack::start(&[("PLANT_BCRYPT_ON_LOOP", "1")]),
+        PythonStack::start(&[])
+    );
+    let stalled = longest_health_probe_during_registrations(&planted).await;
+    let free = longest_health_probe_during_registrations(&healthy).await;
+    eprintln!("bcrypt on the loop: longest health probe {stalled:?} planted, {free:?} healthy");
+    assert!(
+        stalled >= Duration::from_millis(150) && stalled >= free * 3,
+        "health probes during registrations: {stalled:?} planted, {free:?} healthy"
+    );
+}
+
+/// The API's connections to its database, open or idle in its pool.
+async fn api_connections(stack: &PythonStack) -> i64 {
+    let mut db = database(stack).await;
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'ffmpeg-api'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap()
+}
+
+/// `PLANT_SMALL_POOL`: 16 requests at once get 2 connections between them (the pool keeps
+/// what it opened, so the count after the burst is its peak); healthy, the same burst opens
+/// more. Every request is answered: the others waited for the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_pool_serves_a_burst_on_two_connections() {
+    let (planted, healthy) = tokio::join!(
+        PythonStack::start(&[("PLANT_SMALL_POOL", "1")]),
+        PythonStack::start(&[("BCRYPT_ROUNDS", "10")])
+    );
+    let mut peaks = Vec::new();
+    for stack in [&planted, &healthy] {
+        let client = Client::new(stack).await;
+        futures::future::join_all((0..16).map(|_| client.timed_get("/users/me/stats"))).await;
+        peaks.push(api_connections(stack).await);
+    }
+    eprintln!(
+        "small pool: the API's connections after 16 requests at once: {peaks:?} (planted, healthy)"
+    );
+    assert!(
+        peaks[0] <= 2 && peaks[1] > 2,
+        "connections after the burst: {} planted (pool of 2), {} healthy",
+        peaks[0],
+        peaks[1]
+    );
 }
