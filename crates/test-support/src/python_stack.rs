@@ -197,7 +197,25 @@ impl Drop for PythonStack {
             stop_group(child);
         }
         release_redis_db(self.redis_db);
+        drop_database(&self.database_url);
     }
+}
+
+/// Drops the stack's database (5·10^5 seeded rows each: the test server's disk would fill up
+/// over a run of the suite), with whatever still connects to it.
+fn drop_database(url: &str) {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    let _ = Command::new("psql")
+        .arg(crate::postgres_admin_url())
+        .args([
+            "-qc",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Starts `program` in a process group of its own (so that its children, celery's pool and

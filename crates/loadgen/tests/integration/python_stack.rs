@@ -390,6 +390,10 @@ async fn a_failing_error_handler_leaves_the_job_processing_while_celery_says_fai
             .unwrap_or_else(|| panic!("no result of {name} in {results:#?}"))
     };
     let failed = by_name("app.worker.audio_overlay");
+    eprintln!(
+        "failing handler: Celery says {} {}: {}",
+        failed["status"], failed["result"]["exc_type"], failed["result"]["exc_message"]
+    );
     assert_eq!(failed["status"], "FAILURE", "{failed:#?}");
     assert_eq!(
         failed["result"]["exc_type"], "PendingRollbackError",
