@@ -3,6 +3,7 @@
 //! the venv that `scripts/python-venv.sh` makes (`TESTBED_PY_VENV`), on a fresh PostgreSQL
 //! database and a Redis db of its own. Dropping it stops both process trees by their pids.
 //!
+//! Its database has the pg_stat_statements extension created (the test server preloads it).
 //! Redis dbs 2..=15 are handed out to stacks (0 and 1 are the contract's cache and queue): a
 //! stack claims one with `SET NX` of a key (so parallel test binaries never share one), flushes
 //! it, and flushes it again when it stops, so no stale Celery result outlives its stack.
@@ -59,6 +60,7 @@ impl PythonStack {
     pub async fn start(env: &[(&str, &str)]) -> Self {
         let venv = venv();
         let database_url = fresh_database().await;
+        install_pg_stat_statements(&database_url).await;
         let redis_db = claim_redis_db();
         let dir = tempfile::tempdir().expect("a temporary folder for the stack");
         let port = free_port();
@@ -126,6 +128,11 @@ impl PythonStack {
     /// The Celery broker and result backend: the test Redis with the stack's db.
     pub fn redis_url(&self) -> String {
         format!("{}/{}", redis_url(), self.redis_db)
+    }
+
+    /// Celery's queue as `--monitor-redis-queue` takes it: `<db>/celery`.
+    pub fn monitor_redis_queue(&self) -> String {
+        format!("{}/celery", self.redis_db)
     }
 
     /// The stack's Redis db number.
@@ -199,6 +206,20 @@ impl Drop for PythonStack {
         release_redis_db(self.redis_db);
         drop_database(&self.database_url);
     }
+}
+
+/// The server preloads pg_stat_statements; its view is read in a database where the extension
+/// is created, as a user who has it installed has done in theirs.
+async fn install_pg_stat_statements(url: &str) {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(url)
+        .await
+        .expect("the stack's fresh database answers");
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut db)
+        .await
+        .expect("pg_stat_statements installs (scripts/services.sh preloads it)");
+    let _ = db.close().await;
 }
 
 /// Drops the stack's database (5·10^5 seeded rows each: the test server's disk would fill up
