@@ -36,6 +36,7 @@ pub struct PythonStack {
     database_url: String,
     redis_db: u8,
     dir: tempfile::TempDir,
+    settings: Vec<(String, String)>,
 }
 
 /// The folder of the Python project.
@@ -79,13 +80,7 @@ impl PythonStack {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
         settings.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let port_arg = port.to_string();
-        let api = spawn(
-            &venv.join("bin/uvicorn"),
-            &["app.main:app", "--host", "127.0.0.1", "--port", &port_arg],
-            &settings,
-            &dir.path().join("api.log"),
-        );
+        let api = spawn_api(&settings, port, dir.path());
         let worker_name = format!("testbed-py-{}@%h", &secret[..8]);
         let worker = spawn(
             &venv.join("bin/celery"),
@@ -110,6 +105,7 @@ impl PythonStack {
             database_url,
             redis_db,
             dir,
+            settings,
         };
         stack.wait_until_ready();
         stack
@@ -174,7 +170,18 @@ impl PythonStack {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut api_up = false;
         let mut worker_up = false;
+        let mut port_retries = 3;
         while !(api_up && worker_up) {
+            // The free port was taken between our probe and uvicorn's bind: another one.
+            if port_retries > 0
+                && matches!(self.api.try_wait(), Ok(Some(_)))
+                && std::fs::read_to_string(self.api_log_path())
+                    .is_ok_and(|log| log.contains("address already in use"))
+            {
+                port_retries -= 1;
+                self.port = free_port();
+                self.api = spawn_api(&self.settings, self.port, self.dir.path());
+            }
             let exited = [("uvicorn", &mut self.api), ("celery", &mut self.worker)]
                 .into_iter()
                 .find_map(|(name, child)| Some((name, child.try_wait().ok()??)));
@@ -237,6 +244,17 @@ fn drop_database(url: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// uvicorn on `port`, its output in `dir/api.log`.
+fn spawn_api(settings: &[(String, String)], port: u16, dir: &Path) -> Child {
+    let port = port.to_string();
+    spawn(
+        &venv().join("bin/uvicorn"),
+        &["app.main:app", "--host", "127.0.0.1", "--port", &port],
+        settings,
+        &dir.join("api.log"),
+    )
 }
 
 /// Starts `program` in a process group of its own (so that its children, celery's pool and
