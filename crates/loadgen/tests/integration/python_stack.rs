@@ -500,7 +500,8 @@ async fn api_connections(stack: &PythonStack) -> i64 {
 
 /// `PLANT_SMALL_POOL`: 16 requests at once get 2 connections between them (the pool keeps
 /// what it opened, so the count after the burst is its peak); healthy, the same burst opens
-/// more. Every request is answered: the others waited for the pool.
+/// more. Each `GET /users/me/stats` holds its connection across a 30 ms bucket listing, so on 2
+/// connections the last of 16 waits at least 8 turns: >= 240 ms whatever the machine's speed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_pool_serves_a_burst_on_two_connections() {
     let (planted, healthy) = tokio::join!(
@@ -508,18 +509,28 @@ async fn a_small_pool_serves_a_burst_on_two_connections() {
         PythonStack::start(&[("BCRYPT_ROUNDS", "10")])
     );
     let mut peaks = Vec::new();
+    let mut slowest = Vec::new();
     for stack in [&planted, &healthy] {
         let client = Client::new(stack).await;
-        futures::future::join_all((0..16).map(|_| client.timed_get("/users/me/stats"))).await;
+        let burst =
+            futures::future::join_all((0..16).map(|_| client.timed_get("/users/me/stats"))).await;
+        slowest.push(burst.into_iter().max().unwrap_or_default());
         peaks.push(api_connections(stack).await);
     }
     eprintln!(
-        "small pool: the API's connections after 16 requests at once: {peaks:?} (planted, healthy)"
+        "small pool: the API's connections after 16 requests at once: {peaks:?}, the slowest \
+         request {slowest:?} (planted, healthy)"
     );
     assert!(
         peaks[0] <= 2 && peaks[1] > 2,
         "connections after the burst: {} planted (pool of 2), {} healthy",
         peaks[0],
         peaks[1]
+    );
+    assert!(
+        slowest[0] >= Duration::from_millis(240),
+        "16 requests holding a connection 30 ms each did not queue for 2 connections: the \
+         slowest took {:?}",
+        slowest[0]
     );
 }
