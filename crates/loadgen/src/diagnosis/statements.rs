@@ -156,14 +156,15 @@ pub fn seq_scan(e: &Evidence<'_>) -> Vec<Finding> {
             // The endpoint that runs it, when its calls follow one: the slowdown it explains
             // is at most that endpoint's; else its share of the database time.
             let caller = followed_endpoint(&call_intervals(&pg, &statement.query), &seconds);
-            let called_by = caller.map_or(String::new(), |((method, name), _, calls, requests)| {
+            let called_by = caller.as_ref().map_or(String::new(), |caller| {
                 format!(
-                    "; run by {method} {name} ({:.1} per request)",
-                    calls / requests
+                    "; run by {} ({:.1} per request)",
+                    caller.name(),
+                    caller.per_request()
                 )
             });
-            let explained = match caller {
-                Some(((method, name), ..)) => e.endpoint_slowdown(method, name),
+            let explained = match &caller {
+                Some(caller) => caller.explained(e),
                 None => e.slowdown(share_pct(statement, total_ms) / 100.0),
             };
             Finding::new(
@@ -268,17 +269,59 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-/// The endpoint whose requests `intervals` of calls follow best: (endpoint, similarity,
-/// calls, requests) over the intervals. The calls must be close to a multiple of its requests
-/// (see [`similarity`]); among endpoints that fit as well (a steady load fits every steady
-/// endpoint), the one whose ups and downs they follow (correlation), then the busiest: the
-/// fewest calls per request is the claim the figures support.
+/// The endpoints whose requests a statement's calls follow, and the calls and those requests
+/// over the same windows.
+struct Caller<'s> {
+    endpoints: Vec<&'s (String, String)>,
+    fit: f64,
+    calls: f64,
+    requests: f64,
+}
+
+impl Caller<'_> {
+    /// `GET /api/v1/tasks`, or `GET /a or GET /b` when the calls cannot be told apart between them.
+    fn name(&self) -> String {
+        let names: Vec<String> = self
+            .endpoints
+            .iter()
+            .map(|(method, name)| format!("{method} {name}"))
+            .collect();
+        names.join(" or ")
+    }
+
+    /// Calls per request of the endpoints named.
+    fn per_request(&self) -> f64 {
+        self.calls / self.requests.max(1e-9)
+    }
+
+    /// At most the slowdown of the endpoints it runs in.
+    fn explained(&self, e: &Evidence<'_>) -> Option<super::Explained> {
+        let pct: f64 = self
+            .endpoints
+            .iter()
+            .filter_map(|(method, name)| e.endpoint_slowdown(method, name))
+            .map(|share| share.pct)
+            .sum();
+        e.slowdown(pct.min(100.0) / 100.0)
+    }
+}
+
+/// Similarities within this are a tie: endpoints whose requests keep a fixed ratio (a weighted
+/// draw) fit the same calls equally well.
+const FIT_TIE: f64 = 0.05;
+/// How much better a correlation must be to tell one endpoint of a tie as the caller.
+const CORRELATION_LEAD: f64 = 0.3;
+
+/// The endpoints whose requests `intervals` of calls follow: the calls must be close to a
+/// multiple of their requests (see [`similarity`]). Among endpoints that fit as well, the one
+/// whose ups and downs the calls follow clearly better (correlation); else all of them, their
+/// requests together: the fewest calls per request is the claim the figures support.
 fn followed_endpoint<'s>(
     intervals: &[(f64, f64, f64)],
     seconds: &'s BTreeMap<(String, String), Vec<(f64, u64)>>,
-) -> Option<(&'s (String, String), f64, f64, f64)> {
+) -> Option<Caller<'s>> {
     let calls: Vec<f64> = intervals.iter().map(|(_, _, c)| *c).collect();
-    seconds
+    let candidates: Vec<(&(String, String), f64, f64, f64)> = seconds
         .iter()
         .filter_map(|(endpoint, rows)| {
             let requests: Vec<f64> = intervals
@@ -298,20 +341,27 @@ fn followed_endpoint<'s>(
             let total: f64 = requests.iter().sum();
             (total > 0.0).then(|| {
                 let fit = similarity(&calls, &requests);
-                let r = correlation(&calls, &requests);
-                (endpoint, fit, r, calls.iter().sum::<f64>(), total)
+                (endpoint, fit, correlation(&calls, &requests), total)
             })
         })
         .filter(|(_, fit, ..)| *fit >= MIN_SIMILARITY)
-        .max_by(|a, b| {
-            // Fits within 0.02 are a tie, and correlations within 0.1.
-            let bucket = |x: f64, width: f64| (x / width).round();
-            bucket(a.1, 0.02)
-                .total_cmp(&bucket(b.1, 0.02))
-                .then(bucket(a.2, 0.1).total_cmp(&bucket(b.2, 0.1)))
-                .then(a.4.total_cmp(&b.4))
-        })
-        .map(|(endpoint, fit, _, calls, requests)| (endpoint, fit, calls, requests))
+        .collect();
+    let best_fit = candidates.iter().map(|c| c.1).fold(f64::MIN, f64::max);
+    let tied: Vec<_> = candidates
+        .into_iter()
+        .filter(|c| c.1 >= best_fit - FIT_TIE)
+        .collect();
+    let leader = tied.iter().max_by(|a, b| a.2.total_cmp(&b.2))?;
+    let clear = tied
+        .iter()
+        .all(|c| std::ptr::eq(c, leader) || leader.2 >= c.2 + CORRELATION_LEAD);
+    let chosen: Vec<_> = if clear { vec![*leader] } else { tied };
+    Some(Caller {
+        endpoints: chosen.iter().map(|c| c.0).collect(),
+        fit: chosen.iter().map(|c| c.1).fold(f64::MAX, f64::min),
+        calls: calls.iter().sum(),
+        requests: chosen.iter().map(|c| c.3).sum(),
+    })
 }
 
 /// One `SELECT` run 5 times or more per request of the endpoint whose requests its calls
@@ -327,29 +377,29 @@ pub fn n_plus_one(e: &Evidence<'_>) -> Vec<Finding> {
         .filter(|s| s.calls >= N_PLUS_ONE_MIN_CALLS)
         .filter(|s| monitor::sql::first_keyword(&s.query).as_deref() == Some("SELECT"))
         .filter_map(|s| {
-            let intervals = call_intervals(&pg, &s.query);
-            let (endpoint, r, calls, requests) = followed_endpoint(&intervals, &seconds)?;
-            let per_request = calls / requests;
-            (per_request >= N_PLUS_ONE_PER_REQUEST).then_some((s, endpoint, r, per_request))
+            let caller = followed_endpoint(&call_intervals(&pg, &s.query), &seconds)?;
+            (caller.per_request() >= N_PLUS_ONE_PER_REQUEST).then_some((s, caller))
         })
-        .map(|(statement, (method, name), r, per_request)| {
+        .map(|(statement, caller)| {
             let strained = e.strained();
+            let (per_request, endpoint) = (caller.per_request(), caller.name());
             Finding::new(
                 "postgres.n_plus_one",
                 Layer::Postgres,
                 if strained { Severity::Critical } else { Severity::Warning },
                 format!(
-                    "N+1 queries: one statement runs {per_request:.0} times per request of {method} {name}"
+                    "N+1 queries: one statement runs {per_request:.0} times per request of {endpoint}"
                 ),
                 format!(
-                    "{} runs {per_request:.1} times per request of {method} {name}, whose requests its calls follow (similarity {r:.2})",
-                    quoted(statement, total_ms)
+                    "{} runs {per_request:.1} times per request of {endpoint}, whose requests its calls follow (similarity {:.2})",
+                    quoted(statement, total_ms),
+                    caller.fit
                 ),
                 "The endpoint queries once per item of a list: load them in one query (a JOIN, or selectinload()/joinedload() on the relationship in SQLAlchemy)",
             )
             .causing(SLOW_STATEMENT_SYMPTOMS)
             // At most the slowdown of the endpoint it loops in.
-            .explaining(if strained { e.endpoint_slowdown(method, name) } else { None })
+            .explaining(if strained { caller.explained(e) } else { None })
         })
         .collect()
 }
@@ -569,6 +619,44 @@ mod tests {
         });
         let found = with_evidence(&run, &once, n_plus_one);
         assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn endpoints_in_a_fixed_ratio_share_the_calls_and_a_per_request_statement_is_no_loop() {
+        // GET /api/v1/files 3 times as often as GET /api/v1/tasks, both varying together.
+        let load = [4u64, 9, 3, 8, 5, 10, 6, 7, 4, 9];
+        let mut run = outcome(&[5; 10], &[0; 10], 900, &[]);
+        for (row, n) in run.history.iter_mut().zip(load) {
+            let mut seconds = endpoints(3 * n);
+            seconds[1].requests = n;
+            row.endpoints = seconds;
+        }
+        let statement = |query: &str, per_tick: &dyn Fn(u64) -> u64, i: usize| Statement {
+            queryid: query.len() as i64,
+            query: query.into(),
+            calls: load[..=i].iter().map(|n| per_tick(*n)).sum::<u64>() as i64,
+            total_ms: 100.0,
+            mean_ms: 0.01,
+            ..Default::default()
+        };
+        let backend = ticks(10, |i| {
+            // The user's row, once per request of either; the loop, 12 times per file list.
+            let lookup = statement("SELECT * FROM users WHERE id = $1", &|n| 4 * n, i);
+            let names = statement("SELECT name FROM files WHERE id = $1", &|n| 36 * n, i);
+            vec![postgres(move |p| p.statements = vec![lookup, names])]
+        });
+        let found = with_evidence(&run, &backend, n_plus_one);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        // Which of the two loops cannot be told from their counts: both are named, and the
+        // calls per request of both together (36 for 4 requests) is the claim.
+        assert!(
+            found[0]
+                .title
+                .ends_with("runs 9 times per request of GET /api/v1/files or GET /api/v1/tasks"),
+            "{}",
+            found[0].title
+        );
+        assert!(found[0].evidence.contains("SELECT name FROM files"));
     }
 
     #[test]
