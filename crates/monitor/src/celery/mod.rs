@@ -99,7 +99,7 @@ impl Failures {
 
     /// The failures kept, most frequent first.
     pub fn into_vec(mut self) -> Vec<TaskFailure> {
-        self.kept.sort_by(|a, b| b.count.cmp(&a.count));
+        self.kept.sort_by_key(|f| std::cmp::Reverse(f.count));
         self.kept
     }
 }
@@ -127,7 +127,10 @@ pub struct CeleryValues {
 impl CeleryValues {
     /// Whether nothing was read.
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty() && self.failures.is_empty() && self.unacked == 0
+        self.tasks.is_empty()
+            && self.failures.is_empty()
+            && self.unacked == 0
+            && self.unacked_index == 0
     }
 }
 
