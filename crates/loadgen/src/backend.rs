@@ -232,10 +232,11 @@ pub fn log_file_tail(path: &std::path::Path) -> Option<Vec<String>> {
     };
     let errors: Vec<&str> = lines.iter().copied().filter(is_error).collect();
     let chosen = if errors.is_empty() { &lines } else { &errors };
+    // An exception's message may quote SQL literals and URLs with passwords.
     Some(
         chosen[chosen.len().saturating_sub(5)..]
             .iter()
-            .map(|l| l.trim_end().to_owned())
+            .map(|l| monitor::celery::redact::message(l.trim_end()))
             .collect(),
     )
 }
@@ -311,6 +312,11 @@ pub async fn worker_logs(ticks: &[Tick]) -> BTreeMap<String, Vec<String>> {
         if let Ok(lines) = monitor::sources::docker::recent_logs(&worker, 5).await
             && !lines.is_empty()
         {
+            // An exception's message may quote SQL literals and URLs with passwords.
+            let lines = lines
+                .iter()
+                .map(|l| monitor::celery::redact::message(l))
+                .collect();
             logs.insert(worker, lines);
         }
     }

@@ -308,6 +308,16 @@ pub fn failed(e: &Evidence<'_>) -> Vec<Finding> {
         .collect()
 }
 
+/// The other job types that completed (3 or more): `join (12 completed)`.
+fn others_complete(e: &Evidence<'_>, kind: &str) -> Vec<String> {
+    e.stats
+        .jobs
+        .iter()
+        .filter(|(other, o)| other.as_ref() != kind && o.completed >= 3)
+        .map(|(other, o)| format!("{other} ({} completed)", o.completed))
+        .collect()
+}
+
 /// Celery says the task of `kind` jobs failed while the API still shows them unfinished: the
 /// error handler failed, or there is none. `seen` says what status the jobs were stuck in.
 fn failed_in_celery(
@@ -319,6 +329,15 @@ fn failed_in_celery(
     let ended = job.completed + job.failed + job.unfinished + job.unknown;
     let celery = celery_failures(e, kind);
     let top = celery.first()?;
+    let others = others_complete(e, kind);
+    let others = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; other jobs completed on the same workers: {}",
+            others.join(", ")
+        )
+    };
     let last_seen = job
         .last_statuses
         .iter()
@@ -338,10 +357,11 @@ fn failed_in_celery(
             top.failure.exception
         ),
         evidence: format!(
-            "{}, while {} of {ended} followed {kind} jobs never reached a final status in the API ({} completed){seen}",
+            "{}, while {} of {ended} followed {kind} jobs never reached a final status in the API ({} completed){seen}{others}{}",
             celery_quote(&celery),
             job.unfinished,
             job.completed,
+            worker_log_quote(e),
         ),
         action: fix_the_handler(kind, top),
         cause_of: vec!["jobs.queue_grows"],
@@ -383,13 +403,7 @@ pub fn unfinished(e: &Evidence<'_>) -> Vec<Finding> {
             }
             // Differential: another type completes on the same workers, so the workers run and
             // take jobs; they fail on this type without marking it failed.
-            let others_complete: Vec<String> = e
-                .stats
-                .jobs
-                .iter()
-                .filter(|(other, o)| *other != kind && o.completed >= 3)
-                .map(|(other, o)| format!("{other} ({} completed)", o.completed))
-                .collect();
+            let others_complete = others_complete(e, kind);
             if job.completed == 0 && !others_complete.is_empty() {
                 return Finding {
                     rule: "jobs.unfinished",
@@ -640,7 +654,7 @@ mod tests {
         );
         assert!(
             finding.evidence.starts_with(
-                "9 app.worker.audio_overlay tasks FAILED in Celery with PendingRollbackError: This Session's transaction has been rolled back due to a previous exception during flush. (last frame app/worker.py:88 in `mark_failed`, raised while handling FfmpegError) [read from Celery's result backend], while 9 of 9 followed audio_overlay jobs never reached a final status in the API (0 completed): 9 last seen processing"
+                "9 app.worker.audio_overlay tasks FAILED in Celery with PendingRollbackError: This Session's transaction has been rolled back due to a previous exception during flush. (last frame app/worker.py:88 in `mark_failed`, raised while handling FfmpegError) [read from Celery's result backend], while 9 of 9 followed audio_overlay jobs never reached a final status in the API (0 completed): 9 last seen processing, for up to 30 s; other jobs completed on the same workers: join (12 completed)"
             ),
             "{}",
             finding.evidence

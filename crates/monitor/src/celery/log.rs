@@ -71,10 +71,17 @@ fn repr_message(repr: &str) -> String {
     inside.trim_matches(|c| c == '"' || c == '\'').to_owned()
 }
 
-/// A line that starts a log record: `[2026-...` (Celery's default format).
+/// A line that starts a log record: `[2026-...` (Celery's default format) or `[ERROR/...`
+/// (a format without the date). A message's own `[SQL: ...]` line is none.
 fn is_record(line: &str) -> bool {
-    let mut chars = line.chars();
-    chars.next() == Some('[') && chars.next().is_some_and(|c| c.is_ascii_digit())
+    let Some(head) = line.strip_prefix('[') else {
+        return false;
+    };
+    let bracket = head.split(']').next().unwrap_or_default();
+    head.starts_with(|c: char| c.is_ascii_digit())
+        || ["DEBUG/", "INFO/", "WARNING/", "ERROR/", "CRITICAL/"]
+            .iter()
+            .any(|level| bracket.contains(level))
 }
 
 /// `worker-1  | text` as `text`: the prefix `docker compose logs` adds.
@@ -152,5 +159,22 @@ mod tests {
         assert_eq!(found[0].message, "bad duration 12s");
         assert_eq!(found[0].frame, None);
         assert!(failures(&["nothing here", "[2026-01-01] fine"]).is_empty());
+        // A record without the date ends the traceback too; a message's `[SQL: ...]` line does not.
+        let lines = [
+            "[ERROR/ForkPoolWorker-2] Task app.tasks.trim[1] raised unexpected: IntegrityError('x')",
+            "Traceback (most recent call last):",
+            "  File \"/srv/app/tasks.py\", line 9, in trim",
+            "    session.commit()",
+            "sqlalchemy.exc.IntegrityError: (psycopg.errors.UniqueViolation) duplicate key",
+            "[SQL: INSERT INTO jobs (name) VALUES (%(name)s)]",
+            "[parameters: {'name': 'secret'}]",
+            "[INFO/ForkPoolWorker-1] Task app.tasks.join[2] succeeded in 1.0s: None",
+        ];
+        let found = failures(&lines);
+        assert_eq!(
+            found[0].message,
+            "(psycopg.errors.UniqueViolation) duplicate key\n[SQL: INSERT INTO jobs (name) VALUES (%(name)s)]\n[parameters: ***]"
+        );
+        assert_eq!(found[0].frame.as_ref().map(|f| f.line), Some(9));
     }
 }
