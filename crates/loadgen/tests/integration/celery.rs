@@ -1,7 +1,7 @@
 //! A real Celery worker (from the venv `TESTBED_PY_VENV` names) on the test Redis, running
 //! `tests/fixtures/celery/failing_handler.py`: its `audio_overlay` task fails inside its own
 //! error handler, with a SQL literal, a bound parameter and a URL's password in the message.
-//! loadgen watches that Redis database (`--monitor-redis-queue 11/celery`) and reads the worker's log file
+//! loadgen watches that Redis database (`--monitor-redis-queue 0/failing_handler`) and reads the worker's log file
 //! (`--worker-log`) while the testbed's audio-overlay jobs stay `processing`: the monitor's
 //! samples carry the failures read from the result backend, the log gives the same failure, and
 //! the jobs finding names the exception, the handler's frame, and no secret.
@@ -16,8 +16,13 @@ use test_support::redis_url;
 use crate::diagnosis::{finish, found, planted, polls, start, until_figures};
 use crate::support::{scenario, until};
 
-/// The Redis database of this test's Celery app: no other test uses it.
-const CELERY_DB: u32 = 11;
+/// The Redis database of this test's Celery app: the URL's, which the diagnosis tests' monitor
+/// watches (2 to 15 are the Python stacks'). Other tests use it without Celery; the app has a
+/// queue of its own, and results older than the run are not counted, so nothing is flushed.
+const CELERY_DB: u32 = 0;
+
+/// The app's queue (`task_default_queue` in the fixture).
+const CELERY_QUEUE: &str = "failing_handler";
 
 /// The secrets the task's message carries.
 const SECRETS: [&str; 3] = ["s3cr3t-literal", "secret-param-42", "hunter2pass"];
@@ -97,7 +102,9 @@ async fn a_celery_task_failing_in_its_error_handler_is_named_with_its_frame() {
     let broker = format!("{}/{CELERY_DB}", redis_url());
     let client = redis::Client::open(broker.as_str()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHDB")
+    // Tasks a killed run of this test left queued would be run by this worker.
+    let _: () = redis::cmd("DEL")
+        .arg(CELERY_QUEUE)
         .query_async(&mut connection)
         .await
         .unwrap();
@@ -111,7 +118,7 @@ async fn a_celery_task_failing_in_its_error_handler_is_named_with_its_frame() {
     })
     .await;
     let log_arg = log.display().to_string();
-    let celery_queue = format!("{CELERY_DB}/celery");
+    let celery_queue = format!("{CELERY_DB}/{CELERY_QUEUE}");
     let args = [
         "-f",
         &scenario("jobs.toml"),
@@ -193,6 +200,12 @@ async fn a_celery_task_failing_in_its_error_handler_is_named_with_its_frame() {
 
     // The finding: the exception, the handler's frame, what to fix; the top jobs finding.
     let finding = found(&analysis, "jobs.unfinished");
+    let raise_line = std::fs::read_to_string(fixtures().join("failing_handler.py"))
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("raise SessionBroken("))
+        .unwrap()
+        + 1;
     assert_eq!(
         finding.title,
         "audio_overlay tasks FAILED in Celery with SessionBroken while the API still shows processing: the task's error handler fails"
@@ -200,7 +213,7 @@ async fn a_celery_task_failing_in_its_error_handler_is_named_with_its_frame() {
     assert!(
         finding
             .evidence
-            .contains("(last frame celery/failing_handler.py:31 in `mark_failed`, raised while handling MixError) [read from Celery's result backend, ")
+            .contains(&format!("(last frame celery/failing_handler.py:{raise_line} in `mark_failed`, raised while handling MixError) [read from Celery's result backend, "))
             && finding.evidence.contains(&log_arg),
         "{}",
         finding.evidence
