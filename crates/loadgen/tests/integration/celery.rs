@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use clap::Parser;
 use monitor::sample::Values;
 use test_support::redis_url;
 
@@ -246,4 +247,123 @@ async fn a_celery_task_failing_in_its_error_handler_is_named_with_its_frame() {
         assert!(!everything.contains(secret), "{secret} leaked");
     }
     testbed.stop().await;
+}
+
+/// The line of `testbed-py/app/worker.py` where the planted error handler commits on the failed
+/// session (the `session.commit()` after the plant's comment).
+fn planted_commit_line() -> usize {
+    let source =
+        std::fs::read_to_string(test_support::python_stack::project_dir().join("app/worker.py"))
+            .unwrap();
+    let lines: Vec<&str> = source.lines().collect();
+    let comment = lines
+        .iter()
+        .position(|l| l.contains("this raises PendingRollbackError"))
+        .expect("the plant's comment in app/worker.py");
+    comment
+        + lines[comment..]
+            .iter()
+            .position(|l| l.trim() == "session.commit()")
+            .expect("the plant's commit")
+        + 1
+}
+
+/// End to end on the Python reference stack with `PLANT_FAILING_ERROR_HANDLER=1`: its
+/// audio-overlay task's output fails to flush, and the `except` block commits on the failed
+/// session, so Celery records PendingRollbackError while the API shows the job `processing`.
+/// loadgen, watching the stack's Redis db (`--monitor-redis`) and its worker's log
+/// (`--worker-log`), names the exception, the handler's line in `app/worker.py` and what it was
+/// handling in the top jobs finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_stacks_failing_error_handler_is_named_with_its_line() {
+    let stack = test_support::PythonStack::start(&[
+        ("PLANT_FAILING_ERROR_HANDLER", "1"),
+        ("BCRYPT_ROUNDS", "10"),
+    ])
+    .await;
+    let worker_log = stack.worker_log_path().display().to_string();
+    let argv = [
+        "loadgen",
+        "-H",
+        &stack.base_url(),
+        "--fixtures",
+        &crate::support::fixtures().display().to_string(),
+        "-f",
+        &scenario("jobs.toml"),
+        "-u",
+        "4",
+        "-r",
+        "4",
+        "--job-sample",
+        "1",
+        "--monitor-redis",
+        &stack.redis_url(),
+        "--worker-log",
+        &worker_log,
+        "--threads",
+        "1",
+        "-t",
+        "3m",
+    ];
+    let config = loadgen::cli::Cli::try_parse_from(argv)
+        .unwrap()
+        .resolve()
+        .unwrap();
+    let handle = loadgen::engine::Run::start(&config).await.unwrap();
+    // Celery records the failures; joins complete on the same workers; overlays stay processing.
+    let read = async {
+        while celery_of(&handle.backend_so_far()).1 < 3 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(150), read)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "3 failures read in 150 s: {:?}\n{}",
+                celery_of(&handle.backend_so_far()),
+                stack.logs()
+            )
+        });
+    until_figures(&handle, "joins complete", |s| {
+        s.jobs.iter().any(|j| j.job == "join" && j.completed >= 3)
+    })
+    .await;
+    let before = polls(&handle.snapshot().await);
+    until_figures(&handle, "the jobs are polled", |s| polls(s) >= before + 10).await;
+    let (outcome, analysis) = finish(handle, &config).await;
+
+    let overlay = &outcome.stats.jobs["audio_overlay"];
+    assert!(
+        overlay.completed == 0 && overlay.last_statuses.contains_key("processing"),
+        "{overlay:?}"
+    );
+    let finding = analysis
+        .findings
+        .iter()
+        .find(|f| f.layer == loadgen::diagnosis::Layer::Jobs)
+        .unwrap_or_else(|| panic!("no jobs finding in {:#?}", analysis.findings));
+    assert_eq!(finding.rule, "jobs.unfinished", "{:#?}", analysis.findings);
+    assert_eq!(
+        finding.title,
+        "audio_overlay tasks FAILED in Celery with PendingRollbackError while the API still shows processing: the task's error handler fails"
+    );
+    let frame = format!(
+        "(last frame app/worker.py:{} in `audio_overlay`, raised while handling IntegrityError) [read from Celery's result backend, {worker_log}]",
+        planted_commit_line()
+    );
+    assert!(
+        finding.evidence.contains(&frame),
+        "{frame} not in: {}",
+        finding.evidence
+    );
+    assert!(
+        finding.action.contains("session.rollback()"),
+        "{}",
+        finding.action
+    );
+    eprintln!(
+        "python stack: {}\n{}\n{}",
+        finding.title, finding.evidence, finding.action
+    );
 }

@@ -146,6 +146,34 @@ mod tests {
         );
     }
 
+    /// The Python reference stack's planted failing error handler (`testbed-py`, Celery 5.7,
+    /// SQLAlchemy 2.1 on psycopg 3), as its worker logged it: a chain of three tracebacks, the
+    /// messages over several lines with a failing row, SQL and parameters.
+    #[test]
+    fn the_python_stacks_failing_handler_is_read_with_what_it_was_handling() {
+        let lines: Vec<&str> = include_str!("testdata/python-stack-worker.log")
+            .lines()
+            .collect();
+        let found = failures(&lines);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let failure = &found[0];
+        assert_eq!(failure.exception, "PendingRollbackError");
+        assert_eq!(failure.while_handling.as_deref(), Some("IntegrityError"));
+        let frame = failure.frame.clone().unwrap_or_default();
+        assert_eq!(frame.short(), "app/worker.py:168 in `audio_overlay`");
+        assert!(
+            failure.message.starts_with(
+                "This Session's transaction has been rolled back due to a previous exception \
+                 during flush."
+            ),
+            "{}",
+            failure.message
+        );
+        for value in ["task_1_audio_overlay.mp4", "18441", "'user_id'"] {
+            assert!(!failure.message.contains(value), "{}", failure.message);
+        }
+    }
+
     #[test]
     fn compose_prefixes_are_stripped_and_a_cut_traceback_falls_back_to_the_repr() {
         let lines = [

@@ -19,6 +19,7 @@ pub fn message(raw: &str) -> String {
     let text = sql_numbers(&text);
     let text = quoted_literals(&text);
     let text = key_values(&text);
+    let text = failing_row(&text);
     let text = words(&text);
     cut(&text, super::MESSAGE_CHARS)
 }
@@ -140,6 +141,22 @@ fn key_values(text: &str) -> String {
     out
 }
 
+/// PostgreSQL's `DETAIL:  Failing row contains (15, 1, a.mp4, null, ...)`: the row's values
+/// masked.
+fn failing_row(text: &str) -> String {
+    const MARK: &str = "Failing row contains (";
+    let Some(at) = text.find(MARK) else {
+        return text.to_owned();
+    };
+    let start = at + MARK.len();
+    // The row's values may hold parentheses (JSON, text): to the line's last `)`.
+    let line_end = text[start..].find('\n').map_or(text.len(), |e| start + e);
+    let end = text[start..line_end]
+        .rfind(')')
+        .map_or(line_end, |e| start + e);
+    format!("{}{MASK}{}", &text[..start], failing_row(&text[end..]))
+}
+
 /// Each whitespace-separated word: a URL with credentials redacted, a `name=value` whose name is
 /// a secret's masked (a libpq DSN's `password=...`).
 fn words(text: &str) -> String {
@@ -238,6 +255,12 @@ mod tests {
             "Error 111 connecting to redis://:***@cache:6379/0."
         );
         assert_eq!(message("KeyError: 'unterminated"), "KeyError: '?");
+        assert_eq!(
+            message(
+                "violates not-null constraint\nDETAIL:  Failing row contains (15, 1, a.mp4, null, {\"task_id\": 1}).\n[SQL: x]"
+            ),
+            "violates not-null constraint\nDETAIL:  Failing row contains (***).\n[SQL: x]"
+        );
         assert_eq!(message("[parameters: {'a': [1, 2]"), "[parameters: ***]");
         let long = "x".repeat(400);
         assert_eq!(

@@ -23,37 +23,40 @@ const DURING: &str = "During handling of the above exception, another exception 
 /// Reads a traceback's text.
 pub fn parse(text: &str) -> Traceback {
     let lines: Vec<&str> = text.lines().collect();
-    let Some(last_header) = lines.iter().rposition(|l| l.trim_end().ends_with(HEADER)) else {
+    let headers: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].trim_end().ends_with(HEADER))
+        .collect();
+    let Some(&last_header) = headers.last() else {
         return Traceback::default();
     };
-    // The block before a "During handling" line ends with the exception being handled.
-    let while_handling = lines[..last_header]
-        .iter()
-        .rposition(|l| l.contains(DURING))
-        .and_then(|during| {
-            lines[..during]
-                .iter()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .and_then(|l| exception_type(l))
-        });
+    // The block before a "During handling" separator raised the exception being handled (its
+    // message may run over several lines: SQLAlchemy's `[SQL: ...]`, `(Background on ...)`).
+    let while_handling = headers.iter().rev().nth(1).and_then(|&previous| {
+        let during = (previous..last_header).find(|&i| lines[i].contains(DURING))?;
+        exception_line(&lines[previous + 1..during]).and_then(|l| exception_type(&l))
+    });
     let block = &lines[last_header + 1..];
     let frames: Vec<Frame> = block.iter().filter_map(|l| frame(l)).collect();
-    // The exception line: the first unindented line after the last frame.
-    let after_frames = block
-        .iter()
-        .rposition(|l| frame(l).is_some())
-        .map_or(0, |at| at + 1);
-    let exception_line = block[after_frames..]
-        .iter()
-        .find(|l| !l.starts_with(' ') && !l.trim().is_empty())
-        .map(|l| l.trim_end().to_owned());
+    let exception_line = exception_line(block);
     Traceback {
         frame: application_frame(&frames),
         frames,
         exception_line,
         while_handling,
     }
+}
+
+/// The exception line of a block (the lines after its header): the first unindented line
+/// after its last frame.
+fn exception_line(block: &[&str]) -> Option<String> {
+    let after_frames = block
+        .iter()
+        .rposition(|l| frame(l).is_some())
+        .map_or(0, |at| at + 1);
+    block[after_frames..]
+        .iter()
+        .find(|l| !l.starts_with(' ') && !l.trim().is_empty())
+        .map(|l| l.trim_end().to_owned())
 }
 
 /// `  File "/srv/app/worker.py", line 88, in mark_failed` as a [`Frame`].
