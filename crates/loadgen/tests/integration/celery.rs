@@ -237,11 +237,14 @@ async fn a_celery_task_failing_in_its_error_handler_is_named_with_its_frame() {
         "{:#?}",
         analysis.findings
     );
-    // No secret in the samples nor the findings.
+    // No secret in the samples, the findings nor the reports.
+    let report = loadgen::report::Report::of_run(&config, &outcome);
     let everything = format!(
-        "{}{}",
+        "{}{}{}{}",
         serde_json::to_string(&outcome.backend).unwrap(),
-        serde_json::to_string(&analysis.findings).unwrap()
+        serde_json::to_string(&report).unwrap(),
+        loadgen::report::markdown::render(&report),
+        loadgen::report::html::render(&report),
     );
     for secret in SECRETS {
         assert!(!everything.contains(secret), "{secret} leaked");
@@ -366,4 +369,78 @@ async fn the_python_stacks_failing_error_handler_is_named_with_its_line() {
         "python stack: {}\n{}\n{}",
         finding.title, finding.evidence, finding.action
     );
+}
+
+/// The third source: a watched worker container's logs. A stand-in container named as a worker
+/// prints the log a real Celery worker wrote (`monitor`'s captured `worker.log`) while the
+/// testbed's audio-overlay jobs stay processing: the finding quotes the failure read from the
+/// container, with its frame, and no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_containers_log_gives_the_same_failure() {
+    let captured = include_str!("../../../monitor/src/celery/testdata/worker.log");
+    let worker = test_support::Container::run(
+        "lt-celery-worker",
+        &format!("cat <<'LOG'\n{captured}\nLOG\nsleep 120"),
+    );
+    let name = worker.0.clone();
+    let (testbed, database, queue) = planted(|c| {
+        c.job_modes_by_type = vec!["audio_overlay=stuck".parse().unwrap()];
+    })
+    .await;
+    let selector = format!("name={name}");
+    let args = [
+        "-f",
+        &scenario("jobs.toml"),
+        "-u",
+        "4",
+        "-r",
+        "4",
+        "--job-sample",
+        "1",
+        "--monitor-docker",
+        &selector,
+    ];
+    let (handle, config) = start(&testbed, &database, &queue, &args).await;
+    until_figures(&handle, "joins complete", |s| {
+        s.jobs.iter().any(|j| j.job == "join" && j.completed >= 3)
+    })
+    .await;
+    until(&handle, |u| u.second.jobs_in_flight >= 3).await;
+    let before = polls(&handle.snapshot().await);
+    until_figures(&handle, "the jobs are polled", |s| polls(s) >= before + 10).await;
+    let (outcome, analysis) = finish(handle, &config).await;
+    let from_container = outcome
+        .task_failures
+        .get(&name)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        from_container
+            .iter()
+            .map(|f| (f.exception.as_str(), f.count))
+            .collect::<Vec<_>>(),
+        [("SessionBroken", 2)],
+        "{:#?}",
+        outcome.task_failures
+    );
+    let finding = found(&analysis, "jobs.unfinished");
+    assert_eq!(
+        finding.title,
+        "audio_overlay tasks FAILED in Celery with SessionBroken while the API still shows processing: the task's error handler fails"
+    );
+    assert!(
+        finding.evidence.contains(&format!(
+            "(last frame celery/failing_handler.py:31 in `mark_failed`, raised while handling MixError) [read from {name}]"
+        )),
+        "{}",
+        finding.evidence
+    );
+    let everything = serde_json::to_string(&analysis.findings).unwrap();
+    for secret in SECRETS {
+        assert!(
+            !everything.contains(secret),
+            "{secret} leaked: {everything}"
+        );
+    }
+    testbed.stop().await;
 }
