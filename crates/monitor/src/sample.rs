@@ -628,8 +628,12 @@ fn redis_metrics(r: &RedisValues, push: &mut Push<'_>) {
     celery_metrics(&r.celery, push);
 }
 
-/// Kombu's unacked messages, and the Celery results read in the tick by task and status.
+/// Kombu's unacked messages, and the Celery results read in the tick by task and status; none
+/// for a Redis without Celery activity, whose columns would all read 0.
 fn celery_metrics(c: &crate::celery::CeleryValues, push: &mut Push<'_>) {
+    if c.is_empty() {
+        return;
+    }
     push("celery_unacked", vec![], c.unacked as f64);
     push("celery_unacked_index", vec![], c.unacked_index as f64);
     for (task, statuses) in &c.tasks {
