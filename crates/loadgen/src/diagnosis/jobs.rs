@@ -70,6 +70,18 @@ fn worker_log_quote(e: &Evidence<'_>) -> String {
         .collect()
 }
 
+/// `; workers held 4 messages unacknowledged at the end (Kombu's unacked hash)`, when the last
+/// Redis reading had any: tasks taken by workers and not finished (or not yet started).
+fn unacked_quote(e: &Evidence<'_>) -> String {
+    match e.backend.redis().last() {
+        Some((_, r)) if r.celery.unacked > 0 => format!(
+            "; workers held {} messages unacknowledged at the end (Kombu's unacked hash)",
+            r.celery.unacked
+        ),
+        _ => String::new(),
+    }
+}
+
 /// `add_workers` when the host has CPU to spare; otherwise why more workers would not help.
 fn more_workers_or_not(e: &Evidence<'_>, add_workers: &str) -> String {
     if e.host_saturated() {
@@ -432,9 +444,10 @@ pub fn unfinished(e: &Evidence<'_>) -> Vec<Finding> {
                 severity: Severity::Warning,
                 title: format!("{kind} jobs do not finish"),
                 evidence: format!(
-                    "{} of {ended} followed {kind} jobs never reached a final status ({} completed){seen}{}",
+                    "{} of {ended} followed {kind} jobs never reached a final status ({} completed){seen}{}{}",
                     job.unfinished,
                     job.completed,
+                    unacked_quote(e),
                     worker_log_quote(e)
                 ),
                 action: "Check that the workers run and take jobs (Celery queue length, worker logs); a worker that fails without marking the task failed leaves it in its last status".into(),
@@ -547,6 +560,16 @@ mod tests {
             found[0]
                 .evidence
                 .contains("last log lines of worker-1: Task raised"),
+            "{}",
+            found[0].evidence
+        );
+        // Messages the workers took and did not acknowledge are said.
+        let held = ticks(2, |i| vec![redis(|r| r.celery.unacked = 2 * i as u64)]);
+        let found = with_evidence(&run, &held, unfinished);
+        assert!(
+            found[0].evidence.contains(
+                "; workers held 2 messages unacknowledged at the end (Kombu's unacked hash)"
+            ),
             "{}",
             found[0].evidence
         );
