@@ -97,8 +97,10 @@ pub fn runs_kind(task: &str, kind: &str) -> bool {
 pub fn describe(failure: &TaskFailure) -> String {
     let mut out = failure.exception.clone();
     if !failure.message.is_empty() {
+        // On one line: a finding's evidence is one paragraph (SQLAlchemy's messages span lines).
+        let words: Vec<&str> = failure.message.split_whitespace().collect();
         out.push_str(": ");
-        out.push_str(&failure.message);
+        out.push_str(&words.join(" "));
     }
     let frame = failure
         .frame

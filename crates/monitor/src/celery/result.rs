@@ -60,11 +60,17 @@ pub fn parse(json: &[u8]) -> Option<TaskResult> {
         .then(|| raw.result.get("exc_type").and_then(|t| t.as_str()))
         .flatten();
     let failure = exc_type.map(|exc_type| {
-        // `exc_message` is the exception's args: usually one string.
+        // `exc_message` is the exception's args: usually one string. An argument that is an
+        // object or a list (a dict of a request's fields, say) is not shown: its keys and values
+        // are data, not the message.
         let message = match raw.result.get("exc_message") {
             Some(serde_json::Value::Array(args)) => args
                 .iter()
-                .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned))
+                .map(|a| match a {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Object(_) | serde_json::Value::Array(_) => "<…>".into(),
+                    other => other.to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -148,6 +154,9 @@ mod tests {
         assert_eq!(read.task.as_deref(), Some("app.worker.join"));
         assert_eq!(read.failure, None);
         assert_eq!(parse(b"\x80\x04pickle"), None);
+        let with_data = br#"{"status": "FAILURE", "result": {"exc_type": "ValueError", "exc_message": ["bad input", {"password": "pw1"}, 3]}, "traceback": null}"#;
+        let failure = parse(with_data).and_then(|r| r.failure).unwrap_or_default();
+        assert_eq!(failure.message, "bad input, <…>, 3");
         assert_eq!(parse(b"{\"x\": 1}"), None);
     }
 }
