@@ -350,11 +350,16 @@ fn failed_in_celery(
             others.join(", ")
         )
     };
-    let last_seen = job
-        .last_statuses
-        .iter()
-        .max_by_key(|(_, last)| last.jobs)
-        .map_or("unfinished", |(status, _)| status.as_str());
+    // A task that failed had started, so its jobs left `pending`: those still pending are
+    // queued behind them, and the status to name is the one the started ones stay in.
+    let most = |started: bool| {
+        job.last_statuses
+            .iter()
+            .filter(|(status, _)| !started || status.as_str() != "pending")
+            .max_by_key(|(_, last)| last.jobs)
+            .map(|(status, _)| status.as_str())
+    };
+    let last_seen = most(true).or_else(|| most(false)).unwrap_or("unfinished");
     let what = if top.failure.while_handling.is_some() {
         "the task's error handler fails"
     } else {
@@ -657,6 +662,15 @@ mod tests {
                 longest_secs: 30,
             },
         );
+        // More queued behind them, still pending at the end.
+        overlay.unfinished += 12;
+        overlay.last_statuses.insert(
+            "pending".into(),
+            crate::stats::LastStatus {
+                jobs: 12,
+                longest_secs: 3,
+            },
+        );
         run
     }
 
@@ -677,7 +691,7 @@ mod tests {
         );
         assert!(
             finding.evidence.starts_with(
-                "9 app.worker.audio_overlay tasks FAILED in Celery with PendingRollbackError: This Session's transaction has been rolled back due to a previous exception during flush. (last frame app/worker.py:88 in `mark_failed`, raised while handling FfmpegError) [read from Celery's result backend], while 9 of 9 followed audio_overlay jobs never reached a final status in the API (0 completed): 9 last seen processing, for up to 30 s; other jobs completed on the same workers: join (12 completed)"
+                "9 app.worker.audio_overlay tasks FAILED in Celery with PendingRollbackError: This Session's transaction has been rolled back due to a previous exception during flush. (last frame app/worker.py:88 in `mark_failed`, raised while handling FfmpegError) [read from Celery's result backend], while 21 of 21 followed audio_overlay jobs never reached a final status in the API (0 completed): 12 last seen pending, for up to 3 s; 9 last seen processing, for up to 30 s; other jobs completed on the same workers: join (12 completed)"
             ),
             "{}",
             finding.evidence

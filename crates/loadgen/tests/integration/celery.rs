@@ -271,19 +271,11 @@ fn planted_commit_line() -> usize {
         + 1
 }
 
-/// End to end on the Python reference stack with `PLANT_FAILING_ERROR_HANDLER=1`: its
-/// audio-overlay task's output fails to flush, and the `except` block commits on the failed
-/// session, so Celery records PendingRollbackError while the API shows the job `processing`.
-/// loadgen, watching the stack's Redis db (`--monitor-redis`) and its worker's log
-/// (`--worker-log`), names the exception, the handler's line in `app/worker.py` and what it was
-/// handling in the top jobs finding.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_stacks_failing_error_handler_is_named_with_its_line() {
-    let stack = test_support::PythonStack::start(&[
-        ("PLANT_FAILING_ERROR_HANDLER", "1"),
-        ("BCRYPT_ROUNDS", "10"),
-    ])
-    .await;
+/// loadgen on the Python stack: `jobs.toml` by 4 users, every job followed, the monitor on the
+/// stack's Redis db and its worker's log; bounded at 3 minutes, stopped by the test.
+async fn run_on(
+    stack: &test_support::PythonStack,
+) -> (loadgen::engine::RunHandle, loadgen::config::RunConfig) {
     let worker_log = stack.worker_log_path().display().to_string();
     let argv = [
         "loadgen",
@@ -312,7 +304,24 @@ async fn the_python_stacks_failing_error_handler_is_named_with_its_line() {
         .unwrap()
         .resolve()
         .unwrap();
-    let handle = loadgen::engine::Run::start(&config).await.unwrap();
+    (loadgen::engine::Run::start(&config).await.unwrap(), config)
+}
+
+/// End to end on the Python reference stack with `PLANT_FAILING_ERROR_HANDLER=1`: its
+/// audio-overlay task's output fails to flush, and the `except` block commits on the failed
+/// session, so Celery records PendingRollbackError while the API shows the job `processing`.
+/// loadgen, watching the stack's Redis db (`--monitor-redis`) and its worker's log
+/// (`--worker-log`), names the exception, the handler's line in `app/worker.py` and what it was
+/// handling in the top jobs finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_stacks_failing_error_handler_is_named_with_its_line() {
+    let stack = test_support::PythonStack::start(&[
+        ("PLANT_FAILING_ERROR_HANDLER", "1"),
+        ("BCRYPT_ROUNDS", "10"),
+    ])
+    .await;
+    let worker_log = stack.worker_log_path().display().to_string();
+    let (handle, config) = run_on(&stack).await;
     // Celery records the failures; joins complete on the same workers; overlays stay processing.
     let read = async {
         while celery_of(&handle.backend_so_far()).1 < 3 {
@@ -443,4 +452,39 @@ async fn a_worker_containers_log_gives_the_same_failure() {
         );
     }
     testbed.stop().await;
+}
+
+/// The healthy Python stack, watched the same way: Celery's results are read (every task
+/// succeeds) and no jobs finding blames anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthy_python_stack_has_no_task_failure_to_blame() {
+    let stack = test_support::PythonStack::start(&[("BCRYPT_ROUNDS", "10")]).await;
+    let (handle, config) = run_on(&stack).await;
+    until_figures(&handle, "jobs of both types complete", |s| {
+        ["join", "audio_overlay"]
+            .iter()
+            .all(|kind| s.jobs.iter().any(|j| j.job == *kind && j.completed >= 3))
+    })
+    .await;
+    // The monitor reads their results.
+    let read = async {
+        while celery_of(&handle.backend_so_far()).2 < 6 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .unwrap_or_else(|_| panic!("6 results read: {:?}", celery_of(&handle.backend_so_far())));
+    let (outcome, analysis) = finish(handle, &config).await;
+    let (failures, failed, succeeded) = celery_of(&outcome.backend);
+    assert!(
+        failures.is_empty() && failed == 0 && succeeded >= 6,
+        "{failed} failed, {succeeded} succeeded: {failures:#?}"
+    );
+    let blamed: Vec<_> = analysis
+        .findings
+        .iter()
+        .filter(|f| f.layer == loadgen::diagnosis::Layer::Jobs)
+        .collect();
+    assert!(blamed.is_empty(), "{blamed:#?}");
 }
