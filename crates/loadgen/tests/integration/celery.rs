@@ -1,7 +1,7 @@
 //! A real Celery worker (from the venv `TESTBED_PY_VENV` names) on the test Redis, running
 //! `tests/fixtures/celery/failing_handler.py`: its `audio_overlay` task fails inside its own
 //! error handler, with a SQL literal, a bound parameter and a URL's password in the message.
-//! loadgen watches that Redis database (`--monitor-redis-queue 0/failing_handler`) and reads the worker's log file
+//! loadgen watches that Redis database (`--monitor-redis-queue DB/failing_handler`) and reads the worker's log file
 //! (`--worker-log`) while the testbed's audio-overlay jobs stay `processing`: the monitor's
 //! samples carry the failures read from the result backend, the log gives the same failure, and
 //! the jobs finding names the exception, the handler's frame, and no secret.
@@ -12,15 +12,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use monitor::sample::Values;
-use test_support::redis_url;
 
 use crate::diagnosis::{finish, found, planted, polls, start, until_figures};
 use crate::support::{scenario, until};
-
-/// The Redis database of this test's Celery app: the URL's, which the diagnosis tests' monitor
-/// watches (2 to 15 are the Python stacks'). Other tests use it without Celery; the app has a
-/// queue of its own, and results older than the run are not counted, so nothing is flushed.
-const CELERY_DB: u32 = 0;
 
 /// The app's queue (`task_default_queue` in the fixture).
 const CELERY_QUEUE: &str = "failing_handler";
@@ -100,15 +94,10 @@ fn celery_of(ticks: &[monitor::sample::Tick]) -> (Vec<monitor::celery::TaskFailu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_celery_task_failing_in_its_error_handler_is_named_with_its_frame() {
-    let broker = format!("{}/{CELERY_DB}", redis_url());
-    let client = redis::Client::open(broker.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    // Tasks a killed run of this test left queued would be run by this worker.
-    let _: () = redis::cmd("DEL")
-        .arg(CELERY_QUEUE)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    // A db of its own, held as the Python stacks hold theirs: another test's monitor watching
+    // db 0 or 1 would count this app's failures as its own.
+    let db = test_support::python_stack::ClaimedRedisDb::claim();
+    let broker = db.url();
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("celery.log");
     let _worker = Worker::start(&broker, &log);
@@ -119,7 +108,7 @@ async fn a_celery_task_failing_in_its_error_handler_is_named_with_its_frame() {
     })
     .await;
     let log_arg = log.display().to_string();
-    let celery_queue = format!("{CELERY_DB}/{CELERY_QUEUE}");
+    let celery_queue = format!("{}/{CELERY_QUEUE}", db.0);
     let args = [
         "-f",
         &scenario("jobs.toml"),
