@@ -1,6 +1,7 @@
 //! Redis on one connection: `INFO clients`, `stats` and `memory`, and the lengths of named lists
 //! on their databases (the Celery queue: `celery` on db 1). Where each list's broker lives is
 //! checked during the run ([`queues`]), so that a queue watched in the wrong database says so.
+//! In the same databases, Celery's task results and Kombu's unacked messages ([`results`]).
 
 mod queues;
 mod results;
