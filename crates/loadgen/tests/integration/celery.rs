@@ -473,7 +473,11 @@ async fn the_healthy_python_stack_has_no_task_failure_to_blame() {
     let blamed: Vec<_> = analysis
         .findings
         .iter()
-        .filter(|f| f.layer == loadgen::diagnosis::Layer::Jobs)
+        .filter(|f| {
+            // Jobs the run ended before reading (`jobs.unknown`) are information, no blame.
+            f.layer == loadgen::diagnosis::Layer::Jobs
+                && f.severity != loadgen::diagnosis::Severity::Info
+        })
         .collect();
     assert!(blamed.is_empty(), "{blamed:#?}");
 }
