@@ -29,6 +29,7 @@ mod load;
 mod loadgen;
 mod postgres;
 mod redis;
+mod tasks;
 #[cfg(test)]
 pub(crate) mod testing;
 mod watch;
@@ -219,6 +220,7 @@ pub const RULES: &[Rule] = &[
     jobs::failed,
     jobs::unfinished,
     jobs::unknown,
+    jobs::task_failures,
     load::no_requests,
     load::over_capacity,
     load::stuck_users,
