@@ -290,6 +290,9 @@ pub struct RedisValues {
     pub maxmemory_bytes: u64,
     /// Lengths of the watched lists, by `db/name`.
     pub lists: BTreeMap<String, i64>,
+    /// Celery's task results and Kombu's unacked messages read this tick.
+    #[serde(default, skip_serializing_if = "crate::celery::CeleryValues::is_empty")]
+    pub celery: crate::celery::CeleryValues,
 }
 
 /// The machine the monitor runs on.
@@ -500,6 +503,24 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     "sources.*.values.evicted_keys_total",
     "sources.*.values.lists",
     "sources.*.values.lists.*",
+    "sources.*.values.celery",
+    "sources.*.values.celery.tasks",
+    "sources.*.values.celery.tasks.*",
+    "sources.*.values.celery.tasks.*.*",
+    "sources.*.values.celery.failures",
+    "sources.*.values.celery.failures.[]",
+    "sources.*.values.celery.failures.[].task",
+    "sources.*.values.celery.failures.[].exception",
+    // Redacted where it is read (`celery::redact`).
+    "sources.*.values.celery.failures.[].message",
+    "sources.*.values.celery.failures.[].frame",
+    "sources.*.values.celery.failures.[].frame.file",
+    "sources.*.values.celery.failures.[].frame.line",
+    "sources.*.values.celery.failures.[].frame.function",
+    "sources.*.values.celery.failures.[].while_handling",
+    "sources.*.values.celery.failures.[].count",
+    "sources.*.values.celery.unacked",
+    "sources.*.values.celery.unacked_index",
     // The host.
     "sources.*.values.cpu_pct",
     "sources.*.values.memory_pct",
@@ -708,6 +729,26 @@ fn redis_metrics(r: &RedisValues, push: &mut Push<'_>) {
             *length as f64,
         );
     }
+    celery_metrics(&r.celery, push);
+}
+
+/// Kombu's unacked messages, and the Celery results read in the tick by task and status; none
+/// for a Redis without Celery activity, whose columns would all read 0.
+fn celery_metrics(c: &crate::celery::CeleryValues, push: &mut Push<'_>) {
+    if c.is_empty() {
+        return;
+    }
+    push("celery_unacked", vec![], c.unacked as f64);
+    push("celery_unacked_index", vec![], c.unacked_index as f64);
+    for (task, statuses) in &c.tasks {
+        for (status, count) in statuses {
+            push(
+                "celery_task_results",
+                vec![("task", task.clone()), ("status", status.clone())],
+                *count as f64,
+            );
+        }
+    }
 }
 
 /// The machine's figures, then each group of processes.
@@ -792,6 +833,20 @@ mod tests {
         };
         let redis = RedisValues {
             lists: [("1/celery".to_owned(), 3)].into(),
+            celery: crate::celery::CeleryValues {
+                tasks: [(
+                    "app.worker.join".to_owned(),
+                    [("SUCCESS".to_owned(), 2)].into(),
+                )]
+                .into(),
+                failures: vec![crate::celery::TaskFailure {
+                    frame: Some(crate::celery::Frame::default()),
+                    while_handling: Some("MixError".into()),
+                    ..Default::default()
+                }],
+                unacked: 1,
+                unacked_index: 1,
+            },
             ..Default::default()
         };
         let host = HostValues {

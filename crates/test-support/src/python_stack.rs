@@ -375,3 +375,26 @@ fn release_redis_db(db: u8) {
         let _ = redis::cmd("FLUSHDB").exec(&mut redis);
     }
 }
+
+/// A Redis db of the stacks' range held by a test of its own (a Celery app of the test's), so
+/// that no stack and no other test's monitor sees its keys: flushed when claimed and when
+/// dropped.
+pub struct ClaimedRedisDb(pub u8);
+
+impl ClaimedRedisDb {
+    /// Claims the first free db, as a stack does.
+    pub fn claim() -> Self {
+        Self(claim_redis_db())
+    }
+
+    /// `redis://.../<db>` on the test Redis.
+    pub fn url(&self) -> String {
+        format!("{}/{}", redis_url(), self.0)
+    }
+}
+
+impl Drop for ClaimedRedisDb {
+    fn drop(&mut self) {
+        release_redis_db(self.0);
+    }
+}

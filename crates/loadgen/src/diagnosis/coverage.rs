@@ -17,7 +17,7 @@ const LAYERS: &[(&str, &str)] = &[
 ];
 
 /// The files of `diagnosis/` that hold no rule.
-const NOT_LAYERS: &[&str] = &["mod", "evidence", "testing", "coverage"];
+const NOT_LAYERS: &[&str] = &["mod", "evidence", "testing", "coverage", "tasks"];
 
 /// The tables.
 const TABLES: &str = include_str!("mod.rs");

@@ -231,6 +231,8 @@ pub struct Evidence<'a> {
     pub cluster: Option<&'a crate::outcome::ClusterSummary>,
     /// Users stuck waiting for answers.
     pub stuck: StuckUsers,
+    /// Celery task failures from the result backend and the worker logs, most frequent first.
+    pub task_failures: Vec<super::tasks::SeenFailure>,
 }
 
 impl<'a> Evidence<'a> {
@@ -256,6 +258,10 @@ impl<'a> Evidence<'a> {
             backend: Backend::new(&outcome.backend),
             worker_logs,
             stuck: StuckUsers::of(&outcome.stats, &outcome.history),
+            task_failures: super::tasks::merged(
+                &Backend::new(&outcome.backend),
+                &outcome.task_failures,
+            ),
         }
     }
 

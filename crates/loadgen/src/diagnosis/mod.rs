@@ -30,6 +30,7 @@ mod loadgen;
 mod postgres;
 mod redis;
 mod statements;
+mod tasks;
 #[cfg(test)]
 pub(crate) mod testing;
 mod watch;
@@ -222,6 +223,7 @@ pub const RULES: &[Rule] = &[
     jobs::failed,
     jobs::unfinished,
     jobs::unknown,
+    jobs::task_failures,
     load::no_requests,
     load::over_capacity,
     load::stuck_users,

@@ -13,6 +13,7 @@ mod busy_host;
 mod capacity;
 mod capacity_reports;
 mod capacity_web;
+mod celery;
 mod certificates;
 mod ci;
 mod cli;
