@@ -185,6 +185,14 @@ pub fn no_api_backends(e: &Evidence<'_>) -> Vec<Finding> {
 /// (none where it had none): those of the monitor URL's database when it had any (the API's),
 /// else every pool of the server. A URL naming `postgres`, the server's maintenance database
 /// (where admin tools and other monitors connect, never an API), watches the whole server.
+/// A pool's backends held by a request: running a query, or inside a transaction between two
+/// (a handler that keeps its session open across a call to storage holds its connection while
+/// PostgreSQL sees it idle in transaction; SQLAlchemy returns a connection to its pool only
+/// after the transaction ends).
+fn held(c: &PostgresClients) -> i64 {
+    c.active + c.idle_in_transaction
+}
+
 fn pools<'a>(pg: &[(f64, &'a PostgresValues)]) -> Vec<(&'a PostgresClients, Vec<(i64, i64)>)> {
     let same = |a: &PostgresClients, b: &PostgresClients| {
         a.database == b.database && a.application == b.application && a.address == b.address
@@ -211,7 +219,7 @@ fn pools<'a>(pg: &[(f64, &'a PostgresValues)]) -> Vec<(&'a PostgresClients, Vec<
                     p.clients
                         .iter()
                         .find(|c| same(c, pool))
-                        .map_or((0, 0), |c| (c.connections, c.active))
+                        .map_or((0, 0), |c| (c.connections, held(c)))
                 })
                 .collect();
             (pool, series)
@@ -277,22 +285,23 @@ pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
                 .filter(|(_, (c, active))| *c == ceiling && *active >= ceiling)
                 .map(|((at, _), _)| *at)
                 .collect();
+            let (held, why) = held_between_queries(&pg, pool);
             exhausted.then(|| Finding {
                 rule: "postgres.pool_exhausted",
                 layer: Layer::Postgres,
                 severity: Severity::Critical,
                 title: "Requests wait for the API's database pool".into(),
                 evidence: format!(
-                    "steady-state p95 {:.0} ms while the backends of {} stayed at {ceiling} in {at_ceiling} of {} samples, all {ceiling} busy in {all_busy}; the server allows {max_connections}, no lock waits{}{}",
+                    "steady-state p95 {:.0} ms while the backends of {} stayed at {ceiling} in {at_ceiling} of {} samples, all {ceiling} in use (running a query or inside a transaction) in {all_busy}; the server allows {max_connections}, no lock waits{held}{}{}",
                     e.p95_ms(),
                     pool.describe(),
                     series.len(),
-                    super::statements::time_note(e),
+                    if why.is_empty() { super::statements::time_note(e) } else { String::new() },
                     e.slowdown_share_at(&full_at)
                         .map_or(String::new(), |share| format!("; {share}"))
                 ),
                 action: format!(
-                    "Every connection of the pool is busy and requests queue for one: raise the pool size (SQLAlchemy pool_size + max_overflow; {ceiling} now, the server has room for {}), or shorten the queries that hold the connections",
+                    "Every connection of the pool is busy and requests queue for one: {why}raise the pool size (SQLAlchemy pool_size + max_overflow; {ceiling} now, the server has room for {}), or shorten the queries that hold the connections",
                     max_connections - ceiling
                 ),
                 cause_of: vec![
@@ -307,6 +316,31 @@ pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
             })
         })
         .collect()
+}
+
+/// When a pool's connections were in use mostly between queries (idle inside a transaction,
+/// not running one): the evidence's note and the action's first advice, else two empty
+/// strings. The statements' share of database time says nothing then: the connections wait
+/// on the handler's other work, not on the database.
+fn held_between_queries(pg: &[(f64, &PostgresValues)], pool: &PostgresClients) -> (String, String) {
+    let (mut running, mut between) = (0, 0);
+    for client in pg.iter().flat_map(|(_, p)| &p.clients) {
+        if client.database == pool.database
+            && client.application == pool.application
+            && client.address == pool.address
+        {
+            running += client.active;
+            between += client.idle_in_transaction;
+        }
+    }
+    if between <= running {
+        return (String::new(), String::new());
+    }
+    let share = between as f64 * 100.0 / (running + between) as f64;
+    (
+        format!("; {share:.0}% of the time in use, its connections were idle inside a transaction, not running a query"),
+        "the handlers keep their database session (and its connection) open across other work, a call to storage or to another service: end the transaction (commit, or close the session) before that work, or ".into(),
+    )
 }
 
 /// Slow requests while PostgreSQL has at most 2 active backends, busy in half the samples, and
@@ -499,6 +533,40 @@ mod tests {
         let found = with_evidence(&slow, &billing_full("postgres"), pool_exhausted);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].evidence.contains("database billing"));
+    }
+
+    #[test]
+    fn a_pool_held_between_queries_is_exhausted_and_says_why() {
+        let slow = outcome(&[5; 6], &[20; 6], 900, &[]);
+        // Both connections in use, one idle inside a transaction for each one running a query,
+        // and then both idle inside one: a handler that keeps its session across a call.
+        let held = ticks(8, |i| {
+            let running = i64::from(i % 2 == 0);
+            vec![postgres(|p| {
+                p.clients = vec![PostgresClients {
+                    idle_in_transaction: 2 - running,
+                    ..api(2, running)
+                }];
+            })]
+        });
+        let found = with_evidence(&slow, &held, pool_exhausted);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .evidence
+                .contains("75% of the time in use, its connections were idle inside a transaction"),
+            "{}",
+            found[0].evidence
+        );
+        assert!(
+            found[0].action.contains("end the transaction"),
+            "{}",
+            found[0].action
+        );
+        // Running queries all the time: the usual advice only.
+        let busy = ticks(8, |_| vec![postgres(|p| p.clients = vec![api(2, 2)])]);
+        let found = with_evidence(&slow, &busy, pool_exhausted);
+        assert!(!found[0].action.contains("end the transaction"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Query-level findings on the Python reference stack (`testbed-py/`), with loadgen's monitor on
+//! PostgreSQL findings on the Python reference stack (`testbed-py/`), with loadgen's monitor on
 //! the stack's own database (where the test creates `pg_stat_statements`): the unindexed query
 //! is named with its table, its column and the index to create; the N+1 loop with its calls per
-//! request of `GET /api/v1/tasks`; and a healthy stack blames no statement.
+//! request of `GET /api/v1/tasks`; SQLAlchemy's small pool, held across a call to storage, with
+//! the pool it is; and a healthy stack blames no statement.
 
 use sqlx::{Connection, Executor, PgConnection};
 use test_support::PythonStack;
@@ -148,5 +149,40 @@ async fn a_healthy_stack_blames_no_statement() {
             .iter()
             .all(|f| !matches!(f.rule, "postgres.seq_scan" | "postgres.n_plus_one")),
         "{summary}"
+    );
+}
+
+/// A pool of 2 without overflow, each `GET /users/me/stats` holding its connection across the
+/// storage call (30 ms, idle in transaction to PostgreSQL): 20 users queue for the two
+/// connections while the database has nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_small_pool_is_named_with_the_api_and_its_size() {
+    let stack = stack(&[("PLANT_SMALL_POOL", "1")]).await;
+    let (analysis, summary, _) = run(&stack, "user_stats.toml", "20", 200).await;
+    eprintln!("small pool, findings:\n{summary}");
+    let top = &analysis.findings[0];
+    assert_eq!(
+        top.rule,
+        "postgres.pool_exhausted",
+        "{summary}\n{}",
+        stack.logs()
+    );
+    assert!(
+        top.evidence.contains("application ffmpeg-api") && top.evidence.contains("stayed at 2 "),
+        "{summary}"
+    );
+    // Held across the call to storage, not by slow queries: said so, with what to change.
+    assert!(
+        top.evidence
+            .contains("its connections were idle inside a transaction")
+            && top.action.contains("end the transaction"),
+        "{summary}"
+    );
+    assert!(
+        analysis
+            .findings
+            .iter()
+            .all(|f| !matches!(f.rule, "postgres.seq_scan" | "postgres.n_plus_one")),
+        "no statement is to blame: {summary}"
     );
 }
