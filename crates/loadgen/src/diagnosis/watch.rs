@@ -34,7 +34,7 @@ pub fn source_notes(e: &Evidence<'_>) -> Vec<Finding> {
             severity: Severity::Warning,
             title: format!("{source}: {}", note.split(':').next().unwrap_or(note)),
             evidence: note.to_owned(),
-            action: "Watch what the API really uses, or its figures read 0 all run".into(),
+            action: "Do what the note says (watch what the API really uses, or install what it names): until then the figures it speaks of read 0 or are missing from the findings".into(),
             cause_of: Vec::new(),
             explains: None,
             explained_by: None,
