@@ -82,6 +82,14 @@ pub fn line(tick: &Tick, thresholds: &Thresholds) -> String {
                     mark(h.net_pct, Thresholds::network)
                 );
             }
+            Values::Profiles(p) => {
+                let parts: Vec<String> = p
+                    .processes
+                    .iter()
+                    .map(|pr| format!("{} {} {} samples", pr.name, pr.pid, pr.samples))
+                    .collect();
+                out.push_str(&parts.join(", "));
+            }
         }
     }
     let _ = write!(out, " | spread {:.1} ms", tick.spread_ms);
