@@ -28,6 +28,7 @@ mod jobs;
 mod load;
 mod loadgen;
 mod postgres;
+mod profiles;
 mod redis;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -219,6 +220,8 @@ pub const RULES: &[Rule] = &[
     jobs::failed,
     jobs::unfinished,
     jobs::unknown,
+    profiles::loop_blocked,
+    profiles::worker_hot,
     load::no_requests,
     load::over_capacity,
     load::stuck_users,

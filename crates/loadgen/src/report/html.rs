@@ -399,6 +399,8 @@ impl BackendLines {
                     .or_default()
                     .push((x, v.memory_pct));
             }
+            // Stacks are no time series: the flame graphs show them.
+            Values::Profiles(_) => {}
         }
     }
 }

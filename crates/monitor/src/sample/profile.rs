@@ -3,6 +3,8 @@
 //! file and line. Never a local variable, an argument or a command line: a frame is code, and
 //! code is what a developer edits.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::ProcessRole;
@@ -71,7 +73,7 @@ pub struct StackCount {
 }
 
 /// One frame: code, never data.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProfileFrame {
     /// The function.
     pub function: String,
@@ -97,5 +99,129 @@ impl ProcessProfile {
     /// The thread named `id`, if it was sampled.
     pub fn thread(&self, id: u64) -> Option<&ThreadProfile> {
         self.threads.iter().find(|t| t.id == id)
+    }
+}
+
+/// The profiles of several ticks merged per process (by pid and name): samples, threads and
+/// stacks summed, the most seen first. What a run's findings and flame graphs read.
+pub fn merge<'a>(profiles: impl IntoIterator<Item = &'a ProcessProfile>) -> Vec<ProcessProfile> {
+    type StackKey = (u64, bool, bool, Vec<ProfileFrame>);
+    let mut merged: Vec<(ProcessProfile, HashMap<StackKey, u64>)> = Vec::new();
+    for p in profiles {
+        let at = match merged
+            .iter()
+            .position(|(m, _)| m.pid == p.pid && m.name == p.name)
+        {
+            Some(at) => at,
+            None => {
+                let first = ProcessProfile {
+                    threads: Vec::new(),
+                    stacks: Vec::new(),
+                    samples: 0,
+                    stacks_left_out: 0,
+                    ..p.clone()
+                };
+                merged.push((first, HashMap::new()));
+                merged.len() - 1
+            }
+        };
+        let (into, stacks) = &mut merged[at];
+        into.samples += p.samples;
+        into.stacks_left_out += p.stacks_left_out;
+        for t in &p.threads {
+            match into.threads.iter_mut().find(|m| m.id == t.id) {
+                Some(m) => {
+                    m.samples += t.samples;
+                    m.active += t.active;
+                    m.gil += t.gil;
+                    if m.name.is_empty() {
+                        m.name.clone_from(&t.name);
+                    }
+                }
+                None => into.threads.push(t.clone()),
+            }
+        }
+        for s in &p.stacks {
+            *stacks
+                .entry((s.thread, s.active, s.gil, s.frames.clone()))
+                .or_default() += s.count;
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(mut p, stacks)| {
+            p.threads
+                .sort_by(|a, b| b.samples.cmp(&a.samples).then(a.id.cmp(&b.id)));
+            p.stacks = stacks
+                .into_iter()
+                .map(|((thread, active, gil, frames), count)| StackCount {
+                    thread,
+                    active,
+                    gil,
+                    count,
+                    frames,
+                })
+                .collect();
+            p.stacks.sort_by(|a, b| {
+                b.count
+                    .cmp(&a.count)
+                    .then_with(|| a.frames.len().cmp(&b.frames.len()))
+                    .then_with(|| a.thread.cmp(&b.thread))
+            });
+            p
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str) -> ProfileFrame {
+        ProfileFrame {
+            function: function.into(),
+            file: "app/x.py".into(),
+            line: 1,
+            library: false,
+        }
+    }
+
+    fn tick(samples: u64, count: u64) -> ProcessProfile {
+        ProcessProfile {
+            pid: 7,
+            name: "uvicorn".into(),
+            samples,
+            threads: vec![ThreadProfile {
+                id: 1,
+                name: "MainThread".into(),
+                samples,
+                active: count,
+                gil: count,
+            }],
+            stacks: vec![StackCount {
+                thread: 1,
+                active: true,
+                gil: true,
+                count,
+                frames: vec![frame("hot")],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ticks_of_one_process_merge_into_one_profile() {
+        let other = ProcessProfile {
+            pid: 8,
+            ..tick(5, 5)
+        };
+        let merged = merge(&[tick(100, 60), other, tick(100, 40)]);
+        assert_eq!(merged.len(), 2);
+        let p = &merged[0];
+        assert_eq!((p.pid, p.samples), (7, 200));
+        assert_eq!((p.threads[0].samples, p.threads[0].active), (200, 100));
+        assert_eq!(p.stacks.len(), 1);
+        assert_eq!(p.stacks[0].count, 100);
+        assert_eq!(p.stacks[0].frames[0].describe(), "hot (app/x.py:1)");
     }
 }
