@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use testbed::{Config, Testbed};
 
+pub mod python_stack;
+pub use python_stack::PythonStack;
+
 /// The PostgreSQL server `scripts/test.sh` started (an admin URL on its `postgres` database).
 pub fn postgres_admin_url() -> String {
     std::env::var("TEST_DATABASE_URL").expect(

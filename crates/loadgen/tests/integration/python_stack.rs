@@ -1,0 +1,395 @@
+//! The Python reference stack of `testbed-py/` (uvicorn, Celery, real ffmpeg) under the built-in
+//! scenario, healthy; and each planted bottleneck proved real from the outside, cheaply, so that
+//! the diagnosis tests built on them know what they stand on.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use test_support::PythonStack;
+
+use crate::support::fixtures;
+
+/// A user of the stack: its client and its bearer token.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// Registers and logs in a new user (two bcrypt hashes).
+    async fn new(stack: &PythonStack) -> Self {
+        let http = reqwest::Client::new();
+        let base = format!("{}/api/v1", stack.base_url());
+        let name = format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let password = "Secret-pass1";
+        let registered = http
+            .post(format!("{base}/auth/register"))
+            .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status(), 201, "{:?}", registered.text().await);
+        let login: Value = http
+            .post(format!("{base}/auth/login"))
+            .form(&[("username", name.as_str()), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().unwrap().to_owned();
+        Self { http, base, token }
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// Uploads a fixture (`test_video.mp4`, `test_audio.mp3`); its id.
+    async fn upload(&self, fixture: &str, content_type: &str) -> i64 {
+        let bytes = std::fs::read(fixtures().join(fixture)).unwrap();
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(fixture.to_owned())
+            .mime_str(content_type)
+            .unwrap();
+        let response = self
+            .post("/files/upload")
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Times one GET that must answer 200.
+    async fn timed_get(&self, path: &str) -> Duration {
+        let start = Instant::now();
+        let response = self.get(path).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "{path}: {:?}",
+            response.text().await
+        );
+        start.elapsed()
+    }
+}
+
+/// The fastest of `n` sequential timings of `GET path`: the call's own cost, with the least
+/// of what other work on a busy machine adds to it.
+async fn fastest_get(client: &Client, path: &str, n: usize) -> Duration {
+    let mut fastest = Duration::MAX;
+    for _ in 0..n {
+        fastest = fastest.min(client.timed_get(path).await);
+    }
+    fastest
+}
+
+async fn database(stack: &PythonStack) -> PgConnection {
+    PgConnection::connect(stack.database_url()).await.unwrap()
+}
+
+/// The built-in scenario, headless, 12 users for 15 s (6 of each type: enough requests that
+/// each endpoint of the weighted draw is hit), rate limit lifted (the stack's test default)
+/// and bcrypt at cost 10 (a quarter of 12's CPU, so that start-up ends early on 2 cores): no failure, every endpoint of the scenario answered, and every job completed
+/// with ffmpeg's output recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builtin_scenario_runs_clean_on_the_healthy_python_stack() {
+    let stack = PythonStack::start(&[("BCRYPT_ROUNDS", "10")]).await;
+    let out = tempfile::tempdir().unwrap();
+    let report = out.path().join("report.json");
+    let cli = loadgen::cli::Cli::try_parse_from([
+        "loadgen",
+        "--headless",
+        "-H",
+        &stack.base_url(),
+        "--fixtures",
+        &fixtures().display().to_string(),
+        "-u",
+        "12",
+        "-r",
+        "12",
+        "-t",
+        "15s",
+        "--only-summary",
+        "--json",
+        report.to_str().unwrap(),
+    ])
+    .unwrap();
+    loadgen::run(cli).await;
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let mut answered = std::collections::BTreeMap::new();
+    let mut failures = 0;
+    for phase in ["steady", "startup", "polls"] {
+        for endpoint in report[phase].as_array().unwrap() {
+            let name = format!(
+                "{} {}",
+                endpoint["method"].as_str().unwrap(),
+                endpoint["name"].as_str().unwrap()
+            );
+            *answered.entry(name).or_insert(0) += endpoint["requests"].as_u64().unwrap();
+            failures += endpoint["failures"].as_u64().unwrap();
+        }
+    }
+    let summary = format!(
+        "answered {answered:#?}\nfailures {failures}\n{}",
+        stack.logs()
+    );
+    assert_eq!(failures, 0, "{summary}");
+    for endpoint in [
+        "POST /api/v1/auth/register",
+        "POST /api/v1/auth/login",
+        "POST /api/v1/files/upload",
+        "GET /api/v1/tasks",
+        "GET /api/v1/files",
+        "GET /api/v1/users/me/stats",
+        "POST /api/v1/tasks/join",
+        "POST /api/v1/tasks/audio-overlay",
+    ] {
+        assert!(
+            answered.get(endpoint).is_some_and(|n| *n > 0),
+            "{endpoint} never answered: {summary}"
+        );
+    }
+    // Every job the run created ends completed, with ffmpeg's output on record.
+    let mut db = database(&stack).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let counts = loop {
+        let counts: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT type, status, count(*), count(*) FILTER (WHERE result->>'ffmpeg' = 'true') \
+             FROM tasks GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        let open = counts
+            .iter()
+            .any(|(_, status, _, _)| status == "pending" || status == "processing");
+        if !open || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "testbed-py healthy: requests {answered:?}, tasks (type, status, n, by ffmpeg) {counts:?}"
+    );
+    for kind in ["join", "audio_overlay"] {
+        assert!(
+            counts
+                .iter()
+                .any(|(t, s, n, ffmpeg)| t == kind && s == "completed" && *n > 0 && n == ffmpeg),
+            "no completed {kind} job made by ffmpeg: {counts:?}\n{}",
+            stack.logs()
+        );
+    }
+    assert!(
+        counts.iter().all(|(_, s, _, _)| s == "completed"),
+        "every job completes on the healthy stack: {counts:?}\n{}",
+        stack.logs()
+    );
+}
+
+/// `PLANT_SYNC_SLEEP`: `GET /files` sleeps 0.2 s in the event loop's thread, so concurrent
+/// calls are served one after another: 5 at once take 5 × 0.2 s for the last, where an
+/// `await asyncio.sleep` would have kept them all near 0.2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_sleep_in_a_handler_serializes_its_requests() {
+    let stack = PythonStack::start(&[("PLANT_SYNC_SLEEP", "1")]).await;
+    let client = Client::new(&stack).await;
+    let alone = client.timed_get("/files").await;
+    let together = futures::future::join_all((0..5).map(|_| client.timed_get("/files"))).await;
+    let slowest = together.iter().max().copied().unwrap_or_default();
+    eprintln!("sync sleep: one GET /files {alone:?}, the slowest of 5 at once {slowest:?}");
+    assert!(
+        alone >= Duration::from_millis(200),
+        "GET /files took {alone:?}, not the planted 0.2 s"
+    );
+    assert!(
+        slowest >= Duration::from_millis(900),
+        "5 concurrent GET /files did not queue behind the blocked loop: {together:?}"
+    );
+}
+
+/// `PLANT_UNINDEXED_QUERY`: `GET /users/me/stats` counts the user's recent rows of
+/// file_events (5·10^5 rows) without the index on (user_id, created_at); creating that index,
+/// as the healthy configuration does, makes the same call at least 5 times faster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unindexed_query_is_5_times_slower_than_with_its_index() {
+    let stack = PythonStack::start(&[("PLANT_UNINDEXED_QUERY", "1")]).await;
+    let client = Client::new(&stack).await;
+    client.timed_get("/users/me/stats").await;
+    let planted = fastest_get(&client, "/users/me/stats", 9).await;
+    let mut db = database(&stack).await;
+    sqlx::query("CREATE INDEX file_events_by_user ON file_events (user_id, created_at)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    client.timed_get("/users/me/stats").await;
+    let indexed = fastest_get(&client, "/users/me/stats", 9).await;
+    eprintln!(
+        "unindexed query: GET /users/me/stats at best {planted:?} planted, {indexed:?} with the index"
+    );
+    assert!(
+        planted >= indexed * 5,
+        "the planted query is not 5x slower: {planted:?} without the index, {indexed:?} with it"
+    );
+}
+
+/// `PLANT_N_PLUS_ONE`: `GET /tasks` loads the names of each task's input files with one query
+/// per task: with 12 tasks on the page, PostgreSQL's pg_stat_statements counts at least 10
+/// calls of that statement per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_n_plus_one_loop_runs_a_query_per_task_of_the_page() {
+    let stack = PythonStack::start(&[("PLANT_N_PLUS_ONE", "1")]).await;
+    let client = Client::new(&stack).await;
+    let video = client.upload("test_video.mp4", "video/mp4").await;
+    for n in 0..12 {
+        let created = client
+            .post("/tasks/join")
+            .json(&json!({"file_ids": [video, video], "output_filename": format!("j{n}.mp4")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201, "{:?}", created.text().await);
+    }
+    let mut db = database(&stack).await;
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    // The per-task statement of the API (the worker reads files by primary key, not this).
+    let calls = "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s \
+                 JOIN pg_database d ON d.oid = s.dbid \
+                 WHERE d.datname = current_database() \
+                 AND s.query ~ '^SELECT files\\.original_filename\\s+FROM files'";
+    let before: i64 = sqlx::query_scalar(calls).fetch_one(&mut db).await.unwrap();
+    let requests = 3;
+    for _ in 0..requests {
+        client.timed_get("/tasks?limit=20").await;
+    }
+    let after: i64 = sqlx::query_scalar(calls).fetch_one(&mut db).await.unwrap();
+    let per_request = (after - before) / requests;
+    eprintln!("n+1: {per_request} calls of the per-task statement per GET /tasks (12 tasks)");
+    assert!(
+        per_request >= 10,
+        "GET /tasks ran its per-task statement {per_request} times per request, not >= 10 \
+         ({before} calls before, {after} after)"
+    );
+}
+
+/// `PLANT_FAILING_ERROR_HANDLER`: an audio_overlay job's output is recorded without its
+/// (optional) name, the flush fails, and the task's `except` handler writes on the failed
+/// session: Celery's result backend says FAILURE with PendingRollbackError while the API still
+/// shows the job `processing`. A join job of the same user completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_error_handler_leaves_the_job_processing_while_celery_says_failure() {
+    let stack = PythonStack::start(&[("PLANT_FAILING_ERROR_HANDLER", "1")]).await;
+    let client = Client::new(&stack).await;
+    let video = client.upload("test_video.mp4", "video/mp4").await;
+    let audio = client.upload("test_audio.mp3", "audio/mpeg").await;
+    let overlay: Value = client
+        .post("/tasks/audio-overlay")
+        .json(
+            &json!({"video_file_id": video, "audio_file_id": audio, "mode": "mix",
+                      "offset": 0.0, "overlay_volume": 1.0, "original_volume": 0.5}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let join: Value = client
+        .post("/tasks/join")
+        .json(&json!({"file_ids": [video, video], "output_filename": "joined.mp4"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut redis = redis::Client::open(stack.redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Awaits the two results in Celery's backend (bounded: ffmpeg on a busy machine).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let results = loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("celery-task-meta-*")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let mut results = Vec::new();
+        for key in keys {
+            let raw: String = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            results.push(serde_json::from_str::<Value>(&raw).unwrap());
+        }
+        if results.len() >= 2 {
+            break results;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Celery recorded {results:?} in 60 s\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let by_name = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no result of {name} in {results:#?}"))
+    };
+    let failed = by_name("app.worker.audio_overlay");
+    assert_eq!(failed["status"], "FAILURE", "{failed:#?}");
+    assert_eq!(
+        failed["result"]["exc_type"], "PendingRollbackError",
+        "{failed:#?}"
+    );
+    assert!(
+        failed["traceback"]
+            .as_str()
+            .is_some_and(|t| t.contains("app/worker.py")),
+        "the traceback names the task's file: {failed:#?}"
+    );
+    assert_eq!(by_name("app.worker.join_videos")["status"], "SUCCESS");
+    let shown: Value = client
+        .get(&format!("/tasks/{}", overlay["id"]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "processing", "{shown:#?}");
+    let joined: Value = client
+        .get(&format!("/tasks/{}", join["id"]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(joined["status"], "completed", "{joined:#?}");
+}
