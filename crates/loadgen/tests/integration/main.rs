@@ -31,6 +31,7 @@ mod loopback;
 mod master_guard;
 mod open_model;
 mod polls;
+mod profiles;
 mod python_stack;
 mod report;
 mod secrets;
