@@ -18,14 +18,18 @@ fn line_of(file: &str, text: &str) -> usize {
 }
 
 /// Runs `scenario` with `users` on `stack` until `secs` seconds and `requests` requests, then
-/// judges it; prints what was found.
+/// judges it; prints what was found. Also returns the HTML report.
 async fn run(
     stack: &PythonStack,
     scenario_file: &str,
     users: &str,
     secs: u64,
     requests: u64,
-) -> (std::sync::Arc<loadgen::engine::RunOutcome>, Analysis) {
+) -> (
+    std::sync::Arc<loadgen::engine::RunOutcome>,
+    Analysis,
+    String,
+) {
     let args = ["-f", &scenario(scenario_file), "-u", users, "-r", users];
     let (handle, config) = start_at(&stack.base_url(), stack.database_url(), "celery", &args).await;
     let users: u64 = users.parse().unwrap();
@@ -37,7 +41,23 @@ async fn run(
     for f in &analysis.findings {
         eprintln!("{} [{}] {}: {}", f.rule, f.severity, f.title, f.evidence);
     }
-    (outcome, analysis)
+    let html = loadgen::report::html::render(&loadgen::report::Report::of_run(&config, &outcome));
+    (outcome, analysis, html)
+}
+
+/// The flame graphs embedded in an HTML report, decoded.
+fn flame_graphs(html: &str) -> Vec<String> {
+    use base64::Engine;
+    html.split("src=\"data:image/svg+xml;base64,")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|b64| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap();
+            String::from_utf8(bytes).unwrap()
+        })
+        .collect()
 }
 
 /// The API's process was profiled in some tick.
@@ -53,7 +73,7 @@ fn api_profiled(outcome: &loadgen::engine::RunOutcome, pid: u32) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bcrypt_on_the_event_loop_is_named_with_its_file_line_and_caller() {
     let stack = PythonStack::start(&[("PLANT_BCRYPT_ON_LOOP", "1")]).await;
-    let (outcome, analysis) = run(&stack, "py_signups.toml", "4", 12, 20).await;
+    let (outcome, analysis, html) = run(&stack, "py_signups.toml", "4", 12, 20).await;
     assert!(
         api_profiled(&outcome, stack.api_pid()),
         "uvicorn {} never profiled",
@@ -85,12 +105,22 @@ async fn bcrypt_on_the_event_loop_is_named_with_its_file_line_and_caller() {
         .filter(|r| !r.starts_with("host."))
         .collect();
     assert!(before.is_empty(), "ranked before it: {before:?}");
+    // The HTML report draws uvicorn's flame graph, with the planted function in it.
+    let graphs = flame_graphs(&html);
+    let title = format!("uvicorn (pid {}), steady state", stack.api_pid());
+    assert!(
+        graphs
+            .iter()
+            .any(|svg| svg.contains(&title) && svg.contains("hash_password (app/auth.py:")),
+        "{} flame graphs, none of uvicorn with hash_password",
+        graphs.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_sleep_on_the_event_loop_is_named_as_blocked_not_on_cpu() {
     let stack = PythonStack::start(&[("PLANT_SYNC_SLEEP", "1"), ("BCRYPT_ROUNDS", "10")]).await;
-    let (outcome, analysis) = run(&stack, "py_files.toml", "5", 12, 30).await;
+    let (outcome, analysis, _) = run(&stack, "py_files.toml", "5", 12, 30).await;
     assert!(
         api_profiled(&outcome, stack.api_pid()),
         "uvicorn {} never profiled",
@@ -117,7 +147,7 @@ async fn a_sync_sleep_on_the_event_loop_is_named_as_blocked_not_on_cpu() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_healthy_stack_is_profiled_and_nothing_is_blamed_on_its_code() {
     let stack = PythonStack::start(&[("BCRYPT_ROUNDS", "10")]).await;
-    let (outcome, analysis) = run(&stack, "py_files.toml", "5", 10, 30).await;
+    let (outcome, analysis, _) = run(&stack, "py_files.toml", "5", 10, 30).await;
     assert!(
         api_profiled(&outcome, stack.api_pid()),
         "uvicorn {} never profiled",
