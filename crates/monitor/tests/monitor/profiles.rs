@@ -66,9 +66,10 @@ async fn a_python_process_is_profiled_down_to_the_function_file_and_line() {
     let _turn = BURNING.lock().await;
     let app = start_fixture("");
     let mut source = Profiles::new(Profiling::default());
+    let pid = app.pid;
     let ours = |v: &Values| -> Option<ProcessProfile> {
         let Values::Profiles(p) = v else { return None };
-        p.processes.iter().find(|p| p.pid == app.pid).cloned()
+        p.processes.iter().find(|p| p.pid == pid).cloned()
     };
     // Sampling starts on the first reading that sees the process, and the app starts its
     // threads once uvicorn has imported it: wait for both functions to show.
@@ -164,5 +165,73 @@ async fn a_python_process_is_profiled_down_to_the_function_file_and_line() {
         monitor::sample::fields_not_allowed(&as_in_a_tick),
         Vec::<String>::new()
     );
+    // A process that ends mid-run is dropped quietly: the next readings succeed without it.
     drop(app);
+    let gone = read_until(
+        &mut source,
+        Duration::from_secs(10),
+        |v| matches!(v, Values::Profiles(p) if p.processes.iter().all(|p| p.pid != pid)),
+    )
+    .await;
+    assert!(ours(&gone).is_none(), "{gone:?}");
+    assert!(source.notes().is_empty(), "{:?}", source.notes());
+}
+
+/// The monitor run as another user (nobody) than uvicorn's (root), without CAP_SYS_PTRACE:
+/// the kernel refuses py-spy's reads. One note says so and how to grant the right; the run
+/// goes on (the host is still sampled, every tick written).
+#[tokio::test]
+async fn without_ptrace_rights_one_note_says_so_and_the_run_goes_on() {
+    let app = start_fixture("PROFILED_THREADS=0");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let out = dir.path().join("ticks.jsonl");
+    let status = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_monitor"))
+        .args([
+            "--quiet",
+            "--interval",
+            "500ms",
+            "--duration",
+            "4s",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "monitor as nobody: {status}");
+    let ticks: Vec<monitor::sample::Tick> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let notes: Vec<&String> = ticks
+        .iter()
+        .filter_map(|t| t.sources.get("profiles"))
+        .flat_map(|r| &r.notes)
+        .collect();
+    let profiled = ticks.iter().any(|t| {
+        matches!(
+            t.sources.get("profiles").and_then(|r| r.values.as_ref()),
+            Some(Values::Profiles(p)) if p.processes.iter().any(|p| p.pid == app.pid)
+        )
+    });
+    drop(app);
+    assert!(ticks.len() >= 4, "{} ticks", ticks.len());
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert!(
+        notes[0].contains("CAP_SYS_PTRACE") && notes[0].contains("ptrace_scope"),
+        "{}",
+        notes[0]
+    );
+    assert!(!profiled, "uvicorn was profiled without the right to");
+    assert!(
+        ticks.iter().all(|t| t.sources.values().all(|r| r.up)),
+        "a source went down"
+    );
 }
