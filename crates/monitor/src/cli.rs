@@ -166,6 +166,17 @@ mod tests {
     }
 
     #[test]
+    fn profiling_is_on_unless_no_profiling() {
+        let sources = |args: &[&str]| {
+            let mut all = vec!["monitor"];
+            all.extend(args);
+            Cli::try_parse_from(all).unwrap().sources()
+        };
+        assert!(sources(&[]).profiles.is_some());
+        assert!(sources(&["--no-profiling"]).profiles.is_none());
+    }
+
+    #[test]
     fn bad_urls_and_an_open_endpoint_are_refused_naming_the_flag() {
         let check = |args: &[&str]| {
             let mut all = vec!["monitor"];

@@ -960,6 +960,30 @@ mod tests {
         assert!(error.contains("nothing is left to run"), "{error}");
     }
 
+    /// The in-process monitor profiles the Python processes unless `--no-profiling`.
+    #[test]
+    fn profiling_is_on_with_the_monitor_unless_no_profiling() {
+        let profiles = |extra: &[&str]| {
+            let mut args = vec![
+                "loadgen",
+                "-H",
+                "http://127.0.0.1:9",
+                "--monitor-redis",
+                "redis://127.0.0.1:9",
+            ];
+            args.extend(extra);
+            match Cli::try_parse_from(args).unwrap().backend().unwrap() {
+                Some(BackendConfig::InProcess(sources)) => sources.profiles,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            profiles(&[]),
+            Some(monitor::sources::profiles::Profiling::default())
+        );
+        assert_eq!(profiles(&["--no-profiling"]), None);
+    }
+
     #[test]
     fn takes_the_seeds_commands() {
         let cli = Cli::try_parse_from([
