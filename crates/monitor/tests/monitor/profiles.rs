@@ -235,3 +235,74 @@ async fn without_ptrace_rights_one_note_says_so_and_the_run_goes_on() {
         "a source went down"
     );
 }
+
+/// uvicorn in a container (busybox, with the host's Python and the venv mounted read-only),
+/// profiled from the host through its host pid: labelled with its container, its files as the
+/// container sees them, and its threads' on-CPU flags right although Python names them by the
+/// container's thread ids.
+#[tokio::test]
+async fn a_containers_python_process_is_profiled_through_its_host_pid() {
+    let _turn = BURNING.lock().await;
+    let python = std::path::PathBuf::from(venv_python());
+    let venv = python.parent().unwrap().parent().unwrap().to_owned();
+    let real = std::fs::canonicalize(&python).unwrap();
+    let prefix = real.parent().unwrap().parent().unwrap().to_owned();
+    let mut args: Vec<String> = ["run", "-d", "--network", "none", "-w", "/app"]
+        .map(str::to_owned)
+        .to_vec();
+    let mut mount = |from: &std::path::Path, to: &str| {
+        if from.exists() {
+            args.extend(["-v".to_owned(), format!("{}:{to}:ro", from.display())]);
+        }
+    };
+    for system in ["/usr", "/lib", "/lib64"] {
+        mount(std::path::Path::new(system), system);
+    }
+    mount(&prefix, &prefix.display().to_string());
+    mount(&venv, &venv.display().to_string());
+    mount(&fixture(), "/app");
+    let image = test_support::busybox_image();
+    args.extend([image.to_owned(), python.display().to_string()]);
+    args.extend(["-m", "uvicorn", "app.main:app", "--port", "0"].map(str::to_owned));
+    let output = std::process::Command::new("docker")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "docker run: {output:?}");
+    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let _container = test_support::Container(id.clone());
+    let short = id[..12].to_owned();
+
+    let mut source = Profiles::new(Profiling::default());
+    let ours = |v: &Values| -> Option<ProcessProfile> {
+        let Values::Profiles(p) = v else { return None };
+        p.processes
+            .iter()
+            .find(|p| p.container.as_deref() == Some(short.as_str()))
+            .cloned()
+    };
+    let values = read_until(&mut source, Duration::from_secs(60), |v| {
+        ours(v).is_some_and(|p| {
+            !stacks_in(&p, "crunch").is_empty() && !stacks_in(&p, "nap").is_empty()
+        })
+    })
+    .await;
+    // A whole second of samples.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let next = source.read().await.unwrap();
+    let values = if ours(&next).is_some() { next } else { values };
+    let p = ours(&values).unwrap_or_else(|| panic!("container {short} not profiled: {values:?}"));
+    let said = serde_json::to_string_pretty(&p).unwrap();
+    assert_eq!(p.name, "uvicorn", "{said}");
+    let thread = |name: &str| p.threads.iter().find(|t| t.name == name).cloned();
+    let (cruncher, napper) = (thread("cruncher").unwrap(), thread("napper").unwrap());
+    println!(
+        "in container {short}: pid {}, {} rounds; cruncher {}/{} active, napper {}/{} active",
+        p.pid, p.samples, cruncher.active, cruncher.samples, napper.active, napper.samples
+    );
+    assert!(p.samples >= 20, "{said}");
+    assert!(cruncher.active * 10 >= cruncher.samples * 6, "{said}");
+    assert!(napper.active * 10 <= napper.samples, "{said}");
+    let hot = stacks_in(&p, "crunch");
+    assert!(hot.iter().all(|s| s.thread == cruncher.id), "{said}");
+}

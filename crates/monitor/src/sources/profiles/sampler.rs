@@ -142,12 +142,21 @@ fn run(pid: u32, period: Duration, shared: &Mutex<Shared>, stop: &AtomicBool) {
         }
     };
     set(Status::Running);
+    let mut namespaced = Namespaced::of(pid);
     let mut next = Instant::now();
     let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
+        let running = namespaced.as_mut().map(Namespaced::running);
         match spy.get_stack_traces() {
-            Ok(traces) => {
+            Ok(mut traces) => {
                 failures = 0;
+                if let Some(running) = running {
+                    for trace in &mut traces {
+                        if let Some(tid) = trace.os_thread_id {
+                            trace.active = running.contains(&tid);
+                        }
+                    }
+                }
                 let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
                 record(&mut shared.counts, traces);
             }
@@ -190,6 +199,76 @@ fn record(counts: &mut Counts, traces: Vec<py_spy::StackTrace>) {
         };
         *counts.stacks.entry(key).or_default() += 1;
     }
+}
+
+/// A process in another PID namespace (a container's, read through its host pid): Python
+/// knows its threads by their ids in that namespace, which py-spy looks up among the host's
+/// and misses, calling every thread on CPU. This reads the threads' states itself and names
+/// them by their namespace's ids (the last of `NSpid` in `/proc/PID/task/TID/status`).
+struct Namespaced {
+    pid: u32,
+    /// Host thread id → the id inside the namespace.
+    inner: HashMap<u32, u64>,
+}
+
+impl Namespaced {
+    /// `Some` when `pid` is in another PID namespace than this process.
+    fn of(pid: u32) -> Option<Self> {
+        let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+        let theirs = ns(&pid.to_string())?;
+        (Some(theirs) != ns("self")).then(|| Self {
+            pid,
+            inner: HashMap::new(),
+        })
+    }
+
+    /// The namespace's ids of the threads running (state `R`) now.
+    fn running(&mut self) -> Vec<u64> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return Vec::new();
+        };
+        let mut running = Vec::new();
+        for task in tasks.flatten() {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = task.path();
+            let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+                continue;
+            };
+            // The state follows the comm, which ends at the last `)`.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            if state != Some("R") {
+                continue;
+            }
+            let inner = match self.inner.get(&tid) {
+                Some(inner) => *inner,
+                None => {
+                    let Some(inner) = inner_id(&path.join("status")) else {
+                        continue;
+                    };
+                    self.inner.insert(tid, inner);
+                    inner
+                }
+            };
+            running.push(inner);
+        }
+        running
+    }
+}
+
+/// The last id of the `NSpid:` line of a task's status: its id in its own namespace.
+fn inner_id(status: &std::path::Path) -> Option<u64> {
+    let status = std::fs::read_to_string(status).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
 }
 
 fn alive(pid: u32) -> bool {
