@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark: what sampling with py-spy costs the API it profiles. A uvicorn app (the profiles
 # test's fixture, `crates/monitor/tests/fixtures/profiled`, serving `/` alone) on core 0, wrk
-# on core 1 against it; each round measures req/s without the profiler, then with `monitor`
-# (profiles only, release build, on core 1 beside wrk) sampling uvicorn at its default 100 Hz.
-# Prints every round, the medians and the median ratio (goal: under 5 % lost).
+# on core 1 against it; each round measures req/s without the profiler and with `monitor`
+# (profiles only, release build, on core 1 beside wrk) sampling uvicorn at its default 50 Hz,
+# and every other Python process of the stack on the host (the last column counts them: on a
+# shared machine, the profiler's CPU on wrk's core lowers wrk's rate, not the API's). Prints
+# every round, the API's CPU per request, the medians and the median ratio (goal: under 5 %).
 #
 #   bench/profiling.sh [ROUNDS] [SECONDS] [CONNECTIONS]     (defaults: 10 5 50)
 set -euo pipefail
@@ -58,12 +60,17 @@ profile_on() {
   done
 }
 profile_off() {
+  # The monitor's own CPU over its life, percent of one core.
+  mon_cpu=$(awk -v hz="$(getconf CLK_TCK)" -v up="$(cut -d' ' -f1 /proc/uptime)" \
+    '{sub(/.*\) /, ""); printf "%.0f", ($12 + $13) / hz * 100 / (up - $20 / hz)}' "/proc/$mon/stat")
   kill "$mon"; wait "$mon" 2>/dev/null || true
-  samples=$(python3 - "$work/ticks.jsonl" "$api" <<'PY'
+  read -r samples profiled < <(python3 - "$work/ticks.jsonl" "$api" <<'PY'
 import json, sys
-rounds = [p["samples"] for line in open(sys.argv[1]) for r in json.loads(line)["sources"].values()
-          for p in (r.get("values") or {}).get("processes", []) if p.get("pid") == int(sys.argv[2])]
-print(f"{sum(rounds[1:-1]) / max(len(rounds) - 2, 1):.0f}")
+ticks = [json.loads(line) for line in open(sys.argv[1])]
+processes = [p for t in ticks for r in t["sources"].values()
+             for p in (r.get("values") or {}).get("processes", [])]
+rounds = [p["samples"] for p in processes if p["pid"] == int(sys.argv[2])]
+print(f"{sum(rounds[1:-1]) / max(len(rounds) - 2, 1):.0f} {len({p['pid'] for p in processes})}")
 PY
 )
   rm -f "$work/ticks.jsonl"
@@ -71,8 +78,10 @@ PY
 
 # Each round measures both, in turns (off then on, then on then off), so that a drift of the
 # machine's other work weighs on both sides; the ratio is taken per round, then its median.
-printf '%-6s %14s %14s %8s %12s %10s %10s\n' round "off req/s" "on req/s" ratio "samples/s" \
-  "off µs/req" "on µs/req"
+# monitor CPU: the profiler's own, % of one core (on wrk's core), and how many Python
+# processes of the host it sampled (every uvicorn, gunicorn, celery... on the machine).
+printf '%-6s %14s %14s %8s %12s %10s %10s %12s\n' round "off req/s" "on req/s" ratio "samples/s" \
+  "off µs/req" "on µs/req" "monitor CPU"
 offs=() ons=() ratios=() off_cpu=() on_cpu=()
 for round in $(seq "$rounds"); do
   # `$(rps)` would run in a subshell and lose `cpu_us`: through a file instead.
@@ -83,7 +92,8 @@ for round in $(seq "$rounds"); do
   fi
   off=$(cat "$work/off") on=$(cat "$work/on")
   ratio=$(awk -v off="$off" -v on="$on" 'BEGIN {printf "%.3f", on / off}')
-  printf '%-6s %14s %14s %8s %12s %10s %10s\n' "$round" "$off" "$on" "$ratio" "$samples" "$off_us" "$on_us"
+  printf '%-6s %14s %14s %8s %12s %10s %10s %12s\n' "$round" "$off" "$on" "$ratio" "$samples" \
+    "$off_us" "$on_us" "$mon_cpu% ($profiled)"
   offs+=("$off") ons+=("$on") ratios+=("$ratio") off_cpu+=("$off_us") on_cpu+=("$on_us")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

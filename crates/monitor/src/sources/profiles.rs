@@ -34,7 +34,9 @@ use sampler::{Counts, Sampler, Status};
 /// How the source samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profiling {
-    /// Samples per second and process (py-spy's own default is 100).
+    /// Samples per second and process. 50, half py-spy's own default: a process's stack is
+    /// read with a few system calls per thread, and the monitor samples every Python process of
+    /// the stack (a Celery pool's children too); `bench/profiling.sh` measures the cost.
     pub rate_hz: u32,
     /// Stacks kept per process and tick, the most seen first.
     pub top_stacks: usize,
@@ -43,7 +45,7 @@ pub struct Profiling {
 impl Default for Profiling {
     fn default() -> Self {
         Self {
-            rate_hz: 100,
+            rate_hz: 50,
             top_stacks: 40,
         }
     }
