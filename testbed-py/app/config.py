@@ -29,6 +29,7 @@ class Settings:
     db_pool_size: int
     db_max_overflow: int
     file_events_rows: int
+    storage_latency_ms: int
     plant_bcrypt_on_loop: bool
     plant_unindexed_query: bool
     plant_n_plus_one: bool
@@ -52,6 +53,7 @@ def load() -> Settings:
         db_pool_size=2 if small_pool else int(os.environ.get("DB_POOL_SIZE", "10")),
         db_max_overflow=0 if small_pool else int(os.environ.get("DB_MAX_OVERFLOW", "10")),
         file_events_rows=int(os.environ.get("FILE_EVENTS_ROWS", "500000")),
+        storage_latency_ms=int(os.environ.get("STORAGE_LATENCY_MS", "30")),
         plant_bcrypt_on_loop=_flag("PLANT_BCRYPT_ON_LOOP"),
         plant_unindexed_query=_flag("PLANT_UNINDEXED_QUERY"),
         plant_n_plus_one=_flag("PLANT_N_PLUS_ONE"),

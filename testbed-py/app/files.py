@@ -71,7 +71,7 @@ async def upload(
         await db.execute(select(func.coalesce(func.sum(File.size), 0)).where(File.user_id == user.id))
     ).scalar_one()
     # The session's connection stays checked out while the bytes go to storage.
-    path = storage.new_upload_path(original)
+    path = storage.new_upload_path(user.id, original)
     size = 0
     with open(path, "wb") as out:
         while chunk := await file.read(CHUNK):

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Body, Depends
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import storage
 from .auth import current_user, user_json
 from .db import get_db
 from .files import STORAGE_LIMIT
@@ -32,10 +33,10 @@ async def stats(user: User = Depends(current_user), db: AsyncSession = Depends(g
         .tuples()
         .all()
     )
-    files, used = (
-        await db.execute(select(func.count(), func.coalesce(func.sum(File.size), 0)).where(File.user_id == user.id))
-    ).one()
+    files = (await db.execute(select(func.count()).select_from(File).where(File.user_id == user.id))).scalar_one()
     recent = (await db.execute(RECENT_ACTIVITY, {"user_id": user.id})).scalar_one()
+    # The bucket's own figure, while the request's session holds its connection.
+    used = await storage.usage(user.id)
     return {
         "total_tasks": sum(by_status.values()),
         "completed_tasks": by_status.get("completed", 0),

@@ -215,20 +215,8 @@ async fn pull(
 /// exception, a traceback, a task that raised), or its last 5 lines when none is. `None` when
 /// it cannot be read; only its last 64 KiB are read, however long it grew.
 pub fn log_file_tail(path: &std::path::Path) -> Option<Vec<String>> {
-    use std::io::{Read, Seek, SeekFrom};
-    const TAIL_BYTES: u64 = 64 * 1024;
-    let mut file = std::fs::File::open(path).ok()?;
-    let length = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(length.saturating_sub(TAIL_BYTES)))
-        .ok()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if length > TAIL_BYTES && !lines.is_empty() {
-        // The first line read is likely cut.
-        lines.remove(0);
-    }
+    let text = read_tail(path)?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let is_error = |line: &&str| {
         let lower = line.to_lowercase();
         [
@@ -244,19 +232,65 @@ pub fn log_file_tail(path: &std::path::Path) -> Option<Vec<String>> {
     };
     let errors: Vec<&str> = lines.iter().copied().filter(is_error).collect();
     let chosen = if errors.is_empty() { &lines } else { &errors };
+    // An exception's message may quote SQL literals and URLs with passwords.
     Some(
         chosen[chosen.len().saturating_sub(5)..]
             .iter()
-            .map(|l| l.trim_end().to_owned())
+            .map(|l| monitor::celery::redact::message(l.trim_end()))
             .collect(),
     )
 }
 
-/// The last 5 log lines of each watched container whose name says it is a worker (`worker` or
-/// `celery`), as the seed's `docker compose logs worker | tail` shows them. Containers whose logs
-/// cannot be read are left out.
-pub async fn worker_logs(ticks: &[Tick]) -> BTreeMap<String, Vec<String>> {
-    let workers: BTreeSet<String> = ticks
+/// The last 64 KiB of a file, from its first whole line.
+fn read_tail(path: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL_BYTES: u64 = 64 * 1024;
+    let mut file = std::fs::File::open(path).ok()?;
+    let length = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(TAIL_BYTES)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    // The first line read is likely cut.
+    match text.split_once('\n') {
+        Some((_, rest)) if length > TAIL_BYTES => Some(rest.to_owned()),
+        _ => Some(text),
+    }
+}
+
+/// The Celery task failures in the last 64 KiB of a worker's log file (see
+/// [`monitor::celery::log`]); `None` when it cannot be read.
+pub fn log_file_task_failures(path: &std::path::Path) -> Option<Vec<monitor::celery::TaskFailure>> {
+    let text = read_tail(path)?;
+    let lines: Vec<&str> = text.lines().collect();
+    Some(monitor::celery::log::failures(&lines))
+}
+
+/// Log lines read from each worker container for its task failures: enough for the last few
+/// failures with their tracebacks.
+const FAILURE_LOG_LINES: usize = 1000;
+
+/// The Celery task failures in the recent logs of each watched worker container (as
+/// [`worker_logs`] picks them), by container; containers without any are left out.
+pub async fn worker_task_failures(
+    ticks: &[Tick],
+) -> BTreeMap<String, Vec<monitor::celery::TaskFailure>> {
+    let mut found = BTreeMap::new();
+    for worker in worker_containers(ticks) {
+        if let Ok(lines) = monitor::sources::docker::recent_logs(&worker, FAILURE_LOG_LINES).await {
+            let failures = monitor::celery::log::failures(&lines);
+            if !failures.is_empty() {
+                found.insert(worker, failures);
+            }
+        }
+    }
+    found
+}
+
+/// The watched containers whose name says they are workers (`worker` or `celery`).
+fn worker_containers(ticks: &[Tick]) -> BTreeSet<String> {
+    ticks
         .iter()
         .filter_map(
             |t| match t.sources.get("docker").and_then(|r| r.values.as_ref()) {
@@ -266,12 +300,23 @@ pub async fn worker_logs(ticks: &[Tick]) -> BTreeMap<String, Vec<String>> {
         )
         .flatten()
         .filter(|name| name.contains("worker") || name.contains("celery"))
-        .collect();
+        .collect()
+}
+
+/// The last 5 log lines of each watched container whose name says it is a worker (`worker` or
+/// `celery`), as the seed's `docker compose logs worker | tail` shows them. Containers whose logs
+/// cannot be read are left out.
+pub async fn worker_logs(ticks: &[Tick]) -> BTreeMap<String, Vec<String>> {
     let mut logs = BTreeMap::new();
-    for worker in workers {
+    for worker in worker_containers(ticks) {
         if let Ok(lines) = monitor::sources::docker::recent_logs(&worker, 5).await
             && !lines.is_empty()
         {
+            // An exception's message may quote SQL literals and URLs with passwords.
+            let lines = lines
+                .iter()
+                .map(|l| monitor::celery::redact::message(l))
+                .collect();
             logs.insert(worker, lines);
         }
     }

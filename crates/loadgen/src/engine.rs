@@ -173,11 +173,19 @@ impl Run {
             }
             if jobs_went_wrong(&outcome.stats) {
                 outcome.worker_logs = backend::worker_logs(&outcome.backend).await;
+                outcome.task_failures = backend::worker_task_failures(&outcome.backend).await;
                 for file in &worker_log_files {
                     if let Some(lines) = backend::log_file_tail(file).filter(|l| !l.is_empty()) {
                         outcome
                             .worker_logs
                             .insert(file.display().to_string(), lines);
+                    }
+                    if let Some(failures) =
+                        backend::log_file_task_failures(file).filter(|f| !f.is_empty())
+                    {
+                        outcome
+                            .task_failures
+                            .insert(file.display().to_string(), failures);
                     }
                 }
             }

@@ -3,6 +3,7 @@
 //! `docker stats`, `psql -c "SELECT count(*) FROM pg_stat_activity"` and `redis-cli INFO clients`
 //! in three terminals, done together, with their figures kept.
 
+pub mod celery;
 pub mod cli;
 pub use common::redact;
 pub mod sample;
@@ -10,6 +11,7 @@ pub mod sampler;
 pub mod sinks;
 pub mod source;
 pub mod sources;
+pub mod sql;
 pub mod thresholds;
 
 use std::process::ExitCode;

@@ -157,6 +157,82 @@ pub struct PostgresValues {
     /// The database the monitor's URL names.
     #[serde(default)]
     pub database: String,
+    /// The queries running now, by normalized text (literals replaced), the most backends
+    /// first (the top few).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<ActiveQuery>,
+    /// The statements that took the most execution time since the watch began
+    /// (`pg_stat_statements` deltas), the most first; empty without the extension.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<Statement>,
+    /// Execution time of every statement since the watch began, ms: what a statement's share
+    /// of database time is taken of.
+    #[serde(default)]
+    pub statements_total_ms: f64,
+}
+
+/// Backends running one query (normalized text) at a tick.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ActiveQuery {
+    /// The text, literals replaced by `?` (`sql::normalize`), cut to a few hundred characters.
+    pub query: String,
+    /// Backends running it.
+    pub backends: i64,
+    /// Of those, the ones waiting, by `type:event` (`Lock:transactionid`, `IO:DataFileRead`).
+    #[serde(default)]
+    pub waits: BTreeMap<String, i64>,
+    /// The longest-running of them, s.
+    #[serde(default)]
+    pub longest_secs: f64,
+}
+
+/// One statement's `pg_stat_statements` counters since the watch began.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Statement {
+    /// PostgreSQL's id of the normalized statement.
+    pub queryid: i64,
+    /// Its text, as PostgreSQL normalized it (`$1` for constants), normalized again.
+    pub query: String,
+    /// Executions.
+    pub calls: i64,
+    /// Execution time in all, ms.
+    pub total_ms: f64,
+    /// Per execution, ms.
+    pub mean_ms: f64,
+    /// Rows returned or affected.
+    pub rows: i64,
+    /// Shared blocks read from disk (or the OS cache).
+    pub shared_blks_read: i64,
+    /// Shared blocks found in PostgreSQL's buffer cache.
+    pub shared_blks_hit: i64,
+    /// What its generic plan does (`EXPLAIN`, no `ANALYZE`), when it could be planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanSummary>,
+}
+
+/// The parts of a plan that name a fix.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PlanSummary {
+    /// The planner's total cost estimate.
+    pub total_cost: f64,
+    /// The sequential scans in it.
+    #[serde(default)]
+    pub seq_scans: Vec<SeqScan>,
+}
+
+/// A sequential scan of a table in a plan.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SeqScan {
+    /// The table (`schema.table` outside `public`).
+    pub relation: String,
+    /// Its rows as the planner estimates them (`pg_class.reltuples`).
+    pub table_rows: f64,
+    /// The table's columns the scan's filter reads.
+    #[serde(default)]
+    pub filter_columns: Vec<String>,
+    /// The table's columns a sort above the scan orders by.
+    #[serde(default)]
+    pub sort_columns: Vec<String>,
 }
 
 /// The backends of one database, application and client address.
@@ -218,6 +294,9 @@ pub struct RedisValues {
     pub maxmemory_bytes: u64,
     /// Lengths of the watched lists, by `db/name`.
     pub lists: BTreeMap<String, i64>,
+    /// Celery's task results and Kombu's unacked messages read this tick.
+    #[serde(default, skip_serializing_if = "crate::celery::CeleryValues::is_empty")]
+    pub celery: crate::celery::CeleryValues,
 }
 
 /// The machine the monitor runs on.
@@ -386,6 +465,34 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     "sources.*.values.clients.[].idle_in_transaction",
     "sources.*.values.server_connections",
     "sources.*.values.database",
+    "sources.*.values.queries",
+    "sources.*.values.queries.[]",
+    "sources.*.values.queries.[].query",
+    "sources.*.values.queries.[].backends",
+    "sources.*.values.queries.[].waits",
+    "sources.*.values.queries.[].waits.*",
+    "sources.*.values.queries.[].longest_secs",
+    "sources.*.values.statements",
+    "sources.*.values.statements.[]",
+    "sources.*.values.statements.[].queryid",
+    "sources.*.values.statements.[].query",
+    "sources.*.values.statements.[].calls",
+    "sources.*.values.statements.[].total_ms",
+    "sources.*.values.statements.[].mean_ms",
+    "sources.*.values.statements.[].rows",
+    "sources.*.values.statements.[].shared_blks_read",
+    "sources.*.values.statements.[].shared_blks_hit",
+    "sources.*.values.statements.[].plan",
+    "sources.*.values.statements.[].plan.total_cost",
+    "sources.*.values.statements.[].plan.seq_scans",
+    "sources.*.values.statements.[].plan.seq_scans.[]",
+    "sources.*.values.statements.[].plan.seq_scans.[].relation",
+    "sources.*.values.statements.[].plan.seq_scans.[].table_rows",
+    "sources.*.values.statements.[].plan.seq_scans.[].filter_columns",
+    "sources.*.values.statements.[].plan.seq_scans.[].filter_columns.[]",
+    "sources.*.values.statements.[].plan.seq_scans.[].sort_columns",
+    "sources.*.values.statements.[].plan.seq_scans.[].sort_columns.[]",
+    "sources.*.values.statements_total_ms",
     // Redis.
     "sources.*.values.connected_clients",
     "sources.*.values.blocked_clients",
@@ -400,6 +507,24 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     "sources.*.values.evicted_keys_total",
     "sources.*.values.lists",
     "sources.*.values.lists.*",
+    "sources.*.values.celery",
+    "sources.*.values.celery.tasks",
+    "sources.*.values.celery.tasks.*",
+    "sources.*.values.celery.tasks.*.*",
+    "sources.*.values.celery.failures",
+    "sources.*.values.celery.failures.[]",
+    "sources.*.values.celery.failures.[].task",
+    "sources.*.values.celery.failures.[].exception",
+    // Redacted where it is read (`celery::redact`).
+    "sources.*.values.celery.failures.[].message",
+    "sources.*.values.celery.failures.[].frame",
+    "sources.*.values.celery.failures.[].frame.file",
+    "sources.*.values.celery.failures.[].frame.line",
+    "sources.*.values.celery.failures.[].frame.function",
+    "sources.*.values.celery.failures.[].while_handling",
+    "sources.*.values.celery.failures.[].count",
+    "sources.*.values.celery.unacked",
+    "sources.*.values.celery.unacked_index",
     // The host.
     "sources.*.values.cpu_pct",
     "sources.*.values.memory_pct",
@@ -632,6 +757,26 @@ fn redis_metrics(r: &RedisValues, push: &mut Push<'_>) {
             *length as f64,
         );
     }
+    celery_metrics(&r.celery, push);
+}
+
+/// Kombu's unacked messages, and the Celery results read in the tick by task and status; none
+/// for a Redis without Celery activity, whose columns would all read 0.
+fn celery_metrics(c: &crate::celery::CeleryValues, push: &mut Push<'_>) {
+    if c.is_empty() {
+        return;
+    }
+    push("celery_unacked", vec![], c.unacked as f64);
+    push("celery_unacked_index", vec![], c.unacked_index as f64);
+    for (task, statuses) in &c.tasks {
+        for (status, count) in statuses {
+            push(
+                "celery_task_results",
+                vec![("task", task.clone()), ("status", status.clone())],
+                *count as f64,
+            );
+        }
+    }
 }
 
 /// The machine's figures, then each group of processes.
@@ -708,10 +853,39 @@ mod tests {
         let postgres = PostgresValues {
             waiting: [("Lock".to_owned(), 1)].into(),
             clients: vec![PostgresClients::default()],
+            queries: vec![ActiveQuery {
+                waits: [("Lock:relation".to_owned(), 1)].into(),
+                ..Default::default()
+            }],
+            statements: vec![Statement {
+                plan: Some(PlanSummary {
+                    seq_scans: vec![SeqScan {
+                        filter_columns: vec!["user_id".into()],
+                        sort_columns: vec!["created_at".into()],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let redis = RedisValues {
             lists: [("1/celery".to_owned(), 3)].into(),
+            celery: crate::celery::CeleryValues {
+                tasks: [(
+                    "app.worker.join".to_owned(),
+                    [("SUCCESS".to_owned(), 2)].into(),
+                )]
+                .into(),
+                failures: vec![crate::celery::TaskFailure {
+                    frame: Some(crate::celery::Frame::default()),
+                    while_handling: Some("MixError".into()),
+                    ..Default::default()
+                }],
+                unacked: 1,
+                unacked_index: 1,
+            },
             ..Default::default()
         };
         let host = HostValues {

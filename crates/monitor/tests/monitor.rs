@@ -1507,3 +1507,98 @@ async fn a_redis_queue_watched_in_its_brokers_db_is_no_note() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Celery's result backend as a real worker writes it (the JSON captured from Celery 5.7 in
+/// `src/celery/testdata/`): 1,050 results made after the source started are each counted once,
+/// over ticks that read at most 400, the failures merged into one with its count and its
+/// message redacted; a result from before the start is not counted; Kombu's unacked messages
+/// are counted.
+#[tokio::test]
+async fn celery_results_are_counted_once_in_bounded_ticks() {
+    let services = Services::start();
+    let client = redis::Client::open(format!("{}/1", services.redis_url)).unwrap();
+    let mut db1 = client.get_multiplexed_async_connection().await.unwrap();
+    let captured = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    let failure = captured(include_str!("../src/celery/testdata/failure.json"));
+    let success = captured(include_str!("../src/celery/testdata/success.json"));
+    let mut old = failure.clone();
+    old["date_done"] = "2020-01-01T00:00:00.000000+00:00".into();
+    old["result"]["exc_type"] = "OldError".into();
+    let _: () = redis::cmd("SET")
+        .arg("celery-task-meta-old")
+        .arg(old.to_string())
+        .query_async(&mut db1)
+        .await
+        .unwrap();
+    let mut source = Redis::new(
+        &format!("{}/0", services.redis_url),
+        vec!["1/celery".parse().unwrap()],
+    );
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut pipe = redis::pipe();
+    for i in 0..1050 {
+        let mut result = if i % 21 == 0 {
+            failure.clone()
+        } else {
+            success.clone()
+        };
+        result["date_done"] = now.clone().into();
+        pipe.cmd("SET")
+            .arg(format!("celery-task-meta-{i}"))
+            .arg(result.to_string())
+            .ignore();
+    }
+    pipe.cmd("HSET")
+        .arg("unacked")
+        .arg(&["a", "1", "b", "2", "c", "3"])
+        .ignore();
+    pipe.cmd("ZADD")
+        .arg("unacked_index")
+        .arg(&["1", "a", "2", "b", "3", "c"])
+        .ignore();
+    let _: () = pipe.query_async(&mut db1).await.unwrap();
+
+    let mut per_tick = Vec::new();
+    let mut failures: Vec<monitor::celery::TaskFailure> = Vec::new();
+    let mut statuses = std::collections::BTreeMap::<String, u64>::new();
+    let mut unacked = 0;
+    // Until the results are all read, then three ticks more that must add nothing.
+    let mut quiet = 0;
+    while quiet < 3 && per_tick.len() < 30 {
+        let Ok(Values::Redis(r)) = source.read().await else {
+            panic!("the Redis source reads");
+        };
+        let read: u64 = r.celery.tasks.values().flat_map(|s| s.values()).sum();
+        for statuses_of_task in r.celery.tasks.values() {
+            for (status, n) in statuses_of_task {
+                *statuses.entry(status.clone()).or_default() += n;
+            }
+        }
+        failures.extend(r.celery.failures);
+        unacked = r.celery.unacked;
+        quiet = if read == 0 && !per_tick.is_empty() {
+            quiet + 1
+        } else {
+            0
+        };
+        per_tick.push(read);
+    }
+    assert!(
+        per_tick.iter().all(|&n| n <= 400) && per_tick.iter().sum::<u64>() == 1050,
+        "results read per tick: {per_tick:?}"
+    );
+    assert_eq!(statuses.get("FAILURE"), Some(&50), "{statuses:?}");
+    assert_eq!(statuses.get("SUCCESS"), Some(&1000), "{statuses:?}");
+    assert!(
+        failures.iter().all(|f| f.exception == "SessionBroken"),
+        "{failures:#?}"
+    );
+    assert_eq!(failures.iter().map(|f| f.count).sum::<u64>(), 50);
+    assert!(
+        failures.iter().all(|f| !f.message.contains("hunter2pass")
+            && !f.message.contains("s3cr3t-literal")
+            && f.task == "app.worker.audio_overlay"),
+        "{failures:#?}"
+    );
+    assert_eq!(unacked, 3);
+}

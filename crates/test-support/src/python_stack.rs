@@ -3,6 +3,7 @@
 //! the venv that `scripts/python-venv.sh` makes (`TESTBED_PY_VENV`), on a fresh PostgreSQL
 //! database and a Redis db of its own. Dropping it stops both process trees by their pids.
 //!
+//! Its database has the pg_stat_statements extension created (the test server preloads it).
 //! Redis dbs 2..=15 are handed out to stacks (0 and 1 are the contract's cache and queue): a
 //! stack claims one with `SET NX` of a key (so parallel test binaries never share one), flushes
 //! it, and flushes it again when it stops, so no stale Celery result outlives its stack.
@@ -35,6 +36,7 @@ pub struct PythonStack {
     database_url: String,
     redis_db: u8,
     dir: tempfile::TempDir,
+    settings: Vec<(String, String)>,
 }
 
 /// The folder of the Python project.
@@ -59,6 +61,7 @@ impl PythonStack {
     pub async fn start(env: &[(&str, &str)]) -> Self {
         let venv = venv();
         let database_url = fresh_database().await;
+        install_pg_stat_statements(&database_url).await;
         let redis_db = claim_redis_db();
         let dir = tempfile::tempdir().expect("a temporary folder for the stack");
         let port = free_port();
@@ -77,13 +80,7 @@ impl PythonStack {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
         settings.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let port_arg = port.to_string();
-        let api = spawn(
-            &venv.join("bin/uvicorn"),
-            &["app.main:app", "--host", "127.0.0.1", "--port", &port_arg],
-            &settings,
-            &dir.path().join("api.log"),
-        );
+        let api = spawn_api(&settings, port, dir.path());
         let worker_name = format!("testbed-py-{}@%h", &secret[..8]);
         let worker = spawn(
             &venv.join("bin/celery"),
@@ -108,6 +105,7 @@ impl PythonStack {
             database_url,
             redis_db,
             dir,
+            settings,
         };
         stack.wait_until_ready();
         stack
@@ -126,6 +124,11 @@ impl PythonStack {
     /// The Celery broker and result backend: the test Redis with the stack's db.
     pub fn redis_url(&self) -> String {
         format!("{}/{}", redis_url(), self.redis_db)
+    }
+
+    /// Celery's queue as `--monitor-redis-queue` takes it: `<db>/celery`.
+    pub fn monitor_redis_queue(&self) -> String {
+        format!("{}/celery", self.redis_db)
     }
 
     /// The stack's Redis db number.
@@ -167,7 +170,18 @@ impl PythonStack {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut api_up = false;
         let mut worker_up = false;
+        let mut port_retries = 3;
         while !(api_up && worker_up) {
+            // The free port was taken between our probe and uvicorn's bind: another one.
+            if port_retries > 0
+                && matches!(self.api.try_wait(), Ok(Some(_)))
+                && std::fs::read_to_string(self.api_log_path())
+                    .is_ok_and(|log| log.contains("address already in use"))
+            {
+                port_retries -= 1;
+                self.port = free_port();
+                self.api = spawn_api(&self.settings, self.port, self.dir.path());
+            }
             let exited = [("uvicorn", &mut self.api), ("celery", &mut self.worker)]
                 .into_iter()
                 .find_map(|(name, child)| Some((name, child.try_wait().ok()??)));
@@ -197,7 +211,50 @@ impl Drop for PythonStack {
             stop_group(child);
         }
         release_redis_db(self.redis_db);
+        drop_database(&self.database_url);
     }
+}
+
+/// The server preloads pg_stat_statements; its view is read in a database where the extension
+/// is created, as a user who has it installed has done in theirs.
+async fn install_pg_stat_statements(url: &str) {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(url)
+        .await
+        .expect("the stack's fresh database answers");
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut db)
+        .await
+        .expect("pg_stat_statements installs (scripts/services.sh preloads it)");
+    let _ = db.close().await;
+}
+
+/// Drops the stack's database (5·10^5 seeded rows each: the test server's disk would fill up
+/// over a run of the suite), with whatever still connects to it.
+fn drop_database(url: &str) {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    let _ = Command::new("psql")
+        .arg(crate::postgres_admin_url())
+        .args([
+            "-qc",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// uvicorn on `port`, its output in `dir/api.log`.
+fn spawn_api(settings: &[(String, String)], port: u16, dir: &Path) -> Child {
+    let port = port.to_string();
+    spawn(
+        &venv().join("bin/uvicorn"),
+        &["app.main:app", "--host", "127.0.0.1", "--port", &port],
+        settings,
+        &dir.join("api.log"),
+    )
 }
 
 /// Starts `program` in a process group of its own (so that its children, celery's pool and
@@ -316,5 +373,28 @@ fn release_redis_db(db: u8) {
     };
     if redis::cmd("SELECT").arg(db).exec(&mut redis).is_ok() {
         let _ = redis::cmd("FLUSHDB").exec(&mut redis);
+    }
+}
+
+/// A Redis db of the stacks' range held by a test of its own (a Celery app of the test's), so
+/// that no stack and no other test's monitor sees its keys: flushed when claimed and when
+/// dropped.
+pub struct ClaimedRedisDb(pub u8);
+
+impl ClaimedRedisDb {
+    /// Claims the first free db, as a stack does.
+    pub fn claim() -> Self {
+        Self(claim_redis_db())
+    }
+
+    /// `redis://.../<db>` on the test Redis.
+    pub fn url(&self) -> String {
+        format!("{}/{}", redis_url(), self.0)
+    }
+}
+
+impl Drop for ClaimedRedisDb {
+    fn drop(&mut self) {
+        release_redis_db(self.0);
     }
 }

@@ -13,11 +13,12 @@ const LAYERS: &[(&str, &str)] = &[
     ("postgres", include_str!("postgres.rs")),
     ("profiles", include_str!("profiles.rs")),
     ("redis", include_str!("redis.rs")),
+    ("statements", include_str!("statements.rs")),
     ("watch", include_str!("watch.rs")),
 ];
 
 /// The files of `diagnosis/` that hold no rule.
-const NOT_LAYERS: &[&str] = &["mod", "evidence", "testing", "coverage"];
+const NOT_LAYERS: &[&str] = &["mod", "evidence", "testing", "coverage", "tasks"];
 
 /// The tables.
 const TABLES: &str = include_str!("mod.rs");

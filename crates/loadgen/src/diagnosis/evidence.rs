@@ -249,6 +249,8 @@ pub struct Evidence<'a> {
     pub cluster: Option<&'a crate::outcome::ClusterSummary>,
     /// Users stuck waiting for answers.
     pub stuck: StuckUsers,
+    /// Celery task failures from the result backend and the worker logs, most frequent first.
+    pub task_failures: Vec<super::tasks::SeenFailure>,
 }
 
 impl<'a> Evidence<'a> {
@@ -274,6 +276,10 @@ impl<'a> Evidence<'a> {
             backend: Backend::new(&outcome.backend),
             worker_logs,
             stuck: StuckUsers::of(&outcome.stats, &outcome.history),
+            task_failures: super::tasks::merged(
+                &Backend::new(&outcome.backend),
+                &outcome.task_failures,
+            ),
         }
     }
 
@@ -404,6 +410,19 @@ impl<'a> Evidence<'a> {
             pct: (fraction * 100.0).min(100.0),
             of: Trouble::Slowdown,
         })
+    }
+
+    /// The slowdown of one endpoint's steady requests (their time above the unhurried latency)
+    /// as a share of all the steady requests': what a cause inside that endpoint explains at
+    /// most.
+    pub fn endpoint_slowdown(&self, method: &str, name: &str) -> Option<Explained> {
+        let all_us = self.steady_excess_us();
+        let unhurried = self.unhurried_us();
+        let (_, endpoint) = self.stats.endpoints.iter().find(|(key, _)| {
+            key.phase == Phase::Steady && &*key.method == method && &*key.name == name
+        })?;
+        let excess_us = (endpoint.total_us as f64 - endpoint.count as f64 * unhurried).max(0.0);
+        (all_us > 0.0).then(|| self.slowdown((excess_us / all_us).min(1.0)))?
     }
 
     /// The steady requests' slowdown: their time above the unhurried latency, µs.

@@ -30,6 +30,8 @@ mod loadgen;
 mod postgres;
 mod profiles;
 mod redis;
+mod statements;
+mod tasks;
 #[cfg(test)]
 pub(crate) mod testing;
 mod watch;
@@ -213,6 +215,8 @@ pub const RULES: &[Rule] = &[
     postgres::idle_in_transaction,
     postgres::pool_exhausted,
     postgres::small_pool,
+    statements::seq_scan,
+    statements::n_plus_one,
     redis::rejected_connections,
     redis::memory_near_max,
     jobs::queue_grows,
@@ -220,6 +224,7 @@ pub const RULES: &[Rule] = &[
     jobs::failed,
     jobs::unfinished,
     jobs::unknown,
+    jobs::task_failures,
     profiles::loop_blocked,
     profiles::worker_hot,
     load::no_requests,

@@ -85,10 +85,11 @@ pub fn lock_waits(e: &Evidence<'_>) -> Vec<Finding> {
         severity: Severity::Critical,
         title: "PostgreSQL backends wait on locks".into(),
         evidence: format!(
-            "up to {peak} backends blocked, in {} of {} samples from {:.0} s; longest open transaction {longest_tx:.0} s{latency}{}",
+            "up to {peak} backends blocked, in {} of {} samples from {:.0} s; longest open transaction {longest_tx:.0} s{latency}{}{}",
             waiting.len(),
             pg.len(),
             waiting[0].0,
+            super::statements::lock_note(e),
             explained.map_or(String::new(), |share| format!("; {share}"))
         ),
         action: "Find the session holding the lock (pg_locks join pg_stat_activity, pg_blocking_pids) and shorten its transaction".into(),
@@ -282,10 +283,11 @@ pub fn pool_exhausted(e: &Evidence<'_>) -> Vec<Finding> {
                 severity: Severity::Critical,
                 title: "Requests wait for the API's database pool".into(),
                 evidence: format!(
-                    "steady-state p95 {:.0} ms while the backends of {} stayed at {ceiling} in {at_ceiling} of {} samples, all {ceiling} busy in {all_busy}; the server allows {max_connections}, no lock waits{}",
+                    "steady-state p95 {:.0} ms while the backends of {} stayed at {ceiling} in {at_ceiling} of {} samples, all {ceiling} busy in {all_busy}; the server allows {max_connections}, no lock waits{}{}",
                     e.p95_ms(),
                     pool.describe(),
                     series.len(),
+                    super::statements::time_note(e),
                     e.slowdown_share_at(&full_at)
                         .map_or(String::new(), |share| format!("; {share}"))
                 ),

@@ -74,6 +74,9 @@ pub struct RunOutcome {
     pub backend_error: Option<String>,
     /// The last log lines of watched worker containers, when jobs went wrong.
     pub worker_logs: BTreeMap<String, Vec<String>>,
+    /// The Celery task failures in the logs of watched worker containers and `--worker-log`
+    /// files, by container or file, when jobs went wrong.
+    pub task_failures: BTreeMap<String, Vec<monitor::celery::TaskFailure>>,
     /// Why the run ended early, when it was not by a stop or its run time.
     pub error: Option<String>,
     /// The workers, when the run was distributed.
@@ -99,6 +102,7 @@ impl Default for RunOutcome {
             backend: Vec::new(),
             backend_error: None,
             worker_logs: BTreeMap::new(),
+            task_failures: BTreeMap::new(),
             error: None,
             cluster: None,
         }

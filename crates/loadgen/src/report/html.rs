@@ -71,6 +71,7 @@ pub fn render(report: &Report) -> String {
     }
     jobs_table(&mut out, &report.jobs);
     failures_table(&mut out, &report.failures);
+    super::statements::html(&mut out, &report.backend);
     out.push_str("</body></html>\n");
     out
 }

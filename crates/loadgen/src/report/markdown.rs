@@ -146,6 +146,8 @@ pub fn render(report: &Report) -> String {
         );
     }
 
+    super::statements::markdown(&mut out, &report.backend);
+
     if let Some(comparison) = &report.baseline {
         comparison_section(&mut out, comparison);
     }

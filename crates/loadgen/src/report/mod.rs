@@ -15,6 +15,7 @@ pub mod junit;
 pub mod markdown;
 pub mod markup;
 pub mod open_model;
+pub mod statements;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

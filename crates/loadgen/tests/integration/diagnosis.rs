@@ -237,6 +237,13 @@ async fn a_lock_held_by_another_session_is_found() {
     let (_, analysis) = finish(handle, &config).await;
     let locks = found(&analysis, "postgres.lock_waits");
     assert!(locks.evidence.contains("blocked"), "{}", locks.evidence);
+    eprintln!("lock waits: {}", locks.evidence);
+    // The query that waited, by its normalized text: the readers' list of tasks.
+    assert!(
+        locks.evidence.contains("waiting on the lock: `SELECT") && locks.evidence.contains("tasks"),
+        "{}",
+        locks.evidence
+    );
     explains(&analysis, "postgres.lock_waits");
     assert!(
         rank(&analysis, "postgres.small_pool").is_none(),
@@ -561,8 +568,9 @@ async fn slow_job_polls_stay_apart_from_the_steady_state() {
 }
 
 /// Planted: the workers raise on audio-overlay jobs before they set the status, and complete
-/// join jobs. The finding names the type the workers fail on, with the status it stays in, and
-/// does not blame the number of workers.
+/// join jobs; the worker's log says a task raised. The finding names the type the workers fail
+/// on, the exception from the log, the status it stays in, and does not blame the number of
+/// workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() {
     let (testbed, database, queue) = planted(|c| {
@@ -617,21 +625,33 @@ async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() 
         overlay.last_statuses
     );
     let finding = found(&analysis, "jobs.unfinished");
+    // The worker's log names the task that raised: the finding says the job is never marked
+    // failed, not that workers are lacking.
     assert_eq!(
         finding.title,
-        "The workers fail on audio_overlay jobs without marking them failed"
+        "audio_overlay tasks FAILED in Celery with KeyError while the API still shows processing: nothing marks the job failed"
     );
     assert!(
-        finding.evidence.contains("last seen processing"),
+        finding.evidence.contains("last seen processing")
+            && finding
+                .evidence
+                .contains("other jobs completed on the same workers: join"),
         "{}",
         finding.evidence
     );
-    assert!(finding.action.starts_with("Not a lack of workers"));
-    // Its error line, out of the last 64 KiB of a longer file, and not the routine ones.
+    assert!(
+        finding
+            .action
+            .starts_with("The task fails and nothing marks the job failed"),
+        "{}",
+        finding.action
+    );
+    // Its error line, out of the last 64 KiB of a longer file, and not the routine ones (its
+    // quoted literal replaced, as any may be a secret).
     assert!(
         finding
             .evidence
-            .contains("raised unexpected: KeyError('audio')")
+            .contains("raised unexpected: KeyError('?')")
             && !finding.evidence.contains("succeeded"),
         "{}",
         finding.evidence

@@ -3,8 +3,9 @@
 //! variable, plus a `?sslpassword=` parameter), a Redis URL's password, an `Authorization` and
 //! an API-key header of the scenario, logged at TRACE (which prints every request's headers and
 //! the DEBUG line of each request), a step's `?password=`, `?api_key=` and `?sig=`, the host's
-//! `?password=`, and the command line of a busy process on the host the monitor watches. The
-//! web UI is grepped the same way. And a redirect to another host: what reaches it.
+//! `?password=`, the command line of a busy process on the host the monitor watches, and a
+//! literal and a comment of a query running in the watched database. The web UI is grepped the
+//! same way. And a redirect to another host: what reaches it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,45 @@ const STEP_KEY: &str = "PlantedStepKey86";
 const STEP_SIG: &str = "PlantedStepSig87";
 const HOST_PASSWORD: &str = "PlantedHostPw88";
 const ARGUMENT: &str = "PlantedArgument89";
+const SQL_LITERAL: &str = "PlantedSqlLiteral90";
+const SQL_COMMENT: &str = "PlantedSqlComment91";
+
+/// A query holding a secret as a literal and in a comment, running (asleep) in the watched
+/// database until [`SleepingQuery::cancel`]: its backend's pid.
+struct SleepingQuery {
+    pid: i32,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SleepingQuery {
+    async fn start(url: &str) -> Self {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        let task = tokio::spawn(async move {
+            let query = format!("/* {SQL_COMMENT} */ SELECT pg_sleep(60), '{SQL_LITERAL}'::text");
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(query))
+                .execute(&mut connection)
+                .await;
+        });
+        Self { pid, task }
+    }
+
+    /// Cancels the query on the server (aborting the task alone would leave it asleep there).
+    async fn cancel(self, url: &str) {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        let _: bool = sqlx::query_scalar("SELECT pg_cancel_backend($1)")
+            .bind(self.pid)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        let _ = self.task.await;
+    }
+}
 
 /// A process that burns a core, detached from the test (a child of the test would be in the
 /// test runner's process tree, never a group of its own named `yes`), so that the monitor's
@@ -76,6 +116,8 @@ fn assert_no_secret(everything: &str, password: &str) {
         STEP_SIG,
         HOST_PASSWORD,
         ARGUMENT,
+        SQL_LITERAL,
+        SQL_COMMENT,
         password,
     ] {
         if let Some(at) = everything.find(secret) {
@@ -108,6 +150,8 @@ async fn no_planted_secret_reaches_any_output() {
     redis.set_password(Some(REDIS)).unwrap();
     let host = format!("{}/?password={HOST_PASSWORD}", testbed.base_url());
     let burner = burner();
+    let admin = test_support::postgres_admin_url();
+    let sleeping = SleepingQuery::start(&admin).await;
 
     let path = |name: &str| out.path().join(name).display().to_string();
     let output = short_run(&host)
@@ -127,6 +171,7 @@ async fn no_planted_secret_reaches_any_output() {
         .await
         .unwrap();
     drop(burner);
+    sleeping.cancel(&admin).await;
     let mut everything = String::from_utf8_lossy(&output.stdout).into_owned();
     everything.push_str(&String::from_utf8_lossy(&output.stderr));
     let mut files = 0;
@@ -167,6 +212,20 @@ async fn no_planted_secret_reaches_any_output() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(path("report.json")).unwrap()).unwrap();
     assert!(burner_sampled(&report), "the burner was never sampled");
+    assert!(
+        report["backend"]
+            .as_array()
+            .is_some_and(|ticks| ticks.iter().any(|tick| {
+                tick["sources"]["postgres"]["values"]["queries"]
+                    .as_array()
+                    .is_some_and(|queries| {
+                        queries
+                            .iter()
+                            .any(|q| q["query"] == "SELECT pg_sleep(?), ?::text")
+                    })
+            })),
+        "the sleeping query was never sampled"
+    );
     assert!(
         everything.contains("Redis was not watched"),
         "no Redis finding"

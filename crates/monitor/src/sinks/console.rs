@@ -61,6 +61,24 @@ pub fn line(tick: &Tick, thresholds: &Thresholds) -> String {
                 for (list, length) in &r.lists {
                     let _ = write!(out, ", {list}={length}");
                 }
+                if r.celery.unacked > 0 {
+                    let _ = write!(out, ", {} unacked", r.celery.unacked);
+                }
+                // A task failure as it is read: the exception and where it was raised.
+                for failure in &r.celery.failures {
+                    let at = failure
+                        .frame
+                        .as_ref()
+                        .map(|f| format!(" at {}", f.short()))
+                        .unwrap_or_default();
+                    let _ = write!(
+                        out,
+                        ", {}x {} FAILED: {}{at}",
+                        failure.count,
+                        failure.short_task(),
+                        failure.exception
+                    );
+                }
             }
             Values::Host(h) => {
                 let mark =
@@ -82,18 +100,21 @@ pub fn line(tick: &Tick, thresholds: &Thresholds) -> String {
                     mark(h.net_pct, Thresholds::network)
                 );
             }
-            Values::Profiles(p) => {
-                let parts: Vec<String> = p
-                    .processes
-                    .iter()
-                    .map(|pr| format!("{} {} {} samples", pr.name, pr.pid, pr.samples))
-                    .collect();
-                out.push_str(&parts.join(", "));
-            }
+            Values::Profiles(p) => out.push_str(&profiles(p)),
         }
     }
     let _ = write!(out, " | spread {:.1} ms", tick.spread_ms);
     out
+}
+
+/// `uvicorn 4242 50 samples, celery 4250 50 samples`.
+fn profiles(p: &crate::sample::profile::ProfilesValues) -> String {
+    let parts: Vec<String> = p
+        .processes
+        .iter()
+        .map(|pr| format!("{} {} {} samples", pr.name, pr.pid, pr.samples))
+        .collect();
+    parts.join(", ")
 }
 
 /// Prints [`line`] for every tick on stdout.
@@ -116,5 +137,57 @@ impl super::Sink for Console {
             }),
             Ok(()) => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::celery::{CeleryValues, Frame, TaskFailure};
+    use crate::sample::{RedisValues, SourceReading};
+
+    #[test]
+    fn a_redis_line_names_the_celery_failures_read_in_the_tick() {
+        let redis = RedisValues {
+            celery: CeleryValues {
+                failures: vec![TaskFailure {
+                    task: "app.worker.audio_overlay".into(),
+                    exception: "PendingRollbackError".into(),
+                    frame: Some(Frame {
+                        file: "/srv/app/worker.py".into(),
+                        line: 168,
+                        function: "audio_overlay".into(),
+                    }),
+                    count: 3,
+                    ..TaskFailure::default()
+                }],
+                unacked: 2,
+                ..CeleryValues::default()
+            },
+            ..RedisValues::default()
+        };
+        let tick = Tick {
+            tick: 1,
+            timestamp: chrono::Utc::now(),
+            spread_ms: 0.0,
+            sources: [(
+                "redis".to_owned(),
+                SourceReading {
+                    at: chrono::Utc::now(),
+                    up: true,
+                    error: None,
+                    values: Some(Values::Redis(redis)),
+                    notes: Vec::new(),
+                },
+            )]
+            .into(),
+        };
+        let line = line(&tick, &Thresholds::default());
+        assert!(
+            line.contains(
+                ", 2 unacked, 3x audio_overlay FAILED: PendingRollbackError at app/worker.py:168 in `audio_overlay`"
+            ),
+            "{line}"
+        );
     }
 }

@@ -269,6 +269,12 @@ const FAMILIES: &[Family] = families![
         "Length of a watched list (a job queue)."
     ),
     (
+        "celery_unacked",
+        "monitor_celery_unacked_messages",
+        LEVEL,
+        "Messages taken by Celery workers and not acknowledged (Kombu's unacked hash)."
+    ),
+    (
         "host_cpu_pct",
         "monitor_host_cpu_ratio",
         PCT,

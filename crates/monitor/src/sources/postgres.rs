@@ -1,6 +1,11 @@
 //! PostgreSQL on one connection: client backends by state, waits by type, blocked backends,
 //! the longest query and transactions (from `pg_stat_activity`, the monitor's own backend
-//! excluded), against `max_connections`; and `pg_stat_database` deltas.
+//! excluded), against `max_connections`; and `pg_stat_database` deltas. Then the queries behind
+//! them: the running ones by normalized text, and `pg_stat_statements`' top statements with
+//! their plans ([`statements`], [`plan`]).
+
+pub mod plan;
+pub mod statements;
 
 use std::time::Instant;
 
@@ -54,6 +59,12 @@ pub struct Postgres {
     /// The connection, the server's `max_connections` and the URL's database.
     connection: Option<(PgConnection, i64, String)>,
     previous: Option<Totals>,
+    /// The statements since the watch began, kept across reconnections.
+    statements: statements::Statements,
+    /// What to say once, drained by [`Source::notes`].
+    notes: Vec<String>,
+    /// Whether reading `pg_stat_statements` failed once already (said once).
+    statements_failed: bool,
 }
 
 impl Postgres {
@@ -64,6 +75,9 @@ impl Postgres {
             scope,
             connection: None,
             previous: None,
+            statements: statements::Statements::default(),
+            notes: Vec::new(),
+            statements_failed: false,
         }
     }
 
@@ -112,6 +126,24 @@ impl Postgres {
             now.rates_since(before, &mut values);
         }
         self.previous = Some(now);
+        values.queries = statements::Statements::active(connection, all).await?;
+        // The statements are extra evidence: a server that will not give them still gives the
+        // rest.
+        match (self.statements)
+            .read(connection, &self.url, all, &mut self.notes)
+            .await
+        {
+            Ok((statements, total_ms)) => {
+                values.statements = statements;
+                values.statements_total_ms = total_ms;
+            }
+            Err(e) if !self.statements_failed => {
+                self.statements_failed = true;
+                let message = format!("cannot read pg_stat_statements: {e}");
+                self.notes.push(redact::scrub(&message, &self.url));
+            }
+            Err(_) => {}
+        }
         Ok(values)
     }
 }
@@ -226,6 +258,10 @@ impl Totals {
 impl Source for Postgres {
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     async fn read(&mut self) -> Result<Values, SourceError> {

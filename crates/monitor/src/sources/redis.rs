@@ -1,8 +1,10 @@
 //! Redis on one connection: `INFO clients`, `stats` and `memory`, and the lengths of named lists
 //! on their databases (the Celery queue: `celery` on db 1). Where each list's broker lives is
 //! checked during the run ([`queues`]), so that a queue watched in the wrong database says so.
+//! In the same databases, Celery's task results and Kombu's unacked messages ([`results`]).
 
 mod queues;
+mod results;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -71,6 +73,10 @@ pub struct Redis {
     check_every: Duration,
     next_check: Option<Instant>,
     notes: Vec<String>,
+    /// Celery's results and Kombu's unacked messages in the databases watched.
+    results: results::Results,
+    /// Whether a failed reading of the results was said.
+    results_failed: bool,
 }
 
 /// How often the databases are checked for the watched queues' broker keys.
@@ -88,6 +94,8 @@ impl Redis {
             check_every: CHECK_EVERY,
             next_check: None,
             notes: Vec::new(),
+            results: results::Results::new(),
+            results_failed: false,
         }
     }
 
@@ -208,7 +216,12 @@ impl Source for Redis {
             watch.saw_length(*length);
         }
         self.check_queues(default_db).await;
-        Ok(self.values(&info, lengths))
+        let celery = self.read_celery(default_db).await;
+        let mut values = self.values(&info, lengths);
+        if let Values::Redis(redis) = &mut values {
+            redis.celery = celery;
+        }
+        Ok(values)
     }
 }
 
@@ -233,6 +246,31 @@ impl Redis {
         };
         for (watch, check) in watches.iter_mut().zip(checks) {
             self.notes.extend(watch.judge(check));
+        }
+    }
+
+    /// Celery's results and Kombu's unacked messages in the URL's database and each watched
+    /// queue's; a failure (a server that refuses `SCAN` to this user) is said once and costs
+    /// only these values.
+    async fn read_celery(&mut self, default_db: i64) -> crate::celery::CeleryValues {
+        let Some((connection, _)) = self.connection.as_mut() else {
+            return crate::celery::CeleryValues::default();
+        };
+        let dbs: std::collections::BTreeSet<i64> = std::iter::once(default_db)
+            .chain(self.queues.iter().map(|q| q.resolved(default_db)))
+            .collect();
+        match self.results.read(connection, &dbs, default_db).await {
+            Ok((values, note)) => {
+                self.notes.extend(note);
+                values
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.results_failed, true) {
+                    let error = self.error("Celery results not read from", e);
+                    self.notes.push(error.0);
+                }
+                crate::celery::CeleryValues::default()
+            }
         }
     }
 
@@ -261,6 +299,7 @@ impl Redis {
             used_memory_bytes: number(&info, "used_memory"),
             maxmemory_bytes: number(&info, "maxmemory"),
             lists: lengths.into_iter().collect(),
+            celery: crate::celery::CeleryValues::default(),
         })
     }
 }

@@ -1,0 +1,152 @@
+//! Query-level findings on the Python reference stack (`testbed-py/`), with loadgen's monitor on
+//! the stack's own database (where the test creates `pg_stat_statements`): the unindexed query
+//! is named with its table, its column and the index to create; the N+1 loop with its calls per
+//! request of `GET /api/v1/tasks`; and a healthy stack blames no statement.
+
+use sqlx::{Connection, Executor, PgConnection};
+use test_support::PythonStack;
+
+use crate::diagnosis::{at_least_secs, finish, found, start_at};
+use crate::support::{scenario, until};
+
+/// The stack with `env` planted (bcrypt at its cheapest: the logins are not what is judged),
+/// and `pg_stat_statements` in its database.
+async fn stack(env: &[(&str, &str)]) -> PythonStack {
+    let mut env = env.to_vec();
+    env.push(("BCRYPT_ROUNDS", "4"));
+    let stack = PythonStack::start(&env).await;
+    let mut db = PgConnection::connect(stack.database_url()).await.unwrap();
+    db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .unwrap();
+    stack
+}
+
+/// Runs `scenario` with `users` against the stack, monitor on, until `requests` steady requests
+/// and 10 s: the analysis, its findings as `rule | title | evidence | action` lines, and the
+/// Markdown report.
+async fn run(
+    stack: &PythonStack,
+    scenario_file: &str,
+    users: &str,
+    requests: u64,
+) -> (loadgen::report::Analysis, String, String) {
+    let queue = format!("none-{}", uuid::Uuid::new_v4().simple());
+    let args = [
+        "-f",
+        &scenario(scenario_file),
+        "-u",
+        users,
+        "-r",
+        users,
+        "--target",
+        "p95=100ms",
+    ];
+    let (handle, config) = start_at(&stack.base_url(), stack.database_url(), &queue, &args).await;
+    until(&handle, |u| {
+        at_least_secs(u, 10) && u.second.cumulative.requests >= requests
+    })
+    .await;
+    let (outcome, analysis) = finish(handle, &config).await;
+    let markdown =
+        loadgen::report::markdown::render(&loadgen::report::Report::of_run(&config, &outcome));
+    let summary = analysis
+        .findings
+        .iter()
+        .map(|f| format!("{} | {} | {} | {}", f.rule, f.title, f.evidence, f.action))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (analysis, summary, markdown)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unindexed_query_is_named_with_its_column_and_the_index_to_create() {
+    let stack = stack(&[("PLANT_UNINDEXED_QUERY", "1")]).await;
+    let (analysis, summary, markdown) = run(&stack, "user_stats.toml", "6", 40).await;
+    eprintln!("unindexed query, findings:\n{summary}");
+    let top = &analysis.findings[0];
+    assert_eq!(top.rule, "postgres.seq_scan", "{summary}\n{}", stack.logs());
+    let scan = found(&analysis, "postgres.seq_scan");
+    assert!(
+        scan.evidence
+            .contains("`SELECT count(*) FROM file_events WHERE user_id = $1"),
+        "{summary}"
+    );
+    assert!(
+        scan.title.contains("file_events") && scan.title.contains("user_id"),
+        "{summary}"
+    );
+    assert!(
+        scan.evidence
+            .contains("run by GET /api/v1/users/me/stats ("),
+        "{summary}"
+    );
+    assert!(
+        scan.action
+            .starts_with("CREATE INDEX ON file_events (user_id, created_at)"),
+        "{summary}"
+    );
+    // The report's table shows it first, with its plan.
+    let table = markdown
+        .split("### Top statements")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no statements table in {markdown}"));
+    let first = table.lines().nth(4).unwrap_or_default();
+    assert!(
+        first.starts_with("| `SELECT count(*) FROM file_events WHERE user_id = $1")
+            && first.contains("seq scan of file_events (500000 rows; filter user_id, created_at)"),
+        "{table}"
+    );
+}
+
+/// Under `tests/scenarios/task_history.toml` (users with 12 tasks each, who list them three
+/// times as often as they read their figures), the N+1 loop is found in `GET /api/v1/tasks`,
+/// not in the other steady endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_n_plus_one_loop_is_named_with_its_calls_per_request() {
+    let stack = stack(&[("PLANT_N_PLUS_ONE", "1")]).await;
+    let (analysis, summary, _) = run(&stack, "task_history.toml", "4", 160).await;
+    eprintln!("n+1, findings:\n{summary}");
+    let top = &analysis.findings[0];
+    assert_eq!(
+        top.rule,
+        "postgres.n_plus_one",
+        "{summary}\n{}",
+        stack.logs()
+    );
+    assert!(
+        top.evidence
+            .contains("`SELECT files.original_filename FROM files WHERE files.id IN (...)`"),
+        "{summary}"
+    );
+    assert!(
+        top.title.contains("per request of GET /api/v1/tasks"),
+        "{summary}"
+    );
+    // 12 tasks on the page: 12 calls a request, give or take the requests of the seconds at
+    // either end of the window the calls are counted over (a tick and a second of the run do
+    // not end at the same instant).
+    let per_request: f64 = top
+        .title
+        .split("runs ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!((8.0..=15.0).contains(&per_request), "{summary}");
+    assert!(top.action.contains("selectinload"), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_stack_blames_no_statement() {
+    let stack = stack(&[]).await;
+    let (analysis, summary, _) = run(&stack, "user_stats.toml", "4", 40).await;
+    eprintln!("healthy, findings:\n{summary}");
+    assert!(
+        analysis
+            .findings
+            .iter()
+            .all(|f| !matches!(f.rule, "postgres.seq_scan" | "postgres.n_plus_one")),
+        "{summary}"
+    );
+}
