@@ -248,6 +248,8 @@ fn demo_config(
         }),
         host: Some(Default::default()),
         docker: None,
+        // The demo's API is the Rust testbed: no Python to profile.
+        profiles: None,
     };
     Ok(RunConfig {
         load: LoadSettings {

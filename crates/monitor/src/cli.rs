@@ -70,6 +70,10 @@ pub struct Cli {
     /// No console line per tick (the summary still prints).
     #[arg(short, long, env = "MONITOR_QUIET")]
     pub quiet: bool,
+    /// Do not sample the API's and the workers' Python processes with py-spy (on by default
+    /// wherever uvicorn, gunicorn, celery... run).
+    #[arg(long, env = "MONITOR_NO_PROFILING")]
+    pub no_profiling: bool,
 }
 
 /// `--postgres-scope`.
@@ -124,6 +128,7 @@ impl Cli {
                 disk_bps: self.disk_capacity * 1e6,
                 net_bps: self.network_capacity * 1e6 / 8.0,
             }),
+            profiles: (!self.no_profiling).then(crate::sources::profiles::Profiling::default),
         }
     }
 }
@@ -158,6 +163,17 @@ mod tests {
                 .to_string();
             assert!(error.contains(expected), "{interval}: {error}");
         }
+    }
+
+    #[test]
+    fn profiling_is_on_unless_no_profiling() {
+        let sources = |args: &[&str]| {
+            let mut all = vec!["monitor"];
+            all.extend(args);
+            Cli::try_parse_from(all).unwrap().sources()
+        };
+        assert!(sources(&[]).profiles.is_some());
+        assert!(sources(&["--no-profiling"]).profiles.is_none());
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod profile;
+
 /// One tick.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Tick {
@@ -51,6 +53,8 @@ pub enum Values {
     Redis(RedisValues),
     /// The machine.
     Host(HostValues),
+    /// The Python processes of the API and the workers, sampled by py-spy.
+    Profiles(profile::ProfilesValues),
 }
 
 /// The selected containers.
@@ -544,6 +548,29 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     "sources.*.values.processes.[].count",
     "sources.*.values.processes.[].cpu_pct",
     "sources.*.values.processes.[].memory_bytes",
+    // Profiles: code (function, file, line) and counts, never locals, arguments or commands.
+    "sources.*.values.processes.[].container",
+    "sources.*.values.processes.[].samples",
+    "sources.*.values.processes.[].stacks_left_out",
+    "sources.*.values.processes.[].threads",
+    "sources.*.values.processes.[].threads.[]",
+    "sources.*.values.processes.[].threads.[].id",
+    "sources.*.values.processes.[].threads.[].name",
+    "sources.*.values.processes.[].threads.[].samples",
+    "sources.*.values.processes.[].threads.[].active",
+    "sources.*.values.processes.[].threads.[].gil",
+    "sources.*.values.processes.[].stacks",
+    "sources.*.values.processes.[].stacks.[]",
+    "sources.*.values.processes.[].stacks.[].thread",
+    "sources.*.values.processes.[].stacks.[].active",
+    "sources.*.values.processes.[].stacks.[].gil",
+    "sources.*.values.processes.[].stacks.[].count",
+    "sources.*.values.processes.[].stacks.[].frames",
+    "sources.*.values.processes.[].stacks.[].frames.[]",
+    "sources.*.values.processes.[].stacks.[].frames.[].function",
+    "sources.*.values.processes.[].stacks.[].frames.[].file",
+    "sources.*.values.processes.[].stacks.[].frames.[].line",
+    "sources.*.values.processes.[].stacks.[].frames.[].library",
 ];
 
 /// The fields of a tick's JSON that [`ALLOWED_FIELDS`] does not list, as paths.
@@ -608,6 +635,7 @@ impl Values {
             Values::Postgres(p) => postgres_metrics(p, &mut push),
             Values::Redis(r) => redis_metrics(r, &mut push),
             Values::Host(h) => host_metrics(h, &mut push),
+            Values::Profiles(p) => profile_metrics(p, &mut push),
         }
         out
     }
@@ -777,6 +805,17 @@ fn host_metrics(h: &HostValues, push: &mut Push<'_>) {
     }
 }
 
+/// Each profiled process's samples per tick (the stacks are not figures).
+fn profile_metrics(p: &profile::ProfilesValues, push: &mut Push<'_>) {
+    for process in &p.processes {
+        let l = vec![
+            ("process", process.name.clone()),
+            ("pid", process.pid.to_string()),
+        ];
+        push("profile_samples", l, process.samples as f64);
+    }
+}
+
 impl Tick {
     /// Every figure of every source that is up, plus `<source>_up`.
     pub fn metrics(&self) -> Vec<Metric> {
@@ -853,6 +892,17 @@ mod tests {
             processes: vec![ProcessGroup::default()],
             ..Default::default()
         };
+        let profiles = profile::ProfilesValues {
+            processes: vec![profile::ProcessProfile {
+                container: Some("api".into()),
+                threads: vec![profile::ThreadProfile::default()],
+                stacks: vec![profile::StackCount {
+                    frames: vec![profile::ProfileFrame::default()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
         Tick {
             tick: 1,
             timestamp: Utc::now(),
@@ -862,6 +912,7 @@ mod tests {
                 ("postgres".to_owned(), reading(Values::Postgres(postgres))),
                 ("redis".to_owned(), reading(Values::Redis(redis))),
                 ("host".to_owned(), reading(Values::Host(host))),
+                ("profiles".to_owned(), reading(Values::Profiles(profiles))),
             ]
             .into(),
         }

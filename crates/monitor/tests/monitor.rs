@@ -17,6 +17,9 @@ use monitor::sources::redis::{Queue, Redis};
 use sqlx::{Connection, Executor, PgConnection};
 use test_support::Detached;
 
+#[path = "monitor/profiles.rs"]
+mod profiles;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

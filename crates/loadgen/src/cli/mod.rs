@@ -291,6 +291,10 @@ pub struct Cli {
     /// --ca-cert, --insecure) or a JSON Lines file it wrote.
     #[arg(long, env = "LOADGEN_MONITOR_FROM", value_name = "URL|FILE")]
     pub monitor_from: Option<String>,
+    /// Do not sample the API's and the workers' Python processes with py-spy while the
+    /// in-process monitor runs (on by default wherever uvicorn, gunicorn, celery... run).
+    #[arg(long, env = "LOADGEN_NO_PROFILING")]
+    pub no_profiling: bool,
     /// How often the live view prints.
     #[arg(long, env = "LOADGEN_STATS_INTERVAL", default_value = "2s", value_parser = common::duration::parse_positive_arg)]
     pub stats_interval: Duration,
@@ -896,12 +900,14 @@ impl Cli {
                 .clone()
                 .map(|url| (url, self.monitor_redis_queue.clone())),
             host: None,
+            profiles: None,
         };
         if sources.is_empty() {
             return Ok(None);
         }
         Ok(Some(BackendConfig::InProcess(SourcesConfig {
             host: Some(Capacity::default()),
+            profiles: (!self.no_profiling).then(monitor::sources::profiles::Profiling::default),
             ..sources
         })))
     }
@@ -952,6 +958,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("nothing is left to run"), "{error}");
+    }
+
+    /// The in-process monitor profiles the Python processes unless `--no-profiling`.
+    #[test]
+    fn profiling_is_on_with_the_monitor_unless_no_profiling() {
+        let profiles = |extra: &[&str]| {
+            let mut args = vec![
+                "loadgen",
+                "-H",
+                "http://127.0.0.1:9",
+                "--monitor-redis",
+                "redis://127.0.0.1:9",
+            ];
+            args.extend(extra);
+            match Cli::try_parse_from(args).unwrap().backend().unwrap() {
+                Some(BackendConfig::InProcess(sources)) => sources.profiles,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            profiles(&[]),
+            Some(monitor::sources::profiles::Profiling::default())
+        );
+        assert_eq!(profiles(&["--no-profiling"]), None);
     }
 
     #[test]

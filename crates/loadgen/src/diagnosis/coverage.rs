@@ -11,6 +11,7 @@ const LAYERS: &[(&str, &str)] = &[
     ("load", include_str!("load.rs")),
     ("loadgen", include_str!("loadgen.rs")),
     ("postgres", include_str!("postgres.rs")),
+    ("profiles", include_str!("profiles.rs")),
     ("redis", include_str!("redis.rs")),
     ("statements", include_str!("statements.rs")),
     ("watch", include_str!("watch.rs")),

@@ -125,6 +125,24 @@ impl<'a> Backend<'a> {
         })
     }
 
+    /// The profiled processes over the ticks at or after `since` (all when `None`), each
+    /// one's ticks merged.
+    pub fn profiles_since(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Vec<monitor::sample::profile::ProcessProfile> {
+        let readings = self
+            .ticks
+            .iter()
+            .filter(|t| since.is_none_or(|s| t.timestamp >= s))
+            .flat_map(|t| t.sources.values())
+            .filter_map(|r| match r.values.as_ref() {
+                Some(Values::Profiles(p)) => Some(p),
+                _ => None,
+            });
+        monitor::sample::profile::merge(readings.flat_map(|p| &p.processes))
+    }
+
     /// Each container's readings, by name.
     pub fn containers(&self) -> BTreeMap<&'a str, Vec<(f64, &'a ContainerValues)>> {
         let mut by_name: BTreeMap<&'a str, Vec<(f64, &'a ContainerValues)>> = BTreeMap::new();
@@ -263,6 +281,21 @@ impl<'a> Evidence<'a> {
                 &outcome.task_failures,
             ),
         }
+    }
+
+    /// When the steady state began on the wall clock: the start of the first second the run
+    /// had all its users (the ramp over); `None` without a timeline (every tick counts then).
+    pub fn steady_since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let full = self
+            .history
+            .iter()
+            .find(|row| row.users >= self.peak_users && self.peak_users > 0)?;
+        Some(chrono::DateTime::<chrono::Utc>::from(full.timestamp) - chrono::Duration::seconds(1))
+    }
+
+    /// The profiled processes over the steady state, each one's ticks merged.
+    pub fn steady_profiles(&self) -> Vec<monitor::sample::profile::ProcessProfile> {
+        self.backend.profiles_since(self.steady_since())
     }
 
     /// Requests of the whole run, start-up and steady.

@@ -28,6 +28,7 @@ mod jobs;
 mod load;
 mod loadgen;
 mod postgres;
+mod profiles;
 mod redis;
 mod statements;
 mod tasks;
@@ -224,6 +225,8 @@ pub const RULES: &[Rule] = &[
     jobs::unfinished,
     jobs::unknown,
     jobs::task_failures,
+    profiles::loop_blocked,
+    profiles::worker_hot,
     load::no_requests,
     load::over_capacity,
     load::stuck_users,

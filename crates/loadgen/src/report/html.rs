@@ -58,6 +58,7 @@ pub fn render(report: &Report) -> String {
     findings_list(&mut out, &report.analysis);
     targets_list(&mut out, &report.analysis);
     charts(&mut out, report);
+    flame_graphs(&mut out, report);
     out.push_str("<h2>Steady state</h2>\n");
     table(&mut out, &report.steady, &report.steady_total);
     if !report.startup.is_empty() {
@@ -217,11 +218,71 @@ fn series(lines: Lines) -> Vec<Series> {
         .collect()
 }
 
-/// The charts alone (the web UI's Charts tab draws the same ones as the report).
+/// The charts alone (the web UI's Charts tab draws the same ones as the report), with a link
+/// to each profiled process's flame graph (served at `api/profiles/{pid}/flamegraph.svg`).
 pub fn charts_section(report: &Report) -> String {
     let mut out = String::new();
     charts(&mut out, report);
+    let drawn: Vec<_> = report
+        .analysis
+        .profiles
+        .iter()
+        .filter(|p| !super::flamegraph::collapsed(p).is_empty())
+        .collect();
+    if !drawn.is_empty() {
+        out.push_str("<h2>Flame graphs (steady state)</h2>\n<ul>\n");
+        for p in drawn {
+            let _ = writeln!(
+                out,
+                "<li><a href=\"api/profiles/{pid}/flamegraph.svg\" target=\"_blank\">{} \
+                 (pid {pid}, {} samples)</a></li>",
+                escape(&p.name),
+                p.samples,
+                pid = p.pid,
+            );
+        }
+        out.push_str("</ul>\n");
+    }
     out
+}
+
+/// Each profiled process's flame graph, in a frame of its own: inferno's SVG carries its own
+/// script (zoom, search) and ids, which two graphs inlined in one page would share.
+fn flame_graphs(out: &mut String, report: &Report) {
+    use base64::Engine;
+    let graphs: Vec<(&monitor::sample::profile::ProcessProfile, String)> = report
+        .analysis
+        .profiles
+        .iter()
+        .filter_map(|p| Some((p, super::flamegraph::svg(p)?)))
+        .collect();
+    if graphs.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Flame graphs (steady state)</h2>\n");
+    for (p, svg) in graphs {
+        let height = svg
+            .split("height=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|h| h.parse::<u32>().ok())
+            .unwrap_or(400);
+        let _ = writeln!(
+            out,
+            "<h3>{} (pid {}{}), {} samples</h3>\n<iframe class=\"flamegraph\" \
+             style=\"width:100%;border:0\" height=\"{}\" \
+             src=\"data:image/svg+xml;base64,{}\"></iframe>",
+            escape(&p.name),
+            p.pid,
+            p.container
+                .as_deref()
+                .map(|c| format!(", container {}", escape(c)))
+                .unwrap_or_default(),
+            p.samples,
+            height + 10,
+            base64::engine::general_purpose::STANDARD.encode(svg)
+        );
+    }
 }
 
 /// The load's charts, then the backend's on the same time axis.
@@ -400,6 +461,8 @@ impl BackendLines {
                     .or_default()
                     .push((x, v.memory_pct));
             }
+            // Stacks are no time series: the flame graphs show them.
+            Values::Profiles(_) => {}
         }
     }
 }

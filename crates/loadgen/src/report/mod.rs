@@ -7,6 +7,7 @@ pub mod charts;
 pub mod console;
 pub mod csv;
 pub mod files;
+pub mod flamegraph;
 #[cfg(test)]
 mod golden;
 pub mod html;
@@ -49,6 +50,10 @@ pub struct Analysis {
     /// Findings about the stack: each cause followed by its symptoms, in the order to read
     /// them.
     pub findings: Vec<Finding>,
+    /// The Python processes profiled over the steady state (what the flame graphs draw); the
+    /// JSON report has them per tick in `backend` already.
+    #[serde(skip)]
+    pub profiles: Vec<monitor::sample::profile::ProcessProfile>,
 }
 
 impl Analysis {
@@ -65,11 +70,14 @@ impl Analysis {
         );
         let evidence = Evidence::new(outcome, targets, &verdicts, outcome.worker_logs.clone());
         let diagnosis::Diagnosis { validity, findings } = diagnosis::diagnose(&evidence);
+        let profiles = evidence.steady_profiles();
+        drop(evidence);
         Self {
             targets: *targets,
             verdicts,
             validity,
             findings,
+            profiles,
         }
     }
 

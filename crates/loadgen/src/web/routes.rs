@@ -48,6 +48,7 @@ pub fn router(state: AppState, credentials: Credentials, allowed: AllowedHosts) 
         .route("/api/stop", post(stop))
         .route("/api/reset", post(reset))
         .route("/api/charts", get(charts))
+        .route("/api/profiles/{pid}/flamegraph.svg", get(flame_graph))
         .route("/api/logs", get(|| async { Json(super::logs::recent()) }))
         .route("/api/report.json", get(report_json))
         .route("/api/report.html", get(report_html))
@@ -328,6 +329,30 @@ async fn capacity_report(State(state): State<AppState>) -> Response {
 async fn charts(State(state): State<AppState>) -> Html<String> {
     let report = state.session.lock().await.report().await;
     Html(report.map_or_else(String::new, |r| report::html::charts_section(&r)))
+}
+
+/// The flame graph of a process profiled in the current run, over its steady state.
+async fn flame_graph(
+    State(state): State<AppState>,
+    axum::extract::Path(pid): axum::extract::Path<u32>,
+) -> Response {
+    let Some(report) = state.session.lock().await.report().await else {
+        return no_run_yet();
+    };
+    let svg = report
+        .analysis
+        .profiles
+        .iter()
+        .find(|p| p.pid == pid)
+        .and_then(report::flamegraph::svg);
+    match svg {
+        Some(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no profile of process {pid} in this run"),
+        )
+            .into_response(),
+    }
 }
 
 async fn report_json(State(state): State<AppState>) -> Response {

@@ -32,6 +32,7 @@ mod loopback;
 mod master_guard;
 mod open_model;
 mod polls;
+mod profiles;
 mod python_postgres;
 mod python_stack;
 mod report;

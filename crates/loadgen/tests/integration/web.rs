@@ -463,6 +463,7 @@ async fn nothing_the_ui_serves_contains_a_monitor_password() {
         "/exceptions/csv",
         "/api/stats",
         "/api/charts",
+        "/api/profiles/1/flamegraph.svg",
         "/api/logs",
         "/api/report.json",
         "/api/report.html",

@@ -100,10 +100,21 @@ pub fn line(tick: &Tick, thresholds: &Thresholds) -> String {
                     mark(h.net_pct, Thresholds::network)
                 );
             }
+            Values::Profiles(p) => out.push_str(&profiles(p)),
         }
     }
     let _ = write!(out, " | spread {:.1} ms", tick.spread_ms);
     out
+}
+
+/// `uvicorn 4242 50 samples, celery 4250 50 samples`.
+fn profiles(p: &crate::sample::profile::ProfilesValues) -> String {
+    let parts: Vec<String> = p
+        .processes
+        .iter()
+        .map(|pr| format!("{} {} {} samples", pr.name, pr.pid, pr.samples))
+        .collect();
+    parts.join(", ")
 }
 
 /// Prints [`line`] for every tick on stdout.

@@ -2,8 +2,8 @@
 //! a share of a capacity the user sets (no portable way to read a link's or a disk's speed);
 //! and who uses it, as process trees read from `/proc` (the modules below).
 
-mod groups;
-mod proc_fs;
+pub(crate) mod groups;
+pub(crate) mod proc_fs;
 mod processes;
 pub mod programs;
 

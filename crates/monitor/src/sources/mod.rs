@@ -5,6 +5,7 @@
 pub mod docker;
 pub mod host;
 pub mod postgres;
+pub mod profiles;
 pub mod redis;
 
 use crate::source::Source;
@@ -20,6 +21,8 @@ pub struct SourcesConfig {
     pub redis: Option<(String, Vec<redis::Queue>)>,
     /// The host, with the capacities its disk and network rates are judged against.
     pub host: Option<host::Capacity>,
+    /// The API's and the workers' Python processes, sampled with py-spy.
+    pub profiles: Option<profiles::Profiling>,
 }
 
 impl SourcesConfig {
@@ -29,9 +32,10 @@ impl SourcesConfig {
             && self.postgres.is_none()
             && self.redis.is_none()
             && self.host.is_none()
+            && self.profiles.is_none()
     }
 
-    /// The sources, in a fixed order (docker, postgres, redis, host).
+    /// The sources, in a fixed order (docker, postgres, redis, host, profiles).
     pub fn build(&self) -> Vec<Box<dyn Source>> {
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
         if let Some(selector) = &self.docker {
@@ -45,6 +49,9 @@ impl SourcesConfig {
         }
         if let Some(capacity) = self.host {
             sources.push(Box::new(host::Host::new(capacity)));
+        }
+        if let Some(profiling) = self.profiles {
+            sources.push(Box::new(profiles::Profiles::new(profiling)));
         }
         sources
     }
