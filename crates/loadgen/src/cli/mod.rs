@@ -907,7 +907,16 @@ impl Cli {
         }
         Ok(Some(BackendConfig::InProcess(SourcesConfig {
             host: Some(Capacity::default()),
-            profiles: (!self.no_profiling).then(monitor::sources::profiles::Profiling::default),
+            profiles: (!self.no_profiling).then(|| monitor::sources::profiles::Profiling {
+                // The API under load is the one serving the host's port, when it is on this
+                // machine: not another stack's uvicorn beside it.
+                api_port: self
+                    .host
+                    .as_deref()
+                    .and_then(|host| url::Url::parse(host).ok())
+                    .and_then(|url| url.port_or_known_default()),
+                ..Default::default()
+            }),
             ..sources
         })))
     }
@@ -978,9 +987,11 @@ mod tests {
             }
         };
         assert_eq!(
-            profiles(&[]),
-            Some(monitor::sources::profiles::Profiling::default())
+            profiles(&[]).map(|p| p.rate_hz),
+            Some(monitor::sources::profiles::Profiling::default().rate_hz)
         );
+        // The API profiled is the one serving the host's port.
+        assert_eq!(profiles(&[]).and_then(|p| p.api_port), Some(9));
         assert_eq!(profiles(&["--no-profiling"]), None);
     }
 

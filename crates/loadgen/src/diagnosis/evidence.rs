@@ -131,10 +131,21 @@ impl<'a> Backend<'a> {
         &self,
         since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Vec<monitor::sample::profile::ProcessProfile> {
+        self.profiles_between(since, None)
+    }
+
+    /// The profiled processes over the ticks at or after `since` and before `until` (either
+    /// end open when `None`), each one's ticks merged.
+    pub fn profiles_between(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Vec<monitor::sample::profile::ProcessProfile> {
         let readings = self
             .ticks
             .iter()
             .filter(|t| since.is_none_or(|s| t.timestamp >= s))
+            .filter(|t| until.is_none_or(|u| t.timestamp < u))
             .flat_map(|t| t.sources.values())
             .filter_map(|r| match r.values.as_ref() {
                 Some(Values::Profiles(p)) => Some(p),
@@ -296,6 +307,15 @@ impl<'a> Evidence<'a> {
     /// The profiled processes over the steady state, each one's ticks merged.
     pub fn steady_profiles(&self) -> Vec<monitor::sample::profile::ProcessProfile> {
         self.backend.profiles_since(self.steady_since())
+    }
+
+    /// The profiled processes while the users ramped up, before the steady state (none when
+    /// the run never reached it): where the start-up requests' work shows.
+    pub fn ramp_profiles(&self) -> Vec<monitor::sample::profile::ProcessProfile> {
+        match self.steady_since() {
+            Some(steady) => self.backend.profiles_between(None, Some(steady)),
+            None => Vec::new(),
+        }
     }
 
     /// Requests of the whole run, start-up and steady.

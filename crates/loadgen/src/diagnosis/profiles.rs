@@ -23,34 +23,43 @@ const MIN_SAMPLES: u64 = 50;
 
 /// The API's event loop thread spent a large share of its samples in one application function
 /// while the API fell behind: the requests queued behind that code.
+/// Judged on the steady state while the API falls behind; else on the ramp-up while the
+/// start-up requests (register, login) are costly: a handler that hashes on the loop shows
+/// while the users sign in, which a run with a ramp keeps out of its steady state.
 pub fn loop_blocked(e: &Evidence<'_>) -> Vec<Finding> {
-    if !e.strained() {
-        return Vec::new();
-    }
-    let profiles = e.steady_profiles();
-    let Some((p, thread, hot)) = profiles
-        .iter()
-        .filter(|p| p.role == ProcessRole::Api)
-        .filter_map(|p| {
-            let thread = loop_thread(p)?;
-            let samples = p.thread(thread).map_or(0, |t| t.samples);
-            let stacks = p.stacks.iter().filter(|s| s.thread == thread);
-            let hot = Hot::of(stacks, samples)?;
-            Some((p, thread, hot))
-        })
-        .max_by(|a, b| a.2.share_pct().total_cmp(&b.2.share_pct()))
-    else {
-        return Vec::new();
+    let steady = if e.strained() {
+        hot_loop(&e.steady_profiles())
+    } else {
+        None
     };
-    if hot.share_pct() < LOOP_SHARE_PCT {
-        return Vec::new();
-    }
+    let (window, waited, (p, thread, hot)) = match steady {
+        Some(found) => (
+            "",
+            format!(
+                "while requests queued behind it (steady-state p95 {:.0} ms)",
+                e.p95_ms()
+            ),
+            found,
+        ),
+        None if costly_startup(e) => match hot_loop(&e.ramp_profiles()) {
+            Some(found) => (
+                " while the users started (register, log in)",
+                "while the other requests waited behind it".to_owned(),
+                found,
+            ),
+            None => return Vec::new(),
+        },
+        None => return Vec::new(),
+    };
+    let p = &p;
     let thread_name = p
         .thread(thread)
         .map(|t| t.name.clone())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| format!("thread {thread}"));
-    let severity = if hot.share_pct() >= 50.0 {
+    // On the ramp it fires only beside costly start-up requests, which it makes everyone wait
+    // for: as grave as the start-up finding it explains.
+    let severity = if hot.share_pct() >= 50.0 || !window.is_empty() {
         Severity::Critical
     } else {
         Severity::Warning
@@ -81,14 +90,13 @@ pub fn loop_blocked(e: &Evidence<'_>) -> Vec<Finding> {
             severity,
             title,
             format!(
-                "the event loop thread ({thread_name} of {} pid {}) spent {:.0} % of its {} \
-                 samples {}, while requests queued behind it (steady-state p95 {:.0} ms)",
+                "the event loop thread ({thread_name} of {} pid {}){window} spent {:.0} % of its \
+                 {} samples {}, {waited}",
                 p.name,
                 p.pid,
                 hot.share_pct(),
                 hot.of,
                 hot.describe(),
-                e.p95_ms()
             ),
             action,
         )
@@ -102,6 +110,32 @@ pub fn loop_blocked(e: &Evidence<'_>) -> Vec<Finding> {
             "load.costly_startup",
         ]),
     ]
+}
+
+/// The API process whose event loop thread spent the largest share (at least
+/// [`LOOP_SHARE_PCT`]) of its samples in one application function: the process, the thread and
+/// the function.
+fn hot_loop(profiles: &[ProcessProfile]) -> Option<(ProcessProfile, u64, Hot)> {
+    profiles
+        .iter()
+        .filter(|p| p.role == ProcessRole::Api)
+        .filter_map(|p| {
+            let thread = loop_thread(p)?;
+            let samples = p.thread(thread).map_or(0, |t| t.samples);
+            let stacks = p.stacks.iter().filter(|s| s.thread == thread);
+            let hot = Hot::of(stacks, samples)?;
+            Some((p.clone(), thread, hot))
+        })
+        .max_by(|a, b| a.2.share_pct().total_cmp(&b.2.share_pct()))
+        .filter(|(_, _, hot)| hot.share_pct() >= LOOP_SHARE_PCT)
+}
+
+/// Start-up requests averaging above the average target (as `load.costly_startup` judges).
+fn costly_startup(e: &Evidence<'_>) -> bool {
+    e.stats
+        .endpoints
+        .iter()
+        .any(|(k, s)| k.phase == crate::stats::Phase::Startup && s.average_ms() > e.targets.avg_ms)
 }
 
 /// A worker busy in application code most of the time: the function where its job time goes,
@@ -397,6 +431,36 @@ mod tests {
             f.evidence
         );
         assert!(f.cause_of.contains(&"host.one_core_saturated"));
+    }
+
+    #[test]
+    fn hashing_on_the_loop_while_the_users_sign_in_is_named_from_the_ramp() {
+        // Five seconds of ramp-up with the loop hashing the logins, then a fast steady state
+        // with an idle loop: judged on the ramp, since the start-up requests were costly.
+        let mut run = outcome(&[2, 4, 6, 8, 10, 10, 10, 10, 10, 10], &[20; 10], 10, &[]);
+        let login = crate::diagnosis::testing::login(&mut run);
+        for _ in 0..20 {
+            login.record(900_000, 10, Some(200), false);
+        }
+        let backend = ticks(10, |i| {
+            let hot = if i < 4 { 80 } else { 0 };
+            vec![("profiles", api_second(&hashing(), hot, true))]
+        });
+        let found = with_evidence(&run, &backend, loop_blocked);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].severity, Severity::Critical);
+        assert!(
+            found[0].evidence.contains(
+                "(MainThread of uvicorn pid 42) while the users started (register, log in) \
+                 spent 80 % of its 300 samples in `hash_password` (app/auth.py:21)"
+            ),
+            "{}",
+            found[0].evidence
+        );
+        // Cheap start-up requests: the ramp is not judged.
+        let mut cheap = outcome(&[2, 4, 6, 8, 10, 10, 10, 10, 10, 10], &[20; 10], 10, &[]);
+        crate::diagnosis::testing::login(&mut cheap).record(20_000, 10, Some(200), false);
+        assert!(with_evidence(&cheap, &backend, loop_blocked).is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! A flame graph of each profiled Python process over the steady state, drawn by inferno (the
+//! A flame graph of each profiled Python process over the whole run, drawn by inferno (the
 //! flame-graph writer py-spy itself uses): one root per thread, a frame per function with its
 //! file and line, widths in samples. Off-CPU samples are kept where application code waits (a
 //! sync sleep on the event loop is the trouble), left out where only library code idles (an
@@ -52,7 +52,7 @@ pub fn svg(p: &ProcessProfile) -> Option<String> {
         return None;
     }
     let mut options = inferno::flamegraph::Options::default();
-    options.title = format!("{} (pid {}), steady state", p.name, p.pid);
+    options.title = format!("{} (pid {}), the whole run", p.name, p.pid);
     options.count_name = "samples".into();
     // The same profile gives the same picture (colours from names, not at random).
     options.hash = true;
@@ -137,6 +137,6 @@ mod tests {
             svg.starts_with("<?xml") && svg.contains("hash_password"),
             "{svg}"
         );
-        assert!(svg.contains("uvicorn (pid 9), steady state"));
+        assert!(svg.contains("uvicorn (pid 9), the whole run"));
     }
 }

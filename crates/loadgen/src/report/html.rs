@@ -230,7 +230,7 @@ pub fn charts_section(report: &Report) -> String {
         .filter(|p| !super::flamegraph::collapsed(p).is_empty())
         .collect();
     if !drawn.is_empty() {
-        out.push_str("<h2>Flame graphs (steady state)</h2>\n<ul>\n");
+        out.push_str("<h2>Flame graphs (the whole run)</h2>\n<ul>\n");
         for p in drawn {
             let _ = writeln!(
                 out,
@@ -259,7 +259,7 @@ fn flame_graphs(out: &mut String, report: &Report) {
     if graphs.is_empty() {
         return;
     }
-    out.push_str("<h2>Flame graphs (steady state)</h2>\n");
+    out.push_str("<h2>Flame graphs (the whole run)</h2>\n");
     for (p, svg) in graphs {
         let height = svg
             .split("height=\"")

@@ -50,7 +50,7 @@ pub struct Analysis {
     /// Findings about the stack: each cause followed by its symptoms, in the order to read
     /// them.
     pub findings: Vec<Finding>,
-    /// The Python processes profiled over the steady state (what the flame graphs draw); the
+    /// The Python processes profiled over the whole run (what the flame graphs draw); the
     /// JSON report has them per tick in `backend` already.
     #[serde(skip)]
     pub profiles: Vec<monitor::sample::profile::ProcessProfile>,
@@ -70,7 +70,9 @@ impl Analysis {
         );
         let evidence = Evidence::new(outcome, targets, &verdicts, outcome.worker_logs.clone());
         let diagnosis::Diagnosis { validity, findings } = diagnosis::diagnose(&evidence);
-        let profiles = evidence.steady_profiles();
+        // The whole run's: a flame graph shows all the process did, start-up included (the
+        // findings judge their own windows).
+        let profiles = evidence.backend.profiles_since(None);
         drop(evidence);
         Self {
             targets: *targets,

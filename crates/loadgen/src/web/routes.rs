@@ -331,7 +331,7 @@ async fn charts(State(state): State<AppState>) -> Html<String> {
     Html(report.map_or_else(String::new, |r| report::html::charts_section(&r)))
 }
 
-/// The flame graph of a process profiled in the current run, over its steady state.
+/// The flame graph of a process profiled in the current run, over the whole run.
 async fn flame_graph(
     State(state): State<AppState>,
     axum::extract::Path(pid): axum::extract::Path<u32>,

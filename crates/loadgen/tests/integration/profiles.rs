@@ -126,7 +126,7 @@ async fn bcrypt_on_the_event_loop_is_named_with_its_file_line_and_caller() {
     assert!(before.is_empty(), "ranked before it: {before:?}");
     // The HTML report draws uvicorn's flame graph, with the planted function in it.
     let graphs = flame_graphs(&html);
-    let title = format!("uvicorn (pid {}), steady state", stack.api_pid());
+    let title = format!("uvicorn (pid {}), the whole run", stack.api_pid());
     assert!(
         graphs
             .iter()

@@ -14,6 +14,7 @@
 //! process through its host pid. Built without libunwind (`default-features = false`): Python
 //! frames only, which is what the findings quote.
 
+mod listening;
 mod paths;
 mod sampler;
 
@@ -40,6 +41,11 @@ pub struct Profiling {
     pub rate_hz: u32,
     /// Stacks kept per process and tick, the most seen first.
     pub top_stacks: usize,
+    /// The port the load goes to: when an API process on this host listens on it, only the
+    /// API processes that serve it are profiled (another stack's uvicorn on the same host is
+    /// not the target). `None`, or no process of this host's network listening on it (an API
+    /// in a container, behind a published port): every API process found.
+    pub api_port: Option<u16>,
 }
 
 impl Default for Profiling {
@@ -47,6 +53,7 @@ impl Default for Profiling {
         Self {
             rate_hz: 50,
             top_stacks: 40,
+            api_port: None,
         }
     }
 }
@@ -172,9 +179,25 @@ impl State {
         let alive: HashSet<Key> = records.iter().map(|r| r.key).collect();
         self.profiled.retain(|key, _| alive.contains(key));
         self.skipped.retain(|key| alive.contains(key));
-        for (record, name, role) in stack_python(records, &self.programs, self.own_pid) {
+        let found = stack_python(records, &self.programs, self.own_pid);
+        let serving = self
+            .profiling
+            .api_port
+            .map(listening::serving)
+            .unwrap_or_default();
+        // A process serves the port when it, or the process that started it (uvicorn's and
+        // gunicorn's workers inherit the listening socket), holds the socket.
+        let serves = |r: &Record| serving.contains(&r.key.pid) || serving.contains(&r.ppid);
+        let any_serves = found
+            .iter()
+            .any(|(r, _, role)| *role == ProcessRole::Api && serves(r));
+        for (record, name, role) in found {
             let key = record.key;
             if self.profiled.contains_key(&key) || self.skipped.contains(&key) {
+                continue;
+            }
+            if role == ProcessRole::Api && any_serves && !serves(record) {
+                self.skipped.insert(key);
                 continue;
             }
             let pid = key.pid;
