@@ -366,6 +366,14 @@ fn followed_endpoint<'s>(
 
 /// One `SELECT` run 5 times or more per request of the endpoint whose requests its calls
 /// follow best (100 calls at least): a query in a loop over the rows of another (N+1).
+/// Whether `s` ran about once per request of the whole run, whatever the endpoint: the
+/// lookup an authenticated API makes for every request (the user behind the token), which
+/// follows its busiest endpoint as well as that endpoint's own queries do.
+fn once_per_request(e: &Evidence<'_>, s: &Statement) -> bool {
+    let requests = e.total_requests();
+    requests > 0 && (0.8..=1.3).contains(&(s.calls as f64 / requests as f64))
+}
+
 pub fn n_plus_one(e: &Evidence<'_>) -> Vec<Finding> {
     let Some((statements, total_ms)) = last_statements(e) else {
         return Vec::new();
@@ -376,6 +384,7 @@ pub fn n_plus_one(e: &Evidence<'_>) -> Vec<Finding> {
         .iter()
         .filter(|s| s.calls >= N_PLUS_ONE_MIN_CALLS)
         .filter(|s| monitor::sql::first_keyword(&s.query).as_deref() == Some("SELECT"))
+        .filter(|s| !once_per_request(e, s))
         .filter_map(|s| {
             let caller = followed_endpoint(&call_intervals(&pg, &s.query), &seconds)?;
             (caller.per_request() >= N_PLUS_ONE_PER_REQUEST).then_some((s, caller))
@@ -657,6 +666,90 @@ mod tests {
             found[0].title
         );
         assert!(found[0].evidence.contains("SELECT name FROM files"));
+    }
+
+    #[test]
+    fn a_lookup_made_once_per_request_of_any_endpoint_is_no_loop() {
+        // The user behind the token, read once per request of either endpoint; GET
+        // /api/v1/tasks about 5 times as often as GET /api/v1/files, both varying together, so
+        // that the lookup follows GET /api/v1/files at 6 calls per request of it.
+        let files = [4u64, 9, 3, 8, 5, 10, 6, 7, 4, 9];
+        let tasks: Vec<u64> = files
+            .iter()
+            .enumerate()
+            .map(|(i, n)| 5 * n + (i as u64 % 3))
+            .collect();
+        let mut run = outcome(&[5; 10], &[0; 10], 900, &[]);
+        for (i, row) in run.history.iter_mut().enumerate() {
+            let mut seconds = endpoints(files[i]);
+            seconds[1].requests = tasks[i];
+            row.endpoints = seconds;
+        }
+        for (name, count) in [
+            ("/api/v1/files", files.iter().sum::<u64>()),
+            ("/api/v1/tasks", tasks.iter().sum::<u64>()),
+        ] {
+            let stats = run
+                .stats
+                .endpoints
+                .entry(crate::stats::Key {
+                    phase: Phase::Steady,
+                    method: "GET".into(),
+                    name: name.into(),
+                })
+                .or_default();
+            for _ in 0..count {
+                stats.record(10_000, 10, Some(200), false);
+            }
+        }
+        let backend = ticks(10, |i| {
+            let calls = (0..=i).map(|s| files[s] + tasks[s]).sum::<u64>() as i64;
+            vec![postgres(move |p| {
+                p.statements = vec![Statement {
+                    queryid: 5,
+                    query: "SELECT * FROM users WHERE users.id = $1".into(),
+                    calls,
+                    total_ms: 10.0,
+                    mean_ms: 0.04,
+                    ..Default::default()
+                }];
+            })]
+        });
+        let found = with_evidence(&run, &backend, n_plus_one);
+        assert!(found.is_empty(), "{found:#?}");
+        // The guard itself: about one call per request of the run is a lookup; 12 per request
+        // of GET /api/v1/files (about 2 per request of the run) is not.
+        let judged = |calls: i64| -> super::super::Rule {
+            match calls {
+                330 => |e| marker(once_per_request(e, &called(330))),
+                _ => |e| marker(once_per_request(e, &called(780))),
+            }
+        };
+        assert_eq!(with_evidence(&run, &[], judged(330)).len(), 1, "a lookup");
+        assert!(with_evidence(&run, &[], judged(780)).is_empty(), "a loop");
+    }
+
+    fn called(calls: i64) -> Statement {
+        Statement {
+            calls,
+            ..Default::default()
+        }
+    }
+
+    /// One finding when `yes`: what a predicate said, through a rule.
+    fn marker(yes: bool) -> Vec<Finding> {
+        if yes {
+            vec![Finding::new(
+                "test",
+                Layer::Postgres,
+                Severity::Info,
+                "",
+                "",
+                "",
+            )]
+        } else {
+            Vec::new()
+        }
     }
 
     #[test]
