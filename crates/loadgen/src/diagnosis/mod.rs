@@ -280,13 +280,20 @@ fn rank(found: Vec<Finding>) -> Vec<Finding> {
             .then(i.cmp(j))
     });
     let mut pending: Vec<Finding> = pending.into_iter().map(|(_, f)| f).collect();
+    // Two findings that name each other as symptoms (a queue that grows because jobs never
+    // finish, and jobs that never finish behind the queue) explain neither: the first of them
+    // in rank order is the cause, not some unrelated finding further down.
     let explained = |f: &Finding, all: &[Finding]| {
-        all.iter()
-            .any(|cause| cause.rule != f.rule && cause.cause_of.contains(&f.rule))
+        all.iter().any(|cause| {
+            cause.rule != f.rule
+                && cause.cause_of.contains(&f.rule)
+                && !f.cause_of.contains(&cause.rule)
+        })
     };
     let mut ranked = Vec::with_capacity(pending.len());
     while !pending.is_empty() {
-        // The first cause that nothing left explains; in a cycle of causes, the first of all.
+        // The first cause that nothing left explains; in a longer cycle of causes, the first
+        // of all.
         let root = pending
             .iter()
             .position(|f| !explained(f, &pending))
@@ -412,6 +419,35 @@ mod tests {
                 ("api.slow", None),
             ],
             "CRITICAL before WARNING always, then the share; the symptom under its cause"
+        );
+    }
+
+    #[test]
+    fn two_findings_that_explain_each_other_rank_by_severity_not_below_a_minor_one() {
+        let found = vec![
+            finding("jobs.unknown", Layer::Jobs, Severity::Info, &[], None),
+            finding(
+                "jobs.unfinished",
+                Layer::Jobs,
+                Severity::Critical,
+                &["jobs.queue_grows"],
+                Some(90.0),
+            ),
+            finding(
+                "jobs.queue_grows",
+                Layer::Jobs,
+                Severity::Critical,
+                &["jobs.unfinished"],
+                None,
+            ),
+        ];
+        assert_eq!(
+            order(found),
+            [
+                ("jobs.unfinished", None),
+                ("jobs.queue_grows", Some("jobs.unfinished")),
+                ("jobs.unknown", None),
+            ]
         );
     }
 

@@ -21,10 +21,6 @@ use crate::diagnosis::planted;
 use crate::loopback;
 use crate::support::scenario;
 
-/// Held by the cases that keep a core busy (the hashing loop, the generator at its limit) and
-/// by the pool's, whose judged seconds a starved generator would void: one at a time.
-static ONE_CORE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Runs `loadgen capacity -H host -f scenario --threads 1 ARGS` as the command line does,
 /// without its console; returns the report and its JSON.
 async fn capacity(host: &str, scenario: &str, args: &[&str]) -> (CapacityReport, Value) {
@@ -114,7 +110,7 @@ fn knee_cause(report: &CapacityReport) -> Option<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_of_two_held_100_ms_a_request_takes_about_20_per_second_and_is_named() {
-    let _core = ONE_CORE.lock().await;
+    let _core = crate::support::HEAVY.lock().await;
     let (testbed, database, _) = planted(|c| {
         c.db_pool = 2;
         c.slow = vec!["/api/v1/tasks:100".parse().unwrap()];
@@ -194,7 +190,7 @@ async fn logins_per_sec(base_url: &str, username: &str, times: u32) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashing_on_the_one_event_loop_takes_the_logins_it_hashes_and_names_the_one_core() {
-    let _core = ONE_CORE.lock().await;
+    let _core = crate::support::HEAVY.lock().await;
     // A process of its own, as an API beside loadgen is: the host's monitor tells its CPU
     // from the generator's.
     let testbed =
@@ -404,7 +400,7 @@ async fn instant_server() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_beyond_what_the_generator_sends_is_the_generators_limit() {
-    let _core = ONE_CORE.lock().await;
+    let _core = crate::support::HEAVY.lock().await;
     let host = instant_server().await;
     let dir = tempfile::tempdir().unwrap();
     let file = loopback::scenario(

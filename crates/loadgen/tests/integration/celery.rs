@@ -94,6 +94,7 @@ fn celery_of(ticks: &[monitor::sample::Tick]) -> (Vec<monitor::celery::TaskFailu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_celery_task_failing_in_its_error_handler_is_named_with_its_frame() {
+    let _heavy = crate::support::HEAVY.lock().await;
     // A db of its own, held as the Python stacks hold theirs: another test's monitor watching
     // db 0 or 1 would count this app's failures as its own.
     let db = test_support::python_stack::ClaimedRedisDb::claim();
@@ -304,6 +305,7 @@ async fn run_on(
 /// handling in the top jobs finding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_stacks_failing_error_handler_is_named_with_its_line() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = test_support::PythonStack::start(&[
         ("PLANT_FAILING_ERROR_HANDLER", "1"),
         ("BCRYPT_ROUNDS", "10"),
@@ -375,6 +377,7 @@ async fn the_python_stacks_failing_error_handler_is_named_with_its_line() {
 /// container, with its frame, and no secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_containers_log_gives_the_same_failure() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let captured = include_str!("../../../monitor/src/celery/testdata/worker.log");
     let worker = test_support::Container::run(
         "lt-celery-worker",
@@ -447,6 +450,7 @@ async fn a_worker_containers_log_gives_the_same_failure() {
 /// succeeds) and no jobs finding blames anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_healthy_python_stack_has_no_task_failure_to_blame() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = test_support::PythonStack::start(&[("BCRYPT_ROUNDS", "10")]).await;
     let (handle, config) = run_on(&stack).await;
     until_figures(&handle, "jobs of both types complete", |s| {

@@ -91,6 +91,7 @@ fn api_profiled(outcome: &loadgen::engine::RunOutcome, pid: u32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bcrypt_on_the_event_loop_is_named_with_its_file_line_and_caller() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = PythonStack::start(&[("PLANT_BCRYPT_ON_LOOP", "1")]).await;
     let (outcome, analysis, html) = run(&stack, "py_signups.toml", "4", 12, 20).await;
     assert!(
@@ -138,6 +139,7 @@ async fn bcrypt_on_the_event_loop_is_named_with_its_file_line_and_caller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_sleep_on_the_event_loop_is_named_as_blocked_not_on_cpu() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = PythonStack::start(&[("PLANT_SYNC_SLEEP", "1"), ("BCRYPT_ROUNDS", "10")]).await;
     let (outcome, analysis, _) = run(&stack, "py_files.toml", "5", 12, 30).await;
     assert!(
@@ -165,6 +167,7 @@ async fn a_sync_sleep_on_the_event_loop_is_named_as_blocked_not_on_cpu() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_healthy_stack_is_profiled_and_nothing_is_blamed_on_its_code() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = PythonStack::start(&[("BCRYPT_ROUNDS", "10")]).await;
     let (outcome, analysis, _) = run(&stack, "py_files.toml", "5", 10, 30).await;
     assert!(

@@ -62,6 +62,7 @@ async fn run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_unindexed_query_is_named_with_its_column_and_the_index_to_create() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = stack(&[("PLANT_UNINDEXED_QUERY", "1")]).await;
     let (analysis, summary, markdown) = run(&stack, "user_stats.toml", "6", 40).await;
     eprintln!("unindexed query, findings:\n{summary}");
@@ -105,6 +106,7 @@ async fn the_unindexed_query_is_named_with_its_column_and_the_index_to_create() 
 /// not in the other steady endpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_n_plus_one_loop_is_named_with_its_calls_per_request() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = stack(&[("PLANT_N_PLUS_ONE", "1")]).await;
     let (analysis, summary, _) = run(&stack, "task_history.toml", "4", 160).await;
     eprintln!("n+1, findings:\n{summary}");
@@ -140,6 +142,7 @@ async fn the_n_plus_one_loop_is_named_with_its_calls_per_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_stack_blames_no_statement() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = stack(&[]).await;
     let (analysis, summary, _) = run(&stack, "user_stats.toml", "4", 40).await;
     eprintln!("healthy, findings:\n{summary}");
@@ -157,6 +160,7 @@ async fn a_healthy_stack_blames_no_statement() {
 /// connections while the database has nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_small_pool_is_named_with_the_api_and_its_size() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = stack(&[("PLANT_SMALL_POOL", "1")]).await;
     let (analysis, summary, _) = run(&stack, "user_stats.toml", "20", 200).await;
     eprintln!("small pool, findings:\n{summary}");

@@ -110,6 +110,7 @@ async fn database(stack: &PythonStack) -> PgConnection {
 /// no failure, and every job completed with ffmpeg's output recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_builtin_scenario_runs_clean_on_the_healthy_python_stack() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = PythonStack::start(&[("BCRYPT_ROUNDS", "10")]).await;
     let config = loadgen::cli::Cli::try_parse_from([
         "loadgen",
@@ -217,6 +218,7 @@ async fn the_builtin_scenario_runs_clean_on_the_healthy_python_stack() {
 /// `await asyncio.sleep` would have kept them all near 0.2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_sleep_in_a_handler_serializes_its_requests() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = PythonStack::start(&[("PLANT_SYNC_SLEEP", "1")]).await;
     let client = Client::new(&stack).await;
     let alone = client.timed_get("/files").await;
@@ -252,6 +254,7 @@ async fn file_events_time(db: &mut PgConnection) -> (i64, f64) {
 /// 2-core machine they carry the noise the statement's do not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unindexed_query_is_10_times_slower_than_with_its_index() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = PythonStack::start(&[("PLANT_UNINDEXED_QUERY", "1")]).await;
     let client = Client::new(&stack).await;
     let mut db = database(&stack).await;
@@ -287,6 +290,7 @@ async fn an_unindexed_query_is_10_times_slower_than_with_its_index() {
 /// pg_stat_statements counts at least 10 calls of that statement per `GET /tasks` loadgen sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_n_plus_one_loop_runs_a_query_per_task_of_the_page() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = PythonStack::start(&[("PLANT_N_PLUS_ONE", "1"), ("BCRYPT_ROUNDS", "10")]).await;
     let mut db = database(&stack).await;
     // The per-task statement of the API (the worker reads files by primary key, not this).
@@ -345,6 +349,7 @@ async fn an_n_plus_one_loop_runs_a_query_per_task_of_the_page() {
 /// shows the job `processing`. A join job of the same user completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_error_handler_leaves_the_job_processing_while_celery_says_failure() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let stack = PythonStack::start(&[("PLANT_FAILING_ERROR_HANDLER", "1")]).await;
     let client = Client::new(&stack).await;
     let video = client.upload("test_video.mp4", "video/mp4").await;
@@ -473,6 +478,7 @@ async fn longest_health_probe_during_registrations(stack: &PythonStack) -> Durat
 /// probe (no database, no work) waits behind a hash; on the threadpool, as healthy, it does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bcrypt_on_the_event_loop_stalls_every_other_request() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let (planted, healthy) = tokio::join!(
         PythonStack::start(&[("PLANT_BCRYPT_ON_LOOP", "1")]),
         PythonStack::start(&[])
@@ -504,6 +510,7 @@ async fn api_connections(stack: &PythonStack) -> i64 {
 /// connections the last of 16 waits at least 8 turns: >= 240 ms whatever the machine's speed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_pool_serves_a_burst_on_two_connections() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let (planted, healthy) = tokio::join!(
         PythonStack::start(&[("PLANT_SMALL_POOL", "1")]),
         PythonStack::start(&[("BCRYPT_ROUNDS", "10")])

@@ -43,8 +43,9 @@ pub struct Profiling {
     pub top_stacks: usize,
     /// The port the load goes to: when an API process on this host listens on it, only the
     /// API processes that serve it are profiled (another stack's uvicorn on the same host is
-    /// not the target). `None`, or no process of this host's network listening on it (an API
-    /// in a container, behind a published port): every API process found.
+    /// not the target); when another program does (not a proxy), none of the host's API
+    /// processes is. `None`, nobody of this host's network listening on it, or a proxy
+    /// (nginx, docker-proxy before a container): every API process found.
     pub api_port: Option<u16>,
 }
 
@@ -188,15 +189,18 @@ impl State {
         // A process serves the port when it, or the process that started it (uvicorn's and
         // gunicorn's workers inherit the listening socket), holds the socket.
         let serves = |r: &Record| serving.contains(&r.key.pid) || serving.contains(&r.ppid);
-        let any_serves = found
-            .iter()
-            .any(|(r, _, role)| *role == ProcessRole::Api && serves(r));
+        let apis = self.apis_under_load(records, &found, &serving);
         for (record, name, role) in found {
             let key = record.key;
             if self.profiled.contains_key(&key) || self.skipped.contains(&key) {
                 continue;
             }
-            if role == ProcessRole::Api && any_serves && !serves(record) {
+            let profiled_api = match apis {
+                UnderLoad::Any => true,
+                UnderLoad::Serving => serves(record),
+                UnderLoad::NotHere => false,
+            };
+            if role == ProcessRole::Api && !profiled_api {
                 self.skipped.insert(key);
                 continue;
             }
@@ -220,6 +224,49 @@ impl State {
                     self.skipped.insert(key);
                 }
             }
+        }
+    }
+}
+
+/// Which of the host's API processes the load goes to, from who listens on its port.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum UnderLoad {
+    /// Any of them: no port known, nobody on this host's network listens on it (the API is on
+    /// another machine or in a container's network), or a proxy does (nginx, docker-proxy in
+    /// front of a container), whose upstream cannot be told.
+    Any,
+    /// Those serving the port (or started by the one that does).
+    Serving,
+    /// None: another program serves the port (the API is not one of these Python processes).
+    NotHere,
+}
+
+impl State {
+    fn apis_under_load(
+        &self,
+        records: &[Record],
+        found: &[(&Record, String, ProcessRole)],
+        serving: &HashSet<u32>,
+    ) -> UnderLoad {
+        if serving.is_empty() {
+            return UnderLoad::Any;
+        }
+        let serves = |r: &Record| serving.contains(&r.key.pid) || serving.contains(&r.ppid);
+        if found
+            .iter()
+            .any(|(r, _, role)| *role == ProcessRole::Api && serves(r))
+        {
+            return UnderLoad::Serving;
+        }
+        let proxied = records.iter().any(|r| {
+            serving.contains(&r.key.pid)
+                && (r.name == "docker-proxy"
+                    || self.programs.stack_role(&r.name) == Some(ProcessRole::Proxy))
+        });
+        if proxied {
+            UnderLoad::Any
+        } else {
+            UnderLoad::NotHere
         }
     }
 }
