@@ -186,31 +186,7 @@ async fn stuck_jobs_are_the_top_finding_on_a_busy_host() {
         c.job_modes_by_type = vec!["audio_overlay=stuck".parse().unwrap()];
     })
     .await;
-    let args = [
-        "-f",
-        &scenario("jobs.toml"),
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "--job-sample",
-        "1",
-    ];
-    let (handle, config) = start(&testbed, &database, &queue, &args).await;
-    until_figures(&handle, "joins complete", |s| {
-        s.jobs.iter().any(|j| j.job == "join" && j.completed >= 3)
-    })
-    .await;
-    until(&handle, |u| {
-        u.second.jobs_in_flight >= 3 && at_least_secs(u, 8)
-    })
-    .await;
-    let before = crate::diagnosis::polls(&handle.snapshot().await);
-    until_figures(&handle, "the jobs are polled", |s| {
-        crate::diagnosis::polls(s) >= before + 10
-    })
-    .await;
-    let (_, analysis) = finish(handle, &config).await;
+    let (_, analysis) = crate::diagnosis::stuck_overlays(&testbed, &database, &queue, &[], 8).await;
     let stuck = top_is(&analysis, "jobs.unfinished");
     assert_eq!(
         stuck.title,

@@ -389,27 +389,14 @@ async fn a_worker_containers_log_gives_the_same_failure() {
     })
     .await;
     let selector = format!("name={name}");
-    let args = [
-        "-f",
-        &scenario("jobs.toml"),
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "--job-sample",
-        "1",
-        "--monitor-docker",
-        &selector,
-    ];
-    let (handle, config) = start(&testbed, &database, &queue, &args).await;
-    until_figures(&handle, "joins complete", |s| {
-        s.jobs.iter().any(|j| j.job == "join" && j.completed >= 3)
-    })
+    let (outcome, analysis) = crate::diagnosis::stuck_overlays(
+        &testbed,
+        &database,
+        &queue,
+        &["--monitor-docker", &selector],
+        0,
+    )
     .await;
-    until(&handle, |u| u.second.jobs_in_flight >= 3).await;
-    let before = polls(&handle.snapshot().await);
-    until_figures(&handle, "the jobs are polled", |s| polls(s) >= before + 10).await;
-    let (outcome, analysis) = finish(handle, &config).await;
     let from_container = outcome
         .task_failures
         .get(&name)

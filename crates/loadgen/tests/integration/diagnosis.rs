@@ -149,6 +149,34 @@ pub(crate) async fn finish(
     (outcome, analysis)
 }
 
+/// Runs `jobs.toml` (4 users, every job followed, then `extra`) on a testbed whose audio
+/// overlays never finish, until joins have completed, 3 jobs are in flight (`min_secs` into the
+/// run at least) and 10 more polls went out: the jobs in flight then are polled before any
+/// created later, so the polls saw the overlays `processing`.
+pub(crate) async fn stuck_overlays(
+    testbed: &testbed::Testbed,
+    database: &str,
+    queue: &str,
+    extra: &[&str],
+    min_secs: u64,
+) -> (std::sync::Arc<RunOutcome>, Analysis) {
+    let jobs = scenario("jobs.toml");
+    let mut args = vec!["-f", &jobs, "-u", "4", "-r", "4", "--job-sample", "1"];
+    args.extend_from_slice(extra);
+    let (handle, config) = start(testbed, database, queue, &args).await;
+    until_figures(&handle, "joins complete", |s| {
+        s.jobs.iter().any(|j| j.job == "join" && j.completed >= 3)
+    })
+    .await;
+    until(&handle, |u| {
+        u.second.jobs_in_flight >= 3 && at_least_secs(u, min_secs)
+    })
+    .await;
+    let before = polls(&handle.snapshot().await);
+    until_figures(&handle, "the jobs are polled", |s| polls(s) >= before + 10).await;
+    finish(handle, &config).await
+}
+
 /// The finding of `rule`, which must be there.
 pub(crate) fn found<'a>(analysis: &'a Analysis, rule: &str) -> &'a Finding {
     analysis
@@ -591,30 +619,9 @@ async fn a_job_type_the_workers_fail_on_silently_is_told_from_too_few_workers() 
     );
     std::fs::write(&log, lines.join("\n")).unwrap();
     let log = log.display().to_string();
-    let args = [
-        "-f",
-        &scenario("jobs.toml"),
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "--job-sample",
-        "1",
-        "--worker-log",
-        &log,
-    ];
-    let (handle, config) = start(&testbed, &database, &queue, &args).await;
     // Joins complete while audio overlays pile up, followed.
-    until_figures(&handle, "joins complete", |s| {
-        s.jobs.iter().any(|j| j.job == "join" && j.completed >= 3)
-    })
-    .await;
-    until(&handle, |u| u.second.jobs_in_flight >= 3).await;
-    // Polled since: the jobs in flight then are polled before any created later, so once 10
-    // more polls went out, the polls saw them `processing`.
-    let before = polls(&handle.snapshot().await);
-    until_figures(&handle, "the jobs are polled", |s| polls(s) >= before + 10).await;
-    let (outcome, analysis) = finish(handle, &config).await;
+    let (outcome, analysis) =
+        stuck_overlays(&testbed, &database, &queue, &["--worker-log", &log], 0).await;
     let overlay = &outcome.stats.jobs["audio_overlay"];
     assert_eq!(overlay.completed, 0, "{overlay:?}");
     assert!(

@@ -108,9 +108,28 @@ async fn the_unindexed_query_is_named_with_its_column_and_the_index_to_create() 
 async fn the_n_plus_one_loop_is_named_with_its_calls_per_request() {
     let _heavy = crate::support::HEAVY.lock().await;
     let stack = stack(&[("PLANT_N_PLUS_ONE", "1")]).await;
-    let (analysis, summary, _) = run(&stack, "task_history.toml", "4", 160).await;
+    // 800 requests (about 30 s): the 48 join jobs the users create at start-up run ffmpeg on
+    // the worker and can hold both cores for their first seconds; over a longer run they are
+    // too few of its samples to call the host saturated.
+    let (analysis, summary, _) = run(&stack, "task_history.toml", "4", 800).await;
     eprintln!("n+1, findings:\n{summary}");
-    let top = &analysis.findings[0];
+    // The loop is the first cause; on a CPU-starved runner the jobs' ffmpeg may rank the
+    // host's CPU (named after the worker) above it, a true cause as well, never another.
+    let causes: Vec<&loadgen::diagnosis::Finding> = analysis
+        .findings
+        .iter()
+        .filter(|f| f.explained_by.is_none())
+        .collect();
+    let top = if causes[0].rule == "host.cpu_saturated"
+        && causes[0]
+            .evidence
+            .contains("in them the stack's own processes used")
+        && causes[0].evidence.contains(": celery (pid")
+    {
+        causes[1]
+    } else {
+        causes[0]
+    };
     assert_eq!(
         top.rule,
         "postgres.n_plus_one",
