@@ -51,6 +51,11 @@ impl Client {
             .bearer_auth(&self.token)
     }
 
+    /// `GET path`, its body as JSON.
+    async fn get_json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}{path}", self.base))
@@ -430,23 +435,9 @@ async fn a_failing_error_handler_leaves_the_job_processing_while_celery_says_fai
         "the traceback names the task's file: {failed:#?}"
     );
     assert_eq!(by_name("app.worker.join_videos")["status"], "SUCCESS");
-    let shown: Value = client
-        .get(&format!("/tasks/{}", overlay["id"]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = client.get_json(&format!("/tasks/{}", overlay["id"])).await;
     assert_eq!(shown["status"], "processing", "{shown:#?}");
-    let joined: Value = client
-        .get(&format!("/tasks/{}", join["id"]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let joined = client.get_json(&format!("/tasks/{}", join["id"])).await;
     assert_eq!(joined["status"], "completed", "{joined:#?}");
 }
 
