@@ -12,7 +12,9 @@ pub mod sinks;
 pub mod source;
 pub mod sources;
 pub mod sql;
+pub mod stack;
 pub mod thresholds;
+pub mod tunnel;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,127 @@
+//! The discovery report, printed before the run: what was found, how each part will be
+//! watched, and what could not be, with the flag that fixes it. It shows where secrets came
+//! from, never the secrets.
+
+use std::fmt::Write as _;
+
+use super::{Discovery, Reach, Role};
+
+impl Discovery {
+    /// The report, one line per fact, each line starting with `prefix` (`loadgen: `).
+    pub fn report(&self, prefix: &str) -> String {
+        let mut out = String::new();
+        let running = self.members.iter().filter(|m| m.state == "running").count();
+        let _ = writeln!(
+            out,
+            "{prefix}stack compose:{}: {} containers ({running} running), all watched (stats)",
+            self.project,
+            self.members.len()
+        );
+        let width = self
+            .members
+            .iter()
+            .map(|m| m.service_or_name().len())
+            .max()
+            .unwrap_or(0);
+        for member in &self.members {
+            let mut how = Vec::new();
+            if matches!(member.role, Role::Api | Role::Worker) {
+                how.push("logs quoted in findings");
+            }
+            if member.state != "running" {
+                how.push("not running");
+            }
+            let published: Vec<String> = member
+                .ports
+                .iter()
+                .filter_map(|p| p.published.map(|a| format!("{}→{a}", p.container)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{prefix}  {:<width$}  {:<14} {}{}{}",
+                member.service_or_name(),
+                member.role.to_string(),
+                member.name,
+                if published.is_empty() {
+                    String::new()
+                } else {
+                    format!(", publishes {}", published.join(" "))
+                },
+                if how.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", how.join(", "))
+                },
+            );
+        }
+        let reach = |reach: &Reach| match reach {
+            Reach::Published(address) => format!("through its published port {address}"),
+            Reach::Tunnel { network, local } => {
+                format!("through a helper container on {network} (here {local})")
+            }
+            Reach::AsWritten => "at the address the application uses".to_owned(),
+        };
+        if self.given.0 {
+            let _ = writeln!(out, "{prefix}  PostgreSQL: as given on the command line");
+        } else if let Some(postgres) = &self.postgres {
+            let _ = writeln!(
+                out,
+                "{prefix}  PostgreSQL: {} {}, every database's clients; {}",
+                postgres.shown(),
+                reach(&postgres.reach),
+                credentials_phrase(&postgres.origin),
+            );
+        }
+        if self.given.1 {
+            let _ = writeln!(out, "{prefix}  Redis: as given on the command line");
+        } else if let Some(redis) = &self.redis {
+            let queues: Vec<String> = self
+                .queues
+                .iter()
+                .map(|q| format!("{} on db {}", q.name, q.db))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{prefix}  Redis: {} {}; {}{}",
+                redis.shown(),
+                reach(&redis.reach),
+                credentials_phrase(&redis.origin),
+                match &self.queue_origin {
+                    Some(origin) if !queues.is_empty() => format!(
+                        "; Celery queue {} (the broker's database, from {})",
+                        queues.join(", "),
+                        origin
+                    ),
+                    _ => String::new(),
+                },
+            );
+        }
+        if !self.problems.is_empty() {
+            let _ = writeln!(out, "{prefix}  not watched:");
+            for problem in &self.problems {
+                let _ = writeln!(out, "{prefix}    {}: {}", problem.what, problem.fix);
+            }
+        }
+        out
+    }
+}
+
+/// "password from the postgres container's environment (POSTGRES_PASSWORD)".
+fn credentials_phrase(origin: &super::Origin) -> String {
+    let secret = origin.variables.iter().any(|v| {
+        v.contains("PASSWORD")
+            || v.contains("URL")
+            || v.contains("URI")
+            || v.contains("DSN")
+            || v.contains("requirepass")
+    });
+    if secret {
+        format!(
+            "address and password from the {} container's environment ({})",
+            origin.container,
+            origin.variables.join(", ")
+        )
+    } else {
+        format!("{origin}")
+    }
+}
