@@ -20,6 +20,63 @@ use crate::http::{Connection, Limits, Options, Payload, Target};
 /// The ticks taken so far, shared with the drivers that show them while the run goes.
 pub type LiveTicks = Arc<std::sync::Mutex<Vec<Tick>>>;
 
+/// `--stack`: discovers the stack before the run, prints what was found (stderr), and fills
+/// the in-process monitor's sources with it where the `--monitor-*` flags left them empty.
+/// Done once per configuration: the runs made from it share the discovery. A `dry_run` prints
+/// nothing: its caller prints the report where a dry run's output goes.
+pub async fn discover_stack(
+    config: &mut crate::config::RunConfig,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let Some(spec) = config.stack.spec.clone() else {
+        return Ok(());
+    };
+    if config.stack.discovered.is_some() {
+        return Ok(());
+    }
+    let Some(BackendConfig::InProcess(sources)) = &mut config.backend else {
+        anyhow::bail!("--stack watches the stack from this process: leave out --monitor-from");
+    };
+    let request = monitor::stack::Request {
+        spec,
+        load_port: url::Url::parse(&config.host)
+            .ok()
+            .and_then(|url| url.port_or_known_default()),
+        postgres_given: sources.postgres.is_some(),
+        redis_given: sources.redis.is_some(),
+        flags: monitor::stack::Flags {
+            postgres: "--monitor-postgres",
+            redis: "--monitor-redis",
+            redis_queue: "--monitor-redis-queue",
+        },
+    };
+    let discovery = monitor::stack::discover(&request).await?;
+    if !dry_run {
+        eprint!("{}", discovery.report("loadgen: "));
+    }
+    discovery.fill(sources);
+    config.stack.discovered = Some(Arc::new(discovery));
+    Ok(())
+}
+
+/// The in-process monitor's sources with nothing but the host (and, with `profiling`, the
+/// Python processes of the API serving `host`'s port): what `--stack` and the `--monitor-*`
+/// flags fill.
+pub fn in_process_sources(host: &str, profiling: bool) -> monitor::sources::SourcesConfig {
+    monitor::sources::SourcesConfig {
+        host: Some(monitor::sources::host::Capacity::default()),
+        profiles: profiling.then(|| monitor::sources::profiles::Profiling {
+            // The API under load is the one serving the host's port, when it is on this
+            // machine: not another stack's uvicorn beside it.
+            api_port: url::Url::parse(host)
+                .ok()
+                .and_then(|url| url.port_or_known_default()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// A running watch; [`BackendWatch::finish`] returns the ticks of the run.
 pub struct BackendWatch {
     task: Option<JoinHandle<Result<(), String>>>,
@@ -272,12 +329,14 @@ pub fn log_file_task_failures(path: &std::path::Path) -> Option<Vec<monitor::cel
 const FAILURE_LOG_LINES: usize = 1000;
 
 /// The Celery task failures in the recent logs of each watched worker container (as
-/// [`worker_logs`] picks them), by container; containers without any are left out.
+/// [`worker_logs`] picks them) and of the `known` ones, by container; containers without any
+/// are left out.
 pub async fn worker_task_failures(
     ticks: &[Tick],
+    known: &[String],
 ) -> BTreeMap<String, Vec<monitor::celery::TaskFailure>> {
     let mut found = BTreeMap::new();
-    for worker in worker_containers(ticks) {
+    for worker in worker_containers(ticks, known) {
         if let Ok(lines) = monitor::sources::docker::recent_logs(&worker, FAILURE_LOG_LINES).await {
             let failures = monitor::celery::log::failures(&lines);
             if !failures.is_empty() {
@@ -288,9 +347,11 @@ pub async fn worker_task_failures(
     found
 }
 
-/// The watched containers whose name says they are workers (`worker` or `celery`).
-fn worker_containers(ticks: &[Tick]) -> BTreeSet<String> {
-    ticks
+/// The watched containers whose name says they are workers (`worker` or `celery`), and the
+/// `known` ones (a discovered stack's API and workers, whatever their names).
+fn worker_containers(ticks: &[Tick], known: &[String]) -> BTreeSet<String> {
+    let mut containers: BTreeSet<String> = known.iter().cloned().collect();
+    containers.extend(ticks
         .iter()
         .filter_map(
             |t| match t.sources.get("docker").and_then(|r| r.values.as_ref()) {
@@ -299,16 +360,16 @@ fn worker_containers(ticks: &[Tick]) -> BTreeSet<String> {
             },
         )
         .flatten()
-        .filter(|name| name.contains("worker") || name.contains("celery"))
-        .collect()
+        .filter(|name| name.contains("worker") || name.contains("celery")));
+    containers
 }
 
 /// The last 5 log lines of each watched container whose name says it is a worker (`worker` or
-/// `celery`), as the seed's `docker compose logs worker | tail` shows them. Containers whose logs
-/// cannot be read are left out.
-pub async fn worker_logs(ticks: &[Tick]) -> BTreeMap<String, Vec<String>> {
+/// `celery`) and of the `known` ones, as the seed's `docker compose logs worker | tail` shows
+/// them. Containers whose logs cannot be read are left out.
+pub async fn worker_logs(ticks: &[Tick], known: &[String]) -> BTreeMap<String, Vec<String>> {
     let mut logs = BTreeMap::new();
-    for worker in worker_containers(ticks) {
+    for worker in worker_containers(ticks, known) {
         if let Ok(lines) = monitor::sources::docker::recent_logs(&worker, 5).await
             && !lines.is_empty()
         {

@@ -152,6 +152,27 @@ pub enum BackendConfig {
     File(PathBuf),
 }
 
+/// `--stack`: which stack to discover, and, once discovered, what was found. The discovery is
+/// shared by the runs made from one configuration (a web UI's, a capacity search's steps): its
+/// helper containers live as long as the last of them.
+#[derive(Debug, Clone, Default)]
+pub struct StackConfig {
+    /// The stack asked for.
+    pub spec: Option<monitor::stack::StackSpec>,
+    /// What discovery found ([`crate::backend::discover_stack`]).
+    pub discovered: Option<std::sync::Arc<monitor::stack::Discovery>>,
+}
+
+impl StackConfig {
+    /// The containers whose logs the findings quote: the stack's API and workers.
+    pub fn log_containers(&self) -> Vec<String> {
+        self.discovered
+            .as_ref()
+            .map(|d| d.log_containers())
+            .unwrap_or_default()
+    }
+}
+
 /// Files written at the end of the run.
 #[derive(Debug, Clone, Default)]
 pub struct Outputs {
@@ -241,6 +262,8 @@ pub struct RunConfig {
     /// Log files of the job workers (`--worker-log`): quoted in the job findings, as the logs
     /// of watched worker containers are.
     pub worker_logs: Vec<PathBuf>,
+    /// `--stack`: the Compose stack discovered before the run fills the backend's sources.
+    pub stack: StackConfig,
     /// Report files.
     pub outputs: Outputs,
     /// The console while running.
@@ -262,6 +285,7 @@ impl RunConfig {
             exit_code_on_error: None,
             backend: None,
             worker_logs: Vec::new(),
+            stack: StackConfig::default(),
             outputs: Outputs::default(),
             live: LiveConfig::default(),
             baseline: None,

@@ -147,6 +147,7 @@ impl Run {
             ));
         }
         let worker_log_files = config.worker_logs.clone();
+        let log_containers = config.stack.log_containers();
         let reason = stop_reason.clone();
         tokio::spawn(async move {
             let result = tokio::spawn(body(channels)).await;
@@ -172,8 +173,10 @@ impl Run {
                 }
             }
             if jobs_went_wrong(&outcome.stats) {
-                outcome.worker_logs = backend::worker_logs(&outcome.backend).await;
-                outcome.task_failures = backend::worker_task_failures(&outcome.backend).await;
+                outcome.worker_logs =
+                    backend::worker_logs(&outcome.backend, &log_containers).await;
+                outcome.task_failures =
+                    backend::worker_task_failures(&outcome.backend, &log_containers).await;
                 for file in &worker_log_files {
                     if let Some(lines) = backend::log_file_tail(file).filter(|l| !l.is_empty()) {
                         outcome

@@ -93,11 +93,12 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
             capacity_search(&cli).await
         }
         None if cli.capacity.asked => capacity_search(&cli).await,
-        None if cli.dry_run => dry_run(&cli),
+        None if cli.dry_run => dry_run(&cli).await,
         None => match cli.cluster.role(&cli.fixtures, cli.threads)? {
             Role::Worker(settings) => worker::serve(settings).await,
             Role::Master { settings, expect } if cli.headless => {
-                let config = cli.resolve()?;
+                let mut config = cli.resolve()?;
+                backend::discover_stack(&mut config, false).await?;
                 // Without --expect-workers, the run starts with the first worker; the others
                 // get their share as they come.
                 let expect = expect.or_else(|| {
@@ -110,14 +111,22 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
             }
             Role::Master { settings, expect } => {
                 let web = cli.web_settings()?;
+                let mut config = cli.resolve_for_web()?;
+                backend::discover_stack(&mut config, false).await?;
                 let master = start_master(settings, expect).await?;
-                web::serve_on(cli.resolve_for_web()?, web, Some(master)).await
+                web::serve_on(config, web, Some(master)).await
             }
-            Role::Single if cli.headless => headless::drive(cli.resolve()?).await,
+            Role::Single if cli.headless => {
+                let mut config = cli.resolve()?;
+                backend::discover_stack(&mut config, false).await?;
+                headless::drive(config).await
+            }
             Role::Single => {
                 // The web flags first: `-t` without --headless is the likelier mistake.
                 let settings = cli.web_settings()?;
-                web::serve(cli.resolve_for_web()?, settings).await
+                let mut config = cli.resolve_for_web()?;
+                backend::discover_stack(&mut config, false).await?;
+                web::serve(config, settings).await
             }
         },
     }
@@ -125,7 +134,8 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
 
 /// `loadgen capacity`: on this machine, or on the workers of a `--master`.
 async fn capacity_search(cli: &Cli) -> anyhow::Result<u8> {
-    let (config, plan) = cli.resolve_for_capacity()?;
+    let (mut config, plan) = cli.resolve_for_capacity()?;
+    backend::discover_stack(&mut config, false).await?;
     match cli.cluster.role(&cli.fixtures, cli.threads)? {
         Role::Master { settings, expect } => {
             let expect = expect
@@ -161,8 +171,9 @@ async fn start_master(
     Ok(master)
 }
 
-/// `--dry-run`: everything a run checks before its first request, then what it would do.
-fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
+/// `--dry-run`: everything a run checks before its first request, then what it would do; with
+/// `--stack`, what discovery finds and how it would be watched, only.
+async fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
     let role = cli.cluster.role(&cli.fixtures, cli.threads)?;
     if let Role::Worker(settings) = &role {
         // A worker's run comes from its master: only its own flags are checked.
@@ -172,12 +183,19 @@ fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
         ))?;
         return Ok(EXIT_OK);
     }
-    let config = if cli.headless {
+    let mut config = if cli.headless {
         cli.resolve()?
     } else {
         cli.web_settings()?;
         cli.resolve_for_web()?
     };
+    if config.stack.spec.is_some() {
+        backend::discover_stack(&mut config, true).await?;
+        if let Some(discovery) = &config.stack.discovered {
+            print_or_quiet(&discovery.report("loadgen: "))?;
+        }
+        return Ok(EXIT_OK);
+    }
     config
         .outputs
         .check_writable()

@@ -21,6 +21,14 @@ pub struct Cli {
     /// compose=PROJECT, or bare names.
     #[arg(long, env = "MONITOR_DOCKER", num_args = 0..=1, default_missing_value = "all", value_name = "SELECTOR")]
     pub docker: Option<Selector>,
+    /// A Compose stack to watch whole: compose:PROJECT, or auto (the one project running).
+    /// Finds its containers, its PostgreSQL and Redis (credentials from the containers'
+    /// environment, never shown) and its Celery queues; the flags below override what it finds.
+    #[arg(long, env = "MONITOR_STACK", value_name = "compose:PROJECT|auto")]
+    pub stack: Option<crate::stack::StackSpec>,
+    /// With --stack: print what was found and how it would be watched, then exit.
+    #[arg(long, env = "MONITOR_DRY_RUN")]
+    pub dry_run: bool,
     /// PostgreSQL to watch (the password never appears in output).
     #[arg(long, env = "MONITOR_POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,

@@ -37,6 +37,13 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     cli.check().map_err(anyhow::Error::msg)?;
+    if cli.dry_run {
+        let Some(spec) = &cli.stack else {
+            anyhow::bail!("--dry-run prints what --stack finds: give --stack compose:PROJECT");
+        };
+        discover_stack(spec, &cli).await?.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
     // First: a signal from now on stops the sampling and keeps what was sampled.
     let signals = common::signals::Signals::install().context("cannot handle signals")?;
     let thresholds = Thresholds::default();
@@ -65,7 +72,17 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(endpoint) = &cli.otlp_endpoint {
         sinks.push(otlp_sink(endpoint, &cli).await?);
     }
-    let mut sampler = sampler::Sampler::new(cli.sources().build(), cli.interval);
+    let mut sources = cli.sources();
+    // Held to the end: its helper containers carry the connections to unpublished servers.
+    let _stack = match &cli.stack {
+        Some(spec) => {
+            let discovery = discover_stack(spec, &cli).await?;
+            discovery.fill(&mut sources);
+            Some(discovery)
+        }
+        None => None,
+    };
+    let mut sampler = sampler::Sampler::new(sources.build(), cli.interval);
 
     // The first tick now: each source that is down says why, once, on its own line.
     let first = sampler.tick().await;
@@ -111,6 +128,24 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     stop.cancel();
     sinks.finish().await.context("could not write every tick")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Discovers `--stack` and prints what was found (stderr, before any tick).
+async fn discover_stack(spec: &stack::StackSpec, cli: &Cli) -> anyhow::Result<stack::Discovery> {
+    let request = stack::Request {
+        spec: spec.clone(),
+        load_port: None,
+        postgres_given: cli.postgres_url.is_some(),
+        redis_given: cli.redis_url.is_some(),
+        flags: stack::Flags {
+            postgres: "--postgres-url",
+            redis: "--redis-url",
+            redis_queue: "--redis-queue",
+        },
+    };
+    let discovery = stack::discover(&request).await?;
+    eprint!("{}", discovery.report("monitor: "));
+    Ok(discovery)
 }
 
 #[cfg(feature = "http")]

@@ -66,9 +66,10 @@ pub struct Config {
         value_name = "PATH:RATIO"
     )]
     pub fail: Vec<FailRule>,
-    /// How many jobs are processed at once.
+    /// How many jobs are processed at once (0: this process only serves the API, and another,
+    /// started with workers, takes the queue's jobs, as a Celery worker container does).
     #[arg(long, env = "TESTBED_WORKERS", default_value_t = 2,
-          value_parser = clap::value_parser!(u32).range(1..=256))]
+          value_parser = clap::value_parser!(u32).range(0..=256))]
     pub workers: u32,
     /// How long each job takes (e.g. 500ms, 2s), on top of ffmpeg when --ffmpeg is on.
     #[arg(long, env = "TESTBED_JOB_SECONDS", default_value = "1s", value_parser = common::duration::parse_arg)]

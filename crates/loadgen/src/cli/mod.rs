@@ -251,6 +251,17 @@ pub struct Cli {
     /// Stop starting users (and warn) once loadgen's own memory passes this many MB.
     #[arg(long, env = "LOADGEN_MEMORY_LIMIT", value_name = "MB")]
     pub memory_limit: Option<u64>,
+    /// Watch a whole Compose stack in-process: compose:PROJECT, or auto (the project that
+    /// publishes the --host port). Finds its containers, its PostgreSQL and Redis (credentials
+    /// from the containers' environment, never shown) and its Celery queues, and says before
+    /// the run what it found; the --monitor-* flags override what it finds.
+    #[arg(
+        long,
+        env = "LOADGEN_STACK",
+        value_name = "compose:PROJECT|auto",
+        conflicts_with = "monitor_from"
+    )]
+    pub stack: Option<monitor::stack::StackSpec>,
     /// Watch containers in-process: all, name=A,B, label=K[=V] or compose=PROJECT.
     #[arg(long, env = "LOADGEN_MONITOR_DOCKER", num_args = 0..=1, default_missing_value = "all", value_name = "SELECTOR")]
     pub monitor_docker: Option<monitor::sources::docker::Selector>,
@@ -588,6 +599,10 @@ impl Cli {
         };
         Ok(RunConfig {
             worker_logs: self.worker_logs.clone(),
+            stack: crate::config::StackConfig {
+                spec: self.stack.clone(),
+                discovered: None,
+            },
             host,
             scenario,
             scenario_source,
@@ -872,7 +887,7 @@ impl Cli {
     /// What the monitor flags ask for, if anything. The host is watched whenever the monitor
     /// runs in-process.
     fn backend(&self) -> anyhow::Result<Option<BackendConfig>> {
-        use monitor::sources::{SourcesConfig, host::Capacity, postgres, redis};
+        use monitor::sources::{SourcesConfig, postgres, redis};
         // A URL that names no server is one clear error now, not a source down all run.
         if let Some(url) = &self.monitor_postgres {
             postgres::check_url(url).map_err(|why| anyhow::anyhow!("--monitor-postgres {why}"))?;
@@ -902,21 +917,16 @@ impl Cli {
             host: None,
             profiles: None,
         };
-        if sources.is_empty() {
+        if sources.is_empty() && self.stack.is_none() {
             return Ok(None);
         }
+        let defaults = crate::backend::in_process_sources(
+            self.host.as_deref().unwrap_or_default(),
+            !self.no_profiling,
+        );
         Ok(Some(BackendConfig::InProcess(SourcesConfig {
-            host: Some(Capacity::default()),
-            profiles: (!self.no_profiling).then(|| monitor::sources::profiles::Profiling {
-                // The API under load is the one serving the host's port, when it is on this
-                // machine: not another stack's uvicorn beside it.
-                api_port: self
-                    .host
-                    .as_deref()
-                    .and_then(|host| url::Url::parse(host).ok())
-                    .and_then(|url| url.port_or_known_default()),
-                ..Default::default()
-            }),
+            host: defaults.host,
+            profiles: defaults.profiles,
             ..sources
         })))
     }

@@ -146,6 +146,7 @@ pub async fn serve_on(
             run_time: template.load.run_time,
             user_classes: Vec::new(),
             arrival_rate: None,
+            stack: None,
         };
         if let Err(message) = ui.session.lock().await.swarm(request).await {
             anyhow::bail!("--autostart: {message}");

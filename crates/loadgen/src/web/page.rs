@@ -64,6 +64,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
     <label>Ramp up (users started/second) <input name="spawn_rate" id="spawn_rate" type="text" value="{spawn_rate}"></label>
     <label>Rate (iterations arriving, e.g. 50/s, or stages 30s:50/s,1m:200/s; empty: each user loops) <input name="arrival_rate" id="arrival_rate" type="text" value="{arrival_rate}" placeholder="closed model"></label>
     <label>Host <input name="host" id="host_input" type="text" value="{host_value}" placeholder="{host_placeholder}"></label>
+    <label>Stack to watch (compose:PROJECT or auto; empty: as started) <input name="stack" id="stack_input" type="text" value="{stack}" placeholder="none"></label>
     <label>Run time (e.g. 20s, 3m; empty: until stopped) <input name="run_time" id="run_time" type="text" value="{run_time}"></label>
     {classes}
     <button type="submit" id="start_button">Start swarming</button>
@@ -110,6 +111,14 @@ pub fn index(session: &Session, class_picker: bool) -> String {
         host = escape(&host),
         host_value = escape(&host_value),
         host_placeholder = escape(&host_placeholder),
+        stack = escape(
+            &template
+                .stack
+                .spec
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ),
         users = template.load.users,
         spawn_rate = template.load.spawn_rate,
         run_time = escape(&run_time),

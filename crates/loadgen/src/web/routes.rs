@@ -124,6 +124,7 @@ fn swarm_from_form(fields: &[(String, String)]) -> Result<SwarmRequest, String> 
             .map(|(_, v)| v.clone())
             .collect(),
         arrival_rate: field("arrival_rate").map(str::to_owned),
+        stack: field("stack").map(str::to_owned),
     })
 }
 
@@ -168,6 +169,9 @@ struct ApiSwarm {
     /// The open model's rate or stages, as in the form.
     #[serde(default)]
     arrival_rate: Option<String>,
+    /// The stack to discover and watch, as in the form.
+    #[serde(default)]
+    stack: Option<String>,
 }
 
 async fn api_swarm(State(state): State<AppState>, Json(body): Json<ApiSwarm>) -> Json<Value> {
@@ -189,6 +193,7 @@ async fn api_swarm(State(state): State<AppState>, Json(body): Json<ApiSwarm>) ->
         run_time,
         user_classes: body.user_classes,
         arrival_rate: body.arrival_rate,
+        stack: body.stack,
     });
     Json(swarm(&state, request).await)
 }

@@ -39,6 +39,9 @@ pub struct SwarmRequest {
     /// The open model's rate (`500/s`) or stages (`30s:50/s,1m:200/s`); empty: users loop,
     /// the closed model; `None` (Locust's form has no such field): as the command line set it.
     pub arrival_rate: Option<String>,
+    /// The stack to discover and watch (`compose:PROJECT`, `auto`); empty or `None`: as the
+    /// command line set it.
+    pub stack: Option<String>,
 }
 
 /// One run started from the UI.
@@ -128,7 +131,29 @@ impl Session {
         {
             return run.steer(&request);
         }
-        let config = self.config_for(&request)?;
+        let mut config = self.config_for(&request)?;
+        if let Some(spec) = request.stack.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            let spec: monitor::stack::StackSpec = spec.parse()?;
+            if config.stack.spec.as_ref() != Some(&spec) {
+                config.stack = crate::config::StackConfig {
+                    spec: Some(spec),
+                    discovered: None,
+                };
+                config
+                    .backend
+                    .get_or_insert_with(|| {
+                        crate::config::BackendConfig::InProcess(
+                            crate::backend::in_process_sources(&config.host, true),
+                        )
+                    });
+            }
+        }
+        crate::backend::discover_stack(&mut config, false)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        // The next run of the same stack reuses this discovery and its helper containers.
+        self.template.stack = config.stack.clone();
+        self.template.backend = config.backend.clone();
         let handle = match &self.master {
             Some(master) => Run::start_on(&config, master).await,
             None => Run::start(&config).await,

@@ -442,7 +442,8 @@ async fn follow_stats(client: Client, id: String, latest: Latest) {
 }
 
 /// The last `lines` log lines of a container (stdout and stderr), as
-/// `docker compose logs api | tail -100` shows them.
+/// `docker compose logs api | tail -100` shows them, without the terminal's colour codes
+/// (loggers colour their output when the container has a TTY, or by default).
 pub async fn recent_logs(container: &str, lines: usize) -> Result<Vec<String>, SourceError> {
     let client = Client::connect_with_local_defaults()
         .map_err(|e| SourceError(format!("cannot reach the Docker engine: {e}")))?
@@ -458,8 +459,10 @@ pub async fn recent_logs(container: &str, lines: usize) -> Result<Vec<String>, S
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| SourceError(format!("logs of {container}: {e}")))?;
+        let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
         out.extend(
-            String::from_utf8_lossy(&chunk.into_bytes())
+            anstream::adapter::strip_str(&text)
+                .to_string()
                 .lines()
                 .map(str::to_owned),
         );

@@ -305,11 +305,15 @@ pub enum StackError {
         /// The projects that do run, as a hint.
         known: String,
     },
-    /// `auto` without a port.
+    /// `auto` without a port, and not exactly one project running.
     #[error(
-        "--stack auto needs the --host the load goes to, to find the project that publishes its port"
+        "--stack auto: with no port to go by, it takes the one Compose project running, and \
+         {projects}: name it with --stack compose:PROJECT"
     )]
-    NoLoadPort,
+    Ambiguous {
+        /// The projects that run.
+        projects: String,
+    },
     /// `auto`, and no project publishes the port.
     #[error(
         "--stack auto: no running Compose project publishes port {port}: name it with \
@@ -324,22 +328,18 @@ pub enum StackError {
 }
 
 impl Discovery {
-    /// The containers whose logs the findings quote: the API and the workers.
+    /// The containers whose logs the job findings quote: the workers, or the API when no
+    /// container is a worker (it runs its jobs itself).
     pub fn log_containers(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .filter(|m| matches!(m.role, Role::Api | Role::Worker) && m.state == "running")
-            .map(|m| m.name.clone())
-            .collect()
-    }
-
-    /// The worker containers.
-    pub fn workers(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .filter(|m| m.role == Role::Worker)
-            .map(|m| m.name.clone())
-            .collect()
+        let of = |role: Role| -> Vec<String> {
+            self.members
+                .iter()
+                .filter(|m| m.role == role)
+                .map(|m| m.name.clone())
+                .collect()
+        };
+        let workers = of(Role::Worker);
+        if workers.is_empty() { of(Role::Api) } else { workers }
     }
 
     /// Fills what the user's flags left empty: every container of the project, its
@@ -379,9 +379,8 @@ pub async fn discover(request: &Request) -> Result<Discovery, StackError> {
         .map_err(StackError::Engine)?;
     let project = match &request.spec {
         StackSpec::Compose(project) => project.clone(),
-        StackSpec::Auto => {
-            let port = request.load_port.ok_or(StackError::NoLoadPort)?;
-            match engine
+        StackSpec::Auto => match request.load_port {
+            Some(port) => match engine
                 .project_publishing(port)
                 .await
                 .map_err(StackError::Engine)?
@@ -393,8 +392,24 @@ pub async fn discover(request: &Request) -> Result<Discovery, StackError> {
                         known: known_projects(&engine).await,
                     });
                 }
+            },
+            // No port to go by: the one project that runs, if only one does.
+            None => {
+                let projects = engine.projects().await.map_err(StackError::Engine)?;
+                match <[String; 1]>::try_from(projects) {
+                    Ok([project]) => project,
+                    Err(projects) => {
+                        return Err(StackError::Ambiguous {
+                            projects: if projects.is_empty() {
+                                "none runs here".into()
+                            } else {
+                                format!("running: {}", projects.join(", "))
+                            },
+                        });
+                    }
+                }
             }
-        }
+        },
     };
     let mut members = engine.members(&project).await.map_err(StackError::Engine)?;
     if members.is_empty() {

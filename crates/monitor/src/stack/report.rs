@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Discovery, Reach, Role};
+use super::{Discovery, Reach};
 
 impl Discovery {
     /// The report, one line per fact, each line starting with `prefix` (`loadgen: `).
@@ -23,10 +23,11 @@ impl Discovery {
             .map(|m| m.service_or_name().len())
             .max()
             .unwrap_or(0);
+        let quoted = self.log_containers();
         for member in &self.members {
             let mut how = Vec::new();
-            if matches!(member.role, Role::Api | Role::Worker) {
-                how.push("logs quoted in findings");
+            if quoted.contains(&member.name) {
+                how.push("its logs quoted in the job findings");
             }
             if member.state != "running" {
                 how.push("not running");
