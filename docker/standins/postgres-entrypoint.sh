@@ -2,8 +2,12 @@
 # POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB on its first start, then the server.
 set -eu
 user=${POSTGRES_USER:-postgres}
+# POSTGRES_PASSWORD_FILE (a Docker secret) in place of POSTGRES_PASSWORD, as the official image.
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  IFS= read -r POSTGRES_PASSWORD < "$POSTGRES_PASSWORD_FILE" || [ -n "$POSTGRES_PASSWORD" ]
+fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  printf '%s\n' "${POSTGRES_PASSWORD:?the stand-in, as the official image, needs POSTGRES_PASSWORD}" > /tmp/password
+  printf '%s\n' "${POSTGRES_PASSWORD:?the stand-in, as the official image, needs POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE}" > /tmp/password
   initdb -D "$PGDATA" -U "$user" --pwfile=/tmp/password --auth-local=trust --auth-host=scram-sha-256 \
     --no-locale -E UTF8 >/tmp/initdb.log 2>&1 || { cat /tmp/initdb.log; exit 1; }
   rm -f /tmp/password

@@ -351,16 +351,18 @@ pub async fn worker_task_failures(
 /// `known` ones (a discovered stack's API and workers, whatever their names).
 fn worker_containers(ticks: &[Tick], known: &[String]) -> BTreeSet<String> {
     let mut containers: BTreeSet<String> = known.iter().cloned().collect();
-    containers.extend(ticks
-        .iter()
-        .filter_map(
-            |t| match t.sources.get("docker").and_then(|r| r.values.as_ref()) {
-                Some(monitor::sample::Values::Docker(d)) => Some(d.containers.keys().cloned()),
-                _ => None,
-            },
-        )
-        .flatten()
-        .filter(|name| name.contains("worker") || name.contains("celery")));
+    containers.extend(
+        ticks
+            .iter()
+            .filter_map(
+                |t| match t.sources.get("docker").and_then(|r| r.values.as_ref()) {
+                    Some(monitor::sample::Values::Docker(d)) => Some(d.containers.keys().cloned()),
+                    _ => None,
+                },
+            )
+            .flatten()
+            .filter(|name| name.contains("worker") || name.contains("celery")),
+    );
     containers
 }
 

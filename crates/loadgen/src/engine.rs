@@ -173,8 +173,7 @@ impl Run {
                 }
             }
             if jobs_went_wrong(&outcome.stats) {
-                outcome.worker_logs =
-                    backend::worker_logs(&outcome.backend, &log_containers).await;
+                outcome.worker_logs = backend::worker_logs(&outcome.backend, &log_containers).await;
                 outcome.task_failures =
                     backend::worker_task_failures(&outcome.backend, &log_containers).await;
                 for file in &worker_log_files {

@@ -20,20 +20,18 @@ pub const STYLE: &str = include_str!("assets/ui.css");
 pub fn index(session: &Session, class_picker: bool) -> String {
     let template = &session.template;
     let host = session.shown_host();
-    let redacted = host != template.host;
-    // A redacted host is not put in the form: sent back, it would replace the real one. The
-    // field stays empty (which keeps the host already set) and shows it as a placeholder.
-    let (host_value, host_placeholder) = if redacted {
-        (String::new(), host.clone())
-    } else {
-        (host.clone(), "http://127.0.0.1:8000".to_owned())
-    };
+    let (host_value, host_placeholder) = host_field(&host, &template.host);
     let run_time = template
         .load
         .run_time
         .map(|t| humantime::format_duration(t).to_string())
         .unwrap_or_default();
     let classes = class_picker_fieldset(template, class_picker);
+    let stack = template
+        .stack
+        .spec
+        .as_ref()
+        .map_or_else(String::new, |s| s.to_string());
     format!(
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>loadgen</title>
@@ -111,14 +109,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
         host = escape(&host),
         host_value = escape(&host_value),
         host_placeholder = escape(&host_placeholder),
-        stack = escape(
-            &template
-                .stack
-                .spec
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        ),
+        stack = escape(&stack),
         users = template.load.users,
         spawn_rate = template.load.spawn_rate,
         run_time = escape(&run_time),
@@ -126,6 +117,17 @@ pub fn index(session: &Session, class_picker: bool) -> String {
             template.load.arrival.as_ref()
         )),
     )
+}
+
+/// The host field's value and placeholder. A redacted host is not put in the form: sent back,
+/// it would replace the real one. The field stays empty (which keeps the host already set)
+/// and shows it as a placeholder.
+fn host_field(shown: &str, real: &str) -> (String, String) {
+    if shown != real {
+        (String::new(), shown.to_owned())
+    } else {
+        (shown.to_owned(), "http://127.0.0.1:8000".to_owned())
+    }
 }
 
 /// The checkboxes that pick the user classes to run, with `--class-picker` (else nothing).

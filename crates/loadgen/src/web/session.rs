@@ -132,20 +132,24 @@ impl Session {
             return run.steer(&request);
         }
         let mut config = self.config_for(&request)?;
-        if let Some(spec) = request.stack.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(spec) = request
+            .stack
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let spec: monitor::stack::StackSpec = spec.parse()?;
             if config.stack.spec.as_ref() != Some(&spec) {
                 config.stack = crate::config::StackConfig {
                     spec: Some(spec),
                     discovered: None,
                 };
-                config
-                    .backend
-                    .get_or_insert_with(|| {
-                        crate::config::BackendConfig::InProcess(
-                            crate::backend::in_process_sources(&config.host, true),
-                        )
-                    });
+                config.backend.get_or_insert_with(|| {
+                    crate::config::BackendConfig::InProcess(crate::backend::in_process_sources(
+                        &config.host,
+                        true,
+                    ))
+                });
             }
         }
         crate::backend::discover_stack(&mut config, false)

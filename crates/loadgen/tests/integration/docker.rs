@@ -162,3 +162,53 @@ impl Drop for Network {
         let _ = docker_output(&["network", "rm", &self.name]);
     }
 }
+
+/// The PostgreSQL and Redis stand-ins (`docker/standins/build.sh`), shared by the tests
+/// running at the same time under one tag of their own: built by the first, removed by the
+/// last.
+pub struct Standins {
+    pub tag: String,
+}
+
+/// How many tests hold the stand-ins now.
+static STANDIN_HOLDERS: Mutex<usize> = Mutex::new(0);
+
+impl Standins {
+    /// `loadtest/postgres-standin:TAG` and `loadtest/redis-standin:TAG`.
+    pub fn hold() -> Self {
+        let tag = format!("standins-{}", std::process::id());
+        let mut holders = STANDIN_HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        if *holders == 0 {
+            let built = Command::new("bash")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker/standins/build.sh"))
+                .arg(&tag)
+                .output()
+                .unwrap();
+            assert!(
+                built.status.success(),
+                "docker/standins/build.sh: {}",
+                String::from_utf8_lossy(&built.stderr)
+            );
+        }
+        *holders += 1;
+        Self { tag }
+    }
+
+    pub fn postgres(&self) -> String {
+        format!("loadtest/postgres-standin:{}", self.tag)
+    }
+
+    pub fn redis(&self) -> String {
+        format!("loadtest/redis-standin:{}", self.tag)
+    }
+}
+
+impl Drop for Standins {
+    fn drop(&mut self) {
+        let mut holders = STANDIN_HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        *holders -= 1;
+        if *holders == 0 {
+            let _ = docker_output(&["rmi", "-f", &self.postgres(), &self.redis()]);
+        }
+    }
+}

@@ -38,6 +38,7 @@ mod python_stack;
 mod report;
 mod secrets;
 mod shapes;
+mod stack;
 mod stop;
 mod support;
 mod timeline;

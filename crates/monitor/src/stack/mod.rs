@@ -339,7 +339,11 @@ impl Discovery {
                 .collect()
         };
         let workers = of(Role::Worker);
-        if workers.is_empty() { of(Role::Api) } else { workers }
+        if workers.is_empty() {
+            of(Role::Api)
+        } else {
+            workers
+        }
     }
 
     /// Fills what the user's flags left empty: every container of the project, its
