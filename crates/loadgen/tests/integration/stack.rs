@@ -406,6 +406,62 @@ async fn unpublished_servers_are_reached_through_a_helper_container_that_goes_aw
         4,
         "containers left on the project's network: {left:?}"
     );
+
+    // The web UI's start form takes the stack; its pages and answers show no secret.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["-H", &project.api_url(), "-f", &scenario("reads.toml")])
+        .args(["--web-port", "0", "--no-profiling"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let ui = crate::support::web_ui_url(&mut child).await;
+    let client = reqwest::Client::new();
+    let started: serde_json::Value = client
+        .post(format!("{ui}/swarm"))
+        .form(&[
+            ("user_count", "2"),
+            ("spawn_rate", "2"),
+            ("stack", stack.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(started["success"], true, "{started}");
+    crate::support::poll_json(&client, &format!("{ui}/stats/requests"), |s| {
+        s["stats"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["num_requests"].as_u64() > Some(20)))
+    })
+    .await;
+    client.post(format!("{ui}/stop")).send().await.unwrap();
+    let report = crate::support::poll_json(&client, &format!("{ui}/api/report.json"), |r| {
+        r["backend"].is_array()
+    })
+    .await;
+    assert!(!values(&report, "postgres").is_empty(), "{report}");
+    for page in [
+        "/",
+        "/stats/requests",
+        "/api/logs",
+        "/api/report.json",
+        "/api/report.html",
+    ] {
+        let body = client
+            .get(format!("{ui}{page}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_no_secret(page, &body);
+    }
+    crate::support::send("INT", &child);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
