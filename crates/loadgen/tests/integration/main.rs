@@ -40,6 +40,7 @@ mod secrets;
 mod shapes;
 mod stop;
 mod support;
+mod swarm;
 mod timeline;
 mod web;
 mod web_guard;
