@@ -34,7 +34,7 @@ command -v python3 >/dev/null || missing+=(python3)
 /usr/bin/python3 -c 'import junitparser' 2>/dev/null || missing+=(python3-junitparser)
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
 command -v docker >/dev/null || missing+=(docker.io)
-# docker/compose.load.yml is checked by docker-compose itself.
+# docker/compose.load.yml and docker/stack.load.yml are checked by docker-compose itself.
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 # A venv for kubernetes-validate (the Kubernetes manifests, checked offline).
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
@@ -55,13 +55,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# kubernetes-validate from PyPI, in a venv of its own under target/ (kept between runs).
+# kubernetes-validate from PyPI, in a venv of its own under target/ (kept between runs), at a
+# pinned version: its schemas are what the manifests are checked against (the test pins the
+# Kubernetes release among them).
 k8s_venv=target/tools/k8s-venv
-if [ ! -x "$k8s_venv/bin/kubernetes-validate" ]; then
-  say "installing kubernetes-validate in $k8s_venv"
+k8s_validate_version=1.37.0
+if [ "$("$k8s_venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$k8s_validate_version" ]; then
+  say "installing kubernetes-validate $k8s_validate_version in $k8s_venv"
   rm -rf "$k8s_venv"
   python3 -m venv "$k8s_venv"
-  "$k8s_venv/bin/pip" install -q kubernetes-validate
+  "$k8s_venv/bin/pip" install -q "kubernetes-validate==$k8s_validate_version"
 fi
 # The Python reference stack (testbed-py/: FastAPI, SQLAlchemy, Celery) in a venv from PyPI,
 # kept under target/ between runs; its tests find it through TESTBED_PY_VENV.

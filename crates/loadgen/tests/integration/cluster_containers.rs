@@ -105,7 +105,7 @@ impl Cluster {
 }
 
 /// The master's live table counts more than `n` requests in all.
-fn counts_more_than(n: u64) -> impl Fn(&str) -> bool {
+pub fn counts_more_than(n: u64) -> impl Fn(&str) -> bool {
     move |logs: &str| {
         logs.lines().any(|line| {
             let mut words = line.split_whitespace();

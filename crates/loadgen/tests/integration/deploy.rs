@@ -1,10 +1,15 @@
 //! The files that run distributed tests on the engines users have: `docker/compose.load.yml`
-//! (read by docker-compose itself) and the Kubernetes manifests in `deploy/k8s/` (validated
-//! offline against Kubernetes' schemas by `kubernetes-validate`, which scripts/test.sh installs),
-//! whose scenario and loadgen commands loadgen itself checks.
+//! and `docker/stack.load.yml` (read by docker-compose itself, the stack also by the Docker
+//! CLI's stack loader) and the Kubernetes manifests in `deploy/k8s/` (validated offline against
+//! a pinned Kubernetes version's schemas by `kubernetes-validate`, which scripts/test.sh
+//! installs), whose scenario and loadgen commands loadgen itself checks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The Kubernetes release the manifests are checked against: pinned, so that a newer
+/// kubernetes-validate does not change what passes (it defaults to its newest).
+const KUBERNETES_VERSION: &str = "1.34.0";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -52,7 +57,7 @@ fn the_kubernetes_manifests_are_valid_offline() {
             .to_string()
     });
     let output = Command::new(&validator)
-        .arg("--strict")
+        .args(["--strict", "--kubernetes-version", KUBERNETES_VERSION])
         .args(manifests())
         .output()
         .unwrap_or_else(|e| {
@@ -64,6 +69,7 @@ fn the_kubernetes_manifests_are_valid_offline() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{said}");
+    let release = KUBERNETES_VERSION.trim_end_matches(".0");
     for kind in [
         "deployment/loadgen-master",
         "service/loadgen-master",
@@ -71,7 +77,9 @@ fn the_kubernetes_manifests_are_valid_offline() {
         "configmap/loadgen-scenario",
     ] {
         assert!(
-            said.contains(&format!("passed for resource {kind}")),
+            said.contains(&format!(
+                "passed for resource {kind} against version {release}"
+            )),
             "{said}"
         );
     }
@@ -157,4 +165,44 @@ fn the_compose_load_environment_is_valid_for_docker_compose() {
     }
     assert!(config.contains("LOADGEN_HOST: http://api:8000"), "{config}");
     assert!(config.contains("LOADGEN_EXPECT_WORKERS: '3'"), "{config}");
+}
+
+#[test]
+fn the_swarm_stack_is_valid_for_docker_compose_and_docker_stack() {
+    let file = workspace().join("docker/stack.load.yml");
+    let mut compose = Command::new("docker-compose");
+    compose.arg("-f").arg(&file).arg("config");
+    // The CLI's own loader, as `docker stack deploy` reads the file (no swarm needed).
+    let mut stack = Command::new("docker");
+    stack.args(["stack", "config", "-c"]).arg(&file);
+    for mut command in [compose, stack] {
+        let output = command
+            .env("WORKERS", "3")
+            .output()
+            .expect("docker-compose and docker (scripts/test.sh installs them)");
+        let config = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for wanted in [
+            "api:",
+            "master:",
+            "worker:",
+            "replicas: 3",
+            "driver: overlay",
+            "condition: none",
+            "condition: on-failure",
+        ] {
+            assert!(config.contains(wanted), "{command:?}: {wanted}: {config}");
+        }
+        assert!(
+            config.contains("LOADGEN_HOST: http://api:8000")
+                && config.contains("LOADGEN_MASTER_HOST: master"),
+            "{config}"
+        );
+        // Swarm's ingress would publish on every interface: the stack publishes nothing.
+        assert!(!config.contains("ports:"), "{config}");
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// `docker ARGS`, which must succeed; its standard output.
@@ -64,14 +64,43 @@ pub async fn exit_code(container: &str) -> i64 {
 /// time: built by the first, removed by the last.
 pub struct Images {
     pub tag: String,
+    _shared: Option<RwLockReadGuard<'static, ()>>,
+    _alone: Option<RwLockWriteGuard<'static, ()>>,
 }
 
 /// How many tests hold the images now.
 static HOLDERS: Mutex<usize> = Mutex::new(0);
 
+/// The engine's networks, shared by the tests whose containers are on them, or had by one test
+/// alone: leaving a swarm drops the DNS names of every container then on a user-defined network
+/// (moby/moby#45144), so the Swarm test runs beside none of theirs.
+static NETWORKS: RwLock<()> = RwLock::new(());
+
 impl Images {
-    /// `loadtest/loadgen:TAG` and `loadtest/testbed:TAG` from the binaries this test runs.
+    /// `loadtest/loadgen:TAG` and `loadtest/testbed:TAG` from the binaries this test runs, for
+    /// a test whose containers may run beside other tests' (it waits while one runs alone).
     pub fn hold() -> Self {
+        let shared = NETWORKS.read().unwrap_or_else(|e| e.into_inner());
+        Self {
+            tag: Self::build(),
+            _shared: Some(shared),
+            _alone: None,
+        }
+    }
+
+    /// The same images, for a test that changes the engine for every container (joins or
+    /// leaves a swarm): it waits for the others' containers to be gone, and runs alone.
+    pub fn hold_alone() -> Self {
+        let alone = NETWORKS.write().unwrap_or_else(|e| e.into_inner());
+        Self {
+            tag: Self::build(),
+            _shared: None,
+            _alone: Some(alone),
+        }
+    }
+
+    /// Builds the images unless another test holds them: their tag. The caller holds the lock.
+    fn build() -> String {
         let tag = format!("test-{}", std::process::id());
         let mut holders = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
         if *holders == 0 {
@@ -90,7 +119,7 @@ impl Images {
             );
         }
         *holders += 1;
-        Self { tag }
+        tag
     }
 
     pub fn loadgen(&self) -> String {

@@ -41,6 +41,7 @@ mod shapes;
 mod stack;
 mod stop;
 mod support;
+mod swarm;
 mod timeline;
 mod web;
 mod web_guard;
