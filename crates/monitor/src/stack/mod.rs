@@ -38,8 +38,9 @@ impl std::str::FromStr for StackSpec {
                 Ok(Self::Compose(project.trim().to_owned()))
             }
             _ => Err(format!(
-                "{input:?} is not a stack: write compose:PROJECT (the name `docker compose ls` \
-                 shows) or auto (the project that publishes the --host port)"
+                "{input:?} is not a stack: write compose:PROJECT (the Compose project's name: \
+                 its folder's by default, as `docker compose ls` shows it) or auto (the project \
+                 that publishes the --host port)"
             )),
         }
     }
