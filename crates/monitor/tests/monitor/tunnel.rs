@@ -61,14 +61,21 @@ impl Network {
             redis: format!("{name}-redis"),
             name,
         };
+        network.start_redis();
+        network
+    }
+
+    /// Starts the Redis stand-in (anew, if it ran) and waits until it answers.
+    fn start_redis(&self) {
+        let _ = docker(&["rm", "-f", &self.redis]);
         // No -p: the port is reachable only from inside the network.
         let run = docker(&[
             "run",
             "-d",
             "--name",
-            &network.redis,
+            &self.redis,
             "--network",
-            &network.name,
+            &self.name,
             redis_image(),
         ]);
         assert!(
@@ -78,18 +85,28 @@ impl Network {
         );
         // Listening within moments: a bound, not a pause.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !docker(&["exec", &network.redis, "redis-cli", "PING"])
+        while !docker(&["exec", &self.redis, "redis-cli", "PING"])
             .stdout
             .starts_with(b"PONG")
         {
             assert!(
                 Instant::now() < deadline,
                 "{} never answered PING",
-                network.redis
+                self.redis
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        network
+    }
+
+    /// A container's address on this network.
+    fn address(&self, container: &str) -> String {
+        let format = format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            self.name
+        );
+        let output = docker(&["inspect", "-f", &format, container]);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// `redis-cli ARGS` inside the Redis container (the way in that needs no tunnel).
@@ -149,8 +166,18 @@ fn tunnels_on(network: &str) -> String {
     String::from_utf8_lossy(&listed.stdout).trim().to_owned()
 }
 
+/// `GET tunnel-test` on a new connection.
+async fn get(client: &redis::Client) -> String {
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("GET")
+        .arg("tunnel-test")
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_with_no_published_port_answers_through_the_tunnel() {
+async fn a_redis_with_no_published_port_answers_through_the_tunnel_even_once_replaced() {
     let network = Network::with_redis("lt-tunnel");
     // A value only that server holds: the answer through the tunnel is from it.
     let planted = format!("planted-{}", nanos());
@@ -178,13 +205,28 @@ async fn a_redis_with_no_published_port_answers_through_the_tunnel() {
         .await
         .unwrap();
     assert_eq!(pong, "PONG");
-    let value: String = redis::cmd("GET")
-        .arg("tunnel-test")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert_eq!(value, planted);
+    assert_eq!(get(&client).await, planted);
     drop(connection);
+
+    // The service replaced by a new container of the same name at another address (a
+    // placeholder takes the old one): the same tunnel finds it.
+    let old_address = network.address(&network.redis);
+    let _ = docker(&["rm", "-f", &network.redis]);
+    let placeholder = format!("{}-placeholder", network.name);
+    let run = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &placeholder,
+        "--network",
+        &network.name,
+        redis_image(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    network.start_redis();
+    assert_ne!(network.address(&network.redis), old_address);
+    network.redis_cli(&["SET", "tunnel-test", "replaced"]);
+    assert_eq!(get(&client).await, "replaced");
 
     let closing = Instant::now();
     tunnel.close().await;
