@@ -256,36 +256,46 @@ fn is_shared_library(path: &str) -> bool {
     name.ends_with(".so") || name.contains(".so.")
 }
 
-/// The images made in this process, by executable (`None`: the running one).
-static MADE: tokio::sync::Mutex<Vec<(Option<PathBuf>, String)>> =
+/// The executables hashed in this process (`None`: the running one), with their image's tag.
+static HASHED: tokio::sync::Mutex<Vec<(Option<PathBuf>, Contents, String)>> =
     tokio::sync::Mutex::const_new(Vec::new());
 
 /// The tunnel image for `executable` (the running one if `None`): its tag, once built or found.
 pub async fn ensure(docker: &Docker, executable: Option<&Path>) -> Result<String, ImageError> {
-    // One at a time, so that two tunnels opened together build the image once.
-    let mut made = MADE.lock().await;
-    if let Some((_, tag)) = made.iter().find(|(e, _)| e.as_deref() == executable) {
-        return Ok(tag.clone());
-    }
-    let owned = executable.map(Path::to_owned);
-    let (contents, tag) = tokio::task::spawn_blocking(move || {
-        let contents = match &owned {
-            Some(path) => Contents::of(path)?,
-            None => Contents::running()?,
-        };
-        let tag = contents.tag()?;
-        Ok::<_, ImageError>((contents, tag))
-    })
-    .await
-    .map_err(|e| ImageError::Build {
-        tag: REPOSITORY.to_owned(),
-        detail: e.to_string(),
-    })??;
+    // One at a time, so that two tunnels opened together hash and build once.
+    let mut hashed = HASHED.lock().await;
+    let known = hashed.iter().find(|(e, ..)| e.as_deref() == executable);
+    let (contents, tag) = match known {
+        Some((_, contents, tag)) => (contents.clone(), tag.clone()),
+        None => {
+            let owned = executable.map(Path::to_owned);
+            let (contents, tag) = tokio::task::spawn_blocking(move || {
+                let contents = match &owned {
+                    Some(path) => Contents::of(path)?,
+                    None => Contents::running()?,
+                };
+                let tag = contents.tag()?;
+                Ok::<_, ImageError>((contents, tag))
+            })
+            .await
+            .map_err(|e| ImageError::Build {
+                tag: REPOSITORY.to_owned(),
+                detail: e.to_string(),
+            })??;
+            hashed.push((
+                executable.map(Path::to_owned),
+                contents.clone(),
+                tag.clone(),
+            ));
+            (contents, tag)
+        }
+    };
+    // Asked each time: another build of the same executable (another worktree's) may have
+    // replaced it since.
     if docker.inspect_image(&tag).await.is_err() {
         build(docker, &contents, &tag).await?;
         remove_older(docker, &contents, &tag).await;
     }
-    made.push((executable.map(Path::to_owned), tag.clone()));
     Ok(tag)
 }
 

@@ -190,7 +190,7 @@ impl Tunnel {
     pub async fn close(mut self) {
         self.removed = true;
         if let Err(error) = remove(&self.docker, &self.name).await {
-            tracing::warn!("tunnel container {}: {error}", self.name);
+            warn_left_behind(&self.name, &error);
         }
     }
 
@@ -298,9 +298,15 @@ impl Drop for Tunnel {
             Err(error) => Err(error.to_string()),
         };
         if let Err(error) = outcome {
-            tracing::warn!("tunnel container {}: not removed: {error}", self.name);
+            warn_left_behind(&self.name, &error);
         }
     }
+}
+
+/// A container left behind is the user's to remove: said on stderr whatever logging is set up
+/// (loadgen's filter keeps only its own crate's events).
+fn warn_left_behind(name: &str, error: &str) {
+    eprintln!("WARNING: tunnel container {name} not removed ({error}): docker rm -f {name}");
 }
 
 /// The container: the forwarder on [`LISTEN_PORT`], published on 127.0.0.1 only, on a port
