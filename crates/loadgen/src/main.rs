@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
+    // The stack tunnel's forwarder (`loadgen __tunnel LISTEN TO`), never shown in --help.
+    if let Some(code) = monitor::tunnel::main_if_asked() {
+        return code;
+    }
     let cli = match loadgen::cli::config_file::parse(std::env::args_os()) {
         Ok(cli) => cli,
         Err(loadgen::cli::config_file::ParseError::Flags(error)) => error.exit(),

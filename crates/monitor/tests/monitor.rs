@@ -19,6 +19,8 @@ use test_support::Detached;
 
 #[path = "monitor/profiles.rs"]
 mod profiles;
+#[path = "monitor/tunnel.rs"]
+mod tunnel;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
