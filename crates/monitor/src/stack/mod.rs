@@ -554,7 +554,7 @@ async fn reach(
                     .map_err(|e| {
                         format!(
                             "port {port} is not published, and no helper container could \
-                             reach it on {network}: {e}"
+                             reach it: {e}"
                         )
                     })?;
                 let local = tunnel.local_addr();
