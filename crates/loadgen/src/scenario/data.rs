@@ -185,10 +185,29 @@ mod tests {
         assert!(error.contains("no rows"), "{error}");
         let error = UserData::parse("user name\nx\n", "a.csv").unwrap_err();
         assert!(error.contains("header row names variables"), "{error}");
-        let error = UserData::parse("ids:json\n[1,\n", "a.csv").unwrap_err();
+        let error = UserData::parse("ids:json\n\"[1,\"\n", "a.csv").unwrap_err();
         assert!(error.contains("line 2: column ids:json"), "{error}");
         let error = UserData::parse("a,a\n1,2\n", "a.csv").unwrap_err();
         assert!(error.contains("appears twice"), "{error}");
+    }
+
+    #[test]
+    fn a_column_must_be_a_variable_of_the_scenario() {
+        let scenario = super::super::parse(
+            "[[users]]\nname = 'U'\nvars = { username = 'u${user}' }\n\
+             [[users.tasks]]\nrun = ['get']\n[users.steps.get]\npath = '/${username}'\n",
+            "t.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        let ok = UserData::parse("username\nalice\n", "a.csv").unwrap();
+        ok.check(&scenario).unwrap();
+        let typo = UserData::parse("usrname\nalice\n", "a.csv").unwrap();
+        let error = typo.check(&scenario).unwrap_err();
+        assert!(
+            error.contains("column \"usrname\" is no variable") && error.contains("username"),
+            "{error}"
+        );
     }
 
     #[test]

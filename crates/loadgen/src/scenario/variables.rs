@@ -167,6 +167,24 @@ mod tests {
     }
 
     #[test]
+    fn unless_names_a_variable_the_scenario_sets() {
+        let login = "[users.steps.login]\npath = '/login'\nextract = { token = 't' }\n\
+                     [users.steps.get]\npath = '/'\n";
+        check(&format!(
+            "{HEAD}on_start = [{{ step = 'login', unless = 'token' }}]\n{TASK}{login}"
+        ))
+        .unwrap();
+        let error = check(&format!(
+            "{HEAD}on_start = [{{ step = 'login', unless = 'tokn' }}]\n{TASK}{login}"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("step `login`: unless = \"tokn\" names a variable that nothing sets"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn variables_set_by_vars_extract_or_append_and_built_ins_pass() {
         check(&format!(
             "{HEAD}{TASK}[users.vars]\nemail = 'u${{user}}-${{run}}@x.test'\n\

@@ -193,10 +193,8 @@ async fn env_up_seed_run_down_leaves_nothing_behind_and_seeded_users_skip_bcrypt
         }
         command.output()
     };
-    let (with, without) = tokio::join!(
-        run("seeded.json", Some(&accounts)),
-        run("plain.json", None)
-    );
+    let (with, without) =
+        tokio::join!(run("seeded.json", Some(&accounts)), run("plain.json", None));
     let reports: Vec<(Value, String)> = [(with, "seeded.json"), (without, "plain.json")]
         .into_iter()
         .map(|(output, name)| {
@@ -260,7 +258,9 @@ async fn env_up_seed_run_down_leaves_nothing_behind_and_seeded_users_skip_bcrypt
     }
     for volume in &volumes {
         assert!(
-            !docker_output(&["volume", "inspect", volume]).status.success(),
+            !docker_output(&["volume", "inspect", volume])
+                .status
+                .success(),
             "volume {volume} of the project is left"
         );
     }
