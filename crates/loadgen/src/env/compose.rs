@@ -191,12 +191,18 @@ fn program() -> anyhow::Result<Vec<&'static str>> {
     }
 }
 
-/// The repository's compose file, found from the current folder upwards.
+/// The repository's compose file, found from the current folder upwards (relative to it, for
+/// shorter messages).
 fn in_repository() -> Option<PathBuf> {
     let here = std::env::current_dir().ok()?;
-    here.ancestors()
+    let file = here
+        .ancestors()
         .map(|dir| dir.join(IN_REPOSITORY))
-        .find(|file| file.is_file())
+        .find(|file| file.is_file())?;
+    Some(
+        file.strip_prefix(&here)
+            .map_or(file.clone(), Path::to_path_buf),
+    )
 }
 
 /// `(service, image)` of each service in `docker compose config`'s output.

@@ -17,6 +17,8 @@ use clap::{Args, Subcommand};
 use crate::exit_code::EXIT_OK;
 use compose::Compose;
 
+/// The project's name when `--project` is not given.
+const DEFAULT_PROJECT: &str = "loadgen-env";
 /// The services `up` starts: the stack a run loads, not the master and workers.
 const SERVICES: &[&str] = &["postgres", "redis", "api"];
 /// The API's port inside its container.
@@ -43,7 +45,7 @@ pub enum EnvAction {
 #[derive(Debug, Args)]
 pub struct ProjectArgs {
     /// The Compose project's name: everything `up` makes carries it.
-    #[arg(long, env = "LOADGEN_ENV_PROJECT", default_value = "loadgen-env")]
+    #[arg(long, env = "LOADGEN_ENV_PROJECT", default_value = DEFAULT_PROJECT)]
     pub project: String,
     /// The compose file [default: docker/compose.load.yml of the repository loadgen runs in,
     /// else the copy built into loadgen, written to the state folder].
@@ -131,15 +133,19 @@ async fn up(args: &UpArgs) -> anyhow::Result<u8> {
             compose.describe(&["logs", "api"])
         )
     })?;
+    // The default project needs no flag in the commands that follow.
+    let project = if compose.project == DEFAULT_PROJECT {
+        String::new()
+    } else {
+        format!(" --project {}", compose.project)
+    };
     say(&format!(
         "loadgen: env up: {} healthy in {:.1} s; run with:\n  --host {host}\n  --stack compose:{}\n\
-         next: loadgen env seed --project {}   (accounts for --user-data); \
-         loadgen env down --project {} when done\n",
+         next: `loadgen env seed{project}` (accounts for --user-data); \
+         `loadgen env down{project}` when done\n",
         SERVICES.join(", "),
         started.elapsed().as_secs_f64(),
         compose.project,
-        compose.project,
-        compose.project
     ))?;
     Ok(EXIT_OK)
 }
