@@ -124,7 +124,14 @@ async fn up(args: &UpArgs) -> anyhow::Result<u8> {
         compose.file.display(),
         compose.project
     );
-    compose.up(SERVICES, &[("API_PORT", &port)])?;
+    compose
+        .up(SERVICES, &[("API_PORT", &port)])
+        .with_context(|| {
+            format!(
+                "starting the environment (`loadgen env down --project {}` removes what was started)",
+                compose.project
+            )
+        })?;
     let host = compose.api_host(API_PORT)?;
     let remaining = Duration::from_secs(args.timeout).saturating_sub(started.elapsed());
     wait_healthy(&host, remaining).await.with_context(|| {
@@ -176,7 +183,9 @@ async fn seed(args: &SeedArgs) -> anyhow::Result<u8> {
         },
         prefix: seed::prefix(),
     };
-    wait_healthy(&host, Duration::from_secs(10)).await?;
+    wait_healthy(&host, Duration::from_secs(10))
+        .await
+        .context("the API does not answer (start it with `loadgen env up`)")?;
     let started = Instant::now();
     let text = seed::run(plan).await?;
     seed::write_private(&out, text.as_bytes())
