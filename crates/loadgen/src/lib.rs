@@ -25,7 +25,7 @@
 //! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
 //! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
 //! | readers | [`diagnosis`], [`report`] | the rules over a finished run, and the reports made of it |
-//! | drivers | `shutdown`, [`live`], [`headless`], [`capacity`], [`web`], [`worker`], [`cli`] | who starts and steers runs: signals, the live console, the headless CLI, the capacity search, the web UI, a worker, and the flags that choose among them |
+//! | drivers | `shutdown`, [`live`], [`headless`], [`capacity`], [`web`], [`worker`], [`env`], [`cli`] | who starts and steers runs: signals, the live console, the headless CLI, the capacity search, the web UI, a worker, the load environment it runs against (`loadgen env`), and the flags that choose among them |
 //!
 //! The crate root above them dispatches the command line ([`run`]).
 
@@ -38,6 +38,7 @@ pub mod cluster;
 pub mod config;
 pub mod diagnosis;
 pub mod engine;
+pub mod env;
 pub mod exit_code;
 pub mod headless;
 pub mod http;
@@ -84,6 +85,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Some(Command::Scenario { action }) => scenario_command(action),
         Some(Command::Demo { args }) => demo(args),
+        Some(Command::Env { action }) => env::run(action).await,
         Some(Command::Capacity { args }) => {
             // Reached when a caller parsed the command line itself: parse the search's flags.
             let line = std::iter::once("loadgen".into())
@@ -263,10 +265,19 @@ fn scenario_command(action: &ScenarioAction) -> anyhow::Result<u8> {
             print_or_quiet(scenario::BUILTIN)?;
             Ok(EXIT_OK)
         }
-        ScenarioAction::Check { file, fixtures } => {
+        ScenarioAction::Check {
+            file,
+            fixtures,
+            user_data,
+        } => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let scenario = scenario::parse(&text, &file.display().to_string(), fixtures)?;
+            if let Some(path) = user_data {
+                scenario::data::UserData::read(path)
+                    .and_then(|data| data.check(&scenario))
+                    .map_err(anyhow::Error::msg)?;
+            }
             let names: Vec<String> = scenario
                 .users
                 .iter()

@@ -691,6 +691,7 @@ impl ThreadSetup {
             poll_budget: self.poll_budget.clone(),
             job_types: self.job_types.clone(),
             latency_correction: self.settings.latency_correction,
+            user_data: self.scenario.user_data.clone(),
         })
     }
 

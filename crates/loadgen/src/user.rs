@@ -47,6 +47,8 @@ pub struct Shared {
     pub job_types: Arc<JobTypes>,
     /// `--latency-correction`: a paced user's requests also count the starts they delayed.
     pub latency_correction: bool,
+    /// `--user-data`: each user's row of variables.
+    pub user_data: Option<Arc<crate::scenario::data::UserData>>,
 }
 
 /// The keys of one user type's steps, built once per thread so recording never formats a string.
@@ -125,12 +127,18 @@ impl VirtualUser {
         number: u64,
     ) -> Self {
         let connection = Connection::new(shared.target.clone(), shared.options);
+        // The user's row of --user-data comes first: `vars` fill in only what it leaves unset.
+        let vars = shared
+            .user_data
+            .as_ref()
+            .map(|data| data.row(number).iter().cloned().collect())
+            .unwrap_or_default();
         Self {
             user_type,
             keys,
             shared,
             number: number.to_string(),
-            vars: HashMap::new(),
+            vars,
             seq: 0,
             connection,
             attempted: HashSet::new(),
@@ -180,6 +188,9 @@ impl VirtualUser {
     pub async fn start(&mut self, stop: &CancellationToken) -> bool {
         let user_type = self.user_type.clone();
         for (name, template) in &user_type.vars {
+            if self.vars.contains_key(name) {
+                continue; // set by the user's --user-data row
+            }
             let mut cx = Context {
                 vars: &self.vars,
                 user: &self.number,
@@ -199,7 +210,7 @@ impl VirtualUser {
             if stop.is_cancelled() {
                 return false;
             }
-            self.run_ref(*step_ref, Phase::Startup).await;
+            self.run_ref(step_ref, Phase::Startup).await;
         }
         true
     }
@@ -232,12 +243,17 @@ impl VirtualUser {
         };
         self.intended = intended;
         for step_ref in &task.run {
-            self.run_ref(*step_ref, Phase::Steady).await;
+            self.run_ref(step_ref, Phase::Steady).await;
         }
         self.intended = None;
     }
 
-    async fn run_ref(&mut self, step_ref: StepRef, phase: Phase) {
+    async fn run_ref(&mut self, step_ref: &StepRef, phase: Phase) {
+        if let Some(variable) = &step_ref.unless
+            && self.vars.contains_key(&**variable)
+        {
+            return;
+        }
         for _ in 0..step_ref.repeat {
             if let Outcome::Handled(handler) = self.run_step(step_ref.step, phase, true).await {
                 // e.g. log in again on 401, then retry the step once.

@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "drivers",
         &[
-            "shutdown", "live", "headless", "capacity", "web", "worker", "cli",
+            "shutdown", "live", "headless", "capacity", "web", "worker", "env", "cli",
         ],
     ),
     ("root", &[ROOT]),

@@ -159,6 +159,11 @@ pub struct Cli {
     /// Folder of the files the scenario uploads (make them with `fixtures-gen`).
     #[arg(long, env = "LOADGEN_FIXTURES", default_value = "tests/fixtures")]
     pub fixtures: PathBuf,
+    /// A CSV file of variables for the users (e.g. the accounts `loadgen env seed` wrote):
+    /// its header names variables, user N takes row N (in turn when there are more users), and
+    /// a row's values replace the scenario's `vars` of the same name.
+    #[arg(long, env = "LOADGEN_USER_DATA", value_name = "FILE.csv")]
+    pub user_data: Option<PathBuf>,
     /// Run only these user types (names from the scenario).
     #[arg(long, env = "LOADGEN_USER_CLASSES", num_args = 1.., value_delimiter = ',')]
     pub user_classes: Vec<String>,
@@ -334,6 +339,14 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// A load environment for users without a stack of their own: `env up` starts the FFmpeg
+    /// API stack of docker/compose.load.yml, `env seed` makes accounts for --user-data, `env
+    /// down` removes what `up` made.
+    Env {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::env::EnvAction,
+    },
     /// Print or check scenario files.
     Scenario {
         /// What to do.
@@ -354,6 +367,9 @@ pub enum ScenarioAction {
         /// Folder of the files the scenario uploads (as for a run).
         #[arg(long, env = "LOADGEN_FIXTURES", default_value = "tests/fixtures")]
         fixtures: PathBuf,
+        /// Check this --user-data CSV file against the scenario too.
+        #[arg(long, value_name = "FILE.csv")]
+        user_data: Option<PathBuf>,
     },
 }
 
@@ -876,7 +892,14 @@ impl Cli {
             },
             None => ScenarioSource::builtin(),
         };
+        let user_data = match &self.user_data {
+            Some(path) => {
+                Some(crate::scenario::data::UserData::read(path).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
         Ok(ScenarioSource {
+            user_data,
             user_classes: self.user_classes.clone(),
             tags: self.tags.clone(),
             exclude_tags: self.exclude_tags.clone(),

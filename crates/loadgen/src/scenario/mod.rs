@@ -3,6 +3,7 @@
 //! statuses, extractions and status handlers. This module turns the file into the checked model
 //! the runner executes, and points at the line of anything wrong.
 
+pub mod data;
 mod raw;
 mod source;
 pub mod template;
@@ -53,6 +54,8 @@ pub struct Scenario {
     pub load: Option<crate::arrival::Arrival>,
     /// Its `[[shape]]` stages, if it has some.
     pub shape: Option<crate::shape::Shape>,
+    /// Rows of variables for the users (`--user-data`), checked against the scenario.
+    pub user_data: Option<Arc<data::UserData>>,
 }
 
 /// What a scenario is, for telling whether two reports can be compared: its user types and
@@ -155,12 +158,14 @@ pub enum Wait {
 }
 
 /// A reference to a step, run `repeat` times.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StepRef {
     /// Index into [`UserType::steps`].
     pub step: usize,
     /// How many times in a row.
     pub repeat: u32,
+    /// Skipped when the user has this variable set (`unless = "token"`).
+    pub unless: Option<Arc<str>>,
 }
 
 /// A weighted sequence of steps.
@@ -385,7 +390,9 @@ pub fn parse(text: &str, file: &str, fixtures: &Path) -> Result<Scenario, Scenar
                 format!("user type `{}` declared twice", user.name),
             ));
         }
-        if let Some(unset) = variables::never_set(user) {
+        if let Some(unset) =
+            variables::never_set(user).or_else(|| variables::unless_never_set(user))
+        {
             return Err(checker.error(raw_user.span(), unset));
         }
     }
@@ -429,6 +436,7 @@ pub fn parse(text: &str, file: &str, fixtures: &Path) -> Result<Scenario, Scenar
         users,
         load,
         shape,
+        user_data: None,
     };
     scenario
         .check_runnable()
@@ -649,9 +657,13 @@ fn resolve_step_ref(
     keys: &[&String],
     r: &Spanned<raw::StepRef>,
 ) -> Result<StepRef, ScenarioError> {
-    let (name, repeat) = match r.get_ref() {
-        raw::StepRef::Name(n) => (n, 1),
-        raw::StepRef::Repeated { step, repeat } => (step, *repeat),
+    let (name, repeat, unless) = match r.get_ref() {
+        raw::StepRef::Name(n) => (n, 1, None),
+        raw::StepRef::Repeated {
+            step,
+            repeat,
+            unless,
+        } => (step, *repeat, unless.as_deref().map(Arc::from)),
     };
     let repeat = u32::try_from(repeat)
         .ok()
@@ -673,7 +685,11 @@ fn resolve_step_ref(
             ),
         )
     })?;
-    Ok(StepRef { step, repeat })
+    Ok(StepRef {
+        step,
+        repeat,
+        unless,
+    })
 }
 
 /// A user type's tasks: each runs a step at least, and their weights are shares that some task

@@ -125,6 +125,9 @@ pub enum StepRef {
         // Signed, so that a negative count gets a plain message rather than serde's.
         #[serde(default = "once")]
         repeat: i64,
+        /// Skip the step when the user has this variable set (e.g. from `--user-data`).
+        #[serde(default)]
+        unless: Option<String>,
     },
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::data::UserData;
 use super::{Scenario, ScenarioError};
 
 /// A scenario that cannot be loaded.
@@ -23,6 +24,9 @@ pub enum LoadError {
     /// `--user-classes`, `--tags` or `--exclude-tags` leave nothing, or name what is not there.
     #[error("{0}")]
     Selection(String),
+    /// The `--user-data` file does not fit the scenario.
+    #[error("{0}")]
+    UserData(String),
 }
 
 /// A scenario's text and what was picked from it.
@@ -42,6 +46,9 @@ pub struct ScenarioSource {
     /// [`ScenarioSource::with_fixture_digests`]; empty: not checked).
     #[serde(default)]
     pub fixture_digests: BTreeMap<String, String>,
+    /// Rows of variables for the users (`--user-data`), sent to workers with the text.
+    #[serde(default)]
+    pub user_data: Option<UserData>,
 }
 
 impl ScenarioSource {
@@ -73,6 +80,11 @@ impl ScenarioSource {
             }
         }
         let mut scenario = super::parse(&self.text, &self.name, fixtures)?;
+        // Against every user type: a column may be for a type --user-classes left out.
+        if let Some(data) = &self.user_data {
+            data.check(&scenario).map_err(LoadError::UserData)?;
+            scenario.user_data = Some(std::sync::Arc::new(data.clone()));
+        }
         self.select(&mut scenario)?;
         Ok(scenario)
     }

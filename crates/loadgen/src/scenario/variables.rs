@@ -10,17 +10,7 @@ use super::{Body, MultipartPart, Template, UserType, ValueTemplate};
 
 /// A message naming the first variable `user` reads and never sets, and where it reads it.
 pub(super) fn never_set(user: &UserType) -> Option<String> {
-    let set: BTreeSet<&str> = user
-        .vars
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .chain(
-            user.steps
-                .iter()
-                .flat_map(|s| s.extract.iter().chain(&s.append))
-                .map(|(name, _)| name.as_str()),
-        )
-        .collect();
+    let set = settable(user);
     let (variable, place) = reads(user)
         .into_iter()
         .find(|(variable, _)| !set.contains(variable.as_str()))?;
@@ -34,6 +24,47 @@ pub(super) fn never_set(user: &UserType) -> Option<String> {
         user.name,
         known.join(", ")
     ))
+}
+
+/// The variables `user` sets: its `vars`, and its steps' `extract` and `append`.
+pub(super) fn settable(user: &UserType) -> BTreeSet<&str> {
+    user.vars
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .chain(
+            user.steps
+                .iter()
+                .flat_map(|s| s.extract.iter().chain(&s.append))
+                .map(|(name, _)| name.as_str()),
+        )
+        .collect()
+}
+
+/// A message naming an `unless = "VAR"` of `user` whose variable nothing sets: the step would
+/// always run, which is not what its author meant.
+pub(super) fn unless_never_set(user: &UserType) -> Option<String> {
+    let set = settable(user);
+    let refs = user
+        .on_start
+        .iter()
+        .chain(user.tasks.iter().flat_map(|t| &t.run));
+    for step_ref in refs {
+        if let Some(variable) = &step_ref.unless
+            && !set.contains(&**variable)
+        {
+            let step = user
+                .steps
+                .get(step_ref.step)
+                .map_or("?", |s| s.key.as_str());
+            return Some(format!(
+                "user type `{}`: step `{step}`: unless = {variable:?} names a variable that \
+                 nothing sets, so the step would always run: name one that `vars`, `extract` \
+                 or `append` sets (a --user-data column may then give it)",
+                user.name
+            ));
+        }
+    }
+    None
 }
 
 /// Every variable the type's templates read, with where.
@@ -133,6 +164,24 @@ mod tests {
         ))
         .unwrap_err();
         assert!(error.contains("json reads ${videos}"), "{error}");
+    }
+
+    #[test]
+    fn unless_names_a_variable_the_scenario_sets() {
+        let login = "[users.steps.login]\npath = '/login'\nextract = { token = 't' }\n\
+                     [users.steps.get]\npath = '/'\n";
+        check(&format!(
+            "{HEAD}on_start = [{{ step = 'login', unless = 'token' }}]\n{TASK}{login}"
+        ))
+        .unwrap();
+        let error = check(&format!(
+            "{HEAD}on_start = [{{ step = 'login', unless = 'tokn' }}]\n{TASK}{login}"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("step `login`: unless = \"tokn\" names a variable that nothing sets"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod deploy;
 mod diagnosis;
 mod docker;
 mod engine;
+mod env;
 mod failures;
 mod false_alarms;
 mod fuzz;

@@ -348,11 +348,14 @@ async fn one_flag_watches_a_compose_stack_whole_and_no_secret_leaks() {
 async fn unpublished_servers_are_reached_through_a_helper_container_that_goes_away() {
     let project = Project::start("lg-stack-tunnel", Variant::Unpublished).await;
     let stack = format!("compose:{}", project.name);
+    let reads = scenario("reads.toml");
     let dry = loadgen(&[
         "--dry-run",
         "--headless",
         "-H",
         &project.api_url(),
+        "-f",
+        &reads,
         "--stack",
         &stack,
     ])
