@@ -70,7 +70,7 @@ impl Discovery {
                 "{prefix}  PostgreSQL: {} {}, every database's clients; {}",
                 postgres.shown(),
                 reach(&postgres.reach),
-                credentials_phrase(&postgres.origin),
+                credentials_phrase(postgres),
             );
         }
         if self.given.1 {
@@ -86,10 +86,10 @@ impl Discovery {
                 "{prefix}  Redis: {} {}; {}{}",
                 redis.shown(),
                 reach(&redis.reach),
-                credentials_phrase(&redis.origin),
+                credentials_phrase(redis),
                 match &self.queue_origin {
                     Some(origin) if !queues.is_empty() => format!(
-                        "; Celery queue {} (the broker's database, from {})",
+                        "; Celery queue {} (the broker's database: {})",
                         queues.join(", "),
                         origin
                     ),
@@ -107,22 +107,18 @@ impl Discovery {
     }
 }
 
-/// "password from the postgres container's environment (POSTGRES_PASSWORD)".
-fn credentials_phrase(origin: &super::Origin) -> String {
-    let secret = origin.variables.iter().any(|v| {
-        v.contains("PASSWORD")
-            || v.contains("URL")
-            || v.contains("URI")
-            || v.contains("DSN")
-            || v.contains("requirepass")
-    });
-    if secret {
-        format!(
-            "address and password from the {} container's environment ({})",
-            origin.container,
-            origin.variables.join(", ")
-        )
-    } else {
-        format!("{origin}")
-    }
+/// "address and password from the api container's environment (DATABASE_URL)": where the
+/// connection's address, and its password when it has one, came from.
+fn credentials_phrase(endpoint: &super::Endpoint) -> String {
+    let has_password = url::Url::parse(endpoint.url()).is_ok_and(|u| u.password().is_some());
+    format!(
+        "{} from the {} container's environment ({})",
+        if has_password {
+            "address and password"
+        } else {
+            "address"
+        },
+        endpoint.origin.container,
+        endpoint.origin.variables.join(", ")
+    )
 }
