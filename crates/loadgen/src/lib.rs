@@ -71,7 +71,10 @@ pub use exit_code::{EXIT_ERROR, EXIT_OK, EXIT_TARGET_MISSED};
 
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
-    match run_inner(cli).await {
+    let outcome = run_inner(cli).await;
+    // `--stack`'s helper containers go with the run, whoever still holds them.
+    monitor::tunnel::close_all().await;
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("loadgen: error: {error:#}");

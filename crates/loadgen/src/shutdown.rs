@@ -159,5 +159,6 @@ async fn exit_now(mut signals: Signals, signal: Signal, reports: Option<&RunRepo
         }
         None => eprintln!("\nloadgen: {} again: exiting at once", signal.name()),
     }
+    monitor::tunnel::close_all().await;
     std::process::exit(signal.exit_code());
 }

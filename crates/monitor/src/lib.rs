@@ -26,7 +26,10 @@ use thresholds::Thresholds;
 
 /// Runs the command line until `--duration` or Ctrl-C.
 pub async fn run(cli: Cli) -> ExitCode {
-    match run_inner(cli).await {
+    let outcome = run_inner(cli).await;
+    // `--stack`'s helper containers go with the monitor.
+    tunnel::close_all().await;
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("monitor: error: {error:#}");

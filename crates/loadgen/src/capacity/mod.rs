@@ -70,6 +70,7 @@ pub async fn drive_on(
         on_signal.stop_by(signal.name());
         // A second signal leaves at once, as every run does.
         let again = signals.next().await;
+        monitor::tunnel::close_all().await;
         std::process::exit(again.exit_code());
     });
     eprintln!("loadgen: capacity search: {}", describe(&plan));

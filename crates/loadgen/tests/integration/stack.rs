@@ -465,6 +465,9 @@ async fn unpublished_servers_are_reached_through_a_helper_container_that_goes_aw
     }
     crate::support::send("INT", &child);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
+    // Its helpers went with it too.
+    let left = project.on_network();
+    assert_eq!(left.len(), 4, "left on the project's network: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

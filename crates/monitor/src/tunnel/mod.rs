@@ -105,6 +105,45 @@ impl Default for TunnelOptions {
     }
 }
 
+/// The tunnel containers this process has open, by name: [`close_all`] removes them before the
+/// process exits, whatever still holds their [`Tunnel`] (a task the runtime will not wait for,
+/// a configuration shared with a signal handler).
+static OPEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn forget(name: &str) {
+    OPEN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|open| open != name);
+}
+
+/// Removes every tunnel container this process opened and has not closed yet; for a program
+/// about to exit.
+pub async fn close_all() {
+    let names = std::mem::take(
+        &mut *OPEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    if names.is_empty() {
+        return;
+    }
+    let docker = match Docker::connect_with_local_defaults() {
+        Ok(docker) => docker,
+        Err(error) => {
+            for name in &names {
+                warn_left_behind(name, &error.to_string());
+            }
+            return;
+        }
+    };
+    let removals = names.iter().map(|name| remove(&docker, name));
+    for (name, result) in names.iter().zip(futures::future::join_all(removals).await) {
+        if let Err(error) = result {
+            warn_left_behind(name, &error);
+        }
+    }
+}
+
 /// An open tunnel: connections to [`Tunnel::local_addr`] reach the target inside the network.
 #[derive(Debug)]
 pub struct Tunnel {
@@ -168,7 +207,12 @@ impl Tunnel {
             removed: false,
         };
         match tunnel.start(network, &target, options.ready_within).await {
-            Ok(()) => Ok(tunnel),
+            Ok(()) => {
+                OPEN.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(tunnel.name.clone());
+                Ok(tunnel)
+            }
             Err(error) => {
                 tunnel.close().await;
                 Err(error)
@@ -189,6 +233,7 @@ impl Tunnel {
     /// Removes the tunnel container, and returns once it is gone.
     pub async fn close(mut self) {
         self.removed = true;
+        forget(&self.name);
         if let Err(error) = remove(&self.docker, &self.name).await {
             warn_left_behind(&self.name, &error);
         }
@@ -271,6 +316,7 @@ impl Drop for Tunnel {
         if self.removed {
             return;
         }
+        forget(&self.name);
         let name = self.name.clone();
         let (done, removed) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
