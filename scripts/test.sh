@@ -115,8 +115,10 @@ fi
 say "cargo test"
 log="$services/test.log"
 status=0
-# --no-fail-fast: a failing binary does not hide the tests of the ones after it.
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: a failing binary does not hide the tests of the ones after it. Three tests at
+# once on 2 cores: most wait on containers, servers and fixed-length runs; the core-bound ones
+# take `support::HEAVY` one at a time.
+cargo test --workspace --locked --no-fail-fast -- --test-threads=3 2>&1 | tee "$log" || status=$?
 say "summary (clippy and machete $((clippy_done - started)) s, tests $((SECONDS - clippy_done)) s)"
 cargo metadata --format-version 1 --no-deps --locked > "$services/metadata.json"
 python3 scripts/test_summary.py "$services/metadata.json" "$log"

@@ -266,7 +266,7 @@ async fn one_flag_watches_a_compose_stack_whole_and_no_secret_leaks() {
         "-r",
         "4",
         "-t",
-        "15s",
+        "12s",
         "--job-sample",
         "1",
         "--fixtures",
