@@ -114,6 +114,8 @@ fn no_host_cause(analysis: &Analysis) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_of_two_shared_with_the_workers_is_the_top_finding_on_a_busy_host() {
     let _shared = OWN_STACK.read().await;
+    // stress-ng on both cores: never beside another core-bound test.
+    let _core = crate::support::HEAVY.lock().await;
     let _busy = BusyHost::hold();
     let (testbed, database, queue) = planted(|c| {
         c.db_pool = 2;
@@ -147,6 +149,8 @@ async fn a_pool_of_two_shared_with_the_workers_is_the_top_finding_on_a_busy_host
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashing_on_the_event_loop_is_the_top_finding_on_a_busy_host() {
     let _shared = OWN_STACK.read().await;
+    // stress-ng on both cores: never beside another core-bound test.
+    let _core = crate::support::HEAVY.lock().await;
     let _busy = BusyHost::hold();
     let (testbed, database, queue) = planted(|c| {
         c.hash_cost = 13;
@@ -181,6 +185,8 @@ async fn hashing_on_the_event_loop_is_the_top_finding_on_a_busy_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stuck_jobs_are_the_top_finding_on_a_busy_host() {
     let _shared = OWN_STACK.read().await;
+    // stress-ng on both cores: never beside another core-bound test.
+    let _core = crate::support::HEAVY.lock().await;
     let _busy = BusyHost::hold();
     let (testbed, database, queue) = planted(|c| {
         c.job_modes_by_type = vec!["audio_overlay=stuck".parse().unwrap()];
@@ -200,6 +206,8 @@ async fn stuck_jobs_are_the_top_finding_on_a_busy_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_is_the_top_finding_and_its_plateau_no_capacity() {
     let _shared = OWN_STACK.read().await;
+    // stress-ng on both cores: never beside another core-bound test.
+    let _core = crate::support::HEAVY.lock().await;
     let _busy = BusyHost::hold();
     let (testbed, database, queue) = planted(|c| c.rate_limit_per_minute = 60).await;
     // 10 users ramped over 10 s: throughput stops following them at the limit.
@@ -229,6 +237,8 @@ async fn the_rate_limit_is_the_top_finding_and_its_plateau_no_capacity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_run_on_a_busy_host_has_no_cause_and_a_validity_warning() {
     let _shared = OWN_STACK.read().await;
+    // stress-ng on both cores: never beside another core-bound test.
+    let _core = crate::support::HEAVY.lock().await;
     let _busy = BusyHost::hold();
     let (testbed, database, queue) = planted(|_| {}).await;
     let args = [
@@ -325,6 +335,8 @@ impl TestbedProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_burning_the_cpu_in_children_are_the_stacks_cause_on_a_busy_host() {
     let _alone = OWN_STACK.write().await;
+    // stress-ng on both cores: never beside another core-bound test.
+    let _core = crate::support::HEAVY.lock().await;
     let _busy = BusyHost::hold();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let database = fresh_database().await;
