@@ -112,13 +112,37 @@ if $stress; then
   stress-ng --cpu 2 --cpu-load 70 --quiet &
   stress_pid=$!
 fi
-say "cargo test"
+say "cargo test --no-run"
+cargo test --workspace --locked --no-run
 log="$services/test.log"
+heavy_log="$services/heavy.log"
 status=0
-# --no-fail-fast: a failing binary does not hide the tests of the ones after it. Three tests at
-# once on 2 cores: most wait on containers, servers and fixed-length runs; the core-bound ones
-# take `support::HEAVY` one at a time.
-cargo test --workspace --locked --no-fail-fast -- --test-threads=3 2>&1 | tee "$log" || status=$?
+# Two lanes, three tests at once on 2 cores. The core-bound integration tests (those that take
+# `support::HEAVY`) run one at a time in a lane of their own; every other test runs two at once
+# beside them (most wait on containers, servers and fixed-length runs). Inside one `cargo test`
+# a heavy test waiting for the lock would hold a test thread idle; here none waits.
+integration=$(cargo test -p loadgen --test integration --locked --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json, sys
+for m in map(json.loads, sys.stdin):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "integration":
+        print(m["executable"])')
+mapfile -t heavy < <(python3 scripts/heavy_tests.py "$integration")
+say "cargo test: ${#heavy[@]} heavy integration tests one at a time (log: $heavy_log), the rest two at once"
+(
+  cd crates/loadgen
+  # The line cargo prints before a test binary, for scripts/test_summary.py.
+  echo "     Running tests/integration/main.rs ($integration)"
+  "$integration" --exact --test-threads=1 "${heavy[@]}"
+) > "$heavy_log" 2>&1 &
+heavy_pid=$!
+skips=()
+for name in "${heavy[@]}"; do skips+=(--skip "$name"); done
+# --no-fail-fast: a failing binary does not hide the tests of the ones after it.
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2 --exact "${skips[@]}" 2>&1 | tee "$log" || status=$?
+say "waiting for the heavy lane"
+wait "$heavy_pid" || status=$?
+cat "$heavy_log"
+cat "$heavy_log" >> "$log"
 say "summary (clippy and machete $((clippy_done - started)) s, tests $((SECONDS - clippy_done)) s)"
 cargo metadata --format-version 1 --no-deps --locked > "$services/metadata.json"
 python3 scripts/test_summary.py "$services/metadata.json" "$log"

@@ -441,9 +441,10 @@ async fn a_failing_error_handler_leaves_the_job_processing_while_celery_says_fai
     assert_eq!(joined["status"], "completed", "{joined:#?}");
 }
 
-/// The longest `GET /api/v1/health/` of back-to-back probes sent while 4 users register (4
-/// bcrypt hashes at cost 12, 4 more to log in): the event loop's stalls, seen from outside.
-async fn longest_health_probe_during_registrations(stack: &PythonStack) -> Duration {
+/// The times of `GET /api/v1/health/` probes sent back to back while 4 users register (4
+/// bcrypt hashes at cost 12, 4 more to log in), the event loop's stalls seen from outside:
+/// (median, longest).
+async fn health_probes_during_registrations(stack: &PythonStack) -> (Duration, Duration) {
     let done = std::sync::atomic::AtomicBool::new(false);
     let registering = async {
         futures::future::join_all((0..4).map(|_| Client::new(stack))).await;
@@ -452,21 +453,28 @@ async fn longest_health_probe_during_registrations(stack: &PythonStack) -> Durat
     let probing = async {
         let http = reqwest::Client::new();
         let url = format!("{}/api/v1/health/", stack.base_url());
-        let mut longest = Duration::ZERO;
+        let mut times = Vec::new();
         while !done.load(std::sync::atomic::Ordering::SeqCst) {
             let start = Instant::now();
             let response = http.get(&url).send().await.unwrap();
             assert_eq!(response.status(), 200);
-            longest = longest.max(start.elapsed());
+            times.push(start.elapsed());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        longest
+        times.sort();
+        (
+            times.get(times.len() / 2).copied().unwrap_or_default(),
+            times.last().copied().unwrap_or_default(),
+        )
     };
     tokio::join!(registering, probing).1
 }
 
 /// `PLANT_BCRYPT_ON_LOOP`: register and login hash in the event loop's thread, so a health
 /// probe (no database, no work) waits behind a hash; on the threadpool, as healthy, it does not.
+/// Judged on the median probe: on the loop nearly every probe waits for the hash going (the next
+/// registration's starts while the probe sleeps), where a busy host's contention delays a few
+/// probes of the healthy stack by as much as one hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bcrypt_on_the_event_loop_stalls_every_other_request() {
     let _heavy = crate::support::HEAVY.lock().await;
@@ -474,12 +482,16 @@ async fn bcrypt_on_the_event_loop_stalls_every_other_request() {
         PythonStack::start(&[("PLANT_BCRYPT_ON_LOOP", "1")]),
         PythonStack::start(&[])
     );
-    let stalled = longest_health_probe_during_registrations(&planted).await;
-    let free = longest_health_probe_during_registrations(&healthy).await;
-    eprintln!("bcrypt on the loop: longest health probe {stalled:?} planted, {free:?} healthy");
+    let (stalled, stalled_longest) = health_probes_during_registrations(&planted).await;
+    let (free, free_longest) = health_probes_during_registrations(&healthy).await;
+    eprintln!(
+        "bcrypt on the loop: health probes' median {stalled:?} planted, {free:?} healthy \
+         (longest {stalled_longest:?}, {free_longest:?})"
+    );
     assert!(
-        stalled >= Duration::from_millis(150) && stalled >= free * 3,
-        "health probes during registrations: {stalled:?} planted, {free:?} healthy"
+        stalled_longest >= Duration::from_millis(150) && stalled >= free * 3,
+        "health probes during registrations: median {stalled:?} planted, {free:?} healthy \
+         (longest {stalled_longest:?}, {free_longest:?})"
     );
 }
 

@@ -7,7 +7,8 @@ pub use test_support::fixtures;
 /// Held by the tests that keep the machine's cores busy (a Python stack with its uvicorn,
 /// Celery and PostgreSQL, the capacity search's event loop at its limit) or that measure a
 /// core's worth of work: one at a time, so that two of them never share the 2 cores of a CI
-/// runner (the suite runs three tests at once).
+/// runner. `scripts/test.sh` finds them by this lock (`scripts/heavy_tests.py`) and runs them
+/// in a lane of their own beside the others, two at a time.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A scenario from `tests/scenarios/`.
