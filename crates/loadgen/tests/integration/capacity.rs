@@ -319,6 +319,9 @@ async fn the_rate_limit_is_reported_as_the_limit_with_the_advice_to_lift_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_api_up_to_the_ceiling_takes_at_least_the_ceiling() {
+    // Core-bound: the in-process testbed hashes every new user's password at 40/s, and beside
+    // another core-bound test its p95 broke the SLO below the ceiling (seen at 35/s).
+    let _core = crate::support::HEAVY.lock().await;
     let testbed = test_support::start_in_memory(|_| {}).await;
     let (report, json) = capacity(
         &testbed.base_url(),

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use loadgen::diagnosis::{Finding, Layer};
+use loadgen::diagnosis::{Finding, Layer, Severity};
 use loadgen::engine::{Run, RunHandle, RunOutcome, Update};
 use loadgen::report::Analysis;
 use loadgen::stats::Phase;
@@ -472,12 +472,15 @@ async fn a_healthy_run_reports_no_false_finding() {
     })
     .await;
     let (_, analysis) = finish(handle, &config).await;
-    // Nothing about the stack under test; a busy machine may add its own (host, loadgen).
+    // Nothing about the stack under test; a busy machine may add its own (host, loadgen). Where
+    // the workers' time goes is a profile's information, not a problem: a busy machine slows
+    // ffmpeg until the workers run it half of the time (seen at 55 %).
     let false_alarms: Vec<&Finding> = analysis
         .findings
         .iter()
         .filter(|f| !matches!(f.layer, Layer::Host | Layer::LoadGenerator))
         .filter(|f| f.rule != "load.nothing_found")
+        .filter(|f| !(f.rule == "profiles.worker_hot" && f.severity == Severity::Info))
         .collect();
     assert!(false_alarms.is_empty(), "{false_alarms:#?}");
     let verdicts: Vec<&str> = analysis.verdicts.iter().map(|v| v.name.as_str()).collect();
