@@ -38,7 +38,7 @@ async fn reads_run(dir: &Path, host: &str, json: &str, extra: &[&str]) -> Output
         "-t",
         "4s",
         "--only-summary",
-        "--json",
+        "--report-json",
         json,
     ];
     args.extend_from_slice(extra);
@@ -288,7 +288,7 @@ async fn every_loadgen_command_of_the_ci_examples_parses() {
             "-t",
             "2s",
             "--only-summary",
-            "--json",
+            "--report-json",
             "baseline/report.json",
         ],
     )

@@ -23,7 +23,7 @@ pub(crate) async fn loadgen(host: &str, args: &[&str]) -> (ExitCode, Value, temp
         host.to_owned(),
         "--fixtures".into(),
         fixtures().display().to_string(),
-        "--json".into(),
+        "--report-json".into(),
         json.display().to_string(),
         "--csv".into(),
         csv.display().to_string(),
@@ -567,7 +567,7 @@ async fn a_signal_mid_run_still_writes_the_reports(signal: &str) {
         &testbed.base_url(),
         3,
         &[
-            "--json".as_ref(),
+            "--report-json".as_ref(),
             json.as_os_str(),
             "--csv".as_ref(),
             csv.as_os_str(),
@@ -932,7 +932,7 @@ async fn a_closed_stdout_does_not_cost_the_run() {
     let json = out.path().join("report.json");
     let mut child = short_run(&testbed.base_url())
         .args(["--stats-interval", "1s", "-f", &scenario("reads.toml")])
-        .arg("--json")
+        .arg("--report-json")
         .arg(&json)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
