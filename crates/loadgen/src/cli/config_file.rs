@@ -16,7 +16,10 @@
 //!
 //! The file is read into the same flags the command line has, so every value is checked by the
 //! same parsers. A flag given on the command line or by its `LOADGEN_*` variable wins over the
-//! file (clap's `value_source` says which were given); the file wins over `--profile`.
+//! file (clap's `value_source` says which were given); the file wins over `--load-profile`.
+//! Without --config too, Locust's own files are found as Locust finds them: `~/.locust.conf`,
+//! `./locust.conf`, then `./pyproject.toml`'s `[tool.locust]` (a later one beats an earlier
+//! one; --config beats them all).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -371,8 +374,8 @@ mod tests {
         assert_eq!(cli.run_time, Some(Duration::from_secs(120)));
         assert!(cli.only_summary && !cli.headless);
         assert_eq!(cli.targets.len(), 2);
-        // The file beats --profile: users from the file, the rest from the profile.
-        let (_dir, path) = config("users = 3\nprofile = 'smoke'\n");
+        // The file beats --load-profile: users from the file, the rest from the profile.
+        let (_dir, path) = config("users = 3\nload-profile = 'smoke'\n");
         let shape = parse(["loadgen", "--config", &path])
             .unwrap()
             .load_shape()

@@ -1,7 +1,7 @@
 //! The command line, compatible with Locust's where it makes sense: replace
 //! `locust -f locustfile.py` with `loadgen` and the seed's commands work. Every flag is also a
 //! `LOADGEN_*` variable; `LOCUST_HOST` and `LOCUST_BASE_URL` are honoured. Flags beat the
-//! environment, which beats a `--config` file ([`config_file`]), which beats `--profile`, which
+//! environment, which beats a `--config` file ([`config_file`]), which beats `--load-profile`, which
 //! beats the defaults.
 
 pub mod capacity;
@@ -27,9 +27,9 @@ use crate::targets::{TargetOverride, Targets};
 ///
 /// Serves the web UI on 127.0.0.1:8089 (as Locust's web mode), or with --headless runs at once:
 /// the users, the spawn rate and the run time come from flags, LOADGEN_* variables or a
-/// --profile. Without -f it runs the built-in FFmpeg API scenario (print it with
-/// `loadgen scenario show`). Exit codes: 0 every target met, 1 a target missed, 2 an error in the
-/// tool or its input.
+/// --load-profile. Without -f it runs the built-in FFmpeg API scenario (print it with
+/// `loadgen scenario show`). Exit codes: 0 every target met, 1 a target missed (with
+/// --exit-code-mode locust: 0 no request failed, 1 one did), 2 an error in the tool or its input.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -43,7 +43,7 @@ pub struct Cli {
     #[command(flatten)]
     pub capacity: capacity::CapacityArgs,
     /// A TOML file of flags (`users = 50`, `run-time = "5m"`, `target = ["p95=800ms"]`), as
-    /// Locust's --config: flags and LOADGEN_* variables beat it, it beats --profile.
+    /// Locust's --config: flags and LOADGEN_* variables beat it, it beats --load-profile.
     #[arg(long, env = "LOADGEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Scenario file (TOML); default: the built-in FFmpeg API scenario.
@@ -704,7 +704,7 @@ impl Cli {
     }
 
     /// Resolves what the user typed into a checked [`RunConfig`]: flags beat `LOADGEN_*`
-    /// variables (clap applies both), which beat `--profile`, which beats the defaults.
+    /// variables (clap applies both), which beat `--load-profile`, which beats the defaults.
     pub fn resolve(&self) -> anyhow::Result<RunConfig> {
         let host = self.host.clone().or_else(env_host).context(
             "no host to load: pass -H/--host http://HOST:PORT (or set LOADGEN_HOST or LOCUST_HOST)",
@@ -1046,7 +1046,7 @@ impl Cli {
     }
 
     /// The load shape: `--shape FILE`, else the scenario's `[[shape]]`. The shape wins over
-    /// -u, -r, --profile and the arrival flags (as Locust's and k6's do): each one given
+    /// -u, -r, --load-profile and the arrival flags (as Locust's and k6's do): each one given
     /// gets a warning that says so.
     fn shape(&self, scenario: &crate::scenario::Scenario) -> anyhow::Result<Option<Shape>> {
         let shape = match &self.shape {
@@ -1380,7 +1380,7 @@ mod tests {
         );
         let cli = Cli::try_parse_from([
             "loadgen",
-            "--profile",
+            "--load-profile",
             "smoke",
             "--csv",
             "out/run",
@@ -1388,7 +1388,7 @@ mod tests {
             "p95=800ms",
         ])
         .unwrap();
-        assert_eq!(cli.profile, Some(Profile::Smoke));
+        assert_eq!(cli.load_profile, Some(Profile::Smoke));
         assert_eq!(cli.targets.len(), 1);
         for (run_time, expected) in [
             ("soon", "write e.g. 30s"),

@@ -716,14 +716,27 @@ async fn preflight_failures_are_one_clear_line() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("no host to load"));
-    // A CI job that forgot --headless ends in one line, as Locust's, not waiting on a web page.
+    // -t without --headless: as Locust, the web UI is served (here a dry run says so), with a
+    // warning that says why the run does not start.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["-H", "http://127.0.0.1:9", "-t", "5s", "--web-port", "0"])
+        .args([
+            "-H",
+            "http://127.0.0.1:9",
+            "-t",
+            "5s",
+            "--web-port",
+            "0",
+            "--dry-run",
+        ])
+        .args(["--fixtures", &fixtures().display().to_string()])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--run-time needs --headless"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("-t/--run-time without --headless or --autostart"),
+        "{stderr}"
+    );
 }
 
 /// `loadgen scenario show | head`: a reader that goes away is not an error (it was a panic).
@@ -892,7 +905,7 @@ async fn locust_variables_set_every_flag() {
         .env("LOCUST_RUN_TIME", "1s")
         .env("LOCUST_HEADLESS", "true")
         .env("LOCUST_ONLY_SUMMARY", "true")
-        .env("LOCUST_JSON", &json)
+        .env("LOCUST_REPORT_JSON", &json)
         .env("LOCUST_TIMEOUT", "30s")
         .env("LOCUST_LOGLEVEL", "DEBUG")
         .output()
@@ -1004,4 +1017,175 @@ async fn a_backend_never_reached_is_said_at_start_and_in_the_findings() {
     .to_string();
     assert!(missing.contains("no such file"), "{missing}");
     testbed.stop().await;
+}
+
+/// Locust's spellings of a run, checked without Locust (locust_compat.rs compares with it): in
+/// one short run, a user type picked by a positional argument, a flag given twice (the last
+/// wins), `LOCUST_HEADLESS=yes`, output folders that do not exist yet, `--html`'s {u}, {r}
+/// and {t}, `--json-file` (NAME.json) and `--json` (stdout) in Locust's form; and the exit
+/// code of the same failing run in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locust_spellings_of_a_run_and_both_exit_code_modes() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("two.toml"),
+        "[[users]]\nname = 'Reader'\nwait = { constant = '0.1s' }\n\n[[users.tasks]]\n\
+         run = ['health']\n\n[users.steps.health]\npath = '/api/v1/health/'\n\n\
+         [[users]]\nname = 'Missing'\nwait = { constant = '0.1s' }\n\n[[users.tasks]]\n\
+         run = ['nope']\n\n[users.steps.nope]\npath = '/api/v1/nope'\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"));
+        command
+            .current_dir(dir.path())
+            .env("LOCUST_HEADLESS", "yes")
+            .args(["-f", "two.toml", "-H", &testbed.base_url(), "--fixtures"])
+            .arg(fixtures())
+            .args([
+                "-u",
+                "5",
+                "-u",
+                "2",
+                "-r",
+                "2",
+                "-t",
+                "1s",
+                "--only-summary",
+            ])
+            .args(extra)
+            .kill_on_drop(true);
+        command
+    };
+    let clean = run(&[
+        "--csv",
+        "out/a/run1",
+        "--html",
+        "out/b/r_{u}_{r}_{t}.html",
+        "--json-file",
+        "out/c/stats",
+        "--json",
+        "--exit-code-mode",
+        "locust",
+        "Reader",
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&clean.stderr);
+    assert_eq!(clean.status.code(), Some(0), "{stderr}");
+    for file in [
+        "out/a/run1_stats.csv",
+        "out/b/r_2_2_1.html",
+        "out/c/stats.json",
+    ] {
+        assert!(dir.path().join(file).is_file(), "{file}: {stderr}");
+    }
+    assert!(
+        stderr.contains("{\"Reader\": 2}"),
+        "-u given twice: the last wins\n{stderr}"
+    );
+    let stats: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/c/stats.json")).unwrap())
+            .unwrap();
+    assert_eq!(stats.as_array().map(Vec::len), Some(1), "{stats:#}");
+    assert_eq!(stats[0]["name"], "/api/v1/health/");
+    assert_eq!(stats[0]["num_failures"], 0);
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    let printed: Value = serde_json::from_str(&stdout[stdout.rfind("\n[").unwrap()..]).unwrap();
+    assert_eq!(printed[0]["name"], "/api/v1/health/", "{stdout}");
+
+    // Both user types: a third to a half of the requests fail (404). Under a lax failure
+    // target ours exits 0 and Locust's mode 1; --exit-code-on-error names the code in both;
+    // with Missing alone every request fails and both modes exit 1.
+    for handle in [
+        (&["--target", "failure=60%"][..], 0),
+        (
+            &["--target", "failure=60%", "--exit-code-mode", "locust"][..],
+            1,
+        ),
+        (
+            &["--exit-code-mode", "locust", "--exit-code-on-error", "7"][..],
+            7,
+        ),
+        (
+            &["--target", "failure=60%", "--exit-code-on-error", "7"][..],
+            7,
+        ),
+        (&["Missing"][..], 1),
+        (&["Missing", "--exit-code-mode", "locust"][..], 1),
+    ]
+    .map(|(extra, expected)| {
+        // At once: each run is two light users for a second.
+        let mut command = run(extra);
+        let extra = format!("{extra:?}");
+        tokio::spawn(async move { (extra, expected, command.output().await.unwrap()) })
+    }) {
+        let (extra, expected, failing) = handle.await.unwrap();
+        assert_eq!(
+            failing.status.code(),
+            Some(expected),
+            "{extra}: {}",
+            String::from_utf8_lossy(&failing.stderr)
+        );
+    }
+}
+
+/// Locust's config files are found without --config (`./locust.conf`, then `pyproject.toml`'s
+/// `[tool.locust]`, which beats it), the environment beats them, and `LOCUST_LOCUSTFILE` names
+/// the scenario (a `.py` one gets the message `-f x.py` gets); `-l` lists the user types.
+#[test]
+fn locust_config_files_and_locustfile_variable_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        scenario("fixed_and_weighted.toml"),
+        dir.path().join("s.toml"),
+    )
+    .unwrap();
+    let dry = |env: &[(&str, &str)], extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env_remove("LOCUST_HOST")
+            .envs(env.iter().copied())
+            .args(["-H", "http://127.0.0.1:9", "--fixtures"])
+            .arg(fixtures())
+            .args(extra)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), all)
+    };
+    std::fs::write(
+        dir.path().join("locust.conf"),
+        "users = 3\nheadless = 1\nlocustfile = s.toml\n",
+    )
+    .unwrap();
+    let (code, said) = dry(&[], &["--dry-run"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("dry run: 3 users") && said.contains("headless"),
+        "{said}"
+    );
+    std::fs::write(
+        dir.path().join("pyproject.toml"),
+        "[project]\nname = 'x'\n\n[tool.locust]\nusers = 4\n",
+    )
+    .unwrap();
+    let (_, said) = dry(&[], &["--dry-run"]);
+    assert!(said.contains("dry run: 4 users"), "{said}");
+    let (_, said) = dry(&[("LOCUST_USERS", "5")], &["--dry-run"]);
+    assert!(said.contains("dry run: 5 users"), "{said}");
+    std::fs::remove_file(dir.path().join("locust.conf")).unwrap();
+    let (code, said) = dry(&[("LOCUST_LOCUSTFILE", "s.toml")], &["-l"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.starts_with("Available Users:\n    "), "{said}");
+    let (code, said) = dry(&[("LOCUST_LOCUSTFILE", "locustfile.py")], &["--dry-run"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("loadgen import locust"), "{said}");
 }
