@@ -15,34 +15,40 @@ use test_support::start_in_memory;
 
 use crate::support::fixtures;
 
-/// The differences from Locust 2.47 kept on purpose, and why. The README's "Coming from
-/// Locust" section says the same.
-pub const DIFFERENCES_KEPT: &[(&str, &str)] = &[
+/// The differences from Locust 2.47 kept on purpose: (the README's words for it, what differs,
+/// why). The README's "Coming from Locust" section names each (checked below).
+pub const DIFFERENCES_KEPT: &[(&str, &str, &str)] = &[
     (
+        "_timeline.csv",
         "--csv also writes PREFIX_timeline.csv",
         "the load and the backend on one clock, a row per second; Locust's four files are \
          unchanged beside it",
     ),
     (
+        "--exit-code-mode",
         "the exit code follows the targets unless --exit-code-mode locust",
         "a CI job gates on p95 and the failure rate (a 3.6% failure rate under a 5% target \
          passes); --exit-code-mode locust gives Locust's rule",
     ),
     (
-        "an error in the command line, the scenario or the tool exits 2 (Locust: 1 or 255 for \
-         most, 2 for argparse's)",
+        "exit 2",
+        "an error in the command line, the scenario or the tool exits 2 (Locust: 1, or 255, \
+         for most; 2 for argparse's)",
         "one code for 'the tool could not run', apart from 1, 'the run failed'",
     ),
     (
+        "loadgen import locust",
         "-f takes a TOML scenario; a .py locustfile is refused with a message",
         "scenarios are data; converting locustfiles is `loadgen import locust` (another issue)",
     ),
     (
+        "response_times",
         "--json's response_times are made from the percentiles, num_reqs_per_sec from the \
          history",
         "loadgen keeps HdrHistograms, not Locust's bucket dictionary",
     ),
     (
+        "--processes",
         "--processes, --web-login, --tls-cert/--tls-key, --web-base-path, --config-users, \
          --otel, --build-path, --web-host-display-name, --skip-log-setup, \
          --enable-rebalancing are accepted with a warning and not honoured",
@@ -50,10 +56,32 @@ pub const DIFFERENCES_KEPT: &[(&str, &str)] = &[
          counterpart yet",
     ),
     (
-        "--show-task-ratio names a task by its steps",
+        "--show-task-ratio",
+        "--show-task-ratio names a task by its steps; its JSON's keys are sorted",
         "a scenario's tasks have no function names",
     ),
 ];
+
+/// The README's "Coming from Locust" section names every difference kept on purpose.
+#[test]
+fn the_readme_names_every_difference_kept() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("### Coming from Locust")
+        .expect("the README has a \"Coming from Locust\" section");
+    let end = readme[start + 4..]
+        .find("\n##")
+        .map_or(readme.len(), |e| start + 4 + e);
+    let section = &readme[start..end];
+    for (words, what, why) in DIFFERENCES_KEPT {
+        assert!(
+            section.contains(words),
+            "the README's \"Coming from Locust\" does not name {words:?}: {what} ({why})"
+        );
+    }
+}
 
 /// The venv's `locust` and `python`.
 fn venv() -> PathBuf {
