@@ -848,7 +848,7 @@ async fn a_config_file_sets_flags_below_the_environment_and_the_command_line() {
         &config,
         format!(
             "host = 'http://127.0.0.1:9'\nusers = 5\nspawn-rate = 50\nrun-time = '1s'\n\
-             only-summary = true\nheadless = true\njson = '{}'\n",
+             only-summary = true\nheadless = true\nreport-json = '{}'\n",
             json.display()
         ),
     )
