@@ -1413,6 +1413,60 @@ mod tests {
         assert!(zero_timeout.contains("is zero"), "{zero_timeout}");
     }
 
+    /// `--html`'s tags as Locust fills them: a whole rate without ".0", the run time in
+    /// seconds, a tag without a value left as it is.
+    #[test]
+    fn html_tags_are_filled_as_locust_fills_them() {
+        let name = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["loadgen"][..], args].concat()).unwrap();
+            cli.html_file_name(std::path::Path::new("r_{u}_{r}_{t}.html"))
+        };
+        assert_eq!(
+            name(&["-u", "10", "-r", "2", "-t", "1m"]),
+            PathBuf::from("r_10_2_60.html")
+        );
+        assert_eq!(
+            name(&["-r", "0.5", "-t", "90s"]),
+            PathBuf::from("r_{u}_0.5_90.html")
+        );
+    }
+
+    /// Locust's flags without a counterpart are taken, each with a warning that names it.
+    #[test]
+    fn locust_only_flags_are_taken_with_a_warning() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--processes",
+            "-1",
+            "--web-login",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--web-base-path",
+            "/lg",
+            "--expect-workers",
+            "2",
+            "--profile",
+            "stress",
+            "-t",
+            "5s",
+        ])
+        .unwrap();
+        let warnings = cli.locust_warnings().join("\n");
+        for flag in [
+            "--processes",
+            "--web-login",
+            "--tls-cert",
+            "--web-base-path",
+            "--expect-workers without --master",
+            "--load-profile stress",
+            "-t/--run-time without --headless",
+        ] {
+            assert!(warnings.contains(flag), "{flag}: {warnings}");
+        }
+    }
+
     #[test]
     fn request_timeout_and_max_redirects_are_flags() {
         let defaults = Cli::try_parse_from(["loadgen"]).unwrap();
