@@ -20,7 +20,7 @@ use anyhow::Context;
 use tokio::sync::Mutex;
 
 use crate::config::RunConfig;
-use crate::exit_code::{EXIT_OK, EXIT_TARGET_MISSED};
+use crate::exit_code::EXIT_OK;
 use crate::report::Report;
 use crate::shutdown::{RunReports, after_first, exit_on_next};
 
@@ -207,11 +207,14 @@ pub async fn serve_on(
             if let Err(error) = crate::headless::say_written(&reports.write_final(&report).await) {
                 eprintln!("loadgen: error: {error:#}");
             }
-            if report.passed() {
-                EXIT_OK
-            } else {
-                EXIT_TARGET_MISSED
-            }
+            let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
+                || !outcome.stats.exceptions.is_empty();
+            crate::exit_code::of_run(
+                run.config.exit_code_mode,
+                run.config.exit_code_on_error,
+                had_errors,
+                report.passed(),
+            )
         }
         _ => EXIT_OK,
     };
