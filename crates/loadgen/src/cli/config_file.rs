@@ -243,18 +243,18 @@ fn command() -> clap::Command {
         .get_arguments()
         .filter_map(|arg| {
             let ours = arg.get_env()?.to_str()?;
-            let theirs = LOCUST_NAMES
+            // Locust's own name first (`LOCUST_LOCUSTFILE`), then ours with its prefix
+            // (`LOCUST_SCENARIO`), whichever is set.
+            let derived = format!("LOCUST_{}", ours.strip_prefix("LOADGEN_")?);
+            let locusts = LOCUST_NAMES
                 .iter()
                 .find(|(loadgen, _)| *loadgen == ours)
-                .map_or_else(
-                    || {
-                        ours.strip_prefix("LOADGEN_")
-                            .map(|rest| format!("LOCUST_{rest}"))
-                    },
-                    |(_, locust)| Some((*locust).to_owned()),
-                )?;
-            let use_theirs = std::env::var_os(ours).is_none()
-                && std::env::var_os(&theirs).is_some_and(|v| !v.is_empty());
+                .map(|(_, locust)| (*locust).to_owned());
+            let theirs = locusts
+                .into_iter()
+                .chain([derived])
+                .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))?;
+            let use_theirs = std::env::var_os(ours).is_none();
             // Leaked once per flag at start-up: clap keeps `&'static str` names.
             use_theirs.then(|| (arg.get_id().to_string(), &*theirs.leak()))
         })
@@ -265,7 +265,8 @@ fn command() -> clap::Command {
     command
 }
 
-/// Locust's variables whose names are not `LOCUST_` and the rest of ours.
+/// Locust's variables whose names are not `LOCUST_` and the rest of ours (the derived name,
+/// `LOCUST_MASTER_HOST`, is read too).
 const LOCUST_NAMES: [(&str, &str); 7] = [
     ("LOADGEN_SCENARIO", "LOCUST_LOCUSTFILE"),
     ("LOADGEN_CLASS_PICKER", "LOCUST_USERCLASS_PICKER"),
