@@ -413,8 +413,9 @@ pub enum ScenarioAction {
 
 pub use crate::exit_code::ExitCodeMode;
 
-/// Locust flags that loadgen takes so that a Locust command line runs, but does not honour:
-/// each one given gets a warning that says what is not supported ([`LocustOnlyArgs::warnings`]).
+/// Locust flags that loadgen takes so that a Locust command line runs: the web UI's https
+/// (`--tls-cert`, `--tls-key`), and those it does not honour, each with a warning that says
+/// what is not supported ([`LocustOnlyArgs::warnings`]).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct LocustOnlyArgs {
     /// Locust: fork N worker processes. loadgen runs its users on --threads OS threads instead.
@@ -428,11 +429,10 @@ pub struct LocustOnlyArgs {
     /// Locust: a login page for the web UI. Not supported: use --web-auth USER:PASSWORD.
     #[arg(long, env = "LOADGEN_WEB_LOGIN")]
     pub web_login: bool,
-    /// Locust: serve the web UI over https with this certificate. Not supported: put a TLS
-    /// proxy in front of the UI.
+    /// Serve the web UI over https with this certificate chain (PEM), as Locust's.
     #[arg(long, env = "LOADGEN_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
-    /// Locust: the key of --tls-cert. Not supported (see --tls-cert).
+    /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "LOADGEN_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Locust: serve the web UI under this path. Not supported: the UI is served at /.
@@ -479,8 +479,8 @@ impl LocustOnlyArgs {
             "--web-login is not supported (use --web-auth USER:PASSWORD); ignored",
         );
         say(
-            self.tls_cert.is_some() || self.tls_key.is_some(),
-            "--tls-cert/--tls-key are not supported: the web UI is served over plain http (put a TLS proxy in front of it); ignored",
+            self.tls_cert.is_some() != self.tls_key.is_some(),
+            "--tls-cert and --tls-key go together: with one of them the web UI is served over plain http, as Locust's",
         );
         say(
             self.web_base_path.is_some(),
@@ -623,6 +623,24 @@ impl Cli {
             }
         }
         PathBuf::from(name)
+    }
+
+    /// `--tls-cert` with `--tls-key`: the web UI's https configuration (one without the other
+    /// serves plain http, as Locust's, with a warning from [`Cli::locust_warnings`]).
+    fn web_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        use crate::cluster::tls::{ClusterTlsError, server_config};
+        let (Some(cert), Some(key)) = (&self.locust.tls_cert, &self.locust.tls_key) else {
+            return Ok(None);
+        };
+        server_config(cert, key).map(Some).map_err(|e| match e {
+            // Named by the web UI's flags, not the master's.
+            ClusterTlsError::File { flag, path, cause } => anyhow::anyhow!(
+                "{} {}: {cause}",
+                flag.replace("--master-", "--"),
+                path.display()
+            ),
+            other => anyhow::anyhow!("--tls-cert/--tls-key: {other}"),
+        })
     }
 
     /// What a Locust command line asks that loadgen reads another way, or takes without
@@ -955,6 +973,7 @@ impl Cli {
             auth: self.web_auth.clone(),
             allowed_hosts: self.web_allowed_hosts.clone(),
             insecure_no_auth: self.web_insecure_no_auth,
+            tls: self.web_tls()?,
         })
     }
 
@@ -1441,8 +1460,6 @@ mod tests {
             "--web-login",
             "--tls-cert",
             "c.pem",
-            "--tls-key",
-            "k.pem",
             "--web-base-path",
             "/lg",
             "--expect-workers",
@@ -1457,7 +1474,7 @@ mod tests {
         for flag in [
             "--processes",
             "--web-login",
-            "--tls-cert",
+            "--tls-cert and --tls-key go together",
             "--web-base-path",
             "--expect-workers without --master",
             "--load-profile stress",

@@ -11,6 +11,7 @@ pub mod logs;
 mod page;
 mod routes;
 mod session;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct WebSettings {
     pub allowed_hosts: Vec<String>,
     /// Listen beyond loopback without `auth` (`--web-insecure-no-auth`).
     pub insecure_no_auth: bool,
+    /// Serve over https with this certificate and key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A UI being served.
@@ -107,7 +110,13 @@ impl WebUi {
                     .collect(),
             ),
         );
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = match &settings.tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config.clone());
+                tokio::spawn(async move { axum::serve(listener, app).await })
+            }
+            None => tokio::spawn(async move { axum::serve(listener, app).await }),
+        };
         Ok(Self {
             addr,
             session,
@@ -136,8 +145,13 @@ pub async fn serve_on(
 ) -> anyhow::Result<u8> {
     let mut signals = common::signals::Signals::install()?;
     let ui = WebUi::start_on(template.clone(), &settings, master.clone()).await?;
-    tracing::info!("Starting web interface at http://{}", ui.addr);
-    eprintln!("loadgen: web UI at http://{} (Ctrl-C to quit)", ui.addr);
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!("Starting web interface at {scheme}://{}", ui.addr);
+    eprintln!("loadgen: web UI at {scheme}://{} (Ctrl-C to quit)", ui.addr);
     if settings.autostart {
         let request = SwarmRequest {
             users: template.load.users,

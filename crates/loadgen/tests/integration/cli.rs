@@ -1189,3 +1189,65 @@ fn locust_config_files_and_locustfile_variable_are_found() {
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("loadgen import locust"), "{said}");
 }
+
+/// `--tls-cert`/`--tls-key`: the web UI over https, as Locust's; its page answers a client that
+/// trusts the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_is_served_over_https_with_tls_cert_and_key() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["-H", "http://127.0.0.1:9", "--web-port", "0", "--fixtures"])
+        .arg(fixtures())
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = crate::support::web_ui_url(&mut child).await;
+    let port: u16 = url
+        .strip_prefix("https://127.0.0.1:")
+        .unwrap_or_else(|| panic!("an https URL: {url}"))
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            certified.cert.der().to_vec(),
+        ))
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("the TLS handshake with the UI");
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut answer))
+        .await
+        .expect("the UI answers within 30 s")
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.300}");
+    send("INT", &child);
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+}

@@ -49,9 +49,9 @@ pub const DIFFERENCES_KEPT: &[(&str, &str, &str)] = &[
     ),
     (
         "--processes",
-        "--processes, --web-login, --tls-cert/--tls-key, --web-base-path, --config-users, \
-         --otel, --build-path, --web-host-display-name, --skip-log-setup, \
-         --enable-rebalancing are accepted with a warning and not honoured",
+        "--processes, --web-login, --web-base-path, --config-users, --otel, --build-path, \
+         --web-host-display-name, --skip-log-setup, --enable-rebalancing are accepted with \
+         a warning and not honoured",
         "users run on OS threads (--threads), the UI has --web-auth; the rest has no \
          counterpart yet",
     ),
@@ -377,6 +377,9 @@ fn loadgen_accepts_what_locust_accepts_and_reads_the_same_settings() {
         std::fs::create_dir(folder).unwrap();
     }
     std::fs::write(conf.join("locust.conf"), "users = 3\nheadless = true\n").unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(plain.join("c.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(plain.join("k.pem"), certified.signing_key.serialize_pem()).unwrap();
     std::fs::write(both.join("locust.conf"), "users = 3\n").unwrap();
     std::fs::write(
         both.join("pyproject.toml"),
