@@ -414,7 +414,7 @@ pub enum ScenarioAction {
 pub use crate::exit_code::ExitCodeMode;
 
 /// Locust flags that loadgen takes so that a Locust command line runs: the web UI's https
-/// (`--tls-cert`, `--tls-key`), and those it does not honour, each with a warning that says
+/// (`--tls-cert`, `--tls-key`) and base path, and those it does not honour, each with a warning that says
 /// what is not supported ([`LocustOnlyArgs::warnings`]).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct LocustOnlyArgs {
@@ -435,7 +435,7 @@ pub struct LocustOnlyArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "LOADGEN_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
-    /// Locust: serve the web UI under this path. Not supported: the UI is served at /.
+    /// Serve the web UI under this path (e.g. /loadgen, for a reverse proxy), as Locust's.
     #[arg(long, env = "LOADGEN_WEB_BASE_PATH", value_name = "PATH")]
     pub web_base_path: Option<String>,
     /// Locust: leave logging to the locustfile. loadgen always sets up its own log.
@@ -481,10 +481,6 @@ impl LocustOnlyArgs {
         say(
             self.tls_cert.is_some() != self.tls_key.is_some(),
             "--tls-cert and --tls-key go together: with one of them the web UI is served over plain http, as Locust's",
-        );
-        say(
-            self.web_base_path.is_some(),
-            "--web-base-path is not supported: the web UI is served at /; ignored",
         );
         say(
             self.skip_log_setup,
@@ -974,6 +970,20 @@ impl Cli {
             allowed_hosts: self.web_allowed_hosts.clone(),
             insecure_no_auth: self.web_insecure_no_auth,
             tls: self.web_tls()?,
+            base_path: match self
+                .locust
+                .web_base_path
+                .as_deref()
+                .map(|p| p.trim_end_matches('/'))
+            {
+                None | Some("") => String::new(),
+                Some(path) if path.starts_with('/') && !path.contains(['?', '#']) => {
+                    path.to_owned()
+                }
+                Some(path) => {
+                    bail!("--web-base-path {path}: the path must start with a slash, e.g. /loadgen")
+                }
+            },
         })
     }
 
@@ -1475,7 +1485,6 @@ mod tests {
             "--processes",
             "--web-login",
             "--tls-cert and --tls-key go together",
-            "--web-base-path",
             "--expect-workers without --master",
             "--load-profile stress",
             "-t/--run-time without --headless",

@@ -4,6 +4,7 @@
 //! scripts written against it, and our JSON API under `/api`. It listens on loopback unless
 //! told otherwise.
 
+mod base_path;
 mod capacity;
 mod guard;
 mod locust_api;
@@ -48,6 +49,20 @@ pub struct WebSettings {
     pub insecure_no_auth: bool,
     /// Serve over https with this certificate and key (`--tls-cert`, `--tls-key`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Serve under this path (`--web-base-path /loadgen`; empty: at `/`).
+    pub base_path: String,
+}
+
+impl WebSettings {
+    /// The page's URL on `addr`: https with --tls-cert, under --web-base-path (then `BASE/`).
+    pub fn page_url(&self, addr: SocketAddr) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        if self.base_path.is_empty() {
+            format!("{scheme}://{addr}")
+        } else {
+            format!("{scheme}://{addr}{}/", self.base_path)
+        }
+    }
 }
 
 /// A UI being served.
@@ -110,6 +125,15 @@ impl WebUi {
                     .collect(),
             ),
         );
+        // The base path is taken off before the UI's routing: by a router around it whose
+        // one route, its fallback, is the UI.
+        let app =
+            axum::Router::new()
+                .fallback_service(app)
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::<str>::from(settings.base_path.as_str()),
+                    base_path::strip,
+                ));
         let server = match &settings.tls {
             Some(config) => {
                 let listener = tls::TlsListener::new(listener, config.clone());
@@ -145,13 +169,9 @@ pub async fn serve_on(
 ) -> anyhow::Result<u8> {
     let mut signals = common::signals::Signals::install()?;
     let ui = WebUi::start_on(template.clone(), &settings, master.clone()).await?;
-    let scheme = if settings.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    tracing::info!("Starting web interface at {scheme}://{}", ui.addr);
-    eprintln!("loadgen: web UI at {scheme}://{} (Ctrl-C to quit)", ui.addr);
+    let page = settings.page_url(ui.addr);
+    tracing::info!("Starting web interface at {page}");
+    eprintln!("loadgen: web UI at {page} (Ctrl-C to quit)");
     if settings.autostart {
         let request = SwarmRequest {
             users: template.load.users,

@@ -1190,10 +1190,11 @@ fn locust_config_files_and_locustfile_variable_are_found() {
     assert!(said.contains("loadgen import locust"), "{said}");
 }
 
-/// `--tls-cert`/`--tls-key`: the web UI over https, as Locust's; its page answers a client that
-/// trusts the certificate.
+/// `--tls-cert`/`--tls-key` and `--web-base-path`: the web UI over https under a path, as
+/// Locust's; its page and API answer there for a client that trusts the certificate, the bare
+/// path redirects to it, and nothing answers outside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_web_ui_is_served_over_https_with_tls_cert_and_key() {
+async fn the_web_ui_is_served_over_https_under_a_base_path() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -1207,6 +1208,7 @@ async fn the_web_ui_is_served_over_https_with_tls_cert_and_key() {
         .arg(&cert)
         .arg("--tls-key")
         .arg(&key)
+        .args(["--web-base-path", "/lg"])
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -1214,8 +1216,8 @@ async fn the_web_ui_is_served_over_https_with_tls_cert_and_key() {
     let url = crate::support::web_ui_url(&mut child).await;
     let port: u16 = url
         .strip_prefix("https://127.0.0.1:")
-        .unwrap_or_else(|| panic!("an https URL: {url}"))
-        .trim_end_matches('/')
+        .and_then(|rest| rest.strip_suffix("/lg/"))
+        .unwrap_or_else(|| panic!("an https URL under /lg/: {url}"))
         .parse()
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -1224,30 +1226,48 @@ async fn the_web_ui_is_served_over_https_with_tls_cert_and_key() {
             certified.cert.der().to_vec(),
         ))
         .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .expect("the TLS handshake with the UI");
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut answer))
-        .await
-        .expect("the UI answers within 30 s")
-        .ok();
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.300}");
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let get = |path: &'static str| {
+        let config = config.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(config)
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .expect("the TLS handshake with the UI");
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            tls.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut answer))
+                .await
+                .expect("the UI answers within 30 s")
+                .ok();
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    for (path, status) in [
+        ("/lg/", "200"),
+        ("/lg/api/stats", "200"),
+        ("/lg", "308"),
+        ("/api/stats", "404"),
+    ] {
+        let answer = get(path).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {answer:.300}"
+        );
+    }
     send("INT", &child);
     let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
 }

@@ -49,7 +49,7 @@ pub const DIFFERENCES_KEPT: &[(&str, &str, &str)] = &[
     ),
     (
         "--processes",
-        "--processes, --web-login, --web-base-path, --config-users, --otel, --build-path, \
+        "--processes, --web-login, --config-users, --otel, --build-path, \
          --web-host-display-name, --skip-log-setup, --enable-rebalancing are accepted with \
          a warning and not honoured",
         "users run on OS threads (--threads), the UI has --web-auth; the rest has no \

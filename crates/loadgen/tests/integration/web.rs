@@ -26,6 +26,7 @@ fn on_loopback() -> WebSettings {
         allowed_hosts: Vec::new(),
         insecure_no_auth: false,
         tls: None,
+        base_path: String::new(),
     }
 }
 
