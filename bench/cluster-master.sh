@@ -34,7 +34,7 @@ for round in $(seq "$rounds"); do
   # sends none itself.
   /usr/bin/time -f '%U %S %e %M' -o "$work/master.time" taskset -c 0 "$loadgen" --headless --master \
     --master-bind-port "$port" --expect-workers "$workers" -f bench/saturate.toml -H http://127.0.0.1:9 \
-    -u "$workers" -t "${secs}s" --only-summary --json "$work/master.json" > "$work/master.out" 2>&1 &
+    -u "$workers" -t "${secs}s" --only-summary --report-json "$work/master.json" > "$work/master.out" 2>&1 &
   master=$!
   pids=("$master")
   taskset -c 1 "$synthetic" "ws://127.0.0.1:$port/" "$workers" "$rps" "$endpoints" > "$work/synthetic.out" 2>&1 &

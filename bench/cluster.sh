@@ -31,12 +31,12 @@ printf '%-6s %14s %14s %8s %16s\n' round "single req/s" "cluster req/s" ratio "m
 ratios=() singles=() clusters=() masters=()
 for round in $(seq "$rounds"); do
   taskset -c 0 "$loadgen" --headless -f bench/saturate.toml -H "$url" -u "$users" -r 100000 -t "${secs}s" \
-    --threads 1 --only-summary --json "$work/single.json" --target users=1 > /dev/null 2>&1 || true
+    --threads 1 --only-summary --report-json "$work/single.json" --target users=1 > /dev/null 2>&1 || true
   single=$(rps "$work/single.json")
   mport=$(free_port)
   /usr/bin/time -f '%U %S' -o "$work/master.time" taskset -c 0 "$loadgen" --headless --master --master-bind-port "$mport" \
     --expect-workers 2 -f bench/saturate.toml -H "$url" -u "$users" -r 100000 -t "${secs}s" \
-    --only-summary --json "$work/cluster.json" --target users=1 > /dev/null 2>&1 &
+    --only-summary --report-json "$work/cluster.json" --target users=1 > /dev/null 2>&1 &
   master=$!
   pids=()
   for w in 1 2; do

@@ -83,7 +83,7 @@ for round in $(seq "$rounds"); do
 
   stall & staller=$!
   taskset -c 0 "$loadgen" --headless -f bench/saturate.toml -H "${url%/}" --arrival-rate "$rate/s" \
-    -t "${secs}s" --max-users 4000 --pre-allocate 500 --only-summary --json "$work/lg.json" > /dev/null 2>&1 || true
+    -t "${secs}s" --max-users 4000 --pre-allocate 500 --only-summary --report-json "$work/lg.json" > /dev/null 2>&1 || true
   wait "$staller"; staller=""
   read -r l50 l90 l99 l999 < <(loadgen_percentiles "$work/lg.json" response)
   read -r s50 s90 s99 s999 < <(loadgen_percentiles "$work/lg.json" service)
@@ -100,7 +100,7 @@ echo "== rate accuracy without stalls, $secs s each"
 printf '%-10s %12s %12s %10s %14s\n' target "sent/s" "error %" late "late %"
 for target in 1000 20000; do
   taskset -c 0 "$loadgen" --headless -f bench/saturate.toml -H "${url%/}" --arrival-rate "$target/s" \
-    -t "${secs}s" --only-summary --json "$work/rate.json" > /dev/null 2>&1 || true
+    -t "${secs}s" --only-summary --report-json "$work/rate.json" > /dev/null 2>&1 || true
   python3 - "$work/rate.json" "$target" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); target = int(sys.argv[2])

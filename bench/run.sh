@@ -47,7 +47,7 @@ for round in $(seq "$rounds"); do
   wrk_cpu=$(awk -v c="$(cpu)" -v n="$wrk_total" 'BEGIN {printf "%.3f", c / n * 10000}')
 
   timed taskset -c 0 "$loadgen" --headless -f bench/saturate.toml -H "$url" $tls_flag -u "$conns" -r 100000 -t "${secs}s" \
-    --only-summary --json "$work/lg.json" --target users=1 > /dev/null 2>&1 || true
+    --only-summary --report-json "$work/lg.json" --target users=1 > /dev/null 2>&1 || true
   read -r lg_total lg_secs < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["steady_total"]["requests"], r["duration_secs"])' "$work/lg.json")
   lg_rps=$(awk -v n="$lg_total" -v s="$lg_secs" 'BEGIN {printf "%.0f", n / s}')
   lg_cpu=$(awk -v c="$(cpu)" -v n="$lg_total" 'BEGIN {printf "%.3f", c / n * 10000}')
@@ -63,6 +63,6 @@ cpu_ratio=$(awk -v a="$(median "${lg_cpus[@]}")" -v b="$(median "${wrk_cpus[@]}"
 echo "ratio = loadgen req/s / wrk req/s (goal >= $goal over $scheme); cpu/10k = CPU seconds per 10,000 requests: loadgen's is ${cpu_ratio}x wrk's (goal <= 1.2x)"
 
 timed taskset -c 0 "$loadgen" --headless -f bench/idle.toml -H "$url" $tls_flag -u "$idle_users" -r 5000 -t 20s --only-summary \
-  --json "$work/idle.json" --target users=1 > /dev/null 2>&1 || true
+  --report-json "$work/idle.json" --target users=1 > /dev/null 2>&1 || true
 idle_requests=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["steady_total"]["requests"])' "$work/idle.json")
 echo "idle: $idle_users users waiting 1-3 s: peak RSS $(( $(rss_kb) / 1024 )) MB, $idle_requests requests in 20 s (goal < 100 MB over http, 150 MB over https)"

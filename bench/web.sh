@@ -30,7 +30,7 @@ printf '%-6s %14s %14s %8s\n' round "headless req/s" "web req/s" ratio
 ratios=()
 for round in $(seq "$rounds"); do
   "$loadgen" --headless -f bench/saturate.toml -H "$url" -u "$users" -r "$users" -t "${secs}s" \
-    --only-summary --json "$work/headless.json" --target users=1 > /dev/null 2>&1 || true
+    --only-summary --report-json "$work/headless.json" --target users=1 > /dev/null 2>&1 || true
   "$loadgen" -f bench/saturate.toml -H "$url" -u "$users" -r "$users" -t "${secs}s" --autostart \
     --autoquit 30 --web-port "$ui_port" > "$work/web.log" 2>&1 &
   web_pid=$!

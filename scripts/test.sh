@@ -70,6 +70,10 @@ fi
 # kept under target/ between runs; its tests find it through TESTBED_PY_VENV.
 TESTBED_PY_VENV=$(scripts/python-venv.sh)
 export TESTBED_PY_VENV
+# Locust from PyPI (pinned) in a venv of its own under target/, kept between runs: the
+# locust_compat tests compare loadgen's command line with it; they find it through LOCUST_VENV.
+LOCUST_VENV=$(scripts/locust-venv.sh)
+export LOCUST_VENV
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done

@@ -181,8 +181,13 @@ pub struct Outputs {
     /// Every one of Locust's rows in `_stats_history.csv`, every second, with the last 10
     /// seconds' percentiles (Locust's `--csv-full-history`).
     pub csv_full_history: bool,
-    /// The JSON report.
+    /// loadgen's JSON report (`--report-json`).
     pub json: Option<PathBuf>,
+    /// Print the stats as Locust's JSON on stdout at the end (Locust's `--json`).
+    pub locust_json: bool,
+    /// Write the stats as Locust's JSON here (Locust's `--json-file NAME` writes `NAME.json`:
+    /// this is that path, `.json` added).
+    pub locust_json_file: Option<PathBuf>,
     /// The HTML report.
     pub html: Option<PathBuf>,
     /// A JUnit XML report, for CI systems.
@@ -199,7 +204,8 @@ impl Outputs {
             files.push(("--csv", PathBuf::from(format!("{prefix}_stats.csv"))));
         }
         for (what, path) in [
-            ("--json", &self.json),
+            ("--report-json", &self.json),
+            ("--json-file", &self.locust_json_file),
             ("--html", &self.html),
             ("--junit", &self.junit),
             ("--summary-md", &self.summary_md),
@@ -214,10 +220,43 @@ impl Outputs {
     /// Fails, naming the flag, unless every file can be written: checked before the first
     /// request, so that a typo in a path costs no run. Nothing is left behind: the files are
     /// written whole at the end (see [`crate::atomic_file`]), so a refused run leaves none.
+    ///
+    /// A folder that does not exist yet is made, as Locust makes them (`--csv results/run1`);
+    /// with `dry_run`, nothing is made: the nearest folder that exists must take new ones.
     pub fn check_writable(&self) -> Result<(), String> {
+        self.check(false)
+    }
+
+    /// As [`Outputs::check_writable`], making no folder (`--dry-run`).
+    pub fn check_writable_dry(&self) -> Result<(), String> {
+        self.check(true)
+    }
+
+    fn check(&self, dry_run: bool) -> Result<(), String> {
         for (what, path) in self.files() {
-            crate::atomic_file::check_writable(&path)
-                .map_err(|why| format!("{what} {}: {why}", path.display()))?;
+            let named = |why: String| format!("{what} {}: {why}", path.display());
+            let folder = path
+                .parent()
+                .filter(|f| !f.as_os_str().is_empty())
+                .map(std::path::Path::to_path_buf);
+            match folder {
+                Some(folder) if !folder.is_dir() && dry_run => {
+                    let existing = folder.ancestors().find(|a| a.exists());
+                    match existing {
+                        Some(a) if !a.as_os_str().is_empty() && !a.is_dir() => {
+                            return Err(named(format!("{} is a file, not a folder", a.display())));
+                        }
+                        _ => continue,
+                    }
+                }
+                Some(folder) if !folder.is_dir() => {
+                    std::fs::create_dir_all(&folder).map_err(|e| {
+                        named(format!("cannot make the folder {}: {e}", folder.display()))
+                    })?;
+                }
+                _ => {}
+            }
+            crate::atomic_file::check_writable(&path).map_err(named)?;
         }
         Ok(())
     }
@@ -257,6 +296,8 @@ pub struct RunConfig {
     /// Exit with this code when any request failed or the scenario had an error, as Locust's
     /// `--exit-code-on-error` (`None`: the exit code follows the targets only).
     pub exit_code_on_error: Option<u8>,
+    /// What the exit code follows: the targets (ours) or Locust's rule.
+    pub exit_code_mode: crate::exit_code::ExitCodeMode,
     /// The backend to watch beside the load, if any.
     pub backend: Option<BackendConfig>,
     /// Log files of the job workers (`--worker-log`): quoted in the job findings, as the logs
@@ -283,6 +324,7 @@ impl RunConfig {
             load: LoadSettings::default(),
             targets: Targets::default(),
             exit_code_on_error: None,
+            exit_code_mode: crate::exit_code::ExitCodeMode::default(),
             backend: None,
             worker_logs: Vec::new(),
             stack: StackConfig::default(),

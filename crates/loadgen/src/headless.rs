@@ -8,7 +8,7 @@ use anyhow::bail;
 use crate::cluster::Master;
 use crate::config::RunConfig;
 use crate::engine::Run;
-use crate::exit_code::{EXIT_ERROR, EXIT_OK, EXIT_TARGET_MISSED};
+use crate::exit_code::EXIT_ERROR;
 use crate::report::files::Written;
 use crate::report::{self, Report};
 use crate::shutdown::{self, RunReports};
@@ -87,11 +87,12 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
             report.panics
         );
     }
-    let code = match (config.exit_code_on_error, had_errors) {
-        (Some(code), true) => code,
-        _ if report.passed() => EXIT_OK,
-        _ => EXIT_TARGET_MISSED,
-    };
+    let code = crate::exit_code::of_run(
+        config.exit_code_mode,
+        config.exit_code_on_error,
+        had_errors,
+        report.passed(),
+    );
     tracing::info!("Shutting down (exit code {code})");
     Ok(code)
 }

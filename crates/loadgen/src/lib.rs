@@ -85,6 +85,18 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
     cli.capacity.check_unused()?;
+    if cli.command.is_none() {
+        for warning in cli.locust_warnings() {
+            eprintln!("loadgen: warning: {warning}");
+        }
+        if let Some(text) = cli.inspection()? {
+            print_or_quiet(&text)?;
+            return Ok(EXIT_OK);
+        }
+        if let Some(label) = &cli.profile {
+            tracing::info!("profile: {label}");
+        }
+    }
     match &cli.command {
         Some(Command::Scenario { action }) => scenario_command(action),
         Some(Command::Demo { args }) => demo(args),
@@ -203,7 +215,7 @@ async fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
     }
     config
         .outputs
-        .check_writable()
+        .check_writable_dry()
         .map_err(anyhow::Error::msg)?;
     let load = &config.load;
     let mut plan = format!(

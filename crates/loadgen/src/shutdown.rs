@@ -72,6 +72,7 @@ impl RunReports {
         let outputs = &self.config.outputs;
         outputs.csv.is_some()
             || outputs.json.is_some()
+            || outputs.locust_json_file.is_some()
             || outputs.html.is_some()
             || outputs.junit.is_some()
             || outputs.summary_md.is_some()

@@ -25,8 +25,9 @@ pub struct ClusterArgs {
     /// Port the master listens on for workers.
     #[arg(long, env = "LOADGEN_MASTER_BIND_PORT", default_value_t = 5557)]
     pub master_bind_port: u16,
-    /// A headless master waits for this many workers before it starts.
-    #[arg(long, env = "LOADGEN_EXPECT_WORKERS", requires = "master")]
+    /// A headless master waits for this many workers before it starts (ignored without
+    /// --master, as Locust ignores it).
+    #[arg(long, env = "LOADGEN_EXPECT_WORKERS")]
     pub expect_workers: Option<usize>,
     /// How long a headless master waits for --expect-workers, seconds.
     #[arg(

@@ -16,7 +16,10 @@
 //!
 //! The file is read into the same flags the command line has, so every value is checked by the
 //! same parsers. A flag given on the command line or by its `LOADGEN_*` variable wins over the
-//! file (clap's `value_source` says which were given); the file wins over `--profile`.
+//! file (clap's `value_source` says which were given); the file wins over `--load-profile`.
+//! Without --config too, Locust's own files are found as Locust finds them: `~/.locust.conf`,
+//! `./locust.conf`, then `./pyproject.toml`'s `[tool.locust]` (a later one beats an earlier
+//! one; --config beats them all).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -126,25 +129,76 @@ where
     }
     let mut cli = parse_flags(&args)?;
     cli.capacity.asked = capacity;
+    // Locust's --headful undoes a --headless that a config file set.
+    if cli.locust.headful {
+        cli.headless = false;
+    }
     Ok(cli)
+}
+
+/// Locust's config files, found without --config, in its order (a later one beats an earlier
+/// one, and --config beats them all): `~/.locust.conf`, `./locust.conf`, and `./pyproject.toml`
+/// when it has a `[tool.locust]` table.
+fn default_config_files() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(|h| Path::new(&h).join(".locust.conf"));
+    let mut found: Vec<PathBuf> = home
+        .into_iter()
+        .chain([PathBuf::from("locust.conf")])
+        .filter(|p| p.is_file())
+        .collect();
+    let pyproject = Path::new("pyproject.toml");
+    let has_table = std::fs::read_to_string(pyproject).is_ok_and(|text| {
+        text.parse::<toml::Table>().is_ok_and(|t| {
+            t.get("tool")
+                .and_then(|tool| tool.get("locust"))
+                .is_some_and(toml::Value::is_table)
+        })
+    });
+    if has_table {
+        found.push(pyproject.to_path_buf());
+    }
+    found
 }
 
 /// [`parse`] of a command line without the `capacity` word.
 fn parse_flags(args: &[OsString]) -> Result<Cli, ParseError> {
     let matches = command().try_get_matches_from(args)?;
     let cli = Cli::from_arg_matches(&matches)?;
-    let Some(path) = cli.config.clone() else {
-        return Ok(cli);
-    };
     if cli.command.is_some() {
         // `loadgen scenario show` and `loadgen demo` take no load flags.
         return Ok(cli);
     }
+    let mut files = default_config_files();
+    files.extend(cli.config.clone());
+    let Some(path) = files.last().cloned() else {
+        return Ok(cli);
+    };
+    // A later file's setting replaces an earlier one's.
+    let mut flags: Vec<(String, String)> = Vec::new();
+    for file in &files {
+        let of_file = file_flags(file).map_err(|message| ParseError::File {
+            path: file.clone(),
+            message,
+        })?;
+        for (id, token) in of_file {
+            flags.retain(|(earlier, _)| *earlier != id);
+            flags.push((id, token));
+        }
+    }
     let file_error = |message: String| ParseError::File {
-        path: path.clone(),
+        path: if files.len() == 1 {
+            path.clone()
+        } else {
+            PathBuf::from(
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        },
         message,
     };
-    let flags = file_flags(&path).map_err(file_error)?;
     let given = |id: &str| {
         matches!(
             matches.value_source(id),
@@ -171,14 +225,36 @@ fn parse_flags(args: &[OsString]) -> Result<Cli, ParseError> {
 /// `LOCUST_RUN_TIME`, ...) when loadgen's own (`LOADGEN_USERS`) is not set, so that CI jobs
 /// written for Locust keep their settings.
 fn command() -> clap::Command {
-    let mut command = Cli::command();
+    // As argparse: a flag given twice takes its last value (repeatable flags still add up).
+    let mut command = Cli::command().args_override_self(true);
+    // Locust's switches read `1`, `True`, `yes`, `on` (and their opposites) from the
+    // environment, as configargparse does.
+    let switches: Vec<String> = command
+        .get_arguments()
+        .filter(|arg| matches!(arg.get_action(), clap::ArgAction::SetTrue))
+        .map(|arg| arg.get_id().to_string())
+        .collect();
+    for id in switches {
+        command = command.mut_arg(id, |arg| {
+            arg.value_parser(clap::builder::BoolishValueParser::new())
+        });
+    }
     let renamed: Vec<(String, &'static str)> = command
         .get_arguments()
         .filter_map(|arg| {
             let ours = arg.get_env()?.to_str()?;
-            let theirs = format!("LOCUST_{}", ours.strip_prefix("LOADGEN_")?);
-            let use_theirs = std::env::var_os(ours).is_none()
-                && std::env::var_os(&theirs).is_some_and(|v| !v.is_empty());
+            // Locust's own name first (`LOCUST_LOCUSTFILE`), then ours with its prefix
+            // (`LOCUST_SCENARIO`), whichever is set.
+            let derived = format!("LOCUST_{}", ours.strip_prefix("LOADGEN_")?);
+            let locusts = LOCUST_NAMES
+                .iter()
+                .find(|(loadgen, _)| *loadgen == ours)
+                .map(|(_, locust)| (*locust).to_owned());
+            let theirs = locusts
+                .into_iter()
+                .chain([derived])
+                .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))?;
+            let use_theirs = std::env::var_os(ours).is_none();
             // Leaked once per flag at start-up: clap keeps `&'static str` names.
             use_theirs.then(|| (arg.get_id().to_string(), &*theirs.leak()))
         })
@@ -188,6 +264,18 @@ fn command() -> clap::Command {
     }
     command
 }
+
+/// Locust's variables whose names are not `LOCUST_` and the rest of ours (the derived name,
+/// `LOCUST_MASTER_HOST`, is read too).
+const LOCUST_NAMES: [(&str, &str); 7] = [
+    ("LOADGEN_SCENARIO", "LOCUST_LOCUSTFILE"),
+    ("LOADGEN_CLASS_PICKER", "LOCUST_USERCLASS_PICKER"),
+    ("LOADGEN_MASTER", "LOCUST_MODE_MASTER"),
+    ("LOADGEN_WORKER", "LOCUST_MODE_WORKER"),
+    ("LOADGEN_MASTER_HOST", "LOCUST_MASTER_NODE_HOST"),
+    ("LOADGEN_MASTER_PORT", "LOCUST_MASTER_NODE_PORT"),
+    ("LOADGEN_OTEL", "LOCUST_ENABLE_OPENTELEMETRY"),
+];
 
 /// The file's settings as `--flag=value` tokens, with the id of the flag each sets.
 fn file_flags(path: &Path) -> Result<Vec<(String, String)>, String> {
@@ -223,6 +311,19 @@ fn file_flags(path: &Path) -> Result<Vec<(String, String)>, String> {
                 continue;
             }
             toml::Value::Boolean(false) if is_switch => continue,
+            // A switch set by text, as Locust's files write them: `headless = 1`.
+            toml::Value::String(text) if is_switch => {
+                match text.trim().to_ascii_lowercase().as_str() {
+                    "true" | "yes" | "on" | "1" => tokens.push((id, format!("--{long}"))),
+                    "false" | "no" | "off" | "0" => {}
+                    _ => {
+                        return Err(format!(
+                            "`{key}` = {text:?}: write true or false (or yes/no, on/off, 1/0)"
+                        ));
+                    }
+                }
+                continue;
+            }
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(n) => n.to_string(),
             toml::Value::Float(x) => x.to_string(),
@@ -274,8 +375,8 @@ mod tests {
         assert_eq!(cli.run_time, Some(Duration::from_secs(120)));
         assert!(cli.only_summary && !cli.headless);
         assert_eq!(cli.targets.len(), 2);
-        // The file beats --profile: users from the file, the rest from the profile.
-        let (_dir, path) = config("users = 3\nprofile = 'smoke'\n");
+        // The file beats --load-profile: users from the file, the rest from the profile.
+        let (_dir, path) = config("users = 3\nload-profile = 'smoke'\n");
         let shape = parse(["loadgen", "--config", &path])
             .unwrap()
             .load_shape()

@@ -1,7 +1,7 @@
 //! The command line, compatible with Locust's where it makes sense: replace
 //! `locust -f locustfile.py` with `loadgen` and the seed's commands work. Every flag is also a
 //! `LOADGEN_*` variable; `LOCUST_HOST` and `LOCUST_BASE_URL` are honoured. Flags beat the
-//! environment, which beats a `--config` file ([`config_file`]), which beats `--profile`, which
+//! environment, which beats a `--config` file ([`config_file`]), which beats `--load-profile`, which
 //! beats the defaults.
 
 pub mod capacity;
@@ -27,9 +27,9 @@ use crate::targets::{TargetOverride, Targets};
 ///
 /// Serves the web UI on 127.0.0.1:8089 (as Locust's web mode), or with --headless runs at once:
 /// the users, the spawn rate and the run time come from flags, LOADGEN_* variables or a
-/// --profile. Without -f it runs the built-in FFmpeg API scenario (print it with
-/// `loadgen scenario show`). Exit codes: 0 every target met, 1 a target missed, 2 an error in the
-/// tool or its input.
+/// --load-profile. Without -f it runs the built-in FFmpeg API scenario (print it with
+/// `loadgen scenario show`). Exit codes: 0 every target met, 1 a target missed (with
+/// --exit-code-mode locust: 0 no request failed, 1 one did), 2 an error in the tool or its input.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -43,7 +43,7 @@ pub struct Cli {
     #[command(flatten)]
     pub capacity: capacity::CapacityArgs,
     /// A TOML file of flags (`users = 50`, `run-time = "5m"`, `target = ["p95=800ms"]`), as
-    /// Locust's --config: flags and LOADGEN_* variables beat it, it beats --profile.
+    /// Locust's --config: flags and LOADGEN_* variables beat it, it beats --load-profile.
     #[arg(long, env = "LOADGEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Scenario file (TOML); default: the built-in FFmpeg API scenario.
@@ -66,10 +66,42 @@ pub struct Cli {
     /// Stop after this long, e.g. 30s, 2m, 1h (default: until Ctrl-C).
     #[arg(short = 't', long, env = "LOADGEN_RUN_TIME", value_parser = common::duration::parse_positive_arg)]
     pub run_time: Option<Duration>,
-    /// One of the seed's profiles: smoke (10 users, 1/s, 30s), medium (100, 10/s, 5m),
+    /// One of the seed's load profiles: smoke (10 users, 1/s, 30s), medium (100, 10/s, 5m),
     /// stress (500, 50/s, 10m), endurance (100, 5/s, 1h).
-    #[arg(long, env = "LOADGEN_PROFILE", value_enum)]
-    pub profile: Option<Profile>,
+    #[arg(long, env = "LOADGEN_LOAD_PROFILE", value_enum, value_name = "PROFILE")]
+    pub load_profile: Option<Profile>,
+    /// A free label for the run, as Locust's --profile (logged at the start; to pick a load
+    /// profile, use --load-profile).
+    #[arg(long, env = "LOADGEN_PROFILE", value_name = "LABEL")]
+    pub profile: Option<String>,
+    /// User types to run, by name, as Locust's positional user classes (`locust -f f.py
+    /// Reader`): the same as --user-classes.
+    #[arg(value_name = "USER_TYPE")]
+    pub user_types: Vec<String>,
+    /// Print the scenario's user types, one a line, and exit (Locust's -l/--list).
+    #[arg(short = 'l', long = "list")]
+    pub list: bool,
+    /// Print the share of users and tasks each user type and task gets, and exit.
+    #[arg(long)]
+    pub show_task_ratio: bool,
+    /// As --show-task-ratio, as Locust's JSON.
+    #[arg(long)]
+    pub show_task_ratio_json: bool,
+    /// Give every task of a user type the same weight, whatever the scenario says.
+    #[arg(long, env = "LOADGEN_EQUAL_WEIGHTS")]
+    pub equal_weights: bool,
+    /// What the exit code follows: `targets` (0 every target met, 1 one missed) or `locust`
+    /// (0 no request failed, else 1 or --exit-code-on-error's value), as Locust's.
+    #[arg(
+        long,
+        env = "LOADGEN_EXIT_CODE_MODE",
+        value_enum,
+        default_value = "targets"
+    )]
+    pub exit_code_mode: ExitCodeMode,
+    /// Locust flags that loadgen accepts without honouring them (each gets a warning).
+    #[command(flatten)]
+    pub locust: LocustOnlyArgs,
     /// Run without the web UI: the users, rate and run time come from flags (without it, the
     /// web UI is served, as in Locust).
     #[arg(long, env = "LOADGEN_HEADLESS")]
@@ -78,7 +110,7 @@ pub struct Cli {
     #[arg(long, env = "LOADGEN_WEB_HOST", default_value = "127.0.0.1")]
     pub web_host: String,
     /// Port of the web UI.
-    #[arg(long, env = "LOADGEN_WEB_PORT", default_value_t = 8089)]
+    #[arg(short = 'P', long, env = "LOADGEN_WEB_PORT", default_value_t = 8089)]
     pub web_port: u16,
     /// Start the run at once with the command line's values (web UI).
     #[arg(long, env = "LOADGEN_AUTOSTART")]
@@ -116,9 +148,15 @@ pub struct Cli {
     /// Write an HTML report.
     #[arg(long, env = "LOADGEN_HTML", value_name = "FILE")]
     pub html: Option<PathBuf>,
-    /// Write every figure as JSON.
-    #[arg(long, env = "LOADGEN_JSON", value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    /// Print the final stats as JSON on stdout, in Locust's form (its --json).
+    #[arg(long, env = "LOADGEN_JSON")]
+    pub json: bool,
+    /// Write the final stats to FILE.json, in Locust's form (its --json-file).
+    #[arg(long, env = "LOADGEN_JSON_FILE", value_name = "FILE")]
+    pub json_file: Option<String>,
+    /// Write loadgen's own report, every figure, as JSON (what --baseline reads).
+    #[arg(long, env = "LOADGEN_REPORT_JSON", value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
     /// Write a JUnit XML report (one test case per target and per endpoint's p95), which CI
     /// systems display.
     #[arg(long, env = "LOADGEN_JUNIT", value_name = "FILE")]
@@ -127,7 +165,7 @@ pub struct Cli {
     /// Markdown (e.g. --summary-md "$GITHUB_STEP_SUMMARY").
     #[arg(long, env = "LOADGEN_SUMMARY_MD", value_name = "FILE")]
     pub summary_md: Option<PathBuf>,
-    /// Compare with an earlier run's JSON report (--json) of the same scenario, per endpoint;
+    /// Compare with an earlier run's JSON report (--report-json) of the same scenario, per endpoint;
     /// exit 1 when a figure worsened past --regression. For `loadgen capacity`: an earlier
     /// search's JSON, and exit 1 when the capacity fell (by more than rps=-10%).
     #[arg(long, env = "LOADGEN_BASELINE", value_name = "PREVIOUS.json")]
@@ -373,6 +411,105 @@ pub enum ScenarioAction {
     },
 }
 
+pub use crate::exit_code::ExitCodeMode;
+
+/// Locust flags that loadgen takes so that a Locust command line runs: the web UI's https
+/// (`--tls-cert`, `--tls-key`) and base path, and those it does not honour, each with a warning that says
+/// what is not supported ([`LocustOnlyArgs::warnings`]).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LocustOnlyArgs {
+    /// Locust: fork N worker processes. loadgen runs its users on --threads OS threads instead.
+    #[arg(
+        long,
+        env = "LOADGEN_PROCESSES",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub processes: Option<i64>,
+    /// Locust: a login page for the web UI. Not supported: use --web-auth USER:PASSWORD.
+    #[arg(long, env = "LOADGEN_WEB_LOGIN")]
+    pub web_login: bool,
+    /// Serve the web UI over https with this certificate chain (PEM), as Locust's.
+    #[arg(long, env = "LOADGEN_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "LOADGEN_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve the web UI under this path (e.g. /loadgen, for a reverse proxy), as Locust's.
+    #[arg(long, env = "LOADGEN_WEB_BASE_PATH", value_name = "PATH")]
+    pub web_base_path: Option<String>,
+    /// Locust: leave logging to the locustfile. loadgen always sets up its own log.
+    #[arg(long, env = "LOADGEN_SKIP_LOG_SETUP")]
+    pub skip_log_setup: bool,
+    /// Locust: JSON settings for user classes. Not supported: set them in the scenario file.
+    #[arg(long, env = "LOADGEN_CONFIG_USERS", num_args = 1.., value_name = "JSON")]
+    pub config_users: Vec<String>,
+    /// Locust: undo a --headless set in a config file.
+    #[arg(long, env = "LOADGEN_HEADFUL")]
+    pub headful: bool,
+    /// Locust: the host name the web UI shows. Ignored.
+    #[arg(long, env = "LOADGEN_WEB_HOST_DISPLAY_NAME", value_name = "NAME")]
+    pub web_host_display_name: Option<String>,
+    /// Locust: a folder of web UI assets. Ignored: loadgen's UI is built in.
+    #[arg(long, env = "LOADGEN_BUILD_PATH", value_name = "DIR")]
+    pub build_path: Option<PathBuf>,
+    /// Locust: OpenTelemetry. Not supported.
+    #[arg(long, env = "LOADGEN_OTEL")]
+    pub otel: bool,
+    /// Locust: move users to new workers. Ignored: a worker that joins takes its share.
+    #[arg(long, env = "LOADGEN_ENABLE_REBALANCING")]
+    pub enable_rebalancing: bool,
+}
+
+impl LocustOnlyArgs {
+    /// One line per flag given that loadgen does not honour, saying so.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut say = |given: bool, text: &str| {
+            if given {
+                out.push(text.to_owned());
+            }
+        };
+        say(
+            self.processes.is_some(),
+            "--processes is not supported (loadgen runs users on --threads OS threads, one per core by default); ignored",
+        );
+        say(
+            self.web_login,
+            "--web-login is not supported (use --web-auth USER:PASSWORD); ignored",
+        );
+        say(
+            self.tls_cert.is_some() != self.tls_key.is_some(),
+            "--tls-cert and --tls-key go together: with one of them the web UI is served over plain http, as Locust's",
+        );
+        say(
+            self.skip_log_setup,
+            "--skip-log-setup: loadgen always sets up its own log; ignored",
+        );
+        say(
+            !self.config_users.is_empty(),
+            "--config-users is not supported (set user types' settings in the scenario file); ignored",
+        );
+        say(
+            self.web_host_display_name.is_some(),
+            "--web-host-display-name is not supported; ignored",
+        );
+        say(
+            self.build_path.is_some(),
+            "--build-path is not supported (the web UI is built in); ignored",
+        );
+        say(
+            self.otel,
+            "--otel (OpenTelemetry) is not supported; ignored",
+        );
+        say(
+            self.enable_rebalancing,
+            "--enable-rebalancing: workers that join take their share without it; ignored",
+        );
+        out
+    }
+}
+
 /// The seed's four profiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Profile {
@@ -456,8 +593,132 @@ fn parse_rate(text: &str) -> Result<crate::arrival::Rate, String> {
 }
 
 impl Cli {
+    /// `--html`'s file name with Locust's tags filled in: `{u}` the users, `{r}` the spawn
+    /// rate, `{t}` the run time in seconds, each as given (a tag whose value was not given is
+    /// left as it is, as Locust leaves it).
+    fn html_file_name(&self, html: &std::path::Path) -> PathBuf {
+        let Some(text) = html.to_str() else {
+            return html.to_path_buf();
+        };
+        // As Locust's: a whole number without ".0".
+        let number = |x: f64| {
+            if x.fract() == 0.0 && x.abs() < 1e15 {
+                format!("{}", x as i64)
+            } else {
+                x.to_string()
+            }
+        };
+        let mut name = text.to_owned();
+        for (tag, value) in [
+            ("{u}", self.users.map(|u| u as f64)),
+            ("{r}", self.spawn_rate),
+            ("{t}", self.run_time.map(|t| t.as_secs() as f64)),
+        ] {
+            if let Some(value) = value {
+                name = name.replace(tag, &number(value));
+            }
+        }
+        PathBuf::from(name)
+    }
+
+    /// `--tls-cert` with `--tls-key`: the web UI's https configuration (one without the other
+    /// serves plain http, as Locust's, with a warning from [`Cli::locust_warnings`]).
+    fn web_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        use crate::cluster::tls::{ClusterTlsError, server_config};
+        let (Some(cert), Some(key)) = (&self.locust.tls_cert, &self.locust.tls_key) else {
+            return Ok(None);
+        };
+        server_config(cert, key).map(Some).map_err(|e| match e {
+            // Named by the web UI's flags, not the master's.
+            ClusterTlsError::File { flag, path, cause } => anyhow::anyhow!(
+                "{} {}: {cause}",
+                flag.replace("--master-", "--"),
+                path.display()
+            ),
+            other => anyhow::anyhow!("--tls-cert/--tls-key: {other}"),
+        })
+    }
+
+    /// What a Locust command line asks that loadgen reads another way, or takes without
+    /// honouring: one warning each, printed before the run.
+    pub fn locust_warnings(&self) -> Vec<String> {
+        let mut out = self.locust.warnings();
+        if self.cluster.expect_workers.is_some() && !self.cluster.master {
+            out.push("--expect-workers without --master: ignored, as Locust ignores it".into());
+        }
+        if self.run_time.is_some() && !self.headless && !self.autostart && !self.cluster.worker {
+            out.push(
+                "-t/--run-time without --headless or --autostart: the web UI is served and \
+                 waits for its form, as Locust's (pass --headless to run at once)"
+                    .into(),
+            );
+        }
+        if let Some(label) = &self.profile
+            && <Profile as ValueEnum>::from_str(label, true).is_ok()
+        {
+            out.push(format!(
+                "--profile {label} is a free label, as Locust's: to run the {label} load \
+                 profile, write --load-profile {label}"
+            ));
+        }
+        out
+    }
+
+    /// `-l/--list`, `--show-task-ratio`, `--show-task-ratio-json`: what Locust prints for them
+    /// (the user types, or the share of users and tasks of each), when one was asked.
+    pub fn inspection(&self) -> anyhow::Result<Option<String>> {
+        if !(self.list || self.show_task_ratio || self.show_task_ratio_json) {
+            return Ok(None);
+        }
+        let source = self.scenario_source()?;
+        let scenario = source.load(&self.fixtures)?;
+        if self.list {
+            let mut out = "Available Users:\n".to_owned();
+            for user in &scenario.users {
+                out.push_str(&format!("    {}\n", user.name));
+            }
+            return Ok(Some(out));
+        }
+        let ratios = task_ratios(&scenario, self.users);
+        if self.show_task_ratio_json {
+            let json = serde_json::json!({
+                "per_class": ratios_json(&ratios, false),
+                "total": ratios_json(&ratios, true),
+            });
+            let text = crate::report::locust_json::indented(&json).map_err(anyhow::Error::msg)?;
+            return Ok(Some(format!("{}\n", String::from_utf8_lossy(&text))));
+        }
+        let mut out = String::new();
+        for (title, total) in [
+            ("Task ratio per User class", false),
+            ("Total task ratio", true),
+        ] {
+            out.push_str(&format!("\n {title}\n{}\n", "-".repeat(80)));
+            for (user, share, tasks) in &ratios {
+                out.push_str(&format!(
+                    " {:<10} {:<50}\n",
+                    format!("{:<6.1}", share * 100.0),
+                    user
+                ));
+                for (task, task_share) in tasks {
+                    let task_share = if total {
+                        task_share * share
+                    } else {
+                        *task_share
+                    };
+                    out.push_str(&format!(
+                        " {:<10} {:<50}\n",
+                        format!("  {:<6.1}", task_share * 100.0),
+                        format!("  {task}")
+                    ));
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// Resolves what the user typed into a checked [`RunConfig`]: flags beat `LOADGEN_*`
-    /// variables (clap applies both), which beat `--profile`, which beats the defaults.
+    /// variables (clap applies both), which beat `--load-profile`, which beats the defaults.
     pub fn resolve(&self) -> anyhow::Result<RunConfig> {
         let host = self.host.clone().or_else(env_host).context(
             "no host to load: pass -H/--host http://HOST:PORT (or set LOADGEN_HOST or LOCUST_HOST)",
@@ -474,7 +735,7 @@ impl Cli {
             (self.arrival_stages.is_some(), "--arrival-stages"),
             (self.shape.is_some(), "--shape"),
             (self.run_time.is_some(), "-t/--run-time"),
-            (self.profile.is_some(), "--profile"),
+            (self.load_profile.is_some(), "--load-profile"),
             (self.spawn_rate.is_some(), "-r/--spawn-rate"),
             (self.reset_stats, "--reset-stats"),
             (self.cluster.worker, "--worker"),
@@ -645,6 +906,7 @@ impl Cli {
                 ..LoadSettings::default()
             },
             exit_code_on_error: self.exit_code_on_error,
+            exit_code_mode: self.exit_code_mode,
             targets: {
                 // The concurrency target is the users asked for, unless given.
                 let mut targets = Targets::with(&self.targets);
@@ -655,8 +917,13 @@ impl Cli {
             outputs: Outputs {
                 csv: self.csv.clone(),
                 csv_full_history: self.csv_full_history,
-                json: self.json.clone(),
-                html: self.html.clone(),
+                json: self.report_json.clone(),
+                locust_json: self.json,
+                locust_json_file: self
+                    .json_file
+                    .as_ref()
+                    .map(|name| PathBuf::from(format!("{name}.json"))),
+                html: self.html.as_ref().map(|html| self.html_file_name(html)),
                 junit: self.junit.clone(),
                 summary_md: self.summary_md.clone(),
             },
@@ -681,12 +948,6 @@ impl Cli {
         {
             bail!("--web-auth: write USER:PASSWORD");
         }
-        if self.run_time.is_some() && !self.autostart {
-            // As Locust: a run time with neither is a CI job that would wait on a web page.
-            bail!(
-                "--run-time needs --headless (or --autostart): without them loadgen serves the web UI and waits for its form"
-            );
-        }
         if self.autoquit.is_some() && !self.autostart {
             bail!("--autoquit only makes sense with --autostart");
         }
@@ -708,6 +969,21 @@ impl Cli {
             auth: self.web_auth.clone(),
             allowed_hosts: self.web_allowed_hosts.clone(),
             insecure_no_auth: self.web_insecure_no_auth,
+            tls: self.web_tls()?,
+            base_path: match self
+                .locust
+                .web_base_path
+                .as_deref()
+                .map(|p| p.trim_end_matches('/'))
+            {
+                None | Some("") => String::new(),
+                Some(path) if path.starts_with('/') && !path.contains(['?', '#']) => {
+                    path.to_owned()
+                }
+                Some(path) => {
+                    bail!("--web-base-path {path}: the path must start with a slash, e.g. /loadgen")
+                }
+            },
         })
     }
 
@@ -799,7 +1075,7 @@ impl Cli {
     }
 
     /// The load shape: `--shape FILE`, else the scenario's `[[shape]]`. The shape wins over
-    /// -u, -r, --profile and the arrival flags (as Locust's and k6's do): each one given
+    /// -u, -r, --load-profile and the arrival flags (as Locust's and k6's do): each one given
     /// gets a warning that says so.
     fn shape(&self, scenario: &crate::scenario::Scenario) -> anyhow::Result<Option<Shape>> {
         let shape = match &self.shape {
@@ -822,7 +1098,7 @@ impl Cli {
         let ignored = [
             (self.users.is_some() && users_shape, "-u/--users"),
             (self.spawn_rate.is_some(), "-r/--spawn-rate"),
-            (self.profile.is_some(), "--profile"),
+            (self.load_profile.is_some(), "--load-profile"),
             (self.arrival_rate.is_some(), "--arrival-rate"),
             (self.arrival_stages.is_some(), "--arrival-stages"),
             (
@@ -859,7 +1135,7 @@ impl Cli {
     /// Users, spawn rate and run time: the flag (or its variable, or the config file), else the
     /// profile's, else 1 user, 1 a second, until stopped.
     pub fn load_shape(&self) -> anyhow::Result<(u64, f64, Option<Duration>)> {
-        let profile = self.profile.map(Profile::settings);
+        let profile = self.load_profile.map(Profile::settings);
         let users = self.users.or(profile.map(|p| p.0)).unwrap_or(1);
         let spawn_rate = self.spawn_rate.or(profile.map(|p| p.1)).unwrap_or(1.0);
         if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
@@ -878,8 +1154,10 @@ impl Cli {
             && path.extension().is_some_and(|e| e == "py")
         {
             bail!(
-                "-f {}: loadgen runs TOML scenarios, not Python locustfiles; \
-                 `loadgen scenario show` prints the built-in one to start from",
+                "-f/LOCUST_LOCUSTFILE {}: loadgen runs TOML scenarios, not Python \
+                 locustfiles: a locustfile is converted to a scenario by `loadgen import \
+                 locust` (coming: a separate issue); `loadgen scenario show` prints the \
+                 built-in scenario to start from",
                 path.display()
             );
         }
@@ -900,7 +1178,13 @@ impl Cli {
         };
         Ok(ScenarioSource {
             user_data,
-            user_classes: self.user_classes.clone(),
+            user_classes: self
+                .user_classes
+                .iter()
+                .chain(&self.user_types)
+                .cloned()
+                .collect(),
+            equal_weights: self.equal_weights,
             tags: self.tags.clone(),
             exclude_tags: self.exclude_tags.clone(),
             ..base
@@ -953,6 +1237,82 @@ impl Cli {
             ..sources
         })))
     }
+}
+
+/// Each user type's share of the users (Locust's `_calc_distribution` over `users`, else the
+/// weights), and each of its tasks' share of its iterations (a task is named by its steps).
+type Ratios = Vec<(String, f64, Vec<(String, f64)>)>;
+
+fn task_ratios(scenario: &crate::scenario::Scenario, users: Option<u64>) -> Ratios {
+    let fixed: u64 = scenario
+        .users
+        .iter()
+        .filter_map(|u| u.fixed_count)
+        .map(u64::from)
+        .sum();
+    let total_weight: u64 = scenario
+        .users
+        .iter()
+        .filter(|u| u.fixed_count.is_none())
+        .map(|u| u64::from(u.weight))
+        .sum();
+    let users = users.unwrap_or(if fixed == 0 { total_weight } else { 1 });
+    let weighted = users.saturating_sub(fixed) as f64;
+    let counts: Vec<f64> = scenario
+        .users
+        .iter()
+        .map(|u| match u.fixed_count {
+            Some(n) => f64::from(n),
+            None if total_weight > 0 => {
+                (f64::from(u.weight) / total_weight as f64 * weighted).round()
+            }
+            None => 0.0,
+        })
+        .collect();
+    let spawned: f64 = counts.iter().sum::<f64>().max(1.0);
+    scenario
+        .users
+        .iter()
+        .zip(counts)
+        .map(|(user, count)| {
+            let weights: u64 = user.tasks.iter().map(|t| u64::from(t.weight)).sum();
+            let tasks = user
+                .tasks
+                .iter()
+                .map(|task| {
+                    let name = task
+                        .run
+                        .iter()
+                        .filter_map(|r| user.steps.get(r.step).map(|s| s.key.clone()))
+                        .collect::<Vec<_>>()
+                        .join("+");
+                    (name, f64::from(task.weight) / weights.max(1) as f64)
+                })
+                .collect();
+            (user.name.clone(), count / spawned, tasks)
+        })
+        .collect()
+}
+
+/// Locust's task ratio JSON: per class, or of the total (a task's share times its class's).
+fn ratios_json(ratios: &Ratios, total: bool) -> serde_json::Value {
+    let mut classes = serde_json::Map::new();
+    for (user, share, tasks) in ratios {
+        let mut task_map = serde_json::Map::new();
+        for (task, task_share) in tasks {
+            let ratio = if total {
+                task_share * share
+            } else {
+                *task_share
+            };
+            task_map.insert(task.clone(), serde_json::json!({ "ratio": ratio }));
+        }
+        classes.insert(
+            user.clone(),
+            serde_json::json!({ "ratio": share, "tasks": task_map }),
+        );
+    }
+    serde_json::Value::Object(classes)
 }
 
 fn parse_ratio(input: &str) -> Result<f64, String> {
@@ -1049,7 +1409,7 @@ mod tests {
         );
         let cli = Cli::try_parse_from([
             "loadgen",
-            "--profile",
+            "--load-profile",
             "smoke",
             "--csv",
             "out/run",
@@ -1057,7 +1417,7 @@ mod tests {
             "p95=800ms",
         ])
         .unwrap();
-        assert_eq!(cli.profile, Some(Profile::Smoke));
+        assert_eq!(cli.load_profile, Some(Profile::Smoke));
         assert_eq!(cli.targets.len(), 1);
         for (run_time, expected) in [
             ("soon", "write e.g. 30s"),
@@ -1080,6 +1440,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(zero_timeout.contains("is zero"), "{zero_timeout}");
+    }
+
+    /// `--html`'s tags as Locust fills them: a whole rate without ".0", the run time in
+    /// seconds, a tag without a value left as it is.
+    #[test]
+    fn html_tags_are_filled_as_locust_fills_them() {
+        let name = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["loadgen"][..], args].concat()).unwrap();
+            cli.html_file_name(std::path::Path::new("r_{u}_{r}_{t}.html"))
+        };
+        assert_eq!(
+            name(&["-u", "10", "-r", "2", "-t", "1m"]),
+            PathBuf::from("r_10_2_60.html")
+        );
+        assert_eq!(
+            name(&["-r", "0.5", "-t", "90s"]),
+            PathBuf::from("r_{u}_0.5_90.html")
+        );
+    }
+
+    /// Locust's flags without a counterpart are taken, each with a warning that names it.
+    #[test]
+    fn locust_only_flags_are_taken_with_a_warning() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--processes",
+            "-1",
+            "--web-login",
+            "--tls-cert",
+            "c.pem",
+            "--web-base-path",
+            "/lg",
+            "--expect-workers",
+            "2",
+            "--profile",
+            "stress",
+            "-t",
+            "5s",
+        ])
+        .unwrap();
+        let warnings = cli.locust_warnings().join("\n");
+        for flag in [
+            "--processes",
+            "--web-login",
+            "--tls-cert and --tls-key go together",
+            "--expect-workers without --master",
+            "--load-profile stress",
+            "-t/--run-time without --headless",
+        ] {
+            assert!(warnings.contains(flag), "{flag}: {warnings}");
+        }
     }
 
     #[test]

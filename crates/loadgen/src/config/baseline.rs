@@ -29,7 +29,7 @@ pub enum BaselineError {
         source: std::io::Error,
     },
     /// Not a loadgen JSON report.
-    #[error("--baseline {path}: not a loadgen JSON report (written with --json): {source}")]
+    #[error("--baseline {path}: not a loadgen JSON report (written with --report-json): {source}")]
     Parse {
         /// The file.
         path: PathBuf,
@@ -39,7 +39,7 @@ pub enum BaselineError {
     /// A report of another kind (a capacity search's).
     #[error(
         "--baseline {path}: a {kind} report (written by `loadgen {kind} --json`), and a run \
-         compares only with a run's report (written by `loadgen --json`): give one of those, \
+         compares only with a run's report (written by `loadgen --report-json`): give one of those, \
          or compare with `loadgen {kind} --baseline`"
     )]
     Kind {

@@ -363,7 +363,7 @@ impl CapacityPlan {
     }
 }
 
-/// An earlier search's answer, read from its JSON report (`loadgen capacity --json`) and
+/// An earlier search's answer, read from its JSON report (`loadgen capacity --report-json`) and
 /// checked to be comparable: a capacity report of this layout, of the same scenario, judged by
 /// the same objective.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -413,7 +413,7 @@ impl CapacityBaseline {
         let at = path.display();
         let text = std::fs::read_to_string(path).map_err(|e| format!("--baseline {at}: {e}"))?;
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            format!("--baseline {at}: not a loadgen JSON report (written with --json): {e}")
+            format!("--baseline {at}: not a loadgen JSON report (written with --report-json): {e}")
         })?;
         let kind = value.get("report_kind").and_then(serde_json::Value::as_str);
         let version = value
@@ -432,20 +432,20 @@ impl CapacityBaseline {
             (Some(other), _) => {
                 return Err(format!(
                     "--baseline {at}: a report of kind {other:?}, not a capacity search's: give \
-                     the JSON of an earlier `loadgen capacity --json`"
+                     the JSON of an earlier `loadgen capacity --report-json`"
                 ));
             }
             (None, _) if value.get("steady").is_some() => {
                 return Err(format!(
-                    "--baseline {at}: a run's report (written by `loadgen --json`), not a \
+                    "--baseline {at}: a run's report (written by `loadgen --report-json`), not a \
                      capacity search's: a capacity search compares with the JSON of an earlier \
-                     `loadgen capacity --json`"
+                     `loadgen capacity --report-json`"
                 ));
             }
             (None, _) => {
                 return Err(format!(
                     "--baseline {at}: not a loadgen capacity report (written by `loadgen \
-                     capacity --json`): it has no report_kind"
+                     capacity --report-json`): it has no report_kind"
                 ));
             }
         }
@@ -537,7 +537,7 @@ mod tests {
         assert_eq!(slow.users_for(Rate::per_second(100)), 500);
     }
 
-    /// A capacity report as `loadgen capacity --json` writes it, reduced to what is read back.
+    /// A capacity report as `loadgen capacity --report-json` writes it, reduced to what is read back.
     fn capacity_json(slo: &str, held: &str) -> String {
         format!(
             r#"{{"report_kind": "capacity", "report_version": {CAPACITY_REPORT_VERSION},
@@ -585,14 +585,14 @@ mod tests {
         .unwrap();
         let error = CapacityBaseline::load(&run, &scenario, &slo, 10.0).unwrap_err();
         assert!(
-            error.contains("a run's report") && error.contains("loadgen capacity --json"),
+            error.contains("a run's report") && error.contains("loadgen capacity --report-json"),
             "{error}"
         );
         let error = super::super::baseline::Baseline::load(&path, &scenario)
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("a capacity report") && error.contains("loadgen --json"),
+            error.contains("a capacity report") && error.contains("loadgen --report-json"),
             "{error}"
         );
     }

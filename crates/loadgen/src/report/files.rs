@@ -1,5 +1,5 @@
-//! The report files a run asks for (`--csv`, `--json`, `--html`, `--junit`, `--summary-md`),
-//! rendered from one [`Report`] and each written whole through [`crate::atomic_file`]: the one
+//! The report files a run asks for (`--csv`, `--json` on stdout, `--json-file`,
+//! `--report-json`, `--html`, `--junit`, `--summary-md`), rendered from one [`Report`] and each written whole through [`crate::atomic_file`]: the one
 //! place every driver (headless, web UI, demo) writes them.
 
 use std::path::PathBuf;
@@ -33,6 +33,23 @@ type Render = fn(&Report) -> Result<Vec<u8>, String>;
 /// Writes every file `outputs` asks for; one that cannot be written does not stop the others.
 pub fn write_all(report: &Report, outputs: &Outputs) -> Written {
     let mut written = Written::default();
+    if outputs.locust_json {
+        // Locust's --json: the stats on stdout, at the end.
+        match super::locust_json::render(report) {
+            Ok(bytes) => {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                if let Err(e) = stdout
+                    .write_all(&bytes)
+                    .and_then(|()| stdout.write_all(b"\n"))
+                    .and_then(|()| stdout.flush())
+                {
+                    written.errors.push(format!("--json on stdout: {e}"));
+                }
+            }
+            Err(e) => written.errors.push(format!("--json: {e}")),
+        }
+    }
     let mut put = |what: String, rendered: Result<Vec<(PathBuf, Vec<u8>)>, String>| match rendered {
         Ok(files) => {
             for (path, bytes) in files {
@@ -52,7 +69,12 @@ pub fn write_all(report: &Report, outputs: &Outputs) -> Written {
             super::csv::files(report, prefix).map_err(|e| e.to_string()),
         );
     }
-    let single: [(&str, &Option<PathBuf>, Render); 4] = [
+    let single: [(&str, &Option<PathBuf>, Render); 5] = [
+        (
+            "Locust JSON",
+            &outputs.locust_json_file,
+            super::locust_json::render,
+        ),
         ("JSON", &outputs.json, |r| {
             serde_json::to_vec_pretty(r).map_err(|e| e.to_string())
         }),

@@ -12,6 +12,7 @@ pub mod flamegraph;
 mod golden;
 pub mod html;
 pub mod junit;
+pub mod locust_json;
 pub mod markdown;
 pub mod markup;
 pub mod open_model;

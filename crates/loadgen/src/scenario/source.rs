@@ -38,6 +38,9 @@ pub struct ScenarioSource {
     pub name: String,
     /// Only these user types (`--user-classes`; empty: all).
     pub user_classes: Vec<String>,
+    /// Every task of a user type weighs the same (`--equal-weights`).
+    #[serde(default)]
+    pub equal_weights: bool,
     /// Only tasks with one of these tags (`--tags`).
     pub tags: Vec<String>,
     /// No task with one of these tags (`--exclude-tags`).
@@ -86,6 +89,11 @@ impl ScenarioSource {
             scenario.user_data = Some(std::sync::Arc::new(data.clone()));
         }
         self.select(&mut scenario)?;
+        if self.equal_weights {
+            for task in scenario.users.iter_mut().flat_map(|u| &mut u.tasks) {
+                task.weight = 1;
+            }
+        }
         Ok(scenario)
     }
 

@@ -4,6 +4,7 @@
 //! scripts written against it, and our JSON API under `/api`. It listens on loopback unless
 //! told otherwise.
 
+mod base_path;
 mod capacity;
 mod guard;
 mod locust_api;
@@ -11,6 +12,7 @@ pub mod logs;
 mod page;
 mod routes;
 mod session;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use anyhow::Context;
 use tokio::sync::Mutex;
 
 use crate::config::RunConfig;
-use crate::exit_code::{EXIT_OK, EXIT_TARGET_MISSED};
+use crate::exit_code::EXIT_OK;
 use crate::report::Report;
 use crate::shutdown::{RunReports, after_first, exit_on_next};
 
@@ -45,6 +47,22 @@ pub struct WebSettings {
     pub allowed_hosts: Vec<String>,
     /// Listen beyond loopback without `auth` (`--web-insecure-no-auth`).
     pub insecure_no_auth: bool,
+    /// Serve over https with this certificate and key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Serve under this path (`--web-base-path /loadgen`; empty: at `/`).
+    pub base_path: String,
+}
+
+impl WebSettings {
+    /// The page's URL on `addr`: https with --tls-cert, under --web-base-path (then `BASE/`).
+    pub fn page_url(&self, addr: SocketAddr) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        if self.base_path.is_empty() {
+            format!("{scheme}://{addr}")
+        } else {
+            format!("{scheme}://{addr}{}/", self.base_path)
+        }
+    }
 }
 
 /// A UI being served.
@@ -107,7 +125,22 @@ impl WebUi {
                     .collect(),
             ),
         );
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        // The base path is taken off before the UI's routing: by a router around it whose
+        // one route, its fallback, is the UI.
+        let app =
+            axum::Router::new()
+                .fallback_service(app)
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::<str>::from(settings.base_path.as_str()),
+                    base_path::strip,
+                ));
+        let server = match &settings.tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config.clone());
+                tokio::spawn(async move { axum::serve(listener, app).await })
+            }
+            None => tokio::spawn(async move { axum::serve(listener, app).await }),
+        };
         Ok(Self {
             addr,
             session,
@@ -136,8 +169,9 @@ pub async fn serve_on(
 ) -> anyhow::Result<u8> {
     let mut signals = common::signals::Signals::install()?;
     let ui = WebUi::start_on(template.clone(), &settings, master.clone()).await?;
-    tracing::info!("Starting web interface at http://{}", ui.addr);
-    eprintln!("loadgen: web UI at http://{} (Ctrl-C to quit)", ui.addr);
+    let page = settings.page_url(ui.addr);
+    tracing::info!("Starting web interface at {page}");
+    eprintln!("loadgen: web UI at {page} (Ctrl-C to quit)");
     if settings.autostart {
         let request = SwarmRequest {
             users: template.load.users,
@@ -207,11 +241,14 @@ pub async fn serve_on(
             if let Err(error) = crate::headless::say_written(&reports.write_final(&report).await) {
                 eprintln!("loadgen: error: {error:#}");
             }
-            if report.passed() {
-                EXIT_OK
-            } else {
-                EXIT_TARGET_MISSED
-            }
+            let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
+                || !outcome.stats.exceptions.is_empty();
+            crate::exit_code::of_run(
+                run.config.exit_code_mode,
+                run.config.exit_code_on_error,
+                had_errors,
+                report.passed(),
+            )
         }
         _ => EXIT_OK,
     };

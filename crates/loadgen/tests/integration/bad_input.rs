@@ -211,7 +211,7 @@ async fn a_user_type_of_weight_0_never_runs_and_cannot_be_all_there_is() {
         "-t",
         "2s",
         "--only-summary",
-        "--json",
+        "--report-json",
         json.to_str().unwrap(),
     ])
     .await;

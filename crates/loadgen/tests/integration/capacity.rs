@@ -426,7 +426,7 @@ async fn a_rate_beyond_what_the_generator_sends_is_the_generators_limit() {
             "2s",
         ])
         .args(["--pause", "1s", "--max-users", "200"])
-        .args(["--json", json_path.to_str().unwrap()])
+        .args(["--report-json", json_path.to_str().unwrap()])
         .kill_on_drop(true)
         .output()
         .await

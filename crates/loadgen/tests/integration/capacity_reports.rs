@@ -73,7 +73,7 @@ async fn a_search_writes_every_report_and_a_second_below_its_requirement_exits_1
         &host,
         LOOSE,
         &[
-            "--json",
+            "--report-json",
             "first.json",
             "--csv",
             "first",
@@ -197,7 +197,7 @@ async fn a_run_report_and_a_capacity_report_each_refuse_the_other_before_any_req
     let reads = scenario("reads.toml");
     let run = crate::support::short_run(&testbed.base_url())
         .current_dir(dir.path())
-        .args(["-f", &reads, "--only-summary", "--json", "run.json"])
+        .args(["-f", &reads, "--only-summary", "--report-json", "run.json"])
         .output()
         .await
         .unwrap();
@@ -206,7 +206,7 @@ async fn a_run_report_and_a_capacity_report_each_refuse_the_other_before_any_req
         dir.path(),
         &testbed.base_url(),
         LOOSE,
-        &["--json", "search.json"],
+        &["--report-json", "search.json"],
     )
     .await;
     assert_eq!(search.status.code(), Some(0), "{}", text(&search.stdout));
@@ -218,7 +218,7 @@ async fn a_run_report_and_a_capacity_report_each_refuse_the_other_before_any_req
     assert_eq!(refused.status.code(), Some(2), "{error}");
     assert!(
         error.contains("--baseline run.json: a run's report")
-            && error.contains("loadgen capacity --json"),
+            && error.contains("loadgen capacity --report-json"),
         "{error}"
     );
 
@@ -233,7 +233,7 @@ async fn a_run_report_and_a_capacity_report_each_refuse_the_other_before_any_req
     assert_eq!(refused.status.code(), Some(2), "{error}");
     assert!(
         error.contains("--baseline search.json: a capacity report")
-            && error.contains("loadgen --json"),
+            && error.contains("loadgen --report-json"),
         "{error}"
     );
 
@@ -259,7 +259,13 @@ async fn a_capacity_lower_than_its_baseline_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let slo = "p95<400ms,failures<5%";
     let fast = start_in_memory(|_| {}).await;
-    let before = capacity(dir.path(), &fast.base_url(), slo, &["--json", "fast.json"]).await;
+    let before = capacity(
+        dir.path(),
+        &fast.base_url(),
+        slo,
+        &["--report-json", "fast.json"],
+    )
+    .await;
     let console = text(&before.stdout);
     assert_eq!(before.status.code(), Some(0), "{console}");
     assert!(console.contains("Capacity at least 20/s"), "{console}");
@@ -279,7 +285,7 @@ async fn a_capacity_lower_than_its_baseline_exits_1() {
             "fast.json",
             "--junit",
             "slow.xml",
-            "--json",
+            "--report-json",
             "slow.json",
         ],
     )

@@ -73,7 +73,7 @@ async fn run(
             .args(["-H", host, "-f", &scenario("reads.toml")])
             .arg("--ca-cert")
             .arg(cert)
-            .arg("--json")
+            .arg("--report-json")
             .arg(&json)
             .kill_on_drop(true)
             .output(),

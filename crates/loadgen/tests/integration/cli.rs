@@ -23,7 +23,7 @@ pub(crate) async fn loadgen(host: &str, args: &[&str]) -> (ExitCode, Value, temp
         host.to_owned(),
         "--fixtures".into(),
         fixtures().display().to_string(),
-        "--json".into(),
+        "--report-json".into(),
         json.display().to_string(),
         "--csv".into(),
         csv.display().to_string(),
@@ -567,7 +567,7 @@ async fn a_signal_mid_run_still_writes_the_reports(signal: &str) {
         &testbed.base_url(),
         3,
         &[
-            "--json".as_ref(),
+            "--report-json".as_ref(),
             json.as_os_str(),
             "--csv".as_ref(),
             csv.as_os_str(),
@@ -716,14 +716,27 @@ async fn preflight_failures_are_one_clear_line() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("no host to load"));
-    // A CI job that forgot --headless ends in one line, as Locust's, not waiting on a web page.
+    // -t without --headless: as Locust, the web UI is served (here a dry run says so), with a
+    // warning that says why the run does not start.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["-H", "http://127.0.0.1:9", "-t", "5s", "--web-port", "0"])
+        .args([
+            "-H",
+            "http://127.0.0.1:9",
+            "-t",
+            "5s",
+            "--web-port",
+            "0",
+            "--dry-run",
+        ])
+        .args(["--fixtures", &fixtures().display().to_string()])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--run-time needs --headless"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("-t/--run-time without --headless or --autostart"),
+        "{stderr}"
+    );
 }
 
 /// `loadgen scenario show | head`: a reader that goes away is not an error (it was a panic).
@@ -835,7 +848,7 @@ async fn a_config_file_sets_flags_below_the_environment_and_the_command_line() {
         &config,
         format!(
             "host = 'http://127.0.0.1:9'\nusers = 5\nspawn-rate = 50\nrun-time = '1s'\n\
-             only-summary = true\nheadless = true\njson = '{}'\n",
+             only-summary = true\nheadless = true\nreport-json = '{}'\n",
             json.display()
         ),
     )
@@ -892,7 +905,7 @@ async fn locust_variables_set_every_flag() {
         .env("LOCUST_RUN_TIME", "1s")
         .env("LOCUST_HEADLESS", "true")
         .env("LOCUST_ONLY_SUMMARY", "true")
-        .env("LOCUST_JSON", &json)
+        .env("LOCUST_REPORT_JSON", &json)
         .env("LOCUST_TIMEOUT", "30s")
         .env("LOCUST_LOGLEVEL", "DEBUG")
         .output()
@@ -932,7 +945,7 @@ async fn a_closed_stdout_does_not_cost_the_run() {
     let json = out.path().join("report.json");
     let mut child = short_run(&testbed.base_url())
         .args(["--stats-interval", "1s", "-f", &scenario("reads.toml")])
-        .arg("--json")
+        .arg("--report-json")
         .arg(&json)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1004,4 +1017,257 @@ async fn a_backend_never_reached_is_said_at_start_and_in_the_findings() {
     .to_string();
     assert!(missing.contains("no such file"), "{missing}");
     testbed.stop().await;
+}
+
+/// Locust's spellings of a run, checked without Locust (locust_compat.rs compares with it): in
+/// one short run, a user type picked by a positional argument, a flag given twice (the last
+/// wins), `LOCUST_HEADLESS=yes`, output folders that do not exist yet, `--html`'s {u}, {r}
+/// and {t}, `--json-file` (NAME.json) and `--json` (stdout) in Locust's form; and the exit
+/// code of the same failing run in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locust_spellings_of_a_run_and_both_exit_code_modes() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("two.toml"),
+        "[[users]]\nname = 'Reader'\nwait = { constant = '0.1s' }\n\n[[users.tasks]]\n\
+         run = ['health']\n\n[users.steps.health]\npath = '/api/v1/health/'\n\n\
+         [[users]]\nname = 'Missing'\nwait = { constant = '0.1s' }\n\n[[users.tasks]]\n\
+         run = ['nope']\n\n[users.steps.nope]\npath = '/api/v1/nope'\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"));
+        command
+            .current_dir(dir.path())
+            .env("LOCUST_HEADLESS", "yes")
+            .args(["-f", "two.toml", "-H", &testbed.base_url(), "--fixtures"])
+            .arg(fixtures())
+            .args([
+                "-u",
+                "5",
+                "-u",
+                "2",
+                "-r",
+                "2",
+                "-t",
+                "1s",
+                "--only-summary",
+            ])
+            .args(extra)
+            .kill_on_drop(true);
+        command
+    };
+    let clean = run(&[
+        "--csv",
+        "out/a/run1",
+        "--html",
+        "out/b/r_{u}_{r}_{t}.html",
+        "--json-file",
+        "out/c/stats",
+        "--json",
+        "--exit-code-mode",
+        "locust",
+        "Reader",
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&clean.stderr);
+    assert_eq!(clean.status.code(), Some(0), "{stderr}");
+    for file in [
+        "out/a/run1_stats.csv",
+        "out/b/r_2_2_1.html",
+        "out/c/stats.json",
+    ] {
+        assert!(dir.path().join(file).is_file(), "{file}: {stderr}");
+    }
+    assert!(
+        stderr.contains("{\"Reader\": 2}"),
+        "-u given twice: the last wins\n{stderr}"
+    );
+    let stats: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/c/stats.json")).unwrap())
+            .unwrap();
+    assert_eq!(stats.as_array().map(Vec::len), Some(1), "{stats:#}");
+    assert_eq!(stats[0]["name"], "/api/v1/health/");
+    assert_eq!(stats[0]["num_failures"], 0);
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    let printed: Value = serde_json::from_str(&stdout[stdout.rfind("\n[").unwrap()..]).unwrap();
+    assert_eq!(printed[0]["name"], "/api/v1/health/", "{stdout}");
+
+    // Both user types: a third to a half of the requests fail (404). Under a lax failure
+    // target ours exits 0 and Locust's mode 1; --exit-code-on-error names the code in both;
+    // with Missing alone every request fails and both modes exit 1.
+    for handle in [
+        (&["--target", "failure=60%"][..], 0),
+        (
+            &["--target", "failure=60%", "--exit-code-mode", "locust"][..],
+            1,
+        ),
+        (
+            &["--exit-code-mode", "locust", "--exit-code-on-error", "7"][..],
+            7,
+        ),
+        (
+            &["--target", "failure=60%", "--exit-code-on-error", "7"][..],
+            7,
+        ),
+        (&["Missing"][..], 1),
+        (&["Missing", "--exit-code-mode", "locust"][..], 1),
+    ]
+    .map(|(extra, expected)| {
+        // At once: each run is two light users for a second.
+        let mut command = run(extra);
+        let extra = format!("{extra:?}");
+        tokio::spawn(async move { (extra, expected, command.output().await.unwrap()) })
+    }) {
+        let (extra, expected, failing) = handle.await.unwrap();
+        assert_eq!(
+            failing.status.code(),
+            Some(expected),
+            "{extra}: {}",
+            String::from_utf8_lossy(&failing.stderr)
+        );
+    }
+}
+
+/// Locust's config files are found without --config (`./locust.conf`, then `pyproject.toml`'s
+/// `[tool.locust]`, which beats it), the environment beats them, and `LOCUST_LOCUSTFILE` names
+/// the scenario (a `.py` one gets the message `-f x.py` gets); `-l` lists the user types.
+#[test]
+fn locust_config_files_and_locustfile_variable_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        scenario("fixed_and_weighted.toml"),
+        dir.path().join("s.toml"),
+    )
+    .unwrap();
+    let dry = |env: &[(&str, &str)], extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env_remove("LOCUST_HOST")
+            .envs(env.iter().copied())
+            .args(["-H", "http://127.0.0.1:9", "--fixtures"])
+            .arg(fixtures())
+            .args(extra)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), all)
+    };
+    std::fs::write(
+        dir.path().join("locust.conf"),
+        "users = 3\nheadless = 1\nlocustfile = s.toml\n",
+    )
+    .unwrap();
+    let (code, said) = dry(&[], &["--dry-run"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("dry run: 3 users") && said.contains("headless"),
+        "{said}"
+    );
+    std::fs::write(
+        dir.path().join("pyproject.toml"),
+        "[project]\nname = 'x'\n\n[tool.locust]\nusers = 4\n",
+    )
+    .unwrap();
+    let (_, said) = dry(&[], &["--dry-run"]);
+    assert!(said.contains("dry run: 4 users"), "{said}");
+    let (_, said) = dry(&[("LOCUST_USERS", "5")], &["--dry-run"]);
+    assert!(said.contains("dry run: 5 users"), "{said}");
+    std::fs::remove_file(dir.path().join("locust.conf")).unwrap();
+    let (code, said) = dry(&[("LOCUST_LOCUSTFILE", "s.toml")], &["-l"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.starts_with("Available Users:\n    "), "{said}");
+    let (code, said) = dry(&[("LOCUST_LOCUSTFILE", "locustfile.py")], &["--dry-run"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("loadgen import locust"), "{said}");
+}
+
+/// `--tls-cert`/`--tls-key` and `--web-base-path`: the web UI over https under a path, as
+/// Locust's; its page and API answer there for a client that trusts the certificate, the bare
+/// path redirects to it, and nothing answers outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_is_served_over_https_under_a_base_path() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["-H", "http://127.0.0.1:9", "--web-port", "0", "--fixtures"])
+        .arg(fixtures())
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .args(["--web-base-path", "/lg"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = crate::support::web_ui_url(&mut child).await;
+    let port: u16 = url
+        .strip_prefix("https://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix("/lg/"))
+        .unwrap_or_else(|| panic!("an https URL under /lg/: {url}"))
+        .parse()
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            certified.cert.der().to_vec(),
+        ))
+        .unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let get = |path: &'static str| {
+        let config = config.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(config)
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .expect("the TLS handshake with the UI");
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            tls.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut answer))
+                .await
+                .expect("the UI answers within 30 s")
+                .ok();
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    for (path, status) in [
+        ("/lg/", "200"),
+        ("/lg/api/stats", "200"),
+        ("/lg", "308"),
+        ("/api/stats", "404"),
+    ] {
+        let answer = get(path).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {answer:.300}"
+        );
+    }
+    send("INT", &child);
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
 }

@@ -72,7 +72,7 @@ fn master_of(name: &str, dir: &Path, host: &str, port: u16, extra: &[&str]) -> P
         host,
         "-f",
         &scenario(name),
-        "--json",
+        "--report-json",
         &json.display().to_string(),
         "--only-summary",
     ]

@@ -54,7 +54,7 @@ impl Cluster {
             &host,
             "-f",
             "/out/reads.toml",
-            "--json",
+            "--report-json",
             "/out/report.json",
             "--stats-interval",
             "1s",

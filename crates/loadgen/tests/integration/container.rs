@@ -55,7 +55,7 @@ async fn docker_stop_keeps_the_run_of_loadgen_as_pid_1() {
         "10m",
         "--stats-interval",
         "1s",
-        "--json",
+        "--report-json",
         "/out/report.json",
         "--csv",
         "/out/run",

@@ -186,7 +186,7 @@ async fn env_up_seed_run_down_leaves_nothing_behind_and_seeded_users_skip_bcrypt
             .args(["--headless", "-H", &host, "-u", "4", "-r", "4", "-t", "5s"])
             .arg("--only-summary")
             .kill_on_drop(true)
-            .args(["--fixtures", &fixtures, "--json"])
+            .args(["--fixtures", &fixtures, "--report-json"])
             .arg(out.path().join(name));
         if let Some(path) = user_data {
             command.arg("--user-data").arg(path);

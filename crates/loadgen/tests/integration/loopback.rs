@@ -186,7 +186,7 @@ pub(super) async fn run(
         "-r",
         "100",
         "--only-summary",
-        "--json",
+        "--report-json",
         json.to_str().unwrap(),
         "--csv",
         csv.to_str().unwrap(),

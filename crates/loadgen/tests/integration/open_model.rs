@@ -45,7 +45,7 @@ async fn a_rate_beyond_the_users_cap_drops_iterations_and_says_why() {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--headless", "-H", &host, "-f", &file, "--only-summary"])
         .args(["--arrival-rate", "100/s", "--max-users", "50", "-t", "8s"])
-        .args(["--json", json.to_str().unwrap()])
+        .args(["--report-json", json.to_str().unwrap()])
         .kill_on_drop(true)
         .output()
         .await

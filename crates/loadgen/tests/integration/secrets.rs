@@ -160,7 +160,7 @@ async fn no_planted_secret_reaches_any_output() {
         .args(["--monitor-redis", redis.as_str()])
         .args(["--loglevel", "TRACE", "--logfile", &path("loadgen.log")])
         .args([
-            "--json",
+            "--report-json",
             &path("report.json"),
             "--html",
             &path("report.html"),

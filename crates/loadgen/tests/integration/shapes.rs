@@ -136,7 +136,12 @@ async fn a_shape_file_beats_the_users_flags_and_a_bad_one_names_its_stage_and_li
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--headless", "-H", &host, "-f", &file, "--only-summary"])
         .args(["--shape", good.to_str().unwrap(), "-u", "50", "-t", "1h"])
-        .args(["--arrival-rate", "5/s", "--json", json.to_str().unwrap()])
+        .args([
+            "--arrival-rate",
+            "5/s",
+            "--report-json",
+            json.to_str().unwrap(),
+        ])
         .kill_on_drop(true)
         .output()
         .await

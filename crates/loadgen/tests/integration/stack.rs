@@ -273,7 +273,7 @@ async fn one_flag_watches_a_compose_stack_whole_and_no_secret_leaks() {
         crate::support::fixtures().to_str().unwrap(),
         "--stack",
         &stack,
-        "--json",
+        "--report-json",
         json.to_str().unwrap(),
         "--csv",
         csv.to_str().unwrap(),
@@ -485,7 +485,7 @@ async fn credentials_that_cannot_be_read_are_said_and_the_run_goes_on() {
         "4s",
         "--stack",
         &stack,
-        "--json",
+        "--report-json",
         json.to_str().unwrap(),
     ])
     .await;

@@ -251,7 +251,7 @@ pub(crate) fn every_report(dir: &Path) -> Vec<String> {
     vec![
         "--csv".into(),
         at("run"),
-        "--json".into(),
+        "--report-json".into(),
         at("report.json"),
         "--junit".into(),
         at("junit.xml"),

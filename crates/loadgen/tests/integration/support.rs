@@ -73,7 +73,7 @@ pub async fn back_to_back_for_3s(host: &str) -> (serde_json::Value, u64) {
         "-t",
         "3s",
         "--only-summary",
-        "--json",
+        "--report-json",
         json.to_str().unwrap(),
     ])
     .unwrap();

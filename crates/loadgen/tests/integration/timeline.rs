@@ -25,7 +25,7 @@ async fn run(args: &[&str]) -> (std::process::ExitCode, Value, tempfile::TempDir
         "--only-summary",
         "-f",
         &reads(),
-        "--json",
+        "--report-json",
         &json.display().to_string(),
     ]
     .iter()

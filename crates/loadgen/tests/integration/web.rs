@@ -25,6 +25,8 @@ fn on_loopback() -> WebSettings {
         auth: None,
         allowed_hosts: Vec::new(),
         insecure_no_auth: false,
+        tls: None,
+        base_path: String::new(),
     }
 }
 

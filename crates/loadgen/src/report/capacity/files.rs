@@ -1,4 +1,4 @@
-//! The files a capacity search writes, from the run flags that ask for them: `--json` (the
+//! The files a capacity search writes, from the run flags that ask for them: `--report-json` (the
 //! whole report), `--csv PREFIX` (`PREFIX_capacity.csv`, one row per step), `--html` (the
 //! latency–throughput curve), `--junit` (the capacity required, and kept against
 //! `--baseline`) and `--summary-md`. Each is written whole through [`crate::atomic_file`].
