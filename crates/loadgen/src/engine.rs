@@ -167,6 +167,7 @@ impl Run {
             }
             // A backend that could not be watched costs its findings, never the run's results.
             if let Some(watch) = watch_backend {
+                outcome.backend_watched = true;
                 match watch.finish().await {
                     Ok(ticks) => outcome.backend = ticks,
                     Err(error) => outcome.backend_error = Some(error),

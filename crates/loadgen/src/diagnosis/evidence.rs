@@ -254,6 +254,8 @@ pub struct Evidence<'a> {
     pub steady: EndpointStats,
     /// The backend's ticks.
     pub backend: Backend<'a>,
+    /// Whether monitor sources were set (with no tick, the run ended before their first).
+    pub backend_watched: bool,
     /// The last log lines of the watched worker containers, by container name.
     pub worker_logs: BTreeMap<String, Vec<String>>,
     /// loadgen's own workers, when the run was distributed.
@@ -285,6 +287,7 @@ impl<'a> Evidence<'a> {
             verdicts,
             steady: outcome.stats.aggregated(Phase::Steady),
             backend: Backend::new(&outcome.backend),
+            backend_watched: outcome.backend_watched,
             worker_logs,
             stuck: StuckUsers::of(&outcome.stats, &outcome.history),
             task_failures: super::tasks::merged(

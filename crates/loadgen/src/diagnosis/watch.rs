@@ -9,6 +9,23 @@ pub fn nothing_watched(e: &Evidence<'_>) -> Vec<Finding> {
     if e.backend.start().is_some() {
         return Vec::new();
     }
+    // Sources were set: saying none were would contradict the command line.
+    if e.backend_watched {
+        return vec![Finding::new(
+            "watch.no_sample",
+            Layer::Load,
+            Severity::Info,
+            "The host and the stack were watched, but no sample came in time",
+            format!(
+                "monitor sources were set, but none had sent a sample when the run ended after \
+                 {:.1} s: only loadgen's own figures (its CPU, its timers) were checked",
+                e.duration.as_secs_f64()
+            ),
+            "Run longer than the monitor's first samples (a few seconds; a source reached \
+             through a helper container takes longer), so that the run's validity and the \
+             findings cover the stack",
+        )];
+    }
     vec![Finding::new(
         "watch.nothing_watched",
         Layer::Load,
@@ -165,5 +182,19 @@ mod tests {
         let found = with_evidence(&run, &[], nothing_watched);
         assert_eq!(found[0].title, "The host and the stack were not watched");
         assert!(with_evidence(&run, &watched(3, |_, _, _| {}), nothing_watched).is_empty());
+    }
+
+    #[test]
+    fn a_watched_run_that_ended_before_the_first_sample_says_so() {
+        let mut run = outcome(&[5; 2], &[20; 2], 10, &[]);
+        run.backend_watched = true;
+        let found = with_evidence(&run, &[], nothing_watched);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].rule, "watch.no_sample");
+        assert!(
+            !found[0].evidence.contains("no monitor source"),
+            "{}",
+            found[0].evidence
+        );
     }
 }

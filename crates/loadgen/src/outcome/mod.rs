@@ -72,6 +72,9 @@ pub struct RunOutcome {
     pub backend: Vec<monitor::sample::Tick>,
     /// Why the backend could not be watched, if it could not.
     pub backend_error: Option<String>,
+    /// Whether monitor sources were set for the run (its ticks may still be none: a run that
+    /// ended before the first sample).
+    pub backend_watched: bool,
     /// The last log lines of watched worker containers, when jobs went wrong.
     pub worker_logs: BTreeMap<String, Vec<String>>,
     /// The Celery task failures in the logs of watched worker containers and `--worker-log`
@@ -101,6 +104,7 @@ impl Default for RunOutcome {
             users_cap: None,
             backend: Vec::new(),
             backend_error: None,
+            backend_watched: false,
             worker_logs: BTreeMap::new(),
             task_failures: BTreeMap::new(),
             error: None,

@@ -385,6 +385,7 @@ impl Current {
             started_at: self.started_at,
             duration: self.started.elapsed(),
             backend: self.handle.backend_so_far(),
+            backend_watched: self.config.backend.is_some(),
             ..RunOutcome::default()
         }
     }
