@@ -8,6 +8,7 @@
 #
 #   bench/memory.sh [ROUNDS] [FEW] [MANY]     (defaults: 3 2000 15000)
 #   SCHEMES="http" bench/memory.sh ...        one scheme only (default: "http https")
+#   LOADGEN=path/to/loadgen bench/memory.sh   another build (e.g. main's), nothing built
 #
 # Goals (issue 31): at most 4.4 KB per idle user over http (no more than wrk's per
 # connection), at most 8 KB over https.
@@ -22,8 +23,10 @@ done
 [ "$(nproc)" -ge 2 ] || { echo "bench needs 2 cores (the generator on one, nginx on the other)" >&2; exit 1; }
 ulimit -n 65536 2>/dev/null || true
 [ "$(ulimit -n)" -gt $((many + 1000)) ] || { echo "bench needs ulimit -n above $((many + 1000))" >&2; exit 1; }
-cargo build --release --locked -p loadgen
-loadgen=$PWD/target/release/loadgen
+if [ -z "${LOADGEN:-}" ]; then
+  cargo build --release --locked -p loadgen
+fi
+loadgen=${LOADGEN:-$PWD/target/release/loadgen}
 
 work=$(mktemp -d)
 source bench/nginx.sh
