@@ -6,6 +6,7 @@ mod pace;
 mod poller;
 
 use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -150,8 +151,25 @@ impl VirtualUser {
 
     /// Runs until `stop` is cancelled (then ends once its current task is done, Locust's
     /// graceful stop) or the task is dropped: the closed model's user.
-    pub async fn run(mut self, stop: CancellationToken) {
-        if !self.start(&stop).await {
+    ///
+    /// A future holds room for the largest state it can be in (a request being sent), and
+    /// this one is held by its user through every wait: a user that waits gets each
+    /// iteration boxed for its own time, so what it holds while it waits is this loop's state
+    /// alone (its task was 7.8 KB with the iteration inline, issue 31). A user that does not
+    /// wait keeps it inline and allocates nothing per iteration.
+    pub fn run(self, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()>>> {
+        if self.user_type.wait.longest() >= RELEASE_BUFFERS_AFTER {
+            Box::pin(Box::new(self).run_with::<Boxed>(stop))
+        } else {
+            Box::pin(Box::new(self).run_with::<Inline>(stop))
+        }
+    }
+
+    /// `self` boxed: an async fn's future keeps its arguments apart from the locals they are
+    /// moved into (rust-lang/rust#62958), so a user by value would take its room twice.
+    async fn run_with<I: Iterate>(mut self: Box<Self>, stop: CancellationToken) {
+        // Once per user: boxed, so that it takes no room in the loop's future.
+        if !Box::pin(self.start(&stop)).await {
             return;
         }
         if let (Wait::Pacing(period), true) = (self.user_type.wait, self.shared.latency_correction)
@@ -161,7 +179,7 @@ impl VirtualUser {
         while !stop.is_cancelled() {
             let started = Instant::now();
             let task = self.pick_task();
-            self.iteration(task, None).await;
+            I::iterate(&mut self, task).await;
             let wait = match self.user_type.wait {
                 Wait::Constant(d) => d,
                 Wait::Between(lo, hi) if hi > lo => rand::rng().random_range(lo..=hi),
@@ -738,6 +756,29 @@ pub(crate) async fn caught(what: &'static str, task: impl std::future::Future<Ou
     }
 }
 
+/// How the closed model's loop awaits an iteration: in its own future, or boxed.
+trait Iterate {
+    fn iterate(user: &mut VirtualUser, task: usize) -> impl Future<Output = ()> + '_;
+}
+
+/// The iteration inside the user's future: no allocation per iteration (users that do not wait).
+struct Inline;
+
+impl Iterate for Inline {
+    fn iterate(user: &mut VirtualUser, task: usize) -> impl Future<Output = ()> + '_ {
+        user.iteration(task, None)
+    }
+}
+
+/// The iteration in a box of its own, freed before the user waits.
+struct Boxed;
+
+impl Iterate for Boxed {
+    fn iterate(user: &mut VirtualUser, task: usize) -> impl Future<Output = ()> + '_ {
+        Box::pin(user.iteration(task, None))
+    }
+}
+
 /// A wait this long gives the connection's buffers back first: allocating them again costs
 /// far less than a user's idle buffers cost memory, and waits shorter than this are the
 /// throughput runs, where they are kept.
@@ -818,6 +859,31 @@ fn status_message(status: u16, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn returned_size2<A, B, R>(_: fn(A, B) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+    fn returned_size3<A, B, C, R>(_: fn(A, B, C) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Issue 31: what a waiting user's task holds is its loop's state, not room for a request
+    /// (the iteration, boxed for its own time); the user itself is one box beside it.
+    #[test]
+    fn a_waiting_users_future_holds_no_room_for_a_request() {
+        let waiting = returned_size2(VirtualUser::run_with::<Boxed>);
+        let busy = returned_size2(VirtualUser::run_with::<Inline>);
+        let iteration = returned_size3::<&'static mut VirtualUser, _, _, _>(VirtualUser::iteration);
+        let user = std::mem::size_of::<VirtualUser>();
+        let sizes = format!(
+            "waiting user's loop {waiting} B, busy user's {busy} B, an iteration {iteration} B, \
+             the user {user} B"
+        );
+        assert!(waiting <= 512 && waiting * 3 < iteration, "{sizes}");
+        assert!(busy >= iteration && user <= 512, "{sizes}");
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_panicking_task_is_caught_counted_and_named() {
         let local = tokio::task::LocalSet::new();

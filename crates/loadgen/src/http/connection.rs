@@ -399,7 +399,9 @@ impl Connection {
     async fn attempt(&mut self, method: &Method) -> Result<Answer, Attempt> {
         let mut timings = Timings::default();
         if self.stream.is_none() {
-            self.open(&mut timings).await?;
+            // Boxed: connecting (a TLS handshake above all) is rare and its state large; inline,
+            // every request's future would carry room for it.
+            Box::pin(self.open(&mut timings)).await?;
         }
         let started = Instant::now();
         let mut reader = Reader::new(*method == Method::HEAD, self.options.limits);

@@ -157,6 +157,16 @@ pub enum Wait {
     Pacing(Duration),
 }
 
+impl Wait {
+    /// The longest wait it can give (a pacing's whole period).
+    pub fn longest(self) -> Duration {
+        match self {
+            Wait::Between(lo, hi) => lo.max(hi),
+            Wait::Constant(d) | Wait::Pacing(d) => d,
+        }
+    }
+}
+
 /// A reference to a step, run `repeat` times.
 #[derive(Debug, Clone)]
 pub struct StepRef {
