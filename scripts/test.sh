@@ -117,21 +117,28 @@ if $stress; then
   stress_pid=$!
 fi
 say "cargo test --no-run"
-cargo test --workspace --locked --no-run
+# Built once for the whole workspace (every `cargo test` below is `--workspace` too, so that the
+# features of shared crates, hence the binaries, stay the same): the integration binary's path
+# from cargo's messages.
+cargo test --workspace --locked --no-run --message-format=json-render-diagnostics > "$services/build.json"
 log="$services/test.log"
 heavy_log="$services/heavy.log"
 status=0
-# Two lanes, three tests at once on 2 cores. The core-bound integration tests (those that take
-# `support::HEAVY`) run one at a time in a lane of their own; every other test runs two at once
-# beside them (most wait on containers, servers and fixed-length runs). Inside one `cargo test`
-# a heavy test waiting for the lock would hold a test thread idle; here none waits.
-integration=$(cargo test -p loadgen --test integration --locked --no-run --message-format=json 2>/dev/null |
-  python3 -c 'import json, sys
+# Three tests at once on 2 cores, in two steps. First loadgen's integration tests in two lanes
+# side by side: the core-bound ones (those that take `support::HEAVY`) one at a time, every
+# other one two at a time (most wait on containers, servers and fixed-length runs). Inside one
+# `cargo test` a heavy test waiting for the lock would hold a test thread idle; here none waits.
+# Then every other test binary and the doc-tests, three at a time, with no heavy test beside them.
+integration=$(python3 -c 'import json, sys
 for m in map(json.loads, sys.stdin):
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "integration":
-        print(m["executable"])')
+        print(m["executable"])' < "$services/build.json")
 mapfile -t heavy < <(python3 scripts/heavy_tests.py "$integration")
-say "cargo test: ${#heavy[@]} heavy integration tests one at a time (log: $heavy_log), the rest two at once"
+if [ -z "$integration" ] || [ ${#heavy[@]} -eq 0 ]; then
+  echo "no integration binary ($integration) or no heavy test in it: see scripts/heavy_tests.py" >&2
+  exit 1
+fi
+say "cargo test: loadgen's integration tests, ${#heavy[@]} heavy ones one at a time (log: $heavy_log) beside the rest two at a time"
 (
   cd crates/loadgen
   # The line cargo prints before a test binary, for scripts/test_summary.py.
@@ -141,12 +148,21 @@ say "cargo test: ${#heavy[@]} heavy integration tests one at a time (log: $heavy
 heavy_pid=$!
 skips=()
 for name in "${heavy[@]}"; do skips+=(--skip "$name"); done
-# --no-fail-fast: a failing binary does not hide the tests of the ones after it.
-cargo test --workspace --locked --no-fail-fast -- --test-threads=2 --exact "${skips[@]}" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --test integration --locked -- --test-threads=2 --exact "${skips[@]}" 2>&1 | tee "$log" || status=$?
 say "waiting for the heavy lane"
 wait "$heavy_pid" || status=$?
 cat "$heavy_log"
 cat "$heavy_log" >> "$log"
+# Every test target but `integration`, by name from cargo's metadata.
+mapfile -t others < <(cargo metadata --format-version 1 --no-deps --locked | python3 -c 'import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    for t in p["targets"]:
+        if "test" in t["kind"] and t["name"] != "integration":
+            print("--test"); print(t["name"])')
+say "cargo test: the other test binaries, then the doc-tests"
+# --no-fail-fast: a failing binary does not hide the tests of the ones after it.
+cargo test --workspace --locked --no-fail-fast --lib --bins "${others[@]}" -- --test-threads=3 2>&1 | tee -a "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast --doc 2>&1 | tee -a "$log" || status=$?
 say "summary (clippy and machete $((clippy_done - started)) s, tests $((SECONDS - clippy_done)) s)"
 cargo metadata --format-version 1 --no-deps --locked > "$services/metadata.json"
 python3 scripts/test_summary.py "$services/metadata.json" "$log"
