@@ -1,5 +1,5 @@
 """The integration tests that take `support::HEAVY`, one full name a line: the test command runs
-them in a lane of their own, one at a time, beside the others (see scripts/test.sh).
+them first, one at a time with nothing beside them (see scripts/test.sh).
 
 A test is heavy when its function's body calls `HEAVY.lock()`: the lock stays the one mark, so
 `cargo test` alone keeps them apart too. Every name found must be one the binary lists, or this

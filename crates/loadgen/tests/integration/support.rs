@@ -8,7 +8,7 @@ pub use test_support::fixtures;
 /// Celery and PostgreSQL, the capacity search's event loop at its limit) or that measure a
 /// core's worth of work: one at a time, so that two of them never share the 2 cores of a CI
 /// runner. `scripts/test.sh` finds them by this lock (`scripts/heavy_tests.py`) and runs them
-/// in a lane of their own beside the others, two at a time.
+/// first, one at a time with nothing beside them, then the others three at a time.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A scenario from `tests/scenarios/`.
