@@ -44,14 +44,28 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
             return Ok(u8::try_from(signal.exit_code()).unwrap_or(EXIT_ERROR));
         }
     };
+    // Locust's messages, under its logger names (crate::logging).
+    match config.load.run_time {
+        Some(limit) => tracing::info!(
+            target: "locust.main",
+            "Run time limit set to {} seconds",
+            limit.as_secs()
+        ),
+        None => tracing::info!(
+            target: "locust.main",
+            "No run time limit set, use CTRL+C to interrupt"
+        ),
+    }
     match &config.load.arrival {
         Some(arrival) => tracing::info!(
+            target: "locust.runners",
             "Open model: iterations arrive at {}, served by up to {} users ({} started first)",
             crate::report::open_model::describe_rate(arrival),
             arrival.users_cap(),
             arrival.pre_allocated()
         ),
         None => tracing::info!(
+            target: "locust.runners",
             "Ramping to {} users at a rate of {:.2} per second",
             config.load.users,
             config.load.spawn_rate
@@ -70,30 +84,38 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
         bail!("{error}");
     }
     if !outcome.interrupted && config.load.run_time.is_some() {
-        tracing::info!("--run-time limit reached, shutting down");
+        tracing::info!(target: "locust.main", "--run-time limit reached, shutting down");
     }
     if let Some(error) = &outcome.backend_error {
         eprintln!("loadgen: warning: no backend samples: {error}");
     }
     let report = Report::of_run(&config, &outcome);
-    report::print(&report::console::summary(&report));
-    say_written(&reports.write_final(&report).await)?;
+    let written = reports.write_final(&report).await;
     let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
         || !outcome.stats.exceptions.is_empty();
     if report.panics > 0 {
+        report::print_tables(&report::console::summary(&report));
+        say_written(&written)?;
         bail!(
             "{} task(s) panicked during the run (a bug in loadgen; the messages are under \
              \"Scenario errors\"); the reports are written, but no verdict is given",
             report.panics
         );
     }
-    let code = crate::exit_code::of_run(
-        config.exit_code_mode,
-        config.exit_code_on_error,
-        had_errors,
-        report.passed(),
-    );
-    tracing::info!("Shutting down (exit code {code})");
+    let code = if written.errors.is_empty() {
+        crate::exit_code::of_run(
+            config.exit_code_mode,
+            config.exit_code_on_error,
+            had_errors,
+            report.passed(),
+        )
+    } else {
+        EXIT_ERROR
+    };
+    // Locust's order: the exit code, then the final tables.
+    tracing::info!(target: "locust.main", "Shutting down (exit code {code})");
+    report::print_tables(&report::console::summary(&report));
+    say_written(&written)?;
     Ok(code)
 }
 

@@ -1,5 +1,6 @@
 //! The live view while a run goes, a driver's reading of the engine's updates: a progress line
-//! on a terminal, Locust's requests table every `--stats-interval` otherwise (CI logs).
+//! on a terminal, Locust's requests table every `--stats-interval` otherwise (CI logs), both
+//! on stderr as Locust's.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -79,49 +80,48 @@ fn oldest_in_flight(level: &InFlightLevel) -> String {
     )
 }
 
+/// Locust's requests table of every request so far (start-up and job polls too, as Locust's
+/// and the CSV count them), on stderr as Locust prints it, then what loadgen adds: the time,
+/// the users, how many of the requests were start-up ones and job polls, those in flight.
 async fn print_table(handle: &RunHandle, update: &Update) {
     let Ok(stats) = handle.snapshot().await.to_stats() else {
         return;
     };
     let secs = update.elapsed.as_secs_f64().max(1e-9);
-    let rows: Vec<Row> = stats
-        .endpoints
+    let mut by_name: std::collections::BTreeMap<(&str, &str), crate::stats::EndpointStats> =
+        std::collections::BTreeMap::new();
+    for (key, e) in &stats.endpoints {
+        by_name
+            .entry((&*key.name, &*key.method))
+            .or_default()
+            .merge(e);
+    }
+    let rows: Vec<Row> = by_name
         .iter()
-        .filter(|(k, _)| k.phase == Phase::Steady)
-        .map(|(k, e)| Row::live(&k.method, &k.name, e, secs))
+        .map(|((name, method), e)| Row::live(method, name, e, secs))
         .collect();
-    let total = Row::live("", "Aggregated", &stats.aggregated(Phase::Steady), secs);
-    // Start-up requests are apart from the table, but counted: during a long start-up (bcrypt
-    // logins, uploads) a table of zeros alone would look like a hung run.
-    let startup = stats.aggregated(Phase::Startup);
-    let startup_line = if startup.count > 0 {
+    let total = Row::live("", "Aggregated", &stats.aggregated_all(), secs);
+    let part = |phase: Phase, what: &str| {
+        let part = stats.aggregated(phase);
+        if part.count == 0 {
+            return String::new();
+        }
         format!(
-            "Start-up (on_start, apart from the table): {} requests, {} failed, avg {:.0} ms\n",
-            startup.count,
-            startup.failures,
-            startup.average_ms()
+            "Of which {what}: {} requests, {} failed, avg {:.0} ms\n",
+            part.count,
+            part.failures,
+            part.average_ms()
         )
-    } else {
-        String::new()
-    };
-    let polls = stats.aggregated(Phase::Poll);
-    let polls_line = if polls.count > 0 {
-        format!(
-            "Job polls (apart from the table): {} requests, {} failed, avg {:.0} ms\n",
-            polls.count,
-            polls.failures,
-            polls.average_ms()
-        )
-    } else {
-        String::new()
     };
     let in_flight = &update.second.in_flight;
-    report::print(&format!(
-        "[{:.0}s, {} users{}]\n{}{startup_line}{polls_line}In flight: {} request(s), {}\n\n",
+    report::print_tables(&format!(
+        "{}\n{}{}[{:.0}s, {} users{}] In flight: {} request(s), {}\n\n",
+        report::console::requests_table(&rows, &total),
+        part(Phase::Startup, "start-up (on_start)"),
+        part(Phase::Poll, "job polls"),
         update.elapsed.as_secs_f64(),
         update.users,
         stage_note(handle.stage()),
-        report::console::requests_table(&rows, &total),
         in_flight.requests,
         oldest_in_flight(in_flight)
     ));
@@ -152,6 +152,7 @@ mod tests {
             cumulative: Default::default(),
             per_name: None,
             arrivals: Default::default(),
+            reset: false,
         };
         let update = |second: &crate::stats::HistoryRow| Update {
             elapsed: Duration::from_secs(12),
