@@ -94,7 +94,7 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
     let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
         || !outcome.stats.exceptions.is_empty();
     if report.panics > 0 {
-        report::print_tables(&report::console::summary(&report));
+        report::print_err(&report::console::summary(&report));
         say_written(&written)?;
         bail!(
             "{} task(s) panicked during the run (a bug in loadgen; the messages are under \
@@ -114,7 +114,7 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
     };
     // Locust's order: the exit code, then the final tables.
     tracing::info!(target: "locust.main", "Shutting down (exit code {code})");
-    report::print_tables(&report::console::summary(&report));
+    report::print_err(&report::console::summary(&report));
     say_written(&written)?;
     Ok(code)
 }
@@ -122,7 +122,7 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
 /// Prints the files written; fails naming those that could not be.
 pub(crate) fn say_written(written: &Written) -> anyhow::Result<()> {
     if !written.paths.is_empty() {
-        eprintln!("loadgen: wrote {}", written.list());
+        report::print_err(&format!("loadgen: wrote {}\n", written.list()));
     }
     if !written.errors.is_empty() {
         bail!("could not write {}", written.errors.join("; "));

@@ -114,7 +114,7 @@ async fn print_table(handle: &RunHandle, update: &Update) {
         )
     };
     let in_flight = &update.second.in_flight;
-    report::print_tables(&format!(
+    report::print_err(&format!(
         "{}\n{}{}[{:.0}s, {} users{}] In flight: {} request(s), {}\n\n",
         report::console::requests_table(&rows, &total),
         part(Phase::Startup, "start-up (on_start)"),

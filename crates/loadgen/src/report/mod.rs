@@ -98,9 +98,9 @@ pub fn print(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// Writes a run's tables on stderr, where Locust prints its own (stdout is left to what a
-/// script reads: `--json`); a closed stderr is not an error either.
-pub fn print_tables(text: &str) {
+/// Writes `text` on stderr, where a run's tables go as Locust prints its own (stdout is left to
+/// what a script reads: `--json`); a reader of stderr that went away is no error either.
+pub fn print_err(text: &str) {
     use std::io::Write;
     let mut out = std::io::stderr().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());

@@ -131,7 +131,8 @@ pub fn stats_requests(report: Option<&Report>, state: &str, user_count: u64) -> 
         })
         .collect();
     let last = report.history.last();
-    let percentile = |p: Percentile| last.map_or(Value::Null, |h| json!(h.p(p)));
+    // 0 before the first second's row, as Locust's before its first request.
+    let percentile = |p: Percentile| last.map_or(json!(0), |h| json!(h.p(p)));
     let fail_ratio = if report.locust_total.requests == 0 {
         0.0
     } else {

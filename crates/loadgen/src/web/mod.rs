@@ -185,6 +185,13 @@ pub async fn serve_on(
         if let Err(message) = ui.session.lock().await.swarm(request).await {
             anyhow::bail!("--autostart: {message}");
         }
+        if let Some(limit) = template.load.run_time {
+            tracing::info!(
+                target: "locust.main",
+                "Run time limit set to {} seconds",
+                limit.as_secs()
+            );
+        }
     }
     let quit = async {
         match (settings.autostart, settings.autoquit) {
@@ -240,7 +247,7 @@ pub async fn serve_on(
             let outcome = run.handle.wait().await;
             let report = Report::of_run(&run.config, &outcome);
             // As Locust's web mode does at quit: the last run's tables, and with --csv its files.
-            crate::report::print_tables(&crate::report::console::summary(&report));
+            crate::report::print_err(&crate::report::console::summary(&report));
             if let Err(error) = crate::headless::say_written(&reports.write_final(&report).await) {
                 eprintln!("loadgen: error: {error:#}");
             }
