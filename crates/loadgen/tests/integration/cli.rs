@@ -644,13 +644,12 @@ async fn a_second_signal_exits_at_once() {
     // A user's first task is the held one a third of the time: with 3 users, all of them
     // were held before any request completed in one run out of 27, and the test waited for a
     // completed request in vain (CI failed so). With 12, one run in half a million.
-    let (mut child, _stderr, _seen) = started_with_requests(
+    let (mut child, mut stderr, _seen) = started_with_requests(
         &testbed.base_url(),
         12,
         &["--stop-timeout".as_ref(), "5m".as_ref()],
     )
     .await;
-    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     send("TERM", &child);
     let mut said = String::new();
     while let Some(line) = stderr.next_line().await.unwrap() {
