@@ -97,6 +97,14 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
         if let Some(label) = &cli.profile {
             tracing::info!("profile: {label}");
         }
+        if !cli.dry_run && !cli.capacity.asked {
+            // Locust's first line, naming the tool that runs.
+            tracing::info!(
+                target: "locust.main",
+                "Starting loadgen {}",
+                env!("CARGO_PKG_VERSION")
+            );
+        }
     }
     match &cli.command {
         Some(Command::Scenario { action }) => scenario_command(action),
@@ -112,14 +120,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
         }
         None if cli.capacity.asked => capacity_search(&cli).await,
         None if cli.dry_run => dry_run(&cli).await,
-        None => match {
-            tracing::info!(
-                target: "locust.main",
-                "Starting loadgen {}",
-                env!("CARGO_PKG_VERSION")
-            );
-            cli.cluster.role(&cli.fixtures, cli.threads)?
-        } {
+        None => match cli.cluster.role(&cli.fixtures, cli.threads)? {
             Role::Worker(settings) => worker::serve(settings).await,
             Role::Master { settings, expect } if cli.headless => {
                 let mut config = cli.resolve()?;

@@ -235,6 +235,9 @@ mod tests {
             .collect();
         assert_eq!(json[0]["logger"], "locust.runners");
         assert_eq!(json[0]["message"], "Ramping to 3 users");
-        assert_eq!((&json[1]["level"], &json[1]["users"]), (&"WARNING".into(), &2.into()));
+        assert_eq!(
+            (&json[1]["level"], &json[1]["users"]),
+            (&"WARNING".into(), &2.into())
+        );
     }
 }

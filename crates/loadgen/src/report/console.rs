@@ -148,7 +148,10 @@ pub fn summary(report: &Report) -> String {
 fn locust_tables(out: &mut String, report: &Report) {
     out.push_str(&requests_table(&report.locust_rows, &report.locust_total));
     out.push('\n');
-    out.push_str(&percentiles_table(&report.locust_rows, &report.locust_total));
+    out.push_str(&percentiles_table(
+        &report.locust_rows,
+        &report.locust_total,
+    ));
     if let Some(open) = &report.open_model {
         out.push('\n');
         out.push_str(&open.console(report.peak_users));

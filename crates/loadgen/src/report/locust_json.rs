@@ -207,7 +207,6 @@ pub fn ratios_json(ratios: &Ratios, total: bool) -> serde_json::Value {
     serde_json::Value::Object(classes)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,7 +92,12 @@ pub fn stats_requests(report: Option<&Report>, state: &str, user_count: u64) -> 
     let Some(report) = report else {
         // Before the first run, as Locust's runner answers in its "ready" state: the
         // Aggregated row alone, all zeros.
-        let empty = Row::live("", "Aggregated", &crate::stats::EndpointStats::default(), 1.0);
+        let empty = Row::live(
+            "",
+            "Aggregated",
+            &crate::stats::EndpointStats::default(),
+            1.0,
+        );
         let total = serde_json::to_value(entry_of(&empty, (0.0, 0.0))).unwrap_or(Value::Null);
         return json!({
             "stats": [total],

@@ -314,20 +314,30 @@ async fn stats_report(
         return Html(html).into_response();
     }
     let started = chrono::DateTime::from_timestamp(report.started_at as i64, 0)
-        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d-%Hh%M").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d-%Hh%M")
+                .to_string()
+        })
         .unwrap_or_default();
     let host = if report.host.is_empty() {
         String::new()
     } else {
         format!("_{}", report.host)
     };
-    let name = format!("loadgen_{started}_{}{host}.html", config.scenario_source.name);
+    let name = format!(
+        "loadgen_{started}_{}{host}.html",
+        config.scenario_source.name
+    );
     // A header value takes no control character: a name with one is left out.
     let disposition = header::HeaderValue::from_str(&format!("attachment;filename={name}"))
         .unwrap_or(header::HeaderValue::from_static("attachment"));
     (
         [
-            (header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8")),
+            (
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         html,

@@ -638,7 +638,10 @@ async fn a_run_logs_prints_and_keeps_its_history_as_locust_does() {
     let expected: [(&str, &str); 6] = [
         ("locust.main", "Starting "),
         ("locust.main", "Run time limit set to 3 seconds"),
-        ("locust.runners", "Ramping to 2 users at a rate of 2.00 per second"),
+        (
+            "locust.runners",
+            "Ramping to 2 users at a rate of 2.00 per second",
+        ),
         (
             "locust.runners",
             r#"All users spawned: {"Missing": 1, "Reader": 1} (2 total users)"#,
@@ -651,9 +654,9 @@ async fn a_run_logs_prints_and_keeps_its_history_as_locust_does() {
         let lines = log_lines(&stderr);
         for (logger, message) in expected {
             assert!(
-                lines.iter().any(|(level, g, m)| level == "INFO"
-                    && g == logger
-                    && m.starts_with(message)),
+                lines
+                    .iter()
+                    .any(|(level, g, m)| level == "INFO" && g == logger && m.starts_with(message)),
                 "{tool}: no INFO line of {logger} {message:?}\n{}",
                 said(output)
             );
@@ -814,11 +817,7 @@ fn shape(value: &Value) -> std::collections::BTreeMap<String, &'static str> {
 const EXTRA_FIELDS: &[&str] = &[".stats[].num_retries", ".stats[].num_timeouts"];
 
 /// One tool serving its web UI on `port` (Locust's flags), and its base URL once it answers.
-async fn web_mode(
-    program: &Path,
-    args: &[String],
-    port: u16,
-) -> (tokio::process::Child, String) {
+async fn web_mode(program: &Path, args: &[String], port: u16) -> (tokio::process::Child, String) {
     let child = tokio::process::Command::new(program)
         .args(args)
         .args(["--web-host", "127.0.0.1", "--web-port", &port.to_string()])
@@ -830,8 +829,16 @@ async fn web_mode(
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while client.get(format!("{base}/stats/requests")).send().await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "{program:?} serves no UI on {port}");
+    while client
+        .get(format!("{base}/stats/requests"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{program:?} serves no UI on {port}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (child, base)
@@ -841,9 +848,19 @@ async fn web_mode(
 async fn web_answers(base: &str) -> Vec<(&'static str, Value)> {
     let client = reqwest::Client::new();
     let mut out = Vec::new();
-    for route in ["/stats/requests", "/exceptions", "/tasks", "/logs", "/worker-count"] {
+    for route in [
+        "/stats/requests",
+        "/exceptions",
+        "/tasks",
+        "/logs",
+        "/worker-count",
+    ] {
         let answer = client.get(format!("{base}{route}")).send().await.unwrap();
-        assert!(answer.status().is_success(), "{base}{route}: {}", answer.status());
+        assert!(
+            answer.status().is_success(),
+            "{base}{route}: {}",
+            answer.status()
+        );
         out.push((route, answer.json::<Value>().await.unwrap()));
     }
     out
@@ -871,7 +888,11 @@ async fn the_web_api_answers_with_locusts_keys_and_types() {
     let locust = venv().join("bin/locust");
     let ((_locust, theirs), (_loadgen, ours)) = tokio::join!(
         web_mode(&locust, &their_args, free_port()),
-        web_mode(Path::new(env!("CARGO_BIN_EXE_loadgen")), &our_args, free_port())
+        web_mode(
+            Path::new(env!("CARGO_BIN_EXE_loadgen")),
+            &our_args,
+            free_port()
+        )
     );
     let compare = |moment: &str, their: &[(&str, Value)], our: &[(&str, Value)]| {
         let mut wrong = Vec::new();
@@ -919,13 +940,20 @@ async fn the_web_api_answers_with_locusts_keys_and_types() {
     let (their_during, our_during) = loop {
         let (their, our) = tokio::join!(web_answers(&theirs), web_answers(&ours));
         let ready = |answers: &[(&str, Value)]| {
-            answers[0].1["stats"].as_array().is_some_and(|s| s.len() == 3)
-                && answers[0].1["errors"].as_array().is_some_and(|e| !e.is_empty())
+            answers[0].1["stats"]
+                .as_array()
+                .is_some_and(|s| s.len() == 3)
+                && answers[0].1["errors"]
+                    .as_array()
+                    .is_some_and(|e| !e.is_empty())
         };
         if ready(&their) && ready(&our) {
             break (their, our);
         }
-        assert!(tokio::time::Instant::now() < deadline, "{their:#?}\n{our:#?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{their:#?}\n{our:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     compare("during a run", &their_during, &our_during);
@@ -940,9 +968,19 @@ async fn the_web_api_answers_with_locusts_keys_and_types() {
         );
     }
     for base in [&theirs, &ours] {
-        let page = client.get(format!("{base}/stats/report")).send().await.unwrap();
-        let kind = page.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().to_owned();
-        assert!(page.status().is_success() && kind.starts_with("text/html"), "{base}: {kind}");
+        let page = client
+            .get(format!("{base}/stats/report"))
+            .send()
+            .await
+            .unwrap();
+        let kind = page.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            page.status().is_success() && kind.starts_with("text/html"),
+            "{base}: {kind}"
+        );
         let download = client
             .get(format!("{base}/stats/report?download=1"))
             .send()
