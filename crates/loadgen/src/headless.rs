@@ -58,7 +58,6 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
     }
     match &config.load.arrival {
         Some(arrival) => tracing::info!(
-            target: "locust.runners",
             "Open model: iterations arrive at {}, served by up to {} users ({} started first)",
             crate::report::open_model::describe_rate(arrival),
             arrival.users_cap(),
