@@ -620,10 +620,15 @@ impl ClusterRun {
         }
         let users = self.users();
         self.peak_users = self.peak_users.max(users);
-        if users > 0 && users == self.control.users && self.all_spawned_for != Some(users) {
-            // As Locust's master, once its workers report the users it asked for.
+        let by_type = self.users_by_type();
+        // As Locust's master, once its workers report the users it asked for, by type too
+        // (their counts by type come with their once-a-second updates, a tick behind).
+        if users > 0
+            && users == self.control.users
+            && by_type.values().sum::<u64>() >= users
+            && self.all_spawned_for != Some(users)
+        {
             self.all_spawned_for = Some(users);
-            let by_type = self.users_by_type();
             tracing::info!(
                 target: "locust.runners",
                 "All users spawned: {}",

@@ -997,3 +997,49 @@ async fn the_web_api_answers_with_locusts_keys_and_types() {
     }
     testbed.stop().await;
 }
+
+/// `--log-format json`: the same messages under the same logger names, one JSON object a line
+/// (for log pipelines), and no line in Locust's form; the tables stay as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_logs_carry_the_same_messages_as_json_lines() {
+    let testbed = start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("scenario.toml"), SCENARIO).unwrap();
+    let output = output(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .current_dir(dir.path())
+            .args(["-f", "scenario.toml", "--fixtures"])
+            .arg(fixtures())
+            .args([
+                "--headless",
+                "-H",
+                &testbed.base_url(),
+                "-u",
+                "1",
+                "-t",
+                "1s",
+            ])
+            .args(["--log-format", "json", "Reader"]),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let json: Vec<Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for entry in &json {
+        for key in ["timestamp", "level", "logger", "host", "message"] {
+            assert!(entry.get(key).is_some(), "no {key} in {entry}");
+        }
+    }
+    assert!(
+        json.iter().any(|e| e["logger"] == "locust.runners"
+            && e["level"] == "INFO"
+            && e["message"] == "Ramping to 1 users at a rate of 1.00 per second"),
+        "{stderr}"
+    );
+    assert!(stderr.lines().all(|l| log_line(l).is_none()), "{stderr}");
+    assert!(stderr.lines().any(|l| l == TABLE_HEADERS[0]), "{stderr}");
+    testbed.stop().await;
+}
