@@ -463,3 +463,37 @@ fn write_timeline<W: std::io::Write>(
     w.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::{FIXED_AND_WEIGHTED, resolved};
+    use crate::diagnosis::testing;
+
+    /// The Total Request Count column of `_stats_history.csv`, row by row.
+    fn totals(report: &Report) -> Vec<String> {
+        let bytes = in_memory(report, write_history).unwrap();
+        let mut reader = ::csv::Reader::from_reader(bytes.as_slice());
+        reader
+            .records()
+            .map(|r| r.unwrap()[17].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn history_totals_grow_by_each_seconds_requests_whenever_the_rows_were_made() {
+        let config = resolved(FIXED_AND_WEIGHTED, &["-u", "2", "-t", "4s"]);
+        let mut run = testing::outcome(&[2, 2, 2, 2], &[20, 20, 20, 20], 5, &[1.0; 4]);
+        // A busy machine made the rows of seconds 2 and 3 at one tick: what had been handed
+        // over then was the same for both, and counted requests of later seconds.
+        for (row, handed_over) in run.history.iter_mut().zip([20, 60, 60, 80]) {
+            row.cumulative.requests = handed_over;
+        }
+        let report = Report::of_run(&config, &run);
+        assert_eq!(totals(&report), ["0", "20", "40", "60", "80"]);
+        // A reset starts the totals again from its row, as Locust's.
+        run.history[2].reset = true;
+        let report = Report::of_run(&config, &run);
+        assert_eq!(totals(&report), ["0", "20", "40", "20", "40"]);
+    }
+}
