@@ -20,6 +20,7 @@ pub async fn follow(handle: &RunHandle, config: &LiveConfig, run_time: Option<Du
     let terminal = std::io::stderr().is_terminal();
     let mut updates = handle.subscribe();
     let mut last_table = Instant::now();
+    let mut counted = Counted::default();
     while updates.changed().await.is_ok() {
         let Some(update) = updates.borrow_and_update().clone() else {
             continue;
@@ -28,7 +29,7 @@ pub async fn follow(handle: &RunHandle, config: &LiveConfig, run_time: Option<Du
             eprint!("\r{}   ", progress_line(&update, run_time, handle.stage()));
         } else if last_table.elapsed() >= config.every {
             last_table = Instant::now();
-            print_table(handle, &update).await;
+            print_table(handle, &update, &mut counted).await;
         }
     }
     if terminal {
@@ -80,10 +81,55 @@ fn oldest_in_flight(level: &InFlightLevel) -> String {
     )
 }
 
+/// Locust's "current" rates of the live table: its window, and each row's requests and
+/// failures so far at each table printed within it (oldest first), by (name, method).
+const CURRENT_WINDOW: Duration = Duration::from_secs(10);
+
+type Counts = std::collections::BTreeMap<(String, String), (u64, u64)>;
+
+#[derive(Default)]
+struct Counted {
+    tables: std::collections::VecDeque<(Duration, Counts)>,
+}
+
+impl Counted {
+    /// Sets each row's rates to those of the last 10 s (Locust's `current_rps`), from the
+    /// counts at the oldest table printed within them (the run's start before the first).
+    fn current_rates(&mut self, elapsed: Duration, rows: &mut [Row]) {
+        let now: Counts = rows
+            .iter()
+            .map(|r| ((r.name.clone(), r.method.clone()), (r.requests, r.failures)))
+            .collect();
+        while self
+            .tables
+            .get(1)
+            .is_some_and(|(at, _)| elapsed.saturating_sub(*at) >= CURRENT_WINDOW)
+        {
+            self.tables.pop_front();
+        }
+        let (since, then) = match self.tables.front() {
+            Some((at, counts)) if elapsed.saturating_sub(*at) >= CURRENT_WINDOW / 2 => {
+                (*at, Some(counts))
+            }
+            _ => (Duration::ZERO, None),
+        };
+        let secs = elapsed.saturating_sub(since).as_secs_f64().max(1e-9);
+        for row in rows.iter_mut() {
+            let (requests, failures) = then
+                .and_then(|c| c.get(&(row.name.clone(), row.method.clone())))
+                .copied()
+                .unwrap_or_default();
+            row.rps = row.requests.saturating_sub(requests) as f64 / secs;
+            row.failures_per_sec = row.failures.saturating_sub(failures) as f64 / secs;
+        }
+        self.tables.push_back((elapsed, now));
+    }
+}
+
 /// Locust's requests table of every request so far (start-up and job polls too, as Locust's
 /// and the CSV count them), on stderr as Locust prints it, then what loadgen adds: the time,
 /// the users, how many of the requests were start-up ones and job polls, those in flight.
-async fn print_table(handle: &RunHandle, update: &Update) {
+async fn print_table(handle: &RunHandle, update: &Update, counted: &mut Counted) {
     let Ok(stats) = handle.snapshot().await.to_stats() else {
         return;
     };
@@ -96,11 +142,16 @@ async fn print_table(handle: &RunHandle, update: &Update) {
             .or_default()
             .merge(e);
     }
-    let rows: Vec<Row> = by_name
+    let mut rows: Vec<Row> = by_name
         .iter()
         .map(|((name, method), e)| Row::live(method, name, e, secs))
+        .chain([Row::live("", "Aggregated", &stats.aggregated_all(), secs)])
         .collect();
-    let total = Row::live("", "Aggregated", &stats.aggregated_all(), secs);
+    // The rates of the last 10 s, as Locust's live table has them.
+    counted.current_rates(update.elapsed, &mut rows);
+    let Some(total) = rows.pop() else {
+        return;
+    };
     let part = |phase: Phase, what: &str| {
         let part = stats.aggregated(phase);
         if part.count == 0 {
@@ -130,6 +181,38 @@ async fn print_table(handle: &RunHandle, update: &Update) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_tables_rates_are_those_of_the_last_ten_seconds() {
+        let row = |requests: u64, failures: u64| {
+            let mut stats = crate::stats::EndpointStats::default();
+            for i in 0..requests {
+                stats.record(1_000, 10, Some(200), i < failures);
+            }
+            Row::live("GET", "/items", &stats, 1.0)
+        };
+        let mut counted = Counted::default();
+        let secs = Duration::from_secs;
+        // 10 req/s for the first 10 s, then 30 req/s.
+        let mut rows = [row(20, 0)];
+        counted.current_rates(secs(2), &mut rows);
+        assert!(
+            (rows[0].rps - 10.0).abs() < 1e-9,
+            "since the start: {}",
+            rows[0].rps
+        );
+        for at in (4..=10).step_by(2) {
+            counted.current_rates(secs(at), &mut [row(10 * at, 0)]);
+        }
+        let mut rows = [row(100 + 300, 60)];
+        counted.current_rates(secs(20), &mut rows);
+        assert!(
+            (rows[0].rps - 30.0).abs() < 1e-9 && (rows[0].failures_per_sec - 6.0).abs() < 1e-9,
+            "the last 10 s: {} req/s, {} failures/s",
+            rows[0].rps,
+            rows[0].failures_per_sec
+        );
+    }
 
     #[test]
     fn the_progress_line_shows_the_oldest_request_in_flight() {

@@ -75,12 +75,6 @@ pub const DIFFERENCES_KEPT: &[(&str, &str, &str)] = &[
         "the steady state the targets judge, and why a run missed them",
     ),
     (
-        "the run so far",
-        "the live table's req/s and failures/s are the run so far (Locust's: the last 10 s)",
-        "the same figures as the final table's; the live view's trend is the progress line and \
-         the web UI's charts",
-    ),
-    (
         "HTTP 404",
         "a failure's text is loadgen's (`HTTP 404`), not a Python exception's repr",
         "no Python exception is raised",
