@@ -75,6 +75,11 @@ pub const DIFFERENCES_KEPT: &[(&str, &str, &str)] = &[
         "the steady state the targets judge, and why a run missed them",
     ),
     (
+        "--json-file FILE",
+        "with --json-file the final tables are printed too (Locust leaves them out)",
+        "the console keeps its record of the run; the file is for scripts",
+    ),
+    (
         "HTTP 404",
         "a failure's text is loadgen's (`HTTP 404`), not a Python exception's repr",
         "no Python exception is raised",
