@@ -31,7 +31,9 @@ fn demo(args: &[&str], services: bool) -> (String, std::path::PathBuf, tempfile:
         matches!(output.status.code(), Some(0 | 1)),
         "{stdout}{stderr}"
     );
-    (stdout, html, dir)
+    // What the user's terminal shows: the demo's lines on stdout, the run's log and tables on
+    // stderr (where Locust prints its own).
+    (format!("{stdout}{stderr}"), html, dir)
 }
 
 /// The findings section of the console summary.

@@ -44,6 +44,18 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
             return Ok(u8::try_from(signal.exit_code()).unwrap_or(EXIT_ERROR));
         }
     };
+    // Locust's messages, under its logger names (crate::logging).
+    match config.load.run_time {
+        Some(limit) => tracing::info!(
+            target: "locust.main",
+            "Run time limit set to {} seconds",
+            limit.as_secs()
+        ),
+        None => tracing::info!(
+            target: "locust.main",
+            "No run time limit set, use CTRL+C to interrupt"
+        ),
+    }
     match &config.load.arrival {
         Some(arrival) => tracing::info!(
             "Open model: iterations arrive at {}, served by up to {} users ({} started first)",
@@ -52,6 +64,7 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
             arrival.pre_allocated()
         ),
         None => tracing::info!(
+            target: "locust.runners",
             "Ramping to {} users at a rate of {:.2} per second",
             config.load.users,
             config.load.spawn_rate
@@ -70,37 +83,45 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
         bail!("{error}");
     }
     if !outcome.interrupted && config.load.run_time.is_some() {
-        tracing::info!("--run-time limit reached, shutting down");
+        tracing::info!(target: "locust.main", "--run-time limit reached, shutting down");
     }
     if let Some(error) = &outcome.backend_error {
         eprintln!("loadgen: warning: no backend samples: {error}");
     }
     let report = Report::of_run(&config, &outcome);
-    report::print(&report::console::summary(&report));
-    say_written(&reports.write_final(&report).await)?;
+    let written = reports.write_final(&report).await;
     let had_errors = outcome.stats.endpoints.values().any(|e| e.failures > 0)
         || !outcome.stats.exceptions.is_empty();
     if report.panics > 0 {
+        report::print_err(&report::console::summary(&report));
+        say_written(&written)?;
         bail!(
             "{} task(s) panicked during the run (a bug in loadgen; the messages are under \
              \"Scenario errors\"); the reports are written, but no verdict is given",
             report.panics
         );
     }
-    let code = crate::exit_code::of_run(
-        config.exit_code_mode,
-        config.exit_code_on_error,
-        had_errors,
-        report.passed(),
-    );
-    tracing::info!("Shutting down (exit code {code})");
+    let code = if written.errors.is_empty() {
+        crate::exit_code::of_run(
+            config.exit_code_mode,
+            config.exit_code_on_error,
+            had_errors,
+            report.passed(),
+        )
+    } else {
+        EXIT_ERROR
+    };
+    // Locust's order: the exit code, then the final tables.
+    tracing::info!(target: "locust.main", "Shutting down (exit code {code})");
+    report::print_err(&report::console::summary(&report));
+    say_written(&written)?;
     Ok(code)
 }
 
 /// Prints the files written; fails naming those that could not be.
 pub(crate) fn say_written(written: &Written) -> anyhow::Result<()> {
     if !written.paths.is_empty() {
-        eprintln!("loadgen: wrote {}", written.list());
+        report::print_err(&format!("loadgen: wrote {}\n", written.list()));
     }
     if !written.errors.is_empty() {
         bail!("could not write {}", written.errors.join("; "));

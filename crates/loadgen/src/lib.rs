@@ -20,7 +20,7 @@
 //!
 //! | layer | modules | what they hold |
 //! |---|---|---|
-//! | leaves | [`atomic_file`], [`exit_code`] | files written whole or not at all; the exit codes |
+//! | leaves | [`atomic_file`], [`exit_code`], [`logging`] | files written whole or not at all; the exit codes; how log lines look |
 //! | mechanisms | [`http`], [`stats`], [`scenario`], [`preflight`], [`arrival`], [`shape`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the checks before the first request, the open model's arrival schedules, load shapes' stages |
 //! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
 //! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
@@ -43,6 +43,7 @@ pub mod exit_code;
 pub mod headless;
 pub mod http;
 pub mod live;
+pub mod logging;
 pub mod outcome;
 pub mod preflight;
 pub mod report;
@@ -95,6 +96,14 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
         }
         if let Some(label) = &cli.profile {
             tracing::info!("profile: {label}");
+        }
+        if !cli.dry_run && !cli.capacity.asked {
+            // Locust's first line, naming the tool that runs.
+            tracing::info!(
+                target: "locust.main",
+                "Starting loadgen {}",
+                env!("CARGO_PKG_VERSION")
+            );
         }
     }
     match &cli.command {

@@ -1,5 +1,6 @@
 //! The live view while a run goes, a driver's reading of the engine's updates: a progress line
-//! on a terminal, Locust's requests table every `--stats-interval` otherwise (CI logs).
+//! on a terminal, Locust's requests table every `--stats-interval` otherwise (CI logs), both
+//! on stderr as Locust's.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ pub async fn follow(handle: &RunHandle, config: &LiveConfig, run_time: Option<Du
     let terminal = std::io::stderr().is_terminal();
     let mut updates = handle.subscribe();
     let mut last_table = Instant::now();
+    let mut counted = Counted::default();
     while updates.changed().await.is_ok() {
         let Some(update) = updates.borrow_and_update().clone() else {
             continue;
@@ -27,7 +29,7 @@ pub async fn follow(handle: &RunHandle, config: &LiveConfig, run_time: Option<Du
             eprint!("\r{}   ", progress_line(&update, run_time, handle.stage()));
         } else if last_table.elapsed() >= config.every {
             last_table = Instant::now();
-            print_table(handle, &update).await;
+            print_table(handle, &update, &mut counted).await;
         }
     }
     if terminal {
@@ -79,49 +81,98 @@ fn oldest_in_flight(level: &InFlightLevel) -> String {
     )
 }
 
-async fn print_table(handle: &RunHandle, update: &Update) {
+/// Locust's "current" rates of the live table: its window, and each row's requests and
+/// failures so far at each table printed within it (oldest first), by (name, method).
+const CURRENT_WINDOW: Duration = Duration::from_secs(10);
+
+type Counts = std::collections::BTreeMap<(String, String), (u64, u64)>;
+
+#[derive(Default)]
+struct Counted {
+    tables: std::collections::VecDeque<(Duration, Counts)>,
+}
+
+impl Counted {
+    /// Sets each row's rates to those of the last 10 s (Locust's `current_rps`), from the
+    /// counts at the oldest table printed within them (the run's start before the first).
+    fn current_rates(&mut self, elapsed: Duration, rows: &mut [Row]) {
+        let now: Counts = rows
+            .iter()
+            .map(|r| ((r.name.clone(), r.method.clone()), (r.requests, r.failures)))
+            .collect();
+        while self
+            .tables
+            .get(1)
+            .is_some_and(|(at, _)| elapsed.saturating_sub(*at) >= CURRENT_WINDOW)
+        {
+            self.tables.pop_front();
+        }
+        let (since, then) = match self.tables.front() {
+            Some((at, counts)) if elapsed.saturating_sub(*at) >= CURRENT_WINDOW / 2 => {
+                (*at, Some(counts))
+            }
+            _ => (Duration::ZERO, None),
+        };
+        let secs = elapsed.saturating_sub(since).as_secs_f64().max(1e-9);
+        for row in rows.iter_mut() {
+            let (requests, failures) = then
+                .and_then(|c| c.get(&(row.name.clone(), row.method.clone())))
+                .copied()
+                .unwrap_or_default();
+            row.rps = row.requests.saturating_sub(requests) as f64 / secs;
+            row.failures_per_sec = row.failures.saturating_sub(failures) as f64 / secs;
+        }
+        self.tables.push_back((elapsed, now));
+    }
+}
+
+/// Locust's requests table of every request so far (start-up and job polls too, as Locust's
+/// and the CSV count them), on stderr as Locust prints it, then what loadgen adds: the time,
+/// the users, how many of the requests were start-up ones and job polls, those in flight.
+async fn print_table(handle: &RunHandle, update: &Update, counted: &mut Counted) {
     let Ok(stats) = handle.snapshot().await.to_stats() else {
         return;
     };
     let secs = update.elapsed.as_secs_f64().max(1e-9);
-    let rows: Vec<Row> = stats
-        .endpoints
+    let mut by_name: std::collections::BTreeMap<(&str, &str), crate::stats::EndpointStats> =
+        std::collections::BTreeMap::new();
+    for (key, e) in &stats.endpoints {
+        by_name
+            .entry((&*key.name, &*key.method))
+            .or_default()
+            .merge(e);
+    }
+    let mut rows: Vec<Row> = by_name
         .iter()
-        .filter(|(k, _)| k.phase == Phase::Steady)
-        .map(|(k, e)| Row::live(&k.method, &k.name, e, secs))
+        .map(|((name, method), e)| Row::live(method, name, e, secs))
+        .chain([Row::live("", "Aggregated", &stats.aggregated_all(), secs)])
         .collect();
-    let total = Row::live("", "Aggregated", &stats.aggregated(Phase::Steady), secs);
-    // Start-up requests are apart from the table, but counted: during a long start-up (bcrypt
-    // logins, uploads) a table of zeros alone would look like a hung run.
-    let startup = stats.aggregated(Phase::Startup);
-    let startup_line = if startup.count > 0 {
-        format!(
-            "Start-up (on_start, apart from the table): {} requests, {} failed, avg {:.0} ms\n",
-            startup.count,
-            startup.failures,
-            startup.average_ms()
-        )
-    } else {
-        String::new()
+    // The rates of the last 10 s, as Locust's live table has them.
+    counted.current_rates(update.elapsed, &mut rows);
+    let Some(total) = rows.pop() else {
+        return;
     };
-    let polls = stats.aggregated(Phase::Poll);
-    let polls_line = if polls.count > 0 {
+    let part = |phase: Phase, what: &str| {
+        let part = stats.aggregated(phase);
+        if part.count == 0 {
+            return String::new();
+        }
         format!(
-            "Job polls (apart from the table): {} requests, {} failed, avg {:.0} ms\n",
-            polls.count,
-            polls.failures,
-            polls.average_ms()
+            "Of which {what}: {} requests, {} failed, avg {:.0} ms\n",
+            part.count,
+            part.failures,
+            part.average_ms()
         )
-    } else {
-        String::new()
     };
     let in_flight = &update.second.in_flight;
-    report::print(&format!(
-        "[{:.0}s, {} users{}]\n{}{startup_line}{polls_line}In flight: {} request(s), {}\n\n",
+    report::print_err(&format!(
+        "{}\n{}{}[{:.0}s, {} users{}] In flight: {} request(s), {}\n\n",
+        report::console::requests_table(&rows, &total),
+        part(Phase::Startup, "start-up (on_start)"),
+        part(Phase::Poll, "job polls"),
         update.elapsed.as_secs_f64(),
         update.users,
         stage_note(handle.stage()),
-        report::console::requests_table(&rows, &total),
         in_flight.requests,
         oldest_in_flight(in_flight)
     ));
@@ -130,6 +181,38 @@ async fn print_table(handle: &RunHandle, update: &Update) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_tables_rates_are_those_of_the_last_ten_seconds() {
+        let row = |requests: u64, failures: u64| {
+            let mut stats = crate::stats::EndpointStats::default();
+            for i in 0..requests {
+                stats.record(1_000, 10, Some(200), i < failures);
+            }
+            Row::live("GET", "/items", &stats, 1.0)
+        };
+        let mut counted = Counted::default();
+        let secs = Duration::from_secs;
+        // 10 req/s for the first 10 s, then 30 req/s.
+        let mut rows = [row(20, 0)];
+        counted.current_rates(secs(2), &mut rows);
+        assert!(
+            (rows[0].rps - 10.0).abs() < 1e-9,
+            "since the start: {}",
+            rows[0].rps
+        );
+        for at in (4..=10).step_by(2) {
+            counted.current_rates(secs(at), &mut [row(10 * at, 0)]);
+        }
+        let mut rows = [row(100 + 300, 60)];
+        counted.current_rates(secs(20), &mut rows);
+        assert!(
+            (rows[0].rps - 30.0).abs() < 1e-9 && (rows[0].failures_per_sec - 6.0).abs() < 1e-9,
+            "the last 10 s: {} req/s, {} failures/s",
+            rows[0].rps,
+            rows[0].failures_per_sec
+        );
+    }
 
     #[test]
     fn the_progress_line_shows_the_oldest_request_in_flight() {
@@ -152,6 +235,7 @@ mod tests {
             cumulative: Default::default(),
             per_name: None,
             arrivals: Default::default(),
+            reset: false,
         };
         let update = |second: &crate::stats::HistoryRow| Update {
             elapsed: Duration::from_secs(12),

@@ -17,12 +17,21 @@ fn main() -> ExitCode {
             return ExitCode::from(loadgen::EXIT_ERROR);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("loadgen={}", cli.loglevel))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("loadgen=warn"));
-    // The web UI's Logs tab keeps the last lines too (not headless: it costs a second format).
+    // Locust's logger names (`locust.main`, `locust.runners`) for the messages Locust also
+    // logs, loadgen's module paths for its own.
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "loadgen={level},locust={level}",
+        level = cli.loglevel
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("loadgen=warn,locust=warn"));
+    let format = loadgen::logging::Formatter::new(cli.log_format);
+    // The web UI's Logs tab keeps the last lines too (not headless: it costs a second format),
+    // in Locust's form as its `/logs` serves them.
     let ring = (!cli.headless).then(|| {
         tracing_subscriber::fmt::layer()
-            .with_ansi(false)
+            .event_format(loadgen::logging::Formatter::new(
+                loadgen::logging::LogFormat::Locust,
+            ))
             .with_writer(loadgen::web::logs::RingWriter::new)
     });
     let log = tracing_subscriber::registry().with(filter).with(ring);
@@ -31,8 +40,8 @@ fn main() -> ExitCode {
             Ok(file) => log
                 .with(
                     tracing_subscriber::fmt::layer()
-                        .with_writer(std::sync::Mutex::new(file))
-                        .with_ansi(false),
+                        .event_format(format)
+                        .with_writer(std::sync::Mutex::new(file)),
                 )
                 .init(),
             Err(error) => {
@@ -43,8 +52,8 @@ fn main() -> ExitCode {
         None => log
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+                    .event_format(format)
+                    .with_writer(std::io::stderr),
             )
             .init(),
     }

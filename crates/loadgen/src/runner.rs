@@ -404,7 +404,7 @@ impl<'a> RunLoop<'a> {
         for thread in &self.threads {
             thread.flush_for_reset.notify_one();
         }
-        tracing::info!("Resetting stats");
+        tracing::info!(target: "locust.runners", "Resetting stats");
     }
 
     fn on_shard(&mut self, thread: usize, shard: &Shard) {
@@ -532,18 +532,17 @@ impl<'a> RunLoop<'a> {
     }
 
     fn all_spawned(&mut self) {
-        let by_type: Vec<String> = self
+        let by_type = self
             .runner
             .scenario
             .users
             .iter()
             .zip(&self.started_by_type)
-            .map(|(u, n)| format!("\"{}\": {n}", u.name))
-            .collect();
+            .map(|(u, n)| (u.name.as_str(), *n));
         tracing::info!(
-            "All users spawned: {{{}}} ({} total users)",
-            by_type.join(", "),
-            self.running
+            target: "locust.runners",
+            "All users spawned: {}",
+            crate::logging::user_counts(by_type)
         );
         if self.runner.settings.reset_stats && !self.stats_reset {
             // Locust's --reset-stats: the ramp-up is forgotten.

@@ -16,7 +16,7 @@ use std::path::Path;
 /// The layers, bottom first: a module may use modules of its own layer or of a lower one, and
 /// the graph as a whole has no cycle. `src/lib.rs` documents the same table (checked below).
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaves", &["atomic_file", "exit_code"]),
+    ("leaves", &["atomic_file", "exit_code", "logging"]),
     (
         "mechanisms",
         &["http", "stats", "scenario", "preflight", "arrival", "shape"],

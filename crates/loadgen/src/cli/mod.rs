@@ -191,6 +191,10 @@ pub struct Cli {
     /// Write the log here instead of stderr.
     #[arg(long, env = "LOADGEN_LOGFILE", value_name = "FILE")]
     pub logfile: Option<PathBuf>,
+    /// Log lines as Locust writes them (`[date time,ms] host/LEVEL/logger: message`), or one
+    /// JSON object a line.
+    #[arg(long, env = "LOADGEN_LOG_FORMAT", value_enum, default_value = "locust")]
+    pub log_format: crate::logging::LogFormat,
     /// Print only the end-of-run summary, no live view.
     #[arg(long, env = "LOADGEN_ONLY_SUMMARY")]
     pub only_summary: bool,
@@ -679,11 +683,11 @@ impl Cli {
             }
             return Ok(Some(out));
         }
-        let ratios = task_ratios(&scenario, self.users);
+        let ratios = crate::report::locust_json::task_ratios(&scenario, self.users);
         if self.show_task_ratio_json {
             let json = serde_json::json!({
-                "per_class": ratios_json(&ratios, false),
-                "total": ratios_json(&ratios, true),
+                "per_class": crate::report::locust_json::ratios_json(&ratios, false),
+                "total": crate::report::locust_json::ratios_json(&ratios, true),
             });
             let text = crate::report::locust_json::indented(&json).map_err(anyhow::Error::msg)?;
             return Ok(Some(format!("{}\n", String::from_utf8_lossy(&text))));
@@ -1237,82 +1241,6 @@ impl Cli {
             ..sources
         })))
     }
-}
-
-/// Each user type's share of the users (Locust's `_calc_distribution` over `users`, else the
-/// weights), and each of its tasks' share of its iterations (a task is named by its steps).
-type Ratios = Vec<(String, f64, Vec<(String, f64)>)>;
-
-fn task_ratios(scenario: &crate::scenario::Scenario, users: Option<u64>) -> Ratios {
-    let fixed: u64 = scenario
-        .users
-        .iter()
-        .filter_map(|u| u.fixed_count)
-        .map(u64::from)
-        .sum();
-    let total_weight: u64 = scenario
-        .users
-        .iter()
-        .filter(|u| u.fixed_count.is_none())
-        .map(|u| u64::from(u.weight))
-        .sum();
-    let users = users.unwrap_or(if fixed == 0 { total_weight } else { 1 });
-    let weighted = users.saturating_sub(fixed) as f64;
-    let counts: Vec<f64> = scenario
-        .users
-        .iter()
-        .map(|u| match u.fixed_count {
-            Some(n) => f64::from(n),
-            None if total_weight > 0 => {
-                (f64::from(u.weight) / total_weight as f64 * weighted).round()
-            }
-            None => 0.0,
-        })
-        .collect();
-    let spawned: f64 = counts.iter().sum::<f64>().max(1.0);
-    scenario
-        .users
-        .iter()
-        .zip(counts)
-        .map(|(user, count)| {
-            let weights: u64 = user.tasks.iter().map(|t| u64::from(t.weight)).sum();
-            let tasks = user
-                .tasks
-                .iter()
-                .map(|task| {
-                    let name = task
-                        .run
-                        .iter()
-                        .filter_map(|r| user.steps.get(r.step).map(|s| s.key.clone()))
-                        .collect::<Vec<_>>()
-                        .join("+");
-                    (name, f64::from(task.weight) / weights.max(1) as f64)
-                })
-                .collect();
-            (user.name.clone(), count / spawned, tasks)
-        })
-        .collect()
-}
-
-/// Locust's task ratio JSON: per class, or of the total (a task's share times its class's).
-fn ratios_json(ratios: &Ratios, total: bool) -> serde_json::Value {
-    let mut classes = serde_json::Map::new();
-    for (user, share, tasks) in ratios {
-        let mut task_map = serde_json::Map::new();
-        for (task, task_share) in tasks {
-            let ratio = if total {
-                task_share * share
-            } else {
-                *task_share
-            };
-            task_map.insert(task.clone(), serde_json::json!({ "ratio": ratio }));
-        }
-        classes.insert(
-            user.clone(),
-            serde_json::json!({ "ratio": share, "tasks": task_map }),
-        );
-    }
-    serde_json::Value::Object(classes)
 }
 
 fn parse_ratio(input: &str) -> Result<f64, String> {

@@ -107,6 +107,8 @@ pub(super) struct ClusterRun {
     events: Vec<ClusterEvent>,
     control: Control,
     status: Arc<std::sync::Mutex<Vec<WorkerSummary>>>,
+    /// The users count Locust's "All users spawned" was last logged for.
+    all_spawned_for: Option<u64>,
 }
 
 impl ClusterRun {
@@ -141,6 +143,7 @@ impl ClusterRun {
             events: Vec::new(),
             control,
             status,
+            all_spawned_for: None,
         }
     }
 
@@ -537,7 +540,7 @@ impl ClusterRun {
             member.send(ToWorker::Reset);
         }
         self.second.reset_window();
-        tracing::info!("Resetting stats");
+        tracing::info!(target: "locust.runners", "Resetting stats");
     }
 
     /// The run's totals: every worker's latest.
@@ -617,6 +620,21 @@ impl ClusterRun {
         }
         let users = self.users();
         self.peak_users = self.peak_users.max(users);
+        let by_type = self.users_by_type();
+        // As Locust's master, once its workers report the users it asked for, by type too
+        // (their counts by type come with their once-a-second updates, a tick behind).
+        if users > 0
+            && users == self.control.users
+            && by_type.values().sum::<u64>() >= users
+            && self.all_spawned_for != Some(users)
+        {
+            self.all_spawned_for = Some(users);
+            tracing::info!(
+                target: "locust.runners",
+                "All users spawned: {}",
+                crate::logging::user_counts(by_type.iter().map(|(k, v)| (k.as_str(), *v)))
+            );
+        }
         let own = self.own_figures();
         let totals = self.totals();
         let row = self

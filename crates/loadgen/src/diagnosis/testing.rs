@@ -44,6 +44,7 @@ pub fn outcome(users: &[u64], rps: &[u64], latency_ms: u64, cpu: &[f64]) -> RunO
             cumulative: Default::default(),
             per_name: None,
             arrivals: Default::default(),
+            reset: false,
         });
     }
     run

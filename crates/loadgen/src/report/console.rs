@@ -11,37 +11,25 @@ use crate::targets::ms;
 const RULE: &str =
     "================================================================================";
 
-fn name_width(rows: &[&Row]) -> usize {
-    rows.iter()
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(10)
-        .clamp(30, 80)
-}
+/// Locust's column widths when its output is no terminal (CI logs, files): the name column of
+/// the requests table (`STATS_NAME_WIDTH - STATS_TYPE_WIDTH + 4`), and of the percentiles
+/// table (`STATS_NAME_WIDTH`). Scripts that cut Locust's tables by column read ours.
+const REQUESTS_NAME_WIDTH: usize = 76;
+const PERCENTILES_NAME_WIDTH: usize = 80;
 
-/// Locust's requests table for `rows` and their aggregate.
+/// Locust's requests table for `rows` and their aggregate (its `get_stats_summary`; Python's
+/// `%d` cuts the fractions of the times).
 pub fn requests_table(rows: &[Row], total: &Row) -> String {
-    let all: Vec<&Row> = rows.iter().chain(std::iter::once(total)).collect();
-    let w = name_width(&all);
+    const W: usize = REQUESTS_NAME_WIDTH;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:<w$} {:>7} {:>12} | {:>7} {:>7} {:>7} {:>7} | {:>7} {:>11}",
+        "{:<8} {:<W$} {:>7} {:>12} |{:>7} {:>7} {:>7}{:>7} | {:>7} {:>11}",
         "Type", "Name", "# reqs", "# fails", "Avg", "Min", "Max", "Med", "req/s", "failures/s"
     );
-    let rule = format!(
-        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
-        "-".repeat(8),
-        "-".repeat(w + 2),
-        "-".repeat(7),
-        "-".repeat(13),
-        "-".repeat(8),
-        "-".repeat(7),
-        "-".repeat(7),
-        "-".repeat(7),
-        "-".repeat(8),
-        "-".repeat(11)
-    );
+    let rule = [8, W, 7, 13, 7, 7, 7, 7, 8, 11]
+        .map(|n| "-".repeat(n))
+        .join("|");
     let _ = writeln!(out, "{rule}");
     let line = |out: &mut String, row: &Row| {
         let fails = format!(
@@ -55,15 +43,15 @@ pub fn requests_table(rows: &[Row], total: &Row) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<8} {:<w$} {:>7} {:>12} | {:>7.0} {:>7.0} {:>7.0} {:>7.0} | {:>7.2} {:>11.2}",
+            "{:<8} {:<W$} {:>7} {:>12} |{:>7} {:>7} {:>7}{:>7} | {:>7.2} {:>11.2}",
             row.method,
             row.name,
             row.requests,
             fails,
-            row.average_ms,
-            row.min_ms,
-            row.max_ms,
-            row.median_ms,
+            row.average_ms.trunc(),
+            row.min_ms.trunc(),
+            row.max_ms.trunc(),
+            row.median_ms.round(),
             row.rps,
             row.failures_per_sec
         );
@@ -76,41 +64,66 @@ pub fn requests_table(rows: &[Row], total: &Row) -> String {
     out
 }
 
-/// Locust's response time percentiles table.
+/// Locust's response time percentiles table (its `get_percentile_stats_summary`: the rows
+/// with requests only).
 pub fn percentiles_table(rows: &[Row], total: &Row) -> String {
-    let all: Vec<&Row> = rows.iter().chain(std::iter::once(total)).collect();
-    let w = name_width(&all);
+    const W: usize = PERCENTILES_NAME_WIDTH;
     let mut out = String::new();
     let _ = writeln!(out, "Response time percentiles (approximated)");
-    let mut header = format!("{:<8} {:<w$}", "Type", "Name");
-    for p in PERCENTILES {
-        let label = if p == 100.0 {
-            "100%".to_owned()
-        } else {
-            format!("{p}%")
-        };
-        let _ = write!(header, " {label:>6}");
-    }
-    let _ = writeln!(out, "{header} {:>6}", "# reqs");
+    let labels: Vec<String> = PERCENTILES
+        .iter()
+        .map(|p| {
+            if *p == 100.0 {
+                "100%".to_owned()
+            } else {
+                format!("{p}%")
+            }
+        })
+        .collect();
+    // Locust's format gives the first percentile 8 columns and the rest, then "# reqs", 6.
+    let figures = |first: &str, rest: &[String], last: &str| {
+        let mut text = format!("{first:>8}");
+        for value in rest.iter().map(String::as_str).chain([last]) {
+            let _ = write!(text, " {value:>6}");
+        }
+        text
+    };
+    let _ = writeln!(
+        out,
+        "{:<8} {:<W$} {}",
+        "Type",
+        "Name",
+        figures(&labels[0], &labels[1..], "# reqs")
+    );
     let rule = format!(
-        "{}|{}|{}",
+        "{}|{}|{}|{}",
         "-".repeat(8),
-        "-".repeat(w + 2),
-        vec!["------"; PERCENTILES.len() + 1].join("|")
+        "-".repeat(W),
+        "-".repeat(8),
+        vec!["------"; PERCENTILES.len()].join("|")
     );
     let _ = writeln!(out, "{rule}");
     let line = |out: &mut String, row: &Row| {
-        let mut text = format!("{:<8} {:<w$}", row.method, row.name);
-        for value in &row.percentiles_ms {
-            let _ = write!(text, " {value:>6.0}");
-        }
-        let _ = writeln!(out, "{text} {:>6}", row.requests);
+        let values: Vec<String> = row
+            .percentiles_ms
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<8} {:<W$} {}",
+            row.method,
+            row.name,
+            figures(&values[0], &values[1..], &row.requests.to_string())
+        );
     };
-    for row in rows {
+    for row in rows.iter().filter(|r| r.requests > 0) {
         line(&mut out, row);
     }
     let _ = writeln!(out, "{rule}");
-    line(&mut out, total);
+    if total.requests > 0 {
+        line(&mut out, total);
+    }
     out
 }
 
@@ -129,12 +142,16 @@ pub fn summary(report: &Report) -> String {
     out
 }
 
-/// Locust's own tables: requests and percentiles of the steady state, the start-up requests
-/// and job polls apart, the error report and the scenario errors.
+/// Locust's own tables: requests and percentiles of every request (start-up and job polls
+/// too, as Locust's and `_stats.csv` count them), the start-up requests and job polls apart,
+/// the error report and the scenario errors.
 fn locust_tables(out: &mut String, report: &Report) {
-    out.push_str(&requests_table(&report.steady, &report.steady_total));
+    out.push_str(&requests_table(&report.locust_rows, &report.locust_total));
     out.push('\n');
-    out.push_str(&percentiles_table(&report.steady, &report.steady_total));
+    out.push_str(&percentiles_table(
+        &report.locust_rows,
+        &report.locust_total,
+    ));
     if let Some(open) = &report.open_model {
         out.push('\n');
         out.push_str(&open.console(report.peak_users));
@@ -142,14 +159,14 @@ fn locust_tables(out: &mut String, report: &Report) {
     if !report.startup.is_empty() {
         let _ = writeln!(
             out,
-            "\nSTART-UP REQUESTS (on_start: reported apart from the steady state)"
+            "\nSTART-UP REQUESTS (on_start: in the tables above; the targets judge the steady state without them)"
         );
         out.push_str(&requests_table(&report.startup, &report.startup_total));
     }
     if !report.polls.is_empty() {
         let _ = writeln!(
             out,
-            "\nJOB POLLS (following the jobs created: reported apart from the steady state)"
+            "\nJOB POLLS (following the jobs created: in the tables above; the targets judge the steady state without them)"
         );
         out.push_str(&requests_table(&report.polls, &report.polls_total));
     }
@@ -162,27 +179,21 @@ fn locust_tables(out: &mut String, report: &Report) {
     }
 }
 
-/// Locust's error report: each failure grouped, with when it was first and last seen.
+/// Locust's error report (its `get_error_report_summary`): each failure with its count. When
+/// each was first and last seen is in `_failures.csv`.
 fn error_report(out: &mut String, report: &Report) {
     if report.failures.is_empty() {
         return;
     }
+    let rule = format!("{}|{}", "-".repeat(18), "-".repeat(80 + 80 - 19));
     let _ = writeln!(out, "\nError report");
-    let _ = writeln!(
-        out,
-        "{:>8}  {:<60} {:>8} {:>8}",
-        "# occ", "Error", "first s", "last s"
-    );
+    let _ = writeln!(out, "{:<18} {:<100}", "# occurrences", "Error");
+    let _ = writeln!(out, "{rule}");
     for f in &report.failures {
-        let _ = writeln!(
-            out,
-            "{:>8}  {:<60} {:>8.0} {:>8.0}",
-            f.occurrences,
-            format!("{} {}: {}", f.method, f.name, f.error),
-            f.first_seen_secs,
-            f.last_seen_secs
-        );
+        let error = format!("{} {}: {}", f.method, f.name, f.error);
+        let _ = writeln!(out, "{:<18} {error:<100}", f.occurrences);
     }
+    let _ = writeln!(out, "{rule}");
 }
 
 /// LOAD TEST SUMMARY: the run's shape and totals, then its jobs, handled answers and workers.

@@ -154,6 +154,11 @@ fn history_figures(percentiles_ms: &[f64; 11], total: &Cumulative) -> Vec<String
             }
         })
         .collect();
+    if total.requests == 0 {
+        // Locust's figures of an entry with no request: integers, but for the mean.
+        record.extend(["0", "0", "0", "0.0", "0", "0", "0"].map(String::from));
+        return record;
+    }
     record.extend([
         total.requests.to_string(),
         total.failures.to_string(),
@@ -166,7 +171,8 @@ fn history_figures(percentiles_ms: &[f64; 11], total: &Cumulative) -> Vec<String
     record
 }
 
-/// Writes `_stats_history.csv`: the Aggregated row each second, as Locust's; with
+/// Writes `_stats_history.csv`: a first row at t = 0, then the Aggregated row each second
+/// with the run's totals at its end, as Locust's; with
 /// `--csv-full-history`, every name's row before it, and the percentiles of every row over the
 /// last 10 seconds (Locust's "current" ones) instead of the run so far.
 fn write_history<W: std::io::Write>(
@@ -195,8 +201,20 @@ fn write_history<W: std::io::Write>(
                 .insert(keyed(point.at_secs), (entry.requests, entry.failures));
         }
     }
+    // Locust writes its first row as the run starts, before any request: t = 0.
+    let mut first = vec![
+        report.started_at.to_string(),
+        "0".to_owned(),
+        String::new(),
+        "Aggregated".to_owned(),
+        format!("{:.6}", 0.0),
+        format!("{:.6}", 0.0),
+    ];
+    first.extend(history_figures(&[0.0; 11], &Cumulative::default()));
+    first.extend(ARRIVAL_COLUMNS.map(|_| "0".to_owned()));
+    w.write_record(first)?;
     let no_seconds = PerSecond::new();
-    for point in &points {
+    for point in points.iter().filter(|p| p.timestamp > report.started_at) {
         let head = |method: &str, name: &str, (rps, fps): (f64, f64)| {
             vec![
                 point.timestamp.to_string(),
@@ -222,14 +240,16 @@ fn write_history<W: std::io::Write>(
                 w.write_record(record)?;
             }
         }
-        let percentiles = point
+        // With every name's row, Aggregated is their sum, as Locust's; alone, its totals are
+        // the timeline's (each second's requests added to the last).
+        let (percentiles, totals) = point
             .per_name
             .as_ref()
-            .map_or(&point.cumulative.percentiles_ms, |p| {
-                &p.aggregated_current_ms
+            .map_or((&point.cumulative.percentiles_ms, &point.cumulative), |p| {
+                (&p.aggregated_current_ms, &p.aggregated)
             });
         let mut record = head("", "Aggregated", rolling_rate(&all, point.at_secs));
-        record.extend(history_figures(percentiles, &point.cumulative));
+        record.extend(history_figures(percentiles, totals));
         record.extend([
             point.arrivals.dropped.to_string(),
             point.arrivals.late.to_string(),
@@ -442,4 +462,38 @@ fn write_timeline<W: std::io::Write>(
     }
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::{FIXED_AND_WEIGHTED, resolved};
+    use crate::diagnosis::testing;
+
+    /// The Total Request Count column of `_stats_history.csv`, row by row.
+    fn totals(report: &Report) -> Vec<String> {
+        let bytes = in_memory(report, write_history).unwrap();
+        let mut reader = ::csv::Reader::from_reader(bytes.as_slice());
+        reader
+            .records()
+            .map(|r| r.unwrap()[17].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn history_totals_grow_by_each_seconds_requests_whenever_the_rows_were_made() {
+        let config = resolved(FIXED_AND_WEIGHTED, &["-u", "2", "-t", "4s"]);
+        let mut run = testing::outcome(&[2, 2, 2, 2], &[20, 20, 20, 20], 5, &[1.0; 4]);
+        // A busy machine made the rows of seconds 2 and 3 at one tick: what had been handed
+        // over then was the same for both, and counted requests of later seconds.
+        for (row, handed_over) in run.history.iter_mut().zip([20, 60, 60, 80]) {
+            row.cumulative.requests = handed_over;
+        }
+        let report = Report::of_run(&config, &run);
+        assert_eq!(totals(&report), ["0", "20", "40", "60", "80"]);
+        // A reset starts the totals again from its row, as Locust's.
+        run.history[2].reset = true;
+        let report = Report::of_run(&config, &run);
+        assert_eq!(totals(&report), ["0", "20", "40", "20", "40"]);
+    }
 }

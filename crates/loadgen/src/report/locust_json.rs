@@ -3,6 +3,7 @@
 //! Locust's JSON reads ours. Figures Locust keeps and loadgen does not are made from what it
 //! has: `response_times` (Locust's bucketed latencies) from the percentiles, and the
 //! per-second counts from the run's history (empty for a name the history has no row of).
+//! Also Locust's task ratios (`--show-task-ratio-json`, the web API's `/tasks`).
 
 use std::collections::BTreeMap;
 
@@ -126,6 +127,84 @@ pub fn indented(value: &impl serde::Serialize) -> Result<Vec<u8>, String> {
         .serialize(&mut serializer)
         .map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// Each user type's share of the users, and each of its tasks' share of its iterations (a task
+/// is named by its steps).
+pub type Ratios = Vec<(String, f64, Vec<(String, f64)>)>;
+
+/// The [`Ratios`] of `users` users (Locust's `_calc_distribution`; without `users`, one of each
+/// weight; with 0, every type at 0 as Locust's web API has them before users run).
+pub fn task_ratios(scenario: &crate::scenario::Scenario, users: Option<u64>) -> Ratios {
+    let fixed: u64 = scenario
+        .users
+        .iter()
+        .filter_map(|u| u.fixed_count)
+        .map(u64::from)
+        .sum();
+    let total_weight: u64 = scenario
+        .users
+        .iter()
+        .filter(|u| u.fixed_count.is_none())
+        .map(|u| u64::from(u.weight))
+        .sum();
+    let users = users.unwrap_or(if fixed == 0 { total_weight } else { 1 });
+    let weighted = users.saturating_sub(fixed) as f64;
+    let counts: Vec<f64> = scenario
+        .users
+        .iter()
+        .map(|u| match u.fixed_count {
+            Some(n) => f64::from(n),
+            None if total_weight > 0 => {
+                (f64::from(u.weight) / total_weight as f64 * weighted).round()
+            }
+            None => 0.0,
+        })
+        .collect();
+    let spawned: f64 = counts.iter().sum::<f64>().max(1.0);
+    scenario
+        .users
+        .iter()
+        .zip(counts)
+        .map(|(user, count)| {
+            let weights: u64 = user.tasks.iter().map(|t| u64::from(t.weight)).sum();
+            let tasks = user
+                .tasks
+                .iter()
+                .map(|task| {
+                    let name = task
+                        .run
+                        .iter()
+                        .filter_map(|r| user.steps.get(r.step).map(|s| s.key.clone()))
+                        .collect::<Vec<_>>()
+                        .join("+");
+                    (name, f64::from(task.weight) / weights.max(1) as f64)
+                })
+                .collect();
+            (user.name.clone(), count / spawned, tasks)
+        })
+        .collect()
+}
+
+/// Locust's task ratio JSON: per class, or of the total (a task's share times its class's).
+pub fn ratios_json(ratios: &Ratios, total: bool) -> serde_json::Value {
+    let mut classes = serde_json::Map::new();
+    for (user, share, tasks) in ratios {
+        let mut task_map = serde_json::Map::new();
+        for (task, task_share) in tasks {
+            let ratio = if total {
+                task_share * share
+            } else {
+                *task_share
+            };
+            task_map.insert(task.clone(), serde_json::json!({ "ratio": ratio }));
+        }
+        classes.insert(
+            user.clone(),
+            serde_json::json!({ "ratio": share, "tasks": task_map }),
+        );
+    }
+    serde_json::Value::Object(classes)
 }
 
 #[cfg(test)]

@@ -98,6 +98,14 @@ pub fn print(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
+/// Writes `text` on stderr, where a run's tables go as Locust prints its own (stdout is left to
+/// what a script reads: `--json`); a reader of stderr that went away is no error either.
+pub fn print_err(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stderr().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 pub use crate::config::baseline::REPORT_VERSION;
 
 pub use crate::stats::{P50, P95, P99, PERCENTILES, Percentile};
@@ -517,7 +525,7 @@ impl Report {
                 .iter()
                 .map(|((name, status), n)| (name.to_string(), *status, *n))
                 .collect(),
-            history: outcome.history.iter().map(HistoryPoint::of).collect(),
+            history: HistoryPoint::all_of(&outcome.history),
             open_model: open_model::OpenModel::of(config, outcome, secs),
             shape: config.load.shape.clone(),
             service_time: open_model::ServiceTime::of(&outcome.stats),
@@ -608,8 +616,30 @@ impl HistoryPoint {
         q.among(&self.percentiles_ms)
     }
 
-    /// The report's view of one second of the timeline.
-    fn of(h: &HistoryRow) -> Self {
+    /// The report's view of the timeline: each second, with the run's totals at its end made
+    /// from the seconds up to it (the requests that finished in them), not from what the
+    /// threads had handed over when the row was made. So the totals grow by each second's
+    /// requests, even when a busy machine made two rows at one tick (issue 29: a history whose
+    /// Total Request Count stalled, then doubled).
+    fn all_of(rows: &[HistoryRow]) -> Vec<Self> {
+        let mut so_far = EndpointStats::default();
+        rows.iter()
+            .map(|row| {
+                if row.reset {
+                    so_far = EndpointStats::default();
+                }
+                so_far.merge_answered(&row.interval);
+                let cumulative = Cumulative {
+                    steady_p95_ms: row.cumulative.steady_p95_ms,
+                    ..Cumulative::of_row(&so_far)
+                };
+                Self::of(row, cumulative)
+            })
+            .collect()
+    }
+
+    /// The report's view of one second of the timeline, with the run's totals at its end.
+    fn of(h: &HistoryRow, cumulative: Cumulative) -> Self {
         Self {
             timestamp: unix(h.timestamp),
             at_secs: h.at_secs,
@@ -629,7 +659,7 @@ impl HistoryPoint {
             jobs_done: h.jobs_done,
             jobs_in_flight: h.jobs_in_flight,
             in_flight: h.in_flight,
-            cumulative: h.cumulative,
+            cumulative,
             per_name: h.per_name.clone(),
             arrivals: h.arrivals,
         }

@@ -47,6 +47,9 @@ pub struct HistoryRow {
     pub per_name: Option<PerNameSecond>,
     /// The open model's iterations due in this second: scheduled, dropped, started late.
     pub arrivals: ArrivalCounts,
+    /// Whether the run's figures were reset since the row before (`--reset-stats`, the web
+    /// UI): the totals made from the timeline start again from this row.
+    pub reset: bool,
 }
 
 /// Locust's rows (every request of a name and method, start-up included) at one second, as
@@ -57,6 +60,9 @@ pub struct PerNameSecond {
     pub entries: Vec<NameSecond>,
     /// Locust's "current" percentiles of all requests: the last 10 seconds, ms.
     pub aggregated_current_ms: [f64; 11],
+    /// The run so far as handed over when the row was made: the sum of the entries' totals,
+    /// as Locust's Aggregated row is of its entries.
+    pub aggregated: Cumulative,
 }
 
 /// One of Locust's rows at one second.
@@ -110,7 +116,7 @@ impl Cumulative {
     }
 
     /// One row's figures so far (`steady_p95_ms` left at 0).
-    fn of_row(all: &EndpointStats) -> Self {
+    pub(crate) fn of_row(all: &EndpointStats) -> Self {
         Self {
             steady_p95_ms: 0.0,
             requests: all.count,
@@ -185,6 +191,8 @@ pub(crate) struct Second {
     timer_lag_us: u64,
     /// Kept only for `--csv-full-history`.
     current: Option<CurrentWindow>,
+    /// The figures were reset since the last row.
+    reset: bool,
 }
 
 /// Figures by Locust row: (name, method).
@@ -245,8 +253,10 @@ impl Second {
         self.current = Some(CurrentWindow::default());
     }
 
-    /// Forgets the window of current percentiles (Locust's `--reset-stats`).
+    /// Forgets the window of current percentiles and marks the next row as the first after a
+    /// reset (Locust's `--reset-stats`).
     pub(crate) fn reset_window(&mut self) {
+        self.reset = true;
         if let Some(window) = &mut self.current {
             window.seconds.clear();
         }
@@ -311,6 +321,7 @@ impl Second {
             cumulative: Cumulative::of(totals),
             per_name: None,
             arrivals: ArrivalCounts::default(),
+            reset: false,
         }
     }
 
@@ -368,6 +379,7 @@ impl Second {
             cumulative: Cumulative::of(totals),
             per_name,
             arrivals,
+            reset: std::mem::take(&mut self.reset),
         }
     }
 
@@ -421,6 +433,7 @@ impl Second {
         PerNameSecond {
             entries,
             aggregated_current_ms: window.percentiles(None),
+            aggregated: Cumulative::of(totals),
         }
     }
 }

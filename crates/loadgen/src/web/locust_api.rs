@@ -1,5 +1,5 @@
 //! Locust's web API answers, under Locust's field names, so that scripts written for Locust's
-//! web mode read ours unchanged: `GET /stats/requests`.
+//! web mode read ours unchanged: `GET /stats/requests`, `/exceptions`, `/tasks`, `/logs`.
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -56,11 +56,16 @@ fn current(report: &Report, row: Option<(&str, &str)>) -> (f64, f64) {
 }
 
 fn entry<'a>(report: &Report, row: &'a Row, total: bool) -> Entry<'a> {
-    let (current_rps, current_fail_per_sec) = if total {
+    let current = if total {
         current(report, None)
     } else {
         current(report, Some((&row.method, &row.name)))
     };
+    entry_of(row, current)
+}
+
+/// A row's entry, with its current rates (requests, failures per second).
+fn entry_of(row: &Row, (current_rps, current_fail_per_sec): (f64, f64)) -> Entry<'_> {
     Entry {
         method: &row.method,
         name: &row.name,
@@ -85,14 +90,27 @@ fn entry<'a>(report: &Report, row: &'a Row, total: bool) -> Entry<'a> {
 /// `GET /stats/requests`.
 pub fn stats_requests(report: Option<&Report>, state: &str, user_count: u64) -> Value {
     let Some(report) = report else {
+        // Before the first run, as Locust's runner answers in its "ready" state: the
+        // Aggregated row alone, all zeros.
+        let empty = Row::live(
+            "",
+            "Aggregated",
+            &crate::stats::EndpointStats::default(),
+            1.0,
+        );
+        let total = serde_json::to_value(entry_of(&empty, (0.0, 0.0))).unwrap_or(Value::Null);
         return json!({
-            "stats": [],
+            "stats": [total],
             "errors": [],
+            "current_rps": 0.0,
+            "current_fail_per_sec": 0.0,
             "total_rps": 0.0,
             "total_fail_per_sec": 0.0,
             "fail_ratio": 0.0,
-            "current_response_time_percentile_1": null,
-            "current_response_time_percentile_2": null,
+            "current_response_time_percentiles": {
+                "response_time_percentile_0.5": 0,
+                "response_time_percentile_0.95": 0,
+            },
             "state": state,
             "user_count": user_count,
         });
@@ -118,7 +136,8 @@ pub fn stats_requests(report: Option<&Report>, state: &str, user_count: u64) -> 
         })
         .collect();
     let last = report.history.last();
-    let percentile = |p: Percentile| last.map_or(Value::Null, |h| json!(h.p(p)));
+    // 0 before the first second's row, as Locust's before its first request.
+    let percentile = |p: Percentile| last.map_or(json!(0), |h| json!(h.p(p)));
     let fail_ratio = if report.locust_total.requests == 0 {
         0.0
     } else {
@@ -142,6 +161,30 @@ pub fn stats_requests(report: Option<&Report>, state: &str, user_count: u64) -> 
     answer["stats"] = Value::Array(stats);
     answer["errors"] = Value::Array(errors);
     answer
+}
+
+/// `GET /exceptions`: the scenario's errors (Locust: the exceptions its tasks raised), with
+/// their counts; a scenario has no Python traceback, and every error is this process's.
+pub fn exceptions(report: Option<&Report>) -> Value {
+    let rows: Vec<Value> = report
+        .map(|r| r.exceptions.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|(message, count)| {
+            json!({"count": count, "msg": message, "traceback": "", "nodes": "local"})
+        })
+        .collect();
+    json!({ "exceptions": rows })
+}
+
+/// `GET /tasks`: Locust's task ratios of the users running (each type's share of them, and
+/// each task's share of its type's iterations, and of all), all types at 0 before users run.
+pub fn tasks(scenario: &crate::scenario::Scenario, users: u64) -> Value {
+    let ratios = crate::report::locust_json::task_ratios(scenario, Some(users));
+    json!({
+        "per_class": crate::report::locust_json::ratios_json(&ratios, false),
+        "total": crate::report::locust_json::ratios_json(&ratios, true),
+    })
 }
 
 /// Locust's `workers` and `worker_count` of `GET /stats/requests`, for a master.

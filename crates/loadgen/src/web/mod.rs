@@ -170,7 +170,7 @@ pub async fn serve_on(
     let mut signals = common::signals::Signals::install()?;
     let ui = WebUi::start_on(template.clone(), &settings, master.clone()).await?;
     let page = settings.page_url(ui.addr);
-    tracing::info!("Starting web interface at {page}");
+    tracing::info!(target: "locust.main", "Starting web interface at {page}");
     eprintln!("loadgen: web UI at {page} (Ctrl-C to quit)");
     if settings.autostart {
         let request = SwarmRequest {
@@ -184,6 +184,13 @@ pub async fn serve_on(
         };
         if let Err(message) = ui.session.lock().await.swarm(request).await {
             anyhow::bail!("--autostart: {message}");
+        }
+        if let Some(limit) = template.load.run_time {
+            tracing::info!(
+                target: "locust.main",
+                "Run time limit set to {} seconds",
+                limit.as_secs()
+            );
         }
     }
     let quit = async {
@@ -199,8 +206,10 @@ pub async fn serve_on(
                 if let Some(handle) = handle {
                     handle.wait().await;
                 }
-                tracing::info!("Autoquit in {}s", after.as_secs());
+                // Locust's messages for the same moments.
+                tracing::info!(target: "locust.main", "--run-time limit reached, stopping test");
                 tokio::time::sleep(after).await;
+                tracing::info!(target: "locust.main", "--autoquit time reached, shutting down");
             }
             _ => std::future::pending().await,
         }
@@ -237,7 +246,8 @@ pub async fn serve_on(
             }
             let outcome = run.handle.wait().await;
             let report = Report::of_run(&run.config, &outcome);
-            // As Locust's web mode does with --csv: the files of the last run, at quit.
+            // As Locust's web mode does at quit: the last run's tables, and with --csv its files.
+            crate::report::print_err(&crate::report::console::summary(&report));
             if let Err(error) = crate::headless::say_written(&reports.write_final(&report).await) {
                 eprintln!("loadgen: error: {error:#}");
             }
@@ -257,7 +267,7 @@ pub async fn serve_on(
         master.quit().await;
     }
     ui.shutdown();
-    tracing::info!("Shutting down (exit code {code})");
+    tracing::info!(target: "locust.main", "Shutting down (exit code {code})");
     Ok(code)
 }
 

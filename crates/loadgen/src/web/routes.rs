@@ -1,5 +1,6 @@
 //! The UI's HTTP surface: the page, Locust's web API (`/swarm`, `/stop`, `/stats/reset`,
-//! `/stats/requests`, the CSV downloads) and our own JSON API under `/api`, which the page
+//! `/stats/requests`, `/stats/report`, `/exceptions`, `/tasks`, `/logs`, `/worker-count`, the
+//! CSV downloads) and our own JSON API under `/api`, which the page
 //! itself uses, with the capacity search's (`/api/capacity`). Each handler is a thin reading of
 //! the [`Session`].
 
@@ -43,6 +44,14 @@ pub fn router(state: AppState, credentials: Credentials, allowed: AllowedHosts) 
         .route("/stats/requests/csv", get(|s| csv(s, "stats")))
         .route("/stats/failures/csv", get(|s| csv(s, "failures")))
         .route("/exceptions/csv", get(|s| csv(s, "exceptions")))
+        .route("/stats/report", get(stats_report))
+        .route("/exceptions", get(exceptions))
+        .route("/tasks", get(tasks))
+        .route(
+            "/logs",
+            get(|| async { Json(json!({"master": super::logs::recent(), "workers": {}})) }),
+        )
+        .route("/worker-count", get(worker_count))
         .route("/api/stats", get(api_stats))
         .route("/api/swarm", post(api_swarm))
         .route("/api/stop", post(stop))
@@ -248,6 +257,92 @@ async fn locust_stats(State(state): State<AppState>) -> Json<Value> {
         locust_api::add_workers(&mut answer, &master.workers());
     }
     Json(answer)
+}
+
+/// `GET /exceptions`: Locust's shape.
+async fn exceptions(State(state): State<AppState>) -> Json<Value> {
+    let report = state.session.lock().await.report().await;
+    Json(locust_api::exceptions(report.as_ref()))
+}
+
+/// `GET /tasks`: the task ratios of the users running, of the run's scenario (the form may
+/// have picked user classes) or, before one, of the scenario loaded.
+async fn tasks(State(state): State<AppState>) -> Json<Value> {
+    let session = state.session.lock().await;
+    let users = session.users().0;
+    let scenario = session
+        .run
+        .as_ref()
+        .map_or(&session.template.scenario, |run| &run.config.scenario);
+    Json(locust_api::tasks(scenario, users))
+}
+
+/// `GET /worker-count`: the workers connected to this master; 0 when this is no master, as
+/// Locust answers.
+async fn worker_count(State(state): State<AppState>) -> Json<Value> {
+    let session = state.session.lock().await;
+    let count = session.master.as_ref().map_or(0, |m| m.workers().len());
+    Json(json!({ "worker_count": count }))
+}
+
+/// `GET /stats/report`: the HTML report of the run so far (of no request before the first
+/// run, as Locust's); `?download=1` makes it an attachment named as Locust names it, with
+/// loadgen's name and the scenario's in place of Locust's and the locustfile's.
+async fn stats_report(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>,
+) -> Response {
+    let session = state.session.lock().await;
+    let (report, config) = match (session.report().await, &session.run) {
+        (Some(report), Some(run)) => (report, &run.config),
+        _ => (
+            Report::of_run(
+                &session.template,
+                &crate::outcome::RunOutcome {
+                    started_at: std::time::SystemTime::now(),
+                    ..Default::default()
+                },
+            ),
+            &session.template,
+        ),
+    };
+    let html = report::html::render(&report);
+    let download = query
+        .iter()
+        .any(|(key, value)| key == "download" && !value.is_empty());
+    if !download {
+        return Html(html).into_response();
+    }
+    let started = chrono::DateTime::from_timestamp(report.started_at as i64, 0)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d-%Hh%M")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let host = if report.host.is_empty() {
+        String::new()
+    } else {
+        format!("_{}", report.host)
+    };
+    let name = format!(
+        "loadgen_{started}_{}{host}.html",
+        config.scenario_source.name
+    );
+    // A header value takes no control character: a name with one is left out.
+    let disposition = header::HeaderValue::from_str(&format!("attachment;filename={name}"))
+        .unwrap_or(header::HeaderValue::from_static("attachment"));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 /// `POST /api/capacity/start`: the capacity form's fields; 400 for a value no plan can follow,

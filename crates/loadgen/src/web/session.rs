@@ -164,6 +164,7 @@ impl Session {
         }
         .map_err(|e| e.to_string())?;
         tracing::info!(
+            target: "locust.runners",
             "Ramping to {} users at a rate of {:.2} per second",
             request.users,
             request.spawn_rate

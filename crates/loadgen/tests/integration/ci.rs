@@ -97,7 +97,7 @@ async fn a_run_slower_than_its_baseline_fails_and_every_ci_file_says_why() {
         ],
     )
     .await;
-    let console = text(&slower.stdout);
+    let console = text(&slower.stderr);
     assert_eq!(slower.status.code(), Some(1), "{console}");
     assert!(console.contains("BASELINE COMPARISON"), "{console}");
     assert!(
@@ -165,7 +165,7 @@ async fn a_run_slower_than_its_baseline_fails_and_every_ci_file_says_why() {
         &["--baseline", "slow.json"],
     )
     .await;
-    let console = text(&faster.stdout);
+    let console = text(&faster.stderr);
     assert_eq!(faster.status.code(), Some(0), "{console}");
     assert!(
         console.contains("No regression against the baseline"),

@@ -220,6 +220,14 @@ async fn a_master_merges_its_workers_into_one_exact_report() {
         .sum();
     assert_eq!(in_seconds, counted(&report));
     assert!(history.iter().any(|h| h["users"] == 10), "{history:?}");
+    // As Locust's master, once its workers run the users asked for.
+    assert!(
+        master.log().contains(
+            r#"/INFO/locust.runners: All users spawned: {"Reader": 10} (10 total users)"#
+        ),
+        "{}",
+        master.log()
+    );
     setup.testbed.stop().await;
 }
 

@@ -50,7 +50,8 @@ async fn a_rate_beyond_the_users_cap_drops_iterations_and_says_why() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The summary is on stderr, where Locust prints its tables.
+    let console = String::from_utf8_lossy(&output.stderr);
     settled(&host, &seen).await;
     let sent = read_at(&seen, "/item");
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -59,7 +60,7 @@ async fn a_rate_beyond_the_users_cap_drops_iterations_and_says_why() {
     let validity = report["analysis"]["validity"].to_string();
     let figures = format!(
         "sent {sent} ({:.1}/s), dropped {dropped} ({:.1}/s), scheduled {scheduled}, late {late}, \
-         over {secs:.1} s\nstdout:\n{stdout}\nvalidity: {validity}",
+         over {secs:.1} s\nstderr:\n{console}\nvalidity: {validity}",
         sent as f64 / secs,
         dropped as f64 / secs
     );
@@ -77,7 +78,7 @@ async fn a_rate_beyond_the_users_cap_drops_iterations_and_says_why() {
     );
     assert!(scheduled.abs_diff(800) <= 1, "8 s at 100/s: {figures}");
     assert!(
-        stdout.contains("Dropped: ") && stdout.contains("users at the cap of 50"),
+        console.contains("Dropped: ") && console.contains("users at the cap of 50"),
         "{figures}"
     );
     assert!(

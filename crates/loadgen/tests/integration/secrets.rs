@@ -304,6 +304,10 @@ async fn nothing_the_web_ui_serves_holds_a_planted_secret() {
         "/api/report.json",
         "/api/report.html",
         "/api/report.csv",
+        "/stats/report",
+        "/exceptions",
+        "/tasks",
+        "/logs",
     ] {
         served.push_str(&get(path).await);
     }

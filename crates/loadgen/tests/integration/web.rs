@@ -470,6 +470,10 @@ async fn nothing_the_ui_serves_contains_a_monitor_password() {
         "/api/report.json",
         "/api/report.html",
         "/api/report.csv",
+        "/stats/report",
+        "/exceptions",
+        "/tasks",
+        "/logs",
     ] {
         served.push_str(&get(path).await);
     }
