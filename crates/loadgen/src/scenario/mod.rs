@@ -823,12 +823,17 @@ fn templates(
 
 /// Why `path` cannot be a request target, if it cannot: it must start with `/` and hold no
 /// space or control character (a space or a line break would break the request line, and the
-/// server would read what follows as another request).
+/// server would read what follows as another request). Only the literal text counts: the values
+/// of `${...}` are percent-encoded when sent, and `${pick ids}` holds a space of its own.
 fn check_request_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err("the path must start with '/' (the host comes from --host)".into());
     }
-    if let Some(bad) = path.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    let literal = Template::parse(path).map_or_else(|_| path.to_owned(), |t| t.literal_text());
+    if let Some(bad) = literal
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(format!(
             "the path holds {bad:?}: write a space as %20, and no line breaks"
         ));
@@ -862,6 +867,7 @@ fn compile_step(
         })?;
     let path =
         Template::parse(step.path.get_ref()).map_err(|e| checker.error(step.path.span(), e))?;
+    // The expressions' own spaces (`${pick ids}`) are no part of the request line.
     check_request_path(step.path.get_ref())
         .map_err(|why| checker.error(step.path.span(), format!("step `{key}`: {why}")))?;
     let body = compile_body(checker, key, spanned, fixtures, fixture_cache)?;
