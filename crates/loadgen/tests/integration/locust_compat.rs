@@ -84,7 +84,7 @@ fn the_readme_names_every_difference_kept() {
 }
 
 /// The venv's `locust` and `python`.
-fn venv() -> PathBuf {
+pub fn venv() -> PathBuf {
     PathBuf::from(std::env::var("LOCUST_VENV").expect(
         "LOCUST_VENV is not set: these tests compare with real Locust; run them with \
          scripts/test.sh (or export LOCUST_VENV=$(scripts/locust-venv.sh))",

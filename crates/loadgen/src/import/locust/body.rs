@@ -391,15 +391,17 @@ impl<'m> Builder<'m> {
                 return;
             }
         };
-        if let toml::Value::Table(t) = &value {
-            self.dicts.insert(local_key.clone(), t.clone());
+        if let toml::Value::Table(t) = value {
+            // A dictionary of headers or a body, for the requests that name it.
+            self.dicts.insert(local_key, t);
+            return;
         }
         if fx.at_start && local_key.starts_with("self.") {
             // A user variable, set when the user starts, as on_start sets it.
             self.out.vars.insert(name, value);
         } else if let toml::Value::String(s) = value {
             fx.locals.insert(local_key, s);
-        } else if !matches!(value, toml::Value::Table(_)) {
+        } else {
             fx.locals.insert(local_key, super::emit_text(&value));
         }
     }
