@@ -1134,6 +1134,22 @@ mod tests {
     }
 
     #[test]
+    fn paths_may_hold_functions_with_spaces_but_not_spaces() {
+        let dir = fixtures();
+        let file = |path: &str| {
+            format!(
+                "[[users]]\nname = \"U\"\nvars = {{ ids = [1, 2] }}\n[[users.tasks]]\nrun = [\"a\"]\n\
+                 [users.steps.a]\npath = \"{path}\"\n"
+            )
+        };
+        for fine in ["/a/${pick ids}", "/a/${randint 1 5}?k=${uuid}"] {
+            parse(&file(fine), "t.toml", dir.path()).unwrap();
+        }
+        let spaced = parse(&file("/a b/${pick ids}"), "t.toml", dir.path()).unwrap_err();
+        assert!(spaced.to_string().contains("%20"), "{spaced}");
+    }
+
+    #[test]
     fn a_step_may_set_its_own_timeout() {
         let dir = fixtures();
         let file = |timeout: &str| {

@@ -38,8 +38,11 @@ pub const DIFFERENCES_KEPT: &[(&str, &str, &str)] = &[
     ),
     (
         "loadgen import locust",
-        "-f takes a TOML scenario; a .py locustfile is refused with a message",
-        "scenarios are data; converting locustfiles is `loadgen import locust` (another issue)",
+        "-f locustfile.py runs the file through `loadgen import locust`: read, never run; what \
+         has no counterpart in a scenario (event hooks, on_stop, checks of bodies, sleeps in a \
+         task) is listed before the run and left out",
+        "scenarios are data: the import is what runs, and `loadgen import locust FILE` writes it \
+         to read and edit",
     ),
     (
         "response_times",

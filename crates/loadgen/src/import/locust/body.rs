@@ -542,17 +542,45 @@ impl<'m> Builder<'m> {
         };
         self.stmts(&mut inner, &i.body);
         fx.notes.append(&mut inner.notes);
-        match inner.run.as_slice() {
-            [one] => {
-                for code in codes {
-                    self.out.steps[index]
-                        .on_status
-                        .insert(code.to_string(), one.step.clone());
-                }
+        // A handler of several requests (`self.on_start()`): the one that extracts a value
+        // (the login), as on_status runs one step before it retries.
+        let extracting: Vec<&RunRef> = inner
+            .run
+            .iter()
+            .filter(|r| {
+                self.out
+                    .steps
+                    .iter()
+                    .any(|s| s.key == r.step && !s.extract.is_empty())
+            })
+            .collect();
+        let target = match (inner.run.as_slice(), extracting.as_slice()) {
+            ([one], _) => one.step.clone(),
+            (_, [login]) => {
+                let why = format!(
+                    "a status handler of {} requests: on {} only `{}` runs (it sets what the \
+                     others need), then the request is retried once",
+                    inner.run.len(),
+                    codes
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    login.step
+                );
+                fx.notes.push(self.note(i.range, why));
+                login.step.clone()
             }
-            _ => fx
-                .notes
-                .push(self.note(i.range, "a status handler that is not exactly one request")),
+            _ => {
+                fx.notes
+                    .push(self.note(i.range, "a status handler that is not one request"));
+                return;
+            }
+        };
+        for code in codes {
+            self.out.steps[index]
+                .on_status
+                .insert(code.to_string(), target.clone());
         }
     }
 

@@ -39,7 +39,7 @@ impl Builder<'_> {
         };
         let (line, _) = crate::import::line_column(self.module.source, range.start().to_usize());
         let mut step = StepOut {
-            key: self.step_key(&fx.func),
+            key: self.step_key(&fx.func, &path),
             line,
             method: method.0,
             path: relative(&path),
@@ -69,11 +69,26 @@ impl Builder<'_> {
         Some(self.out.steps.len() - 1)
     }
 
-    /// A step key not taken yet: the function's name, then `name_2`, `name_3`...
-    fn step_key(&self, func: &str) -> String {
+    /// A step key not taken yet: the function's name, then the function's name and the
+    /// path's last word (`on_start_login`), then `name_2`, `name_3`...
+    fn step_key(&self, func: &str, path: &str) -> String {
         let taken = |k: &str| self.out.steps.iter().any(|s| s.key == k);
         if !taken(func) {
             return func.to_owned();
+        }
+        let word: String = path
+            .split(['?', '$'])
+            .next()
+            .unwrap_or_default()
+            .rsplit('/')
+            .find(|w| !w.is_empty())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let with_word = format!("{func}_{word}");
+        if !word.is_empty() && !taken(&with_word) {
+            return with_word;
         }
         (2..)
             .map(|n| format!("{func}_{n}"))

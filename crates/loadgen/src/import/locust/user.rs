@@ -171,6 +171,8 @@ impl<'a> Module<'a> {
         if let Some(f) = methods.get("on_start") {
             let mut fx = Fx::new(f, methods, true);
             b.stmts(&mut fx, &f.body);
+            // A re-login that calls `self.on_start()` reuses these steps.
+            b.method_runs.insert("on_start".into(), fx.run.clone());
             b.out.on_start.extend(fx.run);
             b.out.notes.append(&mut fx.notes);
         }
