@@ -344,3 +344,25 @@ fn what_is_not_translated_is_kept_visible() {
     assert_eq!(bad.status.code(), Some(2), "{said}");
     assert!(said.contains("bad.py:1:"), "{said}");
 }
+
+/// `-f locustfile.py` runs the import, and takes a user class's `host` when no `-H` is given,
+/// as Locust does.
+#[test]
+fn a_locustfile_runs_with_the_host_of_its_class() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .env_remove("LOCUST_HOST")
+        .env_remove("LOADGEN_HOST")
+        .arg("-f")
+        .arg(corpus().join("02_fasthttp_weights.py"))
+        .args(["--dry-run", "--headless", "-u", "4"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("against http://127.0.0.1:8089"), "{said}");
+    assert!(said.contains("user types Reader, Writer"), "{said}");
+}
