@@ -336,6 +336,17 @@ enum Source<'a> {
     Class(&'a ast::StmtClassDef),
 }
 
+impl Source<'_> {
+    /// Whether both are the same function or class of the file.
+    fn same(&self, other: &Source<'_>) -> bool {
+        match (self, other) {
+            (Source::Function(a), Source::Function(b)) => std::ptr::eq(*a, *b),
+            (Source::Class(a), Source::Class(b)) => std::ptr::eq(*a, *b),
+            _ => false,
+        }
+    }
+}
+
 /// One weighted entry of a class's tasks.
 struct Entry<'a> {
     source: Source<'a>,

@@ -35,10 +35,16 @@ fn tasks_lists_and_dicts_of_module_functions_keep_their_weights() {
     let toml = toml_of(
         "def a(l):\n    l.client.get('/a')\n\ndef b(user):\n    user.client.get('/b')\n\n\
          class U(HttpUser):\n    tasks = {a: 3, b: 1}\n\n\
-         class V(HttpUser):\n    tasks = [a, b, b]\n",
+         class V(HttpUser):\n    tasks = [a, b, b]\n\n    @task(4)\n    def c(self):\n        self.client.get('/c')\n",
     );
     assert!(toml.contains("weight = 3\nrun = [\"a\"]"), "{toml}");
     assert!(toml.contains("path = \"/b\""), "{toml}");
+    // As Locust's metaclass: the @task method beside the list.
+    assert!(toml.contains("weight = 4\nrun = [\"c\"]"), "{toml}");
+    assert!(
+        toml.contains("weight = 2\nrun = [\"b\"]"),
+        "a task listed twice: {toml}"
+    );
     assert_eq!(toml.matches("[[users.tasks]]").count(), 5, "{toml}");
 }
 

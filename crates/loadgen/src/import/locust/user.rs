@@ -185,8 +185,8 @@ impl<'a> Module<'a> {
         }
     }
 
-    /// The class's task entries: `tasks = [...]`/`{...}`, else its `@task` methods (and
-    /// `@task` classes).
+    /// The class's task entries: `tasks = [...]`/`{...}`, then its `@task` methods and `@task`
+    /// classes.
     fn entries(
         &self,
         b: &mut Builder<'_>,
@@ -207,7 +207,7 @@ impl<'a> Module<'a> {
                         .map(|c| Source::Class(c))
                 })
         };
-        let mut entries = Vec::new();
+        let mut entries: Vec<Entry<'a>> = Vec::new();
         if let Some((tasks, range)) = members.attr("tasks") {
             let items: Vec<(&Expr, u32)> = match tasks {
                 Expr::List(l) => l.elts.iter().map(|e| (e, 1)).collect(),
@@ -224,11 +224,15 @@ impl<'a> Module<'a> {
             for (e, weight) in items {
                 let name = dotted(e).unwrap_or_default();
                 match resolve(name.rsplit('.').next().unwrap_or_default()) {
-                    Some(source) => entries.push(Entry {
-                        source,
-                        weight,
-                        tags: Vec::new(),
-                    }),
+                    // A task listed twice is one task of twice the weight.
+                    Some(source) => match entries.iter_mut().find(|e| e.source.same(&source)) {
+                        Some(listed) => listed.weight += weight,
+                        None => entries.push(Entry {
+                            source,
+                            weight,
+                            tags: Vec::new(),
+                        }),
+                    },
                     None => {
                         let note = b.note(
                             range,
@@ -240,8 +244,8 @@ impl<'a> Module<'a> {
                     }
                 }
             }
-            return entries;
         }
+        // Locust's metaclass adds the @task methods to a `tasks` list.
         for m in &members.methods {
             if let Some(weight) = task_weight(m) {
                 entries.push(Entry {
