@@ -938,12 +938,21 @@ impl TypePlan {
                 })
                 .unwrap_or(0);
         }
-        // The type furthest below its share.
+        // Locust's order (dispatch.py `_kl_generator`): the type whose next user lowers the
+        // Kullback-Leibler divergence from the weights most, ties to the type with fewer
+        // users plus weight, then the lighter one, then the first. 4 users of weights 1:2 are
+        // 1 and 3, as in Locust.
+        let key = |i: usize| {
+            let (w, x) = (self.weights[i], self.weights[i] + started[i] as f64);
+            (w * (x / (x + 1.0)).log2(), x + 1.0, w)
+        };
         (0..self.weights.len())
             .filter(|i| self.weights[*i] > 0.0)
             .min_by(|a, b| {
-                let ratio = |i: usize| started[i] as f64 / (self.weights[i] / total);
-                ratio(*a).total_cmp(&ratio(*b))
+                let (ka, kb) = (key(*a), key(*b));
+                ka.0.total_cmp(&kb.0)
+                    .then(ka.1.total_cmp(&kb.1))
+                    .then(ka.2.total_cmp(&kb.2))
             })
             .unwrap_or(0)
     }
@@ -1017,6 +1026,19 @@ mod tests {
             started[next] += 1;
         }
         assert_eq!(started, vec![1, 3]);
+        // Locust's split of 4 users of weights 1:2 (its `_kl_generator`), and of 10 of 5:1.
+        for (weights, users, expected) in [([1, 2], 4, vec![1, 3]), ([5, 1], 10, vec![8, 2])] {
+            let plan = TypePlan::new(&[
+                user_type("a", weights[0], None),
+                user_type("b", weights[1], None),
+            ]);
+            let mut split = vec![0; 2];
+            for _ in 0..users {
+                let next = plan.next(&split);
+                split[next] += 1;
+            }
+            assert_eq!(split, expected, "weights {weights:?}");
+        }
         // A worker lost: this one's share of the fixed count rises from 1 to 2.
         plan.set_fixed(&types, &BTreeMap::from([("fixed".to_owned(), 2)]));
         let next = plan.next(&started);

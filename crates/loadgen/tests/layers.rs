@@ -19,7 +19,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("leaves", &["atomic_file", "exit_code", "logging"]),
     (
         "mechanisms",
-        &["http", "stats", "scenario", "preflight", "arrival", "shape"],
+        &[
+            "http",
+            "stats",
+            "scenario",
+            "import",
+            "preflight",
+            "arrival",
+            "shape",
+        ],
     ),
     ("values", &["targets", "config", "outcome"]),
     (

@@ -7,6 +7,7 @@
 pub mod capacity;
 pub mod cluster;
 pub mod config_file;
+pub mod import;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -361,6 +362,11 @@ pub struct Cli {
     pub print_stats: bool,
 }
 
+/// Whether `-f` names a Python locustfile rather than a TOML scenario.
+fn is_locustfile(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "py")
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -394,6 +400,14 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: ScenarioAction,
+    },
+    /// Write another tool's test as a scenario on stdout (`loadgen import locust
+    /// locustfile.py > scenario.toml`). Exit code: 0 all translated, 3 some places not
+    /// translated (listed on stderr, each a `# NOT TRANSLATED` comment), 2 an error.
+    Import {
+        /// What to import.
+        #[command(subcommand)]
+        what: import::ImportAction,
     },
 }
 
@@ -724,7 +738,7 @@ impl Cli {
     /// Resolves what the user typed into a checked [`RunConfig`]: flags beat `LOADGEN_*`
     /// variables (clap applies both), which beat `--load-profile`, which beats the defaults.
     pub fn resolve(&self) -> anyhow::Result<RunConfig> {
-        let host = self.host.clone().or_else(env_host).context(
+        let host = self.host.clone().or_else(env_host).or_else(|| self.locustfile_host()).context(
             "no host to load: pass -H/--host http://HOST:PORT (or set LOADGEN_HOST or LOCUST_HOST)",
         )?;
         self.resolve_with_host(host, true)
@@ -1151,21 +1165,36 @@ impl Cli {
         Ok((users, spawn_rate, self.run_time.or(profile.map(|p| p.2))))
     }
 
+    /// The `host = ...` of a `-f locustfile.py`'s user class, as Locust takes it when no
+    /// `-H` is given.
+    fn locustfile_host(&self) -> Option<String> {
+        let path = self.scenario.as_ref().filter(|p| is_locustfile(p))?;
+        import::import_locustfile(path).ok()?.host
+    }
+
     /// The scenario as chosen: its text (the file, or the built-in one) and the user types and
     /// tags picked.
     pub fn scenario_source(&self) -> anyhow::Result<ScenarioSource> {
-        if let Some(path) = &self.scenario
-            && path.extension().is_some_and(|e| e == "py")
-        {
-            bail!(
-                "-f/LOCUST_LOCUSTFILE {}: loadgen runs TOML scenarios, not Python \
-                 locustfiles: a locustfile is converted to a scenario by `loadgen import \
-                 locust` (coming: a separate issue); `loadgen scenario show` prints the \
-                 built-in scenario to start from",
-                path.display()
-            );
-        }
         let base = match &self.scenario {
+            Some(path) if is_locustfile(path) => {
+                // Locust's habit kept: `-f locustfile.py` runs it, through the importer.
+                let imported = import::import_locustfile(path)?;
+                let name = path.display().to_string();
+                if imported.is_partial() {
+                    eprint!("{}", imported.report(&name));
+                    eprintln!(
+                        "loadgen: warning: {} place(s) of {name} not translated: the run goes \
+                         on without them (`loadgen import locust {name}` writes the scenario \
+                         to edit)",
+                        imported.untranslated.len()
+                    );
+                }
+                ScenarioSource {
+                    text: imported.toml,
+                    name: format!("{name} (imported)"),
+                    ..ScenarioSource::default()
+                }
+            }
             Some(path) => ScenarioSource {
                 text: std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read scenario file {}", path.display()))?,

@@ -823,12 +823,17 @@ fn templates(
 
 /// Why `path` cannot be a request target, if it cannot: it must start with `/` and hold no
 /// space or control character (a space or a line break would break the request line, and the
-/// server would read what follows as another request).
+/// server would read what follows as another request). Only the literal text counts: the values
+/// of `${...}` are percent-encoded when sent, and `${pick ids}` holds a space of its own.
 fn check_request_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err("the path must start with '/' (the host comes from --host)".into());
     }
-    if let Some(bad) = path.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    let literal = Template::parse(path).map_or_else(|_| path.to_owned(), |t| t.literal_text());
+    if let Some(bad) = literal
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(format!(
             "the path holds {bad:?}: write a space as %20, and no line breaks"
         ));
@@ -862,6 +867,7 @@ fn compile_step(
         })?;
     let path =
         Template::parse(step.path.get_ref()).map_err(|e| checker.error(step.path.span(), e))?;
+    // The expressions' own spaces (`${pick ids}`) are no part of the request line.
     check_request_path(step.path.get_ref())
         .map_err(|why| checker.error(step.path.span(), format!("step `{key}`: {why}")))?;
     let body = compile_body(checker, key, spanned, fixtures, fixture_cache)?;
@@ -1125,6 +1131,22 @@ mod tests {
             dir.path(),
         );
         assert!(zero.unwrap_err().message.contains("above 0"));
+    }
+
+    #[test]
+    fn paths_may_hold_functions_with_spaces_but_not_spaces() {
+        let dir = fixtures();
+        let file = |path: &str| {
+            format!(
+                "[[users]]\nname = \"U\"\nvars = {{ ids = [1, 2] }}\n[[users.tasks]]\nrun = [\"a\"]\n\
+                 [users.steps.a]\npath = \"{path}\"\n"
+            )
+        };
+        for fine in ["/a/${pick ids}", "/a/${randint 1 5}?k=${uuid}"] {
+            parse(&file(fine), "t.toml", dir.path()).unwrap();
+        }
+        let spaced = parse(&file("/a b/${pick ids}"), "t.toml", dir.path()).unwrap_err();
+        assert!(spaced.to_string().contains("%20"), "{spaced}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - `${user}`: the user's number, unique in the run; `${run}`: the run's id; `${seq}`: a counter
 //!   that grows by one each time it is read, per user;
 //! - `${pick LIST}`: a random element of a list variable; `${pick LIST N}`: N distinct ones, as
-//!   a JSON array.
+//!   a JSON array;
+//! - `${randint A B}`: a random integer from A to B, both included (Python's
+//!   `random.randint`); `${uuid}`: a random UUID (version 4), as `str(uuid.uuid4())`.
 //!
 //! A string that is exactly one `${...}` keeps the value's JSON type (a number stays a number,
 //! `${pick videos 2}` is an array); anywhere else the value is spliced in as text.
@@ -33,6 +35,15 @@ pub enum Expr {
         /// `None`: one element; `Some(n)`: an array of n distinct elements.
         count: Option<usize>,
     },
+    /// A random integer in `[low, high]`.
+    RandInt {
+        /// The smallest value.
+        low: i64,
+        /// The largest value.
+        high: i64,
+    },
+    /// A random version 4 UUID.
+    Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +120,17 @@ impl Template {
         })
     }
 
+    /// Its literal text, the expressions left out (`/items/${id}?q=1` gives `/items/?q=1`).
+    pub fn literal_text(&self) -> String {
+        self.pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Literal(text) => Some(text.as_str()),
+                Piece::Expr(_) => None,
+            })
+            .collect()
+    }
+
     /// Whether it has no expressions.
     pub fn is_literal(&self) -> bool {
         self.pieces.iter().all(|p| matches!(p, Piece::Literal(_)))
@@ -177,6 +199,8 @@ impl fmt::Display for Template {
                     list,
                     count: Some(n),
                 }) => write!(f, "${{pick {list} {n}}}")?,
+                Piece::Expr(Expr::RandInt { low, high }) => write!(f, "${{randint {low} {high}}}")?,
+                Piece::Expr(Expr::Uuid) => f.write_str("${uuid}")?,
             }
         }
         Ok(())
@@ -192,6 +216,20 @@ fn parse_expr(expr: &str) -> Result<Expr, String> {
         ["user"] => Ok(Expr::User),
         ["run"] => Ok(Expr::Run),
         ["seq"] => Ok(Expr::Seq),
+        ["uuid"] => Ok(Expr::Uuid),
+        ["randint", low, high] => {
+            let bound = |n: &str| {
+                n.parse::<i64>()
+                    .map_err(|_| format!("`${{{expr}}}`: {n:?} is not an integer"))
+            };
+            let (low, high) = (bound(low)?, bound(high)?);
+            if low > high {
+                return Err(format!(
+                    "`${{{expr}}}`: the low bound {low} is above the high bound {high}"
+                ));
+            }
+            Ok(Expr::RandInt { low, high })
+        }
         ["pick", list] if valid_name(list) => Ok(Expr::Pick {
             list: (*list).to_owned(),
             count: None,
@@ -207,9 +245,12 @@ fn parse_expr(expr: &str) -> Result<Expr, String> {
                 count: Some(count),
             })
         }
-        [name] if valid_name(name) && *name != "pick" => Ok(Expr::Var((*name).to_owned())),
+        [name] if valid_name(name) && !["pick", "randint"].contains(name) => {
+            Ok(Expr::Var((*name).to_owned()))
+        }
         _ => Err(format!(
-            "`${{{expr}}}` is not a variable, user, run, seq, `pick LIST` or `pick LIST N`"
+            "`${{{expr}}}` is not a variable, user, run, seq, uuid, `pick LIST`, \
+             `pick LIST N` or `randint A B`"
         )),
     }
 }
@@ -228,6 +269,8 @@ fn eval(expr: &Expr, cx: &mut Context<'_>) -> Result<Value, EvalError> {
             *cx.seq = cx.seq.wrapping_add(1);
             Ok(Value::from(*cx.seq))
         }
+        Expr::RandInt { low, high } => Ok(Value::from(rand::random_range(*low..=*high))),
+        Expr::Uuid => Ok(Value::String(uuid::Uuid::new_v4().to_string())),
         Expr::Pick { list, count } => {
             let items = match cx.vars.get(list) {
                 Some(Value::Array(items)) => items,
@@ -300,6 +343,33 @@ mod tests {
             assert_eq!(seq.render(cx).unwrap(), "joined_1.mp4");
             assert_eq!(seq.render(cx).unwrap(), "joined_2.mp4");
         });
+    }
+
+    #[test]
+    fn randint_and_uuid_are_fresh_each_time() {
+        let vars = HashMap::new();
+        with(&vars, |cx| {
+            let t = Template::parse("${randint 3 5}").unwrap();
+            assert_eq!(t.to_string(), "${randint 3 5}");
+            let seen: std::collections::BTreeSet<i64> = (0..200)
+                .map(|_| t.value(cx).unwrap().as_i64().unwrap())
+                .collect();
+            assert_eq!(seen, [3, 4, 5].into(), "every value of the range, no other");
+            let id = Template::parse("/items/${uuid}").unwrap();
+            let (a, b) = (id.render(cx).unwrap(), id.render(cx).unwrap());
+            assert_ne!(a, b);
+            assert_eq!(a.len(), "/items/".len() + 36, "{a}");
+        });
+        assert!(
+            Template::parse("${randint 5 3}")
+                .unwrap_err()
+                .contains("above")
+        );
+        assert!(
+            Template::parse("${randint a 3}")
+                .unwrap_err()
+                .contains("not an integer")
+        );
     }
 
     #[test]
