@@ -21,7 +21,7 @@
 //! | layer | modules | what they hold |
 //! |---|---|---|
 //! | leaves | [`atomic_file`], [`exit_code`] | files written whole or not at all; the exit codes |
-//! | mechanisms | [`http`], [`stats`], [`scenario`], [`preflight`], [`arrival`], [`shape`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the checks before the first request, the open model's arrival schedules, load shapes' stages |
+//! | mechanisms | [`http`], [`stats`], [`scenario`], [`import`], [`preflight`], [`arrival`], [`shape`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, scenarios written from an OpenAPI document or a recording, the checks before the first request, the open model's arrival schedules, load shapes' stages |
 //! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
 //! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
 //! | readers | [`diagnosis`], [`report`] | the rules over a finished run, and the reports made of it |
@@ -42,6 +42,7 @@ pub mod env;
 pub mod exit_code;
 pub mod headless;
 pub mod http;
+pub mod import;
 pub mod live;
 pub mod outcome;
 pub mod preflight;

@@ -19,7 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("leaves", &["atomic_file", "exit_code"]),
     (
         "mechanisms",
-        &["http", "stats", "scenario", "preflight", "arrival", "shape"],
+        &["http", "stats", "scenario", "import", "preflight", "arrival", "shape"],
     ),
     ("values", &["targets", "config", "outcome"]),
     (
