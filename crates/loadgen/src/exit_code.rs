@@ -7,6 +7,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_TARGET_MISSED: u8 = 1;
 /// Exit code for an error in the tool or its input.
 pub const EXIT_ERROR: u8 = 2;
+/// Exit code of `loadgen import` when part of the source was not translated (the scenario is
+/// written, with a comment at each such place).
+pub const EXIT_PARTIAL: u8 = 3;
 
 /// What the exit code of a run follows (`--exit-code-mode`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

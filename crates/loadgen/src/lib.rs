@@ -102,6 +102,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Scenario { action }) => scenario_command(action),
         Some(Command::Demo { args }) => demo(args),
         Some(Command::Env { action }) => env::run(action).await,
+        Some(Command::Import { source }) => cli::import::run(source).await,
         Some(Command::Capacity { args }) => {
             // Reached when a caller parsed the command line itself: parse the search's flags.
             let line = std::iter::once("loadgen".into())

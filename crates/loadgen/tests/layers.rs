@@ -19,7 +19,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("leaves", &["atomic_file", "exit_code"]),
     (
         "mechanisms",
-        &["http", "stats", "scenario", "import", "preflight", "arrival", "shape"],
+        &[
+            "http",
+            "stats",
+            "scenario",
+            "import",
+            "preflight",
+            "arrival",
+            "shape",
+        ],
     ),
     ("values", &["targets", "config", "outcome"]),
     (

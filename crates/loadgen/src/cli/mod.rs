@@ -7,6 +7,7 @@
 pub mod capacity;
 pub mod cluster;
 pub mod config_file;
+pub mod import;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -384,6 +385,13 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: crate::env::EnvAction,
+    },
+    /// Write a scenario from an OpenAPI document (`import openapi`) or a browser's recording
+    /// (`import har`), on stdout; what was not translated is listed on stderr (exit 3).
+    Import {
+        /// What to import.
+        #[command(subcommand)]
+        source: import::ImportAction,
     },
     /// Print or check scenario files.
     Scenario {

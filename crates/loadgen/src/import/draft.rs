@@ -238,7 +238,10 @@ fn inline_table(pairs: &[(String, String)]) -> String {
     if pairs.is_empty() {
         return "{}".to_owned();
     }
-    let items: Vec<String> = pairs.iter().map(|(k, v)| format!("{} = {v}", key(k))).collect();
+    let items: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{} = {v}", key(k)))
+        .collect();
     format!("{{ {} }}", items.join(", "))
 }
 

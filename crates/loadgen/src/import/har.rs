@@ -58,8 +58,16 @@ const HEADERS_LEFT_TO_CLIENT: &[&str] = &[
 
 /// Body fields whose values are secrets.
 const SECRET_FIELDS: &[&str] = &[
-    "password", "passwd", "pass", "secret", "client_secret", "token", "access_token",
-    "refresh_token", "api_key", "apikey",
+    "password",
+    "passwd",
+    "pass",
+    "secret",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "api_key",
+    "apikey",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -197,7 +205,9 @@ pub fn import(text: &str, options: &Options) -> Result<Imported, ImportError> {
         .partition(|k| k.url.origin().ascii_serialization() == origin);
     let mut others: BTreeMap<String, usize> = BTreeMap::new();
     for other in &elsewhere {
-        *others.entry(other.url.origin().ascii_serialization()).or_default() += 1;
+        *others
+            .entry(other.url.origin().ascii_serialization())
+            .or_default() += 1;
     }
     let mut writer = Writer::new(options);
     for (i, exchange) in kept.iter().enumerate() {
@@ -396,7 +406,11 @@ impl<'o> Writer<'o> {
         Err(format!(
             "its body is {}: a scenario step sends JSON, forms or multipart with fixture files \
              (write this one by hand)",
-            if mime.is_empty() { "of no stated type" } else { &mime }
+            if mime.is_empty() {
+                "of no stated type"
+            } else {
+                &mime
+            }
         ))
     }
 
@@ -436,7 +450,9 @@ impl<'o> Writer<'o> {
         }
         let value = self.secret(Value::String(credential.to_owned()));
         self.vars.entry("authorization".to_owned()).or_insert(value);
-        format!("{scheme} ${{authorization}}").trim_start().to_owned()
+        format!("{scheme} ${{authorization}}")
+            .trim_start()
+            .to_owned()
     }
 
     /// Notes what a recorded answer set (cookies) and carried (token strings).
@@ -530,10 +546,7 @@ impl<'o> Writer<'o> {
             format!("Recorded against {origin}: give the host to load with -H."),
         ];
         if !others.is_empty() {
-            let list: Vec<String> = others
-                .iter()
-                .map(|(o, n)| format!("{o} ({n})"))
-                .collect();
+            let list: Vec<String> = others.iter().map(|(o, n)| format!("{o} ({n})")).collect();
             header.push(format!("Left out, other hosts: {}.", list.join(", ")));
         }
         if self.redacted {
@@ -593,7 +606,5 @@ fn long_strings(value: &Value, path: String, out: &mut Vec<(String, String)>) {
     }
 }
 
-
 #[cfg(test)]
 mod tests;
-

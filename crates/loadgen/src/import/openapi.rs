@@ -29,11 +29,20 @@ pub struct Options {
 }
 
 /// The methods an OpenAPI path item may hold, in the order steps are written.
-const METHODS: &[&str] = &["get", "head", "options", "post", "put", "patch", "delete", "trace"];
+const METHODS: &[&str] = &[
+    "get", "head", "options", "post", "put", "patch", "delete", "trace",
+];
 
 /// Last path segments of operations that log a user in.
 const LOGIN: &[&str] = &[
-    "login", "token", "signin", "sign-in", "sign_in", "authenticate", "session", "sessions",
+    "login",
+    "token",
+    "signin",
+    "sign-in",
+    "sign_in",
+    "authenticate",
+    "session",
+    "sessions",
 ];
 /// Last path segments of operations that make an account.
 const SIGN_UP: &[&str] = &["register", "signup", "sign-up", "sign_up"];
@@ -79,9 +88,9 @@ pub fn import(text: &str, options: &Options) -> Result<Imported, ImportError> {
 fn parse(text: &str) -> Result<Value, ImportError> {
     match serde_json::from_str::<Value>(text) {
         Ok(doc) => Ok(doc),
-        Err(json_error) if text.trim_start().starts_with('{') => Err(ImportError::Format(
-            format!("not valid JSON: {json_error}"),
-        )),
+        Err(json_error) if text.trim_start().starts_with('{') => {
+            Err(ImportError::Format(format!("not valid JSON: {json_error}")))
+        }
         Err(_) => yaml_serde::from_str::<Value>(text)
             .map_err(|e| ImportError::Format(format!("neither JSON nor valid YAML: {e}"))),
     }
@@ -169,7 +178,9 @@ impl<'a> Writer<'a> {
             else {
                 continue;
             };
-            let required = parameter["required"].as_bool().unwrap_or(location == "path");
+            let required = parameter["required"]
+                .as_bool()
+                .unwrap_or(location == "path");
             let schema = self.resolve(&parameter["schema"]);
             let given = parameter.get("example").or_else(|| schema.get("default"));
             if !required && given.is_none() {
@@ -259,10 +270,12 @@ impl<'a> Writer<'a> {
         }
         let kinds: Vec<&str> = content.keys().map(String::as_str).collect();
         if kinds.iter().any(|k| k.starts_with("multipart/")) {
-            return Err("uploads a file (multipart/form-data): write its step by hand with \
+            return Err(
+                "uploads a file (multipart/form-data): write its step by hand with \
                         `multipart = { file = { fixture = \"NAME\", content_type = \"...\" } }` \
                         and a file of the fixtures folder (`--fixtures`)"
-                .to_owned());
+                    .to_owned(),
+            );
         }
         Err(format!(
             "its body is {}: a scenario step sends JSON, forms or multipart",
@@ -280,10 +293,13 @@ impl<'a> Writer<'a> {
             .filter(|(status, _)| status.starts_with('2'))
             .find_map(|(_, answer)| {
                 let answer = self.resolve(answer);
-                answer["content"].as_object()?.iter().find_map(|(kind, media)| {
-                    kind.contains("json")
-                        .then(|| self.resolve(&media["schema"]).clone())
-                })
+                answer["content"]
+                    .as_object()?
+                    .iter()
+                    .find_map(|(kind, media)| {
+                        kind.contains("json")
+                            .then(|| self.resolve(&media["schema"]).clone())
+                    })
             })
             .unwrap_or_else(|| json!({}))
     }
@@ -404,10 +420,12 @@ impl<'a> Writer<'a> {
                 "The account each user signs up and logs in with (one per user and run)."
                     .to_owned(),
             );
-            user.vars.push(("username".into(), json!("lg${user}_${run}")));
+            user.vars
+                .push(("username".into(), json!("lg${user}_${run}")));
             user.vars
                 .push(("email".into(), json!("lg${user}_${run}@example.com")));
-            user.vars.push(("password".into(), json!("Loadgen-Passw0rd")));
+            user.vars
+                .push(("password".into(), json!("Loadgen-Passw0rd")));
         }
         if !self.vars.is_empty() {
             user.vars_comment.push(
@@ -557,12 +575,17 @@ impl<'a> Writer<'a> {
                     continue;
                 };
                 let collection = operation.path[..at].trim_end_matches('/');
+                if collection.is_empty() {
+                    continue;
+                }
+                // An answer without a schema (FastAPI without `response_model`) is taken to
+                // carry the `id`, as most do: a wrong guess shows as a failed extraction.
                 let creator = self.operations.iter().position(|op| {
                     op.method == "post"
                         && path_params(&op.path).is_empty()
-                        && (op.path == collection
-                            || op.path.starts_with(&format!("{collection}/")))
-                        && op.answer["properties"].get("id").is_some()
+                        && (op.path == collection || op.path.starts_with(&format!("{collection}/")))
+                        && (op.answer["properties"].get("id").is_some()
+                            || op.answer.as_object().is_some_and(Map::is_empty))
                 });
                 if let Some(index) = creator {
                     extractions.push((index, variable_name(&param)));
@@ -642,13 +665,14 @@ fn brace_params(path: &str, mut with: impl FnMut(&str) -> String) -> String {
     out
 }
 
-
 /// `GET /api/v1/tasks/{task_id}` → `get_api_v1_tasks_task_id`.
 fn step_key(method: &str, path: &str) -> String {
     let mut key = method.to_owned();
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         key.push('_');
-        key.push_str(&variable_name(segment.trim_matches(|c| c == '{' || c == '}')));
+        key.push_str(&variable_name(
+            segment.trim_matches(|c| c == '{' || c == '}'),
+        ));
     }
     key
 }
@@ -694,7 +718,9 @@ fn string_example(schema: &Value) -> String {
         return fixed.to_owned();
     }
     let min = schema["minLength"].as_u64().unwrap_or(0) as usize;
-    let max = schema["maxLength"].as_u64().map_or(usize::MAX, |m| m as usize);
+    let max = schema["maxLength"]
+        .as_u64()
+        .map_or(usize::MAX, |m| m as usize);
     // `lg-` with the user's number and a counter: up to ~16 characters when rendered.
     if max >= 16 {
         let mut text = "lg${user}_${seq}".to_owned();

@@ -29,6 +29,7 @@ mod failures;
 mod false_alarms;
 mod fuzz;
 mod http_semantics;
+mod imports;
 mod locust_compat;
 mod loopback;
 mod master_guard;

@@ -27,8 +27,9 @@ fn recording() -> Value {
         "mimeType": "application/x-www-form-urlencoded",
         "params": [{"name": "username", "value": "alice"}, {"name": "password", "value": "S3cret-pw"}]
     });
-    login["response"]["content"]["text"] =
-        json!("{\"access_token\": \"eyJhbGciOiJIUzI1NiJ9.payload.sig\", \"token_type\": \"bearer\"}");
+    login["response"]["content"]["text"] = json!(
+        "{\"access_token\": \"eyJhbGciOiJIUzI1NiJ9.payload.sig\", \"token_type\": \"bearer\"}"
+    );
     login["response"]["headers"] = json!([{"name": "Set-Cookie", "value": "session=abc; Path=/"}]);
     let mut me = exchange(
         "2026-12-05T08:00:05.500Z",
@@ -46,8 +47,7 @@ fn recording() -> Value {
         "http://127.0.0.1:8000/api/v1/users/me/settings",
         "application/json",
     );
-    settings["request"]["postData"] =
-        json!({"mimeType": "application/json", "text": "{\"quality\": \"high\", \"api_key\": \"k-123\"}"});
+    settings["request"]["postData"] = json!({"mimeType": "application/json", "text": "{\"quality\": \"high\", \"api_key\": \"k-123\"}"});
     json!({"log": {"entries": [
         exchange("2026-12-05T08:00:00.000Z", "GET", "http://127.0.0.1:8000/", "text/html"),
         exchange("2026-12-05T08:00:00.100Z", "GET", "http://127.0.0.1:8000/app.js", "application/javascript"),
@@ -74,8 +74,11 @@ fn a_recording_replays_in_order_with_its_think_times_and_without_assets() {
     let scenario = scenario_of(toml);
     let user = &scenario.users[0];
     assert_eq!(user.tasks.len(), 1);
-    let steps: Vec<&crate::scenario::Step> =
-        user.tasks[0].run.iter().map(|r| &user.steps[r.step]).collect();
+    let steps: Vec<&crate::scenario::Step> = user.tasks[0]
+        .run
+        .iter()
+        .map(|r| &user.steps[r.step])
+        .collect();
     let order: Vec<&str> = steps.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(
         order,
@@ -94,10 +97,22 @@ fn a_recording_replays_in_order_with_its_think_times_and_without_assets() {
         .map(|s| s.think.map(|d| d.as_millis()))
         .collect();
     assert_eq!(thinks, [Some(2950), Some(2450), None, None], "{toml}");
-    assert!(toml.contains("path = \"/api/v1/users/me?full=1\""), "{toml}");
-    assert!(toml.contains("Left out, other hosts: https://analytics.example.com (1)."), "{toml}");
-    assert!(toml.contains("Recorded against http://127.0.0.1:8000"), "{toml}");
-    assert!(!toml.contains("sec-ch-ua") && !toml.contains("Mozilla"), "{toml}");
+    assert!(
+        toml.contains("path = \"/api/v1/users/me?full=1\""),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("Left out, other hosts: https://analytics.example.com (1)."),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("Recorded against http://127.0.0.1:8000"),
+        "{toml}"
+    );
+    assert!(
+        !toml.contains("sec-ch-ua") && !toml.contains("Mozilla"),
+        "{toml}"
+    );
 }
 
 #[test]
@@ -108,7 +123,10 @@ fn tokens_come_from_the_answer_that_carried_them_and_secrets_are_redacted() {
         toml.contains("headers = { Authorization = \"Bearer ${access_token}\", Cookie = \"theme=${cookie_theme}\" }"),
         "the session cookie the login set is the jar's; theme was set before:\n{toml}"
     );
-    assert!(toml.contains("extract = { access_token = \"access_token\" }"), "{toml}");
+    assert!(
+        toml.contains("extract = { access_token = \"access_token\" }"),
+        "{toml}"
+    );
     assert!(toml.contains("password = \"${password}\""), "{toml}");
     assert!(toml.contains("api_key = \"${api_key}\""), "{toml}");
     for secret in ["S3cret-pw", "k-123", "eyJhbGciOiJIUzI1NiJ9", "dark"] {
@@ -125,7 +143,11 @@ fn tokens_come_from_the_answer_that_carried_them_and_secrets_are_redacted() {
         },
     )
     .expect("imports");
-    assert!(kept.toml.contains("password = \"S3cret-pw\""), "{}", kept.toml);
+    assert!(
+        kept.toml.contains("password = \"S3cret-pw\""),
+        "{}",
+        kept.toml
+    );
     assert!(!kept.toml.contains(REDACTED), "{}", kept.toml);
 }
 
@@ -143,7 +165,10 @@ fn assets_are_kept_when_asked_and_bad_files_get_a_message() {
     let message = import("{\"entries\": []}", &Options::default())
         .expect_err("refused")
         .to_string();
-    assert!(message.contains("not a HAR file") && message.contains("DevTools"), "{message}");
+    assert!(
+        message.contains("not a HAR file") && message.contains("DevTools"),
+        "{message}"
+    );
     let only_assets = json!({"log": {"entries": [recording()["log"]["entries"][1].clone()]}});
     let message = import(&only_assets.to_string(), &Options::default())
         .expect_err("refused")
@@ -158,8 +183,17 @@ fn a_body_a_step_cannot_send_is_listed_not_dropped_silently() {
     har["log"]["entries"][0]["request"]["postData"] =
         json!({"mimeType": "application/octet-stream", "text": "\u{1}\u{2}"});
     let imported = import(&har.to_string(), &Options::default()).expect("imports");
-    assert_eq!(imported.untranslated.len(), 1, "{:?}", imported.untranslated);
+    assert_eq!(
+        imported.untranslated.len(),
+        1,
+        "{:?}",
+        imported.untranslated
+    );
     assert_eq!(imported.untranslated[0].place, "entry 1 (POST /)");
-    assert!(imported.toml.contains("# Not translated: entry 1 (POST /)"), "{}", imported.toml);
+    assert!(
+        imported.toml.contains("# Not translated: entry 1 (POST /)"),
+        "{}",
+        imported.toml
+    );
     scenario_of(&imported.toml);
 }

@@ -141,7 +141,9 @@ fn an_api_with_a_login_becomes_a_user_that_signs_up_logs_in_and_sends_its_token(
         "{toml}"
     );
     assert!(
-        toml.contains("extract = { access_token = \"access_token\", refresh_token = \"refresh_token\" }"),
+        toml.contains(
+            "extract = { access_token = \"access_token\", refresh_token = \"refresh_token\" }"
+        ),
         "{toml}"
     );
     assert!(
@@ -167,7 +169,10 @@ fn an_api_with_a_login_becomes_a_user_that_signs_up_logs_in_and_sends_its_token(
     );
     assert!(toml.contains("output_filename = \"joined.mp4\""), "{toml}");
     // A query parameter with a default is sent; an optional one without is not.
-    assert!(toml.contains("path = \"/api/v1/tasks?limit=${limit}\""), "{toml}");
+    assert!(
+        toml.contains("path = \"/api/v1/tasks?limit=${limit}\""),
+        "{toml}"
+    );
     assert!(!toml.contains("status=${status}"), "{toml}");
 }
 
@@ -180,10 +185,21 @@ fn destructive_operations_and_uploads_are_left_out_and_said() {
         "{toml}"
     );
     assert!(!toml.contains("method = \"DELETE\""), "{toml}");
-    assert_eq!(imported.untranslated.len(), 1, "{:?}", imported.untranslated);
+    assert_eq!(
+        imported.untranslated.len(),
+        1,
+        "{:?}",
+        imported.untranslated
+    );
     assert_eq!(imported.untranslated[0].place, "POST /files/upload");
-    assert!(toml.contains("# Not translated: POST /files/upload: uploads a file"), "{toml}");
-    assert!(toml.contains("set the weights to your traffic's mix"), "{toml}");
+    assert!(
+        toml.contains("# Not translated: POST /files/upload: uploads a file"),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("set the weights to your traffic's mix"),
+        "{toml}"
+    );
 
     let all = import(
         TASKS_API,
@@ -200,11 +216,24 @@ fn destructive_operations_and_uploads_are_left_out_and_said() {
 fn documents_that_are_not_openapi_3_get_a_message_that_says_what_to_do() {
     let swagger = import("{\"swagger\": \"2.0\", \"paths\": {}}", &Options::default());
     let message = swagger.expect_err("refused").to_string();
-    assert!(message.contains("Swagger 2.0") && message.contains("swagger2openapi"), "{message}");
+    assert!(
+        message.contains("Swagger 2.0") && message.contains("swagger2openapi"),
+        "{message}"
+    );
     let broken = import("{\"openapi\": ", &Options::default());
-    assert!(broken.expect_err("refused").to_string().contains("not valid JSON"));
+    assert!(
+        broken
+            .expect_err("refused")
+            .to_string()
+            .contains("not valid JSON")
+    );
     let no_paths = import("openapi: 3.0.3\ninfo: {title: x}\n", &Options::default());
-    assert!(no_paths.expect_err("refused").to_string().contains("no `paths`"));
+    assert!(
+        no_paths
+            .expect_err("refused")
+            .to_string()
+            .contains("no `paths`")
+    );
 }
 
 #[test]
@@ -226,5 +255,9 @@ fn an_api_without_login_runs_every_safe_operation_as_a_task() {
         "{}",
         imported.toml
     );
-    assert!(imported.toml.contains("json = { name = \"Rex\" }"), "{}", imported.toml);
+    assert!(
+        imported.toml.contains("json = { name = \"Rex\" }"),
+        "{}",
+        imported.toml
+    );
 }
