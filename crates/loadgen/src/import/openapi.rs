@@ -186,7 +186,11 @@ impl<'a> Writer<'a> {
             if !required && given.is_none() {
                 continue; // optional: the API's own default is the most likely traffic
             }
-            let var = variable_name(name);
+            let var = if location == "path" {
+                param_variable(path, name)
+            } else {
+                variable_name(name)
+            };
             let value = match given {
                 Some(v) => v.clone(),
                 None => self.example(schema, name, 0),
@@ -207,7 +211,7 @@ impl<'a> Writer<'a> {
             }
         };
         let full = format!("{}{}", self.prefix, path);
-        let mut request_path = brace_params(&full, |p| format!("${{{}}}", variable_name(p)));
+        let mut request_path = brace_params(&full, |p| format!("${{{}}}", param_variable(path, p)));
         if !query.is_empty() {
             request_path = format!("{request_path}?{}", query.join("&"));
         }
@@ -588,7 +592,7 @@ impl<'a> Writer<'a> {
                             || op.answer.as_object().is_some_and(Map::is_empty))
                 });
                 if let Some(index) = creator {
-                    extractions.push((index, variable_name(&param)));
+                    extractions.push((index, param_variable(&operation.path, &param)));
                 }
             }
         }
@@ -663,6 +667,25 @@ fn brace_params(path: &str, mut with: impl FnMut(&str) -> String) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A path parameter's variable: its name (`task_id`), or, for a name every collection uses
+/// (`id`), the collection's and its name (`tasks_id` of `/tasks/{id}`), so that a task's id
+/// is not sent as a file's.
+fn param_variable(path: &str, param: &str) -> String {
+    let generic = matches!(
+        param.to_ascii_lowercase().as_str(),
+        "id" | "uuid" | "pk" | "key" | "slug" | "name"
+    );
+    let before = path
+        .find(&format!("{{{param}}}"))
+        .map(|at| last_segment(&path[..at]))
+        .unwrap_or_default();
+    if generic && !before.is_empty() {
+        variable_name(&format!("{before}_{param}"))
+    } else {
+        variable_name(param)
+    }
 }
 
 /// `GET /api/v1/tasks/{task_id}` → `get_api_v1_tasks_task_id`.

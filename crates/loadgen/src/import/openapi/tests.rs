@@ -261,3 +261,11 @@ fn an_api_without_login_runs_every_safe_operation_as_a_task() {
         imported.toml
     );
 }
+
+#[test]
+fn a_generic_id_is_named_by_its_collection() {
+    assert_eq!(param_variable("/files/{id}/download", "id"), "files_id");
+    assert_eq!(param_variable("/tasks/{id}", "id"), "tasks_id");
+    assert_eq!(param_variable("/tasks/{task_id}", "task_id"), "task_id");
+    assert_eq!(param_variable("/{id}", "id"), "id");
+}
