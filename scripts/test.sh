@@ -74,6 +74,10 @@ export TESTBED_PY_VENV
 # locust_compat tests compare loadgen's command line with it; they find it through LOCUST_VENV.
 LOCUST_VENV=$(scripts/locust-venv.sh)
 export LOCUST_VENV
+# Playwright (PyPI) drives Debian's chromium to record the HAR files `loadgen import har` is
+# tested with (tests/integration/imports.rs); found through PLAYWRIGHT_VENV.
+PLAYWRIGHT_VENV=$(scripts/playwright-venv.sh)
+export PLAYWRIGHT_VENV
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done

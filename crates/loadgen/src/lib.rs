@@ -21,7 +21,7 @@
 //! | layer | modules | what they hold |
 //! |---|---|---|
 //! | leaves | [`atomic_file`], [`exit_code`], [`logging`] | files written whole or not at all; the exit codes; how log lines look |
-//! | mechanisms | [`http`], [`stats`], [`scenario`], [`import`], [`preflight`], [`arrival`], [`shape`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the importers that write them (locustfiles), the checks before the first request, the open model's arrival schedules, load shapes' stages |
+//! | mechanisms | [`http`], [`stats`], [`scenario`], [`import`], [`preflight`], [`arrival`], [`shape`] | the HTTP client, measurement (and how an `HttpError` counts as a failure), scenarios, the importers that write them (from locustfiles, OpenAPI documents and HAR recordings), the checks before the first request, the open model's arrival schedules, load shapes' stages |
 //! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
 //! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
 //! | readers | [`diagnosis`], [`report`] | the rules over a finished run, and the reports made of it |
@@ -109,7 +109,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
     }
     match &cli.command {
         Some(Command::Scenario { action }) => scenario_command(action),
-        Some(Command::Import { what }) => cli::import::run(what),
+        Some(Command::Import { what }) => cli::import::run(what).await,
         Some(Command::Demo { args }) => demo(args),
         Some(Command::Env { action }) => env::run(action).await,
         Some(Command::Capacity { args }) => {

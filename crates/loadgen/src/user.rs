@@ -272,11 +272,15 @@ impl VirtualUser {
         {
             return;
         }
+        let think = self.user_type.steps[step_ref.step].think;
         for _ in 0..step_ref.repeat {
             if let Outcome::Handled(handler) = self.run_step(step_ref.step, phase, true).await {
                 // e.g. log in again on 401, then retry the step once.
                 Box::pin(self.run_step(handler, phase, false)).await;
                 Box::pin(self.run_step(step_ref.step, phase, false)).await;
+            }
+            if let Some(pause) = think {
+                tokio::time::sleep(pause).await;
             }
         }
     }

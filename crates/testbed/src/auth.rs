@@ -32,7 +32,7 @@ pub struct TokenKeys {
 }
 
 /// The body of login and refresh answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// Short-lived token for `Authorization: Bearer`.
     pub access_token: String,

@@ -401,9 +401,10 @@ pub enum Command {
         #[command(subcommand)]
         action: ScenarioAction,
     },
-    /// Write another tool's test as a scenario on stdout (`loadgen import locust
-    /// locustfile.py > scenario.toml`). Exit code: 0 all translated, 3 some places not
-    /// translated (listed on stderr, each a `# NOT TRANSLATED` comment), 2 an error.
+    /// Write a scenario on stdout from what you have: a locustfile (`loadgen import locust
+    /// locustfile.py > scenario.toml`), an OpenAPI document (`import openapi URL|FILE`) or a
+    /// browser's recording (`import har FILE`). Exit code: 0 all translated, 3 some places not
+    /// translated (listed on stderr, each a comment in the scenario), 2 an error.
     Import {
         /// What to import.
         #[command(subcommand)]

@@ -3,9 +3,14 @@
 //! scenario's TOML and the list of what it could not translate, which stays visible three ways
 //! (a comment at the place in the TOML, a list on stderr, exit code [`EXIT_PARTIAL`]).
 //!
-//! An importer never runs what it reads: a locustfile is parsed, never executed.
+//! An importer never runs what it reads: a locustfile is parsed, never executed; an OpenAPI
+//! document ([`openapi`]) and a HAR recording ([`har`]) are read as data. The last two write a
+//! [`draft::Draft`], which says their findings in the scenario language.
 
+pub mod draft;
+pub mod har;
 pub mod locust;
+pub mod openapi;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -91,6 +96,13 @@ impl Imported {
     pub fn check(&self, name: &str, fixtures: &Path) -> Result<(), crate::scenario::ScenarioError> {
         crate::scenario::parse(&self.toml, name, fixtures).map(|_| ())
     }
+}
+
+/// The 1-based line of the first `needle` in `text` (1 when it is not there): where a
+/// structured source (a JSON or YAML document) says what an [`Untranslated`] is about.
+pub fn line_of(text: &str, needle: &str) -> usize {
+    text.find(needle)
+        .map_or(1, |offset| line_column(text, offset).0)
 }
 
 /// The 1-based line and column of byte `offset` in `text`.

@@ -219,6 +219,8 @@ pub struct Step {
     pub on_status: Vec<(u16, usize)>,
     /// Follow the created job.
     pub track: Option<Track>,
+    /// The user pauses this long after the step (`think = "1.5s"`, a recording's think time).
+    pub think: Option<Duration>,
 }
 
 /// A request body.
@@ -915,6 +917,10 @@ fn compile_step(
             .collect(),
         on_status,
         track,
+        think: match &step.think {
+            Some(text) => Some(parse_duration(checker, text.span(), text.get_ref())?),
+            None => None,
+        },
     })
 }
 

@@ -180,6 +180,9 @@ pub struct Step {
     pub on_status: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub track: Option<Spanned<Track>>,
+    /// The user's pause after this step (think time, e.g. from a recording).
+    #[serde(default)]
+    pub think: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

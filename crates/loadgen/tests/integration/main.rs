@@ -30,6 +30,7 @@ mod false_alarms;
 mod fuzz;
 mod http_semantics;
 mod import_locust;
+mod imports;
 mod locust_compat;
 mod loopback;
 mod master_guard;

@@ -4,11 +4,13 @@
 //! project's PostgreSQL or Redis whose port is not published (issue 28).
 //!
 //! A tunnel is open only once a connection through it has reached the target; it is removed by
-//! [`Tunnel::close`], or when dropped. A process killed outright leaves its tunnel behind:
+//! [`Tunnel::close`], or when dropped. A process killed outright leaves its tunnel behind; the
+//! next tunnel opened on the machine removes it ([`owner`]), and
 //! `docker rm -f $(docker ps -qf label=io.loadtest.tunnel=1)` removes them all.
 
 pub mod forward;
 pub mod image;
+pub mod owner;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -185,6 +187,9 @@ impl Tunnel {
                 });
             }
             Err(error) => return Err(engine(error)),
+        }
+        for orphan in owner::sweep(&docker).await {
+            tracing::info!("removed tunnel container {orphan}: its owner process is gone");
         }
         let tag = image::ensure(&docker, options.executable.as_deref()).await?;
         let target = host_port(target_host, target_port);
@@ -370,10 +375,15 @@ fn container_config(image: &str, network: &str, target: &str) -> ContainerCreate
             format!("0.0.0.0:{LISTEN_PORT}"),
             target.to_owned(),
         ]),
-        labels: Some(HashMap::from([
-            (LABEL.to_owned(), "1".to_owned()),
-            (format!("{LABEL}.target"), target.to_owned()),
-        ])),
+        labels: Some(
+            [
+                (LABEL.to_owned(), "1".to_owned()),
+                (format!("{LABEL}.target"), target.to_owned()),
+            ]
+            .into_iter()
+            .chain(owner::this_process().map(|o| (owner::OWNER_LABEL.to_owned(), o)))
+            .collect(),
+        ),
         exposed_ports: Some(vec![port.clone()]),
         host_config: Some(HostConfig {
             auto_remove: Some(true),

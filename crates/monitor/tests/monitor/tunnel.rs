@@ -298,3 +298,55 @@ async fn a_port_nothing_listens_on_is_named_with_the_network_and_leaves_nothing(
     assert_eq!(tunnels_on(&network.name), "");
     eprintln!("tunnel: refused target reported in {:?}", started.elapsed());
 }
+
+/// A tunnel container whose owner was killed outright (here: one labelled with a process that
+/// has ended) is removed when the next tunnel opens on the machine; one whose owner lives
+/// (labelled with this process) stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_left_by_a_killed_process_is_removed_by_the_next_one() {
+    use monitor::tunnel::owner::{OWNER_LABEL, this_process};
+    let network = Network::with_redis("lt-orphan");
+    let mut ended = Command::new("true").spawn().unwrap();
+    let dead_pid = ended.id();
+    ended.wait().unwrap();
+    let me = this_process().expect("Linux tells a process's start time");
+    let host = me.split(':').next().unwrap().to_owned();
+    let orphan = format!("{}-orphan", network.name);
+    let owned = format!("{}-owned", network.name);
+    for (name, owner) in [
+        (&orphan, format!("{host}:{dead_pid}:1")),
+        (&owned, me.clone()),
+    ] {
+        let created = docker(&[
+            "create",
+            "--name",
+            name,
+            "--network",
+            &network.name,
+            "--label",
+            &format!("{LABEL}=1"),
+            "--label",
+            &format!("{OWNER_LABEL}={owner}"),
+            redis_image(),
+        ]);
+        assert!(created.status.success(), "{created:?}");
+    }
+
+    let tunnel = Tunnel::open_with(
+        &network.name,
+        &network.redis,
+        6379,
+        &options(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let orphan_left = exists(&orphan);
+    let owned_left = exists(&owned);
+    tunnel.close().await;
+    let _ = docker(&["rm", "-f", &orphan, &owned]);
+    assert!(
+        !orphan_left,
+        "the orphaned tunnel container {orphan} is still there"
+    );
+    assert!(owned_left, "{owned}, whose owner lives, was removed");
+}

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::auth::CurrentUser;
 
+#[utoipa::path(get, path = "/admin/queue-status", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Queue and task counts", body = Object), (status = 403, description = "Not an admin")))]
 pub async fn queue_status(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

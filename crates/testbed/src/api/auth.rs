@@ -10,13 +10,20 @@ use super::{ApiError, AppState};
 use crate::auth::{TokenPair, hash_password, verify_password};
 use crate::store::{NewUser, User};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Register {
+    /// 3 to 50 letters, digits, `_` or `-`.
+    #[schema(min_length = 3, max_length = 50, pattern = "^[A-Za-z0-9_-]+$")]
     username: String,
+    #[schema(format = Email)]
     email: String,
+    /// At least 8 characters, with an upper-case letter, a lower-case letter and a digit.
+    #[schema(min_length = 8)]
     password: String,
 }
 
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = Register,
+    responses((status = 201, description = "The new account", body = User), (status = 400, description = "Taken, or a weak password"), (status = 422, description = "Invalid fields")))]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Register>,
@@ -62,12 +69,15 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Login {
     username: String,
     password: String,
 }
 
+#[utoipa::path(post, path = "/auth/login", tag = "auth",
+    request_body(content = Login, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Tokens", body = TokenPair), (status = 401, description = "Wrong user name or password")))]
 pub async fn login(
     State(state): State<AppState>,
     ApiForm(form): ApiForm<Login>,
@@ -100,11 +110,13 @@ pub async fn login(
     Ok(Json(state.tokens.issue(user.id)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Refresh {
     refresh_token: String,
 }
 
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = Refresh,
+    responses((status = 200, description = "New tokens", body = TokenPair), (status = 401, description = "Invalid refresh token")))]
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Refresh>,

@@ -34,10 +34,22 @@ fn file_json(file: &FileRecord) -> Value {
     body
 }
 
+/// The upload's multipart body, for the OpenAPI document (axum's `Multipart` reads it).
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "describes the request body; never built")]
+pub struct UploadForm {
+    /// A video, audio or subtitle file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 fn upload_error(message: impl Into<String>) -> ApiError {
     ApiError::validation(&["body", "file"], "value_error", message)
 }
 
+#[utoipa::path(post, path = "/files/upload", tag = "files", security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "The stored file", body = FileRecord), (status = 422, description = "Not a media file")))]
 pub async fn upload(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -124,6 +136,11 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(file_json(&file))))
 }
 
+#[utoipa::path(get, path = "/files", tag = "files", security(("bearer" = [])), params(
+        ("offset" = Option<i64>, Query, description = "Items to skip", example = 0),
+        ("limit" = Option<i64>, Query, description = "Items per page, 1 to 100", example = 20)
+    ),
+    responses((status = 200, description = "A page of files", body = Object)))]
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -153,6 +170,9 @@ async fn owned_file(state: &AppState, user_id: i64, id: i64) -> Result<FileRecor
         .ok_or_else(|| ApiError::not_found("File not found"))
 }
 
+#[utoipa::path(get, path = "/files/{id}", tag = "files", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The file's id")),
+    responses((status = 200, description = "The file", body = FileRecord), (status = 404, description = "No such file of the caller's")))]
 pub async fn get(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -161,6 +181,9 @@ pub async fn get(
     Ok(Json(file_json(&owned_file(&state, user.id, id).await?)))
 }
 
+#[utoipa::path(get, path = "/files/{id}/download", tag = "files", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The file's id")),
+    responses((status = 200, description = "The bytes", content_type = "application/octet-stream"), (status = 404, description = "No such file of the caller's")))]
 pub async fn download(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -174,6 +197,9 @@ pub async fn download(
     Ok(([(header::CONTENT_TYPE, file.content_type)], body).into_response())
 }
 
+#[utoipa::path(delete, path = "/files/{id}", tag = "files", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The file's id")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such file of the caller's")))]
 pub async fn delete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

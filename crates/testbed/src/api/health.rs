@@ -4,6 +4,7 @@ use axum::Json;
 use axum::response::Redirect;
 use serde_json::{Value, json};
 
+#[utoipa::path(get, path = "/health/", tag = "health", responses((status = 200, description = "The API runs")))]
 pub async fn health() -> Json<Value> {
     Json(json!({ "success": true, "status": "healthy", "message": "FFmpeg API is running" }))
 }

@@ -13,9 +13,11 @@ mod users;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -45,37 +47,47 @@ pub struct AppState {
     pub workers: u32,
 }
 
-/// The whole API, with the bottleneck knobs around it.
+/// The whole API, with the bottleneck knobs around it, and its OpenAPI document at
+/// `/openapi.json` (as FastAPI serves one), made from the routes and their types.
 pub fn router(state: AppState, knobs: Knobs) -> Router {
-    let api = Router::new()
-        .route("/health/", get(health::health))
+    let (api, mut document) = OpenApiRouter::new()
+        .routes(routes!(health::health))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(files::upload))
+        .routes(routes!(files::list))
+        .routes(routes!(files::get, files::delete))
+        .routes(routes!(files::download))
+        .routes(routes!(tasks::join))
+        .routes(routes!(tasks::audio_overlay))
+        .routes(routes!(tasks::list))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::retry))
+        .routes(routes!(users::me))
+        .routes(routes!(users::stats))
+        .routes(routes!(users::settings, users::put_settings))
+        .routes(routes!(admin::queue_status))
+        .split_for_parts();
+    // Aliases the contract keeps, left out of the document as FastAPI leaves them out.
+    let api = api
         .route("/health", get(health::redirect_to_slash))
-        .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
         .route("/auth/me", get(users::me))
-        .route("/files/upload", post(files::upload))
-        .route("/files", get(files::list))
         .route("/files/", get(files::list))
-        .route("/files/{id}", get(files::get).delete(files::delete))
-        .route("/files/{id}/download", get(files::download))
-        .route("/tasks/join", post(tasks::join))
-        .route("/tasks/audio-overlay", post(tasks::audio_overlay))
-        .route("/tasks", get(tasks::list))
-        .route("/tasks/", get(tasks::list))
-        .route("/tasks/{id}", get(tasks::get))
-        .route("/tasks/{id}/cancel", post(tasks::cancel))
-        .route("/tasks/{id}/retry", post(tasks::retry))
-        .route("/users/me", get(users::me))
-        .route("/users/me/stats", get(users::stats))
-        .route(
-            "/users/me/settings",
-            get(users::settings).put(users::put_settings),
-        )
-        .route("/admin/queue-status", get(admin::queue_status));
+        .route("/tasks/", get(tasks::list));
+    describe(&mut document);
+    let document = Arc::new(document);
     Router::new()
         .nest("/api/v1", api)
         .route("/health", get(health::health))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document) }
+            }),
+        )
         .fallback(|| async { ApiError::not_found("Not Found") })
         // Knobs run after routing so that they can match route templates such as /tasks/{id}.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -84,6 +96,28 @@ pub fn router(state: AppState, knobs: Knobs) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES as usize + 64 * 1024))
         .with_state(state)
+}
+
+/// The document's title, its server (`/api/v1`, where the routes are nested) and its bearer
+/// scheme.
+fn describe(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    document.info.title = "FFmpeg API (testbed)".to_owned();
+    env!("CARGO_PKG_VERSION").clone_into(&mut document.info.version);
+    document.info.description = Some("docs/api-contract.md, with bottleneck knobs".to_owned());
+    document.servers = Some(vec![utoipa::openapi::Server::new("/api/v1")]);
+    document
+        .components
+        .get_or_insert_default()
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
 }
 
 /// `?offset=&limit=` of list endpoints, FastAPI's defaults and bounds.

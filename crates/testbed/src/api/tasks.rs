@@ -11,10 +11,13 @@ use super::{ApiError, AppState, PageQuery, page_number};
 use crate::auth::CurrentUser;
 use crate::store::{NewTask, Task, TaskFilter, TaskStatus, TaskType, Transition};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Join {
+    /// The videos to join, in order: at least two of the caller's files.
+    #[schema(min_items = 2)]
     file_ids: Vec<i64>,
     #[serde(default = "default_join_output")]
+    #[schema(default = "joined.mp4")]
     output_filename: String,
 }
 
@@ -22,18 +25,22 @@ fn default_join_output() -> String {
     "joined.mp4".to_owned()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AudioOverlay {
     video_file_id: i64,
     audio_file_id: i64,
     #[serde(default = "default_mode")]
+    #[schema(default = "replace", pattern = "^(replace|mix)$")]
     mode: String,
     #[serde(default)]
+    #[schema(default = 0.0, minimum = 0.0)]
     offset: f64,
     duration: Option<f64>,
     #[serde(default = "one")]
+    #[schema(default = 1.0, minimum = 0.0, maximum = 2.0)]
     original_volume: f64,
     #[serde(default = "one")]
+    #[schema(default = 1.0, minimum = 0.0, maximum = 2.0)]
     overlay_volume: f64,
     output_filename: Option<String>,
 }
@@ -61,6 +68,8 @@ async fn enqueue(state: &AppState, task: NewTask) -> Result<(StatusCode, Json<Ta
     Ok((StatusCode::CREATED, Json(task)))
 }
 
+#[utoipa::path(post, path = "/tasks/join", tag = "tasks", security(("bearer" = [])), request_body = Join,
+    responses((status = 201, description = "The queued task", body = Task), (status = 404, description = "A file is not the caller's")))]
 pub async fn join(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -83,6 +92,8 @@ pub async fn join(
     enqueue(&state, task).await
 }
 
+#[utoipa::path(post, path = "/tasks/audio-overlay", tag = "tasks", security(("bearer" = [])), request_body = AudioOverlay,
+    responses((status = 201, description = "The queued task", body = Task), (status = 404, description = "A file is not the caller's")))]
 pub async fn audio_overlay(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -131,16 +142,31 @@ pub struct ListQuery {
     status: Option<String>,
     #[serde(rename = "type")]
     task_type: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
+    // Not `#[serde(flatten)]` of a `PageQuery`: a flattened struct gets its query values as
+    // strings, and `?offset=0` then failed as "expected i64" (found by `loadgen import openapi`).
+    #[serde(default)]
+    offset: i64,
+    #[serde(default = "super::default_limit")]
+    limit: i64,
 }
 
+#[utoipa::path(get, path = "/tasks", tag = "tasks", security(("bearer" = [])), params(
+        ("status" = Option<String>, Query, description = "pending, processing, completed, failed or cancelled"),
+        ("type" = Option<String>, Query, description = "join, audio_overlay, ..."),
+        ("offset" = Option<i64>, Query, description = "Items to skip", example = 0),
+        ("limit" = Option<i64>, Query, description = "Items per page, 1 to 100", example = 20)
+    ),
+    responses((status = 200, description = "A page of tasks", body = Object)))]
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = query.page.validate()?;
+    let page = PageQuery {
+        offset: query.offset,
+        limit: query.limit,
+    }
+    .validate()?;
     let blank_is_none = |v: Option<String>| v.filter(|s| !s.is_empty());
     let status = match blank_is_none(query.status) {
         None => None,
@@ -175,6 +201,9 @@ async fn owned_task(state: &AppState, user_id: i64, id: i64) -> Result<Task, Api
         .ok_or_else(|| ApiError::not_found("Task not found"))
 }
 
+#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The task's id")),
+    responses((status = 200, description = "The task", body = Task), (status = 404, description = "No such task of the caller's")))]
 pub async fn get(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -183,6 +212,9 @@ pub async fn get(
     Ok(Json(owned_task(&state, user.id, id).await?))
 }
 
+#[utoipa::path(post, path = "/tasks/{id}/cancel", tag = "tasks", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The task's id")),
+    responses((status = 200, description = "The cancelled task", body = Task), (status = 400, description = "Not pending nor processing")))]
 pub async fn cancel(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -203,6 +235,9 @@ pub async fn cancel(
     })
 }
 
+#[utoipa::path(post, path = "/tasks/{id}/retry", tag = "tasks", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The task's id")),
+    responses((status = 200, description = "The task, queued again", body = Task), (status = 400, description = "Neither failed nor cancelled")))]
 pub async fn retry(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -12,10 +12,14 @@ use crate::store::User;
 /// Every user gets 10 GiB, as the real API's default quota.
 const STORAGE_LIMIT: i64 = 10 << 30;
 
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = User)))]
 pub async fn me(CurrentUser(user): CurrentUser) -> Json<User> {
     Json(user)
 }
 
+#[utoipa::path(get, path = "/users/me/stats", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "Usage counts", body = Object)))]
 pub async fn stats(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -26,10 +30,15 @@ pub async fn stats(
     Ok(Json(body))
 }
 
+#[utoipa::path(get, path = "/users/me/settings", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "The settings", body = Object)))]
 pub async fn settings(CurrentUser(user): CurrentUser) -> Json<Value> {
     Json(user.settings)
 }
 
+#[utoipa::path(put, path = "/users/me/settings", tag = "users", security(("bearer" = [])),
+    request_body(content = Object, example = json!({"quality": "high"})),
+    responses((status = 200, description = "The settings", body = Object), (status = 422, description = "Not an object")))]
 pub async fn put_settings(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -33,7 +33,7 @@ pub enum StoreError {
 }
 
 /// A registered user.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// Primary key.
     pub id: i64,
@@ -49,6 +49,7 @@ pub struct User {
     /// Admins may call `/admin/*`.
     pub is_admin: bool,
     /// Free-form user settings.
+    #[schema(value_type = Object)]
     pub settings: Value,
     /// Creation time.
     pub created_at: DateTime<Utc>,
@@ -68,7 +69,7 @@ pub struct NewUser {
 }
 
 /// An uploaded file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FileRecord {
     /// Primary key.
     pub id: i64,
@@ -87,6 +88,7 @@ pub struct FileRecord {
     #[serde(skip)]
     pub storage_path: String,
     /// Media metadata (not probed at upload, as in the real API).
+    #[schema(value_type = Object)]
     pub metadata: Value,
     /// Upload time.
     pub created_at: DateTime<Utc>,
@@ -110,7 +112,7 @@ pub struct NewFile {
 }
 
 /// A task's kind, as the contract names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskType {
     /// Concatenate videos.
@@ -128,7 +130,9 @@ pub enum TaskType {
 }
 
 /// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Queued, not yet taken by a worker.
@@ -176,7 +180,7 @@ string_enum!(TaskStatus {
 });
 
 /// A processing task, serialized as the contract's TaskResponse.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Task {
     /// Primary key.
     pub id: i64,
@@ -188,16 +192,20 @@ pub struct Task {
     /// Status.
     pub status: TaskStatus,
     /// Input file ids.
+    #[schema(value_type = Object)]
     pub input_files: Value,
     /// Output objects written by the worker.
+    #[schema(value_type = Object)]
     pub output_files: Value,
     /// The request's options.
+    #[schema(value_type = Object)]
     pub config: Value,
     /// Why it failed.
     pub error_message: Option<String>,
     /// 0 to 100.
     pub progress: f64,
     /// What the worker produced.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     /// How often it was retried.
     pub retry_count: i32,

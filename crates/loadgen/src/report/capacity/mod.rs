@@ -592,19 +592,46 @@ impl Knee {
     /// budget is spent, whatever that step's rate, and such a step's own findings name only
     /// the symptoms (no request answered, steps skipped for the token a refused login would
     /// have set).
+    ///
+    /// Otherwise, when its own figures named no layer below the API (a step broken by
+    /// iterations dropped while every user waited, say `load.nothing_found`), the cause the
+    /// nearest step by rate found below the API's answers, said to be that step's: the steps
+    /// around the knee watched the same stack a little below and above it.
     fn cause_at(broke: &StepReport, steps: &[StepReport]) -> Option<Finding> {
+        let below_api = |f: &Finding| !matches!(f.layer, Layer::Load | Layer::Api);
         let own = broke.cause();
-        if own
-            .is_some_and(|f| !matches!(f.layer, Layer::Load | Layer::Api) || f.rule == RATE_LIMITED)
-        {
+        if own.is_some_and(|f| below_api(f) || f.rule == RATE_LIMITED) {
             return own.cloned();
         }
-        steps
+        let limit = steps
             .iter()
             .filter(|s| s.number <= broke.number && s.met_rate_limit())
-            .find_map(|s| s.findings.iter().find(|f| f.rule == RATE_LIMITED))
-            .or(own)
-            .cloned()
+            .find_map(|s| s.findings.iter().find(|f| f.rule == RATE_LIMITED));
+        if limit.is_some() {
+            return limit.cloned();
+        }
+        let neighbour = steps
+            .iter()
+            .filter(|s| s.number != broke.number)
+            .filter_map(|s| {
+                let of_the_stack = |f: &&Finding| below_api(f) && f.layer != Layer::LoadGenerator;
+                s.cause().filter(of_the_stack).map(|f| (s, f))
+            })
+            .min_by(|(a, _), (b, _)| {
+                let distance = |s: &StepReport| (s.rate_per_sec - broke.rate_per_sec).abs();
+                distance(a).total_cmp(&distance(b))
+            });
+        match neighbour {
+            Some((step, finding)) => {
+                let mut finding = finding.clone();
+                finding.evidence = format!(
+                    "{} (seen at step {}, {:.1}/s: step {}'s own figures named no layer)",
+                    finding.evidence, step.number, step.rate_per_sec, broke.number
+                );
+                Some(finding)
+            }
+            None => own.cloned(),
+        }
     }
 }
 
@@ -883,6 +910,30 @@ mod tests {
         assert_eq!(
             Knee::cause_at(&alone[1], &alone).unwrap().rule,
             "load.no_requests"
+        );
+    }
+
+    #[test]
+    fn a_step_whose_figures_name_no_layer_takes_the_nearest_steps_cause() {
+        let held = step(3, 30, &[("host.cpu_saturated", Layer::Host)]);
+        let far = step(1, 10, &[("postgres.pool_exhausted", Layer::Postgres)]);
+        let broke = step(4, 34, &[("load.nothing_found", Layer::Load)]);
+        let steps = [far, held, broke.clone()];
+        let cause = Knee::cause_at(&steps[2], &steps).unwrap();
+        assert_eq!(cause.rule, "host.cpu_saturated", "{cause:?}");
+        assert!(
+            cause
+                .evidence
+                .ends_with("(seen at step 3, 30.0/s: step 4's own figures named no layer)"),
+            "{}",
+            cause.evidence
+        );
+        // A cause of its own below the API stays its own.
+        let own = step(4, 34, &[("redis.queue_backlog", Layer::Redis)]);
+        let steps = [steps[0].clone(), steps[1].clone(), own];
+        assert_eq!(
+            Knee::cause_at(&steps[2], &steps).unwrap().rule,
+            "redis.queue_backlog"
         );
     }
 
