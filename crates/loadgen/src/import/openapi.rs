@@ -522,9 +522,15 @@ impl<'a> Writer<'a> {
             ));
         }
         for left in &self.left_out {
+            // A minified document (FastAPI's) is one line: no line to point at.
+            let line = if self.text.lines().nth(1).is_some() {
+                format!(" (line {})", left.line)
+            } else {
+                String::new()
+            };
             header.push(format!(
-                "Not translated (line {}): {}: {}",
-                left.line, left.original, left.why
+                "Not translated{line}: {}: {}",
+                left.original, left.why
             ));
         }
         header
