@@ -11,6 +11,16 @@ pub use test_support::fixtures;
 /// first, one at a time with nothing beside them, then the others three at a time.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The lines of `stderr` that are not log lines (`[2026-12-05 08:18:31,892] host/INFO/...`):
+/// what loadgen says outside its log, such as an error, which must be one line.
+pub fn unlogged_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .trim()
+        .lines()
+        .filter(|line| !(line.starts_with('[') && line.contains("] ")))
+        .collect()
+}
+
 /// A scenario from `tests/scenarios/`.
 pub fn scenario(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -140,7 +140,7 @@ async fn beyond_loopback_the_web_ui_wants_auth_or_the_flag_that_waives_it() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(crate::support::unlogged_lines(&stderr).len(), 1, "{stderr}");
     assert!(
         stderr.contains("--web-auth") && stderr.contains("--web-insecure-no-auth"),
         "{stderr}"
