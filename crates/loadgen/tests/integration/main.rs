@@ -30,6 +30,7 @@ mod false_alarms;
 mod fuzz;
 mod http_semantics;
 mod locust_compat;
+mod locust_master;
 mod loopback;
 mod master_guard;
 mod open_model;
