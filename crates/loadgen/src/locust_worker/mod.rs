@@ -97,6 +97,12 @@ struct Current {
     counts: BTreeMap<String, u32>,
 }
 
+/// The connection to the master broke: the worker connects again (the users go on) for
+/// `--master-timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Lost(String);
+
 /// What ended a connection.
 enum Ended {
     /// The master said quit, or a signal came: the worker ends.
@@ -120,18 +126,35 @@ pub async fn serve(settings: LocustWorkerSettings, config: RunConfig) -> anyhow:
         rss_bytes: 0,
     };
     loop {
-        let socket = tokio::select! {
-            socket = worker.connect() => socket?,
+        let connected = tokio::select! {
+            socket = worker.connect() => socket,
             signal = signals.next() => {
                 eprintln!("loadgen: worker: {}: stopping", signal.name());
                 worker.stop_run(None).await;
                 return Ok(crate::exit_code::EXIT_OK);
             }
         };
-        match worker.session(socket, &mut signals).await? {
-            Ended::Quit => return Ok(crate::exit_code::EXIT_OK),
-            Ended::Reconnect => {
+        let socket = match connected {
+            Ok(socket) => socket,
+            Err(error) => {
+                if worker.current.is_some() {
+                    worker.stop_run(None).await;
+                    return Err(error.context("the users were stopped"));
+                }
+                return Err(error);
+            }
+        };
+        match worker.session(socket, &mut signals).await {
+            Ok(Ended::Quit) => return Ok(crate::exit_code::EXIT_OK),
+            Ok(Ended::Reconnect) => {
                 eprintln!("loadgen: worker: the Locust master asked to reconnect");
+            }
+            Err(error) if error.is::<Lost>() => {
+                eprintln!("loadgen: worker: lost the Locust master ({error}); trying again");
+            }
+            Err(error) => {
+                worker.stop_run(None).await;
+                return Err(error);
             }
         }
     }
@@ -157,11 +180,11 @@ struct Socket2 {
 }
 
 impl Socket2 {
-    async fn send(&mut self, message: &Message) -> anyhow::Result<()> {
+    async fn send(&mut self, message: &Message) -> Result<(), Lost> {
         self.send
             .send(ZmqMessage::from(message.encode()))
             .await
-            .with_context(|| format!("sending {} to the Locust master", message.kind))
+            .map_err(|e| Lost(format!("sending {}: {e}", message.kind)))
     }
 }
 
@@ -191,8 +214,19 @@ impl Worker {
         options.peer_identity(identity);
         let mut socket = DealerSocket::with_options(options);
         let waited = self.settings.master_timeout;
-        tokio::time::timeout(waited, socket.connect(&endpoint))
-            .await
+        let connected = {
+            let connecting = socket.connect(&endpoint);
+            tokio::pin!(connecting);
+            match tokio::time::timeout(Duration::from_secs(1), &mut connecting).await {
+                Ok(connected) => Ok(connected),
+                Err(_) => {
+                    eprintln!("loadgen: worker: waiting for the Locust master at {endpoint}");
+                    let rest = waited.saturating_sub(Duration::from_secs(1));
+                    tokio::time::timeout(rest, connecting).await
+                }
+            }
+        };
+        connected
             .map_err(|_| {
                 anyhow::anyhow!(
                     "the Locust master at {endpoint} is unreachable for {} s: is it running \
@@ -260,7 +294,7 @@ impl Worker {
             };
             tokio::select! {
                 frame = socket.recv.recv() => {
-                    let frame = frame.context("the connection to the Locust master broke")?;
+                    let frame = frame.map_err(|e| Lost(format!("receiving: {e}")))?;
                     last_heard = Instant::now();
                     let Some(Ok(message)) = frame.get(0).map(|f| Message::decode(f)) else {
                         tracing::warn!("locust worker: a frame that is not a Locust message");
@@ -291,12 +325,11 @@ impl Worker {
                 }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > self.settings.master_timeout {
-                        self.stop_run(None).await;
-                        bail!(
-                            "the Locust master at {} was silent for {} s: the users were stopped",
-                            self.settings.endpoint(),
+                        return Err(Lost(format!(
+                            "silent for {} s",
                             self.settings.master_timeout.as_secs()
-                        );
+                        ))
+                        .into());
                     }
                     let beat = map([
                         ("state", Value::from(self.state.name())),
@@ -432,7 +465,8 @@ impl Worker {
         self.last_spawn = f64::MIN;
         socket
             .send(&self.message("client_stopped", Value::Nil))
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Stops the users and waits for them (at most `within`, if given).
@@ -482,7 +516,8 @@ impl Worker {
             ("user_count", Value::from(users)),
             ("user_classes_count", counts_value(&by_class)),
         ]);
-        socket.send(&self.message("stats", data)).await
+        socket.send(&self.message("stats", data)).await?;
+        Ok(())
     }
 }
 
