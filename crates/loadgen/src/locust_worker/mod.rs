@@ -122,6 +122,7 @@ pub async fn serve(settings: LocustWorkerSettings, config: RunConfig) -> anyhow:
         reporter: Reporter::default(),
         state: State::Ready,
         last_spawn: f64::MIN,
+        warned: false,
         cpu_pct: 0.0,
         rss_bytes: 0,
     };
@@ -169,6 +170,8 @@ struct Worker {
     /// The `timestamp` of the last spawn message followed (older ones are dropped, as Locust
     /// does).
     last_spawn: f64,
+    /// Unknown classes were named once.
+    warned: bool,
     cpu_pct: f64,
     rss_bytes: u64,
 }
@@ -360,10 +363,17 @@ impl Worker {
             return Ok(());
         }
         self.last_spawn = timestamp;
-        let counts = class_counts(job);
-        let total: u64 = counts.values().map(|n| u64::from(*n)).sum();
+        let asked = class_counts(job);
+        self.warn_of_unknown(&asked);
+        // The users of a class the scenario has no type for are not run: the master hears the
+        // counts this worker runs (an extra user would otherwise go to the first type).
+        let known = self.known(&asked);
+        let counts: BTreeMap<String, u32> = asked
+            .keys()
+            .map(|name| (name.clone(), known.get(name).copied().unwrap_or(0)))
+            .collect();
+        let total: u64 = known.values().map(|n| u64::from(*n)).sum();
         self.state = State::Spawning;
-        let known = self.known(&counts);
         match &mut self.current {
             Some(run) => {
                 run.handle.set_fixed_counts(known);
@@ -372,12 +382,13 @@ impl Worker {
                     .context("steering the users")?;
                 run.counts = counts.clone();
             }
+            None if total == 0 => {}
             None => {
                 let host = field(job, "host")
                     .and_then(Value::as_str)
                     .filter(|h| !h.is_empty())
                     .map(str::to_owned);
-                self.start_run(&counts, total, host).await?;
+                self.start_run(&known, &counts, total, host).await?;
             }
         }
         let data = map([
@@ -401,12 +412,8 @@ impl Worker {
             .collect()
     }
 
-    async fn start_run(
-        &mut self,
-        counts: &BTreeMap<String, u32>,
-        total: u64,
-        host: Option<String>,
-    ) -> anyhow::Result<()> {
+    /// Says once which of the master's classes have users and no user type here.
+    fn warn_of_unknown(&mut self, asked: &BTreeMap<String, u32>) {
         let names: Vec<&str> = self
             .config
             .scenario
@@ -414,12 +421,13 @@ impl Worker {
             .iter()
             .map(|u| u.name.as_str())
             .collect();
-        let unknown: Vec<&str> = counts
+        let unknown: Vec<&str> = asked
             .iter()
             .filter(|(name, n)| **n > 0 && !names.contains(&name.as_str()))
             .map(|(name, _)| name.as_str())
             .collect();
-        if !unknown.is_empty() {
+        if !unknown.is_empty() && !self.warned {
+            self.warned = true;
             eprintln!(
                 "loadgen: worker: warning: the Locust master's user classes {} are not user \
                  types of the scenario ({}): their users are not run; name a [[users]] after each",
@@ -427,12 +435,23 @@ impl Worker {
                 names.join(", ")
             );
         }
+    }
+
+    /// Starts the users: `known` of each scenario type, `total` in all; the master hears
+    /// `counts`.
+    async fn start_run(
+        &mut self,
+        known: &BTreeMap<String, u32>,
+        counts: &BTreeMap<String, u32>,
+        total: u64,
+        host: Option<String>,
+    ) -> anyhow::Result<()> {
         let mut config = self.config.clone();
         if let Some(host) = host {
             config.host = host;
         }
         for user in &mut config.scenario.users {
-            user.fixed_count = Some(counts.get(&user.name).copied().unwrap_or(0));
+            user.fixed_count = Some(known.get(&user.name).copied().unwrap_or(0));
         }
         config.load.users = total;
         config.load.spawn_rate = AT_ONCE;
@@ -494,11 +513,24 @@ impl Worker {
                 let stats = snapshot
                     .to_stats()
                     .map_err(|e| anyhow::anyhow!("reading this worker's figures: {e}"))?;
-                let running = if run.handle.is_finished() {
-                    BTreeMap::new()
-                } else {
-                    run.counts.clone()
-                };
+                // The users running of each of the master's classes, as the engine counted
+                // them at its last second (Locust's workers report theirs).
+                let by_type = run
+                    .handle
+                    .subscribe()
+                    .borrow()
+                    .as_ref()
+                    .filter(|_| !run.handle.is_finished())
+                    .map(|u| u.users_by_type.clone())
+                    .unwrap_or_default();
+                let running: BTreeMap<String, u32> = run
+                    .counts
+                    .keys()
+                    .map(|name| {
+                        let n = by_type.get(name).copied().unwrap_or(0);
+                        (name.clone(), u32::try_from(n).unwrap_or(u32::MAX))
+                    })
+                    .collect();
                 (self.reporter.report(&stats, run.started_unix, now), running)
             }
             None => (

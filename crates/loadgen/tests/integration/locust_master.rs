@@ -183,10 +183,11 @@ impl ScriptedMaster {
     }
 }
 
-fn spawn(users: u64, timestamp: f64, host: &str) -> Value {
+fn spawn(classes: &[(&'static str, u64)], timestamp: f64, host: &str) -> Value {
+    let counts = classes.iter().map(|(name, n)| (*name, Value::from(*n)));
     map([
         ("timestamp", Value::from(timestamp)),
-        ("user_classes_count", map([("Reader", Value::from(users))])),
+        ("user_classes_count", map(counts)),
         ("host", Value::from(host)),
         ("stop_timeout", Value::Nil),
         ("parsed_options", map([])),
@@ -194,8 +195,8 @@ fn spawn(users: u64, timestamp: f64, host: &str) -> Value {
 }
 
 /// The messages of a run that a headless master does not send: more users, `stop` (the
-/// worker reports the rest, says `client_stopped`, then `client_ready` again), a second run,
-/// and `quit`. Every request the testbed answered is in the reports.
+/// worker reports the rest, says `client_stopped`, then `client_ready` again), a second run
+/// with a class the scenario lacks, and `quit`. Every request the testbed answered is in the reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loadgen_worker_follows_a_locust_masters_spawn_stop_and_quit() {
     let testbed = start_in_memory(|_| {}).await;
@@ -239,14 +240,20 @@ async fn a_loadgen_worker_follows_a_locust_masters_spawn_stop_and_quit() {
     );
     master.send("ack", map([("index", Value::from(0))])).await;
     let host = testbed.base_url();
-    master.send("spawn", spawn(2, 1.0, &host)).await;
+    master
+        .send("spawn", spawn(&[("Reader", 2)], 1.0, &host))
+        .await;
     master.until("spawning").await;
     let done = master.until("spawning_complete").await;
     assert_eq!(field(&done.data, "user_count"), Some(&Value::from(2)));
     master.until_running(2).await;
     // An older spawn message is answered `spawning`, then dropped, as Locust's workers do.
-    master.send("spawn", spawn(5, 0.5, &host)).await;
-    master.send("spawn", spawn(3, 2.0, &host)).await;
+    master
+        .send("spawn", spawn(&[("Reader", 5)], 0.5, &host))
+        .await;
+    master
+        .send("spawn", spawn(&[("Reader", 3)], 2.0, &host))
+        .await;
     let done = master.until("spawning_complete").await;
     assert_eq!(field(&done.data, "user_count"), Some(&Value::from(3)));
     master.until_running(3).await;
@@ -255,7 +262,15 @@ async fn a_loadgen_worker_follows_a_locust_masters_spawn_stop_and_quit() {
     master.until("client_ready").await;
     let first_run = master.requests;
     master.send("ack", map([("index", Value::from(0))])).await;
-    master.send("spawn", spawn(1, 3.0, &host)).await;
+    // A class the scenario has no user type for: its users are not run (nor given to Reader),
+    // and the master hears so.
+    let classes = [("Reader", 1), ("Writer", 2)];
+    master.send("spawn", spawn(&classes, 3.0, &host)).await;
+    let done = master.until("spawning_complete").await;
+    assert_eq!(
+        field(&done.data, "user_classes_count").unwrap().to_string(),
+        r#"{"Reader": 1, "Writer": 0}"#
+    );
     master.until_running(1).await;
     master.send("quit", Value::Nil).await;
     let out = tokio::time::timeout(Duration::from_secs(10), worker)
@@ -275,6 +290,10 @@ async fn a_loadgen_worker_follows_a_locust_masters_spawn_stop_and_quit() {
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("user classes Writer are not user types of the scenario (Reader)"),
+        "{stderr}"
+    );
     let answered = testbed.requests_answered();
     eprintln!(
         "reported {} requests ({first_run} in the first run), the testbed answered {answered}",
