@@ -307,6 +307,7 @@ impl Worker {
                         "spawn" => self.on_spawn(&message.data, &mut socket).await?,
                         "stop" => {
                             self.on_stop(&mut socket).await?;
+                            // As Locust's workers: ready again once the stop timeout is over.
                             ready_again = Some(tokio::time::Instant::now()
                                 + self.config.load.stop_timeout);
                         }
@@ -343,7 +344,10 @@ impl Worker {
                 }
                 _ = reports.tick() => self.send_stats(&mut socket).await?,
                 signal = signals.next() => {
-                    eprintln!("loadgen: worker: {}: stopping the users, then telling the master", signal.name());
+                    eprintln!(
+                        "loadgen: worker: {}: stopping the users, then telling the master",
+                        signal.name()
+                    );
                     self.stop_run(None).await;
                     self.send_stats(&mut socket).await?;
                     socket.send(&self.message("quit", Value::Nil)).await?;
@@ -363,6 +367,12 @@ impl Worker {
             return Ok(());
         }
         self.last_spawn = timestamp;
+        // The master's --stop-timeout (None: 0), for the users to finish their task.
+        let stop_timeout = field(job, "stop_timeout")
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .unwrap_or(0.0);
+        self.config.load.stop_timeout = Duration::from_secs_f64(stop_timeout);
         let asked = class_counts(job);
         self.warn_of_unknown(&asked);
         // The users of a class the scenario has no type for are not run: the master hears the
