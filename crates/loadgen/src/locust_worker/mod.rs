@@ -304,7 +304,15 @@ impl Worker {
                         continue;
                     };
                     match message.kind.as_str() {
-                        "spawn" => self.on_spawn(&message.data, &mut socket).await?,
+                        "spawn" => {
+                            if let Err(error) = self.on_spawn(&message.data, &mut socket).await {
+                                if !error.is::<Lost>() {
+                                    // The master hears that this worker is gone, at once.
+                                    let _ = socket.send(&self.message("quit", Value::Nil)).await;
+                                }
+                                return Err(error);
+                            }
+                        }
                         "stop" => {
                             self.on_stop(&mut socket).await?;
                             // As Locust's workers: ready again once the stop timeout is over.
@@ -459,6 +467,12 @@ impl Worker {
         let mut config = self.config.clone();
         if let Some(host) = host {
             config.host = host;
+        }
+        if config.host.is_empty() {
+            bail!(
+                "no host to load: give it to the Locust master (-H), or to this worker (-H, \
+                 used when the master has none)"
+            );
         }
         for user in &mut config.scenario.users {
             user.fixed_count = Some(known.get(&user.name).copied().unwrap_or(0));
