@@ -25,7 +25,7 @@
 //! | values | [`targets`], [`config`], [`outcome`] | what goes into a run ([`config::RunConfig`] with its targets and [`config::baseline`]) and what comes out ([`outcome::RunOutcome`], [`outcome::Update`], [`outcome::EngineError`], the [`outcome::ClusterSummary`]) |
 //! | engine | [`backend`], [`user`], `runner`, [`cluster`], [`engine`] | the monitor beside the load, virtual users, the threads that run them, the master that runs them on workers, and [`engine::Run`] over both |
 //! | readers | [`diagnosis`], [`report`] | the rules over a finished run, and the reports made of it |
-//! | drivers | `shutdown`, [`live`], [`headless`], [`capacity`], [`web`], [`worker`], [`env`], [`cli`] | who starts and steers runs: signals, the live console, the headless CLI, the capacity search, the web UI, a worker, the load environment it runs against (`loadgen env`), and the flags that choose among them |
+//! | drivers | `shutdown`, [`live`], [`headless`], [`capacity`], [`web`], [`worker`], [`locust_worker`], [`env`], [`cli`] | who starts and steers runs: signals, the live console, the headless CLI, the capacity search, the web UI, a worker, a worker of a Locust master, the load environment it runs against (`loadgen env`), and the flags that choose among them |
 //!
 //! The crate root above them dispatches the command line ([`run`]).
 
@@ -44,6 +44,7 @@ pub mod headless;
 pub mod http;
 pub mod import;
 pub mod live;
+pub mod locust_worker;
 pub mod logging;
 pub mod outcome;
 pub mod preflight;
@@ -124,6 +125,11 @@ async fn run_inner(cli: Cli) -> anyhow::Result<u8> {
         None if cli.dry_run => dry_run(&cli).await,
         None => match cli.cluster.role(&cli.fixtures, cli.threads)? {
             Role::Worker(settings) => worker::serve(settings).await,
+            Role::LocustWorker(settings) => {
+                // The users' host, count and classes come from the master's spawn messages.
+                let config = cli.resolve_for_web()?;
+                locust_worker::serve(settings, config).await
+            }
             Role::Master { settings, expect } if cli.headless => {
                 let mut config = cli.resolve()?;
                 backend::discover_stack(&mut config, false).await?;
@@ -211,6 +217,17 @@ async fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
         ))?;
         return Ok(EXIT_OK);
     }
+    if let Role::LocustWorker(settings) = &role {
+        let config = cli.resolve_for_web()?;
+        let identity = config.scenario.identity();
+        print_or_quiet(&format!(
+            "loadgen: dry run: a worker of the Locust master at {} (as {}), running user types {}\n",
+            settings.endpoint(),
+            settings.node_id,
+            identity.user_types.join(", ")
+        ))?;
+        return Ok(EXIT_OK);
+    }
     let mut config = if cli.headless {
         cli.resolve()?
     } else {
@@ -279,7 +296,7 @@ async fn dry_run(cli: &Cli) -> anyhow::Result<u8> {
                 ""
             }
         )),
-        Role::Worker(_) | Role::Single => {}
+        Role::Worker(_) | Role::LocustWorker(_) | Role::Single => {}
     }
     print_or_quiet(&plan)?;
     Ok(EXIT_OK)

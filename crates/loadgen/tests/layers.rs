@@ -38,7 +38,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "drivers",
         &[
-            "shutdown", "live", "headless", "capacity", "web", "worker", "env", "cli",
+            "shutdown",
+            "live",
+            "headless",
+            "capacity",
+            "web",
+            "worker",
+            "locust_worker",
+            "env",
+            "cli",
         ],
     ),
     ("root", &[ROOT]),

@@ -9,7 +9,17 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::cluster::MasterSettings;
+use crate::locust_worker::LocustWorkerSettings;
 use crate::worker::WorkerSettings;
+
+/// Whose master a worker joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MasterProtocol {
+    /// A loadgen master (WebSocket, our exact histograms).
+    Loadgen,
+    /// A Locust 2.x master (ZeroMQ and msgpack, Locust's rounded response times).
+    Locust,
+}
 
 /// Distributed runs.
 #[derive(Debug, Clone, Args)]
@@ -46,6 +56,15 @@ pub struct ClusterArgs {
     /// The master's port.
     #[arg(long, env = "LOADGEN_MASTER_PORT", default_value_t = 5557)]
     pub master_port: u16,
+    /// The master a worker joins: another loadgen, or a Locust master (`locust`: this worker
+    /// runs the -f scenario's user types named as the master's user classes).
+    #[arg(
+        long,
+        env = "LOADGEN_MASTER_PROTOCOL",
+        value_enum,
+        default_value_t = MasterProtocol::Loadgen
+    )]
+    pub master_protocol: MasterProtocol,
     /// A worker stops its users and exits when the master has been unreachable this long.
     #[arg(long, env = "LOADGEN_MASTER_TIMEOUT", default_value = "15s", value_parser = common::duration::parse_positive_arg)]
     pub master_timeout: Duration,
@@ -101,6 +120,8 @@ pub enum Role {
     },
     /// Runs the users a master gives it.
     Worker(WorkerSettings),
+    /// Runs the users a Locust master asks for, of the scenario's user types.
+    LocustWorker(LocustWorkerSettings),
 }
 
 impl ClusterArgs {
@@ -123,6 +144,9 @@ impl ClusterArgs {
             } else {
                 host
             };
+            if self.master_protocol == MasterProtocol::Locust {
+                return self.locust_worker(host);
+            }
             let name = self.worker_name.clone().unwrap_or_else(|| {
                 let machine = sysinfo::System::host_name().unwrap_or_else(|| "worker".into());
                 format!("{machine}-{}", std::process::id())
@@ -156,6 +180,13 @@ impl ClusterArgs {
         }
         if !self.master {
             return Ok(Role::Single);
+        }
+        if self.master_protocol == MasterProtocol::Locust {
+            bail!(
+                "--master-protocol locust is for a worker (--worker): a loadgen master does not \
+                 take Locust workers, which would run Python user classes and report rounded \
+                 response times into its exact histograms; run a Locust master, or loadgen workers"
+            );
         }
         let ip: IpAddr = match self.master_bind_host.as_str() {
             "" | "*" => Ipv4Addr::UNSPECIFIED.into(),
@@ -191,5 +222,25 @@ impl ClusterArgs {
                 .expect_workers
                 .map(|n| (n, Duration::from_secs(self.expect_workers_max_wait))),
         })
+    }
+
+    /// A worker of a Locust master: Locust's protocol has no TLS and no token.
+    fn locust_worker(&self, host: String) -> anyhow::Result<Role> {
+        if self.master_tls || self.master_tls_ca.is_some() || self.cluster_token.is_some() {
+            bail!(
+                "--master-protocol locust: Locust's worker protocol has no TLS and no token; \
+                 drop --master-tls, --master-tls-ca and --cluster-token (reach the master \
+                 over a private network or a tunnel)"
+            );
+        }
+        Ok(Role::LocustWorker(LocustWorkerSettings {
+            master_host: host,
+            master_port: self.master_port,
+            node_id: self
+                .worker_name
+                .clone()
+                .unwrap_or_else(LocustWorkerSettings::default_node_id),
+            master_timeout: self.master_timeout,
+        }))
     }
 }

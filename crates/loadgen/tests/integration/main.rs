@@ -32,6 +32,7 @@ mod http_semantics;
 mod import_locust;
 mod imports;
 mod locust_compat;
+mod locust_master;
 mod loopback;
 mod master_guard;
 mod open_model;
