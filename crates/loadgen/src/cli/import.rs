@@ -83,8 +83,9 @@ pub async fn run(action: &ImportAction) -> anyhow::Result<u8> {
             let options = openapi::Options {
                 include_unsafe: *include_unsafe,
             };
-            let imported = openapi::import(&text, source, &options)?;
-            (imported, source.clone(), PathBuf::from("."))
+            let name = common::redact::reference(source);
+            let imported = openapi::import(&text, &name, &options)?;
+            (imported, name, PathBuf::from("."))
         }
         ImportAction::Har {
             file,
@@ -149,7 +150,13 @@ async fn read_source(source: &str) -> anyhow::Result<String> {
     if !(source.starts_with("http://") || source.starts_with("https://")) {
         return std::fs::read_to_string(source).with_context(|| format!("cannot read {source}"));
     }
-    let url = url::Url::parse(source).with_context(|| format!("{source} is not a URL"))?;
+    // Messages name the URL without its credentials, which are refused: they would be sent
+    // nowhere (the request goes to the origin) and printed everywhere.
+    let shown = common::redact::reference(source);
+    let url = url::Url::parse(source).with_context(|| format!("{shown} is not a URL"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!("{shown}: a URL with credentials is not fetched; save the document to a file");
+    }
     let origin = url.origin().ascii_serialization();
     let mut path = url.path().to_owned();
     if let Some(query) = url.query() {
@@ -159,7 +166,7 @@ async fn read_source(source: &str) -> anyhow::Result<String> {
         .context("setting up TLS")?;
     let target = crate::http::Target::resolve(&origin, Some(&tls))
         .await
-        .with_context(|| format!("cannot reach {source}"))?;
+        .with_context(|| format!("cannot reach {shown}"))?;
     let answer = crate::http::spawn_apart(move || async move {
         let options = crate::http::Options {
             timeout: Duration::from_secs(30),
@@ -177,11 +184,11 @@ async fn read_source(source: &str) -> anyhow::Result<String> {
             .map_err(|e| e.to_string())
     })
     .await
-    .map_err(|e| anyhow::anyhow!("fetching {source}: {e}"))?
-    .map_err(|e| anyhow::anyhow!("fetching {source}: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("fetching {shown}: {e}"))?
+    .map_err(|e| anyhow::anyhow!("fetching {shown}: {e}"))?;
     if !(200..300).contains(&answer.status) {
-        bail!("fetching {source}: HTTP {}", answer.status);
+        bail!("fetching {shown}: HTTP {}", answer.status);
     }
     String::from_utf8(answer.body.to_vec())
-        .with_context(|| format!("{source}: the answer is not UTF-8 text"))
+        .with_context(|| format!("{shown}: the answer is not UTF-8 text"))
 }

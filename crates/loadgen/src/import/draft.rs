@@ -189,11 +189,18 @@ impl DraftStep {
     }
 }
 
-/// A name as a template variable: letters, digits and `_` (`file-id` → `file_id`).
+/// A name as a template variable: letters, digits and `_` (`file-id` → `file_id`); a name
+/// the templates keep for themselves (`user`, `uuid`...) gets `_value` after it.
 pub fn variable_name(name: &str) -> String {
-    name.chars()
+    let name: String = name
+        .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+        .collect();
+    if crate::scenario::template::RESERVED.contains(&name.as_str()) {
+        format!("{name}_value")
+    } else {
+        name
+    }
 }
 
 /// `# text`, one per line of `text`.

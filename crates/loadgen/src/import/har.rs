@@ -56,19 +56,51 @@ const HEADERS_LEFT_TO_CLIENT: &[&str] = &[
     "keep-alive",
 ];
 
-/// Body fields whose values are secrets.
-const SECRET_FIELDS: &[&str] = &[
+/// Words of the names of fields, parameters and headers whose values are secrets
+/// (`password`, `new_password`, `currentPassword`, `X-Api-Key`, `auth_token`, `sessionid`).
+const SECRET_WORDS: &[&str] = &[
+    "pass",
     "password",
     "passwd",
-    "pass",
+    "pwd",
     "secret",
-    "client_secret",
     "token",
-    "access_token",
-    "refresh_token",
-    "api_key",
+    "key",
     "apikey",
+    "auth",
+    "authorization",
+    "session",
+    "sessionid",
+    "sid",
+    "csrf",
+    "xsrf",
+    "signature",
+    "sig",
+    "credential",
+    "credentials",
+    "jwt",
+    "otp",
 ];
+
+/// Whether a name says its value is a secret: one of its words (split at `_`, `-`, `.` and
+/// lower-to-upper case changes) is a [`SECRET_WORDS`] (`keyword` is no `key`).
+fn is_secret_name(name: &str) -> bool {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut previous_lower = false;
+    for c in name.chars() {
+        let boundary = !c.is_ascii_alphanumeric() || (c.is_ascii_uppercase() && previous_lower);
+        if boundary && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        }
+        previous_lower = c.is_ascii_lowercase();
+    }
+    words.push(word);
+    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+}
 
 #[derive(Debug, Deserialize)]
 struct Har {
@@ -187,14 +219,18 @@ pub fn import(text: &str, file: &str, options: &Options) -> Result<Imported, Imp
         if !options.include_static && is_static(entry, &url) {
             continue;
         }
-        let started_ms = chrono::DateTime::parse_from_rfc3339(&entry.started_date_time)
-            .map(|t| t.timestamp_millis() as f64)
-            .map_err(|e| {
-                empty(format!(
-                    "entry {number}: startedDateTime {:?} is not a date ({e})",
+        let Ok(started) = chrono::DateTime::parse_from_rfc3339(&entry.started_date_time) else {
+            left_out.push(Untranslated {
+                line: line(&entry.request.url),
+                original: format!("entry {number}"),
+                why: format!(
+                    "its startedDateTime {:?} is not an RFC 3339 date: it cannot be placed in time",
                     entry.started_date_time
-                ))
-            })?;
+                ),
+            });
+            continue;
+        };
+        let started_ms = started.timestamp_millis() as f64;
         recorded.push(Kept {
             number,
             entry,
@@ -329,17 +365,18 @@ impl<'o> Writer<'o> {
         let request = &exchange.entry.request;
         let method = request.method.to_ascii_uppercase();
         let mut path = exchange.url.path().to_owned();
-        if let Some(query) = exchange.url.query() {
-            path = format!("{path}?{query}");
+        if exchange.url.query().is_some() {
+            path = format!("{path}?{}", self.query(&exchange.url));
         }
         let mut headers = Vec::new();
+        let mut cookies = Vec::new();
         for header in &request.headers {
             let lower = header.name.to_ascii_lowercase();
             if lower.starts_with(':') || lower.starts_with("sec-") {
                 continue;
             }
             if lower == "cookie" {
-                self.cookies(&header.value, &mut headers);
+                cookies.push(header.value.as_str());
                 continue;
             }
             if HEADERS_LEFT_TO_CLIENT.contains(&lower.as_str()) {
@@ -350,7 +387,16 @@ impl<'o> Writer<'o> {
                 headers.push((header.name.clone(), value));
                 continue;
             }
-            headers.push((header.name.clone(), header.value.clone()));
+            // `X-Api-Key`, `X-Auth-Token`, `Proxy-Authorization`...: a variable, redacted.
+            let value = self.secret_field(&header.name, Value::String(header.value.clone()));
+            headers.push((
+                header.name.clone(),
+                value.as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        // HTTP/2 recordings split cookies over several headers: one `Cookie` for them all.
+        if !cookies.is_empty() {
+            self.cookies(&cookies.join("; "), &mut headers);
         }
         let body = match &request.post_data {
             Some(data) => self.body(data)?,
@@ -364,9 +410,11 @@ impl<'o> Writer<'o> {
         let status = exchange.entry.response.as_ref().map_or(0, |r| r.status);
         let step = DraftStep {
             key,
+            // The path alone: the URL's query and credentials may hold secrets.
             comment: vec![format!(
                 "entry {}: {method} {} (recorded: {status})",
-                exchange.number, exchange.url
+                exchange.number,
+                exchange.url.path()
             )],
             method,
             path,
@@ -402,6 +450,15 @@ impl<'o> Writer<'o> {
                     .map(|p| (p.name.clone(), p.value.clone()))
                     .collect()
             };
+            let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort_unstable();
+            if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+                return Err(format!(
+                    "its form sends `{}` more than once: a scenario's form sends each field \
+                     once (write this one by hand)",
+                    twice[0]
+                ));
+            }
             let fields = pairs
                 .into_iter()
                 .map(|(name, value)| {
@@ -510,8 +567,7 @@ impl<'o> Writer<'o> {
 
     /// A body field that holds a secret becomes `${field}`, its value a variable.
     fn secret_field(&mut self, name: &str, value: Value) -> Value {
-        let lower = name.to_ascii_lowercase();
-        if !SECRET_FIELDS.contains(&lower.as_str()) || !value.is_string() {
+        if !is_secret_name(name) || !value.is_string() {
             return value;
         }
         let var = variable_name(name);
@@ -535,13 +591,35 @@ impl<'o> Writer<'o> {
             base.push('_');
             base.push_str(&variable_name(segment));
         }
-        let seen = self.keys.entry(base.clone()).or_insert(0);
-        *seen += 1;
-        if *seen == 1 {
-            base
-        } else {
-            format!("{base}_{seen}")
+        // `get_items` twice then `get_items/2` would give `get_items_2` twice: count until free.
+        let mut key = base.clone();
+        let mut n = 1;
+        while self.keys.contains_key(&key) {
+            n += 1;
+            key = format!("{base}_{n}");
         }
+        self.keys.insert(key.clone(), 1);
+        key
+    }
+
+    /// The query string with the values of secret-looking parameters (`access_token`,
+    /// `api_key`, ...) as variables, redacted unless `keep_secrets`.
+    fn query(&mut self, url: &Url) -> String {
+        let mut pairs = Vec::new();
+        for (name, value) in url.query_pairs() {
+            let kept = self.secret_field(&name, Value::String(value.into_owned()));
+            let kept = kept.as_str().unwrap_or_default().to_owned();
+            let encoded = if kept.starts_with("${") {
+                kept
+            } else {
+                form_urlencoded::byte_serialize(kept.as_bytes()).collect()
+            };
+            pairs.push(format!(
+                "{}={encoded}",
+                form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+            ));
+        }
+        pairs.join("&")
     }
 
     fn finish(

@@ -379,14 +379,20 @@ impl<'a> Writer<'a> {
         match schema_type(schema) {
             "object" => self.object_example(schema, depth),
             "array" => {
-                let count = schema["minItems"].as_u64().unwrap_or(1).clamp(1, 16);
+                // Deep in a document, one item: a self-referring schema must not multiply.
+                let most = if depth < 2 { 16 } else { 1 };
+                let count = schema["minItems"].as_u64().unwrap_or(1).clamp(1, most);
                 let item = self.example(&schema["items"], field, depth + 1);
                 Value::Array(vec![item; count as usize])
             }
             "integer" => {
                 let low = schema["minimum"]
                     .as_i64()
-                    .or_else(|| schema["exclusiveMinimum"].as_i64().map(|m| m + 1))
+                    .or_else(|| {
+                        schema["exclusiveMinimum"]
+                            .as_i64()
+                            .map(|m| m.saturating_add(1))
+                    })
                     .unwrap_or(1);
                 let high = schema["maximum"].as_i64().unwrap_or(i64::MAX);
                 json!(low.max(1).min(high))
@@ -779,7 +785,8 @@ fn string_example(schema: &Value) -> String {
     if let Some(fixed) = fixed {
         return fixed.to_owned();
     }
-    let min = schema["minLength"].as_u64().unwrap_or(0) as usize;
+    // A document from the network may ask for anything: a value of at most 256 characters.
+    let min = schema["minLength"].as_u64().unwrap_or(0).min(256) as usize;
     let max = schema["maxLength"]
         .as_u64()
         .map_or(usize::MAX, |m| m as usize);

@@ -315,6 +315,14 @@ impl Worker {
                     };
                     match message.kind.as_str() {
                         "spawn" => {
+                            // A spawn within the stop timeout: ready first, as a Locust worker
+                            // whose sleep ends before it reads the spawn (else the master would
+                            // take a later client_ready from a running worker for a new one).
+                            if ready_again.take().is_some() {
+                                self.state = State::Ready;
+                                let ready = self.message("client_ready", Value::from(LOCUST_VERSION));
+                                socket.send(&ready).await?;
+                            }
                             if let Err(error) = self.on_spawn(&message.data, &mut socket).await {
                                 if !error.is::<Lost>() {
                                     // The master hears that this worker is gone, at once.

@@ -597,6 +597,16 @@ fn compile_user(
     }
     let mut vars = Vec::new();
     for (name, value) in &user.vars {
+        if template::RESERVED.contains(&name.as_str()) {
+            return Err(checker.error(
+                value.span(),
+                format!(
+                    "user type `{}`: a variable cannot be named `{name}`: `${{{name}}}` is \
+                     built in; rename it",
+                    user.name
+                ),
+            ));
+        }
         let template = ValueTemplate::from_toml(value.get_ref())
             .map_err(|e| checker.error(value.span(), e))?;
         vars.push((name.clone(), template));

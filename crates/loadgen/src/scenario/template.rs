@@ -207,6 +207,10 @@ impl fmt::Display for Template {
     }
 }
 
+/// Names the templates give a meaning of their own (`${user}`, `${uuid}`, `${pick LIST}`...):
+/// a variable of one of these names could never be read.
+pub const RESERVED: &[&str] = &["user", "run", "seq", "uuid", "pick", "randint"];
+
 fn parse_expr(expr: &str) -> Result<Expr, String> {
     let words: Vec<&str> = expr.split_whitespace().collect();
     let valid_name = |name: &str| {

@@ -310,11 +310,13 @@ async fn a_tunnel_left_by_a_killed_process_is_removed_by_the_next_one() {
     let dead_pid = ended.id();
     ended.wait().unwrap();
     let me = this_process().expect("Linux tells a process's start time");
-    let host = me.split(':').next().unwrap().to_owned();
+    // Where this process runs (host, boot, namespace, user): the label less its pid and start.
+    let (rest, _start) = me.rsplit_once(':').unwrap();
+    let (place, _pid) = rest.rsplit_once(':').unwrap();
     let orphan = format!("{}-orphan", network.name);
     let owned = format!("{}-owned", network.name);
     for (name, owner) in [
-        (&orphan, format!("{host}:{dead_pid}:1")),
+        (&orphan, format!("{place}:{dead_pid}:1")),
         (&owned, me.clone()),
     ] {
         let created = docker(&[

@@ -184,20 +184,75 @@ fn a_body_a_step_cannot_send_is_listed_not_dropped_silently() {
     har["log"]["entries"][0]["request"]["method"] = json!("POST");
     har["log"]["entries"][0]["request"]["postData"] =
         json!({"mimeType": "application/octet-stream", "text": "\u{1}\u{2}"});
-    let imported = import(&har.to_string(), "r.har", &Options::default()).expect("imports");
+    // A second entry whose form sends a field twice, which a scenario's form cannot.
+    har["log"]["entries"][5]["request"]["postData"]["params"] = json!([
+        {"name": "tag", "value": "a"}, {"name": "tag", "value": "b"}
+    ]);
+    let text = serde_json::to_string_pretty(&har).unwrap();
+    let line_of_url = |url: &str| {
+        text.lines()
+            .position(|l| l.contains(&format!("\"{url}\"")))
+            .unwrap()
+            + 1
+    };
+    let imported = import(&text, "r.har", &Options::default()).expect("imports");
     assert_eq!(
         imported.untranslated.len(),
-        1,
+        2,
         "{:?}",
         imported.untranslated
     );
     assert_eq!(imported.untranslated[0].original, "entry 1 (POST /)");
+    let line = line_of_url("http://127.0.0.1:8000/");
+    assert_eq!(imported.untranslated[0].line, line);
+    assert!(
+        imported.untranslated[1]
+            .why
+            .contains("sends `tag` more than once"),
+        "{:?}",
+        imported.untranslated
+    );
     assert!(
         imported
             .toml
-            .contains("# Not translated (line 1): entry 1 (POST /)"),
+            .contains(&format!("# Not translated (line {line}): entry 1 (POST /)")),
         "{}",
         imported.toml
     );
     scenario_of(&imported.toml);
+}
+
+/// What a recording carries outside `Authorization`, `Cookie` and the usual field names is
+/// redacted too: a token in a query, an API key header, a `newPassword`; a second `Cookie`
+/// header joins the first.
+#[test]
+fn secrets_in_queries_headers_and_other_field_names_are_redacted_too() {
+    let mut har = recording();
+    let me = &mut har["log"]["entries"][6]["request"];
+    me["url"] = json!("http://127.0.0.1:8000/api/v1/users/me?full=1&signature=qs-secret-123");
+    let headers = me["headers"].as_array_mut().unwrap();
+    headers.push(json!({"name": "X-Api-Key", "value": "hdr-secret-456"}));
+    headers.push(json!({"name": "cookie", "value": "lang=en"}));
+    har["log"]["entries"][4]["request"]["postData"]["text"] =
+        json!("{\"keyword\": \"cats\", \"newPassword\": \"np-secret-789\"}");
+    let imported = import(&har.to_string(), "r.har", &Options::default()).expect("imports");
+    let toml = &imported.toml;
+    for secret in ["qs-secret-123", "hdr-secret-456", "np-secret-789"] {
+        assert!(!toml.contains(secret), "{secret} is in the output:\n{toml}");
+    }
+    assert!(
+        toml.contains("path = \"/api/v1/users/me?full=1&signature=${signature}\""),
+        "{toml}"
+    );
+    assert!(toml.contains("X-Api-Key = \"${X_Api_Key}\""), "{toml}");
+    assert!(
+        toml.contains("Cookie = \"theme=${cookie_theme}; lang=${cookie_lang}\""),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("keyword = \"cats\""),
+        "a keyword is no key:\n{toml}"
+    );
+    assert!(toml.contains("newPassword = \"${newPassword}\""), "{toml}");
+    crate::scenario::parse(toml, "r.toml", &std::env::temp_dir()).expect("checks");
 }

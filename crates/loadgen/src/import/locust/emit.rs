@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::import::Untranslated;
+use crate::import::draft::{key, string};
 
 /// One `[[users]]`.
 #[derive(Debug, Default)]
@@ -62,22 +63,6 @@ pub struct StepOut {
     pub extract: BTreeMap<String, String>,
     pub on_status: BTreeMap<String, String>,
     pub notes: Vec<Untranslated>,
-}
-
-/// A TOML key, quoted when it is not bare.
-fn key(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        k.to_owned()
-    } else {
-        toml::Value::String(k.to_owned()).to_string()
-    }
-}
-
-fn string(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
 }
 
 /// `{ a = 1, "b c" = "x" }`.

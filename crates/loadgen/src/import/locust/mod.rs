@@ -228,7 +228,10 @@ impl<'a> Module<'a> {
     fn kind_at(&self, class: &ast::StmtClassDef, depth: usize) -> Option<Kind> {
         let bases = class.arguments.as_ref()?;
         for base in bases.args.iter() {
-            let name = dotted(base)?;
+            // `Mixin[T]` or a call: not a name, and not what makes this a user class.
+            let Some(name) = dotted(base) else {
+                continue;
+            };
             let last = name.rsplit('.').next().unwrap_or_default();
             match last {
                 "HttpUser" | "FastHttpUser" => return Some(Kind::User),

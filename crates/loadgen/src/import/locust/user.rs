@@ -255,14 +255,18 @@ impl<'a> Module<'a> {
                 });
             }
         }
-        for c in members.classes.values() {
+        // In the file's order, so that one file always gives one scenario.
+        let mut nested: Vec<&&ast::StmtClassDef> = members.classes.values().collect();
+        nested.sort_by_key(|c| c.range.start());
+        for c in nested {
             if let Some(weight) = c.decorator_list.iter().find_map(|d| match &d.expression {
                 Expr::Call(call) if dotted(&call.func).as_deref() == Some("task") => Some(
                     call.arguments
                         .args
                         .first()
                         .and_then(|a| literal(a)?.as_integer())
-                        .unwrap_or(1) as u32,
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(1),
                 ),
                 Expr::Name(n) if n.id.as_str() == "task" => Some(1),
                 _ => None,
@@ -350,7 +354,10 @@ impl<'a> Module<'a> {
         if kind == Some(Kind::Sequential) {
             let mut inner = Vec::new();
             for e in entries {
-                let repeat = e.weight.max(1);
+                // A sequence runs an entry of weight N N times in a row (bounded: a weight is
+                // a share, not a loop count, elsewhere).
+                let repeat = e.weight.clamp(1, 100);
+                let before = inner.len();
                 self.share(
                     b,
                     Entry { weight: 1, ..e },
@@ -360,8 +367,13 @@ impl<'a> Module<'a> {
                     &mut inner,
                     depth + 1,
                 );
-                if let Some(last) = inner.last_mut() {
-                    let once = last.task.run.clone();
+                // Only what this entry added repeats (an entry that made no request added
+                // nothing; a nested class may add several shares).
+                let once: Vec<RunRef> = inner[before..]
+                    .iter()
+                    .flat_map(|s| s.task.run.iter().cloned())
+                    .collect();
+                if let Some(last) = inner[before..].last_mut() {
                     for _ in 1..repeat {
                         last.task.run.extend(once.iter().cloned());
                     }

@@ -594,9 +594,9 @@ impl Knee {
     /// have set).
     ///
     /// Otherwise, when its own figures named no layer below the API (a step broken by
-    /// iterations dropped while every user waited, say `load.nothing_found`), the cause the
-    /// nearest step by rate found below the API's answers, said to be that step's: the steps
-    /// around the knee watched the same stack a little below and above it.
+    /// iterations dropped while every user waited, say `load.nothing_found`), the cause one of
+    /// the steps just below or just above it by rate found in the stack, said to be that
+    /// step's: they watched the same stack a little below and above it.
     fn cause_at(broke: &StepReport, steps: &[StepReport]) -> Option<Finding> {
         let below_api = |f: &Finding| !matches!(f.layer, Layer::Load | Layer::Api);
         let own = broke.cause();
@@ -610,13 +610,23 @@ impl Knee {
         if limit.is_some() {
             return limit.cloned();
         }
-        let neighbour = steps
+        // The steps just below and just above it by rate: their first finding about the
+        // stack (the generator's own trouble is not the stack's).
+        let below = steps
             .iter()
-            .filter(|s| s.number != broke.number)
-            .filter_map(|s| {
-                let of_the_stack = |f: &&Finding| below_api(f) && f.layer != Layer::LoadGenerator;
-                s.cause().filter(of_the_stack).map(|f| (s, f))
-            })
+            .filter(|s| s.number != broke.number && s.rate_per_sec <= broke.rate_per_sec)
+            .max_by(|a, b| a.rate_per_sec.total_cmp(&b.rate_per_sec));
+        let above = steps
+            .iter()
+            .filter(|s| s.number != broke.number && s.rate_per_sec > broke.rate_per_sec)
+            .min_by(|a, b| a.rate_per_sec.total_cmp(&b.rate_per_sec));
+        let of_the_stack = |f: &&Finding| {
+            below_api(f) && f.layer != Layer::LoadGenerator && f.explained_by.is_none()
+        };
+        let neighbour = [below, above]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.findings.iter().find(of_the_stack).map(|f| (s, f)))
             .min_by(|(a, _), (b, _)| {
                 let distance = |s: &StepReport| (s.rate_per_sec - broke.rate_per_sec).abs();
                 distance(a).total_cmp(&distance(b))
@@ -927,6 +937,13 @@ mod tests {
                 .ends_with("(seen at step 3, 30.0/s: step 4's own figures named no layer)"),
             "{}",
             cause.evidence
+        );
+        // A step two steps away is not a neighbour: the knee keeps its own finding.
+        let quiet = step(2, 20, &[]);
+        let distant = [steps[0].clone(), quiet, broke.clone()];
+        assert_eq!(
+            Knee::cause_at(&distant[2], &distant).unwrap().rule,
+            "load.nothing_found"
         );
         // A cause of its own below the API stays its own.
         let own = step(4, 34, &[("redis.queue_backlog", Layer::Redis)]);
