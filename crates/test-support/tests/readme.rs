@@ -199,6 +199,13 @@ fn unknown_program(root: &Path, program: &str, context: &Context) -> Option<Stri
     if COMMON_PROGRAMS.contains(&program) || context.installed.contains(program) {
         return None;
     }
+    // `$(scripts/locust-venv.sh)/bin/locust`: a program a repository script installs and names.
+    if let Some((inner, _)) = program.strip_prefix("$(").and_then(|p| p.split_once(')')) {
+        let script = inner.split_whitespace().next().unwrap_or_default();
+        if script.starts_with("scripts/") && root.join(script).is_file() {
+            return None;
+        }
+    }
     if let Some(binary) = program.strip_prefix("target/release/") {
         return (!context.binaries.contains(binary)).then(|| {
             format!(
