@@ -4,6 +4,7 @@
 //! at the price of an occasional torn stack, counted as an error and skipped.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -132,14 +133,9 @@ fn run(pid: u32, period: Duration, shared: &Mutex<Shared>, stop: &AtomicBool) {
     let Ok(raw_pid) = py_spy::Pid::try_from(pid) else {
         return set(Status::Ended);
     };
-    let mut spy = match PythonSpy::new(raw_pid, &config) {
+    let mut spy = match attach(raw_pid, &config, stop) {
         Ok(spy) => spy,
-        Err(e) => {
-            return set(match refusal(&e) {
-                Some(why) => Status::Refused(why),
-                None => Status::Ended,
-            });
-        }
+        Err(status) => return set(status),
     };
     set(Status::Running);
     let mut namespaced = Namespaced::of(pid);
@@ -147,7 +143,11 @@ fn run(pid: u32, period: Duration, shared: &Mutex<Shared>, stop: &AtomicBool) {
     let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let running = namespaced.as_mut().map(Namespaced::running);
-        match spy.get_stack_traces() {
+        // py-spy reads another process's memory as it changes, and may panic on what it read
+        // (an overflow on a torn pointer): such a round counts as a failed one.
+        let round = catch_unwind(AssertUnwindSafe(|| spy.get_stack_traces()))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("py-spy panicked reading the stacks")));
+        match round {
             Ok(mut traces) => {
                 failures = 0;
                 if let Some(running) = running {
@@ -173,6 +173,49 @@ fn run(pid: u32, period: Duration, shared: &Mutex<Shared>, stop: &AtomicBool) {
         }
         std::thread::sleep(next - now);
     }
+}
+
+/// How long a process that cannot be read yet is tried again: a Python process found just
+/// after it started has no interpreter state to find until its imports are done (seconds on a
+/// busy host), and its half-written memory can make py-spy fail, or panic, in the meantime.
+const ATTACH_WINDOW: Duration = Duration::from_secs(30);
+
+/// Attaches py-spy to the process, trying again with a growing pause while the process lives,
+/// stop is not asked and the window lasts; the status to leave with when it cannot.
+fn attach(pid: py_spy::Pid, config: &Config, stop: &AtomicBool) -> Result<PythonSpy, Status> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let error = match catch_unwind(AssertUnwindSafe(|| PythonSpy::new(pid, config))) {
+            Ok(Ok(spy)) => return Ok(spy),
+            Ok(Err(e)) => e,
+            Err(_) => anyhow::anyhow!("py-spy panicked reading the process"),
+        };
+        if let Some(why) = refusal(&error) {
+            return Err(Status::Refused(why));
+        }
+        let alive = u32::try_from(pid).is_ok_and(alive);
+        if !alive || stop.load(Ordering::Relaxed) || started.elapsed() + pause > ATTACH_WINDOW {
+            tracing::debug!(pid, "py-spy cannot read the process: {error:#}");
+            return Err(Status::Ended);
+        }
+        if !sleep_unless_stopped(pause, stop) {
+            return Err(Status::Ended);
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Sleeps for `pause` in short steps; false when stop was asked meanwhile.
+fn sleep_unless_stopped(pause: Duration, stop: &AtomicBool) -> bool {
+    let until = Instant::now() + pause;
+    while Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+    }
+    !stop.load(Ordering::Relaxed)
 }
 
 /// Adds one round's traces to the counts.
