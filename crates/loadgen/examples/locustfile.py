@@ -1,5 +1,6 @@
 # The seed's locustfile, in its shape: each user registers, logs in with a form, keeps the token
-# in its headers, uploads a video, then lists tasks and files and reads its stats.
+# in its headers, uploads a video, then lists tasks and files and reads its stats; it deletes its
+# video when it stops.
 import random
 
 from locust import HttpUser, between, task
@@ -21,10 +22,11 @@ class FFmpegAPIUser(HttpUser):
         )
         self.token = response.json()["access_token"]
         self.client.headers.update({"Authorization": f"Bearer {self.token}"})
-        self.client.post(
+        response = self.client.post(
             "/api/v1/files/upload",
             files={"file": ("test_video.mp4", open("test_video.mp4", "rb"), "video/mp4")},
         )
+        self.file_id = response.json()["id"]
 
     @task(3)
     def list_tasks(self):
@@ -41,4 +43,4 @@ class FFmpegAPIUser(HttpUser):
             self.on_start()
 
     def on_stop(self):
-        self.client.post("/api/v1/auth/logout")
+        self.client.delete(f"/api/v1/files/{self.file_id}", name="/api/v1/files/[id]")

@@ -22,7 +22,7 @@ use crate::stats::overlap::StartupWindow;
 use crate::stats::{
     self, HistoryRow, RunClock, Second, SelfWatchFigures, Shard, Stats, StatsSnapshot,
 };
-use crate::user::{JobTypes, Shared, StepKeys, VirtualUser};
+use crate::user::{JobTypes, ON_STOP_LIMIT, Shared, StepKeys, StopSignal, VirtualUser};
 
 /// The target user count and the rate to reach it, as the engine's handle sets them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -644,8 +644,8 @@ struct ThreadSetup {
     open: Option<open::ThreadShare>,
 }
 
-/// A running user and the token that stops it.
-type UserTask = (tokio::task::JoinHandle<()>, CancellationToken);
+/// A running user and the signal that stops it.
+type UserTask = (tokio::task::JoinHandle<()>, StopSignal);
 
 impl ThreadSetup {
     /// The thread's body: its runtime, its users until the stop, then its last shard.
@@ -728,17 +728,7 @@ impl ThreadSetup {
                 () = self.wake.notified() => {}
             }
         }
-        if !stop_timeout.is_zero() {
-            for (_, user_stop) in &running {
-                user_stop.cancel();
-            }
-            let all_done = async {
-                for (task, _) in running {
-                    let _ = task.await;
-                }
-            };
-            let _ = tokio::time::timeout(stop_timeout, all_done).await;
-        }
+        stop_all(running, stop_timeout).await;
     }
 }
 
@@ -767,19 +757,51 @@ async fn flush_every_second(
     }
 }
 
-/// Locust's --stop-timeout: the user ends its task, or is cut off when the time is up.
-fn stop_user((task, user_stop): UserTask, stop_timeout: Duration) {
-    user_stop.cancel();
-    if stop_timeout.is_zero() {
-        task.abort();
-    } else {
-        tokio::task::spawn_local(async move {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(stop_timeout, task).await.is_err() {
-                abort.abort();
+/// Locust's --stop-timeout: the user ends its task, or is cut off when the time is up (at
+/// once without one); then it runs its `on_stop`, and is dropped if that outlasts its bound.
+fn stop_user((mut task, signal): UserTask, stop_timeout: Duration) {
+    tokio::task::spawn_local(async move {
+        if stop_timeout.is_zero() {
+            signal.cut();
+        } else {
+            signal.finish();
+            if tokio::time::timeout(stop_timeout, &mut task).await.is_ok() {
+                return;
             }
-        });
+            signal.cut();
+        }
+        let abort = task.abort_handle();
+        if tokio::time::timeout(ON_STOP_LIMIT, task).await.is_err() {
+            abort.abort();
+        }
+    });
+}
+
+/// The run's end on one thread: every user as [`stop_user`], all at once. Returns when all
+/// have ended, or once the last bound is up (those left are dropped with the thread).
+async fn stop_all(running: Vec<UserTask>, stop_timeout: Duration) {
+    let (mut tasks, signals): (Vec<_>, Vec<_>) = running.into_iter().unzip();
+    if !stop_timeout.is_zero() {
+        signals.iter().for_each(StopSignal::finish);
+        if all_end_within(stop_timeout, &mut tasks).await {
+            return;
+        }
     }
+    signals.iter().for_each(StopSignal::cut);
+    all_end_within(ON_STOP_LIMIT, &mut tasks).await;
+}
+
+/// Whether every task ends within `limit`.
+async fn all_end_within(limit: Duration, tasks: &mut [tokio::task::JoinHandle<()>]) -> bool {
+    let every = async {
+        for task in tasks.iter_mut() {
+            // A handle is polled once more after it finished only by mistake: skip those.
+            if !task.is_finished() {
+                let _ = task.await;
+            }
+        }
+    };
+    tokio::time::timeout(limit, every).await.is_ok()
 }
 
 /// What a thread makes its users of: each type and the keys of its steps, built once.
@@ -815,10 +837,10 @@ impl Users {
     /// Starts user `number` of type `user_type` on this thread (the closed model's loop).
     fn spawn(&self, user_type: usize, number: u64) -> UserTask {
         let user = self.user(user_type, number);
-        let user_stop = CancellationToken::new();
+        let signal = StopSignal::new();
         let task =
-            tokio::task::spawn_local(crate::user::caught("a user", user.run(user_stop.clone())));
-        (task, user_stop)
+            tokio::task::spawn_local(crate::user::caught("a user", user.run(signal.clone())));
+        (task, signal)
     }
 }
 
@@ -975,6 +997,7 @@ mod tests {
             headers: vec![],
             secret_headers: vec![],
             on_start: vec![],
+            on_stop: vec![],
             tasks: vec![Task {
                 weight: 1,
                 tags: vec![],

@@ -149,37 +149,53 @@ impl VirtualUser {
         }
     }
 
-    /// Runs until `stop` is cancelled (then ends once its current task is done, Locust's
-    /// graceful stop) or the task is dropped: the closed model's user.
+    /// Runs until told to stop (see [`StopSignal`]), then runs its type's `on_stop` steps and
+    /// ends: the closed model's user.
     ///
     /// A future holds room for the largest state it can be in (a request being sent), and
     /// this one is held by its user through every wait: a user that waits gets each
     /// iteration boxed for its own time, so what it holds while it waits is this loop's state
     /// alone (its task was 7.8 KB with the iteration inline, issue 31). A user that does not
     /// wait keeps it inline and allocates nothing per iteration.
-    pub fn run(self, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()>>> {
+    pub fn run(self, signal: StopSignal) -> Pin<Box<dyn Future<Output = ()>>> {
         if self.user_type.wait.longest() >= RELEASE_BUFFERS_AFTER {
-            Box::pin(Box::new(self).run_with::<Boxed>(stop))
+            Box::pin(Box::new(self).run_with::<Boxed>(signal))
         } else {
-            Box::pin(Box::new(self).run_with::<Inline>(stop))
+            Box::pin(Box::new(self).run_with::<Inline>(signal))
         }
     }
 
     /// `self` boxed: an async fn's future keeps its arguments apart from the locals they are
     /// moved into (rust-lang/rust#62958), so a user by value would take its room twice.
-    async fn run_with<I: Iterate>(mut self: Box<Self>, stop: CancellationToken) {
+    async fn run_with<I: Iterate>(mut self: Box<Self>, signal: StopSignal) {
         // Once per user: boxed, so that it takes no room in the loop's future.
-        if !Box::pin(self.start(&stop)).await {
-            return;
+        let started = tokio::select! {
+            biased;
+            () = signal.cut.cancelled() => false,
+            started = Box::pin(self.start(&signal.finish)) => started,
+        };
+        if started {
+            if let (Wait::Pacing(period), true) =
+                (self.user_type.wait, self.shared.latency_correction)
+            {
+                self.correct_for = Some(period);
+            }
+            tokio::select! {
+                biased;
+                () = signal.cut.cancelled() => {}
+                () = self.tasks::<I>(&signal.finish) => {}
+            }
         }
-        if let (Wait::Pacing(period), true) = (self.user_type.wait, self.shared.latency_correction)
-        {
-            self.correct_for = Some(period);
-        }
-        while !stop.is_cancelled() {
+        // Locust runs on_stop however the user was stopped, even during on_start.
+        Box::pin(self.stop()).await;
+    }
+
+    /// Picks and runs tasks, waiting between them, until `finish` (checked between tasks).
+    async fn tasks<I: Iterate>(&mut self, finish: &CancellationToken) {
+        while !finish.is_cancelled() {
             let started = Instant::now();
             let task = self.pick_task();
-            I::iterate(&mut self, task).await;
+            I::iterate(self, task).await;
             let wait = match self.user_type.wait {
                 Wait::Constant(d) => d,
                 Wait::Between(lo, hi) if hi > lo => rand::rng().random_range(lo..=hi),
@@ -195,10 +211,26 @@ impl VirtualUser {
                 }
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    () = stop.cancelled() => return,
+                    () = finish.cancelled() => return,
                 }
             }
         }
+    }
+
+    /// Runs the type's `on_stop` steps, within [`ON_STOP_LIMIT`] (a request cut off there
+    /// counts as in flight at the stop). Their requests are the user's own start-up and stop
+    /// work, reported with `on_start`'s apart from the steady state.
+    pub async fn stop(&mut self) {
+        let user_type = self.user_type.clone();
+        if user_type.on_stop.is_empty() {
+            return;
+        }
+        let steps = async {
+            for step_ref in &user_type.on_stop {
+                self.run_ref(step_ref, Phase::Startup).await;
+            }
+        };
+        let _ = tokio::time::timeout(ON_STOP_LIMIT, steps).await;
     }
 
     /// Sets the user's variables and runs its `on_start` steps; `false` when `stop` came
@@ -782,6 +814,44 @@ impl Iterate for Boxed {
         Box::pin(user.iteration(task, None))
     }
 }
+
+/// How a running user is told to stop; either way it then runs its type's `on_stop` steps.
+#[derive(Debug, Clone)]
+pub struct StopSignal {
+    /// Leave the task at hand now.
+    cut: CancellationToken,
+    /// Finish the task at hand first: a child of `cut`, so a cut also finishes.
+    finish: CancellationToken,
+}
+
+impl StopSignal {
+    /// A signal not given yet.
+    pub fn new() -> Self {
+        let cut = CancellationToken::new();
+        let finish = cut.child_token();
+        Self { cut, finish }
+    }
+
+    /// Finish the task at hand, then stop (Locust's stop within `--stop-timeout`).
+    pub fn finish(&self) {
+        self.finish.cancel();
+    }
+
+    /// Leave the task at hand now (a request in flight is counted so), then stop.
+    pub fn cut(&self) {
+        self.cut.cancel();
+    }
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How long a user's `on_stop` may take once it is told to stop: a server that hangs must not
+/// hang the run's end (Locust waits without a bound).
+pub const ON_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A wait this long gives the connection's buffers back first: allocating them again costs
 /// far less than a user's idle buffers cost memory, and waits shorter than this are the

@@ -99,6 +99,9 @@ pub struct Connection {
     sends: Rc<Sends>,
     /// The next attempt is a resend: counted as one once it is written.
     resending: bool,
+    /// An exchange is under way; still set when the next begins, it was dropped midway (its
+    /// user was cut off at a stop and goes on to `on_stop`): the stream is in an unknown state.
+    exchanging: bool,
 }
 
 /// What a user's connections have written so far: every request whose bytes went out, and the
@@ -155,6 +158,7 @@ impl Connection {
             deadline: None,
             sends: Rc::default(),
             resending: false,
+            exchanging: false,
         }
     }
 
@@ -208,6 +212,11 @@ impl Connection {
         payload: &Payload,
         timeout: Duration,
     ) -> Result<Answer, HttpError> {
+        if self.exchanging {
+            self.stream = None;
+            self.incoming.clear();
+        }
+        self.exchanging = true;
         self.encode(method, path_and_query, headers, payload);
         if tracing::enabled!(tracing::Level::TRACE) {
             let head_end = self
@@ -235,6 +244,7 @@ impl Connection {
             () = deadline.as_mut() => Err(HttpError::Timeout(timeout)),
         };
         self.deadline = Some(deadline);
+        self.exchanging = false;
         // --loglevel DEBUG: one line per request, as a user tracing a scenario wants it.
         if tracing::enabled!(tracing::Level::DEBUG) {
             let ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::arrival::{Arrival, Schedule, split_exactly};
 use crate::scenario::UserType;
 use crate::stats::{self, Fate, RunClock};
-use crate::user::VirtualUser;
+use crate::user::{ON_STOP_LIMIT, VirtualUser};
 
 use super::Users;
 
@@ -150,6 +150,8 @@ struct Executor {
     clock: RunClock,
     /// Stops users still running their `on_start`.
     user_stop: CancellationToken,
+    /// Cuts the iterations still running at the stop: their users go on to `on_stop`.
+    cut: CancellationToken,
     idle: tokio::sync::Notify,
     /// Each stream's next iteration of this thread, and the iterations started by type slot.
     progress: RefCell<Vec<(u64, Vec<u64>)>>,
@@ -180,6 +182,7 @@ pub(super) async fn serve(
         names,
         clock,
         user_stop: CancellationToken::new(),
+        cut: CancellationToken::new(),
         idle: tokio::sync::Notify::new(),
         progress: RefCell::new(
             share
@@ -213,6 +216,22 @@ pub(super) async fn serve(
         // Locust's --stop-timeout: the iterations running may finish.
         let _ = tokio::time::timeout(stop_timeout, executor.all_idle()).await;
     }
+    // Every user then runs its on_stop: the free ones here, the cut ones where they were.
+    executor.cut.cancel();
+    let free: Vec<VirtualUser> = (executor.pool.borrow_mut().free.iter_mut())
+        .flat_map(std::mem::take)
+        .collect();
+    let stopping: Vec<_> = free
+        .into_iter()
+        .map(|mut user| tokio::task::spawn_local(async move { user.stop().await }))
+        .collect();
+    let every = async {
+        for task in stopping {
+            let _ = task.await;
+        }
+        executor.all_idle().await;
+    };
+    let _ = tokio::time::timeout(ON_STOP_LIMIT, every).await;
 }
 
 impl Executor {
@@ -346,12 +365,21 @@ impl Executor {
         due: Instant,
     ) {
         let ready = !fresh || user.start(&self.user_stop).await;
+        let mut cut = !ready;
         if ready {
             let task = user.pick_task();
-            user.iteration(task, Some(due)).await;
+            tokio::select! {
+                biased;
+                () = self.cut.cancelled() => cut = true,
+                () = user.iteration(task, Some(due)) => {}
+            }
+        }
+        if cut {
+            // Its iteration or its on_start was cut off by the stop.
+            user.stop().await;
         }
         let mut pool = self.pool.borrow_mut();
-        if ready {
+        if !cut {
             pool.free[user_type].push(user);
         }
         pool.busy -= 1;

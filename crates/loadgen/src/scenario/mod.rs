@@ -128,6 +128,8 @@ pub struct UserType {
     pub secret_headers: Vec<String>,
     /// Steps run once when the user starts.
     pub on_start: Vec<StepRef>,
+    /// Steps run once when the user stops (its task done or cut off), as Locust's `on_stop`.
+    pub on_stop: Vec<StepRef>,
     /// Weighted tasks run in a loop.
     pub tasks: Vec<Task>,
     /// The steps, referenced by index.
@@ -583,6 +585,11 @@ fn compile_user(
         .iter()
         .map(|r| resolve_step_ref(checker, user, &keys, r))
         .collect::<Result<Vec<_>, _>>()?;
+    let on_stop = user
+        .on_stop
+        .iter()
+        .map(|r| resolve_step_ref(checker, user, &keys, r))
+        .collect::<Result<Vec<_>, _>>()?;
     let tasks = compile_tasks(checker, spanned, &keys)?;
     let mut steps = Vec::new();
     for (key, step) in &user.steps {
@@ -631,6 +638,7 @@ fn compile_user(
         headers: templates(checker, &user.headers)?,
         secret_headers: secret_headers(checker, &user.secret_headers)?,
         on_start,
+        on_stop,
         tasks,
         steps,
     })

@@ -97,6 +97,8 @@ pub struct User {
     #[serde(default)]
     pub on_start: Vec<Spanned<StepRef>>,
     #[serde(default)]
+    pub on_stop: Vec<Spanned<StepRef>>,
+    #[serde(default)]
     pub tasks: Vec<Spanned<Task>>,
     #[serde(default)]
     pub steps: BTreeMap<String, Spanned<Step>>,

@@ -47,7 +47,8 @@ pub(super) fn unless_never_set(user: &UserType) -> Option<String> {
     let refs = user
         .on_start
         .iter()
-        .chain(user.tasks.iter().flat_map(|t| &t.run));
+        .chain(user.tasks.iter().flat_map(|t| &t.run))
+        .chain(&user.on_stop);
     for step_ref in refs {
         if let Some(variable) = &step_ref.unless
             && !set.contains(&**variable)

@@ -315,7 +315,6 @@ fn what_is_not_translated_is_kept_visible() {
         (8, "@events.test_start"),
         (19, "if \"error\" in response.text"),
         (25, "time.sleep"),
-        (27, "def on_stop"),
     ] {
         assert!(
             stdout.contains(&format!("#   {line:>4} | ")) && stdout.contains(text),
@@ -326,6 +325,11 @@ fn what_is_not_translated_is_kept_visible() {
             "{stderr}"
         );
     }
+    // on_stop is translated: the logout runs when each user stops.
+    assert!(
+        stdout.contains("on_stop = [\"on_stop\"]") && !stderr.contains(":27:"),
+        "{stdout}\n{stderr}"
+    );
     let full = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["import", "locust"])
         .arg(corpus().join("08_token_auth.py"))
@@ -374,4 +378,70 @@ fn a_locustfile_runs_with_the_host_of_its_class() {
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("against http://127.0.0.1:8089"), "{said}");
     assert!(said.contains("user types Reader, Writer"), "{said}");
+}
+
+/// The README's locustfile (the seed's, in its shape) runs on the testbed with nothing failed,
+/// and each user's `on_stop` deletes the video its `on_start` uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_locustfile_runs_on_the_testbed_and_each_user_cleans_up_when_it_stops() {
+    let testbed = test_support::start_in_memory(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/locustfile.py");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("-f")
+        .arg(&example)
+        .arg("--fixtures")
+        .arg(test_support::fixtures())
+        .args([
+            "--headless",
+            "-u",
+            "3",
+            "-r",
+            "3",
+            "-t",
+            "3s",
+            "--only-summary",
+        ])
+        .args(["-H", &testbed.base_url(), "--report-json"])
+        .arg(&json)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| panic!("no report; exit {:?}\n{said}", out.status.code()));
+    let rows = |phase: &str| -> Vec<(String, u64, u64)> {
+        report[phase]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {phase} rows: {report}"))
+            .iter()
+            .map(|r| {
+                (
+                    format!(
+                        "{} {}",
+                        r["method"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or("")
+                    ),
+                    r["requests"].as_u64().unwrap_or(0),
+                    r["failures"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let (startup, steady) = (rows("startup"), rows("steady"));
+    let failed: u64 = startup.iter().chain(&steady).map(|r| r.2).sum();
+    assert_eq!(failed, 0, "{startup:?} {steady:?}\n{said}");
+    let deletes = startup
+        .iter()
+        .find(|r| r.0 == "DELETE /api/v1/files/[id]")
+        .map_or(0, |r| r.1);
+    // Answered 204 (nothing failed): each user's video is gone.
+    assert_eq!(
+        deletes, 3,
+        "one delete per user at the stop: {startup:?}\n{said}"
+    );
 }

@@ -35,6 +35,7 @@ mod locust_compat;
 mod locust_master;
 mod loopback;
 mod master_guard;
+mod on_stop;
 mod open_model;
 mod polls;
 mod profiles;

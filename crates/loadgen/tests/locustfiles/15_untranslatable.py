@@ -1,5 +1,5 @@
-# What has no counterpart: an event hook, on_stop, a check of the body, a sleep. The rest is
-# translated and runs; each of these is a NOT TRANSLATED comment.
+# What has no counterpart: an event hook, a check of the body, a sleep; each is a NOT TRANSLATED
+# comment. The rest is translated and runs, on_stop's logout included (at the run's end).
 import time
 
 from locust import HttpUser, between, events, task

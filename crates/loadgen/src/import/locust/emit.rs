@@ -21,9 +21,10 @@ pub struct UserOut {
     pub vars: BTreeMap<String, toml::Value>,
     pub headers: BTreeMap<String, String>,
     pub on_start: Vec<RunRef>,
+    pub on_stop: Vec<RunRef>,
     pub tasks: Vec<TaskOut>,
     pub steps: Vec<StepOut>,
-    /// Untranslated places of the class outside its tasks (on_stop, attributes...).
+    /// Untranslated places of the class outside its tasks (attributes, statements...).
     pub notes: Vec<Untranslated>,
 }
 
@@ -167,6 +168,9 @@ fn write_user(out: &mut String, user: &UserOut) {
     }
     if !user.on_start.is_empty() {
         let _ = writeln!(out, "on_start = {}", run_list(&user.on_start));
+    }
+    if !user.on_stop.is_empty() {
+        let _ = writeln!(out, "on_stop = {}", run_list(&user.on_stop));
     }
     for task in &user.tasks {
         let _ = writeln!(out, "\n# {}", task.from);

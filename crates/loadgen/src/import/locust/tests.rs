@@ -153,10 +153,11 @@ fn requests_keep_their_arguments() {
 fn what_is_left_is_noted_with_its_lines() {
     let out = imported(
         "class U(HttpUser):\n    @task\n    def t(self):\n        self.client.get('/a')\n\
-         \x20       while True:\n            break\n\n    def on_stop(self):\n        self.client.get('/bye')\n",
+         \x20       while True:\n            break\n\n    def on_stop(self):\n        self.client.get('/bye')\n\
+         \x20       self.client.auth = ('a', 'b')\n",
     );
     let lines: Vec<usize> = out.untranslated.iter().map(|u| u.line).collect();
-    assert_eq!(lines, [5, 8], "{:?}", out.untranslated);
+    assert_eq!(lines, [5, 10], "{:?}", out.untranslated);
     assert!(
         out.untranslated[0]
             .original
@@ -167,10 +168,8 @@ fn what_is_left_is_noted_with_its_lines() {
         "{}",
         out.toml
     );
-    assert!(
-        out.report("f.py")
-            .contains("f.py:8: not translated: on_stop")
-    );
+    assert!(out.report("f.py").contains("f.py:10: not translated: "));
+    assert!(out.toml.contains("on_stop = [\"on_stop\"]"), "{}", out.toml);
 }
 
 #[test]

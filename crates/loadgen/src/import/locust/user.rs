@@ -177,11 +177,10 @@ impl<'a> Module<'a> {
             b.out.notes.append(&mut fx.notes);
         }
         if let Some(f) = methods.get("on_stop") {
-            let note = b.note(
-                f.range,
-                "on_stop: loadgen does not run steps when a user stops yet",
-            );
-            b.out.notes.push(note);
+            let mut fx = Fx::new(f, methods, false);
+            b.stmts(&mut fx, &f.body);
+            b.out.on_stop.extend(fx.run);
+            b.out.notes.append(&mut fx.notes);
         }
     }
 
@@ -348,6 +347,14 @@ impl<'a> Module<'a> {
             let mut fx = Fx::new(f, &methods, true);
             b.stmts(&mut fx, &f.body);
             b.out.on_start.extend(fx.run);
+            b.out.notes.append(&mut fx.notes);
+        }
+        if let Some(f) = methods.get("on_stop") {
+            // Locust runs it when the user leaves the set, and when it stops inside it: a
+            // flattened set is never left, so at the user's stop.
+            let mut fx = Fx::new(f, &methods, false);
+            b.stmts(&mut fx, &f.body);
+            b.out.on_stop.extend(fx.run);
             b.out.notes.append(&mut fx.notes);
         }
         let entries = self.entries(b, &members, &methods);
