@@ -168,7 +168,7 @@ async fn print_table(handle: &RunHandle, update: &Update, counted: &mut Counted)
     report::print_err(&format!(
         "{}\n{}{}[{:.0}s, {} users{}] In flight: {} request(s), {}\n\n",
         report::console::requests_table(&rows, &total),
-        part(Phase::Startup, "start-up (on_start)"),
+        part(Phase::Startup, "start-up and stop (on_start, on_stop)"),
         part(Phase::Poll, "job polls"),
         update.elapsed.as_secs_f64(),
         update.users,

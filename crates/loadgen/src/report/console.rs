@@ -159,7 +159,7 @@ fn locust_tables(out: &mut String, report: &Report) {
     if !report.startup.is_empty() {
         let _ = writeln!(
             out,
-            "\nSTART-UP REQUESTS (on_start: in the tables above; the targets judge the steady state without them)"
+            "\nSTART-UP REQUESTS (on_start and on_stop: in the tables above; the targets judge the steady state without them)"
         );
         out.push_str(&requests_table(&report.startup, &report.startup_total));
     }

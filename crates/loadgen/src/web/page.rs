@@ -83,7 +83,7 @@ pub fn index(session: &Session, class_picker: bool) -> String {
   <a href="#workers" data-tab="workers" id="workers_tab" hidden>Workers</a>
 </nav>
 <main>
-  <div id="statistics" class="tab on"><table id="stats_table"></table><h3>Start-up requests (on_start)</h3><table id="startup_table"></table><h3>Job polls (following the jobs created)</h3><table id="polls_table"></table></div>
+  <div id="statistics" class="tab on"><table id="stats_table"></table><h3>Start-up and stop requests (on_start, on_stop)</h3><table id="startup_table"></table><h3>Job polls (following the jobs created)</h3><table id="polls_table"></table></div>
   <div id="charts" class="tab"></div>
   <div id="failures" class="tab"><table id="failures_table"></table></div>
   <div id="exceptions" class="tab"><table id="exceptions_table"></table></div>

@@ -545,7 +545,9 @@ async fn started_with_requests(
             };
             if let Some(rest) = line.trim_start().strip_prefix("Aggregated") {
                 all = number(rest).unwrap_or(0);
-            } else if let Some(rest) = line.strip_prefix("Of which start-up (on_start): ") {
+            } else if let Some(rest) =
+                line.strip_prefix("Of which start-up and stop (on_start, on_stop): ")
+            {
                 if number(rest).is_some_and(|startup| all > startup) {
                     return;
                 }
@@ -607,7 +609,7 @@ async fn a_signal_mid_run_still_writes_the_reports(signal: &str) {
     // The live table counts the users' start-up (register, login) among its requests, and
     // says how many they are.
     assert!(
-        stderr.contains("Of which start-up (on_start): "),
+        stderr.contains("Of which start-up and stop (on_start, on_stop): "),
         "{stderr}"
     );
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();

@@ -195,6 +195,15 @@ impl<'m> Builder<'m> {
         }
     }
 
+    /// A task's weight, or 1 with a note saying why it could not be read.
+    pub fn weight_or_note(&mut self, range: TextRange, weight: Result<u32, String>) -> u32 {
+        weight.unwrap_or_else(|why| {
+            let note = self.note(range, why);
+            self.out.notes.push(note);
+            1
+        })
+    }
+
     pub fn note(&self, range: TextRange, why: impl Into<String>) -> Untranslated {
         self.module.note(range, why)
     }
@@ -554,6 +563,22 @@ impl<'m> Builder<'m> {
                     .any(|s| s.key == r.step && !s.extract.is_empty())
             })
             .collect();
+        // Of several, the one whose value the user's headers carry (a token): what a 401
+        // needs anew.
+        let extracting = if extracting.len() > 1 {
+            let credential: Vec<&RunRef> = extracting
+                .iter()
+                .copied()
+                .filter(|r| self.sets_a_header_value(&r.step))
+                .collect();
+            if credential.len() == 1 {
+                credential
+            } else {
+                extracting
+            }
+        } else {
+            extracting
+        };
         let target = match (inner.run.as_slice(), extracting.as_slice()) {
             ([one], _) => one.step.clone(),
             (_, [login]) => {
@@ -582,6 +607,19 @@ impl<'m> Builder<'m> {
                 .on_status
                 .insert(code.to_string(), target.clone());
         }
+    }
+
+    /// Whether step `key` extracts a variable that one of the user's headers uses.
+    fn sets_a_header_value(&self, key: &str) -> bool {
+        self.out
+            .steps
+            .iter()
+            .filter(|s| s.key == key)
+            .flat_map(|s| s.extract.keys())
+            .any(|var| {
+                let used = format!("${{{var}}}");
+                self.out.headers.values().any(|h| h.contains(&used))
+            })
     }
 
     /// `for _ in range(N):` over requests: each step repeated N times.

@@ -298,22 +298,44 @@ fn decorator_name(e: &Expr) -> &Expr {
     }
 }
 
-/// `@task` (1), `@task(3)`: the weight; `None` when not a task.
-fn task_weight(f: &ast::StmtFunctionDef) -> Option<u32> {
-    f.decorator_list.iter().find_map(|d| {
+/// `@task` (1), `@task(3)`, `@task(weight=3)`, `@task(WEIGHT)` with a module constant: the
+/// weight, or why it cannot be read (the task then counts once, and the place is noted);
+/// `None` when the decorators make no task. With the decorator's place.
+fn task_weight(
+    decorators: &[ast::Decorator],
+    consts: &Consts,
+) -> Option<(Result<u32, String>, TextRange)> {
+    decorators.iter().find_map(|d| {
         let name = dotted(decorator_name(&d.expression))?;
         if name != "task" && !name.ends_with(".task") {
             return None;
         }
-        match &d.expression {
-            Expr::Call(c) => match c.arguments.args.first() {
-                Some(Expr::NumberLiteral(n)) => n.value.as_int().and_then(|i| i.as_u32()),
-                None => Some(1),
-                Some(_) => Some(1),
-            },
-            _ => Some(1),
-        }
+        let Expr::Call(c) = &d.expression else {
+            return Some((Ok(1), d.range));
+        };
+        let given = c.arguments.args.first().or_else(|| {
+            c.arguments
+                .keywords
+                .iter()
+                .find(|k| k.arg.as_ref().is_some_and(|a| a.as_str() == "weight"))
+                .map(|k| &k.value)
+        });
+        Some((given.map_or(Ok(1), |e| weight_of(e, consts)), d.range))
     })
+}
+
+/// A task's weight written as a Python number or a module constant.
+fn weight_of(e: &Expr, consts: &Consts) -> Result<u32, String> {
+    let value = match e {
+        Expr::Name(n) => consts.get(n.id.as_str()).cloned(),
+        other => literal(other),
+    };
+    value
+        .and_then(|v| v.as_integer())
+        .and_then(|w| u32::try_from(w).ok())
+        .ok_or_else(|| {
+            "a task weight that is not a whole number nor a module constant (counted as 1)".into()
+        })
 }
 
 /// The names of `@tag("a", "b")`.

@@ -49,6 +49,29 @@ fn tasks_lists_and_dicts_of_module_functions_keep_their_weights() {
 }
 
 #[test]
+fn weights_given_by_keyword_or_module_constant_are_kept_and_others_noted() {
+    let out = imported(
+        "HEAVY = 5\n\ndef a(l):\n    l.client.get('/a')\n\n\
+         class U(HttpUser):\n    tasks = {a: HEAVY}\n\n    @task(weight=3)\n    def k(self):\n\
+         \x20       self.client.get('/k')\n\n    @task(HEAVY)\n    def c(self):\n\
+         \x20       self.client.get('/c')\n\n    @task(len('ab'))\n    def d(self):\n\
+         \x20       self.client.get('/d')\n",
+    );
+    let toml = &out.toml;
+    assert!(toml.contains("weight = 5\nrun = [\"a\"]"), "{toml}");
+    assert!(toml.contains("weight = 3\nrun = [\"k\"]"), "{toml}");
+    assert!(toml.contains("weight = 5\nrun = [\"c\"]"), "{toml}");
+    assert!(toml.contains("weight = 1\nrun = [\"d\"]"), "{toml}");
+    let lines: Vec<usize> = out.untranslated.iter().map(|u| u.line).collect();
+    assert_eq!(
+        lines,
+        [17],
+        "only the weight no one can read: {:?}",
+        out.untranslated
+    );
+}
+
+#[test]
 fn a_nested_task_set_is_flattened_with_its_shares() {
     // The set holds 2/3 of the user's picks, split 3:1 inside; the plain task 1/3.
     let toml = toml_of(

@@ -11,7 +11,7 @@ use ruff_text_size::Ranged;
 use super::body::{Builder, Fx};
 use super::emit::{RunRef, TaskOut, UserOut};
 use super::expr::{dotted, literal};
-use super::{Entry, Kind, Members, Module, Source, tags_of, task_weight};
+use super::{Entry, Kind, Members, Module, Source, tags_of, task_weight, weight_of};
 
 /// A task with its share as a fraction (`num / den`) of the user's.
 struct Share {
@@ -208,19 +208,18 @@ impl<'a> Module<'a> {
         };
         let mut entries: Vec<Entry<'a>> = Vec::new();
         if let Some((tasks, range)) = members.attr("tasks") {
-            let items: Vec<(&Expr, u32)> = match tasks {
-                Expr::List(l) => l.elts.iter().map(|e| (e, 1)).collect(),
-                Expr::Tuple(t) => t.elts.iter().map(|e| (e, 1)).collect(),
+            let consts = &self.consts;
+            let items: Vec<(&Expr, Result<u32, String>)> = match tasks {
+                Expr::List(l) => l.elts.iter().map(|e| (e, Ok(1))).collect(),
+                Expr::Tuple(t) => t.elts.iter().map(|e| (e, Ok(1))).collect(),
                 Expr::Dict(d) => d
                     .iter()
-                    .filter_map(|i| {
-                        let w = literal(&i.value)?.as_integer()?;
-                        Some((i.key.as_ref()?, u32::try_from(w).ok()?))
-                    })
+                    .filter_map(|i| Some((i.key.as_ref()?, weight_of(&i.value, consts))))
                     .collect(),
                 _ => Vec::new(),
             };
             for (e, weight) in items {
+                let weight = b.weight_or_note(e.range(), weight);
                 let name = dotted(e).unwrap_or_default();
                 match resolve(name.rsplit('.').next().unwrap_or_default()) {
                     // A task listed twice is one task of twice the weight.
@@ -246,7 +245,8 @@ impl<'a> Module<'a> {
         }
         // Locust's metaclass adds the @task methods to a `tasks` list.
         for m in &members.methods {
-            if let Some(weight) = task_weight(m) {
+            if let Some((weight, at)) = task_weight(&m.decorator_list, &self.consts) {
+                let weight = b.weight_or_note(at, weight);
                 entries.push(Entry {
                     source: Source::Function(m),
                     weight,
@@ -258,18 +258,8 @@ impl<'a> Module<'a> {
         let mut nested: Vec<&&ast::StmtClassDef> = members.classes.values().collect();
         nested.sort_by_key(|c| c.range.start());
         for c in nested {
-            if let Some(weight) = c.decorator_list.iter().find_map(|d| match &d.expression {
-                Expr::Call(call) if dotted(&call.func).as_deref() == Some("task") => Some(
-                    call.arguments
-                        .args
-                        .first()
-                        .and_then(|a| literal(a)?.as_integer())
-                        .and_then(|n| u32::try_from(n).ok())
-                        .unwrap_or(1),
-                ),
-                Expr::Name(n) if n.id.as_str() == "task" => Some(1),
-                _ => None,
-            }) {
+            if let Some((weight, at)) = task_weight(&c.decorator_list, &self.consts) {
+                let weight = b.weight_or_note(at, weight);
                 entries.push(Entry {
                     source: Source::Class(c),
                     weight,
