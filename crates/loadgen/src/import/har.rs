@@ -560,13 +560,18 @@ impl<'o> Writer<'o> {
             }
         } else if let Value::Array(items) = value {
             for item in items {
+                if item.is_string() {
+                    *item = literal(std::mem::take(item));
+                }
                 self.redact_json(item);
             }
         }
     }
 
-    /// A body field that holds a secret becomes `${field}`, its value a variable.
+    /// A body field that holds a secret becomes `${field}`, its value a variable. Recorded
+    /// text is literal: a `${` in it stays one.
     fn secret_field(&mut self, name: &str, value: Value) -> Value {
+        let value = literal(value);
         if !is_secret_name(name) || !value.is_string() {
             return value;
         }
@@ -607,9 +612,15 @@ impl<'o> Writer<'o> {
     fn query(&mut self, url: &Url) -> String {
         let mut pairs = Vec::new();
         for (name, value) in url.query_pairs() {
-            let kept = self.secret_field(&name, Value::String(value.into_owned()));
+            let secret = is_secret_name(&name);
+            let kept = if secret {
+                self.secret_field(&name, Value::String(value.into_owned()))
+            } else {
+                // Encoded, it holds no `${` to read as a template.
+                Value::String(value.into_owned())
+            };
             let kept = kept.as_str().unwrap_or_default().to_owned();
-            let encoded = if kept.starts_with("${") {
+            let encoded = if secret {
                 kept
             } else {
                 form_urlencoded::byte_serialize(kept.as_bytes()).collect()
@@ -682,6 +693,14 @@ impl<'o> Writer<'o> {
 }
 
 /// Every string of 16 characters or more in an answer, with its field path (`data.token`).
+/// A recorded string as a template that renders to it.
+fn literal(value: Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(crate::scenario::template::escape(&text)),
+        other => other,
+    }
+}
+
 fn long_strings(value: &Value, path: String, out: &mut Vec<(String, String)>) {
     match value {
         Value::String(s) if s.len() >= 16 && !path.is_empty() => out.push((s.clone(), path)),

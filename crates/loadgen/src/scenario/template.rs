@@ -88,24 +88,38 @@ pub struct Context<'a> {
     pub seq: &'a mut u64,
 }
 
+/// `text` as a template that renders to it: each `${` written `${$}{`.
+pub fn escape(text: &str) -> String {
+    text.replace("${", "${$}{")
+}
+
 impl Template {
     /// Parses `text`; the error says which expression is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut pieces = Vec::new();
         let mut rest = text;
+        let mut literal = String::new();
         while let Some(start) = rest.find("${") {
-            if start > 0 {
-                pieces.push(Piece::Literal(rest[..start].to_owned()));
-            }
+            literal.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             let end = after
                 .find('}')
                 .ok_or_else(|| format!("`${{` without a closing `}}` in {text:?}"))?;
-            pieces.push(Piece::Expr(parse_expr(after[..end].trim())?));
+            let expr = after[..end].trim();
             rest = &after[end + 1..];
+            // `${$}` is a literal `$`: `${$}{x}` writes the text `${x}`.
+            if expr == "$" {
+                literal.push('$');
+                continue;
+            }
+            if !literal.is_empty() {
+                pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+            }
+            pieces.push(Piece::Expr(parse_expr(expr)?));
         }
-        if !rest.is_empty() {
-            pieces.push(Piece::Literal(rest.to_owned()));
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            pieces.push(Piece::Literal(literal));
         }
         Ok(Self { pieces })
     }
@@ -189,7 +203,7 @@ impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for piece in &self.pieces {
             match piece {
-                Piece::Literal(text) => f.write_str(text)?,
+                Piece::Literal(text) => f.write_str(&escape(text))?,
                 Piece::Expr(Expr::Var(name)) => write!(f, "${{{name}}}")?,
                 Piece::Expr(Expr::User) => f.write_str("${user}")?,
                 Piece::Expr(Expr::Run) => f.write_str("${run}")?,
@@ -318,6 +332,32 @@ mod tests {
             seq: &mut seq,
         };
         f(&mut cx)
+    }
+
+    #[test]
+    fn a_dollar_in_braces_is_a_literal_dollar() {
+        let vars = HashMap::from([("x".to_owned(), json!("v"))]);
+        with(&vars, |cx| {
+            for (source, rendered) in [
+                ("a ${$}{x} b ${x}", "a ${x} b v"),
+                ("${ $ }{", "${"),
+                ("$${x}", "$v"),
+                ("cost $5 ${x}$", "cost $5 v$"),
+            ] {
+                let t = Template::parse(source).unwrap();
+                assert_eq!(t.render(cx).unwrap(), rendered, "{source}");
+                // Written back, it renders the same.
+                let again = Template::parse(&t.to_string()).unwrap();
+                assert_eq!(again.render(cx).unwrap(), rendered, "{source}: {t}");
+            }
+            assert_eq!(
+                Template::parse(&escape("${x} $${y}"))
+                    .unwrap()
+                    .render(cx)
+                    .unwrap(),
+                "${x} $${y}"
+            );
+        });
     }
 
     #[test]

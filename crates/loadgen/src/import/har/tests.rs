@@ -256,3 +256,18 @@ fn secrets_in_queries_headers_and_other_field_names_are_redacted_too() {
     assert!(toml.contains("newPassword = \"${newPassword}\""), "{toml}");
     crate::scenario::parse(toml, "r.toml", &std::env::temp_dir()).expect("checks");
 }
+
+#[test]
+fn recorded_text_holding_a_template_opening_stays_text() {
+    let mut har = recording();
+    har["log"]["entries"][4]["request"]["postData"]["text"] =
+        json!("{\"script\": \"echo ${HOME}\", \"lines\": [\"${a}\"], \"quality\": \"high\"}");
+    har["log"]["entries"][6]["request"]["url"] =
+        json!("http://127.0.0.1:8000/api/v1/users/me?q=${x}");
+    let imported = import(&har.to_string(), "r.har", &Options::default()).expect("imports");
+    let toml = &imported.toml;
+    assert!(toml.contains("script = \"echo ${$}{HOME}\""), "{toml}");
+    assert!(toml.contains("lines = [\"${$}{a}\"]"), "{toml}");
+    assert!(toml.contains("?q=%24%7Bx%7D"), "{toml}");
+    crate::scenario::parse(toml, "r.toml", &std::env::temp_dir()).expect("checks");
+}

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use ruff_python_ast::{self as ast, Expr, InterpolatedStringElement, Number, Operator};
 
+use crate::scenario::template::escape;
+
 /// A module-level constant, as a TOML value (strings, numbers, booleans, lists, tables).
 pub type Consts = HashMap<String, toml::Value>;
 
@@ -51,7 +53,8 @@ pub fn dotted(e: &Expr) -> Option<String> {
 /// A literal Python value as TOML, if it is one (constants of the module).
 pub fn literal(e: &Expr) -> Option<toml::Value> {
     Some(match e {
-        Expr::StringLiteral(s) => toml::Value::String(s.value.to_str().to_owned()),
+        // Python text is literal: a `${` in it stays one.
+        Expr::StringLiteral(s) => toml::Value::String(escape(s.value.to_str())),
         Expr::NumberLiteral(n) => match &n.value {
             Number::Int(i) => toml::Value::Integer(i.as_i64()?),
             Number::Float(f) => toml::Value::Float(*f),
@@ -140,7 +143,7 @@ impl Scope<'_> {
                 .unwrap_or_else(|| format!("${{{attr}}}")));
         }
         match e {
-            Expr::StringLiteral(s) => Ok(s.value.to_str().to_owned()),
+            Expr::StringLiteral(s) => Ok(escape(s.value.to_str())),
             Expr::NumberLiteral(_) | Expr::BooleanLiteral(_) | Expr::UnaryOp(_) => literal(e)
                 .as_ref()
                 .and_then(text_of)
@@ -172,11 +175,13 @@ impl Scope<'_> {
         let mut out = String::new();
         for part in f.value.iter() {
             match part {
-                ast::FStringPart::Literal(s) => out.push_str(&s.value),
+                ast::FStringPart::Literal(s) => out.push_str(&escape(&s.value)),
                 ast::FStringPart::FString(fs) => {
                     for element in fs.elements.iter() {
                         match element {
-                            InterpolatedStringElement::Literal(l) => out.push_str(&l.value),
+                            InterpolatedStringElement::Literal(l) => {
+                                out.push_str(&escape(&l.value));
+                            }
                             InterpolatedStringElement::Interpolation(i) => {
                                 if i.format_spec.is_some() {
                                     return Err("an f-string format spec (`{x:...}`)".into());
@@ -202,37 +207,44 @@ impl Scope<'_> {
         };
         let mut args = args.into_iter();
         let mut out = String::new();
+        // The format's own text, escaped as a whole run (`$%%{` is a literal `$%{`).
+        let mut text = String::new();
         let mut chars = format.value.to_str().chars();
         while let Some(c) = chars.next() {
             if c != '%' {
-                out.push(c);
+                text.push(c);
                 continue;
             }
             match chars.next() {
-                Some('%') => out.push('%'),
+                Some('%') => text.push('%'),
                 Some('s' | 'd' | 'i') => {
                     let arg = args.next().ok_or("too few values for the `%` format")?;
+                    out.push_str(&escape(&std::mem::take(&mut text)));
                     out.push_str(&self.template(arg)?);
                 }
                 _ => return Err("a `%` conversion other than %s, %d, %i".into()),
             }
         }
+        out.push_str(&escape(&text));
         Ok(out)
     }
 
     /// `"...{}...{name}".format(...)`.
     fn format(&mut self, format: &str, call: &ast::ExprCall) -> Result<String, String> {
         let mut out = String::new();
+        // The format's own text, escaped as a whole run (`${{` is a literal `${`).
+        let mut text = String::new();
         let mut positional = call.arguments.args.iter();
         let mut rest = format;
         while let Some(open) = rest.find(['{', '}']) {
-            out.push_str(&rest[..open]);
+            text.push_str(&rest[..open]);
             let after = &rest[open + 1..];
             if rest[open..].starts_with("{{") || rest[open..].starts_with("}}") {
-                out.push_str(&rest[open..open + 1]);
+                text.push_str(&rest[open..open + 1]);
                 rest = &after[1..];
                 continue;
             }
+            out.push_str(&escape(&std::mem::take(&mut text)));
             let close = after
                 .find('}')
                 .ok_or("an unclosed `{` in a .format string")?;
@@ -254,7 +266,8 @@ impl Scope<'_> {
             out.push_str(&self.template(arg)?);
             rest = &after[close + 1..];
         }
-        out.push_str(rest);
+        text.push_str(rest);
+        out.push_str(&escape(&text));
         Ok(out)
     }
 

@@ -72,6 +72,19 @@ fn weights_given_by_keyword_or_module_constant_are_kept_and_others_noted() {
 }
 
 #[test]
+fn python_text_holding_a_template_opening_stays_text() {
+    let toml = toml_of(
+        "class U(HttpUser):\n    price = 5\n    id = 3\n\n    @task\n    def t(self):\n\
+         \x20       self.client.post('/a', json={'sh': 'echo ${HOME}', 'p': f'${self.price}'})\n\
+         \x20       self.client.get('/b/%s/${{x}}' % self.id)\n",
+    );
+    assert!(toml.contains("sh = \"echo ${$}{HOME}\""), "{toml}");
+    // A dollar sign before a value is a dollar sign, then the value.
+    assert!(toml.contains("p = \"$${price}\""), "{toml}");
+    assert!(toml.contains("path = \"/b/${id}/${$}{{x}}\""), "{toml}");
+}
+
+#[test]
 fn a_nested_task_set_is_flattened_with_its_shares() {
     // The set holds 2/3 of the user's picks, split 3:1 inside; the plain task 1/3.
     let toml = toml_of(
