@@ -55,6 +55,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# cargo-machete: a dependency that no code uses fails the run, as a clippy warning does
+# (built once into ~/.cargo/bin, kept between runs). Built while pip fetches the venvs below.
+machete_pid=""
+if ! cargo machete --version >/dev/null 2>&1; then
+  say "installing cargo-machete (beside the venvs)"
+  cargo install cargo-machete --locked --quiet &
+  machete_pid=$!
+fi
 # kubernetes-validate from PyPI, in a venv of its own under target/ (kept between runs), at a
 # pinned version: its schemas are what the manifests are checked against (the test pins the
 # Kubernetes release among them).
@@ -81,11 +89,9 @@ export PLAYWRIGHT_VENV
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
-# cargo-machete: a dependency that no code uses fails the run, as a clippy warning does
-# (built once into ~/.cargo/bin, kept between runs).
-if ! cargo machete --version >/dev/null 2>&1; then
-  say "installing cargo-machete"
-  cargo install cargo-machete --locked
+if [ -n "$machete_pid" ] && ! wait "$machete_pid"; then
+  echo "cargo install cargo-machete failed" >&2
+  exit 1
 fi
 
 if ! docker info >/dev/null 2>&1; then
@@ -96,8 +102,10 @@ fi
 services=$(mktemp -d "${TMPDIR:-/tmp}/loadtest-services.XXXXXX")
 chmod 755 "$services"
 stress_pid=""
+clippy_pid=""
 cleanup() {
   [ -n "$stress_pid" ] && kill "$stress_pid" 2>/dev/null
+  [ -n "$clippy_pid" ] && kill "$clippy_pid" 2>/dev/null
   scripts/services.sh stop "$services"
   rm -rf "$services"
 }
@@ -117,12 +125,27 @@ if $stress; then
   stress-ng --cpu 2 --cpu-load 70 --quiet &
   stress_pid=$!
 fi
-say "cargo test --no-run"
+say "cargo test --no-run, with cargo clippy beside it"
+# Clippy is a compile of its own; beside the test build it fills the cores the build leaves idle
+# (one big crate at a time, links), never beside a test. Its own target folder: one cargo holds
+# a build folder's lock while it works.
+CARGO_TARGET_DIR=target/clippy nice -n 10 cargo clippy --workspace --all-targets --locked \
+  -- -D warnings > "$services/clippy.log" 2>&1 &
+clippy_pid=$!
 # Built once for the whole workspace (every `cargo test` below is `--workspace` too, so that the
 # features of shared crates, hence the binaries, stay the same): the integration binary's path
 # from cargo's messages.
 cargo test --workspace --locked --no-run --message-format=json-render-diagnostics > "$services/build.json"
 built=$SECONDS
+say "cargo clippy"
+if wait "$clippy_pid"; then
+  tail -n 1 "$services/clippy.log"
+else
+  cat "$services/clippy.log"
+  echo "cargo clippy failed: fix its warnings (cargo clippy --workspace --all-targets -- -D warnings)" >&2
+  exit 1
+fi
+linted=$SECONDS
 log="$services/test.log"
 status=0
 # Two steps. First the core-bound integration tests (those that take `support::HEAVY`: a Python
@@ -145,28 +168,12 @@ say "cargo test: ${#heavy[@]} core-bound integration tests, one at a time"
 echo "     Running tests/integration/main.rs ($integration)" | tee "$log"
 (cd crates/loadgen && "$integration" --exact --test-threads=1 "${heavy[@]}") 2>&1 | tee -a "$log" || status=$?
 heavy_done=$SECONDS
-say "cargo test: every other test, three at once, with cargo clippy beside them"
-# Clippy is a compile of its own (about 3 minutes of CPU); beside these tests, which mostly wait
-# on servers, containers and fixed-length runs, it costs them no more than the --stress load
-# they are held to, and CI a quarter of its length. Its own target folder: the cargo test below
-# holds the build folder's lock until it ends.
-CARGO_TARGET_DIR=target/clippy cargo clippy --workspace --all-targets --locked -- -D warnings \
-  > "$services/clippy.log" 2>&1 &
-clippy_pid=$!
+say "cargo test: every other test, three at once"
 skips=()
 for name in "${heavy[@]}"; do skips+=(--skip "$name"); done
 # --no-fail-fast: a failing binary does not hide the tests of the ones after it.
 cargo test --workspace --locked --no-fail-fast -- --test-threads=3 --exact "${skips[@]}" 2>&1 | tee -a "$log" || status=$?
-tests_done=$SECONDS
-say "cargo clippy"
-if wait "$clippy_pid"; then
-  tail -n 1 "$services/clippy.log"
-else
-  cat "$services/clippy.log"
-  echo "cargo clippy failed: fix its warnings (cargo clippy --workspace --all-targets -- -D warnings)" >&2
-  status=1
-fi
-say "summary (build $((built - started)) s, core-bound tests $((heavy_done - built)) s, other tests $((tests_done - heavy_done)) s, clippy done $((SECONDS - tests_done)) s after them)"
+say "summary (build and clippy $((linted - started)) s, clippy $((linted - built)) s after the build; core-bound tests $((heavy_done - linted)) s, other tests $((SECONDS - heavy_done)) s)"
 cargo metadata --format-version 1 --no-deps --locked > "$services/metadata.json"
 python3 scripts/test_summary.py "$services/metadata.json" "$log"
 exit "$status"
