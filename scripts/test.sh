@@ -104,8 +104,9 @@ chmod 755 "$services"
 stress_pid=""
 clippy_pid=""
 cleanup() {
-  [ -n "$stress_pid" ] && kill "$stress_pid" 2>/dev/null
-  [ -n "$clippy_pid" ] && kill "$clippy_pid" 2>/dev/null
+  # Either may have ended already.
+  if [ -n "$stress_pid" ]; then kill "$stress_pid" 2>/dev/null || true; fi
+  if [ -n "$clippy_pid" ]; then kill "$clippy_pid" 2>/dev/null || true; fi
   scripts/services.sh stop "$services"
   rm -rf "$services"
 }
