@@ -62,6 +62,8 @@ if ! cargo machete --version >/dev/null 2>&1; then
   say "installing cargo-machete (beside the venvs)"
   cargo install cargo-machete --locked --quiet &
   machete_pid=$!
+  # Until the cleanup below takes over: never left running when a step fails.
+  trap 'kill "$machete_pid" 2>/dev/null || true' EXIT
 fi
 # kubernetes-validate from PyPI, in a venv of its own under target/ (kept between runs), at a
 # pinned version: its schemas are what the manifests are checked against (the test pins the
@@ -89,9 +91,13 @@ export PLAYWRIGHT_VENV
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
-if [ -n "$machete_pid" ] && ! wait "$machete_pid"; then
-  echo "cargo install cargo-machete failed" >&2
-  exit 1
+if [ -n "$machete_pid" ]; then
+  if ! wait "$machete_pid"; then
+    echo "cargo install cargo-machete failed" >&2
+    exit 1
+  fi
+  machete_pid=""
+  trap - EXIT
 fi
 
 if ! docker info >/dev/null 2>&1; then
@@ -139,7 +145,10 @@ clippy_pid=$!
 cargo test --workspace --locked --no-run --message-format=json-render-diagnostics > "$services/build.json"
 built=$SECONDS
 say "cargo clippy"
-if wait "$clippy_pid"; then
+clippy_status=0
+wait "$clippy_pid" || clippy_status=$?
+clippy_pid=""
+if [ "$clippy_status" = 0 ]; then
   tail -n 1 "$services/clippy.log"
 else
   cat "$services/clippy.log"

@@ -74,8 +74,10 @@ pub async fn drive_on(config: RunConfig, master: Option<&Master>) -> anyhow::Res
         tracing::info!("{}", crate::shape::describe(&config.load.shape));
     }
     let reports = RunReports::new(&config, handle.clone());
-    // Workers get FINISH_GRACE to send their last figures even without --stop-timeout.
-    let stop_may_wait = master.is_some() || !config.load.stop_timeout.is_zero();
+    // Workers get FINISH_GRACE to send their last figures even without --stop-timeout, and
+    // users their on_stop.
+    let stop_may_wait =
+        master.is_some() || !config.load.stop_timeout.is_zero() || config.scenario.has_on_stop();
     shutdown::spawn_handler(signals, reports.clone(), stop_may_wait);
     crate::live::follow(&handle, &config.live, config.load.run_time).await;
     let outcome = handle.wait().await;

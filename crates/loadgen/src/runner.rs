@@ -710,6 +710,8 @@ impl ThreadSetup {
             return;
         }
         let mut running: Vec<UserTask> = Vec::new();
+        // Users ramped down, still finishing their task or their on_stop.
+        let mut leaving: Vec<tokio::task::JoinHandle<()>> = Vec::new();
         loop {
             while let Ok(command) = self.inbox.try_recv() {
                 match command {
@@ -718,7 +720,8 @@ impl ThreadSetup {
                     }
                     Command::StopOne => {
                         if let Some(user) = running.pop() {
-                            stop_user(user, stop_timeout);
+                            leaving.retain(|left| !left.is_finished());
+                            leaving.push(stop_user(user, stop_timeout));
                         }
                     }
                 }
@@ -728,7 +731,9 @@ impl ThreadSetup {
                 () = self.wake.notified() => {}
             }
         }
-        stop_all(running, stop_timeout).await;
+        // Each bounds itself: stop_timeout, then ON_STOP_LIMIT.
+        let left = all_end_within(stop_timeout + ON_STOP_LIMIT, &mut leaving);
+        tokio::join!(stop_all(running, stop_timeout), left);
     }
 }
 
@@ -759,7 +764,8 @@ async fn flush_every_second(
 
 /// Locust's --stop-timeout: the user ends its task, or is cut off when the time is up (at
 /// once without one); then it runs its `on_stop`, and is dropped if that outlasts its bound.
-fn stop_user((mut task, signal): UserTask, stop_timeout: Duration) {
+/// Returns when that is done.
+fn stop_user((mut task, signal): UserTask, stop_timeout: Duration) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_local(async move {
         if stop_timeout.is_zero() {
             signal.cut();
@@ -774,7 +780,7 @@ fn stop_user((mut task, signal): UserTask, stop_timeout: Duration) {
         if tokio::time::timeout(ON_STOP_LIMIT, task).await.is_err() {
             abort.abort();
         }
-    });
+    })
 }
 
 /// The run's end on one thread: every user as [`stop_user`], all at once. Returns when all

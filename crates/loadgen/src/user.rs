@@ -111,6 +111,8 @@ pub struct VirtualUser {
     intended: Option<Instant>,
     /// The pacing whose missed starts are recorded (`--latency-correction`, closed model).
     correct_for: Option<std::time::Duration>,
+    /// Running its `on_stop`: its requests are no start-up work beside the steady ones.
+    stopping: bool,
 }
 
 enum Outcome {
@@ -146,6 +148,7 @@ impl VirtualUser {
             cookies: cookie_store::CookieStore::default(),
             intended: None,
             correct_for: None,
+            stopping: false,
         }
     }
 
@@ -168,11 +171,12 @@ impl VirtualUser {
     /// `self` boxed: an async fn's future keeps its arguments apart from the locals they are
     /// moved into (rust-lang/rust#62958), so a user by value would take its room twice.
     async fn run_with<I: Iterate>(mut self: Box<Self>, signal: StopSignal) {
-        // Once per user: boxed, so that it takes no room in the loop's future.
+        // Once per user: boxed, so that it takes no room in the loop's future. A stop that lets
+        // the task at hand finish lets on_start finish too, as Locust's.
         let started = tokio::select! {
             biased;
             () = signal.cut.cancelled() => false,
-            started = Box::pin(self.start(&signal.finish)) => started,
+            started = Box::pin(self.start(&signal.cut)) => started,
         };
         if started {
             if let (Wait::Pacing(period), true) =
@@ -225,6 +229,7 @@ impl VirtualUser {
         if user_type.on_stop.is_empty() {
             return;
         }
+        self.stopping = true;
         let steps = async {
             for step_ref in &user_type.on_stop {
                 self.run_ref(step_ref, Phase::Startup).await;
@@ -345,7 +350,8 @@ impl VirtualUser {
         let in_flight = InFlight::start(key, self.connection.sends(), &shared.poll_budget);
         let started = in_flight.started();
         let window = &self.shared.startup_window;
-        let startup_request = (phase == Phase::Startup).then(|| StartupWindow::enter(window));
+        let startup_request =
+            (phase == Phase::Startup && !self.stopping).then(|| StartupWindow::enter(window));
         let steady_start = (phase == Phase::Steady).then(|| window.steady_start());
         // The open model times an iteration's first request from its scheduled instant.
         let intended = self.intended.take().filter(|_| phase == Phase::Steady);

@@ -21,8 +21,9 @@ use crate::stats::{Second, SelfWatchFigures, Stats, StatsSnapshot};
 /// worker ends its own schedule, started when the master's start message reached it.
 const OPEN_MODEL_GRACE: Duration = Duration::from_secs(3);
 
-/// How long stopped workers have to send their final figures, past `--stop-timeout`.
-const FINISH_GRACE: Duration = Duration::from_secs(10);
+/// How long stopped workers have to send their final figures, past `--stop-timeout`: their
+/// users' `on_stop`, then a margin.
+const FINISH_GRACE: Duration = crate::user::ON_STOP_LIMIT.saturating_add(Duration::from_secs(5));
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {

@@ -494,7 +494,7 @@ impl<'o> Writer<'o> {
                 continue;
             }
             let var = format!("cookie_{}", variable_name(name));
-            let value = self.secret(Value::String(value.to_owned()));
+            let value = self.secret(literal(Value::String(value.to_owned())));
             self.vars.entry(var.clone()).or_insert(value);
             sent.push(format!("{name}=${{{var}}}"));
         }
@@ -516,7 +516,7 @@ impl<'o> Writer<'o> {
             }
             return format!("{scheme} ${{{var}}}").trim_start().to_owned();
         }
-        let value = self.secret(Value::String(credential.to_owned()));
+        let value = self.secret(literal(Value::String(credential.to_owned())));
         self.vars.entry("authorization".to_owned()).or_insert(value);
         format!("{scheme} ${{authorization}}")
             .trim_start()
@@ -692,7 +692,6 @@ impl<'o> Writer<'o> {
     }
 }
 
-/// Every string of 16 characters or more in an answer, with its field path (`data.token`).
 /// A recorded string as a template that renders to it.
 fn literal(value: Value) -> Value {
     match value {
@@ -701,6 +700,7 @@ fn literal(value: Value) -> Value {
     }
 }
 
+/// Every string of 16 characters or more in an answer, with its field path (`data.token`).
 fn long_strings(value: &Value, path: String, out: &mut Vec<(String, String)>) {
     match value {
         Value::String(s) if s.len() >= 16 && !path.is_empty() => out.push((s.clone(), path)),

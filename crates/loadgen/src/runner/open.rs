@@ -148,9 +148,8 @@ struct Executor {
     pool: RefCell<Pool>,
     share: ThreadShare,
     clock: RunClock,
-    /// Stops users still running their `on_start`.
-    user_stop: CancellationToken,
-    /// Cuts the iterations still running at the stop: their users go on to `on_stop`.
+    /// Cuts what users still run at the stop (after `--stop-timeout`, if given): an
+    /// iteration, or an `on_start`; they go on to their `on_stop`.
     cut: CancellationToken,
     idle: tokio::sync::Notify,
     /// Each stream's next iteration of this thread, and the iterations started by type slot.
@@ -181,7 +180,6 @@ pub(super) async fn serve(
         users,
         names,
         clock,
-        user_stop: CancellationToken::new(),
         cut: CancellationToken::new(),
         idle: tokio::sync::Notify::new(),
         progress: RefCell::new(
@@ -211,9 +209,8 @@ pub(super) async fn serve(
         driver.abort();
     }
     executor.drop_the_overdue();
-    executor.user_stop.cancel();
     if !stop_timeout.is_zero() {
-        // Locust's --stop-timeout: the iterations running may finish.
+        // Locust's --stop-timeout: the iterations (and start-ups) running may finish.
         let _ = tokio::time::timeout(stop_timeout, executor.all_idle()).await;
     }
     // Every user then runs its on_stop: the free ones here, the cut ones where they were.
@@ -247,10 +244,11 @@ impl Executor {
                     break;
                 };
                 let executor = self.clone();
+                // Counted busy, so that the stop waits for its on_start or on_stop.
+                executor.pool.borrow_mut().busy += 1;
                 starting.push(tokio::task::spawn_local(async move {
-                    if user.start(&executor.user_stop).await {
-                        executor.pool.borrow_mut().free[user_type].push(user);
-                    }
+                    let started = executor.start(&mut user).await;
+                    executor.release(user, user_type, started).await;
                 }));
             }
         }
@@ -364,24 +362,36 @@ impl Executor {
         fresh: bool,
         due: Instant,
     ) {
-        let ready = !fresh || user.start(&self.user_stop).await;
-        let mut cut = !ready;
-        if ready {
+        let mut done = !fresh || self.start(&mut user).await;
+        if done {
             let task = user.pick_task();
             tokio::select! {
                 biased;
-                () = self.cut.cancelled() => cut = true,
+                () = self.cut.cancelled() => done = false,
                 () = user.iteration(task, Some(due)) => {}
             }
         }
-        if cut {
-            // Its iteration or its on_start was cut off by the stop.
+        self.release(user, user_type, done).await;
+    }
+
+    /// Runs `user`'s `on_start` unless the stop cuts it off: whether it completed.
+    async fn start(&self, user: &mut VirtualUser) -> bool {
+        tokio::select! {
+            biased;
+            () = self.cut.cancelled() => false,
+            started = user.start(&self.cut) => started,
+        }
+    }
+
+    /// A busy user is free again, when its work `done` before the stop; otherwise (cut off,
+    /// or the run has stopped meanwhile) it runs its `on_stop` and is dropped.
+    async fn release(&self, mut user: VirtualUser, user_type: usize, done: bool) {
+        if !done || self.cut.is_cancelled() {
             user.stop().await;
+        } else {
+            self.pool.borrow_mut().free[user_type].push(user);
         }
         let mut pool = self.pool.borrow_mut();
-        if !cut {
-            pool.free[user_type].push(user);
-        }
         pool.busy -= 1;
         if pool.busy == 0 {
             self.idle.notify_waiters();

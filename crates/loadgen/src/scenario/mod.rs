@@ -70,6 +70,12 @@ pub struct ScenarioIdentity {
 }
 
 impl Scenario {
+    /// Whether a user type has `on_stop` steps: the run's end then takes up to
+    /// [`crate::user::ON_STOP_LIMIT`] more.
+    pub fn has_on_stop(&self) -> bool {
+        self.users.iter().any(|u| !u.on_stop.is_empty())
+    }
+
     /// Why no user of this scenario would run, if none would: a type with weight 0 never
     /// runs unless it has a `fixed_count` (Locust drops such classes too, and refuses a run
     /// that has no other).
@@ -301,7 +307,7 @@ impl ValueTemplate {
             toml::Value::String(s) => {
                 let template = Template::parse(s)?;
                 if template.is_literal() {
-                    Self::Literal(Value::String(s.clone()))
+                    Self::Literal(Value::String(template.literal_text()))
                 } else {
                     Self::Template(template)
                 }
@@ -1107,6 +1113,28 @@ mod tests {
         std::fs::write(dir.path().join("test_video.mp4"), b"video").unwrap();
         std::fs::write(dir.path().join("test_audio.mp3"), b"audio").unwrap();
         dir
+    }
+
+    #[test]
+    fn a_literal_dollar_in_a_value_is_sent_as_one() {
+        let value: toml::Value = toml::from_str::<toml::Table>(
+            "v = { sh = \"echo ${$}{HOME}\", list = [\"${$}{a}\", \"plain\"] }",
+        )
+        .unwrap()["v"]
+            .clone();
+        let template = ValueTemplate::from_toml(&value).unwrap();
+        let vars = std::collections::HashMap::new();
+        let mut seq = 0;
+        let mut cx = template::Context {
+            vars: &vars,
+            user: "1",
+            run: "r",
+            seq: &mut seq,
+        };
+        assert_eq!(
+            template.eval(&mut cx).unwrap(),
+            serde_json::json!({"sh": "echo ${HOME}", "list": ["${a}", "plain"]})
+        );
     }
 
     #[test]

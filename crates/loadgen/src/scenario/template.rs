@@ -88,9 +88,15 @@ pub struct Context<'a> {
     pub seq: &'a mut u64,
 }
 
-/// `text` as a template that renders to it: each `${` written `${$}{`.
+/// `text` as a template that renders to it: each `${` written `${$}{`, and a `$` at its end
+/// `${$}`, so that what follows it (another escaped text, an expression) cannot join it into
+/// one.
 pub fn escape(text: &str) -> String {
-    text.replace("${", "${$}{")
+    let escaped = text.replace("${", "${$}{");
+    match escaped.strip_suffix('$') {
+        Some(head) => format!("{head}${{$}}"),
+        None => escaped,
+    }
 }
 
 impl Template {
@@ -143,6 +149,24 @@ impl Template {
                 Piece::Expr(_) => None,
             })
             .collect()
+    }
+
+    /// The template written back with each literal piece replaced by `f` of it (an encoding
+    /// of the text), the expressions as they are.
+    pub fn map_literals(&self, f: impl Fn(&str) -> String) -> String {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) => out.push_str(&escape(&f(text))),
+                Piece::Expr(_) => out.push_str(
+                    &Self {
+                        pieces: vec![piece.clone()],
+                    }
+                    .to_string(),
+                ),
+            }
+        }
+        out
     }
 
     /// Whether it has no expressions.

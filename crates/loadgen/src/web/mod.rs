@@ -226,7 +226,9 @@ pub async fn serve_on(
         .run
         .as_ref()
         .map(|run| RunReports::new(&run.config, run.handle.clone()));
-    let stop_may_wait = master.is_some() || !template.load.stop_timeout.is_zero();
+    let stop_may_wait = master.is_some()
+        || !template.load.stop_timeout.is_zero()
+        || template.scenario.has_on_stop();
     match signal {
         // The first signal stops the run going (its reports say so); the next exits at once,
         // with the reports written from the figures in hand.

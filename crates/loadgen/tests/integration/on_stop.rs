@@ -53,6 +53,9 @@ async fn serve(listener: TcpListener, seen: Seen) {
                 if path == "/hang" {
                     std::future::pending::<()>().await;
                 }
+                if path == "/slow-logout" {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                }
                 let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
                 if write.write_all(answer.as_bytes()).await.is_err() {
                     return;
@@ -64,6 +67,11 @@ async fn serve(listener: TcpListener, seen: Seen) {
 
 /// A scenario whose users log in, work (`task` is the path), and log out in `on_stop`.
 fn scenario(dir: &tempfile::TempDir, wait: &str, task: &str) -> String {
+    scenario_logging_out(dir, wait, task, "/logout")
+}
+
+/// The same, logging out at `logout`.
+fn scenario_logging_out(dir: &tempfile::TempDir, wait: &str, task: &str, logout: &str) -> String {
     let path = dir.path().join("on_stop.toml");
     std::fs::write(
         &path,
@@ -72,7 +80,7 @@ fn scenario(dir: &tempfile::TempDir, wait: &str, task: &str) -> String {
              on_stop = [\"logout\"]\n\n[[users.tasks]]\nrun = [\"work\"]\n\n\
              [users.steps.login]\nmethod = \"POST\"\npath = \"/login\"\n\n\
              [users.steps.work]\npath = \"{task}\"\n\n\
-             [users.steps.logout]\nmethod = \"POST\"\npath = \"/logout\"\n"
+             [users.steps.logout]\nmethod = \"POST\"\npath = \"{logout}\"\n"
         ),
     )
     .unwrap();
@@ -240,4 +248,77 @@ async fn in_the_open_model_every_user_made_logs_out() {
     assert!(logins > 0, "{:?}", server.seen);
     assert_eq!(server.count("/logout"), logins, "{:?}", server.seen);
     assert_eq!(measured(&outcome, "/logout"), logins, "{:?}", server.seen);
+}
+
+/// A user ramped down just before the run ends finishes its on_stop (a slow one) all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_ramped_down_just_before_the_end_finishes_its_slow_logout() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario_logging_out(&dir, "{ constant = \"100ms\" }", "/work", "/slow-logout");
+    let handle = start(&[
+        "loadgen",
+        "-H",
+        &server.host,
+        "-f",
+        &file,
+        "-u",
+        "4",
+        "-r",
+        "100",
+        "-t",
+        "5m",
+    ])
+    .await;
+    server.wait_for("/login", 4).await;
+    handle.set_users(1, 100.0).unwrap();
+    server.wait_for("/slow-logout", 3).await;
+    handle.stop();
+    let outcome = handle.wait().await;
+    assert_eq!(server.count("/slow-logout"), 4, "{:?}", server.seen);
+    assert_eq!(
+        measured(&outcome, "/slow-logout"),
+        4,
+        "every slow logout answered and measured: {:?}, in flight at the stop {}",
+        server.seen,
+        outcome.stats.in_flight_at_stop
+    );
+}
+
+/// Users of the open model stopped during a slow on_start log out too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_model_users_stopped_in_their_on_start_log_out() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slow_start.toml");
+    std::fs::write(
+        &path,
+        "[[users]]\nname = \"W\"\non_start = [\"login\"]\non_stop = [\"logout\"]\n\n\
+         [[users.tasks]]\nrun = [\"work\"]\n\n[users.steps.login]\nmethod = \"POST\"\n\
+         path = \"/hang\"\n\n[users.steps.work]\npath = \"/work\"\n\n\
+         [users.steps.logout]\nmethod = \"POST\"\npath = \"/logout\"\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let handle = start(&[
+        "loadgen",
+        "-H",
+        &server.host,
+        "-f",
+        &file,
+        "--arrival-rate",
+        "10/s",
+        "--max-users",
+        "5",
+        "-t",
+        "5m",
+    ])
+    .await;
+    // The users made before the first iteration are held in their on_start's login.
+    server.wait_for("/hang", 1).await;
+    handle.stop();
+    let outcome = handle.wait().await;
+    let held = server.count("/hang");
+    assert_eq!(server.count("/logout"), held, "{:?}", server.seen);
+    assert_eq!(measured(&outcome, "/logout"), held, "{:?}", server.seen);
 }

@@ -22,6 +22,8 @@ pub struct UserOut {
     pub headers: BTreeMap<String, String>,
     pub on_start: Vec<RunRef>,
     pub on_stop: Vec<RunRef>,
+    /// The nested TaskSets' `on_stop` steps, run before the user's own.
+    pub sets_on_stop: Vec<RunRef>,
     pub tasks: Vec<TaskOut>,
     pub steps: Vec<StepOut>,
     /// Untranslated places of the class outside its tasks (attributes, statements...).
@@ -169,8 +171,14 @@ fn write_user(out: &mut String, user: &UserOut) {
     if !user.on_start.is_empty() {
         let _ = writeln!(out, "on_start = {}", run_list(&user.on_start));
     }
-    if !user.on_stop.is_empty() {
-        let _ = writeln!(out, "on_stop = {}", run_list(&user.on_stop));
+    let on_stop: Vec<RunRef> = user
+        .sets_on_stop
+        .iter()
+        .chain(&user.on_stop)
+        .cloned()
+        .collect();
+    if !on_stop.is_empty() {
+        let _ = writeln!(out, "on_stop = {}", run_list(&on_stop));
     }
     for task in &user.tasks {
         let _ = writeln!(out, "\n# {}", task.from);

@@ -115,6 +115,8 @@ impl Scope<'_> {
                 let mut table = toml::Table::new();
                 for item in d.iter() {
                     let key = match &item.key {
+                        // A JSON key is sent as written: not a template.
+                        Some(Expr::StringLiteral(k)) => k.value.to_str().to_owned(),
                         Some(k) => self.template(k)?,
                         None => return Err("`**` in a dictionary".into()),
                     };

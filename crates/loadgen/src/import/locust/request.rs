@@ -233,14 +233,13 @@ fn relative(url: &str) -> String {
     }
 }
 
-/// `path?k=v&...`: literal values encoded, templates left to the run (which encodes values).
+/// `path?k=v&...`: the literal text encoded, the expressions left to the run (which encodes
+/// what they give).
 fn with_query(path: &str, params: &toml::Table) -> String {
-    let encode = |s: &str| {
-        if s.contains("${") {
-            s.to_owned()
-        } else {
-            form_urlencoded::byte_serialize(s.as_bytes()).collect()
-        }
+    let url_encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let encode = |s: &str| match crate::scenario::template::Template::parse(s) {
+        Ok(template) => template.map_literals(url_encode),
+        Err(_) => url_encode(s),
     };
     let query: Vec<String> = params
         .iter()

@@ -76,11 +76,18 @@ fn python_text_holding_a_template_opening_stays_text() {
     let toml = toml_of(
         "class U(HttpUser):\n    price = 5\n    id = 3\n\n    @task\n    def t(self):\n\
          \x20       self.client.post('/a', json={'sh': 'echo ${HOME}', 'p': f'${self.price}'})\n\
-         \x20       self.client.get('/b/%s/${{x}}' % self.id)\n",
+         \x20       self.client.get('/b/%s/${{x}}' % self.id)\n\
+         \x20       self.client.post('/c/a$' + '{x}', json={'${k}': 1}, params={'q': 'a&b ${c}'})\n",
     );
+    // Joined, the pieces stay text; a JSON key is no template; a query value is encoded.
+    assert!(
+        toml.contains("path = \"/c/a${$}{x}?q=a%26b+%24%7Bc%7D\""),
+        "{toml}"
+    );
+    assert!(toml.contains("\"${k}\" = 1"), "{toml}");
     assert!(toml.contains("sh = \"echo ${$}{HOME}\""), "{toml}");
     // A dollar sign before a value is a dollar sign, then the value.
-    assert!(toml.contains("p = \"$${price}\""), "{toml}");
+    assert!(toml.contains("p = \"${$}${price}\""), "{toml}");
     assert!(toml.contains("path = \"/b/${id}/${$}{{x}}\""), "{toml}");
 }
 

@@ -340,11 +340,19 @@ impl<'a> Module<'a> {
             b.out.notes.append(&mut fx.notes);
         }
         if let Some(f) = methods.get("on_stop") {
-            // Locust runs it when the user leaves the set, and when it stops inside it: a
-            // flattened set is never left, so at the user's stop.
+            // Locust runs it when the user leaves the set, and when it stops inside it (before
+            // the user's own): a flattened set is never left, so at the user's stop, first.
             let mut fx = Fx::new(f, &methods, false);
             b.stmts(&mut fx, &f.body);
-            b.out.on_stop.extend(fx.run);
+            if !b.out.sets_on_stop.is_empty() {
+                let note = b.note(
+                    f.range,
+                    "on_stop of a second TaskSet: every set's on_stop runs at each stop, where \
+                     Locust runs only that of the set the user is in",
+                );
+                b.out.notes.push(note);
+            }
+            b.out.sets_on_stop.extend(fx.run);
             b.out.notes.append(&mut fx.notes);
         }
         let entries = self.entries(b, &members, &methods);
