@@ -171,9 +171,9 @@ impl Connection {
         self.sends.clone()
     }
 
-    /// Gives back the request and read buffers while the user waits: with thousands of users
-    /// that wait seconds between requests, idle buffers would be most of the memory. The next
-    /// request allocates them again.
+    /// Gives back the request and read buffers (and TLS's, over https) while the user waits:
+    /// with thousands of users that wait seconds between requests, idle buffers would be most
+    /// of the memory. The next request allocates them again.
     pub fn release_buffers(&mut self) {
         if self.incoming.is_empty() {
             self.incoming = BytesMut::new();

@@ -199,7 +199,7 @@ impl TlsStream {
         }
     }
 
-    /// Tries to tell the peer why the handshake failed (rustls queued an alert), as
+    /// Tries to tell the peer why the connection failed (rustls queued an alert), as
     /// tokio-rustls did; `error` is what the caller sees either way.
     fn last_gasp(&mut self, cx: &mut Context<'_>, error: io::Error) -> io::Error {
         let status = self
@@ -271,8 +271,8 @@ fn encode_into(
     outgoing: &mut Vec<u8>,
     encode: &mut EncodeTlsData<'_, ClientConnectionData>,
 ) -> io::Result<()> {
+    // An empty buffer first: rustls says the size the message needs, and no more is taken.
     let start = outgoing.len();
-    outgoing.resize(start + READ_SIZE, 0);
     loop {
         match encode.encode(&mut outgoing[start..]) {
             Ok(n) => {
@@ -332,7 +332,10 @@ impl AsyncRead for TlsStream {
         }
         loop {
             let before = buf.filled().len();
-            let (next, _) = this.process(Some(buf), &[])?;
+            let next = match this.process(Some(buf), &[]) {
+                Ok((next, _)) => next,
+                Err(error) => return Poll::Ready(Err(this.last_gasp(cx, error))),
+            };
             // Handshake messages after the handshake (a key update) are answered now; if the
             // socket cannot take them yet, its write readiness wakes this reader too.
             let _ = this.poll_send(cx)?;
