@@ -8,6 +8,7 @@
 //! out as `InvalidData` with rustls's own words, the peer's `close_notify` is the end of the
 //! stream, and an end of the socket without one is `UnexpectedEof`.
 
+use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,8 +23,8 @@ use rustls::unbuffered::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Room made for each read from the socket (rustls's buffered connection reads 4 KB too).
-const READ_SIZE: usize = 4096;
+/// Room made for each read from the socket: a whole record of the largest size.
+const READ_SIZE: usize = 16_384 + 2_048 + 5;
 /// Received bytes held while rustls assembles them: a handshake message may take 64 KB
 /// (rustls's own limit), and a record 16 KB plus its overhead.
 const MAX_RECEIVED: usize = 0xffff + 16_384 + 2_048 + 5;
@@ -33,11 +34,20 @@ const MAX_WRITE: usize = 64 * 1024;
 /// Overhead of a TLS record beyond its payload, a first guess (a short buffer is grown).
 const RECORD_OVERHEAD: usize = 64;
 
+thread_local! {
+    /// The buffer a connection reads into, one per thread and lent to whichever connection
+    /// reads: a read completes within one poll, so a connection keeps only the bytes of a
+    /// record that has not fully arrived (usually none). Thousands of users mid-request would
+    /// otherwise hold a read buffer each.
+    static READ_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 /// A TLS client connection over TCP.
 pub struct TlsStream {
     tcp: TcpStream,
     conn: UnbufferedClientConnection,
-    /// Bytes read from the socket: `incoming[start..received]` are not processed yet.
+    /// Bytes read from the socket: `incoming[start..received]` are not processed yet. Between
+    /// reads it holds those bytes alone; while reading, it is the thread's read buffer.
     incoming: Vec<u8>,
     start: usize,
     received: usize,
@@ -93,7 +103,7 @@ impl TlsStream {
             eof: false,
             close_notify_sent: false,
         };
-        std::future::poll_fn(|cx| stream.poll_handshake(cx)).await?;
+        std::future::poll_fn(|cx| stream.with_read_buffer(|s| s.poll_handshake(cx))).await?;
         Ok(stream)
     }
 
@@ -227,6 +237,25 @@ impl TlsStream {
         Poll::Ready(Ok(()))
     }
 
+    /// Runs `f` with the thread's read buffer as `incoming` (holding the bytes not processed
+    /// yet), then keeps only those bytes and gives the buffer back.
+    fn with_read_buffer<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let mut lent = READ_BUFFER.take();
+        let pending = self.received - self.start;
+        if lent.len() < pending + READ_SIZE {
+            lent.resize(pending + READ_SIZE, 0);
+        }
+        lent[..pending].copy_from_slice(&self.incoming[self.start..self.received]);
+        self.incoming = lent;
+        (self.start, self.received) = (0, pending);
+        let result = f(self);
+        let own = self.incoming[self.start..self.received].to_vec();
+        let lent = std::mem::replace(&mut self.incoming, own);
+        (self.start, self.received) = (0, self.incoming.len());
+        READ_BUFFER.set(lent);
+        result
+    }
+
     /// Reads from the socket after what is received; `0` at its end.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.start > 0 {
@@ -248,6 +277,39 @@ impl TlsStream {
         let n = buf.filled().len();
         self.received += n;
         Poll::Ready(Ok(n))
+    }
+
+    /// Reads and decrypts until some data (or the end) comes.
+    fn poll_read_records(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let before = buf.filled().len();
+            let next = match self.process(Some(buf), &[]) {
+                Ok((next, _)) => next,
+                Err(error) => return Poll::Ready(Err(self.last_gasp(cx, error))),
+            };
+            // Handshake messages after the handshake (a key update) are answered now; if the
+            // socket cannot take them yet, its write readiness wakes this reader too.
+            let _ = self.poll_send(cx)?;
+            if buf.filled().len() > before || self.peer_closed || next == Next::Closed {
+                return Poll::Ready(Ok(()));
+            }
+            if self.eof {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed connection without sending TLS close_notify",
+                )));
+            }
+            match self.poll_receive(cx)? {
+                Poll::Ready(0) => self.eof = true,
+                Poll::Ready(_) => {}
+                // Woken when the socket is readable (or writable, if sending waits).
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 
     /// Copies decrypted bytes kept from an earlier read; whether there were any.
@@ -330,31 +392,7 @@ impl AsyncRead for TlsStream {
         if buf.remaining() == 0 || this.take_plaintext(buf) {
             return Poll::Ready(Ok(()));
         }
-        loop {
-            let before = buf.filled().len();
-            let next = match this.process(Some(buf), &[]) {
-                Ok((next, _)) => next,
-                Err(error) => return Poll::Ready(Err(this.last_gasp(cx, error))),
-            };
-            // Handshake messages after the handshake (a key update) are answered now; if the
-            // socket cannot take them yet, its write readiness wakes this reader too.
-            let _ = this.poll_send(cx)?;
-            if buf.filled().len() > before || this.peer_closed || next == Next::Closed {
-                return Poll::Ready(Ok(()));
-            }
-            if this.eof {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed connection without sending TLS close_notify",
-                )));
-            }
-            match this.poll_receive(cx)? {
-                Poll::Ready(0) => this.eof = true,
-                Poll::Ready(_) => {}
-                // Woken when the socket is readable (or writable, if sending waits).
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        this.with_read_buffer(|this| this.poll_read_records(cx, buf))
     }
 }
 
@@ -446,7 +484,13 @@ mod tests {
     }
 
     /// A server that runs `serve` on its first connection, and a client stream to it.
-    async fn pair<F, Fut>(version: &'static rustls::SupportedProtocolVersion, serve: F) -> TlsStream
+    /// With `trickle`, the server's bytes reach the client in pieces of 700 bytes, 1 ms apart:
+    /// records and handshake messages arrive across several reads.
+    async fn pair<F, Fut>(
+        version: &'static rustls::SupportedProtocolVersion,
+        trickle: bool,
+        serve: F,
+    ) -> TlsStream
     where
         F: FnOnce(tokio_rustls::server::TlsStream<TcpStream>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send,
@@ -466,9 +510,40 @@ mod tests {
         };
         let config = client_config(&settings).unwrap();
         let name = ServerName::try_from("localhost").unwrap();
+        let addr = if trickle {
+            trickling_relay(addr).await
+        } else {
+            addr
+        };
         TlsStream::connect(config, name, TcpStream::connect(addr).await.unwrap())
             .await
             .unwrap()
+    }
+
+    /// A relay to `server` that passes what the server sends 700 bytes at a time.
+    async fn trickling_relay(server: std::net::SocketAddr) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let upstream = TcpStream::connect(server).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut upstream_read, mut upstream_write) = upstream.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+                let _ = upstream_write.shutdown().await;
+            });
+            let mut piece = [0u8; 700];
+            loop {
+                let n = upstream_read.read(&mut piece).await.unwrap_or(0);
+                if n == 0 || client_write.write_all(&piece[..n]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            let _ = client_write.shutdown().await;
+        });
+        addr
     }
 
     fn body(n: usize) -> Vec<u8> {
@@ -487,12 +562,16 @@ mod tests {
         got
     }
 
-    /// Records larger than the reader's buffer, both ways, over TLS 1.2 and 1.3; the buffers
-    /// given back between exchanges; the peer's `close_notify` is the end of the stream.
+    /// Records larger than the reader's buffer, both ways, over TLS 1.2 and 1.3, whole or
+    /// arriving in pieces; the buffers given back between exchanges; the peer's `close_notify`
+    /// is the end of the stream.
     #[tokio::test]
     async fn carries_large_records_both_ways_and_gives_its_buffers_back() {
-        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
-            let mut client = pair(version, |mut tls| async move {
+        let cases = [&rustls::version::TLS12, &rustls::version::TLS13]
+            .into_iter()
+            .flat_map(|version| [(version, false), (version, true)]);
+        for (version, trickle) in cases {
+            let mut client = pair(version, trickle, |mut tls| async move {
                 for _ in 0..2 {
                     let mut request = vec![0u8; 100_000];
                     tls.read_exact(&mut request).await.unwrap();
@@ -525,7 +604,7 @@ mod tests {
     /// A socket that ends without `close_notify` is not a clean end (tokio-rustls's wording).
     #[tokio::test]
     async fn an_end_without_close_notify_is_unexpected() {
-        let mut client = pair(&rustls::version::TLS13, |tls| async move {
+        let mut client = pair(&rustls::version::TLS13, false, |tls| async move {
             drop(tls.into_inner().0);
         })
         .await;
