@@ -5,9 +5,10 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::tls_stream::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::tls_stream::TlsStream;
 
 /// A plain or TLS stream.
 pub enum Stream {
