@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 
 use super::response::{Limits, Reader, Response};
 use super::stream::Stream;
+use super::tls_stream::TlsStream;
 use super::{HttpError, Payload, Target};
 
 /// Sent with every request, as Locust's HttpUser sends its own.
@@ -174,14 +175,17 @@ impl Connection {
         self.sends.clone()
     }
 
-    /// Gives back the request and read buffers while the user waits: with thousands of users
-    /// that wait seconds between requests, idle buffers would be most of the memory. The next
-    /// request allocates them again.
+    /// Gives back the request and read buffers (and TLS's, over https) while the user waits:
+    /// with thousands of users that wait seconds between requests, idle buffers would be most
+    /// of the memory. The next request allocates them again.
     pub fn release_buffers(&mut self) {
         if self.incoming.is_empty() {
             self.incoming = BytesMut::new();
         }
         self.request = Vec::new();
+        if let Some(stream) = &mut self.stream {
+            stream.release_buffers();
+        }
     }
 
     /// Where this connection goes.
@@ -392,8 +396,7 @@ impl Connection {
         let stream = match (&self.target.tls, &self.target.server_name) {
             (Some(config), Some(name)) => {
                 let started = Instant::now();
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name.clone(), tcp)
+                let tls = TlsStream::connect(config.clone(), name.clone(), tcp)
                     .await
                     .map_err(|e| HttpError::Tls(e.to_string()))?;
                 timings.tls_us = Some(started.elapsed().as_micros() as u64);

@@ -9,6 +9,7 @@ pub mod response;
 mod stream;
 mod target;
 pub mod tls;
+mod tls_stream;
 
 use std::net::SocketAddr;
 use std::time::Duration;

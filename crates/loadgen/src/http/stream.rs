@@ -7,14 +7,25 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+
+use super::tls_stream::TlsStream;
 
 /// A plain or TLS stream.
 pub enum Stream {
     /// http.
     Plain(TcpStream),
     /// https (boxed: the TLS state is large, and most runs are plain).
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    /// Gives back the buffers that hold nothing while the connection idles (TLS keeps some;
+    /// a plain socket none).
+    pub fn release_buffers(&mut self) {
+        if let Stream::Tls(tls) = self {
+            tls.release_buffers();
+        }
+    }
 }
 
 impl AsyncRead for Stream {
