@@ -128,7 +128,11 @@ impl Drop for Server {
     }
 }
 
-async fn start(args: &[&str]) -> loadgen::engine::RunHandle {
+/// Starts `file` against the server with `load` (users or a rate, and the like), for at most
+/// 5 minutes: every test stops it on an event long before.
+async fn start(server: &Server, file: &str, load: &[&str]) -> loadgen::engine::RunHandle {
+    let mut args = vec!["loadgen", "-H", &server.host, "-f", file, "-t", "5m"];
+    args.extend_from_slice(load);
     let cli = loadgen::cli::Cli::try_parse_from(args).unwrap();
     Run::start(&cli.resolve().unwrap()).await.unwrap()
 }
@@ -158,21 +162,11 @@ async fn every_user_logs_out_once_at_the_end_waiting_or_with_a_request_hung() {
         let dir = tempfile::tempdir().unwrap();
         let file = scenario(&dir, wait, task);
         let users = USERS.to_string();
-        let handle = start(&[
-            "loadgen",
-            "-H",
-            &server.host,
-            "-f",
+        let handle = start(
+            &server,
             &file,
-            "-u",
-            &users,
-            "-r",
-            "100",
-            "-t",
-            "5m",
-            "--stop-timeout",
-            stop_timeout,
-        ])
+            &["-u", &users, "-r", "100", "--stop-timeout", stop_timeout],
+        )
         .await;
         server.wait_for(task, USERS).await;
         handle.stop();
@@ -195,20 +189,7 @@ async fn users_ramped_down_log_out_and_the_others_at_the_end() {
     let server = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(&dir, "{ constant = \"100ms\" }", "/work");
-    let handle = start(&[
-        "loadgen",
-        "-H",
-        &server.host,
-        "-f",
-        &file,
-        "-u",
-        "8",
-        "-r",
-        "100",
-        "-t",
-        "5m",
-    ])
-    .await;
+    let handle = start(&server, &file, &["-u", "8", "-r", "100"]).await;
     server.wait_for("/login", 8).await;
     handle.set_users(3, 100.0).unwrap();
     server.wait_for("/logout", 5).await;
@@ -227,19 +208,11 @@ async fn in_the_open_model_every_user_made_logs_out() {
     let server = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(&dir, "{ constant = \"0s\" }", "/work");
-    let handle = start(&[
-        "loadgen",
-        "-H",
-        &server.host,
-        "-f",
+    let handle = start(
+        &server,
         &file,
-        "--arrival-rate",
-        "50/s",
-        "--max-users",
-        "20",
-        "-t",
-        "5m",
-    ])
+        &["--arrival-rate", "50/s", "--max-users", "20"],
+    )
     .await;
     server.wait_for("/work", 50).await;
     handle.stop();
@@ -256,20 +229,7 @@ async fn a_user_ramped_down_just_before_the_end_finishes_its_slow_logout() {
     let server = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = scenario_logging_out(&dir, "{ constant = \"100ms\" }", "/work", "/slow-logout");
-    let handle = start(&[
-        "loadgen",
-        "-H",
-        &server.host,
-        "-f",
-        &file,
-        "-u",
-        "4",
-        "-r",
-        "100",
-        "-t",
-        "5m",
-    ])
-    .await;
+    let handle = start(&server, &file, &["-u", "4", "-r", "100"]).await;
     server.wait_for("/login", 4).await;
     handle.set_users(1, 100.0).unwrap();
     server.wait_for("/slow-logout", 3).await;
@@ -300,19 +260,11 @@ async fn open_model_users_stopped_in_their_on_start_log_out() {
     )
     .unwrap();
     let file = path.display().to_string();
-    let handle = start(&[
-        "loadgen",
-        "-H",
-        &server.host,
-        "-f",
+    let handle = start(
+        &server,
         &file,
-        "--arrival-rate",
-        "10/s",
-        "--max-users",
-        "5",
-        "-t",
-        "5m",
-    ])
+        &["--arrival-rate", "10/s", "--max-users", "5"],
+    )
     .await;
     // The users made before the first iteration are held in their on_start's login.
     server.wait_for("/hang", 1).await;
